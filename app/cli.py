@@ -1,0 +1,130 @@
+"""The ``shop`` command: Flask's CLI over :func:`create_app`, plus the shop's own commands."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+from pydantic import ValidationError
+
+from app.containers import databases
+from app.factory import container_of, create_app
+from app.migrations import downgrade_all, upgrade_all
+from contexts.product.application.handlers import CreateProduct
+from contexts.product.domain.exceptions import SkuAlreadyExists
+from contexts.user import http as user_http
+from contexts.user.application.handlers import RegisterUser
+from contexts.user.domain.exceptions import EmailAlreadyRegistered
+from contexts.user.domain.model import Role
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "demo-password"
+DEMO_PRODUCTS = (
+    ("MUG-001", "Enamel camping mug", "Holds 350 ml; survives the campfire.", "12.50", 40),
+    ("TEE-BLK-M", "Black T-shirt, M", "Organic cotton.", "19.90", 25),
+    ("BOOK-DDD", "Domain-Driven Design", "The blue book.", "54.00", 5),
+    ("STICKER-01", "Laptop sticker", None, "2.00", 500),
+)
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, load_dotenv=False)
+def main() -> None:
+    """modular-shop: an online-shop backend (users, products, orders)."""
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=lambda: int(os.environ.get("PORT", "8000")),
+    show_default="$PORT or 8000",
+)
+@with_appcontext
+def serve(host: str, port: int) -> None:
+    """Serve the API with the threaded development server (one process)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    click.echo(f"modular-shop listening on http://{host}:{port}")
+    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+
+
+@main.group("db")
+def db() -> None:
+    """Database migrations of every context."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Apply every context's migrations up to REVISION (default: head)."""
+    upgrade_all(databases(container_of(current_app)), revision)
+    click.echo("databases are up to date")
+
+
+@db.command("downgrade")
+@click.argument("revision", default="base")
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    """Revert every context's migrations down to REVISION (default: base, i.e. empty)."""
+    downgrade_all(databases(container_of(current_app)), revision)
+    click.echo(f"databases downgraded to {revision}")
+
+
+@main.group("users")
+def users() -> None:
+    """User administration."""
+
+
+@users.command("create-admin")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--name", default="Administrator", show_default=True)
+@with_appcontext
+def create_admin(email: str, password: str, name: str) -> None:
+    """Create an administrator account that can log in with EMAIL and the password."""
+    try:
+        # The same rules as registration over HTTP.
+        valid = user_http.RegistrationBody.model_validate({"email": email, "password": password, "name": name})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise click.ClickException(problems) from error
+    register = container_of(current_app).user.register_user()
+    try:
+        user = register(RegisterUser(email=valid.email, password=valid.password, name=valid.name, role=Role.ADMIN))
+    except EmailAlreadyRegistered as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"created admin {user.email} ({user.id})")
+
+
+@main.command("seed-demo")
+@with_appcontext
+def seed_demo() -> None:
+    """Add a few products and a demo customer; running it again adds nothing twice."""
+    container = container_of(current_app)
+    create = container.product.create_product()
+    for sku, name, description, price, stock in DEMO_PRODUCTS:
+        try:
+            create(
+                CreateProduct(
+                    sku=sku,
+                    name=name,
+                    description=description,
+                    price=Decimal(price),
+                    currency="USD",
+                    initial_stock=stock,
+                )
+            )
+            click.echo(f"product {sku} created")
+        except SkuAlreadyExists:
+            click.echo(f"product {sku} exists already")
+    try:
+        register = container.user.register_user()
+        register(RegisterUser(email=DEMO_EMAIL, password=DEMO_PASSWORD, name="Demo Customer"))
+        click.echo("demo customer created")
+    except EmailAlreadyRegistered:
+        click.echo("demo customer exists already")
+    click.echo(f"log in as the demo customer with email {DEMO_EMAIL} and password {DEMO_PASSWORD}")

@@ -1,0 +1,72 @@
+"""The application container: one container per context, assembled around shared infrastructure.
+
+This is the context map of the running process: which context's API another context gets.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dependency_injector import containers, providers
+
+from app.config import Settings
+from contexts.order.container import OrderContainer
+from contexts.product.container import ProductContainer
+from contexts.user.adapters.passwords import Argon2PasswordHasher
+from contexts.user.container import UserContainer
+from infrastructure.auth import TokenService
+from infrastructure.db import Database
+from infrastructure.events.bus import EventBus
+
+
+class ApplicationContainer(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+    event_bus = providers.Dependency(instance_of=EventBus)
+    tokens = providers.Dependency(instance_of=TokenService)
+    password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
+    user_database = providers.Dependency(instance_of=Database)
+    product_database = providers.Dependency(instance_of=Database)
+    order_database = providers.Dependency(instance_of=Database)
+
+    user = providers.Container(
+        UserContainer,
+        database=user_database,
+        publisher=event_bus,
+        tokens=tokens,
+        password_hasher=password_hasher,
+    )
+    product = providers.Container(ProductContainer, database=product_database, publisher=event_bus)
+    order = providers.Container(
+        OrderContainer, database=order_database, publisher=event_bus, product_api=product.api
+    )
+
+
+def databases(container: ApplicationContainer) -> dict[str, Database]:
+    """Every context's database, by context name."""
+    return {
+        "user": container.user_database(),
+        "product": container.product_database(),
+        "order": container.order_database(),
+    }
+
+
+def build_container(settings: Settings) -> ApplicationContainer:
+    """Build everything eagerly: dependency-injector's Singleton is not thread-safe, so
+    nothing may be created lazily by the first concurrent requests."""
+    container = ApplicationContainer(
+        settings=settings,
+        event_bus=EventBus(),
+        tokens=TokenService(settings.signing_secret(), ttl=timedelta(seconds=settings.token_ttl_seconds)),
+        password_hasher=Argon2PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost_kib,
+            parallelism=settings.argon2_parallelism,
+        ),
+        user_database=Database("user", settings.database_url_for("user")),
+        product_database=Database("product", settings.database_url_for("product")),
+        order_database=Database("order", settings.database_url_for("order")),
+    )
+    container.check_dependencies()
+    for singleton in container.traverse(types=[providers.Singleton]):
+        singleton()
+    return container

@@ -1,0 +1,53 @@
+"""``create_app``: settings → container → Flask app with every context's blueprint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from app import ops
+from app.config import Settings
+from app.containers import ApplicationContainer, build_container, databases
+from app.subscriptions import subscribe_all
+from contexts.order import http as order_http
+from contexts.product import http as product_http
+from contexts.user import http as user_http
+from infrastructure.http.auth import init_auth
+from infrastructure.http.problems import install_problem_handlers
+from infrastructure.http.request_id import install_request_ids
+from infrastructure.logging import configure_logging
+
+API_PREFIX = "/api/v1"
+CONTAINER = "shop.container"
+BLUEPRINT_MODULES = (user_http, product_http, order_http)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; ``test_config`` overrides settings that would come from the environment."""
+    settings = Settings(**dict(test_config or {}))
+    configure_logging(level=settings.log_level, json=settings.log_format == "json")
+    container = build_container(settings)
+
+    app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[CONTAINER] = container
+    app.extensions[ops.DATABASES] = databases(container)
+
+    install_request_ids(app)
+    install_problem_handlers(app)
+    init_auth(app, container.tokens())
+    for module in BLUEPRINT_MODULES:
+        app.register_blueprint(module.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(ops.bp)
+
+    subscribe_all(container)
+    container.wire(modules=list(BLUEPRINT_MODULES), warn_unresolved=True)
+    return app
+
+
+def container_of(app: Flask) -> ApplicationContainer:
+    container: ApplicationContainer = app.extensions[CONTAINER]
+    return container

@@ -1,0 +1,1 @@
+"""Order context: placing, reading and cancelling orders."""

@@ -1,0 +1,180 @@
+"""Orders and idempotency keys stored with SQLAlchemy."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from contexts.order.adapters.orm import IdempotencyKeyRow, OrderLineRow, OrderRow
+from contexts.order.application.handlers import IDEMPOTENCY_LEASE
+from contexts.order.application.ports import Claim, OrderKey
+from contexts.order.domain import exceptions, model
+from infrastructure.serialization import to_data
+
+IN_FLIGHT = "in_flight"
+COMPLETED = "completed"
+
+
+class SqlAlchemyOrderRepository:
+    def __init__(self, session: Session, seen: list[Any]) -> None:
+        self._session = session
+        self._seen = seen
+
+    def add(self, order: model.Order) -> None:
+        self._session.add(
+            OrderRow(
+                id=order.id,
+                user_id=order.user_id,
+                status=order.status.value,
+                currency=order.currency,
+                created_at=order.created_at,
+                lines=[
+                    OrderLineRow(
+                        position=position,
+                        product_id=line.product_id,
+                        sku=line.sku,
+                        name=line.name,
+                        unit_price=line.unit_price,
+                        currency=line.currency,
+                        quantity=line.quantity,
+                    )
+                    for position, line in enumerate(order.lines)
+                ],
+            )
+        )
+        self._seen.append(order)
+
+    def save(self, order: model.Order) -> None:
+        self._session.get_one(OrderRow, order.id).status = order.status.value
+        self._seen.append(order)
+
+    def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> model.Order | None:
+        statement = select(OrderRow).where(OrderRow.id == order_id)
+        if for_update:
+            statement = statement.with_for_update()
+        row = self._session.scalar(statement)
+        return _order(row) if row else None
+
+    def list_for_user(self, user_id: uuid.UUID, *, limit: int, before: OrderKey | None) -> list[model.Order]:
+        statement = (
+            select(OrderRow)
+            .where(OrderRow.user_id == user_id)
+            .order_by(OrderRow.created_at.desc(), OrderRow.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            statement = statement.where(
+                or_(
+                    OrderRow.created_at < before.created_at,
+                    and_(OrderRow.created_at == before.created_at, OrderRow.id < before.order_id),
+                )
+            )
+        return [_order(row) for row in self._session.scalars(statement)]
+
+
+class SqlAlchemyIdempotencyStore:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def claim(self, *, user_id: uuid.UUID, key: str, fingerprint: str, now: datetime) -> Claim:
+        row = self._session.scalar(
+            select(IdempotencyKeyRow)
+            .where(IdempotencyKeyRow.user_id == user_id, IdempotencyKeyRow.key == key)
+            .with_for_update()
+        )
+        if row is None:
+            self._session.add(
+                IdempotencyKeyRow(
+                    user_id=user_id,
+                    key=key,
+                    fingerprint=fingerprint,
+                    state=IN_FLIGHT,
+                    locked_until=now + IDEMPOTENCY_LEASE,
+                    created_at=now,
+                )
+            )
+            try:
+                self._session.flush()
+            except IntegrityError as error:
+                # A concurrent request inserted the same key first: it is in flight.
+                raise exceptions.IdempotencyKeyInFlight() from error
+            return Claim()
+        if row.fingerprint != fingerprint:
+            raise exceptions.IdempotencyKeyReused()
+        if row.state == COMPLETED and row.order_snapshot is not None:
+            return Claim(replay=_order_from_snapshot(json.loads(row.order_snapshot)))
+        if row.locked_until > now:
+            raise exceptions.IdempotencyKeyInFlight()
+        # The request that held the key died without finishing; this one takes over.
+        row.locked_until = now + IDEMPOTENCY_LEASE
+        return Claim()
+
+    def complete(self, *, user_id: uuid.UUID, key: str, order: model.Order) -> None:
+        row = self._session.get_one(IdempotencyKeyRow, (user_id, key))
+        row.state = COMPLETED
+        row.order_snapshot = json.dumps(_snapshot(order))
+
+    def forget(self, *, user_id: uuid.UUID, key: str) -> None:
+        self._session.execute(
+            delete(IdempotencyKeyRow).where(
+                IdempotencyKeyRow.user_id == user_id,
+                IdempotencyKeyRow.key == key,
+                IdempotencyKeyRow.state == IN_FLIGHT,
+            )
+        )
+
+
+def _order(row: OrderRow) -> model.Order:
+    return model.Order(
+        id=row.id,
+        user_id=row.user_id,
+        status=model.OrderStatus(row.status),
+        currency=row.currency,
+        created_at=row.created_at,
+        lines=tuple(
+            model.OrderLine(
+                product_id=line.product_id,
+                sku=line.sku,
+                name=line.name,
+                unit_price=line.unit_price,
+                currency=line.currency,
+                quantity=line.quantity,
+            )
+            for line in row.lines
+        ),
+    )
+
+
+def _snapshot(order: model.Order) -> dict[str, Any]:
+    """The order as it was answered, so a replay answers the same even after a cancel."""
+    snapshot: dict[str, Any] = to_data(order)
+    snapshot.pop("events")
+    return snapshot
+
+
+def _order_from_snapshot(data: dict[str, Any]) -> model.Order:
+    return model.Order(
+        id=uuid.UUID(data["id"]),
+        user_id=uuid.UUID(data["user_id"]),
+        status=model.OrderStatus(data["status"]),
+        currency=data["currency"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        lines=tuple(
+            model.OrderLine(
+                product_id=uuid.UUID(line["product_id"]),
+                sku=line["sku"],
+                name=line["name"],
+                unit_price=Decimal(line["unit_price"]),
+                currency=line["currency"],
+                quantity=line["quantity"],
+            )
+            for line in data["lines"]
+        ),
+    )

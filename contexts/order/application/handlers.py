@@ -1,0 +1,198 @@
+"""The order context's use cases, one verb each.
+
+Placing an order is a small saga across two contexts: reserve stock through the product
+context's published interface (the order id is the reservation id, so a retry reserves
+nothing twice), then save the order; if saving fails, the reservation is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import structlog
+
+from contexts.order.api import OrderDTO, OrderLineDTO, OrderNotFound
+from contexts.order.application.ports import OrderKey, UnitOfWorkFactory
+from contexts.order.domain import exceptions, model
+from contexts.product.api import ProductApi, ReservationLine
+
+logger = structlog.get_logger(__name__)
+
+IDEMPOTENCY_LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: uuid.UUID
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    user_id: uuid.UUID
+    items: tuple[model.Item, ...]
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """Identifies the request body, for telling a replay from a reuse of the key."""
+        items = [[str(item.product_id), item.quantity] for item in self.items]
+        return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CancelOrder:
+    order_id: uuid.UUID
+    viewer: Viewer
+
+
+@dataclass(frozen=True)
+class ListOrders:
+    user_id: uuid.UUID
+    limit: int
+    before: OrderKey | None = None
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    items: list[OrderDTO]
+    last: OrderKey | None
+    has_more: bool
+
+
+def to_dto(order: model.Order) -> OrderDTO:
+    return OrderDTO(
+        id=order.id,
+        user_id=order.user_id,
+        status=order.status.value,
+        items=tuple(
+            OrderLineDTO(
+                product_id=line.product_id,
+                sku=line.sku,
+                name=line.name,
+                unit_price=line.unit_price,
+                quantity=line.quantity,
+                line_total=line.line_total,
+            )
+            for line in order.lines
+        ),
+        total=order.total,
+        currency=order.currency,
+        created_at=order.created_at,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class PlaceOrderHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory, products: ProductApi) -> None:
+        self._uow = uow
+        self._products = products
+
+    def __call__(self, command: PlaceOrder) -> OrderDTO:
+        key = command.idempotency_key
+        if key is None:
+            return to_dto(self._place(command))
+        with self._uow() as uow:
+            claim = uow.idempotency.claim(
+                user_id=command.user_id, key=key, fingerprint=command.fingerprint(), now=_now()
+            )
+            uow.commit()
+        if claim.replay is not None:
+            return to_dto(claim.replay)
+        try:
+            return to_dto(self._place(command))
+        except Exception:
+            self._forget(command.user_id, key)
+            raise
+
+    def _place(self, command: PlaceOrder) -> model.Order:
+        items = model.merge_items(command.items)
+        products = self._products.get_products([item.product_id for item in items])
+        unknown = [item.product_id for item in items if item.product_id not in products]
+        if unknown:
+            raise exceptions.UnknownProducts(unknown)
+        lines = [
+            model.OrderLine(
+                product_id=item.product_id,
+                sku=products[item.product_id].sku,
+                name=products[item.product_id].name,
+                unit_price=products[item.product_id].price,
+                currency=products[item.product_id].currency,
+                quantity=item.quantity,
+            )
+            for item in items
+        ]
+        order = model.Order.place(order_id=uuid.uuid4(), user_id=command.user_id, lines=lines, now=_now())
+        self._products.reserve(order.id, [ReservationLine(item.product_id, item.quantity) for item in items])
+        try:
+            with self._uow() as uow:
+                uow.orders.add(order)
+                if command.idempotency_key is not None:
+                    uow.idempotency.complete(user_id=command.user_id, key=command.idempotency_key, order=order)
+                uow.commit()
+        except Exception:
+            self._products.release(order.id, reason="order_not_saved")
+            raise
+        return order
+
+    def _forget(self, user_id: uuid.UUID, key: str) -> None:
+        """Free the key after a failure; if even that fails, its lease runs out instead."""
+        try:
+            with self._uow() as uow:
+                uow.idempotency.forget(user_id=user_id, key=key)
+                uow.commit()
+        except Exception:
+            logger.exception("order.idempotency_key_not_freed", lease_seconds=IDEMPOTENCY_LEASE.seconds)
+
+
+class GetOrderHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, order_id: uuid.UUID, viewer: Viewer | None = None) -> OrderDTO:
+        """The order, if ``viewer`` (None: a trusted caller) may see it; others get not-found."""
+        with self._uow(write=False) as uow:
+            order = uow.orders.get(order_id)
+        if order is None or (viewer and not order.is_visible_to(viewer.user_id, is_admin=viewer.is_admin)):
+            raise OrderNotFound(order_id)
+        return to_dto(order)
+
+
+class ListOrdersHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, query: ListOrders) -> OrderPage:
+        with self._uow(write=False) as uow:
+            orders = uow.orders.list_for_user(query.user_id, limit=query.limit + 1, before=query.before)
+        page = orders[: query.limit]
+        last = OrderKey(page[-1].created_at, page[-1].id) if page else None
+        return OrderPage(items=[to_dto(order) for order in page], last=last, has_more=len(orders) > query.limit)
+
+
+class CancelOrderHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory, products: ProductApi) -> None:
+        self._uow = uow
+        self._products = products
+
+    def __call__(self, command: CancelOrder) -> OrderDTO:
+        viewer = command.viewer
+        with self._uow() as uow:
+            order = uow.orders.get(command.order_id, for_update=True)
+            if order is None or not order.is_visible_to(viewer.user_id, is_admin=viewer.is_admin):
+                raise OrderNotFound(command.order_id)
+            reason = "cancelled_by_customer" if order.user_id == viewer.user_id else "cancelled_by_admin"
+            if order.cancel(reason):
+                uow.orders.save(order)
+                uow.commit()
+        # Every cancel (a repeated one too) makes sure the stock is back: release is idempotent,
+        # so a release that failed after the order was cancelled is healed by cancelling again.
+        self._products.release(order.id, reason="order_cancelled")
+        return to_dto(order)
+

@@ -1,0 +1,24 @@
+"""Wires the order context. The product API it calls is a dependency: in process or remote."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from contexts.order.adapters.unit_of_work import SqlAlchemyOrderUnitOfWork
+from contexts.order.application import facade, handlers
+from infrastructure.db import Database
+
+
+class OrderContainer(containers.DeclarativeContainer):
+    database = providers.Dependency(instance_of=Database)
+    publisher = providers.Dependency()
+    product_api = providers.Dependency()
+
+    uow = providers.Factory(SqlAlchemyOrderUnitOfWork, database=database, publisher=publisher)
+
+    place_order = providers.Singleton(handlers.PlaceOrderHandler, uow=uow.provider, products=product_api)
+    get_order = providers.Singleton(handlers.GetOrderHandler, uow=uow.provider)
+    list_orders = providers.Singleton(handlers.ListOrdersHandler, uow=uow.provider)
+    cancel_order = providers.Singleton(handlers.CancelOrderHandler, uow=uow.provider, products=product_api)
+
+    api = providers.Singleton(facade.OrderFacade, get_order=get_order)

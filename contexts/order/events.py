@@ -1,0 +1,37 @@
+"""Facts the order context publishes. Standard library only; fields are a contract (API.md)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class OrderedLine:
+    product_id: uuid.UUID
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class OrderPlaced:
+    TYPE: ClassVar[str] = "order.OrderPlaced"
+    VERSION: ClassVar[int] = 1
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    lines: tuple[OrderedLine, ...]
+    total: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class OrderCancelled:
+    TYPE: ClassVar[str] = "order.OrderCancelled"
+    VERSION: ClassVar[int] = 1
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    reason: str

@@ -1,0 +1,153 @@
+"""HTTP endpoints of the order context: JSON in, use case, JSON out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from dependency_injector.wiring import Provide, inject
+from flask import Blueprint, Response, request, url_for
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from contexts.order.api import OrderDTO, OrderNotFound
+from contexts.order.application import handlers
+from contexts.order.application.ports import OrderKey
+from contexts.order.domain import exceptions, model
+from contexts.product.api import InsufficientStock
+from infrastructure.http.auth import current_principal, login_required
+from infrastructure.http.pagination import decode_cursor, encode_cursor
+from infrastructure.http.problems import Problem, map_errors
+from infrastructure.http.validation import parse_body, parse_query
+from infrastructure.serialization import to_data
+
+bp = Blueprint("order", __name__)
+map_errors(
+    bp,
+    {
+        OrderNotFound: 404,
+        InsufficientStock: 409,
+        exceptions.InvalidOrder: 400,
+        exceptions.IdempotencyKeyInFlight: 409,
+        exceptions.IdempotencyKeyReused: 422,
+    },
+)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class ItemBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    product_id: uuid.UUID
+    quantity: Annotated[int, Field(ge=1, le=model.MAX_QUANTITY)]
+
+
+class NewOrderBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    items: Annotated[list[ItemBody], Field(min_length=1, max_length=model.MAX_LINES)]
+
+
+class OrderListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, StringConstraints(min_length=1)] | None = None
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable() or not key.isascii():
+        raise Problem(
+            400,
+            f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters",
+            title="Invalid input",
+            errors=[{"field": IDEMPOTENCY_HEADER, "message": "1 to 255 printable ASCII characters"}],
+        )
+    return key
+
+
+def _order_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError as error:
+        raise OrderNotFound(raw) from error
+
+
+def _viewer() -> handlers.Viewer:
+    principal = current_principal()
+    return handlers.Viewer(user_id=principal.user_id, is_admin=principal.is_admin)
+
+
+def _order(order: OrderDTO) -> dict[str, Any]:
+    body: dict[str, Any] = to_data(order)
+    return body
+
+
+def _order_key(key: dict[str, Any]) -> OrderKey:
+    return OrderKey(created_at=datetime.fromisoformat(key["created_at"]), order_id=uuid.UUID(key["id"]))
+
+
+@bp.errorhandler(exceptions.UnknownProducts)
+def _unknown_products(error: exceptions.UnknownProducts) -> Response:
+    body = NewOrderBody.model_validate_json(request.get_data(cache=True))
+    errors = [
+        {"field": f"items[{index}].product_id", "message": "no such product"}
+        for index, item in enumerate(body.items)
+        if item.product_id in error.product_ids
+    ]
+    return Problem(400, str(error), title="Invalid input", errors=errors).to_response()
+
+
+@bp.post("/orders")
+@login_required
+@inject
+def place_order(
+    place: handlers.PlaceOrderHandler = Provide["order.place_order"],
+) -> tuple[dict[str, Any], int, dict[str, str]]:
+    key = _idempotency_key()
+    body = parse_body(NewOrderBody)
+    order = place(
+        handlers.PlaceOrder(
+            user_id=current_principal().user_id,
+            items=tuple(model.Item(item.product_id, item.quantity) for item in body.items),
+            idempotency_key=key,
+        )
+    )
+    return _order(order), 201, {"Location": url_for("order.get_order", order_id=order.id)}
+
+
+@bp.get("/orders/<order_id>")
+@login_required
+@inject
+def get_order(order_id: str, get: handlers.GetOrderHandler = Provide["order.get_order"]) -> dict[str, Any]:
+    return _order(get(_order_id(order_id), _viewer()))
+
+
+@bp.get("/orders")
+@login_required
+@inject
+def list_orders(
+    list_page: handlers.ListOrdersHandler = Provide["order.list_orders"],
+) -> dict[str, Any]:
+    query = parse_query(OrderListQuery)
+    before = decode_cursor(query.cursor, _order_key) if query.cursor else None
+    page = list_page(handlers.ListOrders(user_id=current_principal().user_id, limit=query.limit, before=before))
+    next_cursor = (
+        encode_cursor({"created_at": page.last.created_at.isoformat(), "id": str(page.last.order_id)})
+        if page.has_more and page.last
+        else None
+    )
+    return {"items": [_order(item) for item in page.items], "next_cursor": next_cursor}
+
+
+@bp.post("/orders/<order_id>/cancel")
+@login_required
+@inject
+def cancel_order(
+    order_id: str, cancel: handlers.CancelOrderHandler = Provide["order.cancel_order"]
+) -> dict[str, Any]:
+    return _order(cancel(handlers.CancelOrder(order_id=_order_id(order_id), viewer=_viewer())))

@@ -1,0 +1,1 @@
+"""Product context: the catalog (products, prices) and inventory (stock, reservations)."""

@@ -1,0 +1,73 @@
+"""The product context's tables: catalog, stock levels, their ledger, and reservations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from infrastructure.db_types import Money, UtcDateTime, context_metadata
+
+
+class ProductBase(DeclarativeBase):
+    metadata = context_metadata()
+
+
+class ProductRow(ProductBase):
+    __tablename__ = "product_products"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class StockRow(ProductBase):
+    """Units ``available`` to order now, and units ``reserved`` by live reservations."""
+
+    __tablename__ = "product_stock"
+    __table_args__ = (
+        CheckConstraint("available >= 0", name="available_not_negative"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )
+
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_products.id"), primary_key=True)
+    available: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StockAdjustmentRow(ProductBase):
+    __tablename__ = "product_stock_adjustments"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_products.id"), index=True)
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ReservationRow(ProductBase):
+    __tablename__ = "product_reservations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lines: Mapped[list[ReservationLineRow]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ReservationLineRow.product_id"
+    )
+
+
+class ReservationLineRow(ProductBase):
+    __tablename__ = "product_reservation_lines"
+
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("product_reservations.id"), primary_key=True
+    )
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_products.id"), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)

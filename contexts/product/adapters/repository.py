@@ -1,0 +1,185 @@
+"""Catalog, stock and reservations stored with SQLAlchemy.
+
+Stock moves are conditional ``UPDATE`` statements: the database checks and changes the
+level in one step, so no interleaving of concurrent requests can take more than is there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from contexts.product import events
+from contexts.product.adapters.orm import (
+    ProductRow,
+    ReservationLineRow,
+    ReservationRow,
+    StockAdjustmentRow,
+    StockRow,
+)
+from contexts.product.application.ports import ReservationExists
+from contexts.product.domain import exceptions, model
+
+
+class SqlAlchemyProductRepository:
+    def __init__(self, session: Session, seen: list[Any]) -> None:
+        self._session = session
+        self._seen = seen
+
+    def add(self, product: model.Product) -> None:
+        self._session.add(
+            ProductRow(
+                id=product.id,
+                sku=product.sku,
+                name=product.name,
+                description=product.description,
+                price=product.price,
+                currency=product.currency,
+                created_at=product.created_at,
+            )
+        )
+        try:
+            self._session.flush()
+        except IntegrityError as error:
+            raise exceptions.SkuAlreadyExists(product.sku) from error
+        self._seen.append(product)
+
+    def save(self, product: model.Product) -> None:
+        row = self._session.get_one(ProductRow, product.id)
+        row.name = product.name
+        row.description = product.description
+        row.price = product.price
+        self._seen.append(product)
+
+    def get(self, product_id: uuid.UUID) -> model.Product | None:
+        row = self._session.get(ProductRow, product_id)
+        return _product(row) if row else None
+
+    def get_many(self, product_ids: Collection[uuid.UUID]) -> list[model.Product]:
+        if not product_ids:
+            return []
+        rows = self._session.scalars(select(ProductRow).where(ProductRow.id.in_(list(product_ids))))
+        return [_product(row) for row in rows]
+
+    def list(self, *, limit: int, after_sku: str | None, query: str | None) -> list[model.Product]:
+        statement = select(ProductRow).order_by(ProductRow.sku).limit(limit)
+        if after_sku is not None:
+            statement = statement.where(ProductRow.sku > after_sku)
+        if query:
+            needle = query.lower()
+            statement = statement.where(
+                or_(
+                    func.lower(ProductRow.name).contains(needle, autoescape=True),
+                    func.lower(ProductRow.sku).contains(needle, autoescape=True),
+                )
+            )
+        return [_product(row) for row in self._session.scalars(statement)]
+
+
+class SqlAlchemyStockRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def create(self, product_id: uuid.UUID, quantity: int) -> None:
+        self._session.add(StockRow(product_id=product_id, available=quantity, reserved=0))
+
+    def available(self, product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
+        if not product_ids:
+            return {}
+        rows = self._session.execute(
+            select(StockRow.product_id, StockRow.available).where(StockRow.product_id.in_(list(product_ids)))
+        )
+        return {product_id: available for product_id, available in rows}
+
+    def take(self, product_id: uuid.UUID, quantity: int) -> bool:
+        return self._move(
+            update(StockRow)
+            .where(StockRow.product_id == product_id, StockRow.available >= quantity)
+            .values(available=StockRow.available - quantity, reserved=StockRow.reserved + quantity)
+        )
+
+    def give_back(self, product_id: uuid.UUID, quantity: int) -> None:
+        self._move(
+            update(StockRow)
+            .where(StockRow.product_id == product_id)
+            .values(available=StockRow.available + quantity, reserved=StockRow.reserved - quantity)
+        )
+
+    def adjust(self, product_id: uuid.UUID, delta: int, reason: str | None) -> bool:
+        changed = self._move(
+            update(StockRow)
+            .where(StockRow.product_id == product_id, StockRow.available + delta >= 0)
+            .values(available=StockRow.available + delta)
+        )
+        if changed:
+            self._session.add(
+                StockAdjustmentRow(
+                    product_id=product_id, delta=delta, reason=reason, created_at=datetime.now(timezone.utc)
+                )
+            )
+        return changed
+
+    def _move(self, statement: Any) -> bool:
+        result = self._session.execute(statement.execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+class SqlAlchemyReservationRepository:
+    def __init__(self, session: Session, seen: list[Any]) -> None:
+        self._session = session
+        self._seen = seen
+
+    def add(self, reservation: model.Reservation) -> None:
+        self._session.add(
+            ReservationRow(
+                id=reservation.id,
+                status=reservation.status.value,
+                created_at=reservation.created_at,
+                lines=[
+                    ReservationLineRow(product_id=line.product_id, quantity=line.quantity)
+                    for line in reservation.lines
+                ],
+            )
+        )
+        try:
+            self._session.flush()
+        except IntegrityError as error:
+            raise ReservationExists(str(reservation.id)) from error
+        self._seen.append(reservation)
+
+    def get(self, reservation_id: uuid.UUID, *, for_update: bool = False) -> model.Reservation | None:
+        statement = select(ReservationRow).where(ReservationRow.id == reservation_id)
+        if for_update:
+            statement = statement.with_for_update()
+        row = self._session.scalar(statement)
+        if row is None:
+            return None
+        return model.Reservation(
+            id=row.id,
+            lines=tuple(events.StockLine(line.product_id, line.quantity) for line in row.lines),
+            status=model.ReservationStatus(row.status),
+            created_at=row.created_at,
+        )
+
+    def save(self, reservation: model.Reservation) -> None:
+        row = self._session.get_one(ReservationRow, reservation.id)
+        row.status = reservation.status.value
+        self._seen.append(reservation)
+
+
+def _product(row: ProductRow) -> model.Product:
+    return model.Product(
+        id=row.id,
+        sku=row.sku,
+        name=row.name,
+        description=row.description,
+        price=row.price,
+        currency=row.currency,
+        created_at=row.created_at,
+    )

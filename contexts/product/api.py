@@ -1,0 +1,66 @@
+"""Published interface of the product context: what other contexts may call. Standard library only.
+
+Every call is safe to repeat: reservations are identified by a caller-chosen id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ProductDTO:
+    id: uuid.UUID
+    sku: str
+    name: str
+    description: str | None
+    price: Decimal
+    currency: str
+    stock: int
+
+
+@dataclass(frozen=True)
+class ReservationLine:
+    product_id: uuid.UUID
+    quantity: int
+
+
+class ProductNotFound(Exception):
+    def __init__(self, product_ids: Collection[uuid.UUID]) -> None:
+        self.product_ids = tuple(sorted(product_ids))
+        names = ", ".join(str(product_id) for product_id in self.product_ids)
+        super().__init__(f"no product with id {names}")
+
+
+class InsufficientStock(Exception):
+    def __init__(self, product_id: uuid.UUID, sku: str, requested: int) -> None:
+        super().__init__(f"not enough stock of product {sku} ({product_id}) for {requested} unit(s)")
+        self.product_id = product_id
+        self.sku = sku
+        self.requested = requested
+
+
+class ReservationConflict(Exception):
+    """The reservation id is already used for other lines, or was released."""
+
+
+class ProductApi(Protocol):
+    def get_products(self, product_ids: Collection[uuid.UUID]) -> Mapping[uuid.UUID, ProductDTO]:
+        """The products that exist among ``product_ids``; unknown ids are simply absent."""
+        ...
+
+    def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
+        """Hold stock for every line or for none.
+
+        Raises :class:`InsufficientStock`, :class:`ProductNotFound`, :class:`ReservationConflict`.
+        Repeating a successful call with the same id and lines changes nothing.
+        """
+        ...
+
+    def release(self, reservation_id: uuid.UUID, reason: str) -> None:
+        """Make the reservation's stock available again; repeating it, or an unknown id, changes nothing."""
+        ...

@@ -1,0 +1,234 @@
+"""The product context's use cases, one verb each."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from contexts.product import events
+from contexts.product.api import InsufficientStock, ProductDTO, ProductNotFound, ReservationConflict
+from contexts.product.application.ports import ProductUnitOfWork, ReservationExists, UnitOfWorkFactory
+from contexts.product.domain import exceptions, model
+
+
+@dataclass(frozen=True)
+class CreateProduct:
+    sku: str
+    name: str
+    description: str | None
+    price: Decimal
+    currency: str
+    initial_stock: int
+
+
+@dataclass(frozen=True)
+class ReviseProduct:
+    product_id: uuid.UUID
+    name: str | model.Keep = model.KEEP
+    description: str | None | model.Keep = model.KEEP
+    price: Decimal | model.Keep = model.KEEP
+
+
+@dataclass(frozen=True)
+class AdjustStock:
+    product_id: uuid.UUID
+    delta: int
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ListProducts:
+    limit: int
+    after_sku: str | None = None
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    items: list[ProductDTO]
+    last_sku: str | None
+    has_more: bool
+
+
+def _dto(product: model.Product, stock: int) -> ProductDTO:
+    return ProductDTO(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        description=product.description,
+        price=product.price,
+        currency=product.currency,
+        stock=stock,
+    )
+
+
+def _dtos(uow: ProductUnitOfWork, products: Sequence[model.Product]) -> list[ProductDTO]:
+    stock = uow.stock.available([product.id for product in products])
+    return [_dto(product, stock[product.id]) for product in products]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CreateProductHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, command: CreateProduct) -> ProductDTO:
+        product = model.Product.create(
+            sku=command.sku,
+            name=command.name,
+            description=command.description,
+            price=command.price,
+            currency=command.currency,
+            now=_now(),
+        )
+        with self._uow() as uow:
+            uow.products.add(product)
+            uow.stock.create(product.id, command.initial_stock)
+            uow.commit()
+        return _dto(product, command.initial_stock)
+
+
+class ReviseProductHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, command: ReviseProduct) -> ProductDTO:
+        with self._uow() as uow:
+            product = uow.products.get(command.product_id)
+            if product is None:
+                raise ProductNotFound([command.product_id])
+            product.revise(name=command.name, description=command.description, price=command.price)
+            uow.products.save(product)
+            (dto,) = _dtos(uow, [product])
+            uow.commit()
+        return dto
+
+
+class AdjustStockHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, command: AdjustStock) -> ProductDTO:
+        with self._uow() as uow:
+            product = uow.products.get(command.product_id)
+            if product is None:
+                raise ProductNotFound([command.product_id])
+            if not uow.stock.adjust(command.product_id, command.delta, command.reason):
+                raise exceptions.StockWouldGoNegative(command.product_id, command.delta)
+            (dto,) = _dtos(uow, [product])
+            uow.commit()
+        return dto
+
+
+class GetProductHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, product_id: uuid.UUID) -> ProductDTO:
+        with self._uow(write=False) as uow:
+            product = uow.products.get(product_id)
+            if product is None:
+                raise ProductNotFound([product_id])
+            (dto,) = _dtos(uow, [product])
+            return dto
+
+
+class GetProductsHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ProductDTO]:
+        with self._uow(write=False) as uow:
+            return {dto.id: dto for dto in _dtos(uow, uow.products.get_many(set(product_ids)))}
+
+
+class ListProductsHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, query: ListProducts) -> ProductPage:
+        with self._uow(write=False) as uow:
+            products = uow.products.list(limit=query.limit + 1, after_sku=query.after_sku, query=query.query)
+            page = products[: query.limit]
+            return ProductPage(
+                items=_dtos(uow, page),
+                last_sku=page[-1].sku if page else None,
+                has_more=len(products) > query.limit,
+            )
+
+
+class ReserveStockHandler:
+    """All lines or none, idempotent by reservation id."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, reservation_id: uuid.UUID, lines: Sequence[events.StockLine]) -> None:
+        wanted = model.merge_lines(lines)
+        try:
+            self._reserve(reservation_id, wanted)
+        except ReservationExists:
+            # A concurrent call with the same id won; judge this one against what it stored.
+            with self._uow(write=False) as uow:
+                self._check_repeat(uow.reservations.get(reservation_id), wanted)
+
+    def _reserve(self, reservation_id: uuid.UUID, wanted: tuple[events.StockLine, ...]) -> None:
+        with self._uow() as uow:
+            existing = uow.reservations.get(reservation_id)
+            if existing is not None:
+                self._check_repeat(existing, wanted)
+                return
+            products = {p.id: p for p in uow.products.get_many([line.product_id for line in wanted])}
+            missing = {line.product_id for line in wanted} - products.keys()
+            if missing:
+                raise ProductNotFound(missing)
+            # The reservation row goes first: a concurrent twin blocks on its key, not on stock.
+            uow.reservations.add(model.Reservation.place(reservation_id, wanted, _now()))
+            for line in wanted:
+                if not uow.stock.take(line.product_id, line.quantity):
+                    raise InsufficientStock(line.product_id, products[line.product_id].sku, line.quantity)
+            uow.commit()
+
+    @staticmethod
+    def _check_repeat(existing: model.Reservation | None, wanted: tuple[events.StockLine, ...]) -> None:
+        if existing is None or existing.lines != wanted:
+            raise ReservationConflict("this reservation id is already used for other lines")
+        if not existing.holds_stock:
+            raise ReservationConflict("this reservation was already released")
+
+
+class ReleaseStockHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, reservation_id: uuid.UUID, reason: str) -> None:
+        with self._uow() as uow:
+            reservation = uow.reservations.get(reservation_id, for_update=True)
+            if reservation is None or not reservation.release(reason):
+                return
+            for line in reservation.lines:
+                uow.stock.give_back(line.product_id, line.quantity)
+            uow.reservations.save(reservation)
+            uow.commit()
+
+
+class ConfirmReservationHandler:
+    """The order was placed: the reservation is a sale now, not a hold that may lapse."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, reservation_id: uuid.UUID) -> None:
+        with self._uow() as uow:
+            reservation = uow.reservations.get(reservation_id, for_update=True)
+            if reservation is None:
+                return
+            reservation.confirm()
+            uow.reservations.save(reservation)
+            uow.commit()

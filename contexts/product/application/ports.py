@@ -1,0 +1,75 @@
+"""What the product context's use cases need from the outside world.
+
+Stock changes are single atomic operations of the store ("take 3 if at least 3 are there"),
+never a read followed by a write in Python, so concurrent orders cannot oversell.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from typing import Protocol, Self
+
+from contexts.product.domain import model
+
+
+class ProductRepository(Protocol):
+    def add(self, product: model.Product) -> None:
+        """Raises ``SkuAlreadyExists``."""
+
+    def save(self, product: model.Product) -> None: ...
+
+    def get(self, product_id: uuid.UUID) -> model.Product | None: ...
+
+    def get_many(self, product_ids: Collection[uuid.UUID]) -> list[model.Product]: ...
+
+    def list(self, *, limit: int, after_sku: str | None, query: str | None) -> list[model.Product]:
+        """Products in sku order, after ``after_sku``, whose name or sku contains ``query``."""
+        ...
+
+
+class StockRepository(Protocol):
+    def create(self, product_id: uuid.UUID, quantity: int) -> None: ...
+
+    def available(self, product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]: ...
+
+    def take(self, product_id: uuid.UUID, quantity: int) -> bool:
+        """Move ``quantity`` from available to reserved if that many are available."""
+        ...
+
+    def give_back(self, product_id: uuid.UUID, quantity: int) -> None:
+        """Move ``quantity`` from reserved back to available."""
+
+    def adjust(self, product_id: uuid.UUID, delta: int, reason: str | None) -> bool:
+        """Add ``delta`` to available and record why; False (nothing changed) if it would go negative."""
+        ...
+
+
+class ReservationExists(Exception):
+    """Another transaction stored a reservation with this id first."""
+
+
+class ReservationRepository(Protocol):
+    def add(self, reservation: model.Reservation) -> None:
+        """Raises :class:`ReservationExists`."""
+
+    def get(self, reservation_id: uuid.UUID, *, for_update: bool = False) -> model.Reservation | None: ...
+
+    def save(self, reservation: model.Reservation) -> None: ...
+
+
+class ProductUnitOfWork(Protocol):
+    products: ProductRepository
+    stock: StockRepository
+    reservations: ReservationRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> ProductUnitOfWork: ...
+

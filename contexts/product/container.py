@@ -1,0 +1,34 @@
+"""Wires the product context. What it needs from outside is declared as dependencies."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from contexts.product.adapters.unit_of_work import SqlAlchemyProductUnitOfWork
+from contexts.product.application import facade, handlers, subscribers
+from infrastructure.db import Database
+
+
+class ProductContainer(containers.DeclarativeContainer):
+    database = providers.Dependency(instance_of=Database)
+    publisher = providers.Dependency()
+
+    uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, publisher=publisher)
+
+    create_product = providers.Singleton(handlers.CreateProductHandler, uow=uow.provider)
+    revise_product = providers.Singleton(handlers.ReviseProductHandler, uow=uow.provider)
+    adjust_stock = providers.Singleton(handlers.AdjustStockHandler, uow=uow.provider)
+    get_product = providers.Singleton(handlers.GetProductHandler, uow=uow.provider)
+    get_products = providers.Singleton(handlers.GetProductsHandler, uow=uow.provider)
+    list_products = providers.Singleton(handlers.ListProductsHandler, uow=uow.provider)
+    reserve_stock = providers.Singleton(handlers.ReserveStockHandler, uow=uow.provider)
+    release_stock = providers.Singleton(handlers.ReleaseStockHandler, uow=uow.provider)
+    confirm_reservation = providers.Singleton(handlers.ConfirmReservationHandler, uow=uow.provider)
+
+    api = providers.Singleton(
+        facade.ProductFacade, get_products=get_products, reserve=reserve_stock, release=release_stock
+    )
+
+    when_order_placed_confirm_reservation = providers.Callable(
+        subscribers.when_order_placed_confirm_reservation, confirm=confirm_reservation
+    )

@@ -1,0 +1,19 @@
+"""Why a catalog or inventory operation was refused."""
+
+from __future__ import annotations
+
+import uuid
+
+
+class SkuAlreadyExists(Exception):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"a product with sku {sku!r} already exists")
+
+
+class StockWouldGoNegative(Exception):
+    def __init__(self, product_id: uuid.UUID, delta: int) -> None:
+        super().__init__(f"adjusting the stock of product {product_id} by {delta} would make it negative")
+
+
+class InvalidPrice(ValueError):
+    """Prices are non-negative amounts with at most two decimal places."""

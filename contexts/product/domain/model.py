@@ -1,0 +1,127 @@
+"""Products and stock reservations, as plain Python."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from contexts.product import events
+from contexts.product.domain import exceptions
+
+CENT = Decimal("0.01")
+
+
+class Keep(Enum):
+    """Marks a field a revision leaves as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def money(amount: Decimal) -> Decimal:
+    """A price as the catalog keeps it: exact cents, never negative."""
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT):
+        raise exceptions.InvalidPrice(f"{amount} is not a non-negative amount in cents")
+    return amount.quantize(CENT)
+
+
+@dataclass
+class Product:
+    id: uuid.UUID
+    sku: str
+    name: str
+    description: str | None
+    price: Decimal
+    currency: str
+    created_at: datetime
+    events: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    @classmethod
+    def create(
+        cls, *, sku: str, name: str, description: str | None, price: Decimal, currency: str, now: datetime
+    ) -> Product:
+        product = cls(
+            id=uuid.uuid4(),
+            sku=sku,
+            name=name,
+            description=description,
+            price=money(price),
+            currency=currency,
+            created_at=now,
+        )
+        product.events.append(
+            events.ProductCreated(
+                product_id=product.id, sku=sku, name=name, price=product.price, currency=currency
+            )
+        )
+        return product
+
+    def revise(
+        self,
+        *,
+        name: str | Keep = KEEP,
+        description: str | None | Keep = KEEP,
+        price: Decimal | Keep = KEEP,
+    ) -> None:
+        """Change what is given; a description may be set to None, so absence is ``KEEP``."""
+        if not isinstance(price, Keep):
+            self.price = money(price)
+        if not isinstance(name, Keep):
+            self.name = name
+        if not isinstance(description, Keep):
+            self.description = description
+
+
+class ReservationStatus(str, Enum):
+    RESERVED = "reserved"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+
+
+def merge_lines(lines: Iterable[events.StockLine]) -> tuple[events.StockLine, ...]:
+    """One line per product, in product-id order (the order rows are locked in, so no deadlock)."""
+    totals: Counter[uuid.UUID] = Counter()
+    for line in lines:
+        if line.quantity <= 0:
+            raise ValueError(f"quantity of product {line.product_id} must be positive")
+        totals[line.product_id] += line.quantity
+    return tuple(events.StockLine(product_id, totals[product_id]) for product_id in sorted(totals))
+
+
+@dataclass
+class Reservation:
+    id: uuid.UUID
+    lines: tuple[events.StockLine, ...]
+    status: ReservationStatus
+    created_at: datetime
+    events: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    @classmethod
+    def place(cls, reservation_id: uuid.UUID, lines: tuple[events.StockLine, ...], now: datetime) -> Reservation:
+        reservation = cls(id=reservation_id, lines=lines, status=ReservationStatus.RESERVED, created_at=now)
+        reservation.events.append(events.StockReserved(reservation_id=reservation_id, lines=lines))
+        return reservation
+
+    @property
+    def holds_stock(self) -> bool:
+        return self.status is not ReservationStatus.RELEASED
+
+    def confirm(self) -> None:
+        if self.status is ReservationStatus.RESERVED:
+            self.status = ReservationStatus.CONFIRMED
+
+    def release(self, reason: str) -> bool:
+        """Stop holding stock; False if it already did not."""
+        if not self.holds_stock:
+            return False
+        self.status = ReservationStatus.RELEASED
+        self.events.append(events.StockReleased(reservation_id=self.id, lines=self.lines, reason=reason))
+        return True

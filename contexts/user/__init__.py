@@ -1,0 +1,1 @@
+"""User context: registration, login (bearer tokens), roles, profile."""

@@ -1,0 +1,27 @@
+"""The user context's tables. Its own ``MetaData``: nothing here can reference another context."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import String, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from infrastructure.db_types import UtcDateTime, context_metadata
+
+
+class UserBase(DeclarativeBase):
+    metadata = context_metadata()
+
+
+class UserRow(UserBase):
+    __tablename__ = "user_users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,0 +1,99 @@
+"""The user context's use cases, one verb each."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from contexts.user.api import UserDTO, UserNotFound
+from contexts.user.application.ports import PasswordHasher, UnitOfWorkFactory
+from contexts.user.domain import exceptions, model
+from infrastructure.auth import IssuedToken, Principal, TokenService
+
+
+@dataclass(frozen=True)
+class RegisterUser:
+    email: str
+    password: str
+    name: str
+    role: model.Role = model.Role.CUSTOMER
+
+
+@dataclass(frozen=True)
+class IssueToken:
+    email: str
+    password: str
+
+
+def to_dto(user: model.User) -> UserDTO:
+    return UserDTO(
+        id=user.id, email=user.email, name=user.name, role=user.role.value, created_at=user.created_at
+    )
+
+
+class RegisterUserHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory, hasher: PasswordHasher) -> None:
+        self._uow = uow
+        self._hasher = hasher
+
+    def __call__(self, command: RegisterUser) -> UserDTO:
+        # Hash outside the transaction: it is the slow part and needs no lock.
+        password_hash = self._hasher.hash(command.password)
+        with self._uow() as uow:
+            if uow.users.get_by_email(command.email) is not None:
+                raise exceptions.EmailAlreadyRegistered(command.email)
+            user = model.User.register(
+                email=command.email,
+                name=command.name,
+                password_hash=password_hash,
+                role=command.role,
+                now=datetime.now(timezone.utc),
+            )
+            uow.users.add(user)
+            uow.commit()
+        return to_dto(user)
+
+
+class IssueTokenHandler:
+    """Log in: check the password, upgrade its hash if the parameters changed, issue a token."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory, hasher: PasswordHasher, tokens: TokenService) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._tokens = tokens
+        # Verified against when the email is unknown, so both failures cost the same time.
+        self._decoy_hash = hasher.hash(uuid.uuid4().hex)
+
+    def __call__(self, command: IssueToken) -> IssuedToken:
+        with self._uow(write=False) as uow:
+            user = uow.users.get_by_email(command.email)
+        if user is None:
+            self._hasher.verify(self._decoy_hash, command.password)
+            raise exceptions.InvalidCredentials()
+        if not self._hasher.verify(user.password_hash, command.password):
+            raise exceptions.InvalidCredentials()
+        if self._hasher.needs_rehash(user.password_hash):
+            self._upgrade_hash(user.id, command.password)
+        return self._tokens.issue(Principal(user_id=user.id, role=user.role.value))
+
+    def _upgrade_hash(self, user_id: uuid.UUID, password: str) -> None:
+        password_hash = self._hasher.hash(password)
+        with self._uow() as uow:
+            user = uow.users.get(user_id)
+            if user is not None:
+                user.change_password_hash(password_hash)
+                uow.users.save(user)
+                uow.commit()
+
+
+class GetUserHandler:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, user_id: uuid.UUID) -> UserDTO:
+        with self._uow(write=False) as uow:
+            user = uow.users.get(user_id)
+            if user is None:
+                raise UserNotFound(user_id)
+            return to_dto(user)

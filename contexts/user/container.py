@@ -1,0 +1,30 @@
+"""Wires the user context. What it needs from outside is declared as dependencies."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from contexts.user.adapters.passwords import Argon2PasswordHasher
+from contexts.user.adapters.unit_of_work import SqlAlchemyUserUnitOfWork
+from contexts.user.application import facade, handlers
+from infrastructure.auth import TokenService
+from infrastructure.db import Database
+
+
+class UserContainer(containers.DeclarativeContainer):
+    database = providers.Dependency(instance_of=Database)
+    publisher = providers.Dependency()
+    tokens = providers.Dependency(instance_of=TokenService)
+    password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
+
+    uow = providers.Factory(SqlAlchemyUserUnitOfWork, database=database, publisher=publisher)
+
+    register_user = providers.Singleton(
+        handlers.RegisterUserHandler, uow=uow.provider, hasher=password_hasher
+    )
+    issue_token = providers.Singleton(
+        handlers.IssueTokenHandler, uow=uow.provider, hasher=password_hasher, tokens=tokens
+    )
+    get_user = providers.Singleton(handlers.GetUserHandler, uow=uow.provider)
+
+    api = providers.Singleton(facade.UserFacade, get_user=get_user)

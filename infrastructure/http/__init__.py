@@ -1,0 +1,1 @@
+"""Flask plumbing shared by every context's blueprint: problems, validation, auth, request ids."""

@@ -1,0 +1,94 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Views raise :class:`Problem` (or a context's typed error mapped by :func:`map_errors`); the
+handlers installed here turn Werkzeug's HTTP errors, lost databases and genuine bugs into the
+same shape. A bug's body never carries a stack trace or SQL; the log line does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from flask import Blueprint, Flask, Response, json, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+logger = structlog.get_logger(__name__)
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        title: str | None = None,
+        type_: str = "about:blank",
+        errors: Sequence[Mapping[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title or HTTPStatus(status).phrase)
+        self.status = status
+        self.title = title or HTTPStatus(status).phrase
+        self.detail = detail
+        self.type = type_
+        self.errors = list(errors) if errors else None
+        self.headers = dict(headers or {})
+
+    def to_response(self) -> Response:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail or self.title,
+            "instance": request.path,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_JSON)
+        response.headers.update(self.headers)
+        return response
+
+
+def map_errors(blueprint: Blueprint, statuses: Mapping[type[Exception], int]) -> None:
+    """Answer a context's typed errors with problem details; the error's message is the detail."""
+
+    def to_problem(error: Exception) -> Response:
+        status = next(statuses[cls] for cls in type(error).__mro__ if cls in statuses)
+        return Problem(status, str(error)).to_response()
+
+    for error_type in statuses:
+        blueprint.register_error_handler(error_type, to_problem)
+
+
+def _from_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    detail = error.description if status != 413 else "the request body is larger than allowed"
+    headers = {}
+    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+    return Problem(status, detail, headers=headers).to_response()
+
+
+def _from_lost_database(error: DBAPIError) -> Response:
+    logger.error("database.unavailable", error=str(error.orig) if error.orig else str(error))
+    return Problem(
+        503, "a database is unavailable; try again shortly", headers={"Retry-After": "5"}
+    ).to_response()
+
+
+def _from_bug(error: Exception) -> Response:
+    logger.exception("request.failed", error_type=type(error).__name__)
+    return Problem(500, "an unexpected error occurred; it has been logged").to_response()
+
+
+def install_problem_handlers(app: Flask) -> None:
+    app.register_error_handler(Problem, lambda problem: problem.to_response())
+    app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(OperationalError, _from_lost_database)
+    app.register_error_handler(Exception, _from_bug)

@@ -1,0 +1,48 @@
+"""Request bodies and query strings, validated by pydantic models into per-field errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from infrastructure.http.problems import Problem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """``("items", 0, "quantity")`` → ``"items[0].quantity"``."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def _problem(error: ValidationError, where: str) -> Problem:
+    details = error.errors(include_url=False, include_input=False, include_context=False)
+    if any(item["type"] == "json_invalid" for item in details):
+        return Problem(400, "the request body is not valid JSON", title="Malformed JSON")
+    errors = [{"field": field_path(tuple(item["loc"])), "message": item["msg"]} for item in details]
+    return Problem(400, f"the {where} has {len(errors)} invalid field(s)", title="Invalid input", errors=errors)
+
+
+def parse_body(model: type[M]) -> M:
+    """Validate the JSON body. The Content-Type is not insisted on: the body's text decides."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise Problem(400, "a JSON object is required as the request body", title="Invalid input")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise _problem(error, "request body") from error
+
+
+def parse_query(model: type[M], args: Mapping[str, Any] | None = None) -> M:
+    source = request.args if args is None else args
+    try:
+        return model.model_validate(dict(source.items()))
+    except ValidationError as error:
+        raise _problem(error, "query string") from error

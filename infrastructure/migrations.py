@@ -1,0 +1,48 @@
+"""Alembic, driven from code: one migration history per context, each with its own version table.
+
+Contexts' ``migrations/env.py`` call :func:`run_env`, so the environment logic exists once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData
+
+from infrastructure.db import Database
+
+
+def _config(database: Database, script_location: Path, version_table: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["database"] = database
+    config.attributes["version_table"] = version_table
+    return config
+
+
+def upgrade(database: Database, script_location: Path, version_table: str, revision: str = "head") -> None:
+    command.upgrade(_config(database, script_location, version_table), revision)
+
+
+def downgrade(database: Database, script_location: Path, version_table: str, revision: str) -> None:
+    command.downgrade(_config(database, script_location, version_table), revision)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """Body of every context's ``env.py``: run the history online on the context's database."""
+    attributes = context.config.attributes
+    database: Database = attributes["database"]
+    # A writer connection: on SQLite two concurrent upgrades queue instead of both applying.
+    with database.connect(write=True) as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=attributes["version_table"],
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
