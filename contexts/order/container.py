@@ -6,13 +6,15 @@ from dependency_injector import containers, providers
 
 from contexts.order.adapters.unit_of_work import SqlAlchemyOrderUnitOfWork
 from contexts.order.application import facade, handlers
+from contexts.product.api import ProductApi
 from infrastructure.db import Database
+from infrastructure.events.bus import EventPublisher
 
 
 class OrderContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
-    publisher = providers.Dependency()
-    product_api = providers.Dependency()
+    publisher: providers.Dependency[EventPublisher] = providers.Dependency()
+    product_api: providers.Dependency[ProductApi] = providers.Dependency()
 
     uow = providers.Factory(SqlAlchemyOrderUnitOfWork, database=database, publisher=publisher)
 

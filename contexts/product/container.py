@@ -7,11 +7,12 @@ from dependency_injector import containers, providers
 from contexts.product.adapters.unit_of_work import SqlAlchemyProductUnitOfWork
 from contexts.product.application import facade, handlers, subscribers
 from infrastructure.db import Database
+from infrastructure.events.bus import EventPublisher
 
 
 class ProductContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
-    publisher = providers.Dependency()
+    publisher: providers.Dependency[EventPublisher] = providers.Dependency()
 
     uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, publisher=publisher)
 

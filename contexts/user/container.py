@@ -9,11 +9,12 @@ from contexts.user.adapters.unit_of_work import SqlAlchemyUserUnitOfWork
 from contexts.user.application import facade, handlers
 from infrastructure.auth import TokenService
 from infrastructure.db import Database
+from infrastructure.events.bus import EventPublisher
 
 
 class UserContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
-    publisher = providers.Dependency()
+    publisher: providers.Dependency[EventPublisher] = providers.Dependency()
     tokens = providers.Dependency(instance_of=TokenService)
     password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
 

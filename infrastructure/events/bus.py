@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import structlog
 from blinker import Namespace
@@ -50,7 +50,7 @@ class EventBus:
 
     def subscribers(self, event_type: type[Any]) -> list[str]:
         signal = self._signals.signal(_type_of(event_type))
-        return [receiver.name for receiver in signal.receivers_for(self)]
+        return [_subscription(receiver).name for receiver in signal.receivers_for(self)]
 
     def publish(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -59,13 +59,18 @@ class EventBus:
     def _deliver(self, envelope: Envelope) -> None:
         log = logger.bind(event_id=str(envelope.id), event_type=envelope.type)
         log.info("event.published", data=envelope.to_dict()["data"])
-        for subscription in self._signals.signal(envelope.type).receivers_for(self):
+        for receiver in self._signals.signal(envelope.type).receivers_for(self):
+            subscription = _subscription(receiver)
             try:
                 subscription(envelope)
-            except Exception:  # noqa: BLE001 - isolate one subscriber from the others
+            except Exception:
                 log.exception("event.delivery_failed", subscriber=subscription.name)
             else:
                 log.debug("event.delivered", subscriber=subscription.name)
+
+
+def _subscription(receiver: Callable[..., Any]) -> Subscription:
+    return cast(Subscription, receiver)
 
 
 def _type_of(event_type: type[Any]) -> str:

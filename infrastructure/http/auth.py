@@ -38,10 +38,11 @@ def current_principal() -> Principal:
         raise _unauthenticated("a bearer token is required")
     tokens: TokenService = current_app.extensions[EXTENSION]
     try:
-        g.principal = tokens.verify(token.strip())
+        verified = tokens.verify(token.strip())
     except InvalidToken as error:
         raise _unauthenticated("the bearer token is invalid or expired") from error
-    return g.principal
+    g.principal = verified
+    return verified
 
 
 def login_required(view: Callable[P, R]) -> Callable[P, R]:

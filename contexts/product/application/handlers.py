@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -28,7 +28,7 @@ class CreateProduct:
 class ReviseProduct:
     product_id: uuid.UUID
     name: str | model.Keep = model.KEEP
-    description: str | None | model.Keep = model.KEEP
+    description: str | model.Keep | None = model.KEEP
     price: Decimal | model.Keep = model.KEEP
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from contexts.product import events
 from contexts.product.domain import exceptions
+from contexts.product.events import StockLine
 
 CENT = Decimal("0.01")
 
@@ -68,7 +69,7 @@ class Product:
         self,
         *,
         name: str | Keep = KEEP,
-        description: str | None | Keep = KEEP,
+        description: str | Keep | None = KEEP,
         price: Decimal | Keep = KEEP,
     ) -> None:
         """Change what is given; a description may be set to None, so absence is ``KEEP``."""
@@ -86,26 +87,26 @@ class ReservationStatus(str, Enum):
     RELEASED = "released"
 
 
-def merge_lines(lines: Iterable[events.StockLine]) -> tuple[events.StockLine, ...]:
+def merge_lines(lines: Iterable[StockLine]) -> tuple[StockLine, ...]:
     """One line per product, in product-id order (the order rows are locked in, so no deadlock)."""
     totals: Counter[uuid.UUID] = Counter()
     for line in lines:
         if line.quantity <= 0:
             raise ValueError(f"quantity of product {line.product_id} must be positive")
         totals[line.product_id] += line.quantity
-    return tuple(events.StockLine(product_id, totals[product_id]) for product_id in sorted(totals))
+    return tuple(StockLine(product_id, totals[product_id]) for product_id in sorted(totals))
 
 
 @dataclass
 class Reservation:
     id: uuid.UUID
-    lines: tuple[events.StockLine, ...]
+    lines: tuple[StockLine, ...]
     status: ReservationStatus
     created_at: datetime
     events: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def place(cls, reservation_id: uuid.UUID, lines: tuple[events.StockLine, ...], now: datetime) -> Reservation:
+    def place(cls, reservation_id: uuid.UUID, lines: tuple[StockLine, ...], now: datetime) -> Reservation:
         reservation = cls(id=reservation_id, lines=lines, status=ReservationStatus.RESERVED, created_at=now)
         reservation.events.append(events.StockReserved(reservation_id=reservation_id, lines=lines))
         return reservation

@@ -1,0 +1,66 @@
+"""Each context's migration history builds exactly the tables its models describe, and reverts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import MetaData, inspect
+
+from app.config import CONTEXTS
+from app.migrations import downgrade_all, upgrade_all, version_table
+from contexts.order.adapters.orm import OrderBase
+from contexts.product.adapters.orm import ProductBase
+from contexts.user.adapters.orm import UserBase
+from infrastructure.db import Database
+
+METADATA: dict[str, MetaData] = {
+    "user": UserBase.metadata,
+    "product": ProductBase.metadata,
+    "order": OrderBase.metadata,
+}
+
+
+@pytest.fixture
+def databases(tmp_path: Path) -> dict[str, Database]:
+    return {context: Database(context, f"sqlite:///{tmp_path / context}.db") for context in CONTEXTS}
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_migrations_match_the_models(databases: dict[str, Database], context: str) -> None:
+    upgrade_all(databases)
+    with databases[context].engine.connect() as connection:
+        migration_context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": version_table(context)}
+        )
+        assert compare_metadata(migration_context, METADATA[context]) == []
+
+
+def test_each_context_owns_only_its_own_prefixed_tables(databases: dict[str, Database]) -> None:
+    upgrade_all(databases)
+    for context, database in databases.items():
+        tables = set(inspect(database.engine).get_table_names())
+        assert tables == set(METADATA[context].tables) | {version_table(context)}
+        assert all(table.startswith(f"{context}_") for table in tables)
+
+
+def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(
+    databases: dict[str, Database],
+) -> None:
+    upgrade_all(databases)
+    downgrade_all(databases)
+    for context, database in databases.items():
+        assert set(inspect(database.engine).get_table_names()) == {version_table(context)}
+    upgrade_all(databases)
+    for context, database in databases.items():
+        assert set(METADATA[context].tables) <= set(inspect(database.engine).get_table_names())
+
+
+def test_all_contexts_can_share_one_database(tmp_path: Path) -> None:
+    shared = Database("shared", f"sqlite:///{tmp_path / 'shop.db'}")
+    upgrade_all({context: shared for context in CONTEXTS})
+    tables = set(inspect(shared.engine).get_table_names())
+    for context in CONTEXTS:
+        assert set(METADATA[context].tables) | {version_table(context)} <= tables
