@@ -9,6 +9,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from pydantic import ValidationError
+from werkzeug.serving import run_simple
 
 from app.containers import databases
 from app.factory import container_of, create_app
@@ -48,7 +49,8 @@ def serve(host: str, port: int) -> None:
     """Serve the API with the threaded development server (one process)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     click.echo(f"modular-shop listening on http://{host}:{port}")
-    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    # Flask's app.run refuses to start under its own CLI; Werkzeug's server is what it would run.
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
 @main.group("db")

@@ -41,6 +41,8 @@ def run_env(target_metadata: MetaData) -> None:
             target_metadata=target_metadata,
             version_table=attributes["version_table"],
             render_as_batch=connection.dialect.name == "sqlite",
+            # SQLite's DDL is transactional once we issue BEGIN ourselves (see infrastructure.db).
+            transactional_ddl=True,
             compare_type=True,
         )
         with context.begin_transaction():
