@@ -88,7 +88,10 @@ def _order(order: OrderDTO) -> dict[str, Any]:
 
 
 def _order_key(key: dict[str, Any]) -> OrderKey:
-    return OrderKey(created_at=datetime.fromisoformat(key["created_at"]), order_id=uuid.UUID(key["id"]))
+    created_at = datetime.fromisoformat(str(key["created_at"]))
+    if created_at.tzinfo is None:
+        raise ValueError("cursor time has no zone")
+    return OrderKey(created_at=created_at, order_id=uuid.UUID(str(key["id"])))
 
 
 @bp.errorhandler(exceptions.UnknownProducts)

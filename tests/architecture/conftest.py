@@ -1,0 +1,31 @@
+"""Fixtures for the architecture tests: a private copy of the source tree that lint-imports may analyse and break."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+COPIED_PACKAGES = ("app", "contexts", "infrastructure")
+CONFIG = "importlinter.ini"
+
+
+@pytest.fixture(scope="session")
+def pristine_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The root packages and the import-linter config, copied once per session and never modified."""
+    root = tmp_path_factory.mktemp("pristine")
+    ignore = shutil.ignore_patterns("__pycache__", ".import_linter_cache")
+    for package in COPIED_PACKAGES:
+        shutil.copytree(REPOSITORY / package, root / package, ignore=ignore)
+    shutil.copy2(REPOSITORY / CONFIG, root / CONFIG)
+    return root
+
+
+@pytest.fixture
+def project_copy(pristine_copy: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the pristine tree that the test may plant violations in."""
+    root = tmp_path / "project"
+    shutil.copytree(pristine_copy, root)
+    return root
