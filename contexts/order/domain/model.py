@@ -34,6 +34,8 @@ def merge_items(items: Iterable[Item]) -> list[Item]:
     """A product listed twice becomes one line, in the order products first appear."""
     totals: dict[uuid.UUID, int] = {}
     for item in items:
+        if item.quantity < 1:
+            raise exceptions.InvalidOrder(f"the quantity of product {item.product_id} must be positive")
         totals[item.product_id] = totals.get(item.product_id, 0) + item.quantity
     merged = [Item(product_id, quantity) for product_id, quantity in totals.items()]
     if not 1 <= len(merged) <= MAX_LINES:

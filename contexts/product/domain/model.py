@@ -31,7 +31,7 @@ def money(amount: Decimal) -> Decimal:
     """A price as the catalog keeps it: exact cents, never negative."""
     if not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT):
         raise exceptions.InvalidPrice(f"{amount} is not a non-negative amount in cents")
-    return amount.quantize(CENT)
+    return abs(amount).quantize(CENT)  # abs: never a negative zero
 
 
 @dataclass

@@ -1,0 +1,120 @@
+"""Every implementation of the published ProductApi keeps its contract: products as DTOs,
+reservations all-or-nothing and idempotent by id, releases idempotent, the published errors."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from contexts.product.api import (
+    InsufficientStock,
+    ProductDTO,
+    ProductNotFound,
+    ReservationConflict,
+    ReservationLine,
+)
+from tests.contract.conftest import ProductHarness
+
+
+def stock(harness: ProductHarness, *product_ids: uuid.UUID) -> list[int]:
+    found = harness.api.get_products(product_ids)
+    return [found[product_id].stock for product_id in product_ids]
+
+
+def test_get_products_returns_dtos_of_the_known_ids_only(product_harness: ProductHarness) -> None:
+    mug = product_harness.add_product(sku="MUG-1", name="Mug", price="7.50", currency="EUR", stock=4)
+    cup = product_harness.add_product(stock=0)
+    missing = uuid.uuid4()
+
+    found = product_harness.api.get_products([mug, missing, cup])
+
+    assert set(found) == {mug, cup}
+    assert found[mug] == ProductDTO(id=mug, sku="MUG-1", name="Mug", description=None, price=Decimal("7.50"),
+                                    currency="EUR", stock=4)
+    assert isinstance(found[cup], ProductDTO)
+    assert found[cup].stock == 0
+    assert product_harness.api.get_products([missing]) == {}
+    assert product_harness.api.get_products([]) == {}
+
+
+def test_reserve_holds_stock_for_every_line(product_harness: ProductHarness) -> None:
+    a, b = product_harness.add_product(stock=5), product_harness.add_product(stock=5)
+    product_harness.api.reserve(uuid.uuid4(), [ReservationLine(a, 2), ReservationLine(b, 5)])
+    assert stock(product_harness, a, b) == [3, 0]
+
+
+def test_reserve_is_all_or_nothing_and_names_the_short_product(product_harness: ProductHarness) -> None:
+    plenty = product_harness.add_product(stock=10)
+    scarce = product_harness.add_product(sku="SCARCE-1", stock=1)
+    with pytest.raises(InsufficientStock) as raised:
+        product_harness.api.reserve(uuid.uuid4(), [ReservationLine(plenty, 3), ReservationLine(scarce, 2)])
+    assert (raised.value.product_id, raised.value.sku, raised.value.requested) == (scarce, "SCARCE-1", 2)
+    assert "SCARCE-1" in str(raised.value)
+    assert stock(product_harness, plenty, scarce) == [10, 1]
+
+
+def test_reserve_of_an_unknown_product_is_product_not_found(product_harness: ProductHarness) -> None:
+    known, missing = product_harness.add_product(stock=5), uuid.uuid4()
+    with pytest.raises(ProductNotFound) as raised:
+        product_harness.api.reserve(uuid.uuid4(), [ReservationLine(known, 1), ReservationLine(missing, 1)])
+    assert missing in raised.value.product_ids
+    assert known not in raised.value.product_ids
+    assert stock(product_harness, known) == [5]
+
+
+def test_repeating_a_reservation_changes_nothing(product_harness: ProductHarness) -> None:
+    a, b = product_harness.add_product(stock=5), product_harness.add_product(stock=5)
+    reservation_id = uuid.uuid4()
+    product_harness.api.reserve(reservation_id, [ReservationLine(a, 2), ReservationLine(b, 1)])
+    product_harness.api.reserve(reservation_id, [ReservationLine(a, 2), ReservationLine(b, 1)])
+    product_harness.api.reserve(reservation_id, [ReservationLine(b, 1), ReservationLine(a, 2)])
+    assert stock(product_harness, a, b) == [3, 4]
+
+
+def test_reusing_a_reservation_id_for_other_lines_is_a_conflict(product_harness: ProductHarness) -> None:
+    a, b = product_harness.add_product(stock=5), product_harness.add_product(stock=5)
+    reservation_id = uuid.uuid4()
+    product_harness.api.reserve(reservation_id, [ReservationLine(a, 2)])
+    with pytest.raises(ReservationConflict):
+        product_harness.api.reserve(reservation_id, [ReservationLine(a, 3)])
+    with pytest.raises(ReservationConflict):
+        product_harness.api.reserve(reservation_id, [ReservationLine(b, 2)])
+    assert stock(product_harness, a, b) == [3, 5]
+
+
+def test_reserving_a_released_id_is_a_conflict(product_harness: ProductHarness) -> None:
+    product = product_harness.add_product(stock=5)
+    reservation_id = uuid.uuid4()
+    product_harness.api.reserve(reservation_id, [ReservationLine(product, 2)])
+    product_harness.api.release(reservation_id, "order_cancelled")
+    with pytest.raises(ReservationConflict):
+        product_harness.api.reserve(reservation_id, [ReservationLine(product, 2)])
+    assert stock(product_harness, product) == [5]
+
+
+def test_release_returns_the_stock_once(product_harness: ProductHarness) -> None:
+    a, b = product_harness.add_product(stock=5), product_harness.add_product(stock=5)
+    reservation_id = uuid.uuid4()
+    product_harness.api.reserve(reservation_id, [ReservationLine(a, 2), ReservationLine(b, 4)])
+    product_harness.api.release(reservation_id, "order_cancelled")
+    assert stock(product_harness, a, b) == [5, 5]
+    product_harness.api.release(reservation_id, "order_cancelled")
+    product_harness.api.release(reservation_id, "order_not_saved")
+    assert stock(product_harness, a, b) == [5, 5]
+
+
+def test_release_of_an_unknown_reservation_is_a_no_op(product_harness: ProductHarness) -> None:
+    product = product_harness.add_product(stock=5)
+    product_harness.api.release(uuid.uuid4(), "order_not_saved")
+    assert stock(product_harness, product) == [5]
+
+
+def test_a_release_touches_only_its_own_reservation(product_harness: ProductHarness) -> None:
+    product = product_harness.add_product(stock=5)
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    product_harness.api.reserve(mine, [ReservationLine(product, 1)])
+    product_harness.api.reserve(theirs, [ReservationLine(product, 3)])
+    product_harness.api.release(mine, "order_cancelled")
+    assert stock(product_harness, product) == [2]

@@ -1,0 +1,197 @@
+"""The user context's use cases on in-memory fakes: registration, login with hash upgrades,
+looking users up, and the UserRegistered event published only once the user is stored."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from contexts.user.adapters.passwords import Argon2PasswordHasher
+from contexts.user.api import UserNotFound
+from contexts.user.application.handlers import (
+    GetUserHandler,
+    IssueToken,
+    IssueTokenHandler,
+    RegisterUser,
+    RegisterUserHandler,
+)
+from contexts.user.domain.exceptions import EmailAlreadyRegistered, InvalidCredentials
+from contexts.user.domain.model import Role
+from contexts.user.events import UserRegistered
+from infrastructure.auth import TokenService
+from tests.unit.fakes import CommitFailed, UserStore
+
+CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+STRONGER = {"time_cost": 2, "memory_cost": 16, "parallelism": 1}
+
+
+@pytest.fixture(scope="module")
+def hasher() -> Argon2PasswordHasher:
+    return Argon2PasswordHasher(**CHEAP)
+
+
+@pytest.fixture
+def store() -> UserStore:
+    return UserStore()
+
+
+@pytest.fixture
+def tokens() -> TokenService:
+    return TokenService("x" * 32, ttl=timedelta(minutes=5))
+
+
+@pytest.fixture
+def register(store: UserStore, hasher: Argon2PasswordHasher) -> RegisterUserHandler:
+    return RegisterUserHandler(uow=store, hasher=hasher)
+
+
+@pytest.fixture
+def login(store: UserStore, hasher: Argon2PasswordHasher, tokens: TokenService) -> IssueTokenHandler:
+    return IssueTokenHandler(uow=store, hasher=hasher, tokens=tokens)
+
+
+def stored_hash(store: UserStore, user_id: uuid.UUID) -> str:
+    return store.users.rows[user_id].password_hash
+
+
+# --- registration ----------------------------------------------------------------------------
+
+
+def test_registering_stores_the_user_with_a_hashed_password(
+    register: RegisterUserHandler, store: UserStore, hasher: Argon2PasswordHasher
+) -> None:
+    user = register(RegisterUser(email=" ann@example.com ", password="correct horse", name="Ann"))
+    assert (user.email, user.name, user.role) == ("ann@example.com", "Ann", "customer")
+    kept = store.users.rows[user.id]
+    assert kept.password_hash != "correct horse"
+    assert hasher.verify(kept.password_hash, "correct horse")
+    assert GetUserHandler(uow=store)(user.id) == user
+
+
+def test_registering_an_admin_keeps_the_role(register: RegisterUserHandler) -> None:
+    user = register(RegisterUser(email="boss@example.com", password="pw", name="Boss", role=Role.ADMIN))
+    assert user.role == "admin"
+
+
+@pytest.mark.parametrize("again", ["ann@example.com", "ANN@Example.Com", "  Ann@example.com  "])
+def test_registration_refuses_an_email_already_taken_whatever_its_case(
+    register: RegisterUserHandler, store: UserStore, again: str
+) -> None:
+    register(RegisterUser(email="Ann@Example.com", password="pw", name="Ann"))
+    with pytest.raises(EmailAlreadyRegistered):
+        register(RegisterUser(email=again, password="other", name="Impostor"))
+    assert len(store.users.rows) == 1
+    assert len(store.publisher.of_type(UserRegistered)) == 1
+
+
+def test_user_registered_is_published_after_the_user_is_committed(
+    register: RegisterUserHandler, store: UserStore
+) -> None:
+    visible_at_publish: list[bool] = []
+
+    def check(events: Sequence[Any]) -> None:
+        with store(write=False) as uow:
+            visible_at_publish.extend(uow.users.get(event.user_id) is not None for event in events)
+
+    store.publisher.listeners.append(check)
+    user = register(RegisterUser(email="ann@example.com", password="pw", name="Ann"))
+    assert store.publisher.published == [UserRegistered(user_id=user.id, email="ann@example.com", name="Ann")]
+    assert visible_at_publish == [True]
+
+
+def test_a_failed_commit_stores_and_publishes_nothing(register: RegisterUserHandler, store: UserStore) -> None:
+    def fail(_uow: Any) -> None:
+        raise CommitFailed()
+
+    store.before_commit = fail
+    with pytest.raises(CommitFailed):
+        register(RegisterUser(email="ann@example.com", password="pw", name="Ann"))
+    assert store.users.rows == {}
+    assert store.publisher.published == []
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+def test_login_issues_a_token_naming_the_user_and_role(
+    register: RegisterUserHandler, login: IssueTokenHandler, tokens: TokenService
+) -> None:
+    user = register(RegisterUser(email="ann@example.com", password="correct horse", name="Ann"))
+    issued = login(IssueToken(email="ANN@example.com", password="correct horse"))
+    principal = tokens.verify(issued.access_token)
+    assert (principal.user_id, principal.role) == (user.id, "customer")
+    assert issued.expires_in == 300
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("ann@example.com", "wrong horse"), ("ann@example.com", ""), ("nobody@example.com", "correct horse")],
+)
+def test_login_with_a_wrong_password_or_unknown_email_is_invalid_credentials(
+    register: RegisterUserHandler, login: IssueTokenHandler, email: str, password: str
+) -> None:
+    register(RegisterUser(email="ann@example.com", password="correct horse", name="Ann"))
+    with pytest.raises(InvalidCredentials) as raised:
+        login(IssueToken(email=email, password=password))
+    assert str(raised.value) == "the email or password is incorrect"
+
+
+def test_login_upgrades_a_hash_made_with_outdated_parameters(
+    store: UserStore, hasher: Argon2PasswordHasher, tokens: TokenService
+) -> None:
+    user = RegisterUserHandler(uow=store, hasher=hasher)(
+        RegisterUser(email="ann@example.com", password="correct horse", name="Ann")
+    )
+    old_hash = stored_hash(store, user.id)
+    stronger = Argon2PasswordHasher(**STRONGER)
+    assert stronger.needs_rehash(old_hash)
+    upgrading = IssueTokenHandler(uow=store, hasher=stronger, tokens=tokens)
+
+    upgrading(IssueToken(email="ann@example.com", password="correct horse"))
+
+    new_hash = stored_hash(store, user.id)
+    assert new_hash != old_hash
+    assert not stronger.needs_rehash(new_hash)
+    assert stronger.verify(new_hash, "correct horse")
+    commits = store.commits
+    upgrading(IssueToken(email="ann@example.com", password="correct horse"))
+    assert stored_hash(store, user.id) == new_hash
+    assert store.commits == commits, "an up-to-date hash must not be rewritten"
+
+
+def test_a_failed_login_never_upgrades_the_hash(
+    store: UserStore, hasher: Argon2PasswordHasher, tokens: TokenService
+) -> None:
+    user = RegisterUserHandler(uow=store, hasher=hasher)(
+        RegisterUser(email="ann@example.com", password="correct horse", name="Ann")
+    )
+    old_hash = stored_hash(store, user.id)
+    upgrading = IssueTokenHandler(uow=store, hasher=Argon2PasswordHasher(**STRONGER), tokens=tokens)
+    with pytest.raises(InvalidCredentials):
+        upgrading(IssueToken(email="ann@example.com", password="wrong horse"))
+    assert stored_hash(store, user.id) == old_hash
+
+
+def test_login_with_current_parameters_writes_nothing(
+    register: RegisterUserHandler, login: IssueTokenHandler, store: UserStore
+) -> None:
+    user = register(RegisterUser(email="ann@example.com", password="correct horse", name="Ann"))
+    commits, old_hash = store.commits, stored_hash(store, user.id)
+    login(IssueToken(email="ann@example.com", password="correct horse"))
+    assert store.commits == commits
+    assert stored_hash(store, user.id) == old_hash
+    assert len(store.publisher.published) == 1
+
+
+# --- lookup ----------------------------------------------------------------------------------
+
+
+def test_get_user_of_an_unknown_id_is_user_not_found(store: UserStore) -> None:
+    missing = uuid.uuid4()
+    with pytest.raises(UserNotFound) as raised:
+        GetUserHandler(uow=store)(missing)
+    assert raised.value.user_id == missing
