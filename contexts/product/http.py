@@ -12,11 +12,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from contexts.product.api import ProductDTO, ProductNotFound
 from contexts.product.application import handlers
-from contexts.product.domain import exceptions
+from contexts.product.domain import currencies, exceptions
 from infrastructure.http.auth import admin_required
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
-from infrastructure.http.validation import parse_body, parse_query
+from infrastructure.http.validation import MULTI_LINE, SINGLE_LINE, parse_body, parse_query
 from infrastructure.serialization import to_data
 
 bp = Blueprint("product", __name__)
@@ -32,14 +32,22 @@ map_errors(
 MAX_STOCK = 1_000_000_000
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=5000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
+Description = Annotated[str, StringConstraints(max_length=5000), MULTI_LINE]
 Price = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{1,10}(\.\d{1,2})?$"),
+    StringConstraints(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$"),
     Field(description='a decimal string with up to two places, e.g. "12.50"'),
 ]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+def _iso_4217(code: str) -> str:
+    if not currencies.is_currency(code):
+        raise ValueError("must be an ISO 4217 currency code such as USD or EUR")
+    return code
+
+
+Currency = Annotated[str, AfterValidator(_iso_4217)]
 
 
 class NewProductBody(BaseModel):
@@ -71,7 +79,7 @@ class StockAdjustmentBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     delta: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK), AfterValidator(_not_zero)]
-    reason: Annotated[str, StringConstraints(max_length=200)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=200), SINGLE_LINE] | None = None
 
 
 class ProductListQuery(BaseModel):
@@ -79,7 +87,7 @@ class ProductListQuery(BaseModel):
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, StringConstraints(min_length=1)] | None = None
-    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), SINGLE_LINE] | None = None
 
 
 def product_id_from_path(raw: str) -> uuid.UUID:

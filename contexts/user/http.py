@@ -13,7 +13,7 @@ from contexts.user.application import handlers
 from contexts.user.domain import exceptions
 from infrastructure.http.auth import current_principal, login_required
 from infrastructure.http.problems import map_errors
-from infrastructure.http.validation import parse_body
+from infrastructure.http.validation import SINGLE_LINE, parse_body
 from infrastructure.serialization import to_data
 
 bp = Blueprint("user", __name__)
@@ -27,7 +27,7 @@ map_errors(
 )
 
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
 
 
 class RegistrationBody(BaseModel):

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from infrastructure.db_types import Money, UtcDateTime, context_metadata
@@ -22,6 +22,8 @@ class ProductRow(ProductBase):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     sku: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The name case-folded by Python: databases' lower() knows only ASCII (SQLite) or a collation.
+    name_folded: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     price: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
@@ -38,8 +40,8 @@ class StockRow(ProductBase):
     )
 
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_products.id"), primary_key=True)
-    available: Mapped[int] = mapped_column(Integer)
-    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    available: Mapped[int] = mapped_column(BigInteger)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class StockAdjustmentRow(ProductBase):
@@ -47,7 +49,7 @@ class StockAdjustmentRow(ProductBase):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_products.id"), index=True)
-    delta: Mapped[int] = mapped_column(Integer)
+    delta: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

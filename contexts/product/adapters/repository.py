@@ -38,6 +38,7 @@ class SqlAlchemyProductRepository:
                 id=product.id,
                 sku=product.sku,
                 name=product.name,
+                name_folded=product.name.casefold(),
                 description=product.description,
                 price=product.price,
                 currency=product.currency,
@@ -53,6 +54,7 @@ class SqlAlchemyProductRepository:
     def save(self, product: model.Product) -> None:
         row = self._session.get_one(ProductRow, product.id)
         row.name = product.name
+        row.name_folded = product.name.casefold()
         row.description = product.description
         row.price = product.price
         self._seen.append(product)
@@ -72,10 +74,10 @@ class SqlAlchemyProductRepository:
         if after_sku is not None:
             statement = statement.where(ProductRow.sku > after_sku)
         if query:
-            needle = query.lower()
+            needle = query.casefold()
             statement = statement.where(
                 or_(
-                    func.lower(ProductRow.name).contains(needle, autoescape=True),
+                    ProductRow.name_folded.contains(needle, autoescape=True),
                     func.lower(ProductRow.sku).contains(needle, autoescape=True),
                 )
             )
