@@ -26,6 +26,8 @@ map_errors(
         ProductNotFound: 404,
         exceptions.SkuAlreadyExists: 409,
         exceptions.StockWouldGoNegative: 409,
+        exceptions.InvalidPrice: 400,
+        exceptions.UnknownCurrency: 400,
     },
 )
 

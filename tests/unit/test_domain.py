@@ -21,7 +21,7 @@ from contexts.order.domain.model import (
     merge_items,
 )
 from contexts.product import events as product_events
-from contexts.product.domain.exceptions import InvalidPrice
+from contexts.product.domain.exceptions import InvalidPrice, UnknownCurrency
 from contexts.product.domain.model import (
     KEEP,
     Product,
@@ -313,3 +313,9 @@ def test_merge_items_rejects_a_non_positive_item_even_when_the_merged_total_is_p
         merge_items([Item(product, 5), Item(product, -3)])
     with pytest.raises(order_exceptions.InvalidOrder):
         merge_items([Item(product, 0)])
+
+
+@pytest.mark.parametrize("currency", ["usd", "ZZZ", "XAU", ""])
+def test_a_product_is_priced_only_in_an_iso_4217_currency(currency: str) -> None:
+    with pytest.raises(UnknownCurrency):
+        Product.create(sku="MUG-1", name="Mug", description=None, price=Decimal("1.00"), currency=currency, now=NOW)

@@ -17,3 +17,8 @@ class StockWouldGoNegative(Exception):
 
 class InvalidPrice(ValueError):
     """Prices are non-negative amounts with at most two decimal places."""
+
+
+class UnknownCurrency(ValueError):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"{code!r} is not an ISO 4217 currency code")

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from contexts.product import events
-from contexts.product.domain import exceptions
+from contexts.product.domain import currencies, exceptions
 from contexts.product.events import StockLine
 
 CENT = Decimal("0.01")
@@ -49,6 +49,8 @@ class Product:
     def create(
         cls, *, sku: str, name: str, description: str | None, price: Decimal, currency: str, now: datetime
     ) -> Product:
+        if not currencies.is_currency(currency):
+            raise exceptions.UnknownCurrency(currency)
         product = cls(
             id=uuid.uuid4(),
             sku=sku,
