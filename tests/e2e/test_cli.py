@@ -1,0 +1,176 @@
+"""The ``shop`` command as an operator runs it: migrations, admins, demo data and ``serve``.
+
+Each test has its own instance folder; commands and servers run as real subprocesses, so
+these tests also prove that the CLI and the server read the same settings and secret.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+
+from app.config import CONTEXTS
+from app.migrations import script_location, version_table
+from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, free_port, shop, shop_env
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "admin password"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return shop_env(tmp_path / "instance")
+
+
+def instance_of(env: dict[str, str]) -> Path:
+    return Path(env["INSTANCE_PATH"])
+
+
+def schema(env: dict[str, str]) -> dict[str, tuple[set[str], list[str]]]:
+    """Per context: the tables of its SQLite file, and the revisions its version table holds."""
+    found = {}
+    for context in CONTEXTS:
+        uri = f"file:{instance_of(env) / f'{context}.db'}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            versions = (
+                [row[0] for row in connection.execute(f"SELECT version_num FROM {version_table(context)}")]
+                if version_table(context) in tables
+                else []
+            )
+        found[context] = (tables - {version_table(context)}, versions)
+    return found
+
+
+def heads() -> dict[str, list[str]]:
+    return {context: list(ScriptDirectory(str(script_location(context))).get_heads()) for context in CONTEXTS}
+
+
+def create_admin(
+    env: dict[str, str], email: str, password: str = PASSWORD, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return shop(
+        "users", "create-admin", email, "--password", password, env=env, cwd=instance_of(env).parent, check=check
+    )
+
+
+def test_db_upgrade_twice_is_idempotent(env: dict[str, str], tmp_path: Path) -> None:
+    first = shop("db", "upgrade", env=env, cwd=tmp_path)
+    after_first = schema(env)
+    create_admin(env, "kept@example.com")
+    second = shop("db", "upgrade", env=env, cwd=tmp_path)
+
+    assert "up to date" in first.stdout and "up to date" in second.stdout
+    assert {context: versions for context, (_, versions) in after_first.items()} == heads()
+    assert all(tables for tables, _ in after_first.values()), after_first
+    assert schema(env) == after_first
+    # The data survived the second run: the admin is still there.
+    assert "already exists" in create_admin(env, "kept@example.com", check=False).stderr
+
+
+def test_db_downgrade_then_upgrade_rebuilds_empty_databases(env: dict[str, str], tmp_path: Path) -> None:
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    upgraded = schema(env)
+    create_admin(env, "before@example.com")
+
+    shop("db", "downgrade", env=env, cwd=tmp_path)
+    assert schema(env) == {context: (set(), []) for context in CONTEXTS}
+
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    assert schema(env) == upgraded
+    # The admin went with the tables, so the same email can be registered again.
+    assert "created admin before@example.com" in create_admin(env, "before@example.com").stdout
+
+
+def test_admin_created_by_the_cli_logs_in_to_the_server_and_creates_products(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    output = create_admin(env, "boss@example.com").stdout
+    assert re.fullmatch(r"created admin boss@example\.com \([0-9a-f-]{36}\)\n", output), output
+
+    with (
+        ShopServer(env, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client,
+    ):
+        admin = bearer(client, "boss@example.com", PASSWORD)
+        me = client.get(f"{API}/users/me", headers=admin)
+        created = client.post(
+            f"{API}/products", json={"sku": "CLI-1", "name": "Made by the boss", "price": "1.00"}, headers=admin
+        )
+    assert me.status_code == 200 and me.json()["role"] == "admin", me.text
+    assert created.status_code == 201, created.text
+    assert created.json()["sku"] == "CLI-1"
+
+
+def test_create_admin_for_an_existing_email_fails_clearly(env: dict[str, str], tmp_path: Path) -> None:
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    create_admin(env, "taken@example.com")
+
+    for email in ("taken@example.com", "TAKEN@Example.com"):
+        again = create_admin(env, email, check=False)
+        assert again.returncode != 0, again.stdout
+        assert "already exists" in again.stderr, again.stderr
+        assert "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "complaint"),
+    [
+        ("not-an-email", PASSWORD, "email"),
+        ("short@example.com", "seven77", "password"),
+        ("long@example.com", "x" * 129, "password"),
+    ],
+)
+def test_create_admin_rejects_invalid_input(env: dict[str, str], email: str, password: str, complaint: str) -> None:
+    """Validation comes before any database work, so no migration is needed here."""
+    refused = create_admin(env, email, password, check=False)
+
+    assert refused.returncode != 0
+    assert refused.stderr.startswith("Error:") and complaint in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert refused.stdout == ""
+
+
+def test_seed_demo_twice_is_idempotent_and_its_credentials_log_in(env: dict[str, str], tmp_path: Path) -> None:
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+
+    first = shop("seed-demo", env=env, cwd=tmp_path).stdout
+    second = shop("seed-demo", env=env, cwd=tmp_path).stdout
+
+    assert "demo customer created" in first and "created" not in second, (first, second)
+    assert first.count(" created") == second.count("exists already") >= 2
+    credentials = re.search(r"email (\S+@\S+) and password (\S+)", second)
+    assert credentials, second
+    email, password = credentials.groups()
+
+    with (
+        ShopServer(env, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client,
+    ):
+        customer = bearer(client, email, password)
+        me = client.get(f"{API}/users/me", headers=customer).json()
+        products = client.get(f"{API}/products", params={"limit": 100}).json()
+    assert me["email"] == email and me["role"] == "customer"
+    skus = [product["sku"] for product in products["items"]]
+    assert len(skus) == len(set(skus)) == first.count("product ")
+    assert all(f"product {sku} created" in first for sku in skus)
+
+
+def test_serve_takes_its_port_from_the_port_variable(env: dict[str, str], tmp_path: Path) -> None:
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    port = free_port()
+
+    with ShopServer(env, tmp_path / "server.log", port=port, port_from_env=True) as server:
+        assert server.port == port
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=REQUEST_TIMEOUT)
+    assert health.json() == {"status": "ok"}
+    assert f"listening on http://127.0.0.1:{port}" in (tmp_path / "server.log").read_text()

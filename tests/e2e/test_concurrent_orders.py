@@ -1,0 +1,263 @@
+"""Concurrent ordering against real ``shop serve`` processes on SQLite files.
+
+Many buyers order the last units of one product at the same instant, first as threads
+against one server, then as client processes against three servers sharing one instance
+folder. Exactly the stock is sold, never more; every loser gets a 409 problem; nothing
+answers 5xx; the stock and the buyers' order lists agree with the answers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, register, shop, shop_env, start_all
+
+pytestmark = pytest.mark.slow
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin password"
+CUSTOMER_PASSWORD = "correct horse"
+STOCK = 25
+BUYERS = 40
+BARRIER_TIMEOUT = 60.0
+CLIENT_PROCESS_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Buyer:
+    index: int
+    headers: dict[str, str]
+    quantity: int
+    url: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    buyer: int
+    quantity: int
+    status: int
+    content_type: str
+    body: Any
+    sent_at: float  # wall-clock seconds, comparable across client processes
+    answered_at: float
+
+
+# --- the buyers: module level, so client processes started with "spawn" can import them ----
+
+
+def buy(buyer: Buyer, product_id: str, barrier: Any) -> Answer:
+    """Connect, wait for every other buyer, then order ``buyer.quantity`` units."""
+    with httpx.Client(base_url=buyer.url, timeout=REQUEST_TIMEOUT) as client:
+        client.get("/healthz").raise_for_status()  # the connection is open before the race
+        barrier.wait(timeout=BARRIER_TIMEOUT)
+        sent_at = time.time()
+        response = client.post(
+            f"{API}/orders",
+            json={"items": [{"product_id": product_id, "quantity": buyer.quantity}]},
+            headers=buyer.headers,
+        )
+        answered_at = time.time()
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    return Answer(
+        buyer.index,
+        buyer.quantity,
+        response.status_code,
+        response.headers.get("content-type", ""),
+        body,
+        sent_at,
+        answered_at,
+    )
+
+
+def buy_in_threads(buyers: Sequence[Buyer], product_id: str, barrier: Any) -> list[Answer]:
+    with ThreadPoolExecutor(max_workers=len(buyers)) as pool:
+        futures = [pool.submit(buy, buyer, product_id, barrier) for buyer in buyers]
+        return [future.result(timeout=BARRIER_TIMEOUT + REQUEST_TIMEOUT) for future in futures]
+
+
+def client_process(buyers: Sequence[Buyer], product_id: str, barrier: Any, results: Any) -> None:
+    """A client process: its buyers race as threads; the answers (or the error) go back."""
+    try:
+        results.put(("ok", buy_in_threads(buyers, product_id, barrier)))
+    except Exception:  # noqa: BLE001 - any failure goes back to the test, which reports it
+        barrier.abort()  # the other processes stop waiting at once
+        results.put(("error", traceback.format_exc()))
+
+
+# --- set-up -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Path:
+    """A fresh instance folder with migrated databases and an admin made by the CLI."""
+    env = shop_env(tmp_path / "instance")
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    shop("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env, cwd=tmp_path)
+    return tmp_path / "instance"
+
+
+def servers(stack: ExitStack, instance: Path, count: int) -> list[ShopServer]:
+    env = shop_env(instance)
+    logs = instance.parent / "logs"
+    running = [ShopServer(env, logs / f"server-{n}.log", cwd=instance.parent) for n in range(count)]
+    for server in running:
+        stack.push(server.__exit__)  # stopped, and its log shown on failure, whatever happens
+    start_all(running)
+    return running
+
+
+def stock_product_and_buyers(urls: Sequence[str], quantities: Sequence[int]) -> tuple[str, list[Buyer]]:
+    """A product with ``STOCK`` units and ``BUYERS`` customers, each to order one quantity."""
+    with httpx.Client(base_url=urls[0], timeout=REQUEST_TIMEOUT) as client:
+        admin = bearer(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        created = client.post(
+            f"{API}/products",
+            json={"sku": "LAST-UNITS", "name": "Scarce thing", "price": "9.99", "initial_stock": STOCK},
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["stock"] == STOCK
+
+    # One after the other: concurrent writers on SQLite would only queue on its busy timeout.
+    # With several servers each buyer orders from the server after the one that issued its
+    # token, so the servers must share the signing secret too.
+    buyers = []
+    with ExitStack() as closing:
+        clients = [closing.enter_context(httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT)) for url in urls]
+        for index in range(BUYERS):
+            headers = register(clients[index % len(urls)], f"buyer-{index}@example.com", CUSTOMER_PASSWORD)
+            buyers.append(Buyer(index, headers, quantities[index % len(quantities)], urls[(index + 1) % len(urls)]))
+    return str(created.json()["id"]), buyers
+
+
+# --- the verdict ----------------------------------------------------------------------------
+
+
+def assert_exactly_the_stock_was_sold(
+    answers: Sequence[Answer], buyers: Sequence[Buyer], product_id: str, url: str, logs: str
+) -> dict[str, Any]:
+    assert sorted(answer.buyer for answer in answers) == [buyer.index for buyer in buyers]
+    unexpected = [answer for answer in answers if answer.status not in (201, 409)]
+    assert not unexpected, (
+        f"{len(unexpected)} answers other than 201/409, statuses {sorted(a.status for a in unexpected)}, "
+        f"first: {unexpected[0]}\n{logs}"
+    )
+
+    sold = [answer for answer in answers if answer.status == 201]
+    refused = [answer for answer in answers if answer.status == 409]
+    for answer in sold:
+        assert answer.body["status"] == "placed"
+        assert [(item["product_id"], item["quantity"]) for item in answer.body["items"]] == [
+            (product_id, answer.quantity)
+        ]
+    for answer in refused:
+        assert answer.content_type.startswith("application/problem+json"), answer
+        assert answer.body["status"] == 409
+        assert "LAST-UNITS" in answer.body["detail"], answer.body
+    units_sold = sum(answer.quantity for answer in sold)
+
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
+        left = client.get(f"{API}/products/{product_id}").json()["stock"]
+        listed: list[dict[str, Any]] = []
+        for buyer in buyers:
+            page = client.get(f"{API}/orders", params={"limit": 100}, headers=buyer.headers)
+            assert page.status_code == 200, page.text
+            listed += page.json()["items"]
+
+    assert units_sold <= STOCK and left >= 0, f"oversold: {units_sold} units sold of {STOCK}, stock now {left}"
+    assert units_sold + left == STOCK, f"sold {units_sold} and {left} left of {STOCK}"
+    assert refused, "every buyer was served, so the race for the last units never happened"
+    # Nobody was refused while enough was left for them: the stock only ever went down.
+    assert all(left < answer.quantity for answer in refused), (left, sorted({a.quantity for a in refused}))
+    assert {order["id"] for order in listed} == {answer.body["id"] for answer in sold}
+    assert sum(item["quantity"] for order in listed for item in order["items"]) == units_sold
+
+    seconds = sorted(answer.answered_at - answer.sent_at for answer in answers)
+    return {
+        "requests": len(answers),
+        "201": len(sold),
+        "409": len(refused),
+        "units_sold": units_sold,
+        "left": left,
+        "slowest_s": round(seconds[-1], 3),
+        "median_s": round(seconds[len(seconds) // 2], 3),
+        "burst_s": round(max(a.answered_at for a in answers) - min(a.sent_at for a in answers), 3),
+    }
+
+
+def all_logs(running: Sequence[ShopServer]) -> str:
+    return "\n".join(server.log_tail(max_chars=3000) for server in running)
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quantities", [(1,), (3,), (2, 3)], ids=["one-each", "three-each", "two-or-three"])
+def test_threads_ordering_the_last_units_sell_exactly_the_stock(instance: Path, quantities: tuple[int, ...]) -> None:
+    with ExitStack() as stack:
+        (server,) = servers(stack, instance, 1)
+        product_id, buyers = stock_product_and_buyers([server.url], quantities)
+
+        answers = buy_in_threads(buyers, product_id, threading.Barrier(len(buyers)))
+
+        figures = assert_exactly_the_stock_was_sold(answers, buyers, product_id, server.url, all_logs([server]))
+        assert server.is_running()
+    print(f"\nthreads {quantities}: {figures}")
+
+
+@pytest.mark.parametrize("quantities", [(1,), (2, 3)], ids=["one-each", "two-or-three"])
+def test_processes_on_one_instance_folder_sell_exactly_the_stock(instance: Path, quantities: tuple[int, ...]) -> None:
+    """Three servers share the SQLite files; four client processes race them round-robin."""
+    processes = 4
+    with ExitStack() as stack:
+        running = servers(stack, instance, 3)
+        product_id, buyers = stock_product_and_buyers([server.url for server in running], quantities)
+
+        spawn = multiprocessing.get_context("spawn")
+        barrier = spawn.Barrier(len(buyers))
+        results = spawn.Queue()
+        clients = [
+            spawn.Process(target=client_process, args=(buyers[n::processes], product_id, barrier, results))
+            for n in range(processes)
+        ]
+        stack.callback(results.close)
+        stack.callback(_reap, clients)
+        for client in clients:
+            client.start()
+        answers: list[Answer] = []
+        for _ in clients:
+            outcome, payload = results.get(timeout=CLIENT_PROCESS_TIMEOUT)
+            assert outcome == "ok", f"a client process failed:\n{payload}"
+            answers += payload
+
+        figures = assert_exactly_the_stock_was_sold(answers, buyers, product_id, running[0].url, all_logs(running))
+        assert all(server.is_running() for server in running)
+        served = {
+            server.url: sum(1 for answer in answers if buyers[answer.buyer].url == server.url) for server in running
+        }
+    assert all(count > 0 for count in served.values()), served
+    print(f"\nprocesses {quantities}: {figures} per_server={served}")
+
+
+def _reap(clients: Sequence[BaseProcess]) -> None:
+    for client in clients:
+        client.join(timeout=10)
+        if client.is_alive():
+            client.terminate()
+            client.join(timeout=5)
