@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from pydantic import ValidationError
 from werkzeug.serving import run_simple
 
+from app.api_docs import openapi_document
 from app.containers import databases
 from app.factory import container_of, create_app
 from app.migrations import downgrade_all, upgrade_all
@@ -51,6 +53,13 @@ def serve(host: str, port: int) -> None:
     click.echo(f"modular-shop listening on http://{host}:{port}")
     # Flask's app.run refuses to start under its own CLI; Werkzeug's server is what it would run.
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+@main.command("openapi")
+@with_appcontext
+def openapi() -> None:
+    """Print the OpenAPI 3.1 document of the API (the same as GET /openapi.json)."""
+    click.echo(json.dumps(openapi_document(current_app), indent=2))
 
 
 @main.group("db")

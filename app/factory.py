@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from app import ops
+from app import api_docs, ops
 from app.config import Settings
 from app.containers import ApplicationContainer, build_container, databases
 from app.subscriptions import subscribe_all
@@ -42,6 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(api_docs.bp)
 
     subscribe_all(container)
     container.wire(modules=list(BLUEPRINT_MODULES), warn_unresolved=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, Response, request, url_for
@@ -15,11 +15,11 @@ from contexts.order.application import handlers
 from contexts.order.application.ports import OrderKey
 from contexts.order.domain import exceptions, model
 from contexts.product.api import InsufficientStock
-from infrastructure.http.auth import current_principal, login_required
+from infrastructure.http.auth import current_principal
+from infrastructure.http.openapi import Access, Header, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
-from infrastructure.http.validation import parse_body, parse_query
-from infrastructure.serialization import to_data
+from infrastructure.http.schemas import Money, ResponseModel
 
 bp = Blueprint("order", __name__)
 map_errors(
@@ -56,6 +56,13 @@ class OrderListQuery(BaseModel):
     cursor: Annotated[str, StringConstraints(min_length=1)] | None = None
 
 
+IDEMPOTENCY_KEY = Header(
+    IDEMPOTENCY_HEADER,
+    "1-255 printable ASCII characters; the same key with the same body replays the first response",
+    schema={"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+)
+
+
 def _idempotency_key() -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
@@ -82,9 +89,32 @@ def _viewer() -> handlers.Viewer:
     return handlers.Viewer(user_id=principal.user_id, is_admin=principal.is_admin)
 
 
+class OrderLineOut(ResponseModel):
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    unit_price: Money = Field(description="the product's price when the order was placed")
+    quantity: int
+    line_total: Money
+
+
+class OrderOut(ResponseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: Literal["placed", "cancelled"]
+    items: list[OrderLineOut]
+    total: Money
+    currency: str
+    created_at: datetime
+
+
+class OrderPageOut(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
 def _order(order: OrderDTO) -> dict[str, Any]:
-    body: dict[str, Any] = to_data(order)
-    return body
+    return OrderOut.model_validate(order).model_dump(mode="json")
 
 
 def _order_key(key: dict[str, Any]) -> OrderKey:
@@ -105,38 +135,69 @@ def _unknown_products(error: exceptions.UnknownProducts) -> Response:
     return Problem(400, str(error), title="Invalid input", errors=errors).to_response()
 
 
+TAG = "orders"
+
+
 @bp.post("/orders")
-@login_required
+@endpoint(
+    summary="Place an order",
+    tag=TAG,
+    access=Access.CUSTOMER,
+    body=NewOrderBody,
+    responses={201: OrderOut},
+    errors=[409, 422],
+    request_headers=[IDEMPOTENCY_KEY],
+    response_headers={201: [Header("Location", "the new order's URL")]},
+    description=(
+        "All lines are reserved or none: not enough stock for any line is a 409 naming the product. "
+        "Unknown products and lines of different currencies are a 400. With an Idempotency-Key, "
+        "a repeat with the same body replays the first response; a different body is a 422; "
+        "a repeat while the first is still being processed is a 409."
+    ),
+    example={"items": [{"product_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "quantity": 2}]},
+)
 @inject
 def place_order(
+    body: NewOrderBody,
     place: handlers.PlaceOrderHandler = Provide["order.place_order"],
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
-    key = _idempotency_key()
-    body = parse_body(NewOrderBody)
     order = place(
         handlers.PlaceOrder(
             user_id=current_principal().user_id,
             items=tuple(model.Item(item.product_id, item.quantity) for item in body.items),
-            idempotency_key=key,
+            idempotency_key=_idempotency_key(),
         )
     )
     return _order(order), 201, {"Location": url_for("order.get_order", order_id=order.id)}
 
 
 @bp.get("/orders/<order_id>")
-@login_required
+@endpoint(
+    summary="Read an order",
+    tag=TAG,
+    access=Access.CUSTOMER,
+    responses={200: OrderOut},
+    errors=[404],
+    description="Only its owner and administrators see an order; anyone else gets a 404.",
+)
 @inject
 def get_order(order_id: str, get: handlers.GetOrderHandler = Provide["order.get_order"]) -> dict[str, Any]:
     return _order(get(_order_id(order_id), _viewer()))
 
 
 @bp.get("/orders")
-@login_required
+@endpoint(
+    summary="List the caller's orders, newest first",
+    tag=TAG,
+    access=Access.CUSTOMER,
+    query=OrderListQuery,
+    responses={200: OrderPageOut},
+)
 @inject
 def list_orders(
+    query: OrderListQuery,
     list_page: handlers.ListOrdersHandler = Provide["order.list_orders"],
 ) -> dict[str, Any]:
-    query = parse_query(OrderListQuery)
     before = decode_cursor(query.cursor, _order_key) if query.cursor else None
     page = list_page(handlers.ListOrders(user_id=current_principal().user_id, limit=query.limit, before=before))
     next_cursor = (
@@ -148,7 +209,17 @@ def list_orders(
 
 
 @bp.post("/orders/<order_id>/cancel")
-@login_required
+@endpoint(
+    summary="Cancel an order",
+    tag=TAG,
+    access=Access.CUSTOMER,
+    responses={200: OrderOut},
+    errors=[404],
+    description=(
+        "For its owner or an administrator. Its stock is available again at once; "
+        "cancelling twice changes nothing."
+    ),
+)
 @inject
 def cancel_order(
     order_id: str, cancel: handlers.CancelOrderHandler = Provide["order.cancel_order"]

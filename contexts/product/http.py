@@ -13,11 +13,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from contexts.product.api import ProductDTO, ProductNotFound
 from contexts.product.application import handlers
 from contexts.product.domain import currencies, exceptions
-from infrastructure.http.auth import admin_required
+from infrastructure.http.openapi import Access, Header, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
-from infrastructure.http.validation import MULTI_LINE, SINGLE_LINE, parse_body, parse_query
-from infrastructure.serialization import to_data
+from infrastructure.http.schemas import Money, ResponseModel
+from infrastructure.http.validation import MULTI_LINE, SINGLE_LINE
 
 bp = Blueprint("product", __name__)
 map_errors(
@@ -63,12 +63,19 @@ class NewProductBody(BaseModel):
     initial_stock: Annotated[int, Field(ge=0, le=MAX_STOCK)] = 0
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """An omitted field means "unchanged", and null is refused: there is no default to show."""
+    schema.pop("default", None)
+
+
 class ProductChangesBody(BaseModel):
+    """Fields left out stay as they are; name and price cannot be null."""
+
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: Name | None = None
+    name: Name = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]  # omitted ≠ null
     description: Description | None = None
-    price: Price | None = None
+    price: Price = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
 
 
 def _not_zero(delta: int) -> int:
@@ -100,18 +107,46 @@ def product_id_from_path(raw: str) -> uuid.UUID:
         raise Problem(404, f"no product with id {raw}") from error
 
 
+class ProductOut(ResponseModel):
+    id: uuid.UUID
+    sku: str
+    name: str
+    description: str | None
+    price: Money
+    currency: str
+    stock: int = Field(description="units available to order now")
+
+
+class ProductPageOut(BaseModel):
+    items: list[ProductOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
 def _product(product: ProductDTO) -> dict[str, Any]:
-    body: dict[str, Any] = to_data(product)
-    return body
+    return ProductOut.model_validate(product).model_dump(mode="json")
+
+
+TAG = "products"
+LOCATION = Header("Location", "the new product's URL")
 
 
 @bp.post("/products")
-@admin_required
+@endpoint(
+    summary="Create a product",
+    tag=TAG,
+    access=Access.ADMIN,
+    body=NewProductBody,
+    responses={201: ProductOut},
+    errors=[409],
+    response_headers={201: [LOCATION]},
+    description="A duplicate sku is a 409.",
+    example={"sku": "MUG-001", "name": "Enamel mug", "price": "12.50", "currency": "USD", "initial_stock": 40},
+)
 @inject
 def create_product(
+    body: NewProductBody,
     create: handlers.CreateProductHandler = Provide["product.create_product"],
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
-    body = parse_body(NewProductBody)
     product = create(
         handlers.CreateProduct(
             sku=body.sku,
@@ -127,11 +162,18 @@ def create_product(
 
 
 @bp.get("/products")
+@endpoint(
+    summary="List products",
+    tag=TAG,
+    query=ProductListQuery,
+    responses={200: ProductPageOut},
+    description="Ordered by sku. Follow next_cursor for the next page.",
+)
 @inject
 def list_products(
+    query: ProductListQuery,
     list_page: handlers.ListProductsHandler = Provide["product.list_products"],
 ) -> dict[str, Any]:
-    query = parse_query(ProductListQuery)
     after_sku = decode_cursor(query.cursor, lambda key: str(key["sku"])) if query.cursor else None
     page = list_page(handlers.ListProducts(limit=query.limit, after_sku=after_sku, query=query.q or None))
     next_cursor = encode_cursor({"sku": page.last_sku}) if page.has_more else None
@@ -139,6 +181,7 @@ def list_products(
 
 
 @bp.get("/products/<product_id>")
+@endpoint(summary="Read a product", tag=TAG, responses={200: ProductOut}, errors=[404])
 @inject
 def get_product(
     product_id: str, get: handlers.GetProductHandler = Provide["product.get_product"]
@@ -147,33 +190,44 @@ def get_product(
 
 
 @bp.patch("/products/<product_id>")
-@admin_required
+@endpoint(
+    summary="Change a product's name, description or price",
+    tag=TAG,
+    access=Access.ADMIN,
+    body=ProductChangesBody,
+    responses={200: ProductOut},
+    errors=[404],
+    description="Only the fields sent change; description may be set to null.",
+    example={"price": "11.00"},
+)
 @inject
 def revise_product(
-    product_id: str, revise: handlers.ReviseProductHandler = Provide["product.revise_product"]
+    product_id: str,
+    body: ProductChangesBody,
+    revise: handlers.ReviseProductHandler = Provide["product.revise_product"],
 ) -> dict[str, Any]:
-    target = product_id_from_path(product_id)
-    body = parse_body(ProductChangesBody)
-    changes: dict[str, Any] = {}
-    for field in sorted(body.model_fields_set):
-        value = getattr(body, field)
-        if value is None and field != "description":
-            raise Problem(
-                400,
-                f"{field} cannot be null",
-                title="Invalid input",
-                errors=[{"field": field, "message": "may not be null"}],
-            )
-        changes[field] = Decimal(value) if field == "price" else value
-    return _product(revise(handlers.ReviseProduct(product_id=target, **changes)))
+    changes: dict[str, Any] = {field: getattr(body, field) for field in body.model_fields_set}
+    if "price" in changes:
+        changes["price"] = Decimal(changes["price"])
+    return _product(revise(handlers.ReviseProduct(product_id=product_id_from_path(product_id), **changes)))
 
 
 @bp.post("/products/<product_id>/stock-adjustments")
-@admin_required
+@endpoint(
+    summary="Adjust a product's stock",
+    tag=TAG,
+    access=Access.ADMIN,
+    body=StockAdjustmentBody,
+    responses={200: ProductOut},
+    errors=[404, 409],
+    description="Stock never goes below zero: such an adjustment is a 409 and changes nothing.",
+    example={"delta": 10, "reason": "delivery"},
+)
 @inject
 def adjust_stock(
-    product_id: str, adjust: handlers.AdjustStockHandler = Provide["product.adjust_stock"]
+    product_id: str,
+    body: StockAdjustmentBody,
+    adjust: handlers.AdjustStockHandler = Provide["product.adjust_stock"],
 ) -> dict[str, Any]:
     target = product_id_from_path(product_id)
-    body = parse_body(StockAdjustmentBody)
     return _product(adjust(handlers.AdjustStock(product_id=target, delta=body.delta, reason=body.reason)))

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, url_for
-from pydantic import BaseModel, ConfigDict, EmailStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from contexts.user.api import UserDTO, UserNotFound
 from contexts.user.application import handlers
 from contexts.user.domain import exceptions
-from infrastructure.http.auth import current_principal, login_required
+from contexts.user.domain.model import email_key
+from infrastructure.http.auth import current_principal
+from infrastructure.http.openapi import Access, Header, endpoint
 from infrastructure.http.problems import map_errors
-from infrastructure.http.validation import SINGLE_LINE, parse_body
-from infrastructure.serialization import to_data
+from infrastructure.http.schemas import ResponseModel
+from infrastructure.http.validation import SINGLE_LINE
 
 bp = Blueprint("user", __name__)
 map_errors(
@@ -45,33 +49,68 @@ class CredentialsBody(BaseModel):
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
+class UserOut(ResponseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: Literal["customer", "admin"]
+    created_at: datetime
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="seconds until the token expires")
+
+
 def _user(user: UserDTO) -> dict[str, Any]:
-    body: dict[str, Any] = to_data(user)
-    return body
+    return UserOut.model_validate(user).model_dump(mode="json")
+
+
+TAG = "users"
 
 
 @bp.post("/users")
+@endpoint(
+    summary="Register a customer",
+    tag=TAG,
+    body=RegistrationBody,
+    responses={201: UserOut},
+    errors=[409],
+    response_headers={201: [Header("Location", "where the new user can read their account")]},
+    description="The email is unique regardless of case (409).",
+    example={"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"},
+)
 @inject
 def register(
+    body: RegistrationBody,
     register_user: handlers.RegisterUserHandler = Provide["user.register_user"],
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
-    body = parse_body(RegistrationBody)
     user = register_user(handlers.RegisterUser(email=body.email, password=body.password, name=body.name))
     return _user(user), 201, {"Location": url_for("user.me")}
 
 
 @bp.post("/auth/token")
+@endpoint(
+    summary="Log in: exchange email and password for a bearer token",
+    tag=TAG,
+    body=CredentialsBody,
+    responses={200: TokenOut},
+    errors=[401],
+    description="A wrong email and a wrong password get the same 401.",
+    example={"email": "ada@example.com", "password": "correct horse battery"},
+)
 @inject
 def issue_token(
+    body: CredentialsBody,
     issue: handlers.IssueTokenHandler = Provide["user.issue_token"],
 ) -> dict[str, Any]:
-    body = parse_body(CredentialsBody)
     token = issue(handlers.IssueToken(email=body.email, password=body.password))
-    return {"access_token": token.access_token, "token_type": "Bearer", "expires_in": token.expires_in}
+    return TokenOut(access_token=token.access_token, token_type="Bearer", expires_in=token.expires_in).model_dump()
 
 
 @bp.get("/users/me")
-@login_required
+@endpoint(summary="Read the caller's account", tag=TAG, access=Access.CUSTOMER, responses={200: UserOut}, errors=[404])
 @inject
 def me(get_user: handlers.GetUserHandler = Provide["user.get_user"]) -> dict[str, Any]:
     return _user(get_user(current_principal().user_id))

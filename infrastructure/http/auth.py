@@ -6,18 +6,12 @@ context authenticate the same way without knowing the user context.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import ParamSpec, TypeVar
-
 from flask import Flask, current_app, g, request
 
 from infrastructure.auth import InvalidToken, Principal, TokenService
 from infrastructure.http.problems import Problem
 
 EXTENSION = "shop.tokens"
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def init_auth(app: Flask, tokens: TokenService) -> None:
@@ -43,22 +37,3 @@ def current_principal() -> Principal:
         raise _unauthenticated("the bearer token is invalid or expired") from error
     g.principal = verified
     return verified
-
-
-def login_required(view: Callable[P, R]) -> Callable[P, R]:
-    @wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        current_principal()
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-def admin_required(view: Callable[P, R]) -> Callable[P, R]:
-    @wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if not current_principal().is_admin:
-            raise Problem(403, "this operation is for administrators")
-        return view(*args, **kwargs)
-
-    return wrapper

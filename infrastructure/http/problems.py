@@ -12,9 +12,11 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
-from flask import Blueprint, Flask, Response, json, request
+from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from infrastructure.http.schemas import FieldError, ProblemDetails
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -31,6 +33,7 @@ class Problem(Exception):
         type_: str = "about:blank",
         errors: Sequence[Mapping[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail or title or HTTPStatus(status).phrase)
         self.status = status
@@ -39,18 +42,23 @@ class Problem(Exception):
         self.type = type_
         self.errors = list(errors) if errors else None
         self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
 
     def to_response(self) -> Response:
-        body: dict[str, Any] = {
-            "type": self.type,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail or self.title,
-            "instance": request.path,
-        }
-        if self.errors is not None:
-            body["errors"] = self.errors
-        response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_JSON)
+        body = ProblemDetails(
+            type=self.type,
+            title=self.title,
+            status=self.status,
+            detail=self.detail or self.title,
+            instance=request.path,
+            errors=[FieldError(field=e["field"], message=e["message"]) for e in self.errors]
+            if self.errors is not None
+            else None,
+            **self.extensions,
+        )
+        response = Response(
+            body.model_dump_json(exclude_none=True), status=self.status, mimetype=PROBLEM_JSON
+        )
         response.headers.update(self.headers)
         return response
 

@@ -23,24 +23,10 @@ from app.containers import databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
 from tests.conftest import Shop, settings_for
+from tests.problems import PROBLEM_JSON, assert_problem
 
 API = "/api/v1"
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
 
-
-def assert_problem(response: TestResponse, status: int, path: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)[:500]
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = json.loads(response.get_data(as_text=True))
-    assert body.keys() >= PROBLEM_KEYS, body
-    assert body["status"] == status
-    assert isinstance(body["type"], str) and body["type"]
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    if path is not None:
-        assert body["instance"] == path
-    return body
 
 
 @dataclass

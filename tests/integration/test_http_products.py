@@ -12,25 +12,12 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.conftest import Shop
+from tests.problems import assert_problem, invalid_fields
 
 API = "/api/v1"
-PROBLEM_JSON = "application/problem+json"
 PRODUCT_FIELDS = {"id", "sku", "name", "description", "price", "currency", "stock"}
 
 
-def assert_problem(response: TestResponse, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = response.get_json(force=True)
-    assert {"type", "title", "status", "detail", "instance"} <= body.keys()
-    assert body["status"] == status
-    return body
-
-
-def invalid_fields(response: TestResponse) -> set[str]:
-    body = assert_problem(response, 400)
-    assert isinstance(body.get("errors"), list) and body["errors"], body
-    return {error["field"] for error in body["errors"]}
 
 
 def assert_unauthenticated(response: TestResponse) -> None:

@@ -13,9 +13,9 @@ from werkzeug.test import TestResponse
 
 from app.containers import ApplicationContainer
 from infrastructure.auth import Principal, TokenService
+from tests.problems import assert_problem, invalid_fields
 
 API = "/api/v1"
-PROBLEM_JSON = "application/problem+json"
 USER_FIELDS = {"id", "email", "name", "role", "created_at"}
 PASSWORD = "correct horse battery"
 
@@ -34,21 +34,6 @@ def login(client: FlaskClient, email: str, password: str) -> TestResponse:
     return client.post(f"{API}/auth/token", json={"email": email, "password": password})
 
 
-def assert_problem(response: TestResponse, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = response.get_json(force=True)
-    assert {"type", "title", "status", "detail", "instance"} <= body.keys()
-    assert body["status"] == status
-    return body
-
-
-def invalid_fields(response: TestResponse) -> set[str]:
-    body = assert_problem(response, 400)
-    assert isinstance(body.get("errors"), list) and body["errors"], body
-    for error in body["errors"]:
-        assert isinstance(error["field"], str) and isinstance(error["message"], str) and error["message"]
-    return {error["field"] for error in body["errors"]}
 
 
 # --- POST /users -------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""The API describing itself: ``/openapi.json`` and Swagger UI at ``/docs``.
+
+Swagger UI's files come from an installed package (swagger-ui-bundle-v2) and are served by
+the app itself, so the docs work on a machine with no internet access.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import swagger_ui_bundle
+from flask import Blueprint, Flask, Response, current_app, send_from_directory
+
+from infrastructure.http.openapi import build_document
+
+bp = Blueprint("api_docs", __name__)
+DOCUMENT = "shop.openapi"
+TITLE = "modular-shop API"
+DESCRIPTION = (
+    "An online shop: users, a product catalog with inventory, and orders. Money is a two-place decimal "
+    "string, ids are UUIDs, times are RFC 3339 UTC. Errors are RFC 9457 problem details."
+)
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>modular-shop API</title>
+  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script src="/docs/init.js"></script>
+</body>
+</html>
+"""
+
+_INIT = """window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+"""
+
+# Swagger UI runs scripts and styles of its own origin and fetches the document; nothing else.
+_DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+def openapi_document(app: Flask) -> dict[str, Any]:
+    """Built once per app, on first use: the URL map is fixed by then."""
+    if DOCUMENT not in app.extensions:
+        app.extensions[DOCUMENT] = build_document(
+            app, title=TITLE, version=version("modular-shop"), description=DESCRIPTION
+        )
+    document: dict[str, Any] = app.extensions[DOCUMENT]
+    return document
+
+
+def _with_policy(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = _DOCS_POLICY
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> dict[str, Any]:
+    return openapi_document(current_app)
+
+
+@bp.get("/docs")
+def docs() -> Response:
+    return _with_policy(Response(_PAGE, mimetype="text/html"))
+
+
+@bp.get("/docs/init.js")
+def docs_init() -> Response:
+    return _with_policy(Response(_INIT, mimetype="text/javascript"))
+
+
+@bp.get("/docs/static/<path:filename>")
+def docs_static(filename: str) -> Response:
+    return _with_policy(send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=3600))

@@ -1,0 +1,93 @@
+"""The API describes itself: a valid OpenAPI 3.1 document covering every endpoint of API.md."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from app.cli import main as shop
+from tests.conftest import Shop
+
+EXPECTED_OPERATIONS = {
+    ("post", "/api/v1/users"),
+    ("post", "/api/v1/auth/token"),
+    ("get", "/api/v1/users/me"),
+    ("post", "/api/v1/products"),
+    ("get", "/api/v1/products"),
+    ("get", "/api/v1/products/{product_id}"),
+    ("patch", "/api/v1/products/{product_id}"),
+    ("post", "/api/v1/products/{product_id}/stock-adjustments"),
+    ("post", "/api/v1/orders"),
+    ("get", "/api/v1/orders"),
+    ("get", "/api/v1/orders/{order_id}"),
+    ("post", "/api/v1/orders/{order_id}/cancel"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+}
+
+
+def document(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json
+    return body
+
+
+def test_the_document_is_valid_openapi_3_1(client: FlaskClient) -> None:
+    spec = document(client)
+    assert spec["openapi"] == "3.1.0"
+    validate(spec)
+
+
+def test_every_operation_of_the_api_is_documented_and_nothing_else(client: FlaskClient) -> None:
+    spec = document(client)
+    operations = {(method, path) for path, item in spec["paths"].items() for method in item}
+    assert operations == EXPECTED_OPERATIONS
+
+
+def test_protected_operations_declare_bearer_security_and_their_401(client: FlaskClient) -> None:
+    spec = document(client)
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            public = (method, path) in {
+                ("post", "/api/v1/users"),
+                ("post", "/api/v1/auth/token"),
+                ("get", "/api/v1/products"),
+                ("get", "/api/v1/products/{product_id}"),
+                ("get", "/healthz"),
+                ("get", "/readyz"),
+            }
+            assert ("security" not in operation) is public, (method, path)
+            assert ("401" in operation["responses"]) is (not public or path == "/api/v1/auth/token"), (method, path)
+
+
+def test_errors_are_documented_as_problem_details(client: FlaskClient) -> None:
+    spec = document(client)
+    placing = spec["paths"]["/api/v1/orders"]["post"]
+    for status in ("400", "401", "409", "413", "422", "503"):
+        content = placing["responses"][status]["content"]
+        assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    assert {"Idempotency-Key"} <= {p["name"] for p in placing["parameters"] if p["in"] == "header"}
+
+
+def test_a_documented_response_schema_matches_what_is_served(client: FlaskClient, shop: Shop) -> None:
+    """The response models both shape the JSON and document it: the served keys are the documented ones."""
+    spec = document(client)
+    product = shop.product(shop.admin())
+    schema = spec["components"]["schemas"]["ProductOut"]
+    assert set(product) == set(schema["properties"]) == set(schema["required"])
+
+
+def test_the_shop_openapi_command_prints_the_same_document(app: Flask, client: FlaskClient) -> None:
+    result = app.test_cli_runner().invoke(shop, ["openapi"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == document(client)
