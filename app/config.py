@@ -1,25 +1,38 @@
 """Settings from the environment (and a ``.env`` file), validated once at start-up.
 
 The CLI and the server read the same settings, so they share databases and signing secret
-when run from the same folder.
+when run from the same folder. A bad value stops start-up with an error naming the setting.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+import limits
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infrastructure.auth import MIN_SECRET_LENGTH
 
 CONTEXTS = ("user", "product", "order")
 SECRET_FILE = "token-secret"
+RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """``" a, b,,c "`` → ``("a", "b", "c")``: the form of the comma-separated settings."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # Errors name the setting and what is wrong, never the value: it may be a secret.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     instance_path: Path = Field(Path("instance"), description="folder for SQLite files and the generated secret")
     database_url: str | None = Field(None, description="default database of every context")
@@ -30,7 +43,25 @@ class Settings(BaseSettings):
     token_secret: SecretStr | None = Field(
         None, description="signs bearer tokens (32+ chars); generated into the instance folder if unset"
     )
+    token_previous_secrets: SecretStr = Field(
+        SecretStr(""),
+        description="comma-separated older signing secrets, still accepted for verification during a key rotation",
+    )
     token_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
+
+    login_rate_limit_per_account: str = Field(
+        "10/minute", description="login attempts per email address, e.g. '10/minute' or '5/minute;20/hour'"
+    )
+    login_rate_limit_per_address: str = Field("50/minute", description="login attempts per client address")
+    ratelimit_storage_url: str | None = Field(
+        None, description="where rate-limit counters live, e.g. redis://127.0.0.1:6379/0; in memory if unset"
+    )
+    ratelimit_key_prefix: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = "shop"
+
+    hsts_seconds: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = 0
+    cors_allowed_origins: str = Field(
+        "", description="comma-separated origins allowed to call the API from a browser; empty = no CORS"
+    )
 
     max_content_length: Annotated[int, Field(ge=1024)] = 1024 * 1024
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -39,6 +70,53 @@ class Settings(BaseSettings):
     argon2_time_cost: Annotated[int, Field(ge=1)] = 3
     argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = 64 * 1024
     argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+
+    @field_validator("token_previous_secrets")
+    @classmethod
+    def _previous_secrets_long_enough(cls, value: SecretStr) -> SecretStr:
+        if any(len(secret) < MIN_SECRET_LENGTH for secret in split_list(value.get_secret_value())):
+            raise ValueError(f"every previous secret must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("login_rate_limit_per_account", "login_rate_limit_per_address")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parsed = limits.parse_many(value)
+        except ValueError as error:
+            raise ValueError(f"not a rate limit like '10/minute' or '5 per second': {value!r}") from error
+        if any(item.amount < 1 for item in parsed):
+            raise ValueError(f"a rate limit must allow at least one request: {value!r}")
+        return value
+
+    @field_validator("ratelimit_storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if urlsplit(value).scheme not in RATE_LIMIT_STORAGE_SCHEMES:
+            raise ValueError(f"the URL's scheme must be one of {', '.join(RATE_LIMIT_STORAGE_SCHEMES)}")
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = split_list(value)
+        if origins == ("*",):
+            return value
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin like https://shop.example.com (scheme, host, optional port;"
+                    " no path), nor a lone '*'"
+                )
+        return value
+
+    def previous_signing_secrets(self) -> tuple[str, ...]:
+        return split_list(self.token_previous_secrets.get_secret_value())
+
+    def cors_origins(self) -> tuple[str, ...]:
+        return split_list(self.cors_allowed_origins)
 
     def database_url_for(self, context: str) -> str:
         """The context's own URL, else the shared one, else its own SQLite file."""

@@ -56,7 +56,11 @@ def build_container(settings: Settings) -> ApplicationContainer:
     container = ApplicationContainer(
         settings=settings,
         event_bus=EventBus(),
-        tokens=TokenService(settings.signing_secret(), ttl=timedelta(seconds=settings.token_ttl_seconds)),
+        tokens=TokenService(
+            settings.signing_secret(),
+            ttl=timedelta(seconds=settings.token_ttl_seconds),
+            previous_secrets=settings.previous_signing_secrets(),
+        ),
         password_hasher=Argon2PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost_kib,

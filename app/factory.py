@@ -16,7 +16,9 @@ from contexts.product import http as product_http
 from contexts.user import http as user_http
 from infrastructure.http.auth import init_auth
 from infrastructure.http.problems import install_problem_handlers
+from infrastructure.http.rate_limit import LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, install_rate_limits
 from infrastructure.http.request_id import install_request_ids
+from infrastructure.http.security import install_cors, install_security_headers
 from infrastructure.logging import configure_logging
 
 API_PREFIX = "/api/v1"
@@ -43,6 +45,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api_docs.bp)
+    install_rate_limits(
+        app,
+        rates={
+            LOGIN_PER_ACCOUNT: settings.login_rate_limit_per_account,
+            LOGIN_PER_ADDRESS: settings.login_rate_limit_per_address,
+        },
+        storage_url=settings.ratelimit_storage_url,
+        key_prefix=settings.ratelimit_key_prefix,
+    )
+    install_security_headers(app, hsts_seconds=settings.hsts_seconds)
+    install_cors(app, settings.cors_origins(), path_prefix=API_PREFIX)
 
     subscribe_all(container)
     container.wire(modules=list(BLUEPRINT_MODULES), warn_unresolved=True)

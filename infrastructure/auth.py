@@ -1,13 +1,25 @@
 """Bearer tokens: issued by the user context, verified by every context without calling it.
 
 A token names the user and the role, signed with a secret from configuration. Verification
-needs nothing but the secret, so a context split into its own service still authenticates
+needs nothing but the secrets, so a context split into its own service still authenticates
 callers locally.
+
+Hardening:
+
+* the algorithm is pinned to HS256: ``none``, other HMAC sizes and asymmetric algorithms are
+  refused whatever the token's header says;
+* ``exp`` and ``nbf`` are required and enforced with a small leeway for clock skew;
+* every token carries a key id (``kid`` header) derived from the secret that signed it, and
+  verification picks the key by that id. Older secrets can stay accepted for verification
+  while new tokens are signed with the current one, so the signing secret can be rotated
+  without logging everyone out. A token without a ``kid``, or with an unknown one, is invalid.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -15,6 +27,14 @@ import jwt
 
 ALGORITHM = "HS256"
 ADMIN = "admin"
+LEEWAY = timedelta(seconds=5)
+MIN_SECRET_LENGTH = 32
+REQUIRED_CLAIMS = ("sub", "role", "exp", "nbf", "iat", "iss")
+
+
+def key_id(secret: str) -> str:
+    """The public name of a signing secret: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -34,16 +54,36 @@ class IssuedToken:
 
 
 class InvalidToken(Exception):
-    """The token is malformed, expired, or not signed by us."""
+    """The token is malformed, expired, not yet valid, or not signed by a key we accept."""
 
 
 class TokenService:
-    def __init__(self, secret: str, *, ttl: timedelta, issuer: str = "modular-shop") -> None:
-        if len(secret) < 32:
-            raise ValueError("the token signing secret must be at least 32 characters")
+    """Signs with ``secret``; verifies tokens signed with it or with any of ``previous_secrets``."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        ttl: timedelta,
+        previous_secrets: Iterable[str] = (),
+        issuer: str = "modular-shop",
+    ) -> None:
+        self._keys: dict[str, str] = {}
+        for candidate in (secret, *previous_secrets):
+            if len(candidate) < MIN_SECRET_LENGTH:
+                raise ValueError(f"every token signing secret must be at least {MIN_SECRET_LENGTH} characters")
+            kid = key_id(candidate)
+            if self._keys.setdefault(kid, candidate) != candidate:
+                raise ValueError("two token signing secrets share a key id; use another secret")
         self._secret = secret
+        self._kid = key_id(secret)
         self._ttl = ttl
         self._issuer = issuer
+
+    @property
+    def key_id(self) -> str:
+        """The ``kid`` of the tokens this service issues."""
+        return self._kid
 
     def issue(self, principal: Principal) -> IssuedToken:
         now = datetime.now(timezone.utc)
@@ -56,18 +96,21 @@ class TokenService:
             "exp": now + self._ttl,
             "jti": uuid.uuid4().hex,
         }
-        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid})
         return IssuedToken(access_token=token, expires_in=int(self._ttl.total_seconds()))
 
     def verify(self, token: str) -> Principal:
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            if not isinstance(kid, str) or kid not in self._keys:
+                raise InvalidToken("the token's key id is missing or unknown")
             claims = jwt.decode(
                 token,
-                self._secret,
+                self._keys[kid],
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
-                options={"require": ["sub", "role", "exp", "iat", "iss"]},
-                leeway=timedelta(seconds=5),
+                options={"require": list(REQUIRED_CLAIMS)},
+                leeway=LEEWAY,
             )
             return Principal(user_id=uuid.UUID(claims["sub"]), role=str(claims["role"]))
         except (jwt.PyJWTError, ValueError, TypeError) as error:

@@ -16,7 +16,7 @@ from contexts.order.application.ports import OrderKey
 from contexts.order.domain import exceptions, model
 from contexts.product.api import InsufficientStock
 from infrastructure.http.auth import current_principal
-from infrastructure.http.openapi import Access, Header, endpoint
+from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
@@ -136,6 +136,9 @@ def _unknown_products(error: exceptions.UnknownProducts) -> Response:
 
 
 TAG = "orders"
+THIS_ORDER = {"order_id": "$response.body#/id"}
+GET_ORDER = Link("order_get_order", THIS_ORDER, description="read the order")
+CANCEL_ORDER = Link("order_cancel_order", THIS_ORDER, description="cancel the order")
 
 
 @bp.post("/orders")
@@ -148,9 +151,11 @@ TAG = "orders"
     errors=[409, 422],
     request_headers=[IDEMPOTENCY_KEY],
     response_headers={201: [Header("Location", "the new order's URL")]},
+    links={201: {"GetOrder": GET_ORDER, "CancelOrder": CANCEL_ORDER}},
     description=(
         "All lines are reserved or none: not enough stock for any line is a 409 naming the product. "
-        "Unknown products and lines of different currencies are a 400. With an Idempotency-Key, "
+        "Unknown products and lines of different currencies are a 400, and so are lines for one product "
+        f"whose quantities add up to more than {model.MAX_QUANTITY} (such lines are merged). With an Idempotency-Key, "
         "a repeat with the same body replays the first response; a different body is a 422; "
         "a repeat while the first is still being processed is a 409."
     ),
@@ -178,6 +183,7 @@ def place_order(
     access=Access.CUSTOMER,
     responses={200: OrderOut},
     errors=[404],
+    links={200: {"CancelOrder": CANCEL_ORDER}},
     description="Only its owner and administrators see an order; anyone else gets a 404.",
 )
 @inject
@@ -215,6 +221,7 @@ def list_orders(
     access=Access.CUSTOMER,
     responses={200: OrderOut},
     errors=[404],
+    links={200: {"GetOrder": GET_ORDER}},
     description=(
         "For its owner or an administrator. Its stock is available again at once; "
         "cancelling twice changes nothing."

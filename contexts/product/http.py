@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from contexts.product.api import ProductDTO, ProductNotFound
 from contexts.product.application import handlers
 from contexts.product.domain import currencies, exceptions
-from infrastructure.http.openapi import Access, Header, endpoint
+from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
@@ -49,7 +49,11 @@ def _iso_4217(code: str) -> str:
     return code
 
 
-Currency = Annotated[str, AfterValidator(_iso_4217)]
+Currency = Annotated[
+    str,
+    AfterValidator(_iso_4217),
+    Field(description="an ISO 4217 currency code", json_schema_extra={"enum": sorted(currencies.CURRENCIES)}),
+]
 
 
 class NewProductBody(BaseModel):
@@ -87,7 +91,9 @@ def _not_zero(delta: int) -> int:
 class StockAdjustmentBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    delta: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK), AfterValidator(_not_zero)]
+    delta: Annotated[
+        int, Field(ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}}), AfterValidator(_not_zero)
+    ]
     reason: Annotated[str, StringConstraints(max_length=200), SINGLE_LINE] | None = None
 
 
@@ -128,6 +134,17 @@ def _product(product: ProductDTO) -> dict[str, Any]:
 
 TAG = "products"
 LOCATION = Header("Location", "the new product's URL")
+THIS_PRODUCT = {"product_id": "$response.body#/id"}
+NEXT_CALLS = {
+    "GetProduct": Link("product_get_product", THIS_PRODUCT, description="read the product"),
+    "ReviseProduct": Link("product_revise_product", THIS_PRODUCT, description="change the product"),
+    "AdjustStock": Link("product_adjust_stock", THIS_PRODUCT, description="adjust its stock"),
+    "OrderProduct": Link(
+        "order_place_order",
+        request_body={"items": [{"product_id": "$response.body#/id", "quantity": 1}]},
+        description="order one unit of the product",
+    ),
+}
 
 
 @bp.post("/products")
@@ -139,6 +156,7 @@ LOCATION = Header("Location", "the new product's URL")
     responses={201: ProductOut},
     errors=[409],
     response_headers={201: [LOCATION]},
+    links={201: NEXT_CALLS},
     description="A duplicate sku is a 409.",
     example={"sku": "MUG-001", "name": "Enamel mug", "price": "12.50", "currency": "USD", "initial_stock": 40},
 )

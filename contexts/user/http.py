@@ -17,7 +17,15 @@ from contexts.user.domain.model import email_key
 from infrastructure.http.auth import current_principal
 from infrastructure.http.openapi import Access, Header, endpoint
 from infrastructure.http.problems import map_errors
+from infrastructure.http.rate_limit import (
+    LOGIN_PER_ACCOUNT,
+    LOGIN_PER_ADDRESS,
+    client_address,
+    json_body_field,
+    throttle,
+)
 from infrastructure.http.schemas import ResponseModel
+from infrastructure.http.security import no_store
 from infrastructure.http.validation import SINGLE_LINE
 
 bp = Blueprint("user", __name__)
@@ -37,7 +45,9 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 class RegistrationBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    email: EmailStr
+    email: EmailStr = Field(
+        description="unique regardless of case; special-use domains (.test, .invalid, .local, …) are refused"
+    )
     password: Password
     name: Name
 
@@ -100,6 +110,9 @@ def register(
     description="A wrong email and a wrong password get the same 401.",
     example={"email": "ada@example.com", "password": "correct horse battery"},
 )
+@throttle(LOGIN_PER_ACCOUNT, key=json_body_field("email", email_key), per="account")
+@throttle(LOGIN_PER_ADDRESS, key=client_address, per="address")
+@no_store
 @inject
 def issue_token(
     body: CredentialsBody,

@@ -3,14 +3,17 @@ documents the operation in the OpenAPI 3.1 document, so the three cannot disagre
 
 A view decorated with :func:`endpoint` receives its validated ``body`` and ``query`` as
 keyword arguments. :func:`build_document` walks an app's URL map and describes every
-declared endpoint, with the pydantic models' JSON Schemas as components.
+declared endpoint, with the pydantic models' JSON Schemas as components, and the
+:class:`Link` objects that say how a response feeds the next call (clients and fuzzers such
+as Schemathesis follow them: create a product, order it, read the order, cancel it).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import wraps
 from http import HTTPStatus
@@ -22,6 +25,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from infrastructure.http.auth import current_principal
 from infrastructure.http.problems import Problem
+from infrastructure.http.rate_limit import MARKS as THROTTLE_MARKS
 from infrastructure.http.schemas import ProblemDetails
 from infrastructure.http.validation import parse_body, parse_query
 
@@ -49,6 +53,30 @@ class Header:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: the operation a response leads to, and how its inputs come from it.
+
+    Values are runtime expressions such as ``"$response.body#/id"``, or literals; in
+    ``request_body`` they may be nested inside a literal JSON value (Schemathesis fills them in).
+    """
+
+    operation_id: str
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    request_body: Any = None
+    description: str = ""
+
+    def to_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"operationId": self.operation_id}
+        if self.parameters:
+            document["parameters"] = dict(self.parameters)
+        if self.request_body is not None:
+            document["requestBody"] = copy.deepcopy(self.request_body)
+        if self.description:
+            document["description"] = self.description
+        return document
+
+
+@dataclass(frozen=True)
 class Operation:
     summary: str
     description: str
@@ -61,6 +89,7 @@ class Operation:
     request_headers: tuple[Header, ...]
     response_headers: Mapping[int, tuple[Header, ...]]
     example: Mapping[str, Any] | None
+    links: Mapping[int, Mapping[str, Link]] = field(default_factory=dict)
 
 
 def endpoint(
@@ -76,13 +105,19 @@ def endpoint(
     response_headers: Mapping[int, Sequence[Header]] | None = None,
     description: str = "",
     example: Mapping[str, Any] | None = None,
+    links: Mapping[int, Mapping[str, Link]] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Declare an operation. Place it directly under the route decorator.
 
     Access is checked first (401/403 before any 400), then the query and body are validated
     and passed to the view as ``query=`` and ``body=``. Statuses implied by the declaration
-    (400, 401, 403, 413, and 503 for a lost database) are documented without being listed.
+    (400, 401, 403, 413, 503 for a lost database, and 429 for a view marked with
+    :func:`~infrastructure.http.rate_limit.throttle` below this decorator) are documented
+    without being listed. ``links`` are keyed by the status of the response they start from.
     """
+    undeclared = set((links or {}).keys()) - set(responses.keys())
+    if undeclared:
+        raise ValueError(f"links from statuses with no declared response: {sorted(undeclared)}")
     implied = {503}
     if body is not None or query is not None:
         implied.add(400)
@@ -104,9 +139,14 @@ def endpoint(
         request_headers=tuple(request_headers),
         response_headers={status: tuple(headers) for status, headers in (response_headers or {}).items()},
         example=example,
+        links={status: dict(named) for status, named in (links or {}).items()},
     )
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        declared = operation
+        if getattr(view, THROTTLE_MARKS, ()):
+            declared = replace(operation, errors=operation.errors | {429})
+
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if access is not Access.PUBLIC:
@@ -119,7 +159,7 @@ def endpoint(
                 kwargs["body"] = parse_body(body)
             return view(*args, **kwargs)
 
-        setattr(wrapper, ATTRIBUTE, operation)
+        setattr(wrapper, ATTRIBUTE, declared)
         return wrapper
 
     return decorate
@@ -241,6 +281,8 @@ def _responses(operation: Operation) -> dict[str, Any]:
         }
         for header in operation.response_headers.get(status, ()):
             response["headers"][header.name] = {"description": header.description, "schema": dict(header.schema)}
+        if operation.links.get(status):
+            response["links"] = {name: link.to_document() for name, link in operation.links[status].items()}
         responses[str(status)] = response
     for status in sorted(operation.errors - operation.responses.keys()):
         response = {

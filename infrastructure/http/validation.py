@@ -4,35 +4,56 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import request
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from infrastructure.http.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+@dataclass(frozen=True)
+class NoControlCharacters:
+    """Refuses text with the given control characters, and says so in the JSON Schema.
 
-def _single_line(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
+    ``forbidden`` is the inside of a regex character class, written so that Python and
+    ECMA-262 (the dialect of JSON Schema's ``pattern``) read it alike.
+    """
 
+    forbidden: str
+    message: str
 
-def _multi_line(value: str) -> str:
-    if _CONTROL_BUT_LINE_BREAKS.search(value):
-        raise ValueError("must not contain control characters other than tabs and line breaks")
-    return value
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        forbidden = re.compile(f"[{self.forbidden}]")
+
+        def check(value: str) -> str:
+            if forbidden.search(value):
+                raise ValueError(self.message)
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        pattern = f"^[^{self.forbidden}]*$"
+        if "pattern" in json_schema:
+            json_schema.setdefault("allOf", []).append({"pattern": pattern})
+        else:
+            json_schema["pattern"] = pattern
+        return json_schema
 
 
 # For text a person reads: no NULs or other control characters (PostgreSQL rejects NUL outright).
 # Put them after any StringConstraints, so that stripping and lengths are checked first.
-SINGLE_LINE = AfterValidator(_single_line)
-MULTI_LINE = AfterValidator(_multi_line)
+SINGLE_LINE = NoControlCharacters(r"\x00-\x1f\x7f", "must not contain control characters")
+MULTI_LINE = NoControlCharacters(
+    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f", "must not contain control characters other than tabs and line breaks"
+)
 
 
 def field_path(location: tuple[int | str, ...]) -> str:

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.containers import ApplicationContainer
-from infrastructure.auth import Principal, TokenService
+from infrastructure.auth import Principal, TokenService, key_id
 from tests.problems import assert_problem, invalid_fields
 
 API = "/api/v1"
@@ -257,7 +257,9 @@ def _authorization(kind: str, user_id: str, secret: str, good_token: str) -> str
     other_secret = "another secret that is long enough for HS256!"
 
     def signed(key: str | None, algorithm: str = "HS256", **claims: Any) -> str:
-        return f"Bearer {jwt.encode(_claims(user_id, **claims), key, algorithm=algorithm)}"
+        # Every forgery names the app's real key, so it is refused for its own defect, not a missing kid.
+        headers = {"kid": key_id(secret)}
+        return f"Bearer {jwt.encode(_claims(user_id, **claims), key, algorithm=algorithm, headers=headers)}"
 
     past = datetime.now(timezone.utc) - timedelta(hours=2)
     headers: dict[str, str | None] = {
@@ -285,6 +287,16 @@ def _authorization(kind: str, user_id: str, secret: str, good_token: str) -> str
         "HS512": signed(secret, "HS512"),
     }
     return headers[kind]
+
+
+def test_a_token_forged_the_way_the_unacceptable_ones_are_but_without_a_defect_is_accepted(
+    client: FlaskClient, container: ApplicationContainer
+) -> None:
+    """The control for the cases below: the forging itself is sound, so each 401 is its defect's."""
+    registered = register(client)
+    secret = container.settings().signing_secret()
+    token = jwt.encode(_claims(registered.json["id"]), secret, algorithm="HS256", headers={"kid": key_id(secret)})
+    assert client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 UNACCEPTABLE = [

@@ -26,8 +26,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from contexts.order import events as order_events
-from contexts.order.application.handlers import IDEMPOTENCY_LEASE
 from contexts.order.application import ports as order_ports
+from contexts.order.application.handlers import IDEMPOTENCY_LEASE
 from contexts.order.application.ports import Claim, OrderKey
 from contexts.order.domain import exceptions as order_exceptions
 from contexts.order.domain import model as order_model
