@@ -17,7 +17,7 @@ from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
-from infrastructure.http.validation import MULTI_LINE, SINGLE_LINE
+from infrastructure.http.validation import MULTI_LINE, NOT_BLANK, SINGLE_LINE, STRIPPED
 
 bp = Blueprint("product", __name__)
 map_errors(
@@ -34,7 +34,7 @@ map_errors(
 MAX_STOCK = 1_000_000_000
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK), SINGLE_LINE, STRIPPED]
 Description = Annotated[str, StringConstraints(max_length=5000), MULTI_LINE]
 Price = Annotated[
     str,
@@ -102,7 +102,7 @@ class ProductListQuery(BaseModel):
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, StringConstraints(min_length=1)] | None = None
-    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), SINGLE_LINE] | None = None
+    q: Annotated[str, StringConstraints(max_length=100), SINGLE_LINE, STRIPPED] | None = None
 
 
 def product_id_from_path(raw: str) -> uuid.UUID:

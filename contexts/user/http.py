@@ -26,7 +26,7 @@ from infrastructure.http.rate_limit import (
 )
 from infrastructure.http.schemas import ResponseModel
 from infrastructure.http.security import no_store
-from infrastructure.http.validation import SINGLE_LINE
+from infrastructure.http.validation import NOT_BLANK, SINGLE_LINE, STRIPPED
 
 bp = Blueprint("user", __name__)
 map_errors(
@@ -39,7 +39,7 @@ map_errors(
 )
 
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NOT_BLANK), SINGLE_LINE, STRIPPED]
 
 
 class RegistrationBody(BaseModel):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import request
-from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic import AfterValidator, BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -31,12 +31,14 @@ class NoControlCharacters:
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         forbidden = re.compile(f"[{self.forbidden}]")
 
-        def check(value: str) -> str:
-            if forbidden.search(value):
+        def check(value: Any) -> Any:
+            if isinstance(value, str) and forbidden.search(value):
                 raise ValueError(self.message)
             return value
 
-        return core_schema.no_info_after_validator_function(check, handler(source))
+        # Before the string's own validation: a tab that stripping would remove is still refused,
+        # as the documented pattern says.
+        return core_schema.no_info_before_validator_function(check, handler(source))
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         json_schema = handler(schema)
@@ -49,11 +51,18 @@ class NoControlCharacters:
 
 
 # For text a person reads: no NULs or other control characters (PostgreSQL rejects NUL outright).
-# Put them after any StringConstraints, so that stripping and lengths are checked first.
+# They look at the text as sent, before any stripping.
 SINGLE_LINE = NoControlCharacters(r"\x00-\x1f\x7f", "must not contain control characters")
 MULTI_LINE = NoControlCharacters(
     r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f", "must not contain control characters other than tabs and line breaks"
 )
+
+
+# Surrounding white space is dropped only after the documented constraints were checked on the
+# text as sent, so that what the schema accepts and what the server accepts are the same.
+STRIPPED = AfterValidator(str.strip)
+# Something to show: at least one character that is not white space.
+NOT_BLANK = r"\S"
 
 
 def field_path(location: tuple[int | str, ...]) -> str:

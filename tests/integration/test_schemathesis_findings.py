@@ -201,3 +201,33 @@ def test_the_documented_currencies_are_the_ones_the_catalog_takes(spec: dict[str
     currency = spec["components"]["schemas"]["NewProductBody"]["properties"]["currency"]
     assert set(currency["enum"]) == CURRENCIES
     assert currency["default"] in CURRENCIES
+
+
+@pytest.mark.parametrize("q", ["\tmug", "mug\t", "\t\u00a0\u008a"], ids=repr)
+def test_a_search_with_a_control_character_that_stripping_would_remove_is_still_400(
+    client: FlaskClient, q: str
+) -> None:
+    """Found by schemathesis: the documented pattern refuses tabs anywhere; the server stripped them first."""
+    assert invalid_fields(client.get("/api/v1/products", query_string={"q": q})) == {"q"}
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("   ", False), ("\u00a0", False), ("a" + " " * 100, False), ("  Ada  ", True), ("a" * 100, True)],
+    ids=repr,
+)
+def test_a_user_name_is_valid_in_the_document_exactly_when_the_server_takes_it(
+    client: FlaskClient, spec: dict[str, Any], value: str, accepted: bool
+) -> None:
+    """Names used to be trimmed before their length check: blank names were schema-valid but
+    refused, and padded over-long ones schema-invalid but taken."""
+    body = {"email": f"{uuid.uuid4().hex[:10]}@example.com", "password": "long enough", "name": value}
+
+    response = client.post(f"{API}/users", json=body)
+
+    assert documented_body(spec, "post", f"{API}/users")(body) is accepted
+    if accepted:
+        assert response.status_code == 201 and response.json is not None
+        assert response.json["name"] == value.strip()
+    else:
+        assert invalid_fields(response) == {"name"}
