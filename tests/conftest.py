@@ -25,15 +25,26 @@ def settings_for(instance: Path, **overrides: Any) -> dict[str, Any]:
     return {"instance_path": instance, "log_level": "WARNING", **FAST_HASHING, **overrides}
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(settings_for(tmp_path / "instance"))
+def start_app(instance: Path, **overrides: Any) -> Flask:
+    """An app on ``instance`` with every context's database migrated."""
+    app = create_app(settings_for(instance, **overrides))
+    upgrade_all(databases(container_of(app)))
+    return app
+
+
+def stop_app(app: Flask) -> None:
+    """Undo what building the app did to shared state: its wiring and its connections."""
     container = container_of(app)
-    upgrade_all(databases(container))
-    yield app
     container.unwire()
     for database in databases(container).values():
         database.dispose()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    app = start_app(tmp_path / "instance")
+    yield app
+    stop_app(app)
 
 
 @pytest.fixture

@@ -22,14 +22,13 @@ from pydantic import ValidationError
 from werkzeug.test import TestResponse
 
 from app.config import Settings
-from app.containers import ApplicationContainer, databases
+from app.containers import ApplicationContainer
 from app.factory import container_of, create_app
-from app.migrations import upgrade_all
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.application import handlers
 from contexts.user.domain import exceptions
 from infrastructure.auth import key_id
-from tests.conftest import settings_for
+from tests.conftest import settings_for, start_app, stop_app
 
 API = "/api/v1"
 PASSWORD = "correct horse"
@@ -51,23 +50,16 @@ def make_app(instance: Path) -> Iterator[MakeApp]:
     released when the next one is built (a restart) and at the end of the test."""
     built: list[Flask] = []
 
-    def close(app: Flask) -> None:
-        container = container_of(app)
-        container.unwire()
-        for database in databases(container).values():
-            database.dispose()
-
     def make(**overrides: Any) -> Flask:
         if built:
-            close(built[-1])
-        app = create_app(settings_for(instance, **overrides))
-        upgrade_all(databases(container_of(app)))
+            stop_app(built[-1])
+        app = start_app(instance, **overrides)
         built.append(app)
         return app
 
     yield make
     if built:
-        close(built[-1])
+        stop_app(built[-1])
 
 
 def register(client: FlaskClient, email: str | None = None) -> str:

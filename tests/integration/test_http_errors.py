@@ -19,10 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.containers import databases
-from app.factory import container_of, create_app
-from app.migrations import upgrade_all
-from tests.conftest import Shop, settings_for
+from app.factory import container_of
+from tests.conftest import Shop, start_app, stop_app
 from tests.problems import PROBLEM_JSON, assert_problem
 
 API = "/api/v1"
@@ -160,13 +158,9 @@ SMALL_LIMIT = 2048
 
 @pytest.fixture
 def small_app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(settings_for(tmp_path / "small", max_content_length=SMALL_LIMIT))
-    container = container_of(app)
-    upgrade_all(databases(container))
+    app = start_app(tmp_path / "small", max_content_length=SMALL_LIMIT)
     yield app
-    container.unwire()
-    for database in databases(container).values():
-        database.dispose()
+    stop_app(app)
 
 
 def _registration_of_size(size: int) -> bytes:

@@ -16,10 +16,8 @@ from flask.testing import FlaskClient
 from pydantic import ValidationError
 from werkzeug.test import TestResponse
 
-from app.containers import databases
-from app.factory import container_of, create_app
-from app.migrations import upgrade_all
-from tests.conftest import settings_for
+from app.factory import create_app
+from tests.conftest import settings_for, start_app, stop_app
 
 API = "/api/v1"
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
@@ -40,17 +38,13 @@ def make_app(tmp_path: Path) -> Iterator[MakeApp]:
     built: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        app = create_app(settings_for(tmp_path / f"instance-{len(built)}", **overrides))
-        upgrade_all(databases(container_of(app)))
+        app = start_app(tmp_path / f"instance-{len(built)}", **overrides)
         built.append(app)
         return app
 
     yield make
     for app in built:
-        container = container_of(app)
-        container.unwire()
-        for database in databases(container).values():
-            database.dispose()
+        stop_app(app)
 
 
 @pytest.fixture
