@@ -317,6 +317,16 @@ class StockMachine(RuleBasedStateMachine):
         self.backend.confirm(reservation_id)
         assert self.levels() == before, "confirming changed stock"
 
+    @rule(
+        reservation_id=reservation_ids,
+        lines=st.lists(st.builds(ReservationLine, products, quantities), min_size=1, max_size=3),
+    )
+    def reserve_then_confirm(self, reservation_id: uuid.UUID, lines: list[ReservationLine]) -> None:
+        """What placing an order does: reserve, then confirm once the order is saved."""
+        self.try_reserve(reservation_id, lines)
+        if reservation_id in self.held:
+            self.confirm(reservation_id)
+
     @rule(product_id=products, delta=st.integers(min_value=-20, max_value=20))
     def adjust(self, product_id: uuid.UUID, delta: int) -> None:
         expected = None if self.expected_available(product_id) + delta >= 0 else StockWouldGoNegative
