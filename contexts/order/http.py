@@ -20,6 +20,7 @@ from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
+from infrastructure.http.validation import id_from_path
 
 bp = Blueprint("order", __name__)
 map_errors(
@@ -78,10 +79,7 @@ def _idempotency_key() -> str | None:
 
 
 def _order_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError as error:
-        raise OrderNotFound(raw) from error
+    return id_from_path(raw, OrderNotFound)
 
 
 def _viewer() -> handlers.Viewer:

@@ -17,7 +17,7 @@ from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
-from infrastructure.http.validation import MULTI_LINE, NOT_BLANK, SINGLE_LINE, STRIPPED
+from infrastructure.http.validation import MULTI_LINE, NOT_BLANK, SINGLE_LINE, STRIPPED, id_from_path
 
 bp = Blueprint("product", __name__)
 map_errors(
@@ -106,11 +106,7 @@ class ProductListQuery(BaseModel):
 
 
 def product_id_from_path(raw: str) -> uuid.UUID:
-    """A malformed id names no product: 404, like an unknown one."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError as error:
-        raise Problem(404, f"no product with id {raw}") from error
+    return id_from_path(raw, lambda malformed: Problem(404, f"no product with id {malformed}"))
 
 
 class ProductOut(ResponseModel):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,6 +64,14 @@ MULTI_LINE = NoControlCharacters(
 STRIPPED = AfterValidator(str.strip)
 # Something to show: at least one character that is not white space.
 NOT_BLANK = r"\S"
+
+
+def id_from_path(raw: str, not_found: Callable[[str], Exception]) -> uuid.UUID:
+    """A malformed id in a path names nothing: it is answered like an unknown one (404)."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError as error:
+        raise not_found(raw) from error
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
