@@ -319,3 +319,9 @@ def test_merge_items_rejects_a_non_positive_item_even_when_the_merged_total_is_p
 def test_a_product_is_priced_only_in_an_iso_4217_currency(currency: str) -> None:
     with pytest.raises(UnknownCurrency):
         Product.create(sku="MUG-1", name="Mug", description=None, price=Decimal("1.00"), currency=currency, now=NOW)
+
+
+def test_a_reservation_without_lines_is_refused() -> None:
+    """Otherwise an empty reservation would be stored under its id and block that id for good."""
+    with pytest.raises(ValueError):
+        merge_lines([])

@@ -96,6 +96,8 @@ def merge_lines(lines: Iterable[StockLine]) -> tuple[StockLine, ...]:
         if line.quantity <= 0:
             raise ValueError(f"quantity of product {line.product_id} must be positive")
         totals[line.product_id] += line.quantity
+    if not totals:
+        raise ValueError("a reservation holds at least one line")
     return tuple(StockLine(product_id, totals[product_id]) for product_id in sorted(totals))
 
 
