@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from decimal import Decimal
+from types import FrameType
 
 import click
 from flask import current_app
@@ -13,7 +15,9 @@ from pydantic import ValidationError
 from werkzeug.serving import run_simple
 
 from app.api_docs import openapi_document
+from app.background import BackgroundWork
 from app.containers import databases
+from app.events_cli import events
 from app.factory import container_of, create_app
 from app.migrations import downgrade_all, upgrade_all
 from contexts.product.application.handlers import CreateProduct
@@ -48,11 +52,29 @@ def main() -> None:
 )
 @with_appcontext
 def serve(host: str, port: int) -> None:
-    """Serve the API with the threaded development server (one process)."""
+    """Serve the API with the threaded development server (one process), delivering events
+    in the background unless EVENTS_DISPATCH_IN_WEB is false."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    container = container_of(app)
+    background = BackgroundWork(container) if container.settings().events_dispatch_in_web else None
+    # SIGTERM unwinds like Ctrl-C, so the dispatcher hands back what it has not started.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    if background:
+        background.start()
     click.echo(f"modular-shop listening on http://{host}:{port}")
-    # Flask's app.run refuses to start under its own CLI; Werkzeug's server is what it would run.
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    try:
+        # Flask's app.run refuses to start under its own CLI; Werkzeug's server is what it would run.
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        if background:
+            background.stop()
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+main.add_command(events)
 
 
 @main.command("openapi")

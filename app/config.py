@@ -71,6 +71,38 @@ class Settings(BaseSettings):
     argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = 64 * 1024
     argon2_parallelism: Annotated[int, Field(ge=1)] = 4
 
+    events_dispatch_in_web: bool = Field(
+        True, description="run the event dispatcher inside `shop serve`; false when `shop events relay` runs apart"
+    )
+    events_workers: Annotated[int, Field(ge=1, le=64)] = Field(4, description="deliveries run at the same time")
+    events_max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        8, description="attempts before a delivery becomes a dead letter"
+    )
+    events_retry_base_seconds: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="delay before the first retry; doubles per failure, with jitter"
+    )
+    events_retry_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    events_claim_timeout_seconds: Annotated[float, Field(ge=1)] = Field(
+        60.0, description="after this, a delivery claimed by a dispatcher that died is taken over"
+    )
+    events_poll_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        1.0, description="how often the dispatcher looks for work committed by other processes"
+    )
+    events_retention_hours: Annotated[float, Field(ge=0)] = Field(
+        168.0, description="completed deliveries (and their events) are pruned after this"
+    )
+    reservation_ttl_seconds: Annotated[int, Field(ge=1)] = Field(
+        900, description="a stock reservation no placed order confirmed is released after this"
+    )
+    maintenance_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        60.0, description="how often expired reservations are released and old deliveries pruned"
+    )
+    mail_from: Annotated[str, Field(min_length=3, max_length=200)] = "modular-shop <shop@localhost>"
+    smtp_url: SecretStr | None = Field(
+        None, description="smtp://, smtp+starttls:// or smtps://[user:password@]host[:port]; unset = .eml files"
+    )
+    smtp_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
     @field_validator("token_previous_secrets")
     @classmethod
     def _previous_secrets_long_enough(cls, value: SecretStr) -> SecretStr:

@@ -1,6 +1,7 @@
 """The application container: one container per context, assembled around shared infrastructure.
 
-This is the context map of the running process: which context's API another context gets.
+This is the context map of the running process: which context's API another context gets,
+and which outboxes the event dispatcher serves.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contexts.user.container import UserContainer
 from infrastructure.auth import TokenService
 from infrastructure.db import Database
 from infrastructure.events.bus import EventBus
+from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 
 
 class ApplicationContainer(containers.DeclarativeContainer):
@@ -31,13 +33,33 @@ class ApplicationContainer(containers.DeclarativeContainer):
     user = providers.Container(
         UserContainer,
         database=user_database,
-        publisher=event_bus,
+        event_bus=event_bus,
         tokens=tokens,
         password_hasher=password_hasher,
     )
-    product = providers.Container(ProductContainer, database=product_database, publisher=event_bus)
+    product = providers.Container(
+        ProductContainer,
+        database=product_database,
+        event_bus=event_bus,
+        reservation_ttl=providers.Factory(timedelta, seconds=settings.provided.reservation_ttl_seconds),
+    )
     order = providers.Container(
-        OrderContainer, database=order_database, publisher=event_bus, product_api=product.api
+        OrderContainer, database=order_database, event_bus=event_bus, product_api=product.api
+    )
+
+    dispatcher = providers.Singleton(
+        Dispatcher,
+        outboxes=providers.List(user.outbox, product.outbox, order.outbox),
+        bus=event_bus,
+        workers=settings.provided.events_workers,
+        retry=providers.Factory(
+            RetryPolicy,
+            max_attempts=settings.provided.events_max_attempts,
+            base_delay=settings.provided.events_retry_base_seconds,
+            max_delay=settings.provided.events_retry_max_seconds,
+        ),
+        lease=providers.Factory(timedelta, seconds=settings.provided.events_claim_timeout_seconds),
+        poll_interval=settings.provided.events_poll_seconds,
     )
 
 

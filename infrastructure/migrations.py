@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 
 from infrastructure.db import Database
 
@@ -48,3 +48,14 @@ def run_env(target_metadata: MetaData) -> None:
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
+
+
+def create_tables(*tables: Table) -> None:
+    """Create tables exactly as declared (names from the metadata's convention) in a migration."""
+    for table in tables:
+        table.create(op.get_bind())
+
+
+def drop_tables(*tables: Table) -> None:
+    for table in reversed(tables):
+        table.drop(op.get_bind())

@@ -1,7 +1,8 @@
 """The transaction boundary of a use case, on SQLAlchemy.
 
-Rolls back unless told to commit; after a commit, hands the events recorded by the
-aggregates it saw to the publisher. Repositories never commit.
+Rolls back unless told to commit. A commit also writes, in the same transaction, the events
+recorded by the aggregates it saw into the context's outbox, and, when it runs inside an
+event delivery, the delivery into the context's inbox. Repositories never commit.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any, Protocol, Self
 from sqlalchemy.orm import Session
 
 from infrastructure.db import Database
-from infrastructure.events.bus import EventPublisher
+from infrastructure.events.inbox import Inbox
+from infrastructure.events.outbox import Outbox
 
 
 class RecordsEvents(Protocol):
+    id: Any
     events: list[Any]
 
 
@@ -25,9 +28,17 @@ class SqlAlchemyUnitOfWork(ABC):
 
     session: Session
 
-    def __init__(self, database: Database, publisher: EventPublisher, *, write: bool = True) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        outbox: Outbox | None = None,
+        inbox: Inbox | None = None,
+        write: bool = True,
+    ) -> None:
         self._database = database
-        self._publisher = publisher
+        self._outbox = outbox
+        self._inbox = inbox
         self._write = write
         self.seen: list[RecordsEvents] = []
 
@@ -50,12 +61,24 @@ class SqlAlchemyUnitOfWork(ABC):
     def _open(self, session: Session) -> None:
         """Create this unit of work's repositories on ``session``."""
 
+    def already_handled(self) -> bool:
+        """Whether the event being delivered already had its effect (for effects the database
+        cannot roll back, such as sending mail, which check before acting)."""
+        return self._inbox is not None and self._inbox.has_handled(self.session)
+
     def commit(self) -> None:
+        events = [(aggregate.id, event) for aggregate in self.seen for event in aggregate.events]
+        if events:
+            if self._outbox is None:
+                raise RuntimeError(f"{type(self).__name__} has events to publish but no outbox")
+            self._outbox.record(self.session, events)
+        if self._inbox is not None:
+            self._inbox.record(self.session)
         self.session.commit()
-        events = [event for aggregate in self.seen for event in aggregate.events]
         for aggregate in self.seen:
             aggregate.events.clear()
-        self._publisher.publish(events)
+        if events and self._outbox is not None:
+            self._outbox.committed()
 
     def rollback(self) -> None:
         self.session.rollback()

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+from contexts.order.adapters import orm
 from contexts.order.adapters.unit_of_work import SqlAlchemyOrderUnitOfWork
 from contexts.order.application import facade, handlers
 from contexts.product.api import ProductApi
 from infrastructure.db import Database
-from infrastructure.events.bus import EventPublisher
+from infrastructure.events.bus import EventBus
+from infrastructure.events.outbox import Outbox
 
 
 class OrderContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
-    publisher: providers.Dependency[EventPublisher] = providers.Dependency()
+    event_bus = providers.Dependency(instance_of=EventBus)
     product_api: providers.Dependency[ProductApi] = providers.Dependency()
 
-    uow = providers.Factory(SqlAlchemyOrderUnitOfWork, database=database, publisher=publisher)
+    outbox = providers.Singleton(Outbox, "order", database=database, tables=orm.OUTBOX, subscribers=event_bus)
+    uow = providers.Factory(SqlAlchemyOrderUnitOfWork, database=database, outbox=outbox)
 
     place_order = providers.Singleton(handlers.PlaceOrderHandler, uow=uow.provider, products=product_api)
     get_order = providers.Singleton(handlers.GetOrderHandler, uow=uow.provider)

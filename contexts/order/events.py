@@ -13,6 +13,9 @@ class OrderedLine:
     product_id: uuid.UUID
     quantity: int
     unit_price: Decimal
+    # Added in v1 (fields may be added freely): what the product was called when ordered.
+    sku: str
+    name: str
 
 
 @dataclass(frozen=True)

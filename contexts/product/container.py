@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dependency_injector import containers, providers
 
+from contexts.product.adapters import orm
 from contexts.product.adapters.unit_of_work import SqlAlchemyProductUnitOfWork
 from contexts.product.application import facade, handlers, subscribers
 from infrastructure.db import Database
-from infrastructure.events.bus import EventPublisher
+from infrastructure.events.bus import EventBus
+from infrastructure.events.inbox import Inbox
+from infrastructure.events.outbox import Outbox
 
 
 class ProductContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
-    publisher: providers.Dependency[EventPublisher] = providers.Dependency()
+    event_bus = providers.Dependency(instance_of=EventBus)
+    reservation_ttl = providers.Dependency(instance_of=timedelta)
 
-    uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, publisher=publisher)
+    outbox = providers.Singleton(Outbox, "product", database=database, tables=orm.OUTBOX, subscribers=event_bus)
+    inbox = providers.Singleton(Inbox, orm.INBOX)
+    uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, outbox=outbox, inbox=inbox)
 
     create_product = providers.Singleton(handlers.CreateProductHandler, uow=uow.provider)
     revise_product = providers.Singleton(handlers.ReviseProductHandler, uow=uow.provider)
@@ -25,6 +33,9 @@ class ProductContainer(containers.DeclarativeContainer):
     reserve_stock = providers.Singleton(handlers.ReserveStockHandler, uow=uow.provider)
     release_stock = providers.Singleton(handlers.ReleaseStockHandler, uow=uow.provider)
     confirm_reservation = providers.Singleton(handlers.ConfirmReservationHandler, uow=uow.provider)
+    expire_reservations = providers.Singleton(
+        handlers.ExpireReservationsHandler, uow=uow.provider, ttl=reservation_ttl
+    )
 
     api = providers.Singleton(
         facade.ProductFacade, get_products=get_products, reserve=reserve_stock, release=release_stock

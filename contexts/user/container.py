@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+from contexts.user.adapters import orm
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.adapters.unit_of_work import SqlAlchemyUserUnitOfWork
 from contexts.user.application import facade, handlers
 from infrastructure.auth import TokenService
 from infrastructure.db import Database
-from infrastructure.events.bus import EventPublisher
+from infrastructure.events.bus import EventBus
+from infrastructure.events.outbox import Outbox
 
 
 class UserContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
-    publisher: providers.Dependency[EventPublisher] = providers.Dependency()
+    event_bus = providers.Dependency(instance_of=EventBus)
     tokens = providers.Dependency(instance_of=TokenService)
     password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
 
-    uow = providers.Factory(SqlAlchemyUserUnitOfWork, database=database, publisher=publisher)
+    outbox = providers.Singleton(Outbox, "user", database=database, tables=orm.OUTBOX, subscribers=event_bus)
+    uow = providers.Factory(SqlAlchemyUserUnitOfWork, database=database, outbox=outbox)
 
     register_user = providers.Singleton(
         handlers.RegisterUserHandler, uow=uow.provider, hasher=password_hasher

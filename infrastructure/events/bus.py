@@ -1,33 +1,26 @@
-"""In-process delivery of events to subscribers, on blinker.
+"""Who listens to which event, on blinker: the in-process side of event delivery.
 
-Blinker's ``send`` stops at the first raising receiver and holds receivers weakly; here each
-bus owns its own ``Namespace`` (no state shared between app instances or tests), subscribers
-are held strongly, and every subscriber is called on its own so that one failure is logged
-and never keeps the others from their event.
-
-Publishers see only :class:`EventPublisher`; a durable outbox can later sit behind that port
-without publishers or subscribers changing.
+Each bus owns its own ``Namespace`` (no state shared between app instances or tests) and
+holds subscribers strongly. Publishing does not call subscribers: the outbox records one
+delivery per subscriber named here, and the dispatcher later calls each subscriber on its
+own through :meth:`EventBus.deliver`, so one failure never keeps the others from an event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-import structlog
 from blinker import Namespace
 
-from infrastructure.events.envelope import Envelope, Event
+from infrastructure.events.envelope import Envelope
 
 E = TypeVar("E")
 
-logger = structlog.get_logger(__name__)
 
-
-class EventPublisher(Protocol):
-    def publish(self, events: Sequence[Event]) -> None:
-        """Deliver facts that have just been committed."""
+class UnknownSubscriber(LookupError):
+    """A delivery names a subscriber this process does not have (renamed or removed)."""
 
 
 @dataclass(frozen=True)
@@ -35,42 +28,40 @@ class Subscription:
     name: str
     handler: Callable[[Any], None]
 
-    def __call__(self, envelope: Envelope) -> None:
-        self.handler(envelope.event)
+    def __call__(self, event: Any) -> None:
+        self.handler(event)
 
 
 class EventBus:
     def __init__(self) -> None:
         self._signals = Namespace()
+        self._event_classes: dict[str, type[Any]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
 
     def subscribe(self, event_type: type[E], handler: Callable[[E], None], *, name: str) -> None:
-        """Call ``handler`` with every published ``event_type``; ``name`` identifies it in logs."""
-        signal = self._signals.signal(_type_of(event_type))
-        signal.connect(Subscription(name=name, handler=handler), weak=False)
+        """Deliver every ``event_type`` to ``handler``; ``name`` is its lasting identity in the
+        delivery records, so renaming a subscriber orphans its pending deliveries."""
+        if name in self._subscriptions:
+            raise ValueError(f"a subscriber named {name!r} is already registered")
+        subscription = Subscription(name=name, handler=handler)
+        self._event_classes[_type_of(event_type)] = event_type
+        self._subscriptions[name] = subscription
+        self._signals.signal(_type_of(event_type)).connect(subscription, weak=False)
 
-    def subscribers(self, event_type: type[Any]) -> list[str]:
-        signal = self._signals.signal(_type_of(event_type))
-        return [_subscription(receiver).name for receiver in signal.receivers_for(self)]
+    def subscribers(self, event_type: type[Any] | str) -> list[str]:
+        """Names of the subscribers of ``event_type``, in the order they subscribed."""
+        key = event_type if isinstance(event_type, str) else _type_of(event_type)
+        return [cast(Subscription, receiver).name for receiver in self._signals.signal(key).receivers_for(self)]
 
-    def publish(self, events: Sequence[Event]) -> None:
-        for event in events:
-            self._deliver(Envelope.wrap(event))
+    def event_class(self, event_type: str) -> type[Any]:
+        return self._event_classes[event_type]
 
-    def _deliver(self, envelope: Envelope) -> None:
-        log = logger.bind(event_id=str(envelope.id), event_type=envelope.type)
-        log.info("event.published", data=envelope.to_dict()["data"])
-        for receiver in self._signals.signal(envelope.type).receivers_for(self):
-            subscription = _subscription(receiver)
-            try:
-                subscription(envelope)
-            except Exception:
-                log.exception("event.delivery_failed", subscriber=subscription.name)
-            else:
-                log.debug("event.delivered", subscriber=subscription.name)
-
-
-def _subscription(receiver: Callable[..., Any]) -> Subscription:
-    return cast(Subscription, receiver)
+    def deliver(self, envelope: Envelope, subscriber: str) -> None:
+        """Run one subscriber on one event; its exceptions are the caller's to record."""
+        subscription = self._subscriptions.get(subscriber)
+        if subscription is None:
+            raise UnknownSubscriber(f"no subscriber named {subscriber!r} in this process")
+        subscription(envelope.event)
 
 
 def _type_of(event_type: type[Any]) -> str:

@@ -2,9 +2,8 @@
 fields, the envelope's wire shape, the request id in its trace, nothing published for a refused
 order, and the product context confirming a reservation once the order is placed.
 
-The recorder sees events twice: as a subscriber on the app's own bus (they are delivered), and
-through ``Envelope.wrap``, the one place the bus turns an event into the envelope it would send
-(subscribers get the bare event, so the envelope with its trace is only visible there).
+The recorder sees events twice: in the outboxes, as stored envelopes (the wire shape, trace
+included), and as a subscriber on the app's own bus once the dispatcher has delivered them.
 """
 
 from __future__ import annotations
@@ -19,14 +18,18 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from app.containers import ApplicationContainer
+from app.containers import ApplicationContainer, databases
+from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.order.events import OrderCancelled, OrderedLine, OrderPlaced
+from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from contexts.product.api import ReservationLine
 from contexts.product.domain.model import ReservationStatus
 from contexts.product.events import ProductCreated, StockReleased, StockReserved
+from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.events import UserRegistered
-from infrastructure.events.envelope import Envelope
+from infrastructure.serialization import to_data
 from tests.conftest import Shop
 
 ORDERS = "/api/v1/orders"
@@ -49,37 +52,48 @@ CONTRACT = {
 }
 
 
+OUTBOX_TABLES = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
+
+
 class Recorder:
-    def __init__(self) -> None:
+    """Reads what the contexts' outboxes recorded (the envelopes exactly as they are stored and
+    would be relayed), and is itself a subscriber of every event type."""
+
+    def __init__(self, container: ApplicationContainer) -> None:
+        self._container = container
         self.delivered: list[Any] = []
-        self.envelopes: list[Envelope] = []
+        self._seen: set[str] = set()
+
+    def _recorded(self) -> list[dict[str, Any]]:
+        envelopes: list[dict[str, Any]] = []
+        for outbox in self._container.dispatcher().outboxes:
+            table = OUTBOX_TABLES[outbox.context].outbox
+            with databases(self._container)[outbox.context].session(write=False) as session:
+                envelopes += session.scalars(select(table.c.envelope).order_by(table.c.position))
+        return sorted(envelopes, key=lambda envelope: envelope["occurred_at"])
 
     def wire(self, envelope_type: str | None = None) -> list[dict[str, Any]]:
-        """The envelopes built so far, as they would go on the wire, optionally of one type."""
-        return [e.to_dict() for e in self.envelopes if envelope_type in (None, e.type)]
+        """Envelopes recorded since the last :meth:`clear`, oldest first, optionally of one type."""
+        return [
+            envelope
+            for envelope in self._recorded()
+            if envelope["id"] not in self._seen and envelope_type in (None, envelope["type"])
+        ]
 
     def data(self, envelope_type: str) -> list[dict[str, Any]]:
         return [envelope["data"] for envelope in self.wire(envelope_type)]
 
     def clear(self) -> None:
+        self._seen |= {envelope["id"] for envelope in self._recorded()}
         self.delivered.clear()
-        self.envelopes.clear()
 
 
 @pytest.fixture
-def recorder(container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder()
+def recorder(container: ApplicationContainer) -> Recorder:
+    recorder = Recorder(container)
     bus = container.event_bus()
     for event_type in EVENT_TYPES:
         bus.subscribe(event_type, recorder.delivered.append, name=f"test.recorder.{event_type.TYPE}")
-    wrap = Envelope.wrap
-
-    def recording_wrap(event: Any) -> Envelope:
-        envelope = wrap(event)
-        recorder.envelopes.append(envelope)
-        return envelope
-
-    monkeypatch.setattr(Envelope, "wrap", staticmethod(recording_wrap))
     return recorder
 
 
@@ -139,8 +153,8 @@ def test_order_placed_and_stock_reserved_v1(client: FlaskClient, shop: Shop, rec
         "user_id": order["user_id"],
         "lines": by_product(
             [
-                {"product_id": lamp["id"], "quantity": 4, "unit_price": "19.99"},
-                {"product_id": bulb["id"], "quantity": 2, "unit_price": "0.50"},
+                {"product_id": lamp["id"], "quantity": 4, "unit_price": "19.99", "sku": lamp["sku"], "name": "Thing"},
+                {"product_id": bulb["id"], "quantity": 2, "unit_price": "0.50", "sku": bulb["sku"], "name": "Thing"},
             ]
         ),
         "total": "80.96",
@@ -174,7 +188,7 @@ def test_order_cancelled_and_stock_released_v1(client: FlaskClient, shop: Shop, 
 
 
 def test_every_event_has_the_contracted_type_version_fields_and_wire_shape(
-    client: FlaskClient, shop: Shop, recorder: Recorder
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, recorder: Recorder
 ) -> None:
     admin = shop.admin()
     product = shop.product(admin, price="3.10")
@@ -182,8 +196,11 @@ def test_every_event_has_the_contracted_type_version_fields_and_wire_shape(
     order = place(client, customer, (product["id"], 3)).json
     client.post(f"{ORDERS}/{order['id']}/cancel", headers=admin)
 
-    assert [envelope.event for envelope in recorder.envelopes] == recorder.delivered, "wrapped is delivered"
     wire = recorder.wire()
+    assert container.dispatcher().run_until_idle() >= len(wire)
+    assert sorted(json.dumps(to_data(event), sort_keys=True) for event in recorder.delivered) == sorted(
+        json.dumps(envelope["data"], sort_keys=True) for envelope in wire
+    ), "subscribers get exactly what was recorded"
     assert {envelope["type"] for envelope in wire} == set(CONTRACT)
     assert len({envelope["id"] for envelope in wire}) == len(wire)
     for envelope in wire:
@@ -268,6 +285,7 @@ def test_the_reservation_is_confirmed_once_the_order_is_placed(
 
     assert "product.when_order_placed_confirm_reservation" in container.event_bus().subscribers(OrderPlaced)
     assert recorder.data("order.OrderPlaced")[0]["order_id"] == order["id"]
+    container.dispatcher().run_until_idle()
     with container.product.uow(write=False) as uow:
         reservation = uow.reservations.get(uuid.UUID(order["id"]))
     assert reservation is not None
@@ -291,15 +309,16 @@ def test_an_order_placed_event_is_what_confirms_a_reservation(
 
     assert status() is ReservationStatus.RESERVED
     price = Decimal(product["price"])
-    container.event_bus().publish(
-        [
-            OrderPlaced(
-                order_id=reservation_id,
-                user_id=uuid.uuid4(),
-                lines=(OrderedLine(product_id, 1, price),),
-                total=price,
-                currency="USD",
-            )
-        ]
+    placed = OrderPlaced(
+        order_id=reservation_id,
+        user_id=uuid.uuid4(),
+        lines=(OrderedLine(product_id, 1, price, product["sku"], product["name"]),),
+        total=price,
+        currency="USD",
     )
+    with container.order.uow() as uow:  # recorded as the order context would record it
+        container.order.outbox().record(uow.session, [(reservation_id, placed)])
+        uow.commit()
+    assert status() is ReservationStatus.RESERVED, "nothing happens until the event is delivered"
+    container.dispatcher().run_until_idle()
     assert status() is ReservationStatus.CONFIRMED

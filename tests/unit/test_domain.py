@@ -177,8 +177,8 @@ def test_placing_an_order_records_order_placed_with_lines_total_and_currency() -
             order_id=order.id,
             user_id=order.user_id,
             lines=(
-                order_events.OrderedLine(first.product_id, 2, Decimal("2.50")),
-                order_events.OrderedLine(second.product_id, 1, Decimal("1.00")),
+                order_events.OrderedLine(first.product_id, 2, Decimal("2.50"), first.sku, "Thing"),
+                order_events.OrderedLine(second.product_id, 1, Decimal("1.00"), second.sku, "Thing"),
             ),
             total=Decimal("6.00"),
             currency="EUR",

@@ -1,19 +1,17 @@
-"""The in-process EventBus: every subscriber gets its event even when another one raises (and
-the failure is logged), subscribers are held strongly, buses share nothing, and an event nobody
-listens to is fine."""
+"""The in-process EventBus: who listens to what. It runs one named subscriber at a time and
+lets its failure through (the dispatcher records it), holds subscribers strongly, refuses a
+name twice, and buses share nothing."""
 
 from __future__ import annotations
 
 import gc
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
 
-from infrastructure.events.bus import EventBus
-from infrastructure.logging import configure_logging
+from infrastructure.events.bus import EventBus, UnknownSubscriber
+from infrastructure.events.envelope import Envelope
 
 
 @dataclass(frozen=True)
@@ -32,49 +30,42 @@ class Ponged:
     n: int
 
 
-@pytest.fixture
-def app_logging() -> None:
-    """Logs routed as the app routes them (structlog through the standard library), for caplog."""
-    configure_logging(level="WARNING", json=True)
+def envelope(event: Any) -> Envelope:
+    return Envelope(event=event)
 
 
-def failing(name: str, calls: list[str]) -> Callable[[Any], None]:
-    def handler(event: Any) -> None:
-        calls.append(name)
-        raise RuntimeError(f"{name} broke on {event}")
-
-    return handler
-
-
-def test_a_raising_subscriber_keeps_no_other_from_its_event_and_is_logged(
-    app_logging: None, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Every subscriber records its call before two of them raise: whatever order the bus
-    calls them in, stopping at the first failure would leave some uncalled."""
+def test_deliver_runs_the_named_subscriber_alone_and_lets_its_failure_through() -> None:
+    """The dispatcher records each subscriber's outcome on its own, so the bus must neither
+    call the others nor swallow the failure."""
     bus = EventBus()
-    calls: list[str] = []
     received: list[Any] = []
-    bus.subscribe(Pinged, failing("first-broken", calls), name="first-broken")
     bus.subscribe(Pinged, received.append, name="healthy")
-    bus.subscribe(Pinged, failing("second-broken", calls), name="second-broken")
+    bus.subscribe(Pinged, broken, name="broken")
 
-    bus.publish([Pinged(1), Pinged(2)])
+    with pytest.raises(RuntimeError, match="broke on"):
+        bus.deliver(envelope(Pinged(1)), "broken")
+    assert received == []
+    bus.deliver(envelope(Pinged(2)), "healthy")
+    assert received == [Pinged(2)]
 
-    assert sorted(calls) == ["first-broken", "first-broken", "second-broken", "second-broken"]
-    assert received == [Pinged(1), Pinged(2)]
-    failures = [
-        record.msg
-        for record in caplog.records
-        if isinstance(record.msg, dict) and record.msg.get("event") == "event.delivery_failed"
-    ]
-    assert sorted(failure["subscriber"] for failure in failures) == sorted(["first-broken", "second-broken"] * 2)
-    assert all(failure["event_type"] == "test.Pinged" for failure in failures)
-    assert all(failure.get("exc_info") for failure in failures), "the traceback is kept"
-    assert all(
-        record.levelno >= logging.ERROR
-        for record in caplog.records
-        if isinstance(record.msg, dict) and record.msg.get("event") == "event.delivery_failed"
-    )
+
+def broken(event: Any) -> None:
+    raise RuntimeError(f"broke on {event}")
+
+
+def test_an_unknown_subscriber_is_an_error_not_a_silent_success() -> None:
+    bus = EventBus()
+    with pytest.raises(UnknownSubscriber):
+        bus.deliver(envelope(Pinged(1)), "renamed-long-ago")
+
+
+def test_a_subscriber_name_is_taken_once() -> None:
+    """Names identify deliveries in the database; two subscribers sharing one would each
+    complete the other's deliveries."""
+    bus = EventBus()
+    bus.subscribe(Pinged, print, name="audit")
+    with pytest.raises(ValueError, match="already registered"):
+        bus.subscribe(Ponged, print, name="audit")
 
 
 def test_subscribers_defined_in_a_function_survive_garbage_collection() -> None:
@@ -91,43 +82,29 @@ def test_subscribers_defined_in_a_function_survive_garbage_collection() -> None:
     subscribe_a_closure()
     gc.collect()
 
-    bus.publish([Pinged(7)])
+    for name in bus.subscribers(Pinged):
+        bus.deliver(envelope(Pinged(7)), name)
 
     assert sorted(map(repr, received)) == sorted(map(repr, [Pinged(7), ("lambda", Pinged(7))]))
-    assert sorted(bus.subscribers(Pinged)) == ["closure", "lambda"]
+    assert bus.subscribers(Pinged) == ["closure", "lambda"]
 
 
-def test_subscribers_get_only_the_event_type_they_subscribed_to() -> None:
+def test_subscribers_are_listed_per_event_type_by_class_or_type_name() -> None:
     bus = EventBus()
-    pings: list[Any] = []
-    pongs: list[Any] = []
-    bus.subscribe(Pinged, pings.append, name="pings")
-    bus.subscribe(Ponged, pongs.append, name="pongs")
+    bus.subscribe(Pinged, print, name="pings")
+    bus.subscribe(Ponged, print, name="pongs")
 
-    bus.publish([Pinged(1), Ponged(2), Pinged(3)])
-
-    assert pings == [Pinged(1), Pinged(3)]
-    assert pongs == [Ponged(2)]
+    assert bus.subscribers(Pinged) == bus.subscribers("test.Pinged") == ["pings"]
+    assert bus.subscribers(Ponged) == ["pongs"]
+    assert bus.subscribers("test.Unheard") == []
+    assert bus.event_class("test.Ponged") is Ponged
 
 
 def test_two_buses_share_no_subscribers() -> None:
     one, other = EventBus(), EventBus()
-    heard_by_one: list[Any] = []
-    one.subscribe(Pinged, heard_by_one.append, name="one")
+    one.subscribe(Pinged, print, name="one")
 
-    other.publish([Pinged(1)])
-
-    assert heard_by_one == []
     assert other.subscribers(Pinged) == []
     assert one.subscribers(Pinged) == ["one"]
-    one.publish([Pinged(2)])
-    assert heard_by_one == [Pinged(2)]
-
-
-def test_publishing_with_no_subscribers_or_no_events_is_fine() -> None:
-    bus = EventBus()
-
-    bus.publish([Pinged(1)])
-    bus.publish([])
-
-    assert bus.subscribers(Pinged) == []
+    with pytest.raises(UnknownSubscriber):
+        other.deliver(envelope(Pinged(1)), "one")

@@ -214,7 +214,10 @@ def test_order_placed_is_published_once_the_order_is_committed(
         OrderPlaced(
             order_id=order.id,
             user_id=CUSTOMER,
-            lines=(OrderedLine(mug.id, 2, Decimal("2.50")), OrderedLine(cup.id, 1, Decimal("1.00"))),
+            lines=(
+                OrderedLine(mug.id, 2, Decimal("2.50"), mug.sku, mug.name),
+                OrderedLine(cup.id, 1, Decimal("1.00"), cup.sku, cup.name),
+            ),
             total=Decimal("6.00"),
             currency="USD",
         )

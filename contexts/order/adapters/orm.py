@@ -10,10 +10,14 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from infrastructure.db_types import Money, UtcDateTime, context_metadata
+from infrastructure.events.tables import outbox_tables
 
 
 class OrderBase(DeclarativeBase):
     metadata = context_metadata()
+
+
+OUTBOX = outbox_tables(OrderBase.metadata, "order")
 
 
 class OrderRow(OrderBase):

@@ -92,7 +92,8 @@ class Order:
                 order_id=order.id,
                 user_id=user_id,
                 lines=tuple(
-                    events.OrderedLine(line.product_id, line.quantity, line.unit_price) for line in lines
+                    events.OrderedLine(line.product_id, line.quantity, line.unit_price, line.sku, line.name)
+                    for line in lines
                 ),
                 total=order.total,
                 currency=order.currency,

@@ -6,14 +6,19 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from infrastructure.db_types import Money, UtcDateTime, context_metadata
+from infrastructure.events.tables import inbox_table, outbox_tables
 
 
 class ProductBase(DeclarativeBase):
     metadata = context_metadata()
+
+
+OUTBOX = outbox_tables(ProductBase.metadata, "product")
+INBOX = inbox_table(ProductBase.metadata, "product")
 
 
 class ProductRow(ProductBase):
@@ -56,6 +61,8 @@ class StockAdjustmentRow(ProductBase):
 
 class ReservationRow(ProductBase):
     __tablename__ = "product_reservations"
+    # The expiry sweep looks for old reservations still in status "reserved".
+    __table_args__ = (Index("ix_product_reservations_status_created_at", "status", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     status: Mapped[str] = mapped_column(String(16))

@@ -169,6 +169,18 @@ class SqlAlchemyReservationRepository:
             created_at=row.created_at,
         )
 
+    def unconfirmed_before(self, moment: datetime, limit: int) -> list[uuid.UUID]:
+        statement = (
+            select(ReservationRow.id)
+            .where(
+                ReservationRow.status == model.ReservationStatus.RESERVED.value,
+                ReservationRow.created_at < moment,
+            )
+            .order_by(ReservationRow.created_at)
+            .limit(limit)
+        )
+        return list(self._session.scalars(statement))
+
     def save(self, reservation: model.Reservation) -> None:
         row = self._session.get_one(ReservationRow, reservation.id)
         row.status = reservation.status.value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from contexts.product import events
@@ -219,7 +219,12 @@ class ReleaseStockHandler:
 
 
 class ConfirmReservationHandler:
-    """The order was placed: the reservation is a sale now, not a hold that may lapse."""
+    """The order was placed: the reservation is a sale now, not a hold that may lapse.
+
+    If the sweep expired it first (the confirmation was delayed past the time-to-live), its
+    stock is taken again; when that stock is gone, :class:`ReservationLapsed` makes the
+    delivery fail, retry, and end up a dead letter an operator sees, rather than an oversell.
+    """
 
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
@@ -229,6 +234,43 @@ class ConfirmReservationHandler:
             reservation = uow.reservations.get(reservation_id, for_update=True)
             if reservation is None:
                 return
+            if reservation.status is model.ReservationStatus.EXPIRED:
+                for line in reservation.lines:
+                    if not uow.stock.take(line.product_id, line.quantity):
+                        raise exceptions.ReservationLapsed(reservation_id)
             reservation.confirm()
             uow.reservations.save(reservation)
             uow.commit()
+
+
+class ExpireReservationsHandler:
+    """Release holds that no placed order confirmed within the time-to-live: what a crash
+    between reserving stock and saving the order would otherwise strand for ever."""
+
+    BATCH = 100
+
+    def __init__(self, *, uow: UnitOfWorkFactory, ttl: timedelta) -> None:
+        self._uow = uow
+        self._ttl = ttl
+
+    def __call__(self) -> int:
+        """Expire every overdue reservation, a batch at a time; returns how many were."""
+        cutoff = _now() - self._ttl
+        expired = 0
+        while True:
+            with self._uow(write=False) as uow:
+                candidates = uow.reservations.unconfirmed_before(cutoff, self.BATCH)
+            expired += sum(self._expire(reservation_id) for reservation_id in candidates)
+            if len(candidates) < self.BATCH:
+                return expired
+
+    def _expire(self, reservation_id: uuid.UUID) -> bool:
+        with self._uow() as uow:
+            reservation = uow.reservations.get(reservation_id, for_update=True)
+            if reservation is None or not reservation.expire():
+                return False
+            for line in reservation.lines:
+                uow.stock.give_back(line.product_id, line.quantity)
+            uow.reservations.save(reservation)
+            uow.commit()
+        return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from datetime import datetime
 from typing import Protocol, Self
 
 from contexts.product.domain import model
@@ -56,6 +57,9 @@ class ReservationRepository(Protocol):
     def get(self, reservation_id: uuid.UUID, *, for_update: bool = False) -> model.Reservation | None: ...
 
     def save(self, reservation: model.Reservation) -> None: ...
+
+    def unconfirmed_before(self, moment: datetime, limit: int) -> list[uuid.UUID]:
+        """Ids of reservations still only reserved that were made before ``moment``, oldest first."""
 
 
 class ProductUnitOfWork(Protocol):

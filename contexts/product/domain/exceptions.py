@@ -22,3 +22,12 @@ class InvalidPrice(ValueError):
 class UnknownCurrency(ValueError):
     def __init__(self, code: str) -> None:
         super().__init__(f"{code!r} is not an ISO 4217 currency code")
+
+
+class ReservationLapsed(Exception):
+    """An order was placed for a reservation that had expired, and its stock is gone now."""
+
+    def __init__(self, reservation_id: uuid.UUID) -> None:
+        super().__init__(
+            f"reservation {reservation_id} expired before its order was confirmed and its stock was sold meanwhile"
+        )

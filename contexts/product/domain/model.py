@@ -87,6 +87,8 @@ class ReservationStatus(str, Enum):
     RESERVED = "reserved"
     CONFIRMED = "confirmed"
     RELEASED = "released"
+    # Released by the sweep because no placed order confirmed it in time.
+    EXPIRED = "expired"
 
 
 def merge_lines(lines: Iterable[StockLine]) -> tuple[StockLine, ...]:
@@ -117,10 +119,12 @@ class Reservation:
 
     @property
     def holds_stock(self) -> bool:
-        return self.status is not ReservationStatus.RELEASED
+        return self.status in (ReservationStatus.RESERVED, ReservationStatus.CONFIRMED)
 
     def confirm(self) -> None:
-        if self.status is ReservationStatus.RESERVED:
+        """The order was placed. A reservation that expired first holds nothing: the caller
+        must take its stock again before confirming (see ``ConfirmReservationHandler``)."""
+        if self.status in (ReservationStatus.RESERVED, ReservationStatus.EXPIRED):
             self.status = ReservationStatus.CONFIRMED
 
     def release(self, reason: str) -> bool:
@@ -129,4 +133,12 @@ class Reservation:
             return False
         self.status = ReservationStatus.RELEASED
         self.events.append(events.StockReleased(reservation_id=self.id, lines=self.lines, reason=reason))
+        return True
+
+    def expire(self) -> bool:
+        """Release a hold no order confirmed; False if it was confirmed or released meanwhile."""
+        if self.status is not ReservationStatus.RESERVED:
+            return False
+        self.status = ReservationStatus.EXPIRED
+        self.events.append(events.StockReleased(reservation_id=self.id, lines=self.lines, reason="expired"))
         return True

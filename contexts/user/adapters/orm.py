@@ -9,10 +9,14 @@ from sqlalchemy import String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from infrastructure.db_types import UtcDateTime, context_metadata
+from infrastructure.events.tables import outbox_tables
 
 
 class UserBase(DeclarativeBase):
     metadata = context_metadata()
+
+
+OUTBOX = outbox_tables(UserBase.metadata, "user")
 
 
 class UserRow(UserBase):

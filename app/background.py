@@ -1,0 +1,41 @@
+"""What a shop process runs beside serving requests: event delivery and housekeeping.
+
+``shop serve`` starts it unless ``EVENTS_DISPATCH_IN_WEB`` is off; ``shop events relay`` runs
+it as a process of its own. Several of them may run at once (processes, hosts): deliveries
+are claimed with leases, and housekeeping is idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import structlog
+
+from app.containers import ApplicationContainer
+from infrastructure.periodic import Periodic
+
+logger = structlog.get_logger(__name__)
+
+
+class BackgroundWork:
+    def __init__(self, container: ApplicationContainer) -> None:
+        self._container = container
+        settings = container.settings()
+        self._retention = timedelta(hours=settings.events_retention_hours)
+        self._maintenance = Periodic("maintenance", settings.maintenance_interval_seconds, self.maintain)
+
+    def start(self) -> None:
+        self._container.dispatcher().start()
+        self._maintenance.start()
+
+    def stop(self) -> None:
+        self._maintenance.stop()
+        self._container.dispatcher().stop()
+
+    def maintain(self) -> None:
+        """Release expired stock reservations, then prune deliveries past their retention."""
+        expired = self._container.product.expire_reservations()()
+        cutoff = datetime.now(timezone.utc) - self._retention
+        pruned = sum(outbox.prune(cutoff) for outbox in self._container.dispatcher().outboxes)
+        if expired or pruned:
+            logger.info("maintenance.done", reservations_expired=expired, deliveries_pruned=pruned)

@@ -1,0 +1,32 @@
+"""the user context's event tables: outbox and deliveries
+
+Revision ID: user_0002
+Revises: user_0001
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Table
+
+from infrastructure.db_types import context_metadata
+from infrastructure.events.tables import outbox_tables
+from infrastructure.migrations import create_tables, drop_tables
+
+revision = "user_0002"
+down_revision = "user_0001"
+branch_labels = None
+depends_on = None
+
+
+def _tables() -> tuple[Table, ...]:
+    metadata = context_metadata()
+    events = outbox_tables(metadata, "user")
+    return (events.outbox, events.deliveries)
+
+
+def upgrade() -> None:
+    create_tables(*_tables())
+
+
+def downgrade() -> None:
+    drop_tables(*_tables())

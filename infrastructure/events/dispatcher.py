@@ -1,0 +1,225 @@
+"""Runs pending deliveries off the request thread, in a bounded pool, until each completes.
+
+One loop claims due deliveries from every outbox (a lease, so another dispatcher in another
+process takes over what a crashed one left) and hands them to a fixed pool of worker
+threads. A worker runs one subscriber on one event and records the outcome: complete, due
+again after an exponential backoff with jitter, or dead after ``max_attempts``. Commits wake
+the loop at once; otherwise it polls, which is how it notices other processes' events.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import structlog
+
+from infrastructure.events import codec
+from infrastructure.events.bus import EventBus
+from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
+from infrastructure.events.outbox import ClaimedDelivery, Outbox
+from infrastructure.request_context import bind_request_id
+
+logger = structlog.get_logger(__name__)
+
+MAX_ERROR_LENGTH = 4000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+
+    def next_attempt(self, attempts: int, now: datetime) -> datetime | None:
+        """When to try again after ``attempts`` failures; None once they are used up.
+
+        The delay doubles per failure up to ``max_delay`` and is drawn from its upper half
+        ("equal jitter"), so retries of a burst of failures spread out instead of colliding.
+        """
+        if attempts >= self.max_attempts:
+            return None
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempts - 1))
+        return now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        outboxes: Sequence[Outbox],
+        bus: EventBus,
+        *,
+        workers: int = 4,
+        retry: RetryPolicy = RetryPolicy(),
+        lease: timedelta = timedelta(seconds=60),
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._outboxes = list(outboxes)
+        self._bus = bus
+        self._workers = workers
+        self._retry = retry
+        self._lease = lease
+        self._poll_interval = poll_interval
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._queued: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: threading.Thread | None = None
+        for outbox in self._outboxes:
+            outbox.on_commit(self.wake)
+
+    @property
+    def outboxes(self) -> tuple[Outbox, ...]:
+        return tuple(self._outboxes)
+
+    # -- running in the background ----------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        self._stopping.clear()
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="event-delivery")
+        self._loop = threading.Thread(target=self._run, name="event-dispatcher", daemon=True)
+        self._loop.start()
+        logger.info("events.dispatcher_started", owner=self.owner, workers=self._workers)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let running deliveries finish, hand queued ones back to the outbox."""
+        if self._loop is None or self._pool is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._loop.join(timeout)
+        with self._lock:
+            unstarted = list(self._queued.values())
+            self._queued.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for outbox in self._outboxes:
+            outbox.release([claim for owner, claim in unstarted if owner is outbox])
+        self._loop, self._pool = None, None
+        logger.info("events.dispatcher_stopped", owner=self.owner, handed_back=len(unstarted))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                claimed = self._claim_into_pool()
+            except Exception:
+                logger.exception("events.claim_failed")
+                claimed = 0
+            if not claimed:
+                self._wake.wait(self._poll_interval)
+
+    def _claim_into_pool(self) -> int:
+        assert self._pool is not None
+        claimed = 0
+        for outbox in self._outboxes:
+            free = self._free_slots()
+            if not free:
+                break
+            for delivery in outbox.claim(free, owner=self.owner, lease=self._lease):
+                with self._lock:
+                    self._in_flight += 1
+                    self._queued[delivery.id] = (outbox, delivery)
+                future = self._pool.submit(self._run_queued, outbox, delivery)
+                future.add_done_callback(self._free_slot)
+                claimed += 1
+        return claimed
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self._workers - self._in_flight
+
+    def _free_slot(self, _future: Future[None]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _run_queued(self, outbox: Outbox, delivery: ClaimedDelivery) -> None:
+        with self._lock:
+            if self._queued.pop(delivery.id, None) is None:
+                return  # handed back by stop()
+        self.run_delivery(outbox, delivery)
+
+    # -- running in the caller's thread -----------------------------------------------------
+
+    def run_until_idle(self, *, max_rounds: int = 1000) -> int:
+        """Deliver everything due now, in this thread; returns how many deliveries ran.
+
+        For commands and tests that want the effects before they go on. Retries scheduled
+        for later are not waited for.
+        """
+        ran = 0
+        for _ in range(max_rounds):
+            batch = [
+                (outbox, delivery)
+                for outbox in self._outboxes
+                for delivery in outbox.claim(100, owner=self.owner, lease=self._lease)
+            ]
+            if not batch:
+                return ran
+            for outbox, delivery in batch:
+                self.run_delivery(outbox, delivery)
+            ran += len(batch)
+        return ran
+
+    def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> None:
+        envelope = delivery.envelope
+        bind_request_id(envelope.get("trace", {}).get("request_id"))
+        log = logger.bind(
+            event_id=envelope["id"], event_type=envelope["type"], subscriber=delivery.subscriber,
+            attempt=delivery.attempts + 1,
+        )
+        try:
+            self._call_subscriber(delivery, log)
+        except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
+            retry_at = self._retry.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
+            log.warning(
+                "event.delivery_failed" if retry_at else "event.dead_lettered",
+                error=repr(error), retry_at=retry_at.isoformat() if retry_at else None,
+            )
+            self._record(log, outbox.fail, delivery, _describe(error), retry_at=retry_at)
+        else:
+            self._record(log, outbox.complete, delivery)
+        finally:
+            bind_request_id(None)
+
+    def _call_subscriber(self, delivery: ClaimedDelivery, log: structlog.typing.FilteringBoundLogger) -> None:
+        envelope = delivery.envelope
+        event = codec.decode(envelope, self._bus.event_class(envelope["type"]))
+        try:
+            with delivering(Delivery(delivery.subscriber, event.id)):
+                self._bus.deliver(event, delivery.subscriber)
+        except AlreadyHandled:
+            log.info("event.already_handled")
+        else:
+            log.debug("event.delivered")
+
+    @staticmethod
+    def _record(
+        log: structlog.typing.FilteringBoundLogger, outcome: Callable[..., None], *args: Any, **kwargs: Any
+    ) -> None:
+        """Store a delivery's outcome; if that fails, the lease runs out and it runs again
+        (the inbox makes the repeat harmless)."""
+        try:
+            outcome(*args, **kwargs)
+        except Exception:
+            log.exception("event.outcome_not_recorded")
+
+
+def _describe(error: BaseException) -> str:
+    text = "".join(traceback.format_exception(error))
+    return text[-MAX_ERROR_LENGTH:]

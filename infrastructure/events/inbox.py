@@ -1,0 +1,80 @@
+"""Exactly-once effects for at-least-once deliveries.
+
+While the dispatcher runs a subscriber it sets :data:`current_delivery`. A unit of work that
+commits inside it records ``(subscriber, event id)`` in its own context's inbox table in the
+same transaction as the effect; a redelivered event hits the primary key, the transaction
+rolls back, and :class:`AlreadyHandled` tells the dispatcher the work was done before.
+Subscribers therefore need no code of their own for deduplication.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import Table, exists, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class Delivery:
+    subscriber: str
+    event_id: uuid.UUID
+
+
+class AlreadyHandled(Exception):
+    """This subscriber already committed its effect for this event."""
+
+
+_current: ContextVar[Delivery | None] = ContextVar("current_delivery", default=None)
+
+
+def current_delivery() -> Delivery | None:
+    return _current.get()
+
+
+@contextmanager
+def delivering(delivery: Delivery) -> Iterator[None]:
+    token = _current.set(delivery)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+class Inbox:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def has_handled(self, session: Session) -> bool:
+        """Whether the delivery being run already had its effect (for effects outside the DB)."""
+        delivery = current_delivery()
+        if delivery is None:
+            return False
+        query = select(
+            exists().where(
+                self.table.c.subscriber == delivery.subscriber,
+                self.table.c.event_id == delivery.event_id,
+            )
+        )
+        return bool(session.execute(query).scalar())
+
+    def record(self, session: Session) -> None:
+        """Record the delivery being run, if any; raise :class:`AlreadyHandled` on a repeat."""
+        delivery = current_delivery()
+        if delivery is None:
+            return
+        statement = insert(self.table).values(
+            subscriber=delivery.subscriber,
+            event_id=delivery.event_id,
+            handled_at=datetime.now(timezone.utc),
+        )
+        try:
+            session.execute(statement)
+        except IntegrityError as error:
+            raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error

@@ -1,0 +1,286 @@
+"""One context's outbox: its events recorded with the change, and every delivery's progress.
+
+:meth:`Outbox.record` runs inside the publishing unit of work's transaction. Everything else
+here is what the dispatcher and the ``shop events`` commands do to the delivery records, each
+in its own short write transaction on the context's database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from sqlalchemy import and_, delete, func, insert, not_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from infrastructure.db import Database
+from infrastructure.events.envelope import Envelope, Event
+from infrastructure.events.tables import OutboxTables
+
+PENDING = "pending"
+DONE = "done"
+DEAD = "dead"
+
+
+class SubscriberDirectory(Protocol):
+    def subscribers(self, event_type: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: uuid.UUID
+    context: str
+    subscriber: str
+    attempts: int
+    envelope: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SubscriberStatus:
+    context: str
+    subscriber: str
+    pending: int
+    retrying: int
+    dead: int
+    oldest_incomplete: datetime | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: uuid.UUID
+    context: str
+    subscriber: str
+    event_type: str
+    event_id: str
+    attempts: int
+    last_error: str | None
+    recorded_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Outbox:
+    def __init__(
+        self, context: str, database: Database, tables: OutboxTables, subscribers: SubscriberDirectory
+    ) -> None:
+        self.context = context
+        self._database = database
+        self._outbox = tables.outbox
+        self._deliveries = tables.deliveries
+        self._subscribers = subscribers
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def record(self, session: Session, events: Sequence[tuple[Any, Event]]) -> None:
+        """Store ``(aggregate id, event)`` pairs and one pending delivery per subscriber."""
+        now = _now()
+        for aggregate_id, event in events:
+            envelope = Envelope.wrap(event)
+            position = session.execute(
+                insert(self._outbox)
+                .values(
+                    event_id=envelope.id,
+                    event_type=envelope.type,
+                    aggregate_id=str(aggregate_id),
+                    occurred_at=envelope.occurred_at,
+                    envelope=envelope.to_dict(),
+                )
+                .returning(self._outbox.c.position)
+            ).scalar_one()
+            deliveries = [
+                {
+                    "id": uuid.uuid4(),
+                    "event_position": position,
+                    "subscriber": subscriber,
+                    "event_type": envelope.type,
+                    "aggregate_id": str(aggregate_id),
+                    "status": PENDING,
+                    "attempts": 0,
+                    "available_at": now,
+                    "recorded_at": now,
+                }
+                for subscriber in self._subscribers.subscribers(envelope.type)
+            ]
+            if deliveries:
+                session.execute(insert(self._deliveries), deliveries)
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every commit that recorded events (the dispatcher's wake-up)."""
+        self._listeners.append(listener)
+
+    def committed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    # -- dispatching ------------------------------------------------------------------------
+
+    def claim(self, limit: int, *, owner: str, lease: timedelta) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` due deliveries for ``lease``.
+
+        A delivery waits while an earlier event of the same aggregate is still incomplete for
+        the same subscriber (pending, in flight or dead), so each subscriber sees one
+        aggregate's events in the order they were recorded.
+        """
+        d, earlier = self._deliveries, aliased(self._deliveries)
+        now = _now()
+        held_back = (
+            select(earlier.c.id)
+            .where(
+                earlier.c.subscriber == d.c.subscriber,
+                earlier.c.aggregate_id == d.c.aggregate_id,
+                earlier.c.event_position < d.c.event_position,
+                earlier.c.status != DONE,
+            )
+            .exists()
+        )
+        due = (
+            select(d.c.id, d.c.subscriber, d.c.attempts, self._outbox.c.envelope)
+            .join(self._outbox, self._outbox.c.position == d.c.event_position)
+            .where(
+                d.c.status == PENDING,
+                d.c.available_at <= now,
+                (d.c.claimed_until.is_(None)) | (d.c.claimed_until < now),
+                not_(held_back),
+            )
+            .order_by(d.c.event_position)
+            .limit(limit)
+            .with_for_update(of=d, skip_locked=True)
+        )
+        with self._database.session(write=True) as session:
+            rows = session.execute(due).all()
+            if rows:
+                session.execute(
+                    update(d)
+                    .where(d.c.id.in_([row.id for row in rows]))
+                    .values(claimed_until=now + lease, claimed_by=owner)
+                )
+            session.commit()
+        return [self._claimed(row) for row in rows]
+
+    def complete(self, delivery: ClaimedDelivery) -> None:
+        self._settle(delivery, status=DONE, attempts=delivery.attempts + 1, completed_at=_now(), last_error=None)
+
+    def fail(self, delivery: ClaimedDelivery, error: str, *, retry_at: datetime | None) -> None:
+        """Record a failed attempt: due again at ``retry_at``, or dead when it is None."""
+        self._settle(
+            delivery,
+            status=PENDING if retry_at else DEAD,
+            attempts=delivery.attempts + 1,
+            available_at=retry_at or _now(),
+            last_error=error,
+        )
+
+    def release(self, deliveries: Iterable[ClaimedDelivery]) -> None:
+        """Hand back claims that were never started (shutdown), for any dispatcher to take."""
+        ids = [delivery.id for delivery in deliveries]
+        if not ids:
+            return
+        with self._database.session(write=True) as session:
+            session.execute(
+                update(self._deliveries)
+                .where(self._deliveries.c.id.in_(ids), self._deliveries.c.status == PENDING)
+                .values(claimed_until=None, claimed_by=None)
+            )
+            session.commit()
+
+    def _settle(self, delivery: ClaimedDelivery, **values: Any) -> None:
+        with self._database.session(write=True) as session:
+            session.execute(
+                update(self._deliveries)
+                .where(self._deliveries.c.id == delivery.id)
+                .values(claimed_until=None, claimed_by=None, **values)
+            )
+            session.commit()
+
+    def _claimed(self, row: Any) -> ClaimedDelivery:
+        return ClaimedDelivery(
+            id=row.id, context=self.context, subscriber=row.subscriber, attempts=row.attempts, envelope=row.envelope
+        )
+
+    # -- operating --------------------------------------------------------------------------
+
+    def status(self) -> list[SubscriberStatus]:
+        d = self._deliveries
+        incomplete = d.c.status != DONE
+        query = (
+            select(
+                d.c.subscriber,
+                func.count().filter(and_(d.c.status == PENDING, d.c.attempts == 0)),
+                func.count().filter(and_(d.c.status == PENDING, d.c.attempts > 0)),
+                func.count().filter(d.c.status == DEAD),
+                func.min(d.c.recorded_at).filter(incomplete),
+            )
+            .group_by(d.c.subscriber)
+            .order_by(d.c.subscriber)
+        )
+        with self._database.session(write=False) as session:
+            return [
+                SubscriberStatus(self.context, subscriber, pending, retrying, dead, _aware(oldest))
+                for subscriber, pending, retrying, dead, oldest in session.execute(query)
+            ]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        d, o = self._deliveries, self._outbox
+        query = (
+            select(d, o.c.event_id)
+            .join(o, o.c.position == d.c.event_position)
+            .where(d.c.status == DEAD)
+            .order_by(d.c.event_position, d.c.subscriber)
+        )
+        with self._database.session(write=False) as session:
+            return [
+                DeadLetter(
+                    id=row.id,
+                    context=self.context,
+                    subscriber=row.subscriber,
+                    event_type=row.event_type,
+                    event_id=str(row.event_id),
+                    attempts=row.attempts,
+                    last_error=row.last_error,
+                    recorded_at=row.recorded_at,
+                )
+                for row in session.execute(query)
+            ]
+
+    def retry(self, ids: Iterable[uuid.UUID] | None = None) -> int:
+        """Make dead deliveries (the given ones, or all) due now with fresh attempts."""
+        d = self._deliveries
+        statement = update(d).where(d.c.status == DEAD)
+        if ids is not None:
+            statement = statement.where(d.c.id.in_(list(ids)))
+        with self._database.session(write=True) as session:
+            count = session.connection().execute(
+                statement.values(status=PENDING, attempts=0, available_at=_now())
+            ).rowcount
+            session.commit()
+        if count:
+            self.committed()
+        return int(count)
+
+    def prune(self, completed_before: datetime) -> int:
+        """Delete deliveries completed before the cutoff, then events nothing waits for."""
+        d, o = self._deliveries, self._outbox
+        with self._database.session(write=True) as session:
+            pruned = session.connection().execute(
+                delete(d).where(d.c.status == DONE, d.c.completed_at < completed_before)
+            ).rowcount
+            session.execute(
+                delete(o).where(
+                    o.c.occurred_at < completed_before,
+                    not_(select(d.c.id).where(d.c.event_position == o.c.position).exists()),
+                )
+            )
+            session.commit()
+        return int(pruned)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
