@@ -18,7 +18,9 @@ class OrderContainer(containers.DeclarativeContainer):
     event_bus = providers.Dependency(instance_of=EventBus)
     product_api: providers.Dependency[ProductApi] = providers.Dependency()
 
-    outbox = providers.Singleton(Outbox, "order", database=database, tables=orm.OUTBOX, subscribers=event_bus)
+    outbox = providers.Singleton(
+        Outbox, "order", database=database, tables=providers.Object(orm.OUTBOX), subscribers=event_bus
+    )
     uow = providers.Factory(SqlAlchemyOrderUnitOfWork, database=database, outbox=outbox)
 
     place_order = providers.Singleton(handlers.PlaceOrderHandler, uow=uow.provider, products=product_api)

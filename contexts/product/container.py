@@ -20,8 +20,10 @@ class ProductContainer(containers.DeclarativeContainer):
     event_bus = providers.Dependency(instance_of=EventBus)
     reservation_ttl = providers.Dependency(instance_of=timedelta)
 
-    outbox = providers.Singleton(Outbox, "product", database=database, tables=orm.OUTBOX, subscribers=event_bus)
-    inbox = providers.Singleton(Inbox, orm.INBOX)
+    outbox = providers.Singleton(
+        Outbox, "product", database=database, tables=providers.Object(orm.OUTBOX), subscribers=event_bus
+    )
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, outbox=outbox, inbox=inbox)
 
     create_product = providers.Singleton(handlers.CreateProductHandler, uow=uow.provider)

@@ -20,7 +20,9 @@ class UserContainer(containers.DeclarativeContainer):
     tokens = providers.Dependency(instance_of=TokenService)
     password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
 
-    outbox = providers.Singleton(Outbox, "user", database=database, tables=orm.OUTBOX, subscribers=event_bus)
+    outbox = providers.Singleton(
+        Outbox, "user", database=database, tables=providers.Object(orm.OUTBOX), subscribers=event_bus
+    )
     uow = providers.Factory(SqlAlchemyUserUnitOfWork, database=database, outbox=outbox)
 
     register_user = providers.Singleton(

@@ -36,20 +36,23 @@ class EventBus:
     def __init__(self) -> None:
         self._signals = Namespace()
         self._event_classes: dict[str, type[Any]] = {}
-        self._subscriptions: dict[str, Subscription] = {}
+        # By (event type, name): one subscriber may take several event types of a publisher,
+        # and its deliveries of one aggregate then stay in order across those types.
+        self._subscriptions: dict[tuple[str, str], Subscription] = {}
 
     def subscribe(self, event_type: type[E], handler: Callable[[E], None], *, name: str) -> None:
         """Deliver every ``event_type`` to ``handler``; ``name`` is its lasting identity in the
         delivery records, so renaming a subscriber orphans its pending deliveries."""
-        if name in self._subscriptions:
-            raise ValueError(f"a subscriber named {name!r} is already registered")
+        key = (_type_of(event_type), name)
+        if key in self._subscriptions:
+            raise ValueError(f"a subscriber named {name!r} already takes {key[0]}")
         subscription = Subscription(name=name, handler=handler)
-        self._event_classes[_type_of(event_type)] = event_type
-        self._subscriptions[name] = subscription
-        self._signals.signal(_type_of(event_type)).connect(subscription, weak=False)
+        self._event_classes[key[0]] = event_type
+        self._subscriptions[key] = subscription
+        self._signals.signal(key[0]).connect(subscription, weak=False)
 
     def subscribers(self, event_type: type[Any] | str) -> list[str]:
-        """Names of the subscribers of ``event_type``, in the order they subscribed."""
+        """Names of the subscribers of ``event_type``."""
         key = event_type if isinstance(event_type, str) else _type_of(event_type)
         return [cast(Subscription, receiver).name for receiver in self._signals.signal(key).receivers_for(self)]
 
@@ -58,9 +61,9 @@ class EventBus:
 
     def deliver(self, envelope: Envelope, subscriber: str) -> None:
         """Run one subscriber on one event; its exceptions are the caller's to record."""
-        subscription = self._subscriptions.get(subscriber)
+        subscription = self._subscriptions.get((envelope.type, subscriber))
         if subscription is None:
-            raise UnknownSubscriber(f"no subscriber named {subscriber!r} in this process")
+            raise UnknownSubscriber(f"no subscriber named {subscriber!r} takes {envelope.type} in this process")
         subscription(envelope.event)
 
 

@@ -14,11 +14,10 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import structlog
 
@@ -31,6 +30,7 @@ from infrastructure.request_context import bind_request_id
 logger = structlog.get_logger(__name__)
 
 MAX_ERROR_LENGTH = 4000
+PREFETCH_PER_WORKER = 8
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._completed: list[tuple[Outbox, ClaimedDelivery]] = []
         self._queued: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._loop: threading.Thread | None = None
@@ -105,6 +106,7 @@ class Dispatcher:
             unstarted = list(self._queued.values())
             self._queued.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._record_completed()
         for outbox in self._outboxes:
             outbox.release([claim for owner, claim in unstarted if owner is outbox])
         self._loop, self._pool = None, None
@@ -116,6 +118,7 @@ class Dispatcher:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
+            self._record_completed()
             try:
                 claimed = self._claim_into_pool()
             except Exception:
@@ -123,6 +126,20 @@ class Dispatcher:
                 claimed = 0
             if not claimed:
                 self._wake.wait(self._poll_interval)
+        self._record_completed()
+
+    def _record_completed(self) -> None:
+        """Mark what the workers finished as done, one transaction per outbox: on SQLite
+        every write transaction queues for the one writer lock, so fewer is faster."""
+        with self._lock:
+            completed, self._completed = self._completed, []
+        for outbox in self._outboxes:
+            batch = [delivery for owner, delivery in completed if owner is outbox]
+            try:
+                outbox.complete(batch)
+            except Exception:
+                # Not lost: their leases run out, they run again, the inbox absorbs the repeat.
+                logger.exception("events.completion_not_recorded", deliveries=len(batch))
 
     def _claim_into_pool(self) -> int:
         assert self._pool is not None
@@ -141,18 +158,25 @@ class Dispatcher:
         return claimed
 
     def _free_slots(self) -> int:
+        """Deliveries to claim now: enough to keep every worker busy until the next claim,
+        few enough that a queued one starts long before its lease runs out."""
         with self._lock:
-            return self._workers - self._in_flight
+            return self._workers * PREFETCH_PER_WORKER - self._in_flight
 
     def _free_slot(self, _future: Future[None]) -> None:
         with self._lock:
             self._in_flight -= 1
+            low = self._in_flight <= self._workers * PREFETCH_PER_WORKER // 2
+        if low:
+            self._wake.set()  # claim more now, not at the next poll, but in batches
 
     def _run_queued(self, outbox: Outbox, delivery: ClaimedDelivery) -> None:
         with self._lock:
             if self._queued.pop(delivery.id, None) is None:
                 return  # handed back by stop()
-        self.run_delivery(outbox, delivery)
+        if self.run_delivery(outbox, delivery):
+            with self._lock:
+                self._completed.append((outbox, delivery))
 
     # -- running in the caller's thread -----------------------------------------------------
 
@@ -171,12 +195,15 @@ class Dispatcher:
             ]
             if not batch:
                 return ran
-            for outbox, delivery in batch:
-                self.run_delivery(outbox, delivery)
+            for outbox in self._outboxes:
+                outbox.complete(
+                    [delivery for owner, delivery in batch if owner is outbox and self.run_delivery(owner, delivery)]
+                )
             ran += len(batch)
         return ran
 
-    def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> None:
+    def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> bool:
+        """Run one delivery; a failure is recorded here, a success is the caller's to record."""
         envelope = delivery.envelope
         bind_request_id(envelope.get("trace", {}).get("request_id"))
         log = logger.bind(
@@ -191,11 +218,15 @@ class Dispatcher:
                 "event.delivery_failed" if retry_at else "event.dead_lettered",
                 error=repr(error), retry_at=retry_at.isoformat() if retry_at else None,
             )
-            self._record(log, outbox.fail, delivery, _describe(error), retry_at=retry_at)
-        else:
-            self._record(log, outbox.complete, delivery)
+            try:
+                outbox.fail(delivery, _describe(error), retry_at=retry_at)
+            except Exception:
+                # Not lost: its lease runs out and it is tried again.
+                log.exception("event.failure_not_recorded")
+            return False
         finally:
             bind_request_id(None)
+        return True
 
     def _call_subscriber(self, delivery: ClaimedDelivery, log: structlog.typing.FilteringBoundLogger) -> None:
         envelope = delivery.envelope
@@ -207,17 +238,6 @@ class Dispatcher:
             log.info("event.already_handled")
         else:
             log.debug("event.delivered")
-
-    @staticmethod
-    def _record(
-        log: structlog.typing.FilteringBoundLogger, outcome: Callable[..., None], *args: Any, **kwargs: Any
-    ) -> None:
-        """Store a delivery's outcome; if that fails, the lease runs out and it runs again
-        (the inbox makes the repeat harmless)."""
-        try:
-            outcome(*args, **kwargs)
-        except Exception:
-            log.exception("event.outcome_not_recorded")
 
 
 def _describe(error: BaseException) -> str:

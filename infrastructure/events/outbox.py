@@ -163,8 +163,25 @@ class Outbox:
             session.commit()
         return [self._claimed(row) for row in rows]
 
-    def complete(self, delivery: ClaimedDelivery) -> None:
-        self._settle(delivery, status=DONE, attempts=delivery.attempts + 1, completed_at=_now(), last_error=None)
+    def complete(self, deliveries: Sequence[ClaimedDelivery]) -> None:
+        """Mark deliveries done, in one transaction however many (the dispatcher batches them)."""
+        if not deliveries:
+            return
+        d = self._deliveries
+        with self._database.session(write=True) as session:
+            session.execute(
+                update(d)
+                .where(d.c.id.in_([delivery.id for delivery in deliveries]))
+                .values(
+                    status=DONE,
+                    attempts=d.c.attempts + 1,
+                    completed_at=_now(),
+                    last_error=None,
+                    claimed_until=None,
+                    claimed_by=None,
+                )
+            )
+            session.commit()
 
     def fail(self, delivery: ClaimedDelivery, error: str, *, retry_at: datetime | None) -> None:
         """Record a failed attempt: due again at ``retry_at``, or dead when it is None."""

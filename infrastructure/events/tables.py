@@ -8,6 +8,9 @@ has already handled), written in the same transaction as the effect.
 
 The column lists are functions so that a migration creates exactly what the metadata
 declares; they are version 1 of the schema and change only together with a new migration.
+
+Containers must hand these tables on through ``providers.Object``: dependency-injector
+deep-copies plain provider arguments, and a copied ``Table`` is a different, half-working one.
 """
 
 from __future__ import annotations

@@ -1,0 +1,831 @@
+"""The delivery guarantees of the outbox, the dispatcher and the inbox, on real SQLite files.
+
+Most tests publish a test event (``test.Pinged``) into the order context's outbox, so that only
+the test's own subscribers get deliveries, and run their own :class:`Dispatcher` on the app's
+outboxes with a retry delay of an hour: a failed delivery is then due again only when the
+test says so (:func:`make_due`), and no assertion depends on how long anything takes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, update
+
+from app.containers import ApplicationContainer, databases
+from app.factory import container_of
+from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
+from contexts.order.events import OrderCancelled, OrderPlaced
+from contexts.product.adapters.orm import INBOX as PRODUCT_INBOX
+from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
+from contexts.product.application.handlers import CreateProduct, ListProducts
+from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
+from contexts.user.events import UserRegistered
+from infrastructure.events import dispatcher as dispatcher_module
+from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
+from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
+from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
+from infrastructure.events.tables import OutboxTables
+from tests.conftest import Shop, start_app, stop_app
+
+TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
+CONFIRM = "product.confirm_reservation"
+DEADLINE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Pinged:
+    TYPE: ClassVar[str] = "test.Pinged"
+    VERSION: ClassVar[int] = 1
+
+    key: str
+    n: int
+
+
+class Broken(Exception):
+    """What the tests' failing subscribers raise."""
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Apps with settings overrides, all stopped at the end of the test."""
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = start_app(tmp_path / f"instance-{len(apps)}", **overrides)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        stop_app(app)
+
+
+def publish(container: ApplicationContainer, *events: Pinged) -> None:
+    """Record events in the order outbox, in one transaction, as a use case would; the
+    aggregate of each is its ``key``."""
+    with container.order.uow() as uow:
+        container.order.outbox().record(uow.session, [(event.key, event) for event in events])
+        uow.commit()
+
+
+def order_outbox(container: ApplicationContainer) -> Outbox:
+    outbox: Outbox = container.order.outbox()
+    return outbox
+
+
+def dispatcher(
+    container: ApplicationContainer, *, max_attempts: int = 5, retry_seconds: float = 3600.0, **options: Any
+) -> Dispatcher:
+    """A dispatcher of its own (its own owner id) on the app's outboxes and bus."""
+    return Dispatcher(
+        container.dispatcher().outboxes,
+        container.event_bus(),
+        retry=RetryPolicy(max_attempts=max_attempts, base_delay=retry_seconds, max_delay=retry_seconds),
+        **options,
+    )
+
+
+def deliveries(container: ApplicationContainer, subscriber: str | None = None, context: str = "order") -> list[Any]:
+    """Delivery rows with their event's id and envelope, oldest event first."""
+    d, o = TABLES[context].deliveries, TABLES[context].outbox
+    query = (
+        select(d, o.c.event_id, o.c.envelope)
+        .join(o, o.c.position == d.c.event_position)
+        .order_by(d.c.event_position, d.c.subscriber)
+    )
+    if subscriber is not None:
+        query = query.where(d.c.subscriber == subscriber)
+    with databases(container)[context].session(write=False) as session:
+        return list(session.execute(query))
+
+
+def delivery(container: ApplicationContainer, subscriber: str, n: int) -> Any:
+    (row,) = [row for row in deliveries(container, subscriber) if row.envelope["data"]["n"] == n]
+    return row
+
+
+def events_in(container: ApplicationContainer, context: str) -> list[dict[str, Any]]:
+    o = TABLES[context].outbox
+    with databases(container)[context].session(write=False) as session:
+        return list(session.scalars(select(o.c.envelope).order_by(o.c.position)))
+
+
+def make_due(container: ApplicationContainer, context: str = "order") -> None:
+    """Every pending delivery due now: a retry's backoff has passed, without waiting for it."""
+    d = TABLES[context].deliveries
+    with databases(container)[context].session(write=True) as session:
+        due = datetime.now(timezone.utc) - timedelta(seconds=1)
+        session.execute(update(d).where(d.c.status == PENDING).values(available_at=due))
+        session.commit()
+
+
+def eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.02)
+
+
+def place_order(client: FlaskClient, headers: dict[str, str], product_id: str, quantity: int = 1) -> Any:
+    response = client.post(
+        "/api/v1/orders", json={"items": [{"product_id": product_id, "quantity": quantity}]}, headers=headers
+    )
+    return response
+
+
+def available(container: ApplicationContainer, product_id: str) -> int:
+    return int(container.product.get_product()(uuid.UUID(product_id)).stock)
+
+
+class RecordingLogger:
+    """Stands in for the dispatcher's structlog logger: what it reported, with bound values."""
+
+    def __init__(self, records: list[tuple[str, dict[str, Any]]], context: dict[str, Any] | None = None) -> None:
+        self.records = records
+        self._context = context or {}
+
+    def bind(self, **values: Any) -> RecordingLogger:
+        return RecordingLogger(self.records, {**self._context, **values})
+
+    def __getattr__(self, _level: str) -> Callable[..., None]:
+        def log(event: str, **values: Any) -> None:
+            self.records.append((event, {**self._context, **values}))
+
+        return log
+
+
+# -- 1. transactional outbox ---------------------------------------------------------------
+
+
+def test_a_committed_change_has_its_event_and_one_pending_delivery_per_subscriber(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer
+) -> None:
+    bus = container.event_bus()
+    bus.subscribe(UserRegistered, lambda event: None, name="test.extra_listener")
+    product = shop.product(shop.admin())
+    customer = shop.customer("buyer@example.com")
+
+    order = place_order(client, customer, product["id"], 2).json
+
+    (registered,) = [e for e in events_in(container, "user") if e["data"]["email"] == "buyer@example.com"]
+    buyer = [row for row in deliveries(container, context="user") if row.event_id == uuid.UUID(registered["id"])]
+    (placed,) = [e for e in events_in(container, "order") if e["type"] == "order.OrderPlaced"]
+    assert placed["data"]["order_id"] == order["id"]
+    order_rows = deliveries(container, context="order")
+    for rows, event_type in ((buyer, UserRegistered), (order_rows, OrderPlaced)):
+        assert sorted(row.subscriber for row in rows) == sorted(bus.subscribers(event_type))
+        assert {(row.status, row.attempts, row.claimed_until, row.completed_at) for row in rows} == {
+            (PENDING, 0, None, None)
+        }
+    assert "test.extra_listener" in {row.subscriber for row in buyer}
+    assert {row.aggregate_id for row in order_rows} == {order["id"]}
+    reserved = [e for e in events_in(container, "product") if e["type"] == "product.StockReserved"]
+    assert [e["data"]["reservation_id"] for e in reserved] == [order["id"]]
+
+
+def test_a_refused_use_case_records_no_event_and_no_delivery(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=1)
+    customer = shop.customer("once@example.com")
+    before = {
+        context: (len(events_in(container, context)), len(deliveries(container, context=context))) for context in TABLES
+    }
+
+    short = place_order(client, customer, product["id"], 2)
+    twice = client.post("/api/v1/users", json={"email": "ONCE@example.com", "password": "long enough", "name": "X"})
+
+    assert (short.status_code, twice.status_code) == (409, 409)
+    after = {
+        context: (len(events_in(container, context)), len(deliveries(container, context=context))) for context in TABLES
+    }
+    assert after == before
+
+
+def test_changes_and_events_of_a_commit_that_fails_late_are_rolled_back_together(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """The inbox insert comes after the outbox insert in the same transaction: when it fails,
+    neither the product nor its ProductCreated event may remain."""
+    shop.product(shop.admin(), sku="FIRST")
+    create = container.product.create_product()
+    with delivering(Delivery("test.creates_products", uuid.uuid4())):
+        create(CreateProduct("SECOND", "Made once", None, Decimal("1.00"), "USD", 1))
+        with pytest.raises(AlreadyHandled):
+            create(CreateProduct("THIRD", "Made twice", None, Decimal("1.00"), "USD", 1))
+
+    skus = [e["data"]["sku"] for e in events_in(container, "product") if e["type"] == "product.ProductCreated"]
+    assert skus == ["FIRST", "SECOND"]
+    assert [item.sku for item in container.product.list_products()(ListProducts(limit=100)).items] == skus
+
+
+# -- 2. per-subscriber tracking and isolation ----------------------------------------------
+
+
+def test_each_subscriber_is_tracked_on_its_own_until_it_completes_or_dies(container: ApplicationContainer) -> None:
+    bus = container.event_bus()
+    healthy: list[int] = []
+    flaky: list[int] = []
+    doomed: list[int] = []
+    broken = {"flaky": True}
+
+    def on_flaky(event: Pinged) -> None:
+        if broken["flaky"]:
+            raise Broken("flaky is down")
+        flaky.append(event.n)
+
+    def on_doomed(event: Pinged) -> None:
+        doomed.append(event.n)
+        raise Broken(f"doomed failed attempt {len(doomed)}")
+
+    bus.subscribe(Pinged, lambda event: healthy.append(event.n), name="test.healthy")
+    bus.subscribe(Pinged, on_flaky, name="test.flaky")
+    bus.subscribe(Pinged, on_doomed, name="test.doomed")
+    run = dispatcher(container, max_attempts=3)
+    publish(container, Pinged("a", 1))
+
+    assert run.run_until_idle() == 3
+    assert healthy == [1]
+    done = delivery(container, "test.healthy", 1)
+    assert (done.status, done.attempts, done.last_error, done.claimed_until) == (DONE, 1, None, None)
+    assert done.completed_at is not None
+    for name in ("test.flaky", "test.doomed"):
+        failed = delivery(container, name, 1)
+        assert (failed.status, failed.attempts, failed.completed_at) == (PENDING, 1, None)
+        assert "Broken" in failed.last_error
+    assert "flaky is down" in delivery(container, "test.flaky", 1).last_error
+    assert run.run_until_idle() == 0, "a retry waits for its backoff"
+
+    broken["flaky"] = False
+    make_due(container)
+    assert run.run_until_idle() == 2
+    recovered = delivery(container, "test.flaky", 1)
+    assert (recovered.status, recovered.attempts, recovered.last_error) == (DONE, 2, None)
+    assert flaky == [1]
+
+    make_due(container)
+    assert run.run_until_idle() == 1
+    dead = delivery(container, "test.doomed", 1)
+    assert (dead.status, dead.attempts, dead.completed_at) == (DEAD, 3, None)
+    assert dead.last_error.strip().splitlines()[-1].endswith("doomed failed attempt 3"), "the last error is kept"
+
+    make_due(container)
+    assert run.run_until_idle() == 0, "a dead letter is not retried by itself"
+    assert (healthy, flaky, doomed) == ([1], [1], [1, 1, 1])
+    assert delivery(container, "test.healthy", 1).attempts == 1
+
+
+def test_a_delivery_dies_after_the_configured_attempts_with_short_backoff(make_app: Callable[..., Flask]) -> None:
+    """The app's own dispatcher, as configured by EVENTS_*: retried by itself, dead at the max."""
+    container = container_of(
+        make_app(events_retry_base_seconds=0.01, events_retry_max_seconds=0.05, events_max_attempts=3)
+    )
+    calls: list[int] = []
+
+    def always_broken(event: Pinged) -> None:
+        calls.append(event.n)
+        raise Broken(f"attempt {len(calls)}")
+
+    container.event_bus().subscribe(Pinged, always_broken, name="test.always_broken")
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.fine")
+    publish(container, Pinged("a", 1))
+
+    def dead() -> bool:
+        container.dispatcher().run_until_idle()
+        return bool(delivery(container, "test.always_broken", 1).status == DEAD)
+
+    eventually(dead, "the delivery to be dead")
+    row = delivery(container, "test.always_broken", 1)
+    assert (row.attempts, calls) == (3, [1, 1, 1])
+    assert row.last_error.strip().endswith("attempt 3")
+    assert delivery(container, "test.fine", 1).status == DONE
+
+
+# -- 3. backoff ----------------------------------------------------------------------------
+
+
+def test_a_failed_delivery_is_not_due_before_its_backoff_which_grows(container: ApplicationContainer) -> None:
+    calls: list[int] = []
+
+    def broken(event: Pinged) -> None:
+        calls.append(event.n)
+        raise Broken("still down")
+
+    container.event_bus().subscribe(Pinged, broken, name="test.broken")
+    run = Dispatcher(
+        container.dispatcher().outboxes,
+        container.event_bus(),
+        retry=RetryPolicy(max_attempts=10, base_delay=10.0, max_delay=1000.0),
+    )
+    publish(container, Pinged("a", 1))
+
+    delays: list[float] = []
+    for attempt in (1, 2, 3):
+        assert run.run_until_idle() == 1
+        row = delivery(container, "test.broken", 1)
+        assert (row.status, row.attempts) == (PENDING, attempt)
+        delays.append((row.available_at - datetime.now(timezone.utc)).total_seconds())
+        assert run.run_until_idle() == 0, "not due before available_at"
+        assert order_outbox(container).claim(10, owner="someone-else", lease=timedelta(seconds=60)) == []
+        assert len(calls) == attempt
+        make_due(container)
+
+    # base 10 s doubling per failure, each drawn from the upper half of its ceiling.
+    assert 4 < delays[0] <= 10
+    assert 9 < delays[1] <= 20
+    assert 19 < delays[2] <= 40
+    assert delays[0] < delays[1] < delays[2]
+
+
+# -- 4. inbox: exactly-once effects --------------------------------------------------------
+
+
+def inbox_rows(container: ApplicationContainer, subscriber: str) -> list[Any]:
+    table = PRODUCT_INBOX
+    with databases(container)["product"].session(write=False) as session:
+        return list(session.execute(select(table).where(table.c.subscriber == subscriber)))
+
+
+def test_a_repeated_delivery_is_reported_already_handled_and_has_no_second_effect(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=5)
+    order = place_order(client, shop.customer(), product["id"], 2).json
+    container.dispatcher().run_until_idle()
+
+    (first,) = deliveries(container, CONFIRM)
+    assert (first.status, first.attempts) == (DONE, 1)
+    (handled,) = inbox_rows(container, CONFIRM)
+    assert handled.event_id == first.event_id
+    assert first.envelope["data"]["order_id"] == order["id"]
+
+    d = ORDER_OUTBOX.deliveries
+    with databases(container)["order"].session(write=True) as session:  # as if its outcome was lost
+        session.execute(
+            update(d)
+            .where(d.c.id == first.id)
+            .values(status=PENDING, completed_at=None, available_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+        )
+        session.commit()
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+
+    assert container.dispatcher().run_until_idle() >= 1
+
+    (again,) = deliveries(container, CONFIRM)
+    assert (again.status, again.attempts, again.last_error) == (DONE, 2, None)
+    assert inbox_rows(container, CONFIRM) == [handled]
+    assert [event for event, values in records if values.get("subscriber") == CONFIRM] == ["event.already_handled"]
+    assert available(container, product["id"]) == 3
+
+
+def test_running_the_same_claimed_delivery_twice_has_one_effect(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What happens when a lease runs out while the first run is still going: two runs."""
+    product = shop.product(shop.admin(), initial_stock=5)
+    place_order(client, shop.customer(), product["id"], 1)
+    outbox = order_outbox(container)
+    (claimed,) = [
+        claim for claim in outbox.claim(100, owner="test", lease=timedelta(seconds=60)) if claim.subscriber == CONFIRM
+    ]
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    run = container.dispatcher()
+
+    assert run.run_delivery(outbox, claimed), "the first run succeeds"
+    assert run.run_delivery(outbox, claimed), "the second is a success too: the work was done"
+    outbox.complete([claimed])
+
+    assert [event for event, _ in records] == ["event.delivered", "event.already_handled"]
+    assert len(inbox_rows(container, CONFIRM)) == 1
+    (row,) = deliveries(container, CONFIRM)
+    assert (row.status, row.last_error) == (DONE, None)
+
+
+def test_a_second_commit_in_one_delivery_is_refused_and_rolled_back(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=10)
+    product_id = uuid.UUID(product["id"])
+    event_id = uuid.uuid4()
+
+    with container.product.uow() as uow:  # outside any delivery nothing is recorded
+        uow.stock.adjust(product_id, -1, "no delivery")
+        uow.commit()
+    with delivering(Delivery("test.direct", event_id)):
+        with container.product.uow() as uow:
+            assert not uow.already_handled()
+            uow.stock.adjust(product_id, -2, "first commit")
+            uow.commit()
+        with container.product.uow() as uow:
+            assert uow.already_handled()
+            uow.stock.adjust(product_id, -3, "second commit")
+            with pytest.raises(AlreadyHandled):
+                uow.commit()
+
+    assert available(container, product["id"]) == 7
+    assert [(row.subscriber, row.event_id) for row in inbox_rows(container, "test.direct")] == [
+        ("test.direct", event_id)
+    ]
+    with databases(container)["product"].session(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(PRODUCT_INBOX)) == 1
+
+
+# -- 5. order per aggregate ----------------------------------------------------------------
+
+
+def test_a_subscriber_gets_one_aggregates_events_in_order_others_are_not_held_back(
+    container: ApplicationContainer,
+) -> None:
+    bus = container.event_bus()
+    seen: list[tuple[str, int]] = []
+    other: list[tuple[str, int]] = []
+    failures = {("a", 1): 1}
+
+    def picky(event: Pinged) -> None:
+        seen.append((event.key, event.n))
+        if failures.get((event.key, event.n), 0) > 0:
+            failures[(event.key, event.n)] -= 1
+            raise Broken(f"not yet {event.key}{event.n}")
+
+    bus.subscribe(Pinged, picky, name="test.picky")
+    bus.subscribe(Pinged, lambda event: other.append((event.key, event.n)), name="test.other")
+    run = dispatcher(container)
+    publish(container, Pinged("a", 1), Pinged("a", 2), Pinged("b", 3), Pinged("a", 4))
+
+    run.run_until_idle()
+    assert seen == [("a", 1), ("b", 3)], "a2 and a4 wait for a1; b is another aggregate"
+    assert sorted(other) == [("a", 1), ("a", 2), ("a", 4), ("b", 3)], "the other subscriber is not held back"
+    assert [entry for entry in other if entry[0] == "a"] == [("a", 1), ("a", 2), ("a", 4)]
+    assert (delivery(container, "test.picky", 2).attempts, delivery(container, "test.picky", 4).attempts) == (0, 0)
+
+    make_due(container)
+    run.run_until_idle()
+    assert seen == [("a", 1), ("b", 3), ("a", 1), ("a", 2), ("a", 4)]
+    assert {row.status for row in deliveries(container)} == {DONE}
+
+
+def test_a_dead_delivery_holds_back_the_aggregates_later_events_until_retried(
+    container: ApplicationContainer,
+) -> None:
+    seen: list[tuple[str, int]] = []
+    down = {"a1": True}
+
+    def picky(event: Pinged) -> None:
+        seen.append((event.key, event.n))
+        if (event.key, event.n) == ("a", 1) and down["a1"]:
+            raise Broken("a1 cannot be handled")
+
+    container.event_bus().subscribe(Pinged, picky, name="test.picky")
+    run = dispatcher(container, max_attempts=1)
+    publish(container, Pinged("a", 1), Pinged("a", 2), Pinged("b", 3))
+
+    run.run_until_idle()
+    assert delivery(container, "test.picky", 1).status == DEAD
+    make_due(container)
+    assert run.run_until_idle() == 0
+    assert seen == [("a", 1), ("b", 3)]
+    later = delivery(container, "test.picky", 2)
+    assert (later.status, later.attempts) == (PENDING, 0)
+
+    down["a1"] = False
+    assert order_outbox(container).retry() == 1
+    run.run_until_idle()
+    assert seen == [("a", 1), ("b", 3), ("a", 1), ("a", 2)]
+
+
+def test_a_subscriber_of_both_order_events_gets_the_cancellation_only_after_the_placement(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer
+) -> None:
+    """OrderPlaced then OrderCancelled for one order; the subscriber fails OrderPlaced's first
+    attempt. It must not see the cancellation of an order it has not seen placed.
+
+    Fails today: a subscriber name is refused for a second event type (``EventBus.subscribe``),
+    and ordering is kept per subscriber name, so a consumer of both events (two names) gets
+    OrderCancelled first. See the report for the suggested change to the bus.
+    """
+    bus = container.event_bus()
+    history: list[tuple[str, str]] = []
+    other: list[tuple[str, str]] = []
+    failures = {"order.OrderPlaced": 1}
+
+    def order_history(event: OrderPlaced | OrderCancelled) -> None:
+        history.append((event.TYPE, str(event.order_id)))
+        if failures.get(event.TYPE, 0) > 0:
+            failures[event.TYPE] -= 1
+            raise Broken("history store unavailable")
+
+    def remember(event: OrderPlaced | OrderCancelled) -> None:
+        other.append((event.TYPE, str(event.order_id)))
+
+    for event_type in (OrderPlaced, OrderCancelled):
+        bus.subscribe(event_type, order_history, name="test.order_history")
+        bus.subscribe(event_type, remember, name="test.other")
+    product = shop.product(shop.admin())
+    customer = shop.customer()
+    first = place_order(client, customer, product["id"]).json
+    assert client.post(f"/api/v1/orders/{first['id']}/cancel", headers=customer).status_code == 200
+    run = dispatcher(container)
+
+    run.run_until_idle()
+    assert other == [("order.OrderPlaced", first["id"]), ("order.OrderCancelled", first["id"])]
+    assert history == [("order.OrderPlaced", first["id"])]
+
+    second = place_order(client, customer, product["id"]).json
+    run.run_until_idle()
+    assert history[-1] == ("order.OrderPlaced", second["id"]), "another order is not held back"
+
+    make_due(container)
+    run.run_until_idle()
+    assert [entry for entry in history if entry[1] == first["id"]] == [
+        ("order.OrderPlaced", first["id"]),
+        ("order.OrderPlaced", first["id"]),
+        ("order.OrderCancelled", first["id"]),
+    ]
+
+
+# -- 6. claims and leases ------------------------------------------------------------------
+
+
+def test_two_dispatchers_never_run_one_delivery_twice_or_at_once(container: ApplicationContainer) -> None:
+    lock = threading.Lock()
+    calls: Counter[int] = Counter()
+    running: set[int] = set()
+    overlapping: list[int] = []
+    # Four at once is more than either dispatcher's two workers: both must be running.
+    together = threading.Barrier(4)
+    met: list[bool] = []
+
+    def slow(event: Pinged) -> None:
+        with lock:
+            if event.n in running:
+                overlapping.append(event.n)
+            running.add(event.n)
+            calls[event.n] += 1
+            first_four = sum(calls.values()) <= 4
+        try:
+            if first_four:
+                together.wait(DEADLINE_SECONDS)
+                met.append(True)
+            time.sleep(0.005)
+        finally:
+            with lock:
+                running.discard(event.n)
+
+    container.event_bus().subscribe(Pinged, slow, name="test.slow")
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(40)))
+    one = dispatcher(container, workers=2, poll_interval=0.02)
+    other = dispatcher(container, workers=2, poll_interval=0.02)
+    assert one.owner != other.owner
+    try:
+        one.start()
+        other.start()
+        eventually(
+            lambda: {row.status for row in deliveries(container, "test.slow")} == {DONE}, "all 40 to be delivered"
+        )
+    finally:
+        together.abort()
+        one.stop()
+        other.stop()
+
+    assert met == [True] * 4, "the two dispatchers ran deliveries at the same time"
+    assert overlapping == []
+    assert calls == Counter(range(40))
+    assert {row.attempts for row in deliveries(container, "test.slow")} == {1}
+
+
+def test_a_claim_is_not_taken_by_another_dispatcher_while_its_lease_runs(container: ApplicationContainer) -> None:
+    calls: list[int] = []
+    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    publish(container, Pinged("a", 1))
+    (claimed,) = order_outbox(container).claim(10, owner="crashed-host:1", lease=timedelta(hours=1))
+
+    assert container.dispatcher().run_until_idle() == 0
+    assert order_outbox(container).claim(10, owner="another", lease=timedelta(seconds=60)) == []
+    row = delivery(container, "test.listener", 1)
+    assert (row.id, row.status, row.claimed_by, row.attempts) == (claimed.id, PENDING, "crashed-host:1", 0)
+    assert row.claimed_until > datetime.now(timezone.utc)
+    assert calls == []
+
+
+def test_a_claim_whose_owner_died_is_taken_over_once_its_lease_expires(make_app: Callable[..., Flask]) -> None:
+    container = container_of(make_app(events_claim_timeout_seconds=1))
+    calls: list[int] = []
+    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    publish(container, Pinged("a", 1))
+    lease = timedelta(seconds=container.settings().events_claim_timeout_seconds)
+    (claimed,) = order_outbox(container).claim(10, owner="crashed-host:1", lease=lease)  # and never settled
+
+    eventually(lambda: container.dispatcher().run_until_idle() == 1, "the expired claim to be taken over")
+
+    assert calls == [1]
+    row = delivery(container, "test.listener", 1)
+    assert (row.id, row.status, row.attempts, row.claimed_by, row.claimed_until) == (claimed.id, DONE, 1, None, None)
+
+
+def test_released_claims_are_due_at_once_for_anyone_and_settled_ones_stay_settled(
+    container: ApplicationContainer,
+) -> None:
+    calls: list[int] = []
+    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    publish(container, Pinged("a", 1), Pinged("b", 2))
+    outbox = order_outbox(container)
+    first, second = outbox.claim(10, owner="stopping-host", lease=timedelta(hours=1))
+    outbox.complete([first])
+
+    outbox.release([first, second])
+
+    assert delivery(container, "test.listener", 1).status == DONE
+    row = delivery(container, "test.listener", 2)
+    assert (row.status, row.claimed_by, row.claimed_until, row.attempts) == (PENDING, None, None, 0)
+    assert container.dispatcher().run_until_idle() == 1
+    assert calls == [2]
+
+
+# -- 7. the background dispatcher ----------------------------------------------------------
+
+
+def test_a_request_does_not_wait_for_its_subscribers(client: FlaskClient, container: ApplicationContainer) -> None:
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def blocking(event: UserRegistered) -> None:
+        entered.set()
+        release.wait(DEADLINE_SECONDS)
+        finished.set()
+
+    container.event_bus().subscribe(UserRegistered, blocking, name="test.blocking")
+    background = container.dispatcher()
+    background.start()
+    try:
+        response = client.post(
+            "/api/v1/users", json={"email": "quick@example.com", "password": "long enough", "name": "Q"}
+        )
+        assert response.status_code == 201
+        assert entered.wait(DEADLINE_SECONDS), "the dispatcher runs the subscriber"
+        assert not finished.is_set(), "the response came back while the subscriber was still running"
+        (row,) = deliveries(container, "test.blocking", context="user")
+        assert (row.status, row.claimed_by) == (PENDING, background.owner)
+        assert row.claimed_until is not None
+
+        release.set()
+        eventually(
+            lambda: deliveries(container, "test.blocking", context="user")[0].status == DONE,
+            "the delivery to complete once released",
+        )
+    finally:
+        release.set()
+        background.stop()
+    assert finished.is_set()
+
+
+def test_stop_lets_the_running_delivery_finish_and_leaves_the_rest_unclaimed(
+    make_app: Callable[..., Flask],
+) -> None:
+    container = container_of(make_app(events_workers=1, events_poll_seconds=0.05))
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def blocking(event: Pinged) -> None:
+        calls.append(event.n)
+        entered.set()
+        release.wait(DEADLINE_SECONDS)
+
+    container.event_bus().subscribe(Pinged, blocking, name="test.blocking")
+    background = container.dispatcher()
+    background.start()
+    stopper = threading.Thread(target=background.stop)
+    try:
+        publish(container, Pinged("a", 1), Pinged("b", 2), Pinged("c", 3))
+        assert entered.wait(DEADLINE_SECONDS)
+        stopper.start()
+        eventually(
+            lambda: not any(thread.name == "event-dispatcher" for thread in threading.enumerate()),
+            "the dispatcher to stop claiming",
+        )
+    finally:
+        release.set()
+        if stopper.ident is not None:
+            stopper.join(DEADLINE_SECONDS)
+        background.stop()
+
+    assert calls == [1]
+    rows = deliveries(container, "test.blocking")
+    assert [(row.status, row.claimed_by, row.claimed_until) for row in rows] == [
+        (DONE, None, None),
+        (PENDING, None, None),
+        (PENDING, None, None),
+    ]
+    assert dispatcher(container).run_until_idle() == 2, "another dispatcher takes the rest at once"
+    assert calls == [1, 2, 3]
+
+
+class SlowToStartPool:
+    """A thread pool whose workers take up submitted work only once ``gate`` opens, or at
+    shutdown: deliveries claimed and queued behind busy workers, made to last."""
+
+    def __init__(self, gate: threading.Event, max_workers: int, thread_name_prefix: str = "") -> None:
+        self._gate = gate
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        def gated() -> Any:
+            self._gate.wait()
+            return fn(*args)
+
+        return self._pool.submit(gated)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._gate.set()
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def test_stop_hands_back_claims_that_were_queued_but_not_started(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    monkeypatch.setattr(
+        dispatcher_module,
+        "ThreadPoolExecutor",
+        lambda max_workers, thread_name_prefix: SlowToStartPool(gate, max_workers, thread_name_prefix),
+    )
+    container = container_of(make_app(events_workers=2, events_poll_seconds=0.05))
+    calls: list[int] = []
+    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    background = container.dispatcher()
+    background.start()
+    try:
+        publish(container, Pinged("a", 1), Pinged("b", 2), Pinged("c", 3))
+        eventually(
+            lambda: [row.claimed_by for row in deliveries(container, "test.listener")].count(background.owner) == 3,
+            "all three deliveries to be claimed (the workers' prefetch holds more than three)",
+        )
+    finally:
+        background.stop()
+
+    assert calls == [], "nothing queued was started after stop"
+    rows = deliveries(container, "test.listener")
+    assert [(row.status, row.attempts, row.claimed_by, row.claimed_until) for row in rows] == [
+        (PENDING, 0, None, None)
+    ] * 3
+    assert dispatcher(container).run_until_idle() == 3, "another dispatcher takes them at once, no lease to wait for"
+    assert sorted(calls) == [1, 2, 3]
+
+
+# -- 8. pruning ----------------------------------------------------------------------------
+
+
+def test_prune_deletes_completed_deliveries_and_events_nothing_waits_for(container: ApplicationContainer) -> None:
+    def fails_for_2_and_3(event: Pinged) -> None:
+        if event.n in (2, 3):
+            raise Broken(f"cannot handle {event.n}")
+
+    bus = container.event_bus()
+    bus.subscribe(Pinged, lambda event: None, name="test.ok")
+    bus.subscribe(Pinged, fails_for_2_and_3, name="test.bad")
+    run = dispatcher(container, max_attempts=2)
+    publish(container, Pinged("a", 1), Pinged("b", 2), Pinged("c", 3))
+    run.run_until_idle()
+    d = ORDER_OUTBOX.deliveries
+    with databases(container)["order"].session(write=True) as session:  # 2 fails again: dead
+        session.execute(
+            update(d)
+            .where(d.c.id == delivery(container, "test.bad", 2).id)
+            .values(available_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+        )
+        session.commit()
+    run.run_until_idle()
+    assert delivery(container, "test.bad", 2).status == DEAD
+    assert delivery(container, "test.bad", 3).status == PENDING
+    cutoff = datetime.now(timezone.utc)
+    publish(container, Pinged("d", 4))
+    run.run_until_idle()  # completed after the cutoff
+
+    pruned = order_outbox(container).prune(cutoff)
+
+    assert pruned == 4  # 1 for both subscribers, 2 and 3 for test.ok
+    assert sorted((row.envelope["data"]["n"], row.subscriber, row.status) for row in deliveries(container)) == [
+        (2, "test.bad", DEAD),
+        (3, "test.bad", PENDING),
+        (4, "test.bad", DONE),
+        (4, "test.ok", DONE),
+    ]
+    assert [event["data"]["n"] for event in events_in(container, "order")] == [2, 3, 4]
+    assert order_outbox(container).prune(cutoff) == 0
