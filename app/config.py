@@ -17,9 +17,10 @@ import limits
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contexts.notification.adapters.mailers import SmtpEndpoint
 from infrastructure.auth import MIN_SECRET_LENGTH
 
-CONTEXTS = ("user", "product", "order")
+CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
 SECRET_FILE = "token-secret"
 RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
@@ -39,6 +40,9 @@ class Settings(BaseSettings):
     user_database_url: str | None = None
     product_database_url: str | None = None
     order_database_url: str | None = None
+    notification_database_url: str | None = None
+    audit_database_url: str | None = None
+    recommendation_database_url: str | None = None
 
     token_secret: SecretStr | None = Field(
         None, description="signs bearer tokens (32+ chars); generated into the instance folder if unset"
@@ -130,6 +134,14 @@ class Settings(BaseSettings):
             raise ValueError(f"the URL's scheme must be one of {', '.join(RATE_LIMIT_STORAGE_SCHEMES)}")
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        SmtpEndpoint.parse(value.get_secret_value())  # its errors never quote the URL's password
+        return value
+
     @field_validator("cors_allowed_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
@@ -158,6 +170,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.instance_path.resolve() / f'{context}.db'}"
+
+    def smtp_url_value(self) -> str | None:
+        return self.smtp_url.get_secret_value() if self.smtp_url else None
+
+    def mail_folder(self) -> Path:
+        """Where the embedded mailer writes its ``.eml`` files when no SMTP server is set."""
+        return self.instance_path.resolve() / "mail"
 
     def signing_secret(self) -> str:
         """The configured secret, or one generated once into the instance folder and kept."""

@@ -10,9 +10,13 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
-from app.config import Settings
+from app.config import CONTEXTS, Settings
+from contexts.audit.container import AuditContainer
+from contexts.notification.adapters.mailers import mailer_from_settings
+from contexts.notification.container import NotificationContainer
 from contexts.order.container import OrderContainer
 from contexts.product.container import ProductContainer
+from contexts.recommendation.container import RecommendationContainer
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.container import UserContainer
 from infrastructure.auth import TokenService
@@ -29,6 +33,9 @@ class ApplicationContainer(containers.DeclarativeContainer):
     user_database = providers.Dependency(instance_of=Database)
     product_database = providers.Dependency(instance_of=Database)
     order_database = providers.Dependency(instance_of=Database)
+    notification_database = providers.Dependency(instance_of=Database)
+    audit_database = providers.Dependency(instance_of=Database)
+    recommendation_database = providers.Dependency(instance_of=Database)
 
     user = providers.Container(
         UserContainer,
@@ -45,6 +52,21 @@ class ApplicationContainer(containers.DeclarativeContainer):
     )
     order = providers.Container(
         OrderContainer, database=order_database, event_bus=event_bus, product_api=product.api
+    )
+    notification = providers.Container(
+        NotificationContainer,
+        database=notification_database,
+        mailer=providers.Singleton(
+            mailer_from_settings,
+            smtp_url=settings.provided.smtp_url_value.call(),
+            mail_folder=settings.provided.mail_folder.call(),
+            sender=settings.provided.mail_from,
+            timeout=settings.provided.smtp_timeout_seconds,
+        ),
+    )
+    audit = providers.Container(AuditContainer, database=audit_database)
+    recommendation = providers.Container(
+        RecommendationContainer, database=recommendation_database, product_api=product.api
     )
 
     dispatcher = providers.Singleton(
@@ -65,11 +87,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
 
 def databases(container: ApplicationContainer) -> dict[str, Database]:
     """Every context's database, by context name."""
-    return {
-        "user": container.user_database(),
-        "product": container.product_database(),
-        "order": container.order_database(),
-    }
+    return {context: getattr(container, f"{context}_database")() for context in CONTEXTS}
 
 
 def build_container(settings: Settings) -> ApplicationContainer:
@@ -88,9 +106,7 @@ def build_container(settings: Settings) -> ApplicationContainer:
             memory_cost=settings.argon2_memory_cost_kib,
             parallelism=settings.argon2_parallelism,
         ),
-        user_database=Database("user", settings.database_url_for("user")),
-        product_database=Database("product", settings.database_url_for("product")),
-        order_database=Database("order", settings.database_url_for("order")),
+        **{f"{context}_database": Database(context, settings.database_url_for(context)) for context in CONTEXTS},
     )
     container.check_dependencies()
     for singleton in container.traverse(types=[providers.Singleton]):

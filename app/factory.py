@@ -11,8 +11,10 @@ from app import api_docs, ops
 from app.config import Settings
 from app.containers import ApplicationContainer, build_container, databases
 from app.subscriptions import subscribe_all
+from contexts.audit import http as audit_http
 from contexts.order import http as order_http
 from contexts.product import http as product_http
+from contexts.recommendation import http as recommendation_http
 from contexts.user import http as user_http
 from infrastructure.http.auth import init_auth
 from infrastructure.http.problems import install_problem_handlers
@@ -23,7 +25,7 @@ from infrastructure.logging import configure_logging
 
 API_PREFIX = "/api/v1"
 CONTAINER = "shop.container"
-BLUEPRINT_MODULES = (user_http, product_http, order_http)
+BLUEPRINT_MODULES = (user_http, product_http, order_http, audit_http, recommendation_http)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

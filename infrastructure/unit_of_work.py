@@ -7,6 +7,7 @@ event delivery, the delivery into the context's inbox. Repositories never commit
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -14,7 +15,7 @@ from typing import Any, Protocol, Self
 from sqlalchemy.orm import Session
 
 from infrastructure.db import Database
-from infrastructure.events.inbox import Inbox
+from infrastructure.events.inbox import Inbox, current_delivery
 from infrastructure.events.outbox import Outbox
 
 
@@ -65,6 +66,12 @@ class SqlAlchemyUnitOfWork(ABC):
         """Whether the event being delivered already had its effect (for effects the database
         cannot roll back, such as sending mail, which check before acting)."""
         return self._inbox is not None and self._inbox.has_handled(self.session)
+
+    def delivered_event_id(self) -> uuid.UUID | None:
+        """The id of the event being delivered, None outside a delivery: subscribers receive
+        only the event, yet record or derive what they do from its id."""
+        delivery = current_delivery()
+        return delivery.event_id if delivery is not None else None
 
     def commit(self) -> None:
         events = [(aggregate.id, event) for aggregate in self.seen for event in aggregate.events]

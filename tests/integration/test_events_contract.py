@@ -283,7 +283,7 @@ def test_the_reservation_is_confirmed_once_the_order_is_placed(
 
     order = place(client, customer, (product["id"], 1)).json
 
-    assert "product.when_order_placed_confirm_reservation" in container.event_bus().subscribers(OrderPlaced)
+    assert "product.confirm_reservation" in container.event_bus().subscribers(OrderPlaced)
     assert recorder.data("order.OrderPlaced")[0]["order_id"] == order["id"]
     container.dispatcher().run_until_idle()
     with container.product.uow(write=False) as uow:

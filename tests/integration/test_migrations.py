@@ -11,8 +11,11 @@ from sqlalchemy import MetaData, inspect
 
 from app.config import CONTEXTS
 from app.migrations import downgrade_all, upgrade_all, version_table
+from contexts.audit.adapters.orm import AuditBase
+from contexts.notification.adapters.orm import NotificationBase
 from contexts.order.adapters.orm import OrderBase
 from contexts.product.adapters.orm import ProductBase
+from contexts.recommendation.adapters.orm import RecommendationBase
 from contexts.user.adapters.orm import UserBase
 from infrastructure.db import Database
 
@@ -20,6 +23,9 @@ METADATA: dict[str, MetaData] = {
     "user": UserBase.metadata,
     "product": ProductBase.metadata,
     "order": OrderBase.metadata,
+    "notification": NotificationBase.metadata,
+    "audit": AuditBase.metadata,
+    "recommendation": RecommendationBase.metadata,
 }
 
 

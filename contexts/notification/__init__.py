@@ -1,0 +1,1 @@
+"""Notification context: tells customers by email that they registered and that they ordered."""

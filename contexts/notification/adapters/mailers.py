@@ -1,0 +1,161 @@
+"""Mailers: ``.eml`` files in a folder (development, tests) or a real SMTP server.
+
+Both build the same MIME message; both raise :class:`MailNotSent` when they cannot hand it
+on, so the dispatcher retries the delivery later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from contexts.notification.application.ports import Mailer, MailNotSent
+from contexts.notification.domain.model import Mail
+
+Security = Literal["plain", "starttls", "tls"]
+SCHEMES: dict[str, tuple[Security, int]] = {
+    "smtp": ("plain", 25),
+    "smtp+starttls": ("starttls", 587),
+    "smtps": ("tls", 465),
+}
+_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def mime_message(mail: Mail, sender: str, *, transfer_encoding: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = Address(display_name=mail.to_name, addr_spec=mail.to_address)
+    message["Subject"] = mail.subject
+    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Message-ID"] = mail.message_id
+    message.set_content(mail.text, charset="utf-8", cte=transfer_encoding)
+    return message
+
+
+def file_name_for(message_id: str) -> str:
+    """``<id.kind@host>`` → ``id.kind_host.eml``: one file per message, whatever its id holds."""
+    return _UNSAFE_IN_FILE_NAME.sub("_", message_id.strip("<>")) + ".eml"
+
+
+class FileMailer:
+    """Writes each message to ``<folder>/<message id>.eml``.
+
+    The file appears complete or not at all (written aside, then renamed over), and sending
+    the same message again replaces it: a redelivered event leaves one email, not two.
+    """
+
+    def __init__(self, folder: Path, sender: str) -> None:
+        self.folder = folder
+        self._sender = sender
+
+    def send(self, mail: Mail) -> None:
+        # 8bit keeps the files readable as text; they never cross a 7-bit mail relay.
+        data = mime_message(mail, self._sender, transfer_encoding="8bit").as_bytes()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_atomically(self.folder / file_name_for(mail.message_id), data)
+        except OSError as error:
+            raise MailNotSent(f"could not write {mail.message_id} into {self.folder}: {error}") from error
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+@dataclass(frozen=True)
+class SmtpEndpoint:
+    security: Security
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpEndpoint:
+        """``smtp://``, ``smtp+starttls://`` or ``smtps://`` ``[user:password@]host[:port]``.
+
+        Errors never quote the URL: it may hold a password.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in SCHEMES:
+            raise ValueError(f"an SMTP URL starts with one of {', '.join(f'{s}://' for s in SCHEMES)}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("an SMTP URL has no path, query or fragment")
+        if not parts.hostname:
+            raise ValueError("an SMTP URL names a host")
+        security, default_port = SCHEMES[parts.scheme]
+        return cls(
+            security=security,
+            host=parts.hostname,
+            port=parts.port or default_port,
+            username=unquote(parts.username) if parts.username is not None else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+
+class SmtpMailer:
+    """Sends through an SMTP server, one connection per message, every step within ``timeout``.
+
+    A server that accepted a message may deliver it twice if the same event is handled again
+    (see ``application.subscribers``); the Message-ID stays the same.
+    """
+
+    def __init__(self, url: str, sender: str, timeout: float) -> None:
+        self.endpoint = SmtpEndpoint.parse(url)
+        self._sender = sender
+        self._timeout = timeout
+        self._tls = ssl.create_default_context()
+
+    def send(self, mail: Mail) -> None:
+        # Quoted-printable: the text passes relays that do not announce 8BITMIME.
+        message = mime_message(mail, self._sender, transfer_encoding="quoted-printable")
+        endpoint = self.endpoint
+        try:
+            with self._connect() as client:
+                if endpoint.security == "starttls":
+                    client.starttls(context=self._tls)
+                if endpoint.username is not None:
+                    client.login(endpoint.username, endpoint.password or "")
+                client.send_message(message)
+        except (smtplib.SMTPException, OSError) as error:
+            raise MailNotSent(f"{self!r} did not accept {mail.message_id}: {error!r}") from error
+
+    def _connect(self) -> smtplib.SMTP:
+        endpoint = self.endpoint
+        if endpoint.security == "tls":
+            return smtplib.SMTP_SSL(endpoint.host, endpoint.port, timeout=self._timeout, context=self._tls)
+        return smtplib.SMTP(endpoint.host, endpoint.port, timeout=self._timeout)
+
+    def __repr__(self) -> str:
+        endpoint = self.endpoint
+        user = f"{endpoint.username}@" if endpoint.username is not None else ""
+        return f"SmtpMailer({endpoint.security}, {user}{endpoint.host}:{endpoint.port})"
+
+
+def mailer_from_settings(smtp_url: str | None, mail_folder: Path, sender: str, timeout: float) -> Mailer:
+    """SMTP when a server is configured, else ``.eml`` files in ``mail_folder``."""
+    if smtp_url:
+        return SmtpMailer(smtp_url, sender, timeout)
+    return FileMailer(mail_folder, sender)

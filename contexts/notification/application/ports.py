@@ -1,0 +1,53 @@
+"""What the notification context's subscribers need from the outside world."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol, Self
+
+from contexts.notification.domain import model
+
+
+class MailNotSent(Exception):
+    """The mailer could not hand the message on; the delivery fails and is retried."""
+
+
+class Mailer(Protocol):
+    def send(self, mail: model.Mail) -> None:
+        """Hand ``mail`` on for delivery; raises :class:`MailNotSent`."""
+
+
+class RecipientRepository(Protocol):
+    def get(self, user_id: uuid.UUID) -> model.Recipient | None: ...
+
+    def save(self, recipient: model.Recipient) -> None:
+        """Store the recipient, replacing what was known about that user."""
+
+
+class SentMailRepository(Protocol):
+    def add(self, sent: model.SentMail) -> None: ...
+
+    def get(self, message_id: str) -> model.SentMail | None: ...
+
+
+class NotificationUnitOfWork(Protocol):
+    recipients: RecipientRepository
+    sent: SentMailRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def already_handled(self) -> bool:
+        """Whether the event being delivered already had its effect (its mail was recorded)."""
+        ...
+
+    def delivered_event_id(self) -> uuid.UUID | None:
+        """The id of the event being delivered to the running subscriber; None outside a delivery."""
+        ...
+
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> NotificationUnitOfWork: ...

@@ -1,0 +1,96 @@
+"""How the notification context reacts to other contexts' facts: it writes to the customer.
+
+Each subscriber checks, reads, sends, then records in ONE write unit of work (which also puts
+the delivery into the inbox). The mail goes out before that transaction opens, because an
+SMTP conversation may take seconds and must not hold a database writer.
+
+Delivery is therefore *at least once*, not exactly once: if the process dies after the mailer
+accepted a message and before the record commits, the event is delivered again and the same
+message (same Message-ID, derived from the event id) is sent again. The file mailer then
+overwrites the same file, so there is still one email; over SMTP the customer may receive two
+copies, which their mail software can recognise as one by the Message-ID. Every other
+redelivery finds the event handled and sends nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from contexts.notification.application.ports import Mailer, NotificationUnitOfWork, UnitOfWorkFactory
+from contexts.notification.domain import messages, model
+from contexts.order.events import OrderPlaced
+from contexts.user.events import UserRegistered
+
+
+class RecipientUnknown(Exception):
+    """An order names a user whose ``UserRegistered`` has not reached this context yet.
+
+    Events of different publishers may arrive in any order; raising makes the dispatcher
+    try again later instead of dropping the confirmation.
+    """
+
+    def __init__(self, user_id: uuid.UUID) -> None:
+        super().__init__(f"no recipient known for user {user_id} yet")
+        self.user_id = user_id
+
+
+class NotDelivering(RuntimeError):
+    """A subscriber ran outside an event delivery, so there is no event id to answer."""
+
+
+def when_user_registered_send_welcome(event: UserRegistered, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
+    """Welcome the new user, and remember them: their orders' confirmations go to this address."""
+    with uow(write=False) as reading:
+        answering = _answering(reading)
+        if reading.already_handled():
+            return
+    recipient = model.Recipient(user_id=event.user_id, email=event.email, name=event.name)
+    mail = messages.welcome(answering, recipient)
+    mailer.send(mail)
+    with uow() as writing:
+        writing.recipients.save(recipient)
+        writing.sent.add(model.SentMail.of(mail, event_id=answering, kind=model.MailKind.WELCOME, sent_at=_now()))
+        writing.commit()
+
+
+def when_order_placed_send_confirmation(event: OrderPlaced, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
+    """Confirm the order to its buyer, listing what they ordered; raises :class:`RecipientUnknown`."""
+    with uow(write=False) as reading:
+        answering = _answering(reading)
+        if reading.already_handled():
+            return
+        recipient = reading.recipients.get(event.user_id)
+    if recipient is None:
+        raise RecipientUnknown(event.user_id)
+    mail = messages.order_confirmation(answering, recipient, _placed_order(event))
+    mailer.send(mail)
+    with uow() as writing:
+        writing.sent.add(
+            model.SentMail.of(mail, event_id=answering, kind=model.MailKind.ORDER_CONFIRMATION, sent_at=_now())
+        )
+        writing.commit()
+
+
+def _answering(reading: NotificationUnitOfWork) -> uuid.UUID:
+    """The id of the event being answered: the mail's Message-ID and its record follow from it."""
+    event_id = reading.delivered_event_id()
+    if event_id is None:
+        raise NotDelivering("notification subscribers run only inside an event delivery")
+    return event_id
+
+
+def _placed_order(event: OrderPlaced) -> model.PlacedOrder:
+    return model.PlacedOrder(
+        order_id=event.order_id,
+        items=tuple(
+            model.OrderedItem(name=line.name, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+            for line in event.lines
+        ),
+        total=event.total,
+        currency=event.currency,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,59 @@
+"""The recommendation context's tables: profiles and the purchase counts they are ranked by.
+
+Product and user ids belong to other contexts and are stored by value, never as foreign keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from infrastructure.db_types import UtcDateTime, context_metadata
+from infrastructure.events.tables import inbox_table
+
+
+class RecommendationBase(DeclarativeBase):
+    metadata = context_metadata()
+
+
+INBOX = inbox_table(RecommendationBase.metadata, "recommendation")
+
+
+class ProfileRow(RecommendationBase):
+    __tablename__ = "recommendation_profiles"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PurchaseRow(RecommendationBase):
+    """How much of a product a user bought: units in all, and in how many orders."""
+
+    __tablename__ = "recommendation_purchases"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    units: Mapped[int] = mapped_column(BigInteger)
+    orders: Mapped[int] = mapped_column(BigInteger)
+
+
+class PopularityRow(RecommendationBase):
+    """In how many orders a product appeared."""
+
+    __tablename__ = "recommendation_popularity"
+
+    product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    orders: Mapped[int] = mapped_column(BigInteger)
+
+
+class PairRow(RecommendationBase):
+    """In how many orders ``product_id`` and ``other_product_id`` appeared together (both ways stored)."""
+
+    __tablename__ = "recommendation_pairs"
+
+    product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    other_product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,93 @@
+"""Profiles and purchase counts stored with SQLAlchemy.
+
+Every count is added by an upsert, ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``,
+which the database applies atomically per row: on SQLite writers are serialised anyway, and on
+PostgreSQL two transactions counting the same pair queue on the row instead of one overwriting
+the other. Rows are written in key order so concurrent transactions lock them in one order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from contexts.recommendation.adapters.orm import PairRow, PopularityRow, ProfileRow, PurchaseRow
+from contexts.recommendation.domain import model
+
+PROFILES: Table = ProfileRow.__table__  # type: ignore[assignment]
+PURCHASES: Table = PurchaseRow.__table__  # type: ignore[assignment]
+POPULARITY: Table = PopularityRow.__table__  # type: ignore[assignment]
+PAIRS: Table = PairRow.__table__  # type: ignore[assignment]
+
+
+def _insert(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT that can say ON CONFLICT, in the given SQL dialect."""
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"no upsert for the {dialect} dialect")
+
+
+def counting_upsert(dialect: str, table: Table, counters: Sequence[str]) -> sqlite.Insert | postgresql.Insert:
+    """INSERT rows into ``table``, or, where its primary key exists, add their ``counters`` to it."""
+    statement = _insert(dialect, table)
+    return statement.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={name: table.c[name] + statement.excluded[name] for name in counters},
+    )
+
+
+class SqlAlchemyProfileRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def create(self, user_id: uuid.UUID, *, now: datetime) -> None:
+        dialect = self._session.get_bind().dialect.name
+        statement = _insert(dialect, PROFILES).values(user_id=user_id, created_at=now)
+        self._session.execute(statement.on_conflict_do_nothing(index_elements=[PROFILES.c.user_id]))
+
+    def record(self, user_id: uuid.UUID, basket: model.Basket) -> None:
+        products = basket.products
+        if not products:
+            return
+        self._add(
+            PURCHASES,
+            [{"user_id": user_id, "product_id": p, "units": basket.units[p], "orders": 1} for p in products],
+            counters=("units", "orders"),
+        )
+        self._add(POPULARITY, [{"product_id": p, "orders": 1} for p in products], counters=("orders",))
+        # PostgreSQL lets one upsert touch a row once; a basket's products and pairs are distinct.
+        pairs = [{"product_id": p, "other_product_id": other, "count": 1} for p, other in basket.pairs]
+        if pairs:
+            self._add(PAIRS, pairs, counters=("count",))
+
+    def _add(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: Sequence[str]) -> None:
+        dialect = self._session.get_bind().dialect.name
+        self._session.execute(counting_upsert(dialect, table, counters), list(rows))
+
+    def history(self, user_id: uuid.UUID, *, popular: int) -> model.History:
+        mine = select(PURCHASES.c.product_id).where(PURCHASES.c.user_id == user_id)
+        # Pairs from a product the user bought to one they did not: the only pairs that score.
+        scoring = (PAIRS.c.product_id.in_(mine), PAIRS.c.other_product_id.not_in(mine))
+        pairs = select(PAIRS.c.product_id, PAIRS.c.other_product_id, PAIRS.c["count"]).where(*scoring)
+        partners = select(PAIRS.c.other_product_id).where(*scoring)
+        most_popular = (
+            select(POPULARITY.c.product_id, POPULARITY.c.orders)
+            .where(POPULARITY.c.product_id.not_in(mine))
+            .order_by(POPULARITY.c.orders.desc(), POPULARITY.c.product_id)
+            .limit(popular)
+        )
+        of_partners = select(POPULARITY.c.product_id, POPULARITY.c.orders).where(POPULARITY.c.product_id.in_(partners))
+
+        bought = frozenset(self._session.scalars(mine))
+        together = {(product_id, other): count for product_id, other, count in self._session.execute(pairs)}
+        popularity = {product_id: orders for product_id, orders in self._session.execute(most_popular)}
+        popularity.update({product_id: orders for product_id, orders in self._session.execute(of_partners)})
+        return model.History(bought=bought, together=together, popularity=popularity)

@@ -1,0 +1,43 @@
+"""What the recommendation context's use cases need from the outside world.
+
+Counts are only ever added to, by the store in one statement per row ("add one to this
+pair"), never read in Python and written back, so concurrent deliveries cannot lose updates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Protocol, Self
+
+from contexts.recommendation.domain import model
+
+
+class ProfileRepository(Protocol):
+    def create(self, user_id: uuid.UUID, *, now: datetime) -> None:
+        """Start the user's profile; nothing happens if it exists already."""
+
+    def record(self, user_id: uuid.UUID, basket: model.Basket) -> None:
+        """Add one order to the counts: the user's purchases, each product's popularity
+        (orders containing it) and each pair of products bought together."""
+
+    def history(self, user_id: uuid.UUID, *, popular: int) -> model.History:
+        """What :func:`~contexts.recommendation.domain.model.recommend` needs for ``user_id``:
+        what they bought, the pairs from those products to products they did not buy, the
+        popularity of those products, and the ``popular`` most popular products (orders count
+        first, then product id) they did not buy."""
+        ...
+
+
+class RecommendationUnitOfWork(Protocol):
+    profiles: ProfileRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> RecommendationUnitOfWork: ...

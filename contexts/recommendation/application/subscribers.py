@@ -1,0 +1,45 @@
+"""How the recommendation context reacts to other contexts' facts.
+
+Each reaction makes its whole change in one write unit of work: its commit also records the
+delivery in this context's inbox, so a redelivered event is refused there and changes nothing.
+
+``order.OrderCancelled`` is deliberately not subscribed to: it carries no order lines, so
+there is nothing to subtract, and a cancelled order still says what its buyer wanted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from contexts.order.events import OrderPlaced
+from contexts.recommendation.application.ports import UnitOfWorkFactory
+from contexts.recommendation.domain import model
+from contexts.user.events import UserRegistered
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def when_user_registered_create_profile(event: UserRegistered, *, uow: UnitOfWorkFactory) -> None:
+    """Start the new customer's profile (already there if one of their orders came first)."""
+    with uow() as work:
+        work.profiles.create(event.user_id, now=_now())
+        work.commit()
+
+
+def when_order_placed_record_purchase(event: OrderPlaced, *, uow: UnitOfWorkFactory) -> None:
+    """Count the order: the buyer's purchases, each product's popularity, products bought together.
+
+    Events from different publishers are not ordered, so the buyer's ``UserRegistered`` may
+    not have arrived yet. The profile is then created here instead of failing: profiles are
+    derived data that only this context keeps, nothing in the event can be wrong about the
+    buyer (the order context accepted the order from an authenticated user), and waiting for
+    the registration would only delay counts that do not depend on it. The late
+    ``UserRegistered`` then finds the profile and changes nothing.
+    """
+    basket = model.Basket.of((line.product_id, line.quantity) for line in event.lines)
+    with uow() as work:
+        work.profiles.create(event.user_id, now=_now())
+        work.profiles.record(event.user_id, basket)
+        work.commit()

@@ -1,0 +1,29 @@
+"""Wires the recommendation context. The product API it describes products with is a dependency."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from contexts.product.api import ProductApi
+from contexts.recommendation.adapters import orm
+from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendationUnitOfWork
+from contexts.recommendation.application import handlers, subscribers
+from infrastructure.db import Database
+from infrastructure.events.inbox import Inbox
+
+
+class RecommendationContainer(containers.DeclarativeContainer):
+    database = providers.Dependency(instance_of=Database)
+    product_api: providers.Dependency[ProductApi] = providers.Dependency()
+
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
+    uow = providers.Factory(SqlAlchemyRecommendationUnitOfWork, database=database, inbox=inbox)
+
+    recommend = providers.Singleton(handlers.RecommendHandler, uow=uow.provider, products=product_api)
+
+    when_user_registered_create_profile = providers.Callable(
+        subscribers.when_user_registered_create_profile, uow=uow.provider
+    )
+    when_order_placed_record_purchase = providers.Callable(
+        subscribers.when_order_placed_record_purchase, uow=uow.provider
+    )

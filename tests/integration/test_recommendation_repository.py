@@ -1,0 +1,198 @@
+"""The recommendation store on a real, migrated SQLite database: profiles created once, counts
+added by upserts over several orders (also by concurrent writers), nothing kept without a
+commit, the history the ranking reads, and the same upserts rendered for PostgreSQL.
+
+Redelivery is not tested here: the inbox only acts inside a dispatcher's delivery (see
+tests/integration/test_http_recommendations.py)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Dialect, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+import contexts.recommendation
+from contexts.recommendation.adapters import orm
+from contexts.recommendation.adapters.repository import PAIRS, POPULARITY, PROFILES, PURCHASES, counting_upsert
+from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendationUnitOfWork
+from contexts.recommendation.domain.model import Basket, History, Reason, recommend
+from infrastructure.db import Database
+from infrastructure.events.inbox import Inbox
+from infrastructure.migrations import downgrade, upgrade
+
+MIGRATIONS = Path(str(contexts.recommendation.__file__)).parent / "migrations"
+VERSION_TABLE = "recommendation_alembic_version"
+NOW = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
+ALICE, BOB, CAROL = (uuid.UUID(int=1000 + n) for n in range(3))
+DIALECTS: tuple[Dialect, ...] = (sqlite.dialect(), postgresql.dialect())  # type: ignore[no-untyped-call]
+
+
+def p(number: int) -> uuid.UUID:
+    return uuid.UUID(int=number)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database("recommendation", f"sqlite:///{tmp_path / 'recommendation.db'}")
+    upgrade(database, MIGRATIONS, VERSION_TABLE)
+    yield database
+    database.dispose()
+
+
+def unit(database: Database, *, write: bool = True) -> SqlAlchemyRecommendationUnitOfWork:
+    return SqlAlchemyRecommendationUnitOfWork(database, inbox=Inbox(orm.INBOX), write=write)
+
+
+def order(database: Database, user_id: uuid.UUID, *lines: tuple[int, int]) -> None:
+    with unit(database) as uow:
+        uow.profiles.create(user_id, now=NOW)
+        uow.profiles.record(user_id, Basket.of((p(number), units) for number, units in lines))
+        uow.commit()
+
+
+def rows(database: Database, table: object) -> set[tuple[object, ...]]:
+    with database.engine.connect() as connection:
+        return {tuple(row) for row in connection.execute(select(table))}  # type: ignore[call-overload]
+
+
+def history(database: Database, user_id: uuid.UUID, *, popular: int = 10) -> History:
+    with unit(database, write=False) as uow:
+        return uow.profiles.history(user_id, popular=popular)
+
+
+def test_the_migration_builds_exactly_the_models_tables_and_reverts(database: Database) -> None:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "version_table": VERSION_TABLE})
+        assert compare_metadata(context, orm.RecommendationBase.metadata) == []
+
+    downgrade(database, MIGRATIONS, VERSION_TABLE, "base")
+
+    assert set(inspect(database.engine).get_table_names()) == {VERSION_TABLE}
+
+
+def test_a_profile_is_created_once_and_keeps_its_first_time(database: Database) -> None:
+    with unit(database) as uow:
+        uow.profiles.create(ALICE, now=NOW)
+        uow.commit()
+    with unit(database) as uow:
+        uow.profiles.create(ALICE, now=NOW + timedelta(days=1))
+        uow.commit()
+
+    assert rows(database, PROFILES) == {(ALICE, NOW)}
+
+
+def test_several_orders_add_up_purchases_popularity_and_pairs(database: Database) -> None:
+    order(database, ALICE, (1, 2), (2, 1))
+    order(database, ALICE, (1, 3), (3, 1))
+    order(database, BOB, (2, 5), (3, 1), (1, 1))
+
+    assert rows(database, PROFILES) == {(ALICE, NOW), (BOB, NOW)}
+    assert rows(database, PURCHASES) == {
+        (ALICE, p(1), 5, 2),
+        (ALICE, p(2), 1, 1),
+        (ALICE, p(3), 1, 1),
+        (BOB, p(1), 1, 1),
+        (BOB, p(2), 5, 1),
+        (BOB, p(3), 1, 1),
+    }
+    assert rows(database, POPULARITY) == {(p(1), 3), (p(2), 2), (p(3), 2)}
+    assert rows(database, PAIRS) == {
+        (p(1), p(2), 2),
+        (p(2), p(1), 2),
+        (p(1), p(3), 2),
+        (p(3), p(1), 2),
+        (p(2), p(3), 1),
+        (p(3), p(2), 1),
+    }
+
+
+def test_nothing_is_kept_without_a_commit(database: Database) -> None:
+    with unit(database) as uow:
+        uow.profiles.create(ALICE, now=NOW)
+        uow.profiles.record(ALICE, Basket.of([(p(1), 1), (p(2), 1)]))
+
+    for table in (PROFILES, PURCHASES, POPULARITY, PAIRS):
+        assert rows(database, table) == set()
+
+
+def test_concurrent_writers_lose_no_count(database: Database) -> None:
+    writers, orders_each = 6, 5
+    errors: list[BaseException] = []
+
+    def place_orders(user_id: uuid.UUID) -> None:
+        try:
+            for _ in range(orders_each):
+                order(database, user_id, (1, 1), (2, 2))
+        except BaseException as error:  # noqa: BLE001  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=place_orders, args=(uuid.uuid4(),)) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    total = writers * orders_each
+    assert errors == []
+    assert rows(database, POPULARITY) == {(p(1), total), (p(2), total)}
+    assert rows(database, PAIRS) == {(p(1), p(2), total), (p(2), p(1), total)}
+
+
+def test_history_holds_what_was_bought_and_the_pairs_leading_elsewhere(database: Database) -> None:
+    order(database, BOB, (1, 1), (2, 1), (3, 1))
+    order(database, BOB, (1, 1), (4, 1))
+    order(database, CAROL, (5, 1))
+    order(database, ALICE, (1, 1), (2, 1))
+
+    seen = history(database, ALICE)
+
+    assert seen.bought == {p(1), p(2)}
+    assert seen.together == {(p(1), p(3)): 1, (p(2), p(3)): 1, (p(1), p(4)): 1}
+    assert seen.popularity == {p(3): 1, p(4): 1, p(5): 1}
+    assert recommend(seen)[0].product_id == p(3)
+
+
+def test_history_of_a_stranger_holds_only_the_most_popular_products(database: Database) -> None:
+    for number, times in ((1, 3), (2, 1), (3, 3), (4, 2)):
+        for _ in range(times):
+            order(database, BOB, (number, 1))
+
+    seen = history(database, CAROL, popular=3)
+
+    assert seen.bought == frozenset()
+    assert seen.together == {}
+    assert seen.popularity == {p(1): 3, p(3): 3, p(4): 2}
+
+
+def test_the_popular_products_read_are_the_top_ones_not_bought(database: Database) -> None:
+    for number in range(1, 8):
+        for _ in range(number):
+            order(database, BOB, (number, 1))
+    order(database, ALICE, (7, 1), (6, 1))
+
+    seen = history(database, ALICE, popular=2)
+
+    # 7 and 6 were bought by Alice; their partner (each other) too: so no pairs, top 2 of the rest.
+    assert seen.popularity == {p(5): 5, p(4): 4}
+    assert [pick.product_id for pick in recommend(seen)] == [p(5), p(4)]
+    assert all(pick.reason is Reason.POPULAR for pick in recommend(seen))
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda dialect: str(dialect.name))
+def test_counts_are_added_in_the_database_on_postgresql_too(dialect: Dialect) -> None:
+    statement = counting_upsert(dialect.name, PAIRS, ["count"])
+
+    sql = " ".join(str(statement.compile(dialect=dialect)).split())
+
+    assert sql.startswith("INSERT INTO recommendation_pairs (product_id, other_product_id, count)")
+    assert sql.endswith(
+        "ON CONFLICT (product_id, other_product_id) DO UPDATE SET count = (recommendation_pairs.count + excluded.count)"
+    )

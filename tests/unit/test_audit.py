@@ -1,0 +1,329 @@
+"""The audit context on in-memory fakes: each fact becomes exactly one entry (entity, actor,
+summary, data, event id) in one commit, and the log is read newest first in keyset pages."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self, get_args
+
+import pytest
+
+from contexts.audit import http
+from contexts.audit.application.handlers import ListAuditEntries, ListAuditEntriesHandler
+from contexts.audit.application.ports import LoggedEntry
+from contexts.audit.application.subscribers import (
+    NotDelivering,
+    when_order_cancelled_audit,
+    when_order_placed_audit,
+    when_user_registered_audit,
+)
+from contexts.audit.domain.model import AuditEntry, primitives
+from contexts.order.events import OrderCancelled, OrderedLine, OrderPlaced
+from contexts.user.events import UserRegistered
+from infrastructure.serialization import to_data
+
+USER = uuid.uuid4()
+ORDER = uuid.uuid4()
+PRODUCT = uuid.uuid4()
+
+
+class CommitFailed(Exception):
+    """Raised by a test's ``before_commit`` hook."""
+
+
+class FakeAuditLog:
+    """The committed log, and the unit-of-work factory the use cases take.
+
+    ``event_id`` plays the delivery being run (None: no delivery). Like the real database, a
+    unit of work's appends are seen by itself at once, by others only after its commit, and
+    dropped if it ends without one.
+    """
+
+    def __init__(self) -> None:
+        self.committed: list[LoggedEntry] = []
+        self.event_id: uuid.UUID | None = uuid.uuid4()
+        self.opened: list[FakeAuditUnitOfWork] = []
+        self.commits = 0
+        self.before_commit: Callable[[], None] | None = None
+
+    def __call__(self, *, write: bool = True) -> FakeAuditUnitOfWork:
+        uow = FakeAuditUnitOfWork(self, write=write)
+        self.opened.append(uow)
+        return uow
+
+    def entries(self) -> list[AuditEntry]:
+        return [logged.entry for logged in self.committed]
+
+
+class FakeEntries:
+    def __init__(self, log: FakeAuditLog, *, write: bool) -> None:
+        self._log = log
+        self._write = write
+        self.staged: list[AuditEntry] = []
+
+    def append(self, entry: AuditEntry) -> None:
+        if not self._write:
+            raise AssertionError("appended through a read-only unit of work")
+        self.staged.append(entry)
+
+    def list(
+        self,
+        *,
+        limit: int,
+        before_position: int | None = None,
+        event_type: str | None = None,
+        entity_id: uuid.UUID | None = None,
+    ) -> list[LoggedEntry]:
+        start = len(self._log.committed) + 1
+        visible = self._log.committed + [LoggedEntry(start + i, entry) for i, entry in enumerate(self.staged)]
+        matching = [
+            logged
+            for logged in reversed(visible)
+            if (before_position is None or logged.position < before_position)
+            and (event_type is None or logged.entry.event_type == event_type)
+            and (entity_id is None or logged.entry.entity_id == entity_id)
+        ]
+        return matching[:limit]
+
+
+class FakeAuditUnitOfWork:
+    def __init__(self, log: FakeAuditLog, *, write: bool) -> None:
+        self._log = log
+        self.write = write
+        self.entries = FakeEntries(log, write=write)
+        self._active = False
+
+    def __enter__(self) -> Self:
+        self._active = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._active = False
+        self.entries.staged.clear()
+
+    def commit(self) -> None:
+        if not self._active or not self.write:
+            raise AssertionError("commit outside the with-block or on a read-only unit of work")
+        if self._log.before_commit is not None:
+            self._log.before_commit()
+        start = len(self._log.committed) + 1
+        self._log.committed.extend(LoggedEntry(start + i, entry) for i, entry in enumerate(self.entries.staged))
+        self.entries.staged.clear()
+        self._log.commits += 1
+
+    def delivered_event_id(self) -> uuid.UUID | None:
+        return self._log.event_id
+
+
+@pytest.fixture
+def log() -> FakeAuditLog:
+    return FakeAuditLog()
+
+
+def placed(*, total: str = "25.00", lines: int = 2, currency: str = "EUR") -> OrderPlaced:
+    return OrderPlaced(
+        order_id=ORDER,
+        user_id=USER,
+        lines=tuple(
+            OrderedLine(uuid.uuid4(), quantity=1, unit_price=Decimal("12.50"), sku=f"SKU-{n}", name=f"Thing {n}")
+            for n in range(lines)
+        ),
+        total=Decimal(total),
+        currency=currency,
+    )
+
+
+def only_entry(log: FakeAuditLog) -> AuditEntry:
+    assert len(log.committed) == 1, log.committed
+    assert log.commits == 1
+    assert [uow.write for uow in log.opened] == [True]
+    return log.committed[0].entry
+
+
+# --- subscribers ------------------------------------------------------------------------------
+
+
+def test_a_registration_is_one_entry_about_the_user_by_the_user(log: FakeAuditLog) -> None:
+    event = UserRegistered(user_id=USER, email="ada@example.com", name="Ada Lovelace")
+    before = datetime.now(timezone.utc)
+
+    when_user_registered_audit(event, uow=log)
+
+    entry = only_entry(log)
+    assert entry.event_id == log.event_id
+    assert entry.event_type == "user.UserRegistered"
+    assert (entry.entity_type, entry.entity_id, entry.actor_id) == ("user", USER, USER)
+    assert "Ada Lovelace" in entry.summary and "ada@example.com" in entry.summary
+    assert entry.data == {"user_id": str(USER), "email": "ada@example.com", "name": "Ada Lovelace"}
+    assert before <= entry.recorded_at <= datetime.now(timezone.utc)
+    assert entry.recorded_at.tzinfo is not None
+
+
+def test_a_placed_order_is_one_entry_about_the_order_by_its_buyer(log: FakeAuditLog) -> None:
+    event = placed(total="25.00", lines=2, currency="EUR")
+
+    when_order_placed_audit(event, uow=log)
+
+    entry = only_entry(log)
+    assert entry.event_id == log.event_id
+    assert entry.event_type == "order.OrderPlaced"
+    assert (entry.entity_type, entry.entity_id, entry.actor_id) == ("order", ORDER, USER)
+    assert entry.summary == "order placed: 2 lines, 25.00 EUR"
+    assert entry.data["order_id"] == str(ORDER)
+    assert entry.data["user_id"] == str(USER)
+    assert entry.data["total"] == "25.00"
+    assert entry.data["currency"] == "EUR"
+    assert entry.data["lines"] == [
+        {"product_id": str(line.product_id), "quantity": 1, "unit_price": "12.50", "sku": line.sku, "name": line.name}
+        for line in event.lines
+    ]
+
+
+def test_a_one_line_order_says_line_not_lines(log: FakeAuditLog) -> None:
+    when_order_placed_audit(placed(total="12.50", lines=1, currency="USD"), uow=log)
+
+    assert only_entry(log).summary == "order placed: 1 line, 12.50 USD"
+
+
+def test_a_customers_cancellation_is_attributed_to_the_customer(log: FakeAuditLog) -> None:
+    event = OrderCancelled(order_id=ORDER, user_id=USER, reason="cancelled_by_customer")
+
+    when_order_cancelled_audit(event, uow=log)
+
+    entry = only_entry(log)
+    assert entry.event_type == "order.OrderCancelled"
+    assert (entry.entity_type, entry.entity_id, entry.actor_id) == ("order", ORDER, USER)
+    assert "cancelled_by_customer" in entry.summary
+    assert entry.data == {"order_id": str(ORDER), "user_id": str(USER), "reason": "cancelled_by_customer"}
+
+
+@pytest.mark.parametrize("reason", ["cancelled_by_admin", "payment_failed"])
+def test_any_other_cancellation_names_no_actor_rather_than_the_wrong_one(log: FakeAuditLog, reason: str) -> None:
+    when_order_cancelled_audit(OrderCancelled(order_id=ORDER, user_id=USER, reason=reason), uow=log)
+
+    entry = only_entry(log)
+    assert entry.actor_id is None
+    assert entry.entity_id == ORDER
+    assert reason in entry.summary
+    assert entry.data["user_id"] == str(USER)
+
+
+def test_each_delivery_records_its_own_event_id_and_a_fresh_entry_id(log: FakeAuditLog) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    log.event_id = first
+    when_user_registered_audit(UserRegistered(USER, "a@example.com", "A"), uow=log)
+    log.event_id = second
+    when_order_placed_audit(placed(), uow=log)
+
+    entries = log.entries()
+    assert [entry.event_id for entry in entries] == [first, second]
+    assert entries[0].id != entries[1].id
+
+
+def test_outside_a_delivery_nothing_is_recorded(log: FakeAuditLog) -> None:
+    log.event_id = None
+
+    with pytest.raises(NotDelivering):
+        when_user_registered_audit(UserRegistered(USER, "a@example.com", "A"), uow=log)
+
+    assert log.committed == []
+
+
+def test_a_failed_commit_leaves_no_entry_and_propagates(log: FakeAuditLog) -> None:
+    def fail() -> None:
+        raise CommitFailed()
+
+    log.before_commit = fail
+
+    with pytest.raises(CommitFailed):
+        when_order_cancelled_audit(OrderCancelled(ORDER, USER, "cancelled_by_customer"), uow=log)
+
+    assert log.committed == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        UserRegistered(user_id=USER, email="ada@example.com", name="Ada"),
+        placed(total="7.5", lines=3),
+        OrderCancelled(order_id=ORDER, user_id=USER, reason="cancelled_by_admin"),
+    ],
+    ids=lambda event: type(event).__name__,
+)
+def test_entry_data_reads_as_the_events_envelope_data(event: Any) -> None:
+    assert primitives(event) == to_data(event)
+
+
+def test_the_http_filter_offers_exactly_the_audited_event_types() -> None:
+    audited = {UserRegistered.TYPE, OrderPlaced.TYPE, OrderCancelled.TYPE}
+    assert set(get_args(http.AuditedEventType)) == audited
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+def fill(log: FakeAuditLog, count: int) -> list[AuditEntry]:
+    """``count`` committed entries, alternately about a user and an order."""
+    for n in range(count):
+        log.event_id = uuid.uuid4()
+        if n % 2 == 0:
+            when_user_registered_audit(UserRegistered(uuid.uuid4(), f"u{n}@example.com", f"U{n}"), uow=log)
+        else:
+            when_order_placed_audit(dataclasses.replace(placed(), order_id=uuid.uuid4()), uow=log)
+    log.opened.clear()
+    return log.entries()
+
+
+def test_pages_come_newest_first_and_say_whether_more_follow(log: FakeAuditLog) -> None:
+    entries = fill(log, 5)
+    list_page = ListAuditEntriesHandler(uow=log)
+
+    first = list_page(ListAuditEntries(limit=2))
+    second = list_page(ListAuditEntries(limit=2, before_position=first.last_position))
+    third = list_page(ListAuditEntries(limit=2, before_position=second.last_position))
+
+    assert first.items == [entries[4], entries[3]] and first.has_more and first.last_position == 4
+    assert second.items == [entries[2], entries[1]] and second.has_more and second.last_position == 2
+    assert third.items == [entries[0]] and not third.has_more and third.last_position == 1
+    assert all(not uow.write for uow in log.opened)
+
+
+def test_a_page_that_exactly_fills_the_limit_has_no_more(log: FakeAuditLog) -> None:
+    entries = fill(log, 3)
+
+    page = ListAuditEntriesHandler(uow=log)(ListAuditEntries(limit=3))
+
+    assert page.items == entries[::-1]
+    assert not page.has_more
+
+
+def test_an_empty_log_is_one_empty_last_page(log: FakeAuditLog) -> None:
+    page = ListAuditEntriesHandler(uow=log)(ListAuditEntries(limit=20))
+
+    assert (page.items, page.last_position, page.has_more) == ([], None, False)
+
+
+def test_filters_are_passed_to_the_log_and_page_within_the_matches(log: FakeAuditLog) -> None:
+    entries = fill(log, 6)
+    orders = [entry for entry in entries if entry.event_type == OrderPlaced.TYPE]
+    list_page = ListAuditEntriesHandler(uow=log)
+
+    first = list_page(ListAuditEntries(limit=2, event_type=OrderPlaced.TYPE))
+    rest = list_page(ListAuditEntries(limit=2, event_type=OrderPlaced.TYPE, before_position=first.last_position))
+    by_entity = list_page(ListAuditEntries(limit=20, entity_id=orders[0].entity_id))
+    both = list_page(ListAuditEntries(limit=20, event_type=UserRegistered.TYPE, entity_id=orders[0].entity_id))
+
+    assert first.items == [orders[2], orders[1]] and first.has_more
+    assert rest.items == [orders[0]] and not rest.has_more
+    assert by_entity.items == [orders[0]]
+    assert both.items == []

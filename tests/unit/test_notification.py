@@ -1,0 +1,396 @@
+"""The notification context on in-memory fakes: what the welcome and the order confirmation
+say, that their ids follow from the event, and that each event gets its mail once: a handled
+event sends nothing, an order of an unknown buyer waits (raises) and a failed send records
+nothing, so the retry sends again."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Protocol, Self
+
+import pytest
+
+from contexts.notification.application.ports import MailNotSent, RecipientRepository, SentMailRepository
+from contexts.notification.application.subscribers import (
+    NotDelivering,
+    RecipientUnknown,
+    when_order_placed_send_confirmation,
+    when_user_registered_send_welcome,
+)
+from contexts.notification.domain import messages
+from contexts.notification.domain.model import Mail, MailKind, OrderedItem, PlacedOrder, Recipient, SentMail
+from contexts.order.events import OrderedLine, OrderPlaced
+from contexts.user.events import UserRegistered
+
+ADA = Recipient(user_id=uuid.uuid4(), email="ada@example.com", name="Ada Lovelace")
+
+
+class AlreadyRecorded(Exception):
+    """What the real inbox raises when a second commit records the same delivery."""
+
+
+class MailStore:
+    """The context's data and its inbox: which events were handled, and the one being delivered."""
+
+    def __init__(self) -> None:
+        self.recipients: dict[uuid.UUID, Recipient] = {}
+        self.sent: dict[str, SentMail] = {}
+        self.handled: set[uuid.UUID] = set()
+        self.delivering: uuid.UUID | None = None
+        self.commits = 0
+
+    def __call__(self, *, write: bool = True) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self, write=write)
+
+
+class FakeRecipients:
+    def __init__(self, rows: dict[uuid.UUID, Recipient]) -> None:
+        self.rows = rows
+
+    def get(self, user_id: uuid.UUID) -> Recipient | None:
+        return self.rows.get(user_id)
+
+    def save(self, recipient: Recipient) -> None:
+        self.rows[recipient.user_id] = recipient
+
+
+class FakeSentMail:
+    def __init__(self, rows: dict[str, SentMail]) -> None:
+        self.rows = rows
+
+    def add(self, sent: SentMail) -> None:
+        assert sent.message_id not in self.rows, "the same message recorded twice"
+        self.rows[sent.message_id] = sent
+
+    def get(self, message_id: str) -> SentMail | None:
+        return self.rows.get(message_id)
+
+
+class FakeUnitOfWork:
+    """Changes are staged on copies and reach the store only on commit, like a transaction."""
+
+    def __init__(self, store: MailStore, *, write: bool) -> None:
+        self._store = store
+        self._write = write
+
+    def __enter__(self) -> Self:
+        self._recipients = FakeRecipients(dict(self._store.recipients))
+        self._sent = FakeSentMail(dict(self._store.sent))
+        self.recipients: RecipientRepository = self._recipients
+        self.sent: SentMailRepository = self._sent
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def already_handled(self) -> bool:
+        return self._store.delivering in self._store.handled
+
+    def delivered_event_id(self) -> uuid.UUID | None:
+        return self._store.delivering
+
+    def commit(self) -> None:
+        assert self._write, "a read-only unit of work was committed"
+        assert self._store.delivering is not None, "subscribers commit inside a delivery"
+        if self._store.delivering in self._store.handled:
+            raise AlreadyRecorded
+        self._store.recipients = self._recipients.rows
+        self._store.sent = self._sent.rows
+        self._store.handled.add(self._store.delivering)
+        self._store.commits += 1
+
+
+class RecordingMailer:
+    def __init__(self) -> None:
+        self.sent: list[Mail] = []
+        self.failure: Exception | None = None
+
+    def send(self, mail: Mail) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.sent.append(mail)
+
+
+@pytest.fixture
+def store() -> MailStore:
+    return MailStore()
+
+
+@pytest.fixture
+def mailer() -> RecordingMailer:
+    return RecordingMailer()
+
+
+@pytest.fixture
+def event_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class Deliver(Protocol):
+    def __call__(self, event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None, /) -> None: ...
+
+
+@pytest.fixture
+def deliver(store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID) -> Deliver:
+    """Run the event's subscriber as the dispatcher would, as the delivery of ``answering`` or else ``event_id``."""
+
+    def run(event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None) -> None:
+        store.delivering = answering or event_id
+        if isinstance(event, UserRegistered):
+            when_user_registered_send_welcome(event, uow=store, mailer=mailer)
+        else:
+            when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
+
+    return run
+
+
+def registered(recipient: Recipient = ADA) -> UserRegistered:
+    return UserRegistered(user_id=recipient.user_id, email=recipient.email, name=recipient.name)
+
+
+def placed(user_id: uuid.UUID = ADA.user_id) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=uuid.uuid4(),
+        user_id=user_id,
+        lines=(
+            OrderedLine(product_id=uuid.uuid4(), quantity=3, unit_price=Decimal("2.50"), sku="MUG-1", name="Blue mug"),
+            OrderedLine(product_id=uuid.uuid4(), quantity=1, unit_price=Decimal("19.99"), sku="TEA-7", name="Tea"),
+        ),
+        total=Decimal("27.49"),
+        currency="EUR",
+    )
+
+
+# --- the messages ----------------------------------------------------------------------------
+
+
+def test_the_welcome_greets_the_user_by_name_at_their_address() -> None:
+    event_id = uuid.uuid4()
+
+    mail = messages.welcome(event_id, ADA)
+
+    assert (mail.to_address, mail.to_name) == ("ada@example.com", "Ada Lovelace")
+    assert "Ada Lovelace" in mail.subject
+    assert "Welcome" in mail.subject
+    assert mail.text.startswith("Hello Ada Lovelace,")
+    assert "ada@example.com" in mail.text
+    assert mail.message_id == f"<{event_id}.welcome@modular-shop>"
+
+
+def test_the_confirmation_lists_every_line_with_its_total_and_the_order_total() -> None:
+    order = PlacedOrder(
+        order_id=uuid.uuid4(),
+        items=(
+            OrderedItem(name="Blue mug", sku="MUG-1", quantity=3, unit_price=Decimal("2.50")),
+            OrderedItem(name="Tea", sku="TEA-7", quantity=1, unit_price=Decimal("19.99")),
+        ),
+        total=Decimal("27.49"),
+        currency="EUR",
+    )
+
+    mail = messages.order_confirmation(uuid.uuid4(), ADA, order)
+
+    assert (mail.to_address, mail.to_name) == ("ada@example.com", "Ada Lovelace")
+    assert str(order.order_id) in mail.subject
+    assert str(order.order_id) in mail.text
+    assert "Blue mug (MUG-1): 3 × 2.50 EUR = 7.50 EUR" in mail.text
+    assert "Tea (TEA-7): 1 × 19.99 EUR = 19.99 EUR" in mail.text
+    assert "Total: 27.49 EUR" in mail.text
+    assert mail.text.index("Blue mug") < mail.text.index("Tea (") < mail.text.index("Total:")
+
+
+def test_amounts_are_shown_with_two_decimals_whatever_their_exponent() -> None:
+    order = PlacedOrder(
+        order_id=uuid.uuid4(),
+        items=(OrderedItem(name="Pen", sku="PEN", quantity=4, unit_price=Decimal("2.5")),),
+        total=Decimal("10"),
+        currency="USD",
+    )
+
+    text = messages.order_confirmation(uuid.uuid4(), ADA, order).text
+
+    assert "Pen (PEN): 4 × 2.50 USD = 10.00 USD" in text
+    assert "Total: 10.00 USD" in text
+
+
+def test_message_ids_follow_from_the_event_and_the_kind_only() -> None:
+    event_id, other_event = uuid.uuid4(), uuid.uuid4()
+
+    assert messages.message_id(event_id, MailKind.WELCOME) == messages.message_id(event_id, MailKind.WELCOME)
+    assert messages.welcome(event_id, ADA) == messages.welcome(event_id, ADA)
+    assert messages.message_id(event_id, MailKind.ORDER_CONFIRMATION) == (
+        f"<{event_id}.order-confirmation@modular-shop>"
+    )
+    assert len({
+        messages.message_id(event_id, MailKind.WELCOME),
+        messages.message_id(event_id, MailKind.ORDER_CONFIRMATION),
+        messages.message_id(other_event, MailKind.WELCOME),
+    }) == 3
+
+
+# --- the delivery being answered -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", [registered(), placed()], ids=["welcome", "confirmation"])
+def test_outside_a_delivery_nothing_is_sent_or_recorded(
+    event: UserRegistered | OrderPlaced, store: MailStore, mailer: RecordingMailer
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    store.delivering = None
+
+    with pytest.raises(NotDelivering):
+        if isinstance(event, UserRegistered):
+            when_user_registered_send_welcome(event, uow=store, mailer=mailer)
+        else:
+            when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
+
+    assert mailer.sent == []
+    assert (store.sent, store.handled, store.commits) == ({}, set(), 0)
+
+
+# --- welcome ---------------------------------------------------------------------------------
+
+
+def test_a_registration_sends_one_welcome_and_remembers_the_recipient(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
+) -> None:
+    deliver(registered())
+
+    assert mailer.sent == [messages.welcome(event_id, ADA)]
+    assert store.recipients == {ADA.user_id: ADA}
+    (sent,) = store.sent.values()
+    assert (sent.message_id, sent.event_id, sent.kind) == (mailer.sent[0].message_id, event_id, MailKind.WELCOME)
+    assert (sent.to_address, sent.subject) == (ADA.email, mailer.sent[0].subject)
+    assert store.commits == 1
+
+
+def test_a_handled_registration_sends_nothing_again(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    deliver(registered())
+
+    deliver(registered())
+
+    assert len(mailer.sent) == 1
+    assert store.commits == 1
+
+
+def test_a_failed_welcome_records_nothing_so_the_retry_sends_it(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
+) -> None:
+    mailer.failure = MailNotSent("server down")
+
+    with pytest.raises(MailNotSent):
+        deliver(registered())
+
+    assert (store.recipients, store.sent, store.handled) == ({}, {}, set())
+    mailer.failure = None
+    deliver(registered())
+    assert mailer.sent == [messages.welcome(event_id, ADA)]
+
+
+# --- order confirmation ----------------------------------------------------------------------
+
+
+def test_an_order_of_a_known_user_sends_them_its_confirmation(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    event = placed()
+
+    deliver(event)
+
+    (mail,) = mailer.sent
+    assert mail.message_id == f"<{event_id}.order-confirmation@modular-shop>"
+    assert (mail.to_address, mail.to_name) == (ADA.email, ADA.name)
+    assert "Blue mug (MUG-1): 3 × 2.50 EUR = 7.50 EUR" in mail.text
+    assert "Tea (TEA-7): 1 × 19.99 EUR = 19.99 EUR" in mail.text
+    assert "Total: 27.49 EUR" in mail.text
+    assert str(event.order_id) in mail.subject
+    sent = store.sent[mail.message_id]
+    assert (sent.event_id, sent.kind, sent.to_address) == (event_id, MailKind.ORDER_CONFIRMATION, ADA.email)
+
+
+def test_the_confirmation_goes_to_the_buyer_not_to_another_known_user(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    grace = Recipient(user_id=uuid.uuid4(), email="grace@example.com", name="Grace Hopper")
+    store.recipients.update({ADA.user_id: ADA, grace.user_id: grace})
+
+    deliver(placed(user_id=grace.user_id))
+
+    assert [(mail.to_address, mail.to_name) for mail in mailer.sent] == [("grace@example.com", "Grace Hopper")]
+
+
+def test_an_order_of_a_user_not_heard_of_yet_raises_and_sends_nothing(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    event = placed()
+
+    with pytest.raises(RecipientUnknown) as raised:
+        deliver(event)
+
+    assert raised.value.user_id == ADA.user_id
+    assert mailer.sent == []
+    assert (store.sent, store.handled) == ({}, set())
+
+
+def test_the_confirmation_waits_for_the_registration_then_goes_out(
+    deliver: Deliver, mailer: RecordingMailer
+) -> None:
+    order_event, registration_event = uuid.uuid4(), uuid.uuid4()
+    with pytest.raises(RecipientUnknown):
+        deliver(placed(), order_event)
+
+    deliver(registered(), registration_event)
+    deliver(placed(), order_event)
+
+    assert [mail.message_id for mail in mailer.sent] == [
+        f"<{registration_event}.welcome@modular-shop>",
+        f"<{order_event}.order-confirmation@modular-shop>",
+    ]
+    assert {mail.to_address for mail in mailer.sent} == {ADA.email}
+
+
+def test_a_handled_order_sends_nothing_again(deliver: Deliver, store: MailStore, mailer: RecordingMailer) -> None:
+    store.recipients[ADA.user_id] = ADA
+    event = placed()
+    deliver(event)
+
+    deliver(event)
+
+    assert len(mailer.sent) == 1
+    assert store.commits == 1
+
+
+def test_a_failed_confirmation_records_nothing(deliver: Deliver, store: MailStore, mailer: RecordingMailer) -> None:
+    store.recipients[ADA.user_id] = ADA
+    mailer.failure = MailNotSent("server down")
+
+    with pytest.raises(MailNotSent):
+        deliver(placed())
+
+    assert (store.sent, store.handled) == ({}, set())
+
+
+def test_a_crash_between_sending_and_recording_resends_the_same_message(
+    store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    event = placed()
+
+    store.delivering = event_id
+
+    def crash(*, write: bool = True) -> FakeUnitOfWork:
+        if write:
+            raise OSError("process killed before the commit")
+        return store(write=False)
+
+    with pytest.raises(OSError, match="killed"):
+        when_order_placed_send_confirmation(event, uow=crash, mailer=mailer)
+    when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
+
+    first, again = mailer.sent
+    assert first == again
+    assert list(store.sent) == [first.message_id]
