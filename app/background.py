@@ -33,9 +33,19 @@ class BackgroundWork:
         self._container.dispatcher().stop()
 
     def maintain(self) -> None:
-        """Release expired stock reservations, then prune deliveries past their retention."""
-        expired = self._container.product.expire_reservations()()
+        """Release expired stock reservations, and prune deliveries past their retention; each
+        on its own, so that one failing does not keep the other from running."""
+        try:
+            expired = self._container.product.expire_reservations()()
+            if expired:
+                logger.info("maintenance.reservations_expired", count=expired)
+        except Exception:
+            logger.exception("maintenance.expiry_failed")
         cutoff = datetime.now(timezone.utc) - self._retention
-        pruned = sum(outbox.prune(cutoff) for outbox in self._container.dispatcher().outboxes)
-        if expired or pruned:
-            logger.info("maintenance.done", reservations_expired=expired, deliveries_pruned=pruned)
+        for outbox in self._container.dispatcher().outboxes:
+            try:
+                pruned = outbox.prune(cutoff)
+                if pruned:
+                    logger.info("maintenance.deliveries_pruned", context=outbox.context, count=pruned)
+            except Exception:
+                logger.exception("maintenance.prune_failed", context=outbox.context)

@@ -67,6 +67,8 @@ def serve(host: str, port: int) -> None:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
         if background:
+            # A second SIGTERM must not cut the hand-back of queued deliveries short.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             background.stop()
 
 

@@ -19,10 +19,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contexts.notification.adapters.mailers import SmtpEndpoint
 from infrastructure.auth import MIN_SECRET_LENGTH
+from infrastructure.db import PoolOptions
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
 SECRET_FILE = "token-secret"
 RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+SchemaName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
@@ -43,6 +45,26 @@ class Settings(BaseSettings):
     notification_database_url: str | None = None
     audit_database_url: str | None = None
     recommendation_database_url: str | None = None
+    # PostgreSQL only: each context's schema, by default the context's name (always quoted, so
+    # the reserved words "user" and "order" are fine). Lower case, as unquoted SQL would fold it.
+    user_database_schema: SchemaName | None = None
+    product_database_schema: SchemaName | None = None
+    order_database_schema: SchemaName | None = None
+    notification_database_schema: SchemaName | None = None
+    audit_database_schema: SchemaName | None = None
+    recommendation_database_schema: SchemaName | None = None
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = Field(
+        5, description="connections each context keeps open to a database server (not SQLite)"
+    )
+    database_max_overflow: Annotated[int, Field(ge=0, le=1000)] = Field(
+        10, description="connections a context may open beyond the pool under load"
+    )
+    database_pool_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        30.0, description="how long a request waits for a free connection before it fails"
+    )
+    database_statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
+        30_000, description="PostgreSQL cancels a statement running longer than this; 0 = never"
+    )
 
     token_secret: SecretStr | None = Field(
         None, description="signs bearer tokens (32+ chars); generated into the instance folder if unset"
@@ -170,6 +192,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.instance_path.resolve() / f'{context}.db'}"
+
+    def database_schema_for(self, context: str) -> str:
+        """The context's PostgreSQL schema: its own setting, else the context's name."""
+        own: str | None = getattr(self, f"{context}_database_schema")
+        return own or context
+
+    def database_pool(self) -> PoolOptions:
+        return PoolOptions(
+            size=self.database_pool_size,
+            max_overflow=self.database_max_overflow,
+            timeout_seconds=self.database_pool_timeout_seconds,
+            statement_timeout_ms=self.database_statement_timeout_ms,
+        )
 
     def smtp_url_value(self) -> str | None:
         return self.smtp_url.get_secret_value() if self.smtp_url else None

@@ -106,7 +106,15 @@ def build_container(settings: Settings) -> ApplicationContainer:
             memory_cost=settings.argon2_memory_cost_kib,
             parallelism=settings.argon2_parallelism,
         ),
-        **{f"{context}_database": Database(context, settings.database_url_for(context)) for context in CONTEXTS},
+        **{
+            f"{context}_database": Database(
+                context,
+                settings.database_url_for(context),
+                schema=settings.database_schema_for(context),
+                pool=settings.database_pool(),
+            )
+            for context in CONTEXTS
+        },
     )
     container.check_dependencies()
     for singleton in container.traverse(types=[providers.Singleton]):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import FrameType
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.background import BackgroundWork
 from app.factory import container_of
@@ -19,6 +22,17 @@ from infrastructure.events.outbox import Outbox
 
 def _outboxes() -> tuple[Outbox, ...]:
     return container_of(current_app).dispatcher().outboxes
+
+
+@contextmanager
+def _database_errors_explained() -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as error:
+        raise click.ClickException(
+            f"the delivery records cannot be read ({type(error).__name__}); is the database up and "
+            "migrated (`shop db upgrade`)?"
+        ) from error
 
 
 def _age(moment: datetime | None) -> str:
@@ -37,7 +51,8 @@ def events() -> None:
 @with_appcontext
 def status() -> None:
     """Pending, retrying and dead deliveries per subscriber, and the age of the oldest one."""
-    rows = [row for outbox in _outboxes() for row in outbox.status()]
+    with _database_errors_explained():
+        rows = [row for outbox in _outboxes() for row in outbox.status()]
     click.echo(f"{'SOURCE':<10} {'SUBSCRIBER':<52} {'PENDING':>8} {'RETRYING':>9} {'DEAD':>6}  OLDEST")
     for row in rows:
         click.echo(
@@ -53,7 +68,8 @@ def status() -> None:
 @with_appcontext
 def dead(full: bool) -> None:
     """Deliveries that used up their attempts, with the error of the last one."""
-    letters = [letter for outbox in _outboxes() for letter in outbox.dead_letters()]
+    with _database_errors_explained():
+        letters = [letter for outbox in _outboxes() for letter in outbox.dead_letters()]
     for letter in letters:
         error = (letter.last_error or "").strip()
         click.echo(
@@ -72,9 +88,11 @@ def retry(ids: tuple[uuid.UUID, ...], all_dead: bool) -> None:
     """Make dead deliveries (by ID, as `shop events dead` lists them) due again, attempts reset."""
     if bool(ids) == all_dead:
         raise click.UsageError("give delivery IDs or --all-dead, not both and not neither")
-    count = sum(outbox.retry(None if all_dead else ids) for outbox in _outboxes())
-    if ids and count < len(ids):
-        raise click.ClickException(f"{len(ids) - count} of the IDs are not dead letters; retried {count}")
+    wanted = set(ids)
+    with _database_errors_explained():
+        count = sum(outbox.retry(None if all_dead else wanted) for outbox in _outboxes())
+    if wanted and count < len(wanted):
+        raise click.ClickException(f"{len(wanted) - count} of the IDs are not dead letters; retried {count}")
     click.echo(f"{count} delivery(ies) due again")
 
 

@@ -17,6 +17,7 @@ from contexts.user.events import UserRegistered
 
 SUBSCRIPTIONS: tuple[tuple[type[Any], str, str], ...] = (
     # (event type, subscriber name, "<context>.<provider>")
+    (UserRegistered, "notification.recipients", "notification.when_user_registered_remember_recipient"),
     (UserRegistered, "notification.welcome_email", "notification.when_user_registered_send_welcome"),
     (UserRegistered, "audit.user_log", "audit.when_user_registered_audit"),
     (UserRegistered, "recommendation.profile", "recommendation.when_user_registered_create_profile"),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData, Table
+from sqlalchemy import MetaData, Table, text
 
-from infrastructure.db import Database
+from infrastructure.db import Database, create_schema
 
 
 def _config(database: Database, script_location: Path, version_table: str) -> Config:
@@ -34,12 +34,18 @@ def run_env(target_metadata: MetaData) -> None:
     """Body of every context's ``env.py``: run the history online on the context's database."""
     attributes = context.config.attributes
     database: Database = attributes["database"]
+    version_table: str = attributes["version_table"]
     # A writer connection: on SQLite two concurrent upgrades queue instead of both applying.
     with database.connect(write=True) as connection:
+        if database.schema is not None:
+            # PostgreSQL's equivalent of that queue: a lock per history, held until commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": version_table})
+            # The version table, like every table, goes inside the context's schema.
+            create_schema(connection, database.schema)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            version_table=attributes["version_table"],
+            version_table=version_table,
             render_as_batch=connection.dialect.name == "sqlite",
             # SQLite's DDL is transactional once we issue BEGIN ourselves (see infrastructure.db).
             transactional_ddl=True,

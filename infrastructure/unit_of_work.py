@@ -46,7 +46,11 @@ class SqlAlchemyUnitOfWork(ABC):
     def __enter__(self) -> Self:
         self.session = self._database.session(write=self._write)
         self.seen = []
-        self._open(self.session)
+        try:
+            self._open(self.session)
+        except BaseException:
+            self.session.close()
+            raise
         return self
 
     def __exit__(

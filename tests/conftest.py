@@ -1,7 +1,14 @@
-"""Fixtures shared by the suite: an app on fresh SQLite files, its client, and a shopper's helpers."""
+"""Fixtures shared by the suite: an app on fresh databases, its client, and a shopper's helpers.
+
+Database-touching fixtures run once per backend: SQLite files in the test's folder, and
+PostgreSQL when ``SHOP_TEST_POSTGRES_URL`` names a server (throwaway schemas per test, dropped
+afterwards, so runs never collide). A test that builds apps itself with :func:`start_app` runs on
+both by asking for the ``backend`` fixture (e.g. ``pytestmark = pytest.mark.usefixtures("backend")``).
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,18 +18,106 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.config import CONTEXTS
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
+from infrastructure.db import Database
 
 # Argon2 at its cheapest: the suite registers many users; production keeps the defaults.
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8, "argon2_parallelism": 1}
 
 
+POSTGRES_URL_VARIABLE = "SHOP_TEST_POSTGRES_URL"
+BACKENDS = ("sqlite", "postgresql")
+
+
+class Backend:
+    """Where a test's databases live: SQLite files in the instance folder."""
+
+    name = "sqlite"
+
+    def settings(self, instance: Path) -> dict[str, Any]:
+        return {}
+
+    def database(self, context: str, instance: Path) -> Database:
+        """A ``Database`` of its own for ``context``, as an app on ``instance`` would get it."""
+        return Database(context, f"sqlite:///{instance.resolve() / context}.db")
+
+    def cleanup(self) -> None:
+        """Remove what the test created beyond its folder."""
+
+
+class PostgresBackend(Backend):
+    """Schemas named ``t<hex>_<context>`` on the server, one prefix per instance folder: apps
+    started again on the same folder see the same data, as they would on SQLite files."""
+
+    name = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._prefixes: dict[Path, str] = {}
+
+    def schema(self, context: str, instance: Path) -> str:
+        prefix = self._prefixes.setdefault(instance.resolve(), f"t{uuid.uuid4().hex[:12]}")
+        return f"{prefix}_{context}"
+
+    def settings(self, instance: Path) -> dict[str, Any]:
+        schemas = {f"{context}_database_schema": self.schema(context, instance) for context in CONTEXTS}
+        return {"database_url": self.url, **schemas}
+
+    def database(self, context: str, instance: Path) -> Database:
+        return Database(context, self.url, schema=self.schema(context, instance))
+
+    def cleanup(self) -> None:
+        schemas = [f"{prefix}_{context}" for prefix in self._prefixes.values() for context in (*CONTEXTS, "shared")]
+        self._prefixes.clear()
+        if not schemas:
+            return
+        database = Database("cleanup", self.url)
+        try:
+            with database.engine.begin() as connection:
+                connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                for schema in schemas:
+                    connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            database.dispose()
+
+
+_SQLITE = Backend()
+# The backend of the running test: its ``backend`` fixture sets it, SQLite otherwise.
+_current: Backend = _SQLITE
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    global _current
+    if request.param == "sqlite":
+        chosen = _SQLITE
+    else:
+        url = os.environ.get(POSTGRES_URL_VARIABLE)
+        if not url:
+            pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+        chosen = PostgresBackend(url)
+    _current = chosen
+    try:
+        yield chosen
+    finally:
+        _current = _SQLITE
+        chosen.cleanup()
+
+
 def settings_for(instance: Path, **overrides: Any) -> dict[str, Any]:
-    return {"instance_path": instance, "log_level": "WARNING", **FAST_HASHING, **overrides}
+    """Settings of an app on ``instance``, its databases on the current test's backend."""
+    return {
+        "instance_path": instance,
+        "log_level": "WARNING",
+        **FAST_HASHING,
+        **_current.settings(instance),
+        **overrides,
+    }
 
 
 def start_app(instance: Path, **overrides: Any) -> Flask:
@@ -41,7 +136,7 @@ def stop_app(app: Flask) -> None:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
+def app(tmp_path: Path, backend: Backend) -> Iterator[Flask]:
     app = start_app(tmp_path / "instance")
     yield app
     stop_app(app)

@@ -48,10 +48,15 @@ class AuditPageOut(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
 
 
+# Positions are signed 64-bit integers in every database; a larger one cannot even be bound as
+# a query parameter (the driver overflows), so it is a cursor this API never returned.
+_MAX_POSITION = 2**63 - 1
+
+
 def _position(key: dict[str, Any]) -> int:
     position = key["position"]
-    if not isinstance(position, int) or isinstance(position, bool) or position < 1:
-        raise ValueError("a position is a positive integer")
+    if not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= _MAX_POSITION:
+        raise ValueError("a position is a positive 64-bit integer")
     return position
 
 

@@ -16,9 +16,12 @@ class NotificationContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
     mailer: providers.Dependency[Mailer] = providers.Dependency()
 
-    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "notification")
     uow = providers.Factory(SqlAlchemyNotificationUnitOfWork, database=database, inbox=inbox)
 
+    when_user_registered_remember_recipient = providers.Callable(
+        subscribers.when_user_registered_remember_recipient, uow=uow.provider
+    )
     when_user_registered_send_welcome = providers.Callable(
         subscribers.when_user_registered_send_welcome, uow=uow.provider, mailer=mailer
     )

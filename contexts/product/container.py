@@ -23,7 +23,7 @@ class ProductContainer(containers.DeclarativeContainer):
     outbox = providers.Singleton(
         Outbox, "product", database=database, tables=providers.Object(orm.OUTBOX), subscribers=event_bus
     )
-    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "product")
     uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, outbox=outbox, inbox=inbox)
 
     create_product = providers.Singleton(handlers.CreateProductHandler, uow=uow.provider)

@@ -55,7 +55,8 @@ class RegistrationBody(BaseModel):
 class CredentialsBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    email: Annotated[str, StringConstraints(min_length=1, max_length=320)]
+    # No stored email holds a control character; PostgreSQL refuses to even compare a NUL.
+    email: Annotated[str, StringConstraints(min_length=1, max_length=320), SINGLE_LINE]
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 

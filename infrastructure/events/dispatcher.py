@@ -12,9 +12,10 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -74,6 +75,10 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._completed: list[tuple[Outbox, ClaimedDelivery]] = []
+        # Everything claimed and not yet settled in the database: queued, running, or done
+        # and waiting for its completion to be recorded. Their leases are renewed.
+        self._held: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
+        self._renewed_at = 0.0
         self._queued: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._loop: threading.Thread | None = None
@@ -102,6 +107,8 @@ class Dispatcher:
         self._stopping.set()
         self._wake.set()
         self._loop.join(timeout)
+        if self._loop.is_alive():
+            logger.warning("events.dispatcher_loop_still_running", owner=self.owner)
         with self._lock:
             unstarted = list(self._queued.values())
             self._queued.clear()
@@ -109,6 +116,7 @@ class Dispatcher:
         self._record_completed()
         for outbox in self._outboxes:
             outbox.release([claim for owner, claim in unstarted if owner is outbox])
+        self._let_go(claim for _, claim in unstarted)
         self._loop, self._pool = None, None
         logger.info("events.dispatcher_stopped", owner=self.owner, handed_back=len(unstarted))
 
@@ -116,17 +124,33 @@ class Dispatcher:
         self._wake.set()
 
     def _run(self) -> None:
+        # Wake often enough to renew leases well before they run out.
+        idle_wait = min(self._poll_interval, self._lease.total_seconds() / 3)
         while not self._stopping.is_set():
             self._wake.clear()
             self._record_completed()
+            self._renew_leases()
             try:
                 claimed = self._claim_into_pool()
             except Exception:
                 logger.exception("events.claim_failed")
                 claimed = 0
             if not claimed:
-                self._wake.wait(self._poll_interval)
+                self._wake.wait(idle_wait)
         self._record_completed()
+
+    def _renew_leases(self) -> None:
+        if time.monotonic() - self._renewed_at < self._lease.total_seconds() / 3:
+            return
+        self._renewed_at = time.monotonic()
+        with self._lock:
+            held = list(self._held.values())
+        for outbox in self._outboxes:
+            try:
+                outbox.extend([delivery for owner, delivery in held if owner is outbox], self._lease)
+            except Exception:
+                # Should the lease run out, another dispatcher runs it again: the inbox absorbs that.
+                logger.exception("events.lease_not_renewed")
 
     def _record_completed(self) -> None:
         """Mark what the workers finished as done, one transaction per outbox: on SQLite
@@ -140,6 +164,12 @@ class Dispatcher:
             except Exception:
                 # Not lost: their leases run out, they run again, the inbox absorbs the repeat.
                 logger.exception("events.completion_not_recorded", deliveries=len(batch))
+        self._let_go(delivery for _, delivery in completed)
+
+    def _let_go(self, deliveries: Iterable[ClaimedDelivery]) -> None:
+        with self._lock:
+            for delivery in deliveries:
+                self._held.pop(delivery.id, None)
 
     def _claim_into_pool(self) -> int:
         assert self._pool is not None
@@ -150,8 +180,11 @@ class Dispatcher:
                 break
             for delivery in outbox.claim(free, owner=self.owner, lease=self._lease):
                 with self._lock:
+                    if delivery.id in self._held:
+                        continue  # its lease lapsed (renewal failed) while still in hand here
                     self._in_flight += 1
                     self._queued[delivery.id] = (outbox, delivery)
+                    self._held[delivery.id] = (outbox, delivery)
                 future = self._pool.submit(self._run_queued, outbox, delivery)
                 future.add_done_callback(self._free_slot)
                 claimed += 1
@@ -159,7 +192,7 @@ class Dispatcher:
 
     def _free_slots(self) -> int:
         """Deliveries to claim now: enough to keep every worker busy until the next claim,
-        few enough that a queued one starts long before its lease runs out."""
+        few enough that none waits long in the queue (its lease is renewed meanwhile)."""
         with self._lock:
             return self._workers * PREFETCH_PER_WORKER - self._in_flight
 
@@ -172,11 +205,13 @@ class Dispatcher:
 
     def _run_queued(self, outbox: Outbox, delivery: ClaimedDelivery) -> None:
         with self._lock:
-            if self._queued.pop(delivery.id, None) is None:
-                return  # handed back by stop()
+            if self._stopping.is_set() or self._queued.pop(delivery.id, None) is None:
+                return  # stopping: stop() hands it back
         if self.run_delivery(outbox, delivery):
             with self._lock:
                 self._completed.append((outbox, delivery))
+        else:
+            self._let_go([delivery])  # its failure is recorded
 
     # -- running in the caller's thread -----------------------------------------------------
 

@@ -48,12 +48,21 @@ def delivering(delivery: Delivery) -> Iterator[None]:
 
 
 class Inbox:
-    def __init__(self, table: Table) -> None:
+    """One context's inbox. It records only deliveries to that context's own subscribers
+    (named ``<context>.…``): a subscriber that calls another context's API during its delivery
+    must not leave its delivery in that context's inbox too."""
+
+    def __init__(self, table: Table, context: str) -> None:
         self.table = table
+        self._prefix = f"{context}."
+
+    def _ours(self) -> Delivery | None:
+        delivery = current_delivery()
+        return delivery if delivery and delivery.subscriber.startswith(self._prefix) else None
 
     def has_handled(self, session: Session) -> bool:
         """Whether the delivery being run already had its effect (for effects outside the DB)."""
-        delivery = current_delivery()
+        delivery = self._ours()
         if delivery is None:
             return False
         query = select(
@@ -66,9 +75,12 @@ class Inbox:
 
     def record(self, session: Session) -> None:
         """Record the delivery being run, if any; raise :class:`AlreadyHandled` on a repeat."""
-        delivery = current_delivery()
+        delivery = self._ours()
         if delivery is None:
             return
+        # The subscriber's own changes go to the database first: their constraint errors are
+        # failures to retry, not signs of an earlier delivery.
+        session.flush()
         statement = insert(self.table).values(
             subscriber=delivery.subscriber,
             event_id=delivery.event_id,

@@ -36,6 +36,7 @@ class ClaimedDelivery:
     subscriber: str
     attempts: int
     envelope: dict[str, Any]
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -161,17 +162,21 @@ class Outbox:
                     .values(claimed_until=now + lease, claimed_by=owner)
                 )
             session.commit()
-        return [self._claimed(row) for row in rows]
+        return [self._claimed(row, owner) for row in rows]
 
     def complete(self, deliveries: Sequence[ClaimedDelivery]) -> None:
-        """Mark deliveries done, in one transaction however many (the dispatcher batches them)."""
+        """Mark deliveries done, in one transaction however many (the dispatcher batches them).
+
+        Every outcome is recorded only while the claim is still the recorder's: a dispatcher
+        whose lease ran out must not overwrite what the one that took over recorded.
+        """
         if not deliveries:
             return
         d = self._deliveries
         with self._database.session(write=True) as session:
             session.execute(
                 update(d)
-                .where(d.c.id.in_([delivery.id for delivery in deliveries]))
+                .where(d.c.id.in_([delivery.id for delivery in deliveries]), *self._still_claimed(deliveries))
                 .values(
                     status=DONE,
                     attempts=d.c.attempts + 1,
@@ -185,39 +190,49 @@ class Outbox:
 
     def fail(self, delivery: ClaimedDelivery, error: str, *, retry_at: datetime | None) -> None:
         """Record a failed attempt: due again at ``retry_at``, or dead when it is None."""
-        self._settle(
-            delivery,
+        self._update_claimed(
+            [delivery],
             status=PENDING if retry_at else DEAD,
-            attempts=delivery.attempts + 1,
+            attempts=self._deliveries.c.attempts + 1,
             available_at=retry_at or _now(),
             last_error=error,
+            claimed_until=None,
+            claimed_by=None,
         )
 
-    def release(self, deliveries: Iterable[ClaimedDelivery]) -> None:
+    def release(self, deliveries: Sequence[ClaimedDelivery]) -> None:
         """Hand back claims that were never started (shutdown), for any dispatcher to take."""
-        ids = [delivery.id for delivery in deliveries]
-        if not ids:
+        self._update_claimed(deliveries, claimed_until=None, claimed_by=None)
+
+    def extend(self, deliveries: Sequence[ClaimedDelivery], lease: timedelta) -> None:
+        """Renew the leases of deliveries still queued or running, so that no other dispatcher,
+        nor this one, takes them over while they are in hand."""
+        self._update_claimed(deliveries, claimed_until=_now() + lease)
+
+    def _update_claimed(self, deliveries: Sequence[ClaimedDelivery], **values: Any) -> None:
+        if not deliveries:
             return
+        d = self._deliveries
         with self._database.session(write=True) as session:
             session.execute(
-                update(self._deliveries)
-                .where(self._deliveries.c.id.in_(ids), self._deliveries.c.status == PENDING)
-                .values(claimed_until=None, claimed_by=None)
+                update(d)
+                .where(d.c.id.in_([delivery.id for delivery in deliveries]), *self._still_claimed(deliveries))
+                .values(**values)
             )
             session.commit()
 
-    def _settle(self, delivery: ClaimedDelivery, **values: Any) -> None:
-        with self._database.session(write=True) as session:
-            session.execute(
-                update(self._deliveries)
-                .where(self._deliveries.c.id == delivery.id)
-                .values(claimed_until=None, claimed_by=None, **values)
-            )
-            session.commit()
+    def _still_claimed(self, deliveries: Sequence[ClaimedDelivery]) -> list[Any]:
+        d = self._deliveries
+        return [d.c.status == PENDING, d.c.claimed_by.in_({delivery.owner for delivery in deliveries})]
 
-    def _claimed(self, row: Any) -> ClaimedDelivery:
+    def _claimed(self, row: Any, owner: str) -> ClaimedDelivery:
         return ClaimedDelivery(
-            id=row.id, context=self.context, subscriber=row.subscriber, attempts=row.attempts, envelope=row.envelope
+            id=row.id,
+            context=self.context,
+            subscriber=row.subscriber,
+            attempts=row.attempts,
+            envelope=row.envelope,
+            owner=owner,
         )
 
     # -- operating --------------------------------------------------------------------------

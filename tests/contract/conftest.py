@@ -6,7 +6,8 @@ products, users or orders in place). Tests call only the Protocol's methods and 
 the published DTOs and errors, so they hold for any implementation.
 
 Each harness fixture is parametrized over ``IMPLEMENTATIONS``. Today there is one,
-``"in-process"``: the context's facade from the application container. When a context is
+``"in-process"``: the context's facade from the application container, on each database
+backend (the ``backend`` fixture, asked for by name so the in-process app is built on it). When a context is
 split into its own service, add ``"http"`` to ``IMPLEMENTATIONS`` and a branch to the
 fixture that builds the remote client (pointed at a running service, seeded through its
 HTTP API or its container); every contract test then runs against both, unchanged.
@@ -30,6 +31,7 @@ from contexts.product.application.handlers import CreateProduct
 from contexts.user.api import UserApi
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
+from tests.conftest import Backend
 
 IN_PROCESS = "in-process"
 IMPLEMENTATIONS = [IN_PROCESS]
@@ -94,7 +96,7 @@ def _in_process_users(container: ApplicationContainer) -> Callable[..., uuid.UUI
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def product_harness(request: pytest.FixtureRequest) -> ProductHarness:
+def product_harness(request: pytest.FixtureRequest, backend: Backend) -> ProductHarness:
     if request.param == IN_PROCESS:
         container: ApplicationContainer = request.getfixturevalue("container")
         return ProductHarness(api=container.product.api(), add_product=_in_process_products(container))
@@ -102,7 +104,7 @@ def product_harness(request: pytest.FixtureRequest) -> ProductHarness:
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def user_harness(request: pytest.FixtureRequest) -> UserHarness:
+def user_harness(request: pytest.FixtureRequest, backend: Backend) -> UserHarness:
     if request.param == IN_PROCESS:
         container: ApplicationContainer = request.getfixturevalue("container")
         return UserHarness(api=container.user.api(), add_user=_in_process_users(container))
@@ -110,7 +112,7 @@ def user_harness(request: pytest.FixtureRequest) -> UserHarness:
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def order_harness(request: pytest.FixtureRequest) -> OrderHarness:
+def order_harness(request: pytest.FixtureRequest, backend: Backend) -> OrderHarness:
     if request.param == IN_PROCESS:
         container: ApplicationContainer = request.getfixturevalue("container")
         add_product, add_user = _in_process_products(container), _in_process_users(container)

@@ -24,6 +24,7 @@ from contexts.user.events import UserRegistered
 from infrastructure import migrations
 from infrastructure.db import Database
 from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, delivering
+from tests.conftest import Backend
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "contexts" / "audit" / "migrations"
 PLACED = "order.OrderPlaced"
@@ -32,8 +33,8 @@ USER = uuid.uuid4()
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database("audit", f"sqlite:///{tmp_path / 'audit.db'}")
+def database(tmp_path: Path, backend: Backend) -> Iterator[Database]:
+    database = backend.database("audit", tmp_path)
     migrations.upgrade(database, MIGRATIONS, "audit_alembic_version")
     yield database
     database.dispose()
@@ -41,7 +42,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def uow(database: Database) -> UnitOfWorkFactory:
-    inbox = Inbox(orm.INBOX)
+    inbox = Inbox(orm.INBOX, "audit")
 
     def open_unit(*, write: bool = True) -> SqlAlchemyAuditUnitOfWork:
         return SqlAlchemyAuditUnitOfWork(database, inbox=inbox, write=write)

@@ -28,7 +28,7 @@ from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.application import handlers
 from contexts.user.domain import exceptions
 from infrastructure.auth import key_id
-from tests.conftest import settings_for, start_app, stop_app
+from tests.conftest import Backend, settings_for, start_app, stop_app
 
 API = "/api/v1"
 PASSWORD = "correct horse"
@@ -45,7 +45,7 @@ def instance(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_app(instance: Path) -> Iterator[MakeApp]:
+def make_app(instance: Path, backend: Backend) -> Iterator[MakeApp]:
     """Builds apps on the test's instance folder (databases migrated); each app's databases are
     released when the next one is built (a restart) and at the end of the test."""
     built: list[Flask] = []

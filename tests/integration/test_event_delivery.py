@@ -24,6 +24,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
@@ -31,6 +32,7 @@ from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.product.adapters.orm import INBOX as PRODUCT_INBOX
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
+from contexts.product.adapters.orm import StockAdjustmentRow
 from contexts.product.application.handlers import CreateProduct, ListProducts
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.events import UserRegistered
@@ -39,7 +41,7 @@ from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
 from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
 from infrastructure.events.tables import OutboxTables
-from tests.conftest import Shop, start_app, stop_app
+from tests.conftest import Backend, Shop, start_app, stop_app
 
 TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
 CONFIRM = "product.confirm_reservation"
@@ -63,7 +65,7 @@ class Broken(Exception):
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+def make_app(tmp_path: Path, backend: Backend) -> Iterator[Callable[..., Flask]]:
     """Apps with settings overrides, all stopped at the end of the test."""
     apps: list[Flask] = []
 
@@ -219,6 +221,38 @@ def test_a_refused_use_case_records_no_event_and_no_delivery(
     assert after == before
 
 
+def test_a_delivery_to_another_context_leaves_nothing_in_this_contexts_inbox(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """A subscriber of one context that calls another context's API during its delivery: the
+    other context must not take the delivery for its own, or a redelivery would be refused
+    there and the subscriber's own effect lost."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    with delivering(Delivery("audit.calls_product", uuid.uuid4())):
+        for _ in range(2):
+            with container.product.uow() as uow:
+                assert not uow.already_handled()
+                uow.stock.adjust(uuid.UUID(product["id"]), -1, "on behalf of audit")
+                uow.commit()
+
+    assert available(container, product["id"]) == 8
+    with databases(container)["product"].session(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(PRODUCT_INBOX)) == 0
+
+
+def test_a_subscribers_own_constraint_error_is_a_failure_not_an_earlier_delivery(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """The inbox insert flushes the subscriber's changes first: an integrity error of theirs
+    must not be mistaken for the inbox's primary key, or the effect would be lost as 'done'."""
+    with delivering(Delivery("product.test_broken_write", uuid.uuid4())), container.product.uow() as uow:
+        uow.session.add(StockAdjustmentRow(product_id=uuid.uuid4(), delta=1, reason=None, created_at=None))
+        with pytest.raises(IntegrityError):
+            uow.commit()
+    with databases(container)["product"].session(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(PRODUCT_INBOX)) == 0
+
+
 def test_changes_and_events_of_a_commit_that_fails_late_are_rolled_back_together(
     shop: Shop, container: ApplicationContainer
 ) -> None:
@@ -226,7 +260,7 @@ def test_changes_and_events_of_a_commit_that_fails_late_are_rolled_back_together
     neither the product nor its ProductCreated event may remain."""
     shop.product(shop.admin(), sku="FIRST")
     create = container.product.create_product()
-    with delivering(Delivery("test.creates_products", uuid.uuid4())):
+    with delivering(Delivery("product.test_creates_products", uuid.uuid4())):
         create(CreateProduct("SECOND", "Made once", None, Decimal("1.00"), "USD", 1))
         with pytest.raises(AlreadyHandled):
             create(CreateProduct("THIRD", "Made twice", None, Decimal("1.00"), "USD", 1))
@@ -430,7 +464,7 @@ def test_a_second_commit_in_one_delivery_is_refused_and_rolled_back(
     with container.product.uow() as uow:  # outside any delivery nothing is recorded
         uow.stock.adjust(product_id, -1, "no delivery")
         uow.commit()
-    with delivering(Delivery("test.direct", event_id)):
+    with delivering(Delivery("product.test_direct", event_id)):
         with container.product.uow() as uow:
             assert not uow.already_handled()
             uow.stock.adjust(product_id, -2, "first commit")
@@ -442,8 +476,8 @@ def test_a_second_commit_in_one_delivery_is_refused_and_rolled_back(
                 uow.commit()
 
     assert available(container, product["id"]) == 7
-    assert [(row.subscriber, row.event_id) for row in inbox_rows(container, "test.direct")] == [
-        ("test.direct", event_id)
+    assert [(row.subscriber, row.event_id) for row in inbox_rows(container, "product.test_direct")] == [
+        ("product.test_direct", event_id)
     ]
     with databases(container)["product"].session(write=False) as session:
         assert session.scalar(select(func.count()).select_from(PRODUCT_INBOX)) == 1
@@ -658,6 +692,46 @@ def test_released_claims_are_due_at_once_for_anyone_and_settled_ones_stay_settle
     assert (row.status, row.claimed_by, row.claimed_until, row.attempts) == (PENDING, None, None, 0)
     assert container.dispatcher().run_until_idle() == 1
     assert calls == [2]
+
+
+def test_a_dispatcher_whose_lease_ran_out_cannot_overwrite_the_outcome_of_the_one_that_took_over(
+    container: ApplicationContainer,
+) -> None:
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    publish(container, Pinged("a", 1))
+    outbox = order_outbox(container)
+    (stale,) = outbox.claim(10, owner="slow-host", lease=timedelta(seconds=-1))  # lapsed at once
+    (current,) = outbox.claim(10, owner="other-host", lease=timedelta(hours=1))
+    assert current.id == stale.id
+    outbox.complete([current])
+
+    outbox.fail(stale, "too late to matter", retry_at=None)
+    outbox.complete([stale])
+    outbox.release([stale])
+
+    row = delivery(container, "test.listener", 1)
+    assert (row.status, row.attempts, row.last_error, row.claimed_by) == (DONE, 1, None, None)
+
+
+def test_a_delivery_running_longer_than_its_lease_is_not_run_again(make_app: Callable[..., Flask]) -> None:
+    """The dispatcher renews the leases of what it holds; without that, its own next claim
+    would take the still-running delivery again (and so would any other dispatcher)."""
+    container = container_of(make_app(events_claim_timeout_seconds=1, events_poll_seconds=0.05))
+    calls: list[int] = []
+
+    def slow(event: Pinged) -> None:
+        calls.append(event.n)
+        time.sleep(2.5)
+
+    container.event_bus().subscribe(Pinged, slow, name="test.slow")
+    background = container.dispatcher()
+    background.start()
+    try:
+        publish(container, Pinged("a", 1))
+        eventually(lambda: delivery(container, "test.slow", 1).status == DONE, "the slow delivery to complete")
+    finally:
+        background.stop()
+    assert calls == [1]
 
 
 # -- 7. the background dispatcher ----------------------------------------------------------

@@ -21,10 +21,10 @@ from sqlalchemy import select, update
 
 from app.cli import main
 from app.containers import ApplicationContainer, databases
-from app.factory import container_of
+from app.factory import container_of, create_app
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from infrastructure.events.outbox import DEAD, DONE, PENDING
-from tests.conftest import start_app, stop_app
+from tests.conftest import Backend, settings_for, start_app, stop_app
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Subscribers:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
+def app(tmp_path: Path, backend: Backend) -> Iterator[Flask]:
     app = start_app(tmp_path / "instance", events_max_attempts=1)
     yield app
     stop_app(app)
@@ -242,3 +242,29 @@ def test_retry_refuses_what_is_not_an_id(app: Flask) -> None:
 
     assert result.exit_code == 2
     assert "not-a-uuid" in result.output
+
+
+def test_retry_counts_an_id_given_twice_once(
+    app: Flask, container: ApplicationContainer, subscribers: Subscribers
+) -> None:
+    publish(container, 1)
+    container.dispatcher().run_until_idle()
+    (dead,) = rows(container, "test.archive")
+
+    result = shop_events(app, "retry", str(dead.id), str(dead.id))
+
+    assert result.exit_code == 0, result.output
+    assert "1 delivery(ies) due again" in result.output
+
+
+@pytest.mark.parametrize("command", [["status"], ["dead"], ["retry", "--all-dead"]])
+def test_a_database_that_was_never_migrated_is_explained_not_a_traceback(tmp_path: Path, command: list[str]) -> None:
+    app = create_app(settings_for(tmp_path / "unmigrated"))
+    try:
+        result = app.test_cli_runner().invoke(main, ["events", *command])
+    finally:
+        stop_app(app)
+
+    assert result.exit_code == 1
+    assert "shop db upgrade" in result.output
+    assert "Traceback" not in result.output

@@ -225,6 +225,8 @@ def test_delivering_again_adds_no_entry(client: FlaskClient, history: History, c
         ({"cursor": cursor_of({"position": "3"})}, "cursor"),
         ({"cursor": cursor_of({"position": 0})}, "cursor"),
         ({"cursor": cursor_of({"position": True})}, "cursor"),
+        ({"cursor": cursor_of({"position": 2**63})}, "cursor"),
+        ({"cursor": cursor_of({"position": 2**70})}, "cursor"),
         ({"cursor": ""}, "cursor"),
         ({"limit": "0"}, "limit"),
         ({"limit": "101"}, "limit"),
@@ -241,6 +243,14 @@ def test_bad_input_is_400_naming_the_field(
     response = client.get(AUDIT_LOG, query_string=query, headers=history.admin)
 
     assert invalid_fields(response) == {field}
+
+
+def test_the_largest_position_a_cursor_can_hold_is_read_as_before_every_entry(
+    client: FlaskClient, history: History
+) -> None:
+    body = page(client, history.admin, limit=100, cursor=cursor_of({"position": 2**63 - 1}))
+
+    assert body["items"] == entries(client, history.admin)
 
 
 def test_a_customer_is_403(client: FlaskClient, history: History) -> None:

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.factory import container_of
-from tests.conftest import Shop, start_app, stop_app
+from tests.conftest import Backend, Shop, start_app, stop_app
 from tests.problems import PROBLEM_JSON, assert_problem
 
 API = "/api/v1"
@@ -157,7 +157,7 @@ SMALL_LIMIT = 2048
 
 
 @pytest.fixture
-def small_app(tmp_path: Path) -> Iterator[Flask]:
+def small_app(tmp_path: Path, backend: Backend) -> Iterator[Flask]:
     app = start_app(tmp_path / "small", max_content_length=SMALL_LIMIT)
     yield app
     stop_app(app)

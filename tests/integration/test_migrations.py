@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from contexts.product.adapters.orm import ProductBase
 from contexts.recommendation.adapters.orm import RecommendationBase
 from contexts.user.adapters.orm import UserBase
 from infrastructure.db import Database
+from tests.conftest import Backend
 
 METADATA: dict[str, MetaData] = {
     "user": UserBase.metadata,
@@ -30,8 +32,11 @@ METADATA: dict[str, MetaData] = {
 
 
 @pytest.fixture
-def databases(tmp_path: Path) -> dict[str, Database]:
-    return {context: Database(context, f"sqlite:///{tmp_path / context}.db") for context in CONTEXTS}
+def databases(tmp_path: Path, backend: Backend) -> Iterator[dict[str, Database]]:
+    databases = {context: backend.database(context, tmp_path) for context in CONTEXTS}
+    yield databases
+    for database in databases.values():
+        database.dispose()
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
@@ -64,9 +69,10 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(
         assert set(METADATA[context].tables) <= set(inspect(database.engine).get_table_names())
 
 
-def test_all_contexts_can_share_one_database(tmp_path: Path) -> None:
-    shared = Database("shared", f"sqlite:///{tmp_path / 'shop.db'}")
+def test_all_contexts_can_share_one_database(tmp_path: Path, backend: Backend) -> None:
+    shared = backend.database("shared", tmp_path)
     upgrade_all({context: shared for context in CONTEXTS})
     tables = set(inspect(shared.engine).get_table_names())
+    shared.dispose()
     for context in CONTEXTS:
         assert set(METADATA[context].tables) | {version_table(context)} <= tables

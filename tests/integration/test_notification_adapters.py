@@ -43,17 +43,19 @@ from contexts.user.events import UserRegistered
 from infrastructure.db import Database
 from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, delivering
 from infrastructure.migrations import upgrade
+from tests.conftest import Backend
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "contexts" / "notification" / "migrations"
 SENDER = "modular-shop <shop@localhost>"
 ZOE = Recipient(user_id=uuid.uuid4(), email="zoe@example.com", name="Zoë Ünal")
+RECIPIENTS = "notification.recipients"
 WELCOME = "notification.welcome_email"
 CONFIRMATION = "notification.order_confirmation_email"
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database("notification", f"sqlite:///{tmp_path / 'notification.db'}")
+def database(tmp_path: Path, backend: Backend) -> Iterator[Database]:
+    database = backend.database("notification", tmp_path)
     upgrade(database, MIGRATIONS, "notification_alembic_version")
     yield database
     database.dispose()
@@ -61,7 +63,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def inbox() -> Inbox:
-    return Inbox(orm.INBOX)
+    return Inbox(orm.INBOX, "notification")
 
 
 def uow_on(database: Database, inbox: Inbox, *, write: bool = True) -> SqlAlchemyNotificationUnitOfWork:
@@ -440,10 +442,12 @@ def notification(database: Database, tmp_path: Path) -> Iterator[NotificationCon
     yield container
 
 
-def test_the_container_subscribers_mail_once_per_event(notification: NotificationContainer, tmp_path: Path) -> None:
-    registration, order_event = uuid.uuid4(), uuid.uuid4()
-    registered = UserRegistered(user_id=ZOE.user_id, email=ZOE.email, name=ZOE.name)
-    placed = OrderPlaced(
+def zoe_registered() -> UserRegistered:
+    return UserRegistered(user_id=ZOE.user_id, email=ZOE.email, name=ZOE.name)
+
+
+def zoe_ordered() -> OrderPlaced:
+    return OrderPlaced(
         order_id=uuid.uuid4(),
         user_id=ZOE.user_id,
         lines=(OrderedLine(uuid.uuid4(), 3, Decimal("2.50"), "MUG-1", "Blue mug"),),
@@ -451,7 +455,18 @@ def test_the_container_subscribers_mail_once_per_event(notification: Notificatio
         currency="EUR",
     )
 
-    for _ in range(2):
+
+def test_the_container_subscribers_mail_once_per_event(notification: NotificationContainer, tmp_path: Path) -> None:
+    registration, order_event = uuid.uuid4(), uuid.uuid4()
+    registered, placed = zoe_registered(), zoe_ordered()
+
+    for attempt in range(2):
+        with delivering(Delivery(RECIPIENTS, registration)):
+            if attempt:
+                with pytest.raises(AlreadyHandled):
+                    notification.when_user_registered_remember_recipient(registered)
+            else:
+                notification.when_user_registered_remember_recipient(registered)
         with delivering(Delivery(WELCOME, registration)):
             notification.when_user_registered_send_welcome(registered)
         with delivering(Delivery(CONFIRMATION, order_event)):
@@ -477,8 +492,41 @@ def test_the_container_subscribers_refuse_to_run_outside_a_delivery(
     notification: NotificationContainer, tmp_path: Path
 ) -> None:
     with pytest.raises(NotDelivering):
-        notification.when_user_registered_send_welcome(UserRegistered(ZOE.user_id, ZOE.email, ZOE.name))
+        notification.when_user_registered_send_welcome(zoe_registered())
 
     assert not (tmp_path / "mail").exists()
     with notification.uow(write=False) as uow:
         assert uow.recipients.get(ZOE.user_id) is None
+
+
+class RefusingWelcomes:
+    """A mail server that rejects every welcome and takes every other message."""
+
+    def __init__(self) -> None:
+        self.sent: list[Mail] = []
+
+    def send(self, mail: Mail) -> None:
+        if ".welcome@" in mail.message_id:
+            raise MailNotSent("550 5.7.1 message refused")
+        self.sent.append(mail)
+
+
+def test_a_welcome_that_keeps_failing_does_not_hold_back_the_confirmation(database: Database) -> None:
+    mailer = RefusingWelcomes()
+    notification = NotificationContainer(database=database, mailer=mailer)
+    registration, order_event = uuid.uuid4(), uuid.uuid4()
+    with delivering(Delivery(RECIPIENTS, registration)):
+        notification.when_user_registered_remember_recipient(zoe_registered())
+    for _ in range(3):
+        with delivering(Delivery(WELCOME, registration)), pytest.raises(MailNotSent):
+            notification.when_user_registered_send_welcome(zoe_registered())
+
+    with delivering(Delivery(CONFIRMATION, order_event)):
+        notification.when_order_placed_send_confirmation(zoe_ordered())
+
+    assert [(mail.message_id, mail.to_address) for mail in mailer.sent] == [
+        (messages.message_id(order_event, MailKind.ORDER_CONFIRMATION), ZOE.email)
+    ]
+    with notification.uow(write=False) as uow:
+        assert uow.sent.get(messages.message_id(registration, MailKind.WELCOME)) is None
+        assert uow.sent.get(messages.message_id(order_event, MailKind.ORDER_CONFIRMATION)) is not None

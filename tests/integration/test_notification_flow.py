@@ -1,8 +1,8 @@
 """Mail through the whole app: registering and ordering over HTTP, then the dispatcher, leave
 in ``<instance>/mail`` exactly one welcome per registered user and one confirmation for the
-buyer, each addressed to them; dispatching again or redelivering adds none, and a
-confirmation whose buyer is not known yet is retried until the welcome has taught the
-context who they are."""
+buyer, each addressed to them; dispatching again or redelivering adds none, a confirmation
+whose buyer is not known yet is retried until the context has remembered who they are, and a
+welcome the mail server keeps refusing holds no confirmation back."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from app.containers import ApplicationContainer, databases
+from contexts.notification.application.ports import Mailer, MailNotSent
+from contexts.notification.domain.model import Mail
 from tests.conftest import Shop
 
 ORDERS = "/api/v1/orders"
+RECIPIENTS = "notification.recipients"
 WELCOME = "notification.welcome_email"
 CONFIRMATION = "notification.order_confirmation_email"
 FAR_FUTURE = "2999-01-01 00:00:00.000000"
@@ -86,13 +89,28 @@ def set_due(container: ApplicationContainer, context: str, subscriber: str, mome
     return count
 
 
-def last_error(container: ApplicationContainer, context: str, subscriber: str, aggregate: str) -> str:
+def delivery_column(container: ApplicationContainer, context: str, column: str, subscriber: str, aggregate: str) -> Any:
     with databases(container)[context].engine.connect() as connection:
-        error: str = connection.execute(
-            text(f"SELECT last_error FROM {context}_deliveries WHERE subscriber = :subscriber AND aggregate_id = :a"),
+        return connection.execute(
+            text(f"SELECT {column} FROM {context}_deliveries WHERE subscriber = :subscriber AND aggregate_id = :a"),
             {"subscriber": subscriber, "a": aggregate},
         ).scalar_one()
-    return error
+
+
+def last_error(container: ApplicationContainer, context: str, subscriber: str, aggregate: str) -> str:
+    return str(delivery_column(container, context, "last_error", subscriber, aggregate))
+
+
+class RefusingWelcomes:
+    """The app's mailer behind a server that rejects every welcome."""
+
+    def __init__(self, mailer: Mailer) -> None:
+        self._mailer = mailer
+
+    def send(self, mail: Mail) -> None:
+        if ".welcome@" in mail.message_id:
+            raise MailNotSent("550 5.7.1 message refused")
+        self._mailer.send(mail)
 
 
 def test_registering_and_ordering_mail_one_welcome_and_one_confirmation(
@@ -131,32 +149,53 @@ def test_dispatching_again_or_redelivering_mails_nothing_more(
 
     assert container.dispatcher().run_until_idle() == 0
     # As if the process died before the deliveries' completion was recorded.
-    redelivered = set_due(container, "user", WELCOME, LONG_AGO, user_id) + set_due(
-        container, "order", CONFIRMATION, LONG_AGO, order["id"]
+    redelivered = (
+        set_due(container, "user", RECIPIENTS, LONG_AGO, user_id)
+        + set_due(container, "user", WELCOME, LONG_AGO, user_id)
+        + set_due(container, "order", CONFIRMATION, LONG_AGO, order["id"])
     )
-    assert redelivered == 2
+    assert redelivered == 3
     assert container.dispatcher().run_until_idle() == redelivered
 
     assert {file.name: file.read_bytes() for file in folder.iterdir()} == before
 
 
-def test_a_confirmation_for_a_buyer_not_known_yet_is_retried_after_the_welcome(
+def test_a_confirmation_for_a_buyer_not_known_yet_is_retried_once_they_are_remembered(
     client: FlaskClient, shop: Shop, container: ApplicationContainer, folder: Path
 ) -> None:
     customer = shop.customer("grace@example.com")
     user_id = user_id_of(client, customer)
     order = place_order(client, shop, customer)
-    # The welcome is held back, so the order's event reaches the context first.
-    assert set_due(container, "user", WELCOME, FAR_FUTURE, user_id) == 1
+    # Remembering the buyer is held back, so the order's event reaches the context first.
+    assert set_due(container, "user", RECIPIENTS, FAR_FUTURE, user_id) == 1
 
     container.dispatcher().run_until_idle()
-    assert "grace@example.com" not in mailbox(folder)
+    assert mailbox(folder)["grace@example.com"] == ["welcome"], "the welcome needs no stored recipient"
     assert "RecipientUnknown" in last_error(container, "order", CONFIRMATION, order["id"])
 
-    set_due(container, "user", WELCOME, LONG_AGO, user_id)
+    set_due(container, "user", RECIPIENTS, LONG_AGO, user_id)
     container.dispatcher().run_until_idle()
-    assert mailbox(folder)["grace@example.com"] == ["welcome"]
-
     set_due(container, "order", CONFIRMATION, LONG_AGO, order["id"])
     container.dispatcher().run_until_idle()
     assert mailbox(folder)["grace@example.com"] == ["order-confirmation", "welcome"]
+
+
+def test_a_welcome_the_server_keeps_refusing_does_not_hold_back_the_confirmation(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, folder: Path
+) -> None:
+    refusing = RefusingWelcomes(container.notification.mailer())
+    with container.notification.mailer.override(refusing):
+        customer = shop.customer("grace@example.com")
+        user_id = user_id_of(client, customer)
+        order = place_order(client, shop, customer)
+        container.dispatcher().run_until_idle()
+        # Every retry of the welcome fails, until its delivery is given up.
+        for _ in range(container.settings().events_max_attempts - 1):
+            assert set_due(container, "user", WELCOME, LONG_AGO, user_id) == 1
+            container.dispatcher().run_until_idle()
+        set_due(container, "order", CONFIRMATION, LONG_AGO, order["id"])
+        container.dispatcher().run_until_idle()
+
+    assert delivery_column(container, "user", "status", WELCOME, user_id) == "dead"
+    assert "MailNotSent" in last_error(container, "user", WELCOME, user_id)
+    assert mailbox(folder)["grace@example.com"] == ["order-confirmation"]

@@ -27,6 +27,7 @@ from contexts.recommendation.domain.model import Basket, History, Reason, recomm
 from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox
 from infrastructure.migrations import downgrade, upgrade
+from tests.conftest import Backend
 
 MIGRATIONS = Path(str(contexts.recommendation.__file__)).parent / "migrations"
 VERSION_TABLE = "recommendation_alembic_version"
@@ -40,15 +41,15 @@ def p(number: int) -> uuid.UUID:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database("recommendation", f"sqlite:///{tmp_path / 'recommendation.db'}")
+def database(tmp_path: Path, backend: Backend) -> Iterator[Database]:
+    database = backend.database("recommendation", tmp_path)
     upgrade(database, MIGRATIONS, VERSION_TABLE)
     yield database
     database.dispose()
 
 
 def unit(database: Database, *, write: bool = True) -> SqlAlchemyRecommendationUnitOfWork:
-    return SqlAlchemyRecommendationUnitOfWork(database, inbox=Inbox(orm.INBOX), write=write)
+    return SqlAlchemyRecommendationUnitOfWork(database, inbox=Inbox(orm.INBOX, "recommendation"), write=write)
 
 
 def order(database: Database, user_id: uuid.UUID, *lines: tuple[int, int]) -> None:

@@ -26,14 +26,14 @@ from contexts.product.api import ReservationLine
 from contexts.product.domain.model import ReservationStatus
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from infrastructure.events.outbox import DEAD, DONE
-from tests.conftest import Shop, start_app, stop_app
+from tests.conftest import Backend, Shop, start_app, stop_app
 
 CONFIRM = "product.confirm_reservation"
 DEADLINE_SECONDS = 30.0
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Any]:
+def make_app(tmp_path: Path, backend: Backend) -> Iterator[Any]:
     apps: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
@@ -76,11 +76,19 @@ def stock(container: ApplicationContainer, product: dict[str, Any]) -> tuple[int
         return row.available, row.reserved
 
 
-def released_events(container: ApplicationContainer) -> list[dict[str, Any]]:
+def product_events(container: ApplicationContainer, event_type: str) -> list[dict[str, Any]]:
     o = PRODUCT_OUTBOX.outbox
     with databases(container)["product"].session(write=False) as session:
-        envelopes = session.scalars(select(o.c.envelope).order_by(o.c.position))
-        return [envelope["data"] for envelope in envelopes if envelope["type"] == "product.StockReleased"]
+        envelopes = session.scalars(select(o.c.envelope).order_by(o.c.position)).all()
+    return [envelope["data"] for envelope in envelopes if envelope["type"] == event_type]
+
+
+def reserved_events(container: ApplicationContainer) -> list[dict[str, Any]]:
+    return product_events(container, "product.StockReserved")
+
+
+def released_events(container: ApplicationContainer) -> list[dict[str, Any]]:
+    return product_events(container, "product.StockReleased")
 
 
 def confirmations(container: ApplicationContainer) -> list[Any]:
@@ -157,6 +165,8 @@ def test_an_order_placed_delivered_after_the_sweep_takes_the_stock_again(
 
     assert status(container, order["id"]) is ReservationStatus.CONFIRMED
     assert stock(container, product) == (7, 3)
+    taken = {"reservation_id": order["id"], "lines": [{"product_id": product["id"], "quantity": 3}]}
+    assert reserved_events(container) == [taken, taken], "taking the stock again is a fact, as the release was"
     (confirmed,) = confirmations(container)
     assert (confirmed.status, confirmed.attempts, confirmed.last_error) == (DONE, 1, None)
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from werkzeug.test import TestResponse
 
 from app.factory import create_app
-from tests.conftest import settings_for, start_app, stop_app
+from tests.conftest import Backend, settings_for, start_app, stop_app
 
 API = "/api/v1"
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
@@ -34,7 +34,7 @@ MakeApp = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[MakeApp]:
+def make_app(tmp_path: Path, backend: Backend) -> Iterator[MakeApp]:
     built: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:

@@ -1,7 +1,8 @@
 """The notification context on in-memory fakes: what the welcome and the order confirmation
 say, that their ids follow from the event, and that each event gets its mail once: a handled
 event sends nothing, an order of an unknown buyer waits (raises) and a failed send records
-nothing, so the retry sends again."""
+nothing, so the retry sends again. The recipient is remembered by a subscriber of its own, so a
+welcome that keeps failing does not keep the buyer's confirmations from going out."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from contexts.notification.application.subscribers import (
     NotDelivering,
     RecipientUnknown,
     when_order_placed_send_confirmation,
+    when_user_registered_remember_recipient,
     when_user_registered_send_welcome,
 )
 from contexts.notification.domain import messages
@@ -24,6 +26,9 @@ from contexts.order.events import OrderedLine, OrderPlaced
 from contexts.user.events import UserRegistered
 
 ADA = Recipient(user_id=uuid.uuid4(), email="ada@example.com", name="Ada Lovelace")
+RECIPIENTS = "notification.recipients"
+WELCOME = "notification.welcome_email"
+CONFIRMATION = "notification.order_confirmation_email"
 
 
 class AlreadyRecorded(Exception):
@@ -31,13 +36,14 @@ class AlreadyRecorded(Exception):
 
 
 class MailStore:
-    """The context's data and its inbox: which events were handled, and the one being delivered."""
+    """The context's data and its inbox: which (subscriber, event) deliveries were handled, and
+    the one being delivered."""
 
     def __init__(self) -> None:
         self.recipients: dict[uuid.UUID, Recipient] = {}
         self.sent: dict[str, SentMail] = {}
-        self.handled: set[uuid.UUID] = set()
-        self.delivering: uuid.UUID | None = None
+        self.handled: set[tuple[str, uuid.UUID]] = set()
+        self.delivering: tuple[str, uuid.UUID] | None = None
         self.commits = 0
 
     def __call__(self, *, write: bool = True) -> FakeUnitOfWork:
@@ -88,7 +94,7 @@ class FakeUnitOfWork:
         return self._store.delivering in self._store.handled
 
     def delivered_event_id(self) -> uuid.UUID | None:
-        return self._store.delivering
+        return self._store.delivering[1] if self._store.delivering else None
 
     def commit(self) -> None:
         assert self._write, "a read-only unit of work was committed"
@@ -102,13 +108,18 @@ class FakeUnitOfWork:
 
 
 class RecordingMailer:
+    """Sends unless told to fail: every mail (``failure``) or the mails of some kinds (``refused``)."""
+
     def __init__(self) -> None:
         self.sent: list[Mail] = []
         self.failure: Exception | None = None
+        self.refused: set[MailKind] = set()
 
     def send(self, mail: Mail) -> None:
         if self.failure is not None:
             raise self.failure
+        if any(mail.message_id.endswith(f".{kind.value}@{messages.SHOP_NAME}>") for kind in self.refused):
+            raise MailNotSent(f"550 message refused for {mail.to_address}")
         self.sent.append(mail)
 
 
@@ -128,19 +139,27 @@ def event_id() -> uuid.UUID:
 
 
 class Deliver(Protocol):
-    def __call__(self, event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None, /) -> None: ...
+    def __call__(
+        self, subscriber: str, event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None, /
+    ) -> None: ...
 
 
 @pytest.fixture
 def deliver(store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID) -> Deliver:
-    """Run the event's subscriber as the dispatcher would, as the delivery of ``answering`` or else ``event_id``."""
+    """Run one subscriber as the dispatcher would, as its delivery of ``answering`` or else ``event_id``."""
 
-    def run(event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None) -> None:
-        store.delivering = answering or event_id
-        if isinstance(event, UserRegistered):
-            when_user_registered_send_welcome(event, uow=store, mailer=mailer)
-        else:
+    def run(subscriber: str, event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None) -> None:
+        store.delivering = (subscriber, answering or event_id)
+        if subscriber == CONFIRMATION:
+            assert isinstance(event, OrderPlaced)
             when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
+            return
+        assert isinstance(event, UserRegistered)
+        if subscriber == RECIPIENTS:
+            when_user_registered_remember_recipient(event, uow=store)
+        else:
+            assert subscriber == WELCOME
+            when_user_registered_send_welcome(event, uow=store, mailer=mailer)
 
     return run
 
@@ -249,16 +268,42 @@ def test_outside_a_delivery_nothing_is_sent_or_recorded(
     assert (store.sent, store.handled, store.commits) == ({}, set(), 0)
 
 
+# --- the recipient ---------------------------------------------------------------------------
+
+
+def test_a_registration_remembers_the_recipient_and_mails_nothing(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
+) -> None:
+    deliver(RECIPIENTS, registered())
+
+    assert store.recipients == {ADA.user_id: ADA}
+    assert (mailer.sent, store.sent) == ([], {})
+    assert store.handled == {(RECIPIENTS, event_id)}
+    assert store.commits == 1
+
+
+def test_a_redelivered_registration_is_refused_by_the_inbox_and_changes_nothing(
+    deliver: Deliver, store: MailStore
+) -> None:
+    deliver(RECIPIENTS, registered())
+
+    with pytest.raises(AlreadyRecorded):
+        deliver(RECIPIENTS, registered(Recipient(user_id=ADA.user_id, email="other@example.com", name="Other")))
+
+    assert store.recipients == {ADA.user_id: ADA}
+    assert store.commits == 1
+
+
 # --- welcome ---------------------------------------------------------------------------------
 
 
-def test_a_registration_sends_one_welcome_and_remembers_the_recipient(
+def test_a_registration_sends_one_welcome_and_records_it_but_not_the_recipient(
     deliver: Deliver, store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
 ) -> None:
-    deliver(registered())
+    deliver(WELCOME, registered())
 
     assert mailer.sent == [messages.welcome(event_id, ADA)]
-    assert store.recipients == {ADA.user_id: ADA}
+    assert store.recipients == {}
     (sent,) = store.sent.values()
     assert (sent.message_id, sent.event_id, sent.kind) == (mailer.sent[0].message_id, event_id, MailKind.WELCOME)
     assert (sent.to_address, sent.subject) == (ADA.email, mailer.sent[0].subject)
@@ -268,9 +313,9 @@ def test_a_registration_sends_one_welcome_and_remembers_the_recipient(
 def test_a_handled_registration_sends_nothing_again(
     deliver: Deliver, store: MailStore, mailer: RecordingMailer
 ) -> None:
-    deliver(registered())
+    deliver(WELCOME, registered())
 
-    deliver(registered())
+    deliver(WELCOME, registered())
 
     assert len(mailer.sent) == 1
     assert store.commits == 1
@@ -282,11 +327,11 @@ def test_a_failed_welcome_records_nothing_so_the_retry_sends_it(
     mailer.failure = MailNotSent("server down")
 
     with pytest.raises(MailNotSent):
-        deliver(registered())
+        deliver(WELCOME, registered())
 
     assert (store.recipients, store.sent, store.handled) == ({}, {}, set())
     mailer.failure = None
-    deliver(registered())
+    deliver(WELCOME, registered())
     assert mailer.sent == [messages.welcome(event_id, ADA)]
 
 
@@ -299,7 +344,7 @@ def test_an_order_of_a_known_user_sends_them_its_confirmation(
     store.recipients[ADA.user_id] = ADA
     event = placed()
 
-    deliver(event)
+    deliver(CONFIRMATION, event)
 
     (mail,) = mailer.sent
     assert mail.message_id == f"<{event_id}.order-confirmation@modular-shop>"
@@ -318,7 +363,7 @@ def test_the_confirmation_goes_to_the_buyer_not_to_another_known_user(
     grace = Recipient(user_id=uuid.uuid4(), email="grace@example.com", name="Grace Hopper")
     store.recipients.update({ADA.user_id: ADA, grace.user_id: grace})
 
-    deliver(placed(user_id=grace.user_id))
+    deliver(CONFIRMATION, placed(user_id=grace.user_id))
 
     assert [(mail.to_address, mail.to_name) for mail in mailer.sent] == [("grace@example.com", "Grace Hopper")]
 
@@ -329,36 +374,48 @@ def test_an_order_of_a_user_not_heard_of_yet_raises_and_sends_nothing(
     event = placed()
 
     with pytest.raises(RecipientUnknown) as raised:
-        deliver(event)
+        deliver(CONFIRMATION, event)
 
     assert raised.value.user_id == ADA.user_id
     assert mailer.sent == []
     assert (store.sent, store.handled) == ({}, set())
 
 
-def test_the_confirmation_waits_for_the_registration_then_goes_out(
-    deliver: Deliver, mailer: RecordingMailer
-) -> None:
+def test_the_confirmation_waits_for_the_recipient_then_goes_out(deliver: Deliver, mailer: RecordingMailer) -> None:
     order_event, registration_event = uuid.uuid4(), uuid.uuid4()
     with pytest.raises(RecipientUnknown):
-        deliver(placed(), order_event)
+        deliver(CONFIRMATION, placed(), order_event)
 
-    deliver(registered(), registration_event)
-    deliver(placed(), order_event)
+    deliver(RECIPIENTS, registered(), registration_event)
+    deliver(CONFIRMATION, placed(), order_event)
 
-    assert [mail.message_id for mail in mailer.sent] == [
-        f"<{registration_event}.welcome@modular-shop>",
-        f"<{order_event}.order-confirmation@modular-shop>",
+    assert [(mail.message_id, mail.to_address) for mail in mailer.sent] == [
+        (f"<{order_event}.order-confirmation@modular-shop>", ADA.email)
     ]
-    assert {mail.to_address for mail in mailer.sent} == {ADA.email}
+
+
+def test_a_welcome_that_keeps_failing_does_not_hold_back_the_confirmation(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    registration_event, order_event = uuid.uuid4(), uuid.uuid4()
+    mailer.refused = {MailKind.WELCOME}
+    deliver(RECIPIENTS, registered(), registration_event)
+    for _ in range(3):
+        with pytest.raises(MailNotSent):
+            deliver(WELCOME, registered(), registration_event)
+
+    deliver(CONFIRMATION, placed(), order_event)
+
+    assert [mail.message_id for mail in mailer.sent] == [f"<{order_event}.order-confirmation@modular-shop>"]
+    assert store.handled == {(RECIPIENTS, registration_event), (CONFIRMATION, order_event)}
 
 
 def test_a_handled_order_sends_nothing_again(deliver: Deliver, store: MailStore, mailer: RecordingMailer) -> None:
     store.recipients[ADA.user_id] = ADA
     event = placed()
-    deliver(event)
+    deliver(CONFIRMATION, event)
 
-    deliver(event)
+    deliver(CONFIRMATION, event)
 
     assert len(mailer.sent) == 1
     assert store.commits == 1
@@ -369,7 +426,7 @@ def test_a_failed_confirmation_records_nothing(deliver: Deliver, store: MailStor
     mailer.failure = MailNotSent("server down")
 
     with pytest.raises(MailNotSent):
-        deliver(placed())
+        deliver(CONFIRMATION, placed())
 
     assert (store.sent, store.handled) == ({}, set())
 
@@ -380,7 +437,7 @@ def test_a_crash_between_sending_and_recording_resends_the_same_message(
     store.recipients[ADA.user_id] = ADA
     event = placed()
 
-    store.delivering = event_id
+    store.delivering = (CONFIRMATION, event_id)
 
     def crash(*, write: bool = True) -> FakeUnitOfWork:
         if write:

@@ -13,6 +13,7 @@ from contexts.audit.application.ports import UnitOfWorkFactory
 from contexts.audit.domain import model
 from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.user.events import UserRegistered
+from infrastructure.serialization import to_data
 
 # The one reason of OrderCancelled that says who cancelled: the order's owner.
 CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
@@ -84,7 +85,8 @@ def _append(
                 entity_id=entity_id,
                 actor_id=actor_id,
                 summary=summary,
-                data=model.primitives(event),
+                # As the event's envelope carries it, so the entry reads like the event on the wire.
+                data=to_data(event),
                 recorded_at=datetime.now(timezone.utc),
             )
         )

@@ -1,8 +1,12 @@
 """How the notification context reacts to other contexts' facts: it writes to the customer.
 
-Each subscriber checks, reads, sends, then records in ONE write unit of work (which also puts
-the delivery into the inbox). The mail goes out before that transaction opens, because an
-SMTP conversation may take seconds and must not hold a database writer.
+Learning who a user is and welcoming them are two subscribers, so that a welcome the mail
+server keeps refusing (until its delivery is given up) never leaves the user unknown here:
+their order confirmations only need the recipient.
+
+Each subscriber that mails checks, reads, sends, then records in ONE write unit of work (which
+also puts the delivery into the inbox). The mail goes out before that transaction opens,
+because an SMTP conversation may take seconds and must not hold a database writer.
 
 Delivery is therefore *at least once*, not exactly once: if the process dies after the mailer
 accepted a message and before the record commits, the event is delivered again and the same
@@ -39,17 +43,25 @@ class NotDelivering(RuntimeError):
     """A subscriber ran outside an event delivery, so there is no event id to answer."""
 
 
+def when_user_registered_remember_recipient(event: UserRegistered, *, uow: UnitOfWorkFactory) -> None:
+    """Remember the new user's name and address: their orders' confirmations go there.
+
+    It sends nothing, so it needs no check of its own: a redelivery's commit is refused by the
+    inbox and changes nothing."""
+    with uow() as writing:
+        writing.recipients.save(_recipient(event))
+        writing.commit()
+
+
 def when_user_registered_send_welcome(event: UserRegistered, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
-    """Welcome the new user, and remember them: their orders' confirmations go to this address."""
+    """Welcome the new user. The event names them, so the welcome stores nothing but its record."""
     with uow(write=False) as reading:
         answering = _answering(reading)
         if reading.already_handled():
             return
-    recipient = model.Recipient(user_id=event.user_id, email=event.email, name=event.name)
-    mail = messages.welcome(answering, recipient)
+    mail = messages.welcome(answering, _recipient(event))
     mailer.send(mail)
     with uow() as writing:
-        writing.recipients.save(recipient)
         writing.sent.add(model.SentMail.of(mail, event_id=answering, kind=model.MailKind.WELCOME, sent_at=_now()))
         writing.commit()
 
@@ -78,6 +90,10 @@ def _answering(reading: NotificationUnitOfWork) -> uuid.UUID:
     if event_id is None:
         raise NotDelivering("notification subscribers run only inside an event delivery")
     return event_id
+
+
+def _recipient(event: UserRegistered) -> model.Recipient:
+    return model.Recipient(user_id=event.user_id, email=event.email, name=event.name)
 
 
 def _placed_order(event: OrderPlaced) -> model.PlacedOrder:

@@ -123,7 +123,10 @@ class Reservation:
 
     def confirm(self) -> None:
         """The order was placed. A reservation that expired first holds nothing: the caller
-        must take its stock again before confirming (see ``ConfirmReservationHandler``)."""
+        must take its stock again before confirming (see ``ConfirmReservationHandler``), and
+        that taking is a fact of its own, as the expiry's release was."""
+        if self.status is ReservationStatus.EXPIRED:
+            self.events.append(events.StockReserved(reservation_id=self.id, lines=self.lines))
         if self.status in (ReservationStatus.RESERVED, ReservationStatus.EXPIRED):
             self.status = ReservationStatus.CONFIRMED
 
