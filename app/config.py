@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         30_000, description="PostgreSQL cancels a statement running longer than this; 0 = never"
     )
+    database_connect_timeout_seconds: Annotated[int, Field(ge=1, le=120)] = Field(
+        5, description="how long opening a connection to a database server may take"
+    )
 
     token_secret: SecretStr | None = Field(
         None, description="signs bearer tokens (32+ chars); generated into the instance folder if unset"
@@ -204,6 +207,7 @@ class Settings(BaseSettings):
             max_overflow=self.database_max_overflow,
             timeout_seconds=self.database_pool_timeout_seconds,
             statement_timeout_ms=self.database_statement_timeout_ms,
+            connect_timeout_seconds=self.database_connect_timeout_seconds,
         )
 
     def smtp_url_value(self) -> str | None:

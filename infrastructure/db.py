@@ -31,6 +31,7 @@ class PoolOptions:
     max_overflow: int = 10
     timeout_seconds: float = 30.0
     statement_timeout_ms: int = 30_000  # 0: statements may run forever
+    connect_timeout_seconds: int = 5
 
 
 class Database:
@@ -65,6 +66,10 @@ class Database:
                 pool_size=pool.size,
                 max_overflow=pool.max_overflow,
                 pool_timeout=pool.timeout_seconds,
+                # A server that restarted left the pool's connections dead: test each one as it
+                # is checked out, so the first requests after an outage succeed instead of failing.
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": pool.connect_timeout_seconds},
                 **engine_options,
             )
             if self.engine.dialect.name == "postgresql":
