@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,24 @@ def stop_app(app: Flask) -> None:
     container.unwire()
     for database in databases(container).values():
         database.dispose()
+
+
+MakeApp = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, backend: Backend) -> Iterator[MakeApp]:
+    """Apps with settings overrides, each on a fresh instance folder, all stopped at the end."""
+    built: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = start_app(tmp_path / f"instance-{len(built)}", **overrides)
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        stop_app(app)
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -41,7 +40,7 @@ from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
 from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
 from infrastructure.events.tables import OutboxTables
-from tests.conftest import Backend, Shop, start_app, stop_app
+from tests.conftest import Shop
 
 TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
 CONFIRM = "product.confirm_reservation"
@@ -62,21 +61,6 @@ class Broken(Exception):
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def make_app(tmp_path: Path, backend: Backend) -> Iterator[Callable[..., Flask]]:
-    """Apps with settings overrides, all stopped at the end of the test."""
-    apps: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
-        app = start_app(tmp_path / f"instance-{len(apps)}", **overrides)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        stop_app(app)
 
 
 def publish(container: ApplicationContainer, *events: Pinged) -> None:

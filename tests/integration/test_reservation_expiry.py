@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
@@ -26,24 +23,10 @@ from contexts.product.api import ReservationLine
 from contexts.product.domain.model import ReservationStatus
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from infrastructure.events.outbox import DEAD, DONE
-from tests.conftest import Backend, Shop, start_app, stop_app
+from tests.conftest import Shop
 
 CONFIRM = "product.confirm_reservation"
 DEADLINE_SECONDS = 30.0
-
-
-@pytest.fixture
-def make_app(tmp_path: Path, backend: Backend) -> Iterator[Any]:
-    apps: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
-        app = start_app(tmp_path / f"instance-{len(apps)}", **overrides)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        stop_app(app)
 
 
 def shop_of(app: Flask) -> Shop:

@@ -6,18 +6,16 @@ configured, then only for exactly those origins, on the API."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import ValidationError
 from werkzeug.test import TestResponse
 
 from app.factory import create_app
-from tests.conftest import Backend, settings_for, start_app, stop_app
+from tests.conftest import MakeApp, settings_for
 
 API = "/api/v1"
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
@@ -29,23 +27,6 @@ ALWAYS = {
 }
 ALLOWED = "https://shop.example.com"
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID")
-
-MakeApp = Callable[..., Flask]
-
-
-@pytest.fixture
-def make_app(tmp_path: Path, backend: Backend) -> Iterator[MakeApp]:
-    built: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
-        app = start_app(tmp_path / f"instance-{len(built)}", **overrides)
-        built.append(app)
-        return app
-
-    yield make
-    for app in built:
-        stop_app(app)
-
 
 @pytest.fixture
 def client(make_app: MakeApp) -> FlaskClient:

@@ -27,7 +27,6 @@ def when_user_registered_audit(event: UserRegistered, *, uow: UnitOfWorkFactory)
     _append(
         uow,
         event,
-        event_type=event.TYPE,
         entity_type="user",
         entity_id=event.user_id,
         actor_id=event.user_id,
@@ -40,7 +39,6 @@ def when_order_placed_audit(event: OrderPlaced, *, uow: UnitOfWorkFactory) -> No
     _append(
         uow,
         event,
-        event_type=event.TYPE,
         entity_type="order",
         entity_id=event.order_id,
         actor_id=event.user_id,
@@ -54,7 +52,6 @@ def when_order_cancelled_audit(event: OrderCancelled, *, uow: UnitOfWorkFactory)
     _append(
         uow,
         event,
-        event_type=event.TYPE,
         entity_type="order",
         entity_id=event.order_id,
         actor_id=event.user_id if event.reason == CANCELLED_BY_CUSTOMER else None,
@@ -64,14 +61,14 @@ def when_order_cancelled_audit(event: OrderCancelled, *, uow: UnitOfWorkFactory)
 
 def _append(
     uow: UnitOfWorkFactory,
-    event: object,
+    event: UserRegistered | OrderPlaced | OrderCancelled,
     *,
-    event_type: str,
     entity_type: model.EntityType,
     entity_id: uuid.UUID,
     actor_id: uuid.UUID | None,
     summary: str,
 ) -> None:
+    event_type = event.TYPE
     with uow() as unit:
         event_id = unit.delivered_event_id()
         if event_id is None:
