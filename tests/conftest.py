@@ -120,6 +120,18 @@ def settings_for(instance: Path, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def env_for(instance: Path) -> dict[str, str]:
+    """The environment variables that put a ``shop`` process on ``instance`` on the current
+    test's backend (the process-level twin of :func:`settings_for`)."""
+    return {name.upper(): str(value) for name, value in _current.settings(instance).items()}
+
+
+def database_for(context: str, instance: Path) -> Database:
+    """A ``Database`` of ``context`` for an app on ``instance`` on the current test's backend, so a
+    test can read that context's tables (unqualified names) wherever they live. Dispose it after."""
+    return _current.database(context, instance)
+
+
 def start_app(instance: Path, **overrides: Any) -> Flask:
     """An app on ``instance`` with every context's database migrated."""
     app = create_app(settings_for(instance, **overrides))

@@ -21,6 +21,8 @@ from types import TracebackType
 
 import httpx
 
+from tests.conftest import env_for
+
 HOST = "127.0.0.1"
 # Argon2 at its cheapest and quiet logs: the e2e tests register many users.
 FAST_ENV = {
@@ -46,15 +48,17 @@ def shop_env(instance: Path, **overrides: str) -> dict[str, str]:
     """The process environment for a shop command using ``instance`` for its files.
 
     Every setting the shop reads is taken out of the inherited environment first, so a
-    developer's own ``DATABASE_URL`` or ``PORT`` cannot leak into a test.
+    developer's own ``DATABASE_URL`` or ``PORT`` cannot leak into a test. The databases are
+    those of the running test's backend (see ``tests/conftest.py``).
     """
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.endswith("DATABASE_URL") and name not in {"PORT", "TOKEN_SECRET", "FLASK_APP"}
+        if not name.endswith(("DATABASE_URL", "DATABASE_SCHEMA")) and name not in {"PORT", "TOKEN_SECRET", "FLASK_APP"}
     }
     env.update(FAST_ENV)
     env["INSTANCE_PATH"] = str(instance)
+    env.update(env_for(instance))
     env.update(overrides)
     return env
 
@@ -103,7 +107,9 @@ class ServerFailed(RuntimeError):
 class ShopServer:
     """``shop serve`` in a subprocess; use as a context manager or call start/stop.
 
-    With ``port_from_env`` the port is given as the ``PORT`` variable instead of ``--port``.
+    With ``port_from_env`` the port is given as the ``PORT`` variable instead of ``--port``;
+    ``options`` are added to the command line (``("--prod",)`` serves with gunicorn, whose
+    master is the process this class starts and stops).
     """
 
     def __init__(
@@ -115,8 +121,10 @@ class ShopServer:
         port: int | None = None,
         port_from_env: bool = False,
         startup_timeout: float = STARTUP_TIMEOUT,
+        options: Sequence[str] = (),
     ) -> None:
         self.env = dict(env)
+        self.options = tuple(options)
         self.log_path = log_path
         self.cwd = cwd or log_path.parent
         self.requested_port = port
@@ -138,7 +146,8 @@ class ShopServer:
                 self._wait_until_healthy()
                 return self
             except ServerFailed:
-                address_taken = "Address already in use" in self.log_tail()
+                # Werkzeug says the former, gunicorn the latter.
+                address_taken = any(s in self.log_tail() for s in ("Address already in use", "Connection in use"))
                 self.stop()
                 if not address_taken or attempt == attempts - 1:
                     raise
@@ -146,7 +155,7 @@ class ShopServer:
 
     def _spawn(self) -> None:
         env = dict(self.env)
-        command = [str(shop_executable()), "serve", "--host", HOST]
+        command = [str(shop_executable()), "serve", *self.options, "--host", HOST]
         if self.port_from_env:
             env["PORT"] = str(self.port)
         else:

@@ -1,23 +1,25 @@
 """The ``shop`` command as an operator runs it: migrations, admins, demo data and ``serve``.
 
 Each test has its own instance folder; commands and servers run as real subprocesses, so
-these tests also prove that the CLI and the server read the same settings and secret.
+these tests also prove that the CLI and the server read the same settings and secret. The
+tests that touch a database run on each backend: SQLite files, and PostgreSQL schemas when
+``SHOP_TEST_POSTGRES_URL`` names a server.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
-from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from app.config import CONTEXTS
 from app.migrations import script_location, version_table
+from tests.conftest import Backend, database_for
 from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, free_port, shop, shop_env
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,8 @@ PASSWORD = "admin password"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, backend: Backend) -> dict[str, str]:
+    """The environment of shop commands on a fresh instance on ``backend`` (set up first)."""
     return shop_env(tmp_path / "instance")
 
 
@@ -35,17 +38,20 @@ def instance_of(env: dict[str, str]) -> Path:
 
 
 def schema(env: dict[str, str]) -> dict[str, tuple[set[str], list[str]]]:
-    """Per context: the tables of its SQLite file, and the revisions its version table holds."""
+    """Per context: the tables of its database, and the revisions its version table holds."""
     found = {}
     for context in CONTEXTS:
-        uri = f"file:{instance_of(env) / f'{context}.db'}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True)) as connection:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            versions = (
-                [row[0] for row in connection.execute(f"SELECT version_num FROM {version_table(context)}")]
-                if version_table(context) in tables
-                else []
-            )
+        database = database_for(context, instance_of(env))
+        try:
+            with database.engine.connect() as connection:
+                tables = set(inspect(connection).get_table_names(schema=database.schema))
+                versions = (
+                    list(connection.scalars(text(f"SELECT version_num FROM {version_table(context)}")))
+                    if version_table(context) in tables
+                    else []
+                )
+        finally:
+            database.dispose()
         found[context] = (tables - {version_table(context)}, versions)
     return found
 
@@ -130,9 +136,10 @@ def test_create_admin_for_an_existing_email_fails_clearly(env: dict[str, str], t
         ("long@example.com", "x" * 129, "password"),
     ],
 )
-def test_create_admin_rejects_invalid_input(env: dict[str, str], email: str, password: str, complaint: str) -> None:
-    """Validation comes before any database work, so no migration is needed here."""
-    refused = create_admin(env, email, password, check=False)
+def test_create_admin_rejects_invalid_input(tmp_path: Path, email: str, password: str, complaint: str) -> None:
+    """Validation comes before any database work, so no migration is needed here, and one
+    backend (the default SQLite files) is enough."""
+    refused = create_admin(shop_env(tmp_path / "instance"), email, password, check=False)
 
     assert refused.returncode != 0
     assert refused.stderr.startswith("Error:") and complaint in refused.stderr, refused.stderr

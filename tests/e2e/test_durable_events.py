@@ -1,4 +1,5 @@
-"""Durable events end to end, with real ``shop serve`` processes on the embedded SQLite files.
+"""Durable events end to end, with real ``shop serve`` processes on each backend: the embedded
+SQLite files, and PostgreSQL schemas when ``SHOP_TEST_POSTGRES_URL`` names a server.
 
 The server is killed with SIGKILL while customers are registering and ordering and while its
 dispatcher is behind; a new server on the same files must then deliver every event of every
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import email
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -25,7 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from tests.conftest import database_for
 from tests.e2e.server import (
     API,
     REQUEST_TIMEOUT,
@@ -37,7 +39,8 @@ from tests.e2e.server import (
     shop_executable,
 )
 
-pytestmark = pytest.mark.slow
+# ``backend`` is set up before the test body, so ``shop_env`` and ``rows`` see its databases.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("backend")]
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin password"
@@ -47,12 +50,18 @@ QUICK_RETRIES = {"EVENTS_RETRY_BASE_SECONDS": "0.1", "EVENTS_RETRY_MAX_SECONDS":
 
 
 def rows(instance: Path, context: str, query: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(instance / f"{context}.db", timeout=30) as connection:
-        return connection.execute(query).fetchall()
+    """``query``'s rows from ``context``'s database on the test's backend (unqualified table
+    names: on PostgreSQL the connection's search_path names the context's schema)."""
+    database = database_for(context, instance)
+    try:
+        with database.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(query))]
+    finally:
+        database.dispose()
 
 
 def as_uuid(value: Any) -> uuid.UUID:
-    """SQLite stores SQLAlchemy's Uuid as 32 hex digits; envelopes and the API use dashes."""
+    """A ``Uuid`` column's value as read back: 32 hex digits on SQLite, a UUID on PostgreSQL."""
     return uuid.UUID(str(value))
 
 
@@ -240,9 +249,10 @@ def test_a_relay_process_delivers_what_web_processes_without_a_dispatcher_commit
     """EVENTS_DISPATCH_IN_WEB=false: the web process only records; `shop events relay` delivers,
     and stops cleanly on SIGTERM."""
     instance, env = prepare(tmp_path, EVENTS_DISPATCH_IN_WEB="false", EVENTS_POLL_SECONDS="0.2")
-    with ShopServer(env, tmp_path / "server.log") as server, httpx.Client(
-        base_url=server.url, timeout=REQUEST_TIMEOUT
-    ) as client:
+    with (
+        ShopServer(env, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client,
+    ):
         product_id = create_product(client, bearer(client, ADMIN_EMAIL, ADMIN_PASSWORD), stock=5)
         buyer = register(client, "buyer@example.com", "correct horse")
         response = client.post(
