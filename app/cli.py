@@ -9,17 +9,19 @@ from decimal import Decimal
 from types import FrameType
 
 import click
-from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, ScriptInfo, pass_script_info, with_appcontext
 from pydantic import ValidationError
 from werkzeug.serving import run_simple
 
 from app.api_docs import openapi_document
 from app.background import BackgroundWork
+from app.config import Settings, read_settings, settings_problems
 from app.containers import databases
 from app.events_cli import events
 from app.factory import container_of, create_app
 from app.migrations import downgrade_all, upgrade_all
+from app.production import ProductionServer
 from contexts.product.application.handlers import CreateProduct
 from contexts.product.domain.exceptions import SkuAlreadyExists
 from contexts.user import http as user_http
@@ -37,7 +39,23 @@ DEMO_PRODUCTS = (
 )
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, load_dotenv=False)
+def load_settings() -> Settings:
+    """The settings from the environment and ``.env``; a bad one stops the command with a
+    message naming it (and never its value, which may be a secret)."""
+    try:
+        return read_settings()
+    except ValidationError as error:
+        raise click.ClickException(f"invalid settings:\n{settings_problems(error)}") from None
+
+
+def _create_app() -> Flask:
+    try:
+        return create_app()
+    except ValidationError as error:
+        raise click.ClickException(f"invalid settings:\n{settings_problems(error)}") from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, load_dotenv=False)
 def main() -> None:
     """modular-shop: an online-shop backend (users, products, orders)."""
 
@@ -50,11 +68,20 @@ def main() -> None:
     default=lambda: int(os.environ.get("PORT", "8000")),
     show_default="$PORT or 8000",
 )
-@with_appcontext
-def serve(host: str, port: int) -> None:
-    """Serve the API with the threaded development server (one process), delivering events
-    in the background unless EVENTS_DISPATCH_IN_WEB is false."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+@click.option(
+    "--prod",
+    is_flag=True,
+    help="Serve with gunicorn: WEB_WORKERS processes of WEB_THREADS threads, each delivering events.",
+)
+@pass_script_info
+def serve(info: ScriptInfo, host: str, port: int, prod: bool) -> None:
+    """Serve the API and deliver events in the background (unless EVENTS_DISPATCH_IN_WEB is
+    false): one threaded process by default, gunicorn's worker processes with --prod."""
+    if prod:
+        # The master forks before any app exists; each worker builds its own.
+        ProductionServer(load_settings(), host=host, port=port).run()
+        return
+    app = info.load_app()
     container = container_of(app)
     background = BackgroundWork(container) if container.settings().events_dispatch_in_web else None
     # SIGTERM unwinds like Ctrl-C, so the dispatcher hands back what it has not started.

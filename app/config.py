@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import limits
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contexts.notification.adapters.mailers import SmtpEndpoint
@@ -99,6 +100,22 @@ class Settings(BaseSettings):
     argon2_time_cost: Annotated[int, Field(ge=1)] = 3
     argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = 64 * 1024
     argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+
+    web_workers: Annotated[int, Field(ge=1, le=64)] = Field(
+        4, description="`shop serve --prod`: worker processes (each with its own pools and dispatcher)"
+    )
+    web_threads: Annotated[int, Field(ge=1, le=256)] = Field(
+        8, description="`shop serve --prod`: requests each worker serves at the same time"
+    )
+    web_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        30, description="`shop serve --prod`: a worker silent for this long is killed and replaced"
+    )
+    web_graceful_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        30, description="on SIGTERM, how long workers may finish requests and hand deliveries back"
+    )
+    web_keepalive_seconds: Annotated[int, Field(ge=0, le=300)] = Field(
+        5, description="how long an idle client connection is kept open; behind a load balancer, above its idle timeout"
+    )
 
     events_dispatch_in_web: bool = Field(
         True, description="run the event dispatcher inside `shop serve`; false when `shop events relay` runs apart"
@@ -225,6 +242,17 @@ class Settings(BaseSettings):
         if not path.exists():
             _create_secret_file(path)
         return path.read_text().strip()
+
+
+def read_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The settings from the environment and ``.env``, with ``overrides`` (tests) on top."""
+    return Settings(**dict(overrides or {}))
+
+
+def settings_problems(error: ValidationError) -> str:
+    """One line per bad setting, named as its environment variable: ``DATABASE_POOL_SIZE:
+    Input should be ...``. The settings hide input values, so no secret is quoted."""
+    return "\n".join(f"  {'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']}" for problem in error.errors())
 
 
 def _create_secret_file(path: Path) -> None:

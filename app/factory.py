@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from app import api_docs, ops
-from app.config import Settings
+from app.config import read_settings
 from app.containers import ApplicationContainer, build_container, databases
 from app.subscriptions import subscribe_all
 from contexts.audit import http as audit_http
@@ -30,7 +30,7 @@ BLUEPRINT_MODULES = (user_http, product_http, order_http, audit_http, recommenda
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings that would come from the environment."""
-    settings = Settings(**dict(test_config or {}))
+    settings = read_settings(test_config)
     configure_logging(level=settings.log_level, json=settings.log_format == "json")
     container = build_container(settings)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -18,6 +19,12 @@ def _add_request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, An
     return event_dict
 
 
+def _add_process_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # Several worker processes write to one stream under gunicorn: tell them apart.
+    event_dict.setdefault("pid", os.getpid())
+    return event_dict
+
+
 def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     """Route structlog and the standard library's logging through one JSON (or console) renderer.
 
@@ -27,6 +34,7 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
+        _add_process_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -9,6 +9,7 @@ the loop at once; otherwise it polls, which is how it notices other processes' e
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import threading
@@ -69,7 +70,8 @@ class Dispatcher:
         self._retry = retry
         self._lease = lease
         self._poll_interval = poll_interval
-        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+        # Host and process id say whose claim a delivery is under; short enough for claimed_by.
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()

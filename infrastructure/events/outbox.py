@@ -165,7 +165,8 @@ class Outbox:
         return [self._claimed(row, owner) for row in rows]
 
     def complete(self, deliveries: Sequence[ClaimedDelivery]) -> None:
-        """Mark deliveries done, in one transaction however many (the dispatcher batches them).
+        """Mark deliveries done, in one transaction however many (the dispatcher batches them);
+        ``claimed_by`` stays, telling which dispatcher delivered each.
 
         Every outcome is recorded only while the claim is still the recorder's: a dispatcher
         whose lease ran out must not overwrite what the one that took over recorded.
@@ -183,7 +184,6 @@ class Outbox:
                     completed_at=_now(),
                     last_error=None,
                     claimed_until=None,
-                    claimed_by=None,
                 )
             )
             session.commit()

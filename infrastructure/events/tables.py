@@ -66,6 +66,7 @@ def delivery_columns_v1(prefix: str) -> list[Column[object] | Index | UniqueCons
         Column("attempts", Integer, nullable=False),
         Column("available_at", UtcDateTime, nullable=False),
         Column("claimed_until", UtcDateTime, nullable=True),
+        # The dispatcher ("host:pid:id") holding the claim; on a done delivery, the one that did it.
         Column("claimed_by", String(64), nullable=True),
         Column("last_error", Text, nullable=True),
         Column("recorded_at", UtcDateTime, nullable=False),
