@@ -1,17 +1,21 @@
-"""Concurrent ordering against real ``shop serve`` processes on SQLite files.
+"""Concurrent ordering against real ``shop serve`` processes, on each backend: SQLite files,
+and PostgreSQL schemas when ``SHOP_TEST_POSTGRES_URL`` names a server.
 
-Many buyers order the last units of one product at the same instant, first as threads
-against one server, then as client processes against three servers sharing one instance
-folder. Exactly the stock is sold, never more; every loser gets a 409 problem; nothing
+Many buyers order the last units of one product at the same instant: as threads against one
+server, as client processes against three servers sharing one instance's databases, and as
+hundreds of buyers in client processes against ``shop serve --prod`` with four gunicorn
+workers. Exactly the stock is sold, never more; every loser gets a 409 problem; nothing
 answers 5xx; the stock and the buyers' order lists agree with the answers.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -23,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import Backend, database_for
 from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, register, shop, shop_env, start_all
 
 pytestmark = pytest.mark.slow
@@ -104,8 +109,9 @@ def client_process(buyers: Sequence[Buyer], product_id: str, barrier: Any, resul
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Path:
-    """A fresh instance folder with migrated databases and an admin made by the CLI."""
+def instance(tmp_path: Path, backend: Backend) -> Path:
+    """A fresh instance folder with migrated databases on ``backend`` (set up first, so the
+    servers' environment names it) and an admin made by the CLI."""
     env = shop_env(tmp_path / "instance")
     shop("db", "upgrade", env=env, cwd=tmp_path)
     shop("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env, cwd=tmp_path)
@@ -122,35 +128,37 @@ def servers(stack: ExitStack, instance: Path, count: int) -> list[ShopServer]:
     return running
 
 
-def stock_product_and_buyers(urls: Sequence[str], quantities: Sequence[int]) -> tuple[str, list[Buyer]]:
-    """A product with ``STOCK`` units and ``BUYERS`` customers, each to order one quantity."""
+def stock_product_and_buyers(
+    urls: Sequence[str], quantities: Sequence[int], *, stock: int = STOCK, buyers: int = BUYERS
+) -> tuple[str, list[Buyer]]:
+    """A product with ``stock`` units and ``buyers`` customers, each to order one quantity."""
     with httpx.Client(base_url=urls[0], timeout=REQUEST_TIMEOUT) as client:
         admin = bearer(client, ADMIN_EMAIL, ADMIN_PASSWORD)
         created = client.post(
             f"{API}/products",
-            json={"sku": "LAST-UNITS", "name": "Scarce thing", "price": "9.99", "initial_stock": STOCK},
+            json={"sku": "LAST-UNITS", "name": "Scarce thing", "price": "9.99", "initial_stock": stock},
             headers=admin,
         )
         assert created.status_code == 201, created.text
-        assert created.json()["stock"] == STOCK
+        assert created.json()["stock"] == stock
 
     # One after the other: concurrent writers on SQLite would only queue on its busy timeout.
     # With several servers each buyer orders from the server after the one that issued its
     # token, so the servers must share the signing secret too.
-    buyers = []
+    ready = []
     with ExitStack() as closing:
         clients = [closing.enter_context(httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT)) for url in urls]
-        for index in range(BUYERS):
+        for index in range(buyers):
             headers = register(clients[index % len(urls)], f"buyer-{index}@example.com", CUSTOMER_PASSWORD)
-            buyers.append(Buyer(index, headers, quantities[index % len(quantities)], urls[(index + 1) % len(urls)]))
-    return str(created.json()["id"]), buyers
+            ready.append(Buyer(index, headers, quantities[index % len(quantities)], urls[(index + 1) % len(urls)]))
+    return str(created.json()["id"]), ready
 
 
 # --- the verdict ----------------------------------------------------------------------------
 
 
 def assert_exactly_the_stock_was_sold(
-    answers: Sequence[Answer], buyers: Sequence[Buyer], product_id: str, url: str, logs: str
+    answers: Sequence[Answer], buyers: Sequence[Buyer], product_id: str, url: str, logs: str, *, stock: int = STOCK
 ) -> dict[str, Any]:
     assert sorted(answer.buyer for answer in answers) == [buyer.index for buyer in buyers]
     unexpected = [answer for answer in answers if answer.status not in (201, 409)]
@@ -180,8 +188,8 @@ def assert_exactly_the_stock_was_sold(
             assert page.status_code == 200, page.text
             listed += page.json()["items"]
 
-    assert units_sold <= STOCK and left >= 0, f"oversold: {units_sold} units sold of {STOCK}, stock now {left}"
-    assert units_sold + left == STOCK, f"sold {units_sold} and {left} left of {STOCK}"
+    assert units_sold <= stock and left >= 0, f"oversold: {units_sold} units sold of {stock}, stock now {left}"
+    assert units_sold + left == stock, f"sold {units_sold} and {left} left of {stock}"
     assert refused, "every buyer was served, so the race for the last units never happened"
     # Nobody was refused while enough was left for them: the stock only ever went down.
     assert all(left < answer.quantity for answer in refused), (left, sorted({a.quantity for a in refused}))
@@ -199,6 +207,27 @@ def assert_exactly_the_stock_was_sold(
         "median_s": round(seconds[len(seconds) // 2], 3),
         "burst_s": round(max(a.answered_at for a in answers) - min(a.sent_at for a in answers), 3),
     }
+
+
+def race_in_processes(stack: ExitStack, buyers: Sequence[Buyer], product_id: str, processes: int) -> list[Answer]:
+    """Share the buyers out among client processes, each racing its buyers as threads."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(len(buyers))
+    results = spawn.Queue()
+    clients = [
+        spawn.Process(target=client_process, args=(buyers[n::processes], product_id, barrier, results))
+        for n in range(processes)
+    ]
+    stack.callback(results.close)
+    stack.callback(_reap, clients)
+    for client in clients:
+        client.start()
+    answers: list[Answer] = []
+    for _ in clients:
+        outcome, payload = results.get(timeout=CLIENT_PROCESS_TIMEOUT)
+        assert outcome == "ok", f"a client process failed:\n{payload}"
+        answers += payload
+    return answers
 
 
 def all_logs(running: Sequence[ShopServer]) -> str:
@@ -222,29 +251,14 @@ def test_threads_ordering_the_last_units_sell_exactly_the_stock(instance: Path, 
 
 
 @pytest.mark.parametrize("quantities", [(1,), (2, 3)], ids=["one-each", "two-or-three"])
-def test_processes_on_one_instance_folder_sell_exactly_the_stock(instance: Path, quantities: tuple[int, ...]) -> None:
-    """Three servers share the SQLite files; four client processes race them round-robin."""
+def test_processes_on_one_instance_sell_exactly_the_stock(instance: Path, quantities: tuple[int, ...]) -> None:
+    """Three servers share the instance's databases; four client processes race them round-robin."""
     processes = 4
     with ExitStack() as stack:
         running = servers(stack, instance, 3)
         product_id, buyers = stock_product_and_buyers([server.url for server in running], quantities)
 
-        spawn = multiprocessing.get_context("spawn")
-        barrier = spawn.Barrier(len(buyers))
-        results = spawn.Queue()
-        clients = [
-            spawn.Process(target=client_process, args=(buyers[n::processes], product_id, barrier, results))
-            for n in range(processes)
-        ]
-        stack.callback(results.close)
-        stack.callback(_reap, clients)
-        for client in clients:
-            client.start()
-        answers: list[Answer] = []
-        for _ in clients:
-            outcome, payload = results.get(timeout=CLIENT_PROCESS_TIMEOUT)
-            assert outcome == "ok", f"a client process failed:\n{payload}"
-            answers += payload
+        answers = race_in_processes(stack, buyers, product_id, processes)
 
         figures = assert_exactly_the_stock_was_sold(answers, buyers, product_id, running[0].url, all_logs(running))
         assert all(server.is_running() for server in running)
@@ -253,6 +267,78 @@ def test_processes_on_one_instance_folder_sell_exactly_the_stock(instance: Path,
         }
     assert all(count > 0 for count in served.values()), served
     print(f"\nprocesses {quantities}: {figures} per_server={served}")
+
+
+class ConnectionGauge:
+    """Samples how many connections the server holds open to PostgreSQL (none on SQLite)."""
+
+    def __init__(self, instance: Path) -> None:
+        self._database = database_for("order", instance)
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample)
+        self.peak = 0
+
+    def _count(self) -> int:
+        with self._database.engine.connect() as connection:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            return int(connection.exec_driver_sql(query).scalar_one()) - 1  # not this one
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._count())
+
+    def __enter__(self) -> ConnectionGauge:
+        if self._database.engine.dialect.name == "postgresql":
+            self._sampler.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._sampler.ident is not None:
+            self._sampler.join()
+        self._database.dispose()
+
+
+def test_four_gunicorn_workers_sell_exactly_the_stock_to_hundreds_of_buyers(instance: Path) -> None:
+    """``shop serve --prod`` with four worker processes; 300 buyers in four client processes
+    race for 100 units, one or two each."""
+    stock, processes = 100, 4
+    env = shop_env(
+        instance,
+        WEB_WORKERS="4",
+        WEB_THREADS="4",
+        EVENTS_WORKERS="2",
+        DATABASE_POOL_SIZE="2",
+        DATABASE_MAX_OVERFLOW="4",
+        LOG_LEVEL="INFO",  # the access log says which worker answered
+        LOGIN_RATE_LIMIT_PER_ADDRESS="1000/minute",  # 300 buyers log in from one address
+        WEB_KEEPALIVE_SECONDS="120",  # buyers connect first, then wait for every other one
+    )
+    server = ShopServer(env, instance.parent / "logs" / "gunicorn.log", cwd=instance.parent, options=("--prod",))
+    with ExitStack() as stack:
+        stack.push(server.__exit__)
+        server.start()
+        product_id, buyers = stock_product_and_buyers([server.url], (1, 2), stock=stock, buyers=300)
+
+        with ConnectionGauge(instance) as connections:
+            answers = race_in_processes(stack, buyers, product_id, processes)
+
+        figures = assert_exactly_the_stock_was_sold(
+            answers, buyers, product_id, server.url, server.log_tail(), stock=stock
+        )
+        assert server.is_running()
+    orders_per_worker = Counter(
+        line["pid"]
+        for line in map(json.loads, filter(lambda text: text.startswith("{"), server.log_path.read_text().splitlines()))
+        if line.get("event") == "request" and line.get("method") == "POST" and line.get("path") == f"{API}/orders"
+    )
+    assert sum(orders_per_worker.values()) == len(buyers)
+    assert len(orders_per_worker) > 1, f"one worker answered every order: {orders_per_worker}"
+    seconds = figures["burst_s"]
+    print(
+        f"\ngunicorn 4 workers: {figures} orders/s={len(answers) / seconds:.0f}"
+        f" per_worker={sorted(orders_per_worker.values())} peak_db_connections={connections.peak}"
+    )
 
 
 def _reap(clients: Sequence[BaseProcess]) -> None:
