@@ -25,6 +25,7 @@ SUBSCRIPTIONS: tuple[tuple[type[Any], str, str], ...] = (
     (OrderPlaced, "notification.order_confirmation_email", "notification.when_order_placed_send_confirmation"),
     (OrderPlaced, "audit.order_log", "audit.when_order_placed_audit"),
     (OrderCancelled, "audit.order_log", "audit.when_order_cancelled_audit"),
+    (OrderCancelled, "product.release_cancelled_order", "product.when_order_cancelled_release_stock"),
     (OrderPlaced, "recommendation.purchases", "recommendation.when_order_placed_record_purchase"),
 )
 

@@ -46,3 +46,6 @@ class ProductContainer(containers.DeclarativeContainer):
     when_order_placed_confirm_reservation = providers.Callable(
         subscribers.when_order_placed_confirm_reservation, confirm=confirm_reservation
     )
+    when_order_cancelled_release_stock = providers.Callable(
+        subscribers.when_order_cancelled_release_stock, release=release_stock
+    )

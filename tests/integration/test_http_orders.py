@@ -14,6 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app.containers import ApplicationContainer
 from tests.conftest import Shop
 
 ORDERS = "/api/v1/orders"
@@ -444,6 +445,28 @@ def test_cancelling_twice_is_200_and_returns_the_stock_once(client: FlaskClient,
 
     assert (first.status_code, second.status_code, by_admin.status_code) == (200, 200, 200)
     assert second.json == first.json == by_admin.json
+    assert stock_of(client, product) == 10
+
+
+def test_a_cancel_the_product_context_could_not_answer_is_200_and_its_stock_comes_back_by_event(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = shop.admin()
+    product = shop.product(admin, initial_stock=10)
+    customer = shop.customer()
+    order = place(client, customer, (product["id"], 3)).json
+    assert container.dispatcher().run_until_idle() > 0  # the placement's deliveries, confirmation included
+
+    def unreachable(reservation_id: uuid.UUID, reason: str) -> None:
+        raise ConnectionError("product context unreachable")
+
+    monkeypatch.setattr(container.product.api(), "release", unreachable)
+    response = client.post(f"{ORDERS}/{order['id']}/cancel", headers=customer)
+
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "cancelled"
+    assert stock_of(client, product) == 7, "not released yet"
+    container.dispatcher().run_until_idle()  # delivers OrderCancelled to the product context
     assert stock_of(client, product) == 10
 
 

@@ -326,7 +326,7 @@ def test_cancelling_again_changes_nothing_but_still_asks_for_the_release(
     assert len(store.publisher.of_type(OrderCancelled)) == 1
 
 
-def test_cancelling_again_heals_a_release_that_failed(
+def test_a_release_that_fails_does_not_fail_the_cancel_and_cancelling_again_heals_it(
     place: PlaceOrderHandler, cancel: CancelOrderHandler, products: FakeProductApi, store: OrderStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -338,14 +338,57 @@ def test_cancelling_again_heals_a_release_that_failed(
         raise ConnectionError("product service unavailable")
 
     monkeypatch.setattr(products, "release", unavailable)
-    with pytest.raises(ConnectionError):
-        cancel(CancelOrder(order.id, as_customer()))
+    assert cancel(CancelOrder(order.id, as_customer())).status == "cancelled"
     assert store.orders.rows[order.id].status is OrderStatus.CANCELLED
+    assert len(store.publisher.of_type(OrderCancelled)) == 1, "the product context releases on this event"
     assert products.stock_of(mug.id) == 3
 
     monkeypatch.setattr(products, "release", working_release)
     cancel(CancelOrder(order.id, as_customer()))
     assert products.stock_of(mug.id) == 5
+
+
+def test_a_reservation_whose_outcome_is_unknown_is_released(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The product context reserved, but its answer was lost (a timeout): release, then fail."""
+    mug = products.add(stock=5)
+    reserve = products.reserve
+
+    def reserved_but_answer_lost(reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
+        reserve(reservation_id, lines)
+        raise TimeoutError("no answer from the product service")
+
+    monkeypatch.setattr(products, "reserve", reserved_but_answer_lost)
+    with pytest.raises(TimeoutError):
+        place(order_of((mug, 2)))
+    ((reserved_id, _),) = products.reserve_calls
+    assert products.release_calls == [(reserved_id, "order_not_placed")]
+    assert products.stock_of(mug.id) == 5
+    assert store.orders.rows == {}
+
+
+def test_a_refused_reservation_is_not_released(place: PlaceOrderHandler, products: FakeProductApi) -> None:
+    mug = products.add(stock=1)
+    with pytest.raises(InsufficientStock):
+        place(order_of((mug, 2)))
+    assert products.release_calls == []
+
+
+def test_a_release_that_fails_too_does_not_hide_why_the_order_failed(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reservation is then left to the product context's expiry of unconfirmed ones."""
+    mug = products.add(stock=5)
+    store.before_commit = fail_commits_that_place_orders
+
+    def unavailable(reservation_id: uuid.UUID, reason: str) -> None:
+        raise ConnectionError("product service unavailable")
+
+    monkeypatch.setattr(products, "release", unavailable)
+    with pytest.raises(CommitFailed):
+        place(order_of((mug, 2)))
+    assert store.orders.rows == {}
 
 
 def test_an_admin_cancelling_is_recorded_as_such(

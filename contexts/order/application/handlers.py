@@ -2,7 +2,10 @@
 
 Placing an order is a small saga across two contexts: reserve stock through the product
 context's published interface (the order id is the reservation id, so a retry reserves
-nothing twice), then save the order; if saving fails, the reservation is released.
+nothing twice), then save the order. If saving fails, or the product context could not say
+whether it reserved (unreachable, timed out), the reservation is released; should even that
+fail, the product context expires the unconfirmed reservation after its time-to-live. Either
+way no order exists without its stock and no stock stays held without its order.
 """
 
 from __future__ import annotations
@@ -18,9 +21,18 @@ import structlog
 from contexts.order.api import OrderDTO, OrderLineDTO, OrderNotFound
 from contexts.order.application.ports import OrderKey, UnitOfWorkFactory
 from contexts.order.domain import exceptions, model
-from contexts.product.api import ProductApi, ReservationLine
+from contexts.product.api import (
+    InsufficientStock,
+    ProductApi,
+    ProductNotFound,
+    ReservationConflict,
+    ReservationLine,
+)
 
 logger = structlog.get_logger(__name__)
+
+# The product context answered: nothing was reserved.
+REFUSALS = (InsufficientStock, ProductNotFound, ReservationConflict)
 
 IDEMPOTENCY_LEASE = timedelta(seconds=60)
 
@@ -129,7 +141,13 @@ class PlaceOrderHandler:
             for item in items
         ]
         order = model.Order.place(order_id=uuid.uuid4(), user_id=command.user_id, lines=lines, now=_now())
-        self._products.reserve(order.id, [ReservationLine(item.product_id, item.quantity) for item in items])
+        try:
+            self._products.reserve(order.id, [ReservationLine(item.product_id, item.quantity) for item in items])
+        except REFUSALS:
+            raise
+        except Exception:
+            self._release_quietly(order.id, reason="order_not_placed")
+            raise
         try:
             with self._uow() as uow:
                 uow.orders.add(order)
@@ -137,9 +155,18 @@ class PlaceOrderHandler:
                     uow.idempotency.complete(user_id=command.user_id, key=command.idempotency_key, order=order)
                 uow.commit()
         except Exception:
-            self._products.release(order.id, reason="order_not_saved")
+            self._release_quietly(order.id, reason="order_not_saved")
             raise
         return order
+
+    def _release_quietly(self, reservation_id: uuid.UUID, reason: str) -> None:
+        """Undo a reservation the order will not have; the caller's error is the one to report,
+        and a release that fails too is left to the product context's expiry of unconfirmed
+        reservations."""
+        try:
+            self._products.release(reservation_id, reason=reason)
+        except Exception:
+            logger.warning("order.reservation_not_released", reservation_id=str(reservation_id), exc_info=True)
 
     def _forget(self, user_id: uuid.UUID, key: str) -> None:
         """Free the key after a failure; if even that fails, its lease runs out instead."""
@@ -191,8 +218,11 @@ class CancelOrderHandler:
             if order.cancel(reason):
                 uow.orders.save(order)
                 uow.commit()
-        # Every cancel (a repeated one too) makes sure the stock is back: release is idempotent,
-        # so a release that failed after the order was cancelled is healed by cancelling again.
-        self._products.release(order.id, reason="order_cancelled")
+        # Every cancel (a repeated one too) gives the stock back at once when the product context
+        # answers; when it does not, its subscriber to OrderCancelled releases it durably.
+        try:
+            self._products.release(order.id, reason="order_cancelled")
+        except Exception:
+            logger.warning("order.release_deferred_to_event", order_id=str(order.id), exc_info=True)
         return to_dto(order)
 
