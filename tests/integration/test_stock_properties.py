@@ -1,21 +1,24 @@
 """Stock is conserved under any sequence of reserve / repeat / release / confirm / adjust.
 
 A hypothesis state machine drives the product context's handlers and published API on real
-SQLite databases, and the same rules on the in-memory fakes, next to a model of its own. After
+databases (SQLite files, and PostgreSQL when ``SHOP_TEST_POSTGRES_URL`` is set), and the same
+rules on the in-memory fakes, next to a model of its own. After
 every step the ``product_stock`` rows must show: available and reserved never negative,
 available + reserved == initial stock + the adjustments that succeeded, reserved == the units
 of the reservations still live; each call must succeed or fail as the model predicts, and a
 refused call must change nothing.
 
-The SQLite app is built once per test run, not per example: every example creates its own
+The app is built once per test run, not per example: every example creates its own
 products and reservation ids and looks only at those. An app per example (create_app plus
 migrations, ~0.2 s) made a failure take hypothesis over five minutes to shrink, and it gave up.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import unittest
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -40,7 +43,7 @@ from contexts.product.api import (
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain.exceptions import StockWouldGoNegative
-from tests.conftest import start_app, stop_app
+from tests.conftest import POSTGRES_URL_VARIABLE, Backend, PostgresBackend, start_app, stop_app
 from tests.unit.fakes import ProductStore
 
 Levels = dict[uuid.UUID, tuple[int, int]]  # product id -> (available, reserved)
@@ -78,12 +81,15 @@ def _create_product(initial_stock: int) -> handlers.CreateProduct:
     )
 
 
-class SqliteBackend:
-    """A whole app on SQLite files in a temporary folder, used through its container."""
+class AppBackend:
+    """A whole app on real databases (SQLite files in a temporary folder, or PostgreSQL
+    schemas), used through its container."""
 
-    def __init__(self) -> None:
+    def __init__(self, databases: Backend) -> None:
+        self._databases = databases
         self._folder = tempfile.mkdtemp(prefix="stock-properties-")
-        self._app = start_app(Path(self._folder) / "instance")
+        instance = Path(self._folder) / "instance"
+        self._app = start_app(instance, **databases.settings(instance))
         self._container = container_of(self._app)
         self._api = self._container.product.api()
 
@@ -113,6 +119,7 @@ class SqliteBackend:
 
     def close(self) -> None:
         stop_app(self._app)
+        self._databases.cleanup()
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
@@ -363,12 +370,20 @@ class StockMachine(RuleBasedStateMachine):
             assert reserved == live[product_id], f"reserved {reserved}, live reservations hold {live[product_id]}"
 
 
-class SqliteStockMachine(StockMachine):
-    backend_for_the_run: ClassVar[SqliteBackend | None] = None
+class AppStockMachine(StockMachine):
+    backend_for_the_run: ClassVar[AppBackend | None] = None
 
     def make_backend(self) -> StockBackend:
-        assert self.backend_for_the_run is not None, "TestStockOnSqlite.setUpClass builds it"
+        assert self.backend_for_the_run is not None, "the test case's setUpClass builds it"
         return self.backend_for_the_run
+
+
+class SqliteStockMachine(AppStockMachine):
+    backend_for_the_run: ClassVar[AppBackend | None] = None
+
+
+class PostgresStockMachine(AppStockMachine):
+    backend_for_the_run: ClassVar[AppBackend | None] = None
 
 
 class FakeStockMachine(StockMachine):
@@ -391,13 +406,30 @@ class TestStockOnSqlite(SqliteStockMachine.TestCase):  # type: ignore[valid-type
 
     @classmethod
     def setUpClass(cls) -> None:
-        SqliteStockMachine.backend_for_the_run = SqliteBackend()
+        SqliteStockMachine.backend_for_the_run = AppBackend(Backend())
 
     @classmethod
     def tearDownClass(cls) -> None:
         if SqliteStockMachine.backend_for_the_run is not None:
             SqliteStockMachine.backend_for_the_run.close()
             SqliteStockMachine.backend_for_the_run = None
+
+
+class TestStockOnPostgresql(PostgresStockMachine.TestCase):  # type: ignore[valid-type,misc]
+    settings = settings(MACHINE_SETTINGS, max_examples=100)
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        url = os.environ.get(POSTGRES_URL_VARIABLE)
+        if not url:
+            raise unittest.SkipTest(f"PostgreSQL: set {POSTGRES_URL_VARIABLE}")
+        PostgresStockMachine.backend_for_the_run = AppBackend(PostgresBackend(url))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if PostgresStockMachine.backend_for_the_run is not None:
+            PostgresStockMachine.backend_for_the_run.close()
+            PostgresStockMachine.backend_for_the_run = None
 
 
 class TestStockOnFakes(FakeStockMachine.TestCase):  # type: ignore[valid-type,misc]
