@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contexts.notification.adapters.mailers import SmtpEndpoint
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions
+from infrastructure.remote import RemoteOptions
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
 SECRET_FILE = "token-secret"
@@ -149,6 +150,31 @@ class Settings(BaseSettings):
     )
     smtp_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
 
+    # Declared before service_token: its validator reads this one.
+    product_service_url: str | None = Field(
+        None, description="base URL of the product service, e.g. http://product:8000; unset = product runs in process"
+    )
+    service_token: SecretStr | None = Field(
+        None,
+        validate_default=True,
+        description="shared secret (32+ chars) the shop's services present to each other's internal endpoints",
+    )
+    remote_connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        1.0, description="calls to another service: how long connecting may take"
+    )
+    remote_read_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        5.0, description="calls to another service: how long an answer may take; also the budget of a call's retries"
+    )
+    remote_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        3, description="attempts of a call to another service that is safe to repeat"
+    )
+    remote_breaker_failures: Annotated[int, Field(ge=1, le=1000)] = Field(
+        5, description="consecutive failures of calls to a service that open its circuit breaker"
+    )
+    remote_breaker_reset_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        10.0, description="how long an open circuit breaker fails calls at once before it lets a trial call through"
+    )
+
     @field_validator("token_previous_secrets")
     @classmethod
     def _previous_secrets_long_enough(cls, value: SecretStr) -> SecretStr:
@@ -182,6 +208,31 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         SmtpEndpoint.parse(value.get_secret_value())  # its errors never quote the URL's password
+        return value
+
+    @field_validator("product_service_url")
+    @classmethod
+    def _service_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. http://product:8000")
+        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+            raise ValueError("must have no credentials, query or fragment: SERVICE_TOKEN authenticates the calls")
+        return value.rstrip("/")
+
+    @field_validator("service_token")
+    @classmethod
+    def _service_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            if info.data.get("product_service_url"):
+                raise ValueError(
+                    "required when PRODUCT_SERVICE_URL is set: the product service authenticates calls by it"
+                )
+            return None
+        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
         return value
 
     @field_validator("cors_allowed_origins")
@@ -226,6 +277,18 @@ class Settings(BaseSettings):
             statement_timeout_ms=self.database_statement_timeout_ms,
             connect_timeout_seconds=self.database_connect_timeout_seconds,
         )
+
+    def remote_options(self) -> RemoteOptions:
+        return RemoteOptions(
+            connect_timeout_seconds=self.remote_connect_timeout_seconds,
+            read_timeout_seconds=self.remote_read_timeout_seconds,
+            attempts=self.remote_attempts,
+            breaker_failures=self.remote_breaker_failures,
+            breaker_reset_seconds=self.remote_breaker_reset_seconds,
+        )
+
+    def service_token_value(self) -> str | None:
+        return self.service_token.get_secret_value() if self.service_token else None
 
     def smtp_url_value(self) -> str | None:
         return self.smtp_url.get_secret_value() if self.smtp_url else None

@@ -6,6 +6,7 @@ and which outboxes the event dispatcher serves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from dependency_injector import containers, providers
@@ -15,6 +16,8 @@ from contexts.audit.container import AuditContainer
 from contexts.notification.adapters.mailers import mailer_from_settings
 from contexts.notification.container import NotificationContainer
 from contexts.order.container import OrderContainer
+from contexts.product.api import ProductApi
+from contexts.product.client import RemoteProductApi
 from contexts.product.container import ProductContainer
 from contexts.recommendation.container import RecommendationContainer
 from contexts.user.adapters.passwords import Argon2PasswordHasher
@@ -23,6 +26,20 @@ from infrastructure.auth import TokenService
 from infrastructure.db import Database
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
+from infrastructure.remote import RemoteService
+
+
+def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) -> ProductApi:
+    """The product context as its callers get it: its facade in this process, or the remote
+    client when PRODUCT_SERVICE_URL names the product service (SERVICE_TOKEN is then set:
+    the settings refuse the one without the other)."""
+    if settings.product_service_url is None:
+        return in_process()
+    token = settings.service_token_value()
+    if token is None:
+        raise ValueError("SERVICE_TOKEN is required when PRODUCT_SERVICE_URL is set")
+    service = RemoteService("product", settings.product_service_url, token, settings.remote_options())
+    return RemoteProductApi(service)
 
 
 class ApplicationContainer(containers.DeclarativeContainer):
@@ -50,9 +67,9 @@ class ApplicationContainer(containers.DeclarativeContainer):
         event_bus=event_bus,
         reservation_ttl=providers.Factory(timedelta, seconds=settings.provided.reservation_ttl_seconds),
     )
-    order = providers.Container(
-        OrderContainer, database=order_database, event_bus=event_bus, product_api=product.api
-    )
+    # What the order and recommendation contexts call: in process or remote, by configuration.
+    product_api = providers.Singleton(product_api_for, settings=settings, in_process=product.api.provider)
+    order = providers.Container(OrderContainer, database=order_database, event_bus=event_bus, product_api=product_api)
     notification = providers.Container(
         NotificationContainer,
         database=notification_database,
@@ -66,7 +83,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
     )
     audit = providers.Container(AuditContainer, database=audit_database)
     recommendation = providers.Container(
-        RecommendationContainer, database=recommendation_database, product_api=product.api
+        RecommendationContainer, database=recommendation_database, product_api=product_api
     )
 
     dispatcher = providers.Singleton(

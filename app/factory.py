@@ -21,6 +21,7 @@ from infrastructure.http.problems import install_problem_handlers
 from infrastructure.http.rate_limit import LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, install_rate_limits
 from infrastructure.http.request_id import install_request_ids
 from infrastructure.http.security import install_cors, install_security_headers
+from infrastructure.http.service_auth import init_service_auth
 from infrastructure.logging import configure_logging
 
 API_PREFIX = "/api/v1"
@@ -45,6 +46,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_auth(app, container.tokens())
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
+    service_token = settings.service_token_value()
+    if service_token is not None:  # without a token nobody could call them: not served at all
+        init_service_auth(app, service_token)
+        app.register_blueprint(product_http.internal_bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api_docs.bp)
     install_rate_limits(

@@ -1,4 +1,8 @@
-"""HTTP endpoints of the product context: JSON in, use case, JSON out."""
+"""HTTP endpoints of the product context: JSON in, use case, JSON out.
+
+``bp`` is the public API; ``internal_bp`` serves the published ProductApi to the shop's other
+services (see ``contexts/product/client.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,34 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from dependency_injector.wiring import Provide, inject
-from flask import Blueprint, url_for
+from flask import Blueprint, Response, request, url_for
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from contexts.product.api import ProductDTO, ProductNotFound
+from contexts.product import client
+from contexts.product.api import (
+    InsufficientStock,
+    ProductDTO,
+    ProductNotFound,
+    ReservationConflict,
+    ReservationLine,
+)
 from contexts.product.application import handlers
+from contexts.product.application.facade import ProductFacade
 from contexts.product.domain import currencies, exceptions
 from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
-from infrastructure.http.validation import MULTI_LINE, NOT_BLANK, SINGLE_LINE, STRIPPED, id_from_path
+from infrastructure.http.service_auth import require_service
+from infrastructure.http.validation import (
+    MULTI_LINE,
+    NOT_BLANK,
+    SINGLE_LINE,
+    STRIPPED,
+    id_from_path,
+    parse_body,
+    parse_query,
+)
 
 bp = Blueprint("product", __name__)
 map_errors(
@@ -197,9 +218,7 @@ def list_products(
 @bp.get("/products/<product_id>")
 @endpoint(summary="Read a product", tag=TAG, responses={200: ProductOut}, errors=[404])
 @inject
-def get_product(
-    product_id: str, get: handlers.GetProductHandler = Provide["product.get_product"]
-) -> dict[str, Any]:
+def get_product(product_id: str, get: handlers.GetProductHandler = Provide["product.get_product"]) -> dict[str, Any]:
     return _product(get(product_id_from_path(product_id)))
 
 
@@ -245,3 +264,111 @@ def adjust_stock(
 ) -> dict[str, Any]:
     target = product_id_from_path(product_id)
     return _product(adjust(handlers.AdjustStock(product_id=target, delta=body.delta, reason=body.reason)))
+
+
+# --- Internal endpoints ---------------------------------------------------------------------
+# The product service's side of contexts/product/client.py: the published ProductApi over HTTP,
+# for the shop's other services only (service token; registered only when SERVICE_TOKEN is set).
+# Not declared with @endpoint, so they stay out of the public OpenAPI document.
+
+internal_bp = Blueprint("product_internal", __name__, url_prefix=client.INTERNAL_PREFIX)
+internal_bp.before_request(require_service)
+
+
+class ProductIdsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=client.MAX_IDS_PER_CALL)]
+
+
+class ReservationLineBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    product_id: uuid.UUID
+    quantity: Annotated[int, Field(ge=1, le=MAX_STOCK)]
+
+
+class ReservationBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    lines: Annotated[list[ReservationLineBody], Field(min_length=1, max_length=client.MAX_RESERVATION_LINES)]
+
+
+class ReleaseBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200), SINGLE_LINE]
+
+
+def _refusal(status: int, error: Exception, code: str, **fields: Any) -> Response:
+    """A refusal the client turns back into the published error: ``code`` names it, the other
+    members carry its arguments."""
+    return Problem(status, str(error), extensions={"code": code, **fields}).to_response()
+
+
+@internal_bp.errorhandler(ProductNotFound)
+def _product_not_found(error: ProductNotFound) -> Response:
+    product_ids = [str(product_id) for product_id in error.product_ids]
+    return _refusal(404, error, client.PRODUCT_NOT_FOUND, product_ids=product_ids)
+
+
+@internal_bp.errorhandler(InsufficientStock)
+def _insufficient_stock(error: InsufficientStock) -> Response:
+    return _refusal(
+        409,
+        error,
+        client.INSUFFICIENT_STOCK,
+        product_id=str(error.product_id),
+        sku=error.sku,
+        requested=error.requested,
+    )
+
+
+@internal_bp.errorhandler(ReservationConflict)
+def _reservation_conflict(error: ReservationConflict) -> Response:
+    return _refusal(409, error, client.RESERVATION_CONFLICT)
+
+
+def _wire_product(product: ProductDTO) -> dict[str, Any]:
+    """The DTO as it is: the price as the exact decimal string, not rounded for display."""
+    return {
+        "id": str(product.id),
+        "sku": product.sku,
+        "name": product.name,
+        "description": product.description,
+        "price": str(product.price),
+        "currency": product.currency,
+        "stock": product.stock,
+    }
+
+
+def reservation_id_from_path(raw: str) -> uuid.UUID:
+    return id_from_path(raw, lambda malformed: Problem(404, f"no reservation with id {malformed}"))
+
+
+@internal_bp.get("/products")
+@inject
+def internal_get_products(api: ProductFacade = Provide["product.api"]) -> dict[str, Any]:
+    """``?ids=<uuid>&ids=<uuid>...``: the products among them; unknown ids are simply absent."""
+    query = parse_query(ProductIdsQuery, {name: request.args.getlist(name) for name in request.args})
+    return {"items": [_wire_product(product) for product in api.get_products(query.ids).values()]}
+
+
+@internal_bp.put("/reservations/<reservation_id>")
+@inject
+def internal_reserve(reservation_id: str, api: ProductFacade = Provide["product.api"]) -> tuple[str, int]:
+    """Idempotent by the reservation id: PUT again with the same lines and nothing changes."""
+    target = reservation_id_from_path(reservation_id)
+    body = parse_body(ReservationBody)
+    api.reserve(target, [ReservationLine(line.product_id, line.quantity) for line in body.lines])
+    return "", 204
+
+
+@internal_bp.post("/reservations/<reservation_id>/release")
+@inject
+def internal_release(reservation_id: str, api: ProductFacade = Provide["product.api"]) -> tuple[str, int]:
+    """Idempotent: releasing again, or an unknown reservation, changes nothing."""
+    target = reservation_id_from_path(reservation_id)
+    body = parse_body(ReleaseBody)
+    api.release(target, body.reason)
+    return "", 204

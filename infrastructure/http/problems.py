@@ -1,8 +1,8 @@
 """RFC 9457 problem details for every error the API returns.
 
 Views raise :class:`Problem` (or a context's typed error mapped by :func:`map_errors`); the
-handlers installed here turn Werkzeug's HTTP errors, lost databases and genuine bugs into the
-same shape. A bug's body never carries a stack trace or SQL; the log line does.
+handlers installed here turn Werkzeug's HTTP errors, lost databases, unavailable services and
+genuine bugs into the same shape. A bug's body never carries a stack trace or SQL; the log line does.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from infrastructure.errors import DependencyUnavailable
 from infrastructure.http.schemas import FieldError, ProblemDetails
 
 PROBLEM_JSON = "application/problem+json"
@@ -56,9 +57,7 @@ class Problem(Exception):
             else None,
             **self.extensions,
         )
-        response = Response(
-            body.model_dump_json(exclude_none=True), status=self.status, mimetype=PROBLEM_JSON
-        )
+        response = Response(body.model_dump_json(exclude_none=True), status=self.status, mimetype=PROBLEM_JSON)
         response.headers.update(self.headers)
         return response
 
@@ -85,8 +84,19 @@ def _from_http_exception(error: HTTPException) -> Response:
 
 def _from_lost_database(error: DBAPIError) -> Response:
     logger.error("database.unavailable", error=str(error.orig) if error.orig else str(error))
+    return Problem(503, "a database is unavailable; try again shortly", headers={"Retry-After": "5"}).to_response()
+
+
+def _from_unavailable_dependency(error: DependencyUnavailable) -> Response:
+    """Another service did not answer: the client may try again; the detail names the service,
+    never its address."""
+    logger.warning(
+        "dependency.unavailable", service=error.service, reason=error.reason, retry_after=error.retry_after_seconds
+    )
     return Problem(
-        503, "a database is unavailable; try again shortly", headers={"Retry-After": "5"}
+        503,
+        f"the {error.service} service is unavailable; try again shortly",
+        headers={"Retry-After": str(error.retry_after_seconds)},
     ).to_response()
 
 
@@ -99,4 +109,5 @@ def install_problem_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, lambda problem: problem.to_response())
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(OperationalError, _from_lost_database)
+    app.register_error_handler(DependencyUnavailable, _from_unavailable_dependency)
     app.register_error_handler(Exception, _from_bug)

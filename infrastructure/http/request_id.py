@@ -1,4 +1,8 @@
-"""Accept a sane ``X-Request-ID`` or make one, answer with it, and log one line per request."""
+"""Accept a sane ``X-Request-ID`` or make one, answer with it, and log one line per request.
+
+A well-formed ``traceparent`` and ``X-Deadline-Ms`` from the caller are bound for the request
+too, so calls it makes to other services carry them on (see ``infrastructure/remote.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,20 @@ import uuid
 import structlog
 from flask import Flask, Response, g, request
 
-from infrastructure.request_context import bind_request_id
+from infrastructure.request_context import (
+    DEADLINE_HEADER,
+    REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    bind_deadline,
+    bind_request_id,
+    bind_traceparent,
+)
 
-HEADER = "X-Request-ID"
+HEADER = REQUEST_ID_HEADER
 _SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+# W3C Trace Context, version 00: version-trace id-parent id-flags, ids not all zeros.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+_DEADLINE_MS = re.compile(r"[0-9]{1,7}")  # up to about 2.8 hours: anything longer is no deadline
 
 logger = structlog.get_logger("shop.access")
 
@@ -22,12 +36,24 @@ def _accept_or_create() -> str:
     return offered if _SANE.fullmatch(offered) else uuid.uuid4().hex
 
 
+def _offered_traceparent() -> str | None:
+    offered = request.headers.get(TRACEPARENT_HEADER, "")
+    return offered if _TRACEPARENT.fullmatch(offered) else None
+
+
+def _offered_deadline_seconds() -> float | None:
+    offered = request.headers.get(DEADLINE_HEADER, "")
+    return int(offered) / 1000 if _DEADLINE_MS.fullmatch(offered) else None
+
+
 def install_request_ids(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.request_id = _accept_or_create()
         g.started = time.perf_counter()
         bind_request_id(g.request_id)
+        bind_traceparent(_offered_traceparent())
+        bind_deadline(_offered_deadline_seconds())
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -46,3 +72,5 @@ def install_request_ids(app: Flask) -> None:
     @app.teardown_request
     def _forget(_: BaseException | None) -> None:
         bind_request_id(None)
+        bind_traceparent(None)
+        bind_deadline(None)

@@ -77,6 +77,10 @@ VIOLATIONS = [
         id="api-imports-domain",
     ),
     pytest.param(
+        Violation("contexts.product.client", "contexts.product.application.facade", "published-client"),
+        id="client-imports-its-contexts-internals",
+    ),
+    pytest.param(
         Violation("contexts.product.domain.model", "flask", "domain-pure"),
         id="domain-imports-flask",
     ),

@@ -5,36 +5,47 @@ Protocol under test, plus the few set-up steps the Protocol itself does not offe
 products, users or orders in place). Tests call only the Protocol's methods and catch only
 the published DTOs and errors, so they hold for any implementation.
 
-Each harness fixture is parametrized over ``IMPLEMENTATIONS``. Today there is one,
-``"in-process"``: the context's facade from the application container, on each database
-backend (the ``backend`` fixture, asked for by name so the in-process app is built on it). When a context is
-split into its own service, add ``"http"`` to ``IMPLEMENTATIONS`` and a branch to the
-fixture that builds the remote client (pointed at a running service, seeded through its
-HTTP API or its container); every contract test then runs against both, unchanged.
+Each harness fixture is parametrized over its context's implementations, on each database
+backend (the ``backend`` fixture, asked for by name so the app is built on it). ``"in-process"``
+is the context's facade from the application container. ``"http"`` is the context's published
+remote client (``contexts/<name>/client.py``) talking over loopback to a live app serving the
+context's internal endpoints, seeded through that app's container: so far the product context
+has one (``PRODUCT_IMPLEMENTATIONS``). When another context gets a client, give its fixture the
+same branch; every contract test then runs against both, unchanged.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 
 from app.containers import ApplicationContainer
+from app.factory import container_of
 from contexts.order.api import OrderApi
 from contexts.order.application.handlers import PlaceOrder
 from contexts.order.domain.model import Item
 from contexts.product.api import ProductApi
 from contexts.product.application.handlers import CreateProduct
+from contexts.product.client import RemoteProductApi
 from contexts.user.api import UserApi
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
-from tests.conftest import Backend
+from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService
+from tests.conftest import Backend, MakeApp
+from tests.http_servers import serve_app
 
 IN_PROCESS = "in-process"
+HTTP = "http"
 IMPLEMENTATIONS = [IN_PROCESS]
+PRODUCT_IMPLEMENTATIONS = [IN_PROCESS, HTTP]
+SERVICE_TOKEN = "contract-tests-service-token-0123456789"
+# Patient enough for a loaded CI machine; no retries, so a contract test sees each call once.
+REMOTE_OPTIONS = RemoteOptions(connect_timeout_seconds=5, read_timeout_seconds=30, attempts=1)
 
 
 @dataclass(frozen=True)
@@ -74,8 +85,14 @@ def _in_process_products(container: ApplicationContainer) -> Callable[..., uuid.
         *, sku: str | None = None, name: str = "Thing", price: str = "10.00", currency: str = "USD", stock: int = 10
     ) -> uuid.UUID:
         created = container.product.create_product()(
-            CreateProduct(sku=sku or f"SKU-{uuid.uuid4().hex[:10]}", name=name, description=None,
-                          price=Decimal(price), currency=currency, initial_stock=stock)
+            CreateProduct(
+                sku=sku or f"SKU-{uuid.uuid4().hex[:10]}",
+                name=name,
+                description=None,
+                price=Decimal(price),
+                currency=currency,
+                initial_stock=stock,
+            )
         )
         product_id: uuid.UUID = created.id
         return product_id
@@ -86,8 +103,12 @@ def _in_process_products(container: ApplicationContainer) -> Callable[..., uuid.
 def _in_process_users(container: ApplicationContainer) -> Callable[..., uuid.UUID]:
     def add_user(*, email: str | None = None, name: str = "Cus Tomer", admin: bool = False) -> uuid.UUID:
         registered = container.user.register_user()(
-            RegisterUser(email=email or f"{uuid.uuid4().hex[:12]}@example.com", password="correct horse", name=name,
-                         role=Role.ADMIN if admin else Role.CUSTOMER)
+            RegisterUser(
+                email=email or f"{uuid.uuid4().hex[:12]}@example.com",
+                password="correct horse",
+                name=name,
+                role=Role.ADMIN if admin else Role.CUSTOMER,
+            )
         )
         user_id: uuid.UUID = registered.id
         return user_id
@@ -95,12 +116,20 @@ def _in_process_users(container: ApplicationContainer) -> Callable[..., uuid.UUI
     return add_user
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
-def product_harness(request: pytest.FixtureRequest, backend: Backend) -> ProductHarness:
+@pytest.fixture(params=PRODUCT_IMPLEMENTATIONS)
+def product_harness(request: pytest.FixtureRequest, backend: Backend) -> Iterator[ProductHarness]:
     if request.param == IN_PROCESS:
         container: ApplicationContainer = request.getfixturevalue("container")
-        return ProductHarness(api=container.product.api(), add_product=_in_process_products(container))
-    raise _unknown(request.param)
+        yield ProductHarness(api=container.product.api(), add_product=_in_process_products(container))
+    elif request.param == HTTP:
+        make_app: MakeApp = request.getfixturevalue("make_app")
+        service = make_app(service_token=SERVICE_TOKEN)
+        with serve_app(service) as url:
+            remote = RemoteService("product", url, SERVICE_TOKEN, REMOTE_OPTIONS, breakers=BreakerRegistry())
+            with closing(RemoteProductApi(remote)) as api:
+                yield ProductHarness(api=api, add_product=_in_process_products(container_of(service)))
+    else:
+        raise _unknown(request.param)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -119,9 +148,7 @@ def order_harness(request: pytest.FixtureRequest, backend: Backend) -> OrderHarn
 
         def place_order(*, price: str = "10.00", quantity: int = 1) -> PlacedOrder:
             product_id, user_id = add_product(price=price, stock=quantity), add_user()
-            placed = container.order.place_order()(
-                PlaceOrder(user_id=user_id, items=(Item(product_id, quantity),))
-            )
+            placed = container.order.place_order()(PlaceOrder(user_id=user_id, items=(Item(product_id, quantity),)))
             return PlacedOrder(order_id=placed.id, user_id=user_id, product_id=product_id)
 
         return OrderHarness(api=container.order.api(), place_order=place_order)

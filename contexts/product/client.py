@@ -1,0 +1,134 @@
+"""The remote implementation of the published :class:`~contexts.product.api.ProductApi`.
+
+Published beside ``api.py`` and ``events.py`` (ARCHITECTURE rule 1): a context that calls the
+product context gets this client instead of the in-process facade when the product context
+runs as a service of its own, and its code does not change. It speaks to the internal
+endpoints the product service serves (``contexts/product/http.py``) and re-raises their
+refusals as the typed errors of ``api.py``, so callers cannot tell the two implementations
+apart, except that this one may also raise
+:class:`~infrastructure.errors.DependencyUnavailable` when the service does not answer.
+
+This module also defines the wire format both sides share: paths, limits and problem codes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, NoReturn
+
+import httpx
+
+from contexts.product.api import (
+    InsufficientStock,
+    ProductDTO,
+    ProductNotFound,
+    ReservationConflict,
+    ReservationLine,
+)
+from infrastructure.remote import RemoteService, UnexpectedAnswer
+
+INTERNAL_PREFIX = "/internal/v1/product"
+MAX_IDS_PER_CALL = 100
+MAX_RESERVATION_LINES = 1000
+
+# The ``code`` member of the problem details the internal endpoints answer refusals with.
+PRODUCT_NOT_FOUND = "product_not_found"
+INSUFFICIENT_STOCK = "insufficient_stock"
+RESERVATION_CONFLICT = "reservation_conflict"
+
+
+class RemoteProductApi:
+    """Every call is idempotent by the contract of ProductApi, so every call may be retried."""
+
+    def __init__(self, service: RemoteService) -> None:
+        self._service = service
+
+    def get_products(self, product_ids: Collection[uuid.UUID]) -> Mapping[uuid.UUID, ProductDTO]:
+        wanted = sorted(set(product_ids))
+        found: dict[uuid.UUID, ProductDTO] = {}
+        for start in range(0, len(wanted), MAX_IDS_PER_CALL):
+            chunk = [str(product_id) for product_id in wanted[start : start + MAX_IDS_PER_CALL]]
+            response = self._service.request(
+                "GET", f"{INTERNAL_PREFIX}/products", params={"ids": chunk}, idempotent=True
+            )
+            if response.status_code != 200:
+                self._refused(response)
+            found.update((product.id, product) for product in self._products(response))
+        return found
+
+    def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
+        body = {"lines": [{"product_id": str(line.product_id), "quantity": line.quantity} for line in lines]}
+        response = self._service.request(
+            "PUT", f"{INTERNAL_PREFIX}/reservations/{reservation_id}", json=body, idempotent=True
+        )
+        if response.status_code != 204:
+            self._refused(response)
+
+    def release(self, reservation_id: uuid.UUID, reason: str) -> None:
+        response = self._service.request(
+            "POST",
+            f"{INTERNAL_PREFIX}/reservations/{reservation_id}/release",
+            json={"reason": reason},
+            idempotent=True,
+        )
+        if response.status_code != 204:
+            self._refused(response)
+
+    def close(self) -> None:
+        self._service.close()
+
+    def _products(self, response: httpx.Response) -> list[ProductDTO]:
+        try:
+            return [_product(item) for item in response.json()["items"]]
+        except (ValueError, KeyError, TypeError, ArithmeticError) as error:
+            raise UnexpectedAnswer(self._service.name, response.status_code, "not a list of products") from error
+
+    def _refused(self, response: httpx.Response) -> NoReturn:
+        """Raise the published error the problem's ``code`` names; a 400 is the caller's bad
+        argument, as the in-process facade's ValueError would be; anything else is unexpected."""
+        problem = _problem(response)
+        try:
+            published = _published_error(problem)
+        except (KeyError, TypeError, ValueError) as error:
+            raise UnexpectedAnswer(self._service.name, response.status_code, "a malformed refusal") from error
+        if published is not None:
+            raise published
+        detail = str(problem.get("detail", ""))
+        if response.status_code == 400:
+            raise ValueError(f"the product service refused the arguments: {detail}")
+        raise UnexpectedAnswer(self._service.name, response.status_code, detail)
+
+
+def _product(item: Mapping[str, Any]) -> ProductDTO:
+    description = item["description"]
+    return ProductDTO(
+        id=uuid.UUID(item["id"]),
+        sku=str(item["sku"]),
+        name=str(item["name"]),
+        description=None if description is None else str(description),
+        price=Decimal(item["price"]),
+        currency=str(item["currency"]),
+        stock=int(item["stock"]),
+    )
+
+
+def _problem(response: httpx.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _published_error(problem: Mapping[str, Any]) -> Exception | None:
+    """The error of ``api.py`` that ``problem`` stands for, if it stands for one."""
+    code = problem.get("code")
+    if code == PRODUCT_NOT_FOUND:
+        return ProductNotFound([uuid.UUID(product_id) for product_id in problem["product_ids"]])
+    if code == INSUFFICIENT_STOCK:
+        return InsufficientStock(uuid.UUID(problem["product_id"]), str(problem["sku"]), int(problem["requested"]))
+    if code == RESERVATION_CONFLICT:
+        return ReservationConflict(str(problem["detail"]))
+    return None

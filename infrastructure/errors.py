@@ -1,0 +1,18 @@
+"""Errors of the technical kernel that the HTTP layer answers, kept free of any client library
+so that the problem handlers can name them without importing what raises them."""
+
+from __future__ import annotations
+
+
+class DependencyUnavailable(Exception):
+    """Another service this one needs did not answer in time, is down, or its circuit is open.
+
+    ``service`` is the dependency's name (``"product"``), never its URL: the message reaches
+    clients. ``reason`` is for the log only.
+    """
+
+    def __init__(self, service: str, retry_after_seconds: int, reason: str = "") -> None:
+        super().__init__(f"the {service} service is unavailable" + (f" ({reason})" if reason else ""))
+        self.service = service
+        self.retry_after_seconds = max(1, retry_after_seconds)
+        self.reason = reason

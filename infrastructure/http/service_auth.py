@@ -1,0 +1,35 @@
+"""Authentication of the shop's own services on internal endpoints.
+
+Internal endpoints (``/internal/...``) are called by other services of the shop, never by
+customers: the caller presents the shared service token as a bearer token. A user's token,
+however valid, is no service token, so it gets the same 401 as no token at all.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, current_app, request
+
+from infrastructure.http.problems import Problem
+
+EXTENSION = "shop.service_token"
+
+
+def init_service_auth(app: Flask, token: str) -> None:
+    app.extensions[EXTENSION] = token.encode()
+
+
+def require_service() -> None:
+    """A ``before_request`` hook for internal blueprints: 401 unless the service token is presented.
+
+    Compared in constant time, so the answer's timing says nothing about how much of a guess was right.
+    """
+    expected: bytes | None = current_app.extensions.get(EXTENSION)
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if expected is None or scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        raise Problem(
+            401,
+            "this endpoint is for the shop's own services: a service token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="shop-services"'},
+        )

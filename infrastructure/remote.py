@@ -1,0 +1,364 @@
+"""Calls to another context's service: JSON over HTTP that fails fast and says so.
+
+A context's published client (``contexts/<name>/client.py``) says which paths to call and
+decodes the answers; this module makes each call safe to make from a request:
+
+* every attempt has connect and read timeouts, and all attempts together stay within a
+  deadline: what is left of the incoming request's ``X-Deadline-Ms`` if it had one, else the
+  read timeout. The remaining milliseconds travel on as ``X-Deadline-Ms``;
+* the service token, the request id and the caller's ``traceparent`` travel with each attempt;
+* only calls the caller marks idempotent are retried (tenacity), after connection errors,
+  timeouts and 502/503/504, with exponential backoff drawn from the upper half of each step
+  ("equal jitter"), and never past the deadline;
+* one circuit breaker per target URL and process (pybreaker) counts transport failures and 5xx
+  answers; while it is open calls fail at once, without touching the network.
+
+Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503 at the edge).
+Answers below 500 are returned for the client to decode; other 5xx are :class:`UnexpectedAnswer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from math import ceil
+from typing import Any, NoReturn
+
+import httpx
+import pybreaker
+import structlog
+import tenacity
+
+from infrastructure.errors import DependencyUnavailable
+from infrastructure.request_context import (
+    DEADLINE_HEADER,
+    REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    current_request_id,
+    current_traceparent,
+    remaining_seconds,
+)
+
+__all__ = [
+    "BREAKERS",
+    "BreakerRegistry",
+    "DependencyUnavailable",
+    "RemoteOptions",
+    "RemoteService",
+    "TargetBreaker",
+    "UnexpectedAnswer",
+]
+
+logger = structlog.get_logger(__name__)
+
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# An attempt that would have less time than this before the deadline is not started.
+MIN_ATTEMPT_SECONDS = 0.05
+MAX_RETRY_AFTER_SECONDS = 300
+Clock = Callable[[], datetime]
+QueryParams = Mapping[str, str | Sequence[str]]
+
+
+@dataclass(frozen=True)
+class RemoteOptions:
+    """How patient calls to one target are, and when its breaker opens."""
+
+    connect_timeout_seconds: float = 1.0
+    read_timeout_seconds: float = 5.0
+    attempts: int = 3  # for idempotent calls; others get one
+    backoff_seconds: float = 0.1  # ceiling of the first retry's delay; doubles per retry
+    backoff_max_seconds: float = 2.0
+    breaker_failures: int = 5  # consecutive failures that open the breaker
+    breaker_reset_seconds: float = 10.0  # open this long, then trial calls decide
+
+
+class UnexpectedAnswer(Exception):
+    """The target answered something its client cannot take: a bug on one side or the other
+    (or a misconfiguration, such as a wrong service token). Not retried; a 500 at the edge."""
+
+    def __init__(self, service: str, status: int, detail: str = "") -> None:
+        super().__init__(f"the {service} service answered {status}" + (f": {detail}" if detail else ""))
+        self.service = service
+        self.status = status
+
+
+class _CircuitOpen(Exception):
+    def __init__(self, seconds_left: float) -> None:
+        super().__init__("circuit open")
+        self.seconds_left = seconds_left
+
+
+class _Unavailable(Exception):
+    """One attempt failed in a way a later attempt may not; ``retry_after`` is the target's hint."""
+
+    def __init__(self, reason: str, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Failure(Exception):
+    """Stands for a failed call when its outcome is recorded with the breaker."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _succeed() -> None:
+    return None
+
+
+def _fail() -> NoReturn:
+    raise _Failure()
+
+
+class TargetBreaker:
+    """pybreaker's state machine, consulted around a call instead of wrapping it.
+
+    ``CircuitBreaker.call`` holds the breaker's lock while the wrapped function runs
+    (danielfm/pybreaker#3), so one slow call would hold up every other call to the target.
+    Here the call runs outside: :meth:`admit` fails fast while the breaker is open and, once
+    ``reset_seconds`` have passed on ``clock``, half-opens it so that calls go through until
+    one outcome decides; the outcome is then fed to pybreaker as a call of a function that
+    only returns or raises, which updates its counts and state under its lock.
+    """
+
+    def __init__(self, target: str, *, failures: int, reset_seconds: float, clock: Clock = _utc_now) -> None:
+        self._clock = clock
+        self._opened_at: datetime | None = None
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=failures, reset_timeout=reset_seconds, listeners=[_Watch(on_open=self._note_opening)], name=target
+        )
+        self._admission = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``."""
+        return self._breaker.current_state
+
+    def seconds_until_trial(self) -> float:
+        """While open, how long until a trial call is let through; 0 otherwise."""
+        opened_at = self._opened_at
+        if self.state != pybreaker.STATE_OPEN or opened_at is None:
+            return 0.0
+        reopens = opened_at + timedelta(seconds=self._breaker.reset_timeout)
+        return max(0.0, (reopens - self._clock()).total_seconds())
+
+    def admit(self) -> None:
+        """Raise :class:`_CircuitOpen` while calls must not be made."""
+        with self._admission:
+            if self.state != pybreaker.STATE_OPEN:
+                return
+            seconds_left = self.seconds_until_trial()
+            if seconds_left > 0:
+                raise _CircuitOpen(seconds_left)
+            self._breaker.half_open()
+
+    def record_success(self) -> None:
+        with contextlib.suppress(pybreaker.CircuitBreakerError):
+            self._breaker.call(_succeed)
+
+    def record_failure(self) -> None:
+        with contextlib.suppress(pybreaker.CircuitBreakerError, _Failure):
+            self._breaker.call(_fail)
+
+    def _note_opening(self) -> None:
+        self._opened_at = self._clock()
+
+
+class _Watch(pybreaker.CircuitBreakerListener):
+    """Tells when the breaker opens (so its owner can note the time on its own clock), and logs
+    every change of state."""
+
+    def __init__(self, *, on_open: Callable[[], None]) -> None:
+        self._on_open = on_open
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        if new_state.name == pybreaker.STATE_OPEN:
+            self._on_open()
+        log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
+        log("remote.breaker", target=cb.name, state=new_state.name, previous=old_state.name if old_state else None)
+
+
+class BreakerRegistry:
+    """One breaker per target base URL, shared by every client of that target in the process."""
+
+    def __init__(self, clock: Clock = _utc_now) -> None:
+        self._clock = clock
+        self._breakers: dict[str, TargetBreaker] = {}
+        self._lock = threading.Lock()
+
+    def breaker_for(self, target: str, *, failures: int, reset_seconds: float) -> TargetBreaker:
+        """The target's breaker; the options of the first client of a target make it."""
+        with self._lock:
+            if target not in self._breakers:
+                self._breakers[target] = TargetBreaker(
+                    target, failures=failures, reset_seconds=reset_seconds, clock=self._clock
+                )
+            return self._breakers[target]
+
+
+BREAKERS = BreakerRegistry()
+
+
+class _Deadline:
+    """A point on the monotonic clock by which the whole call must be over."""
+
+    def __init__(self, seconds_from_now: float) -> None:
+        self._at = time.monotonic() + seconds_from_now
+
+    def remaining(self) -> float:
+        return self._at - time.monotonic()
+
+
+class RemoteService:
+    """JSON over HTTP to one target service, as described in this module's docstring.
+
+    ``name`` names the service in errors and logs (its URL never reaches clients). Thread-safe:
+    one instance serves every request of the process, over one connection pool.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        token: str,
+        options: RemoteOptions = RemoteOptions(),
+        *,
+        breakers: BreakerRegistry = BREAKERS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self._options = options
+        target = base_url.rstrip("/")
+        self._breaker = breakers.breaker_for(
+            target, failures=options.breaker_failures, reset_seconds=options.breaker_reset_seconds
+        )
+        # trust_env=False: service-to-service calls go straight to the target, never through
+        # a proxy picked up from the environment.
+        self._client = httpx.Client(
+            base_url=target,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    @property
+    def breaker(self) -> TargetBreaker:
+        return self._breaker
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        params: QueryParams | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """The target's answer below 500. Raises :class:`DependencyUnavailable` when there is
+        none in time, and :class:`UnexpectedAnswer` for any other 5xx."""
+        deadline = _Deadline(self._budget_seconds())
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_any(
+                tenacity.stop_after_attempt(self._options.attempts if idempotent else 1),
+                _NoTimeForAnother(deadline),
+            ),
+            wait=self._backoff,
+            retry=tenacity.retry_if_exception_type(_Unavailable),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, method, path, params, json, deadline)
+        except _CircuitOpen as error:
+            raise DependencyUnavailable(self.name, ceil(error.seconds_left), "circuit open") from error
+        except _Unavailable as error:
+            raise DependencyUnavailable(self.name, self._retry_after(error), error.reason) from error
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _budget_seconds(self) -> float:
+        incoming = remaining_seconds()
+        return self._options.read_timeout_seconds if incoming is None else incoming
+
+    def _attempt(
+        self, method: str, path: str, params: QueryParams | None, body: Any, deadline: _Deadline
+    ) -> httpx.Response:
+        remaining = deadline.remaining()
+        if remaining < MIN_ATTEMPT_SECONDS:
+            raise _Unavailable("deadline passed")
+        self._breaker.admit()
+        try:
+            response = self._client.request(
+                method,
+                path,
+                params=params,
+                json=body,
+                headers=_context_headers(remaining),
+                timeout=self._timeout(remaining),
+            )
+        except httpx.TransportError as error:
+            self._breaker.record_failure()
+            raise _Unavailable(f"{type(error).__name__}: {error}") from error
+        if response.status_code < 500:
+            self._breaker.record_success()
+            return response
+        self._breaker.record_failure()
+        if response.status_code in RETRYABLE_STATUSES:
+            raise _Unavailable(f"answered {response.status_code}", _retry_after_header(response))
+        raise UnexpectedAnswer(self.name, response.status_code, response.text[:200])
+
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        connect = min(self._options.connect_timeout_seconds, remaining)
+        read = min(self._options.read_timeout_seconds, remaining)
+        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+    def _backoff(self, retry_state: tenacity.RetryCallState) -> float:
+        ceiling = min(
+            self._options.backoff_max_seconds, self._options.backoff_seconds * 2 ** (retry_state.attempt_number - 1)
+        )
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _retry_after(self, error: _Unavailable) -> int:
+        """Until the breaker lets a trial through if it is open, else the target's own hint, else 1."""
+        if self._breaker.state == pybreaker.STATE_OPEN:
+            return ceil(self._breaker.seconds_until_trial())
+        return min(error.retry_after or 1, MAX_RETRY_AFTER_SECONDS)
+
+
+class _NoTimeForAnother(tenacity.stop.stop_base):
+    """Stop when the next attempt would start too close to the deadline, or after it."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self._deadline.remaining() - retry_state.upcoming_sleep < MIN_ATTEMPT_SECONDS
+
+
+def _context_headers(seconds_left: float) -> dict[str, str]:
+    headers = {DEADLINE_HEADER: str(max(1, int(seconds_left * 1000)))}
+    request_id, traceparent = current_request_id(), current_traceparent()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    if traceparent:
+        headers[TRACEPARENT_HEADER] = traceparent
+    return headers
+
+
+def _retry_after_header(response: httpx.Response) -> int | None:
+    value = response.headers.get("Retry-After", "")
+    return int(value) if value.isdigit() else None

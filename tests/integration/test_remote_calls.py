@@ -1,0 +1,351 @@
+"""Calls that leave the process (infrastructure/remote.py) against real HTTP servers on loopback:
+timeouts, deadlines, retries only where idempotent, the circuit breaker, and the headers that
+carry the caller's context. Faults come from small servers in threads (tests/http_servers.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from infrastructure.errors import DependencyUnavailable
+from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, UnexpectedAnswer
+from infrastructure.request_context import (
+    DEADLINE_HEADER,
+    bind_deadline,
+    bind_request_id,
+    bind_traceparent,
+)
+from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url
+
+TOKEN = "remote-calls-test-service-token-0123456789"
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+# Quick retries, so that tests with several attempts take milliseconds.
+FAST = RemoteOptions(connect_timeout_seconds=2, read_timeout_seconds=5, backoff_seconds=0.01, backoff_max_seconds=0.02)
+# How long a test waits for a call that must end by itself before it calls the wait a failure.
+SAFETY_NET_SECONDS = 4.0
+
+
+class FakeClock:
+    """The breakers' clock, moved by the test: the reset timeout passes without waiting."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+MakeService = Callable[..., RemoteService]
+
+
+@pytest.fixture
+def make_service() -> Iterator[MakeService]:
+    """``make_service(url, breakers=None, transport=None, **options)``: a RemoteService with FAST
+    options changed by ``options``, its own breakers unless given; all closed at the end."""
+    made: list[RemoteService] = []
+
+    def make(
+        url: str, breakers: BreakerRegistry | None = None, transport: httpx.BaseTransport | None = None, **options: Any
+    ) -> RemoteService:
+        chosen = RemoteOptions(**{**FAST.__dict__, **options})
+        service = RemoteService(
+            "product", url, TOKEN, chosen, breakers=breakers or BreakerRegistry(), transport=transport
+        )
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_request_context() -> Iterator[None]:
+    """Tests bind a request's context in the test thread: unbind it afterwards."""
+    yield
+    bind_request_id(None)
+    bind_traceparent(None)
+    bind_deadline(None)
+
+
+def get(service: RemoteService, *, idempotent: bool = True) -> httpx.Response:
+    return service.request("GET", "/internal/v1/thing", params={"ids": ["a", "b"]}, idempotent=idempotent)
+
+
+# --- what each call carries ---------------------------------------------------------------
+
+
+def test_every_call_carries_the_token_the_request_id_the_trace_and_the_deadline(make_service: MakeService) -> None:
+    bind_request_id("req-42")
+    bind_traceparent(TRACEPARENT)
+    bind_deadline(2.0)
+    with ScriptedServer(then=Answer(200, {"ok": True})) as server:
+        response = get(make_service(server.url))
+
+    assert response.json() == {"ok": True}
+    [received] = server.received
+    assert received.path == "/internal/v1/thing?ids=a&ids=b"
+    assert received.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert received.headers["X-Request-ID"] == "req-42"
+    assert received.headers["traceparent"] == TRACEPARENT
+    assert 0 < int(received.headers[DEADLINE_HEADER]) <= 2000
+
+
+def test_outside_a_request_the_deadline_is_the_read_timeout_and_no_ids_are_made_up(make_service: MakeService) -> None:
+    with ScriptedServer() as server:
+        get(make_service(server.url, read_timeout_seconds=3))
+
+    [received] = server.received
+    assert 0 < int(received.headers[DEADLINE_HEADER]) <= 3000
+    assert "X-Request-ID" not in received.headers
+    assert "traceparent" not in received.headers
+
+
+def test_each_attempt_gets_connect_and_read_timeouts_within_what_is_left_of_the_deadline(
+    make_service: MakeService,
+) -> None:
+    timeouts: list[dict[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"])
+        return httpx.Response(200, json={})
+
+    service = make_service(
+        "http://product.test", transport=httpx.MockTransport(answer), connect_timeout_seconds=1, read_timeout_seconds=5
+    )
+    get(service)
+    bind_deadline(0.5)
+    get(service)
+
+    unbounded, bounded = timeouts
+    assert unbounded["connect"] == 1
+    assert 1 < unbounded["read"] <= 5
+    assert 0 < bounded["connect"] <= 0.5
+    assert 0 < bounded["read"] <= 0.5
+
+
+# --- timeouts and deadlines -----------------------------------------------------------------
+
+
+def test_a_server_that_never_answers_is_unavailable_once_the_read_timeout_is_spent(
+    make_service: MakeService,
+) -> None:
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        with SilentServer() as server:
+            service = make_service(server.url, read_timeout_seconds=0.3, attempts=3)
+            call = pool.submit(get, service)
+            # Not a timing assertion: a call that ignored its timeouts would block here for good.
+            error = call.exception(timeout=SAFETY_NET_SECONDS)
+            accepted = server.accepted
+    finally:
+        pool.shutdown(wait=False)
+
+    assert isinstance(error, DependencyUnavailable), error
+    assert error.service == "product"
+    assert "Timeout" in error.reason
+    assert isinstance(error.__cause__, Exception)
+    # The read timeout was the whole budget: no time was left for a second attempt.
+    assert accepted == 1
+
+
+def test_retries_stop_at_the_callers_deadline(make_service: MakeService) -> None:
+    bind_deadline(0.5)
+    with ScriptedServer(then=Answer(503)) as server:
+        # The first retry would start after at least half of backoff_seconds: past the deadline.
+        service = make_service(server.url, attempts=5, backoff_seconds=2, backoff_max_seconds=2)
+        with pytest.raises(DependencyUnavailable) as raised:
+            get(service)
+
+    assert len(server.received) == 1
+    # Given up at once on the 503, not after sleeping into the deadline.
+    assert raised.value.reason == "answered 503"
+
+
+def test_a_call_whose_deadline_has_passed_is_not_made(make_service: MakeService) -> None:
+    bind_deadline(-1.0)
+    with ScriptedServer() as server, pytest.raises(DependencyUnavailable) as raised:
+        get(make_service(server.url))
+
+    assert raised.value.reason == "deadline passed"
+    assert server.received == []
+
+
+def test_a_refused_connection_is_unavailable(make_service: MakeService) -> None:
+    with pytest.raises(DependencyUnavailable) as raised:
+        get(make_service(dead_url()))
+    assert "ConnectError" in raised.value.reason
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+def test_an_idempotent_call_is_retried_after_502_503_504(make_service: MakeService) -> None:
+    with ScriptedServer(Answer(503), Answer(502), Answer(504), then=Answer(200, {"ok": True})) as server:
+        response = get(make_service(server.url, attempts=4))
+
+    assert response.json() == {"ok": True}
+    assert len(server.received) == 4
+
+
+def test_a_call_not_marked_idempotent_is_tried_once(make_service: MakeService) -> None:
+    with ScriptedServer(Answer(503), then=Answer(200)) as server, pytest.raises(DependencyUnavailable):
+        get(make_service(server.url, attempts=4), idempotent=False)
+
+    assert len(server.received) == 1
+
+
+def test_retries_are_bounded_by_the_attempts(make_service: MakeService) -> None:
+    server = ScriptedServer(then=Answer(503, headers={"Retry-After": "7"}))
+    with server, pytest.raises(DependencyUnavailable) as raised:
+        get(make_service(server.url, attempts=3))
+
+    assert len(server.received) == 3
+    assert raised.value.retry_after_seconds == 7  # the target's own hint is passed on
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+def test_an_answer_below_500_is_returned_as_it_is_and_not_retried(make_service: MakeService, status: int) -> None:
+    with ScriptedServer(then=Answer(status, {"code": "x"})) as server:
+        response = get(make_service(server.url))
+
+    assert (response.status_code, response.json()) == (status, {"code": "x"})
+    assert len(server.received) == 1
+
+
+def test_a_500_is_unexpected_and_not_retried(make_service: MakeService) -> None:
+    with ScriptedServer(then=Answer(500, {"detail": "bug"})) as server, pytest.raises(UnexpectedAnswer) as raised:
+        get(make_service(server.url))
+
+    assert raised.value.status == 500
+    assert len(server.received) == 1
+
+
+# --- the circuit breaker --------------------------------------------------------------------
+
+
+def test_the_breaker_opens_after_consecutive_failures_and_then_fails_fast_without_calling(
+    make_service: MakeService,
+) -> None:
+    with ScriptedServer(then=Answer(503)) as server:
+        service = make_service(server.url, attempts=1, breaker_failures=3, breaker_reset_seconds=30)
+        for _ in range(3):
+            with pytest.raises(DependencyUnavailable):
+                get(service)
+        assert service.breaker.state == "open"
+
+        with pytest.raises(DependencyUnavailable) as raised:
+            get(service)
+
+    assert len(server.received) == 3
+    assert raised.value.reason == "circuit open"
+    assert 1 <= raised.value.retry_after_seconds <= 30
+
+
+def test_transport_failures_count_toward_the_breaker(make_service: MakeService) -> None:
+    service = make_service(dead_url(), attempts=2, breaker_failures=4)
+    for _ in range(2):
+        with pytest.raises(DependencyUnavailable):
+            get(service)
+    assert service.breaker.state == "open"
+
+
+def test_answers_below_500_do_not_open_the_breaker(make_service: MakeService) -> None:
+    with ScriptedServer(then=Answer(404)) as server:
+        service = make_service(server.url, breaker_failures=2)
+        for _ in range(5):
+            assert get(service).status_code == 404
+
+    assert service.breaker.state == "closed"
+    assert len(server.received) == 5
+
+
+def test_a_success_resets_the_count_of_consecutive_failures(make_service: MakeService) -> None:
+    with ScriptedServer(Answer(503), Answer(200), Answer(503), then=Answer(200)) as server:
+        service = make_service(server.url, attempts=1, breaker_failures=2)
+        for expected in (DependencyUnavailable, None, DependencyUnavailable, None):
+            if expected is None:
+                get(service)
+            else:
+                with pytest.raises(expected):
+                    get(service)
+
+    assert service.breaker.state == "closed"
+
+
+def test_after_the_reset_timeout_a_trial_call_closes_the_breaker_when_it_succeeds(make_service: MakeService) -> None:
+    clock = FakeClock()
+    with ScriptedServer(then=Answer(503)) as server:
+        service = make_service(
+            server.url, breakers=BreakerRegistry(clock), attempts=1, breaker_failures=2, breaker_reset_seconds=10
+        )
+        for _ in range(2):
+            with pytest.raises(DependencyUnavailable):
+                get(service)
+        server.then = Answer(200, {"back": True})
+        with pytest.raises(DependencyUnavailable):
+            get(service)  # still open: the service is not asked
+        assert len(server.received) == 2
+
+        clock.advance(11)
+        assert get(service).json() == {"back": True}
+        assert service.breaker.state == "closed"
+        get(service)
+
+    assert len(server.received) == 4
+
+
+def test_a_failed_trial_call_opens_the_breaker_again(make_service: MakeService) -> None:
+    clock = FakeClock()
+    with ScriptedServer(then=Answer(503)) as server:
+        service = make_service(
+            server.url, breakers=BreakerRegistry(clock), attempts=1, breaker_failures=2, breaker_reset_seconds=10
+        )
+        for _ in range(2):
+            with pytest.raises(DependencyUnavailable):
+                get(service)
+        clock.advance(11)
+        with pytest.raises(DependencyUnavailable):
+            get(service)  # the trial
+        assert service.breaker.state == "open"
+        with pytest.raises(DependencyUnavailable) as raised:
+            get(service)
+
+    assert raised.value.reason == "circuit open"
+    assert len(server.received) == 3
+
+
+def test_clients_of_one_target_share_its_breaker_and_other_targets_are_unaffected(make_service: MakeService) -> None:
+    breakers = BreakerRegistry()
+    with ScriptedServer(then=Answer(503)) as failing, ScriptedServer(then=Answer(200)) as healthy:
+        first = make_service(failing.url, breakers=breakers, attempts=1, breaker_failures=1)
+        second = make_service(failing.url + "/", breakers=breakers, attempts=1, breaker_failures=1)
+        other = make_service(healthy.url, breakers=breakers, attempts=1, breaker_failures=1)
+        with pytest.raises(DependencyUnavailable):
+            get(first)
+        with pytest.raises(DependencyUnavailable):
+            get(second)
+        assert get(other).status_code == 200
+
+    assert len(failing.received) == 1
+
+
+def test_the_breaker_does_not_make_calls_to_a_target_wait_for_each_other(make_service: MakeService) -> None:
+    """pybreaker's own ``call`` holds a lock while the call runs; two calls must be in flight at once."""
+    gate = threading.Barrier(2, timeout=SAFETY_NET_SECONDS)
+    with ScriptedServer(then=Answer(200, {"ok": True}), gate=gate) as server:
+        service = make_service(server.url, attempts=1, read_timeout_seconds=2 * SAFETY_NET_SECONDS)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(lambda _: get(service).json(), range(2)))
+
+    assert answers == [{"ok": True}, {"ok": True}]
