@@ -1,0 +1,217 @@
+"""Running a service's subscribers on the events that reach it through the broker.
+
+One background thread holds one connection and consumes the queue of every subscriber the
+service hosts. Each message runs the handler ``(subscriber name, envelope)`` in that thread:
+
+- it returns → the message is acked;
+- it raises, attempts left → the message is rejected, and the broker parks it in the
+  subscriber's retry queue for the topology's ``retry_delay``, then hands it back;
+- it raises on the last attempt → the message is copied, confirmed, to the subscriber's
+  dead-letter queue (with the attempts and the error in its headers), then acked.
+
+Delivery is at least once: a message in hand when the connection drops comes back, so the
+handler must make a repeat harmless, as the inbox does for subscribers. The thread survives
+the broker going away: it reconnects with a jittered exponential backoff, declares the
+topology again and resumes consuming, without anyone's help.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from functools import partial
+from typing import Any
+
+import structlog
+
+from infrastructure.events.broker._kombu import Connection, Consumer
+from infrastructure.events.broker.publisher import ConfirmedLink
+from infrastructure.events.broker.topology import DEFAULT_EXCHANGE, Topology
+
+logger = structlog.get_logger(__name__)
+
+Handler = Callable[[str, dict[str, Any]], None]
+
+MAX_ERROR_LENGTH = 1000
+
+
+class BrokerConsumer:
+    def __init__(
+        self,
+        url: str,
+        topology: Topology,
+        handler: Handler,
+        *,
+        subscribers: Iterable[str] | None = None,
+        max_attempts: int = 5,
+        prefetch: int = 16,
+        heartbeat: float = 60.0,
+        connect_timeout: float = 5.0,
+        reconnect_delay: float = 0.5,
+        reconnect_max_delay: float = 30.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        """``subscribers``: the ones this service hosts (default: every one in the topology,
+        which is declared whole anyway). ``prefetch``: unacked messages per subscriber queue.
+        ``heartbeat`` must exceed the longest handler run: the handler runs in the thread that
+        would answer the broker's heartbeats (a broker that misses two drops the connection,
+        and the message comes back)."""
+        self._url = url
+        self._topology = topology
+        self._handler = handler
+        self._subscribers = list(topology.subscriptions if subscribers is None else subscribers)
+        unknown = set(self._subscribers) - set(topology.subscriptions)
+        if unknown:
+            raise ValueError(f"subscribers not in the topology: {sorted(unknown)}")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._max_attempts = max_attempts
+        self._prefetch = prefetch
+        self._heartbeat = heartbeat
+        self._connect_timeout = connect_timeout
+        self._reconnect_delay = reconnect_delay
+        self._reconnect_max_delay = reconnect_max_delay
+        self._poll_interval = poll_interval
+        self._dead_letters = ConfirmedLink(
+            url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=10.0
+        )
+        self._stopping = threading.Event()
+        self._consuming = threading.Event()
+        self._failures = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def consuming(self) -> bool:
+        """Whether it is connected and consuming now (for a readiness check)."""
+        return self._consuming.is_set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="broker-consumer", daemon=True)
+        self._thread.start()
+        logger.info("broker.consumer_started", subscribers=self._subscribers)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish and settle the message in hand, hand the prefetched ones back, disconnect."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("broker.consumer_still_running")
+        self._thread = None
+        self._dead_letters.close()
+        logger.info("broker.consumer_stopped")
+
+    # -- the consuming thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._consume_until_stopped()
+            except Exception as error:  # noqa: BLE001 - any failure means: reconnect and go on
+                self._failures += 1
+                delay = self._backoff()
+                logger.warning("broker.consumer_disconnected", error=repr(error), retry_in=round(delay, 2))
+                self._stopping.wait(delay)
+
+    def _backoff(self) -> float:
+        ceiling = min(self._reconnect_max_delay, self._reconnect_delay * 2 ** (self._failures - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _consume_until_stopped(self) -> None:
+        connection = Connection(self._url, heartbeat=self._heartbeat, connect_timeout=self._connect_timeout)
+        try:
+            connection.ensure_connection(max_retries=0)  # one attempt: _run owns retrying
+            consumers = self._start_consuming(connection.channel())
+            self._consuming.set()
+            self._failures = 0
+            logger.info("broker.consuming", subscribers=self._subscribers)
+            self._drain(connection)
+            for consumer in consumers:
+                consumer.cancel()
+            # Closing hands back whatever was prefetched and not settled.
+            connection.release()
+        except BaseException:
+            connection.collect()
+            raise
+        finally:
+            self._consuming.clear()
+
+    def _start_consuming(self, channel: Any) -> list[Any]:
+        self._topology.declare(channel)
+        consumers = [
+            Consumer(
+                channel,
+                queues=[self._topology.consumer_queue(subscriber)],
+                on_message=partial(self._on_message, subscriber),
+                prefetch_count=self._prefetch,
+                auto_declare=False,
+            )
+            for subscriber in self._subscribers
+        ]
+        for consumer in consumers:
+            consumer.consume()
+        return consumers
+
+    def _drain(self, connection: Any) -> None:
+        while not self._stopping.is_set():
+            with suppress(TimeoutError):  # nothing arrived: time to look at the stop flag
+                connection.drain_events(timeout=self._poll_interval)
+            connection.heartbeat_check()
+
+    # -- one message ------------------------------------------------------------------------
+
+    def _on_message(self, subscriber: str, message: Any) -> None:
+        if self._stopping.is_set():
+            message.requeue()  # not started: another consumer, or this one restarted, takes it
+            return
+        attempt = self._attempt(subscriber, message)
+        log = logger.bind(subscriber=subscriber, event_id=message.properties.get("message_id"), attempt=attempt)
+        try:
+            self._handler(subscriber, json.loads(message.body))
+        except Exception as error:  # noqa: BLE001 - any failure of a handler is retried, then dead-lettered
+            if attempt < self._max_attempts:
+                log.warning("broker.delivery_failed", error=repr(error))
+                message.reject(requeue=False)  # the broker moves it to the retry queue
+            else:
+                log.error("broker.dead_lettered", error=repr(error))
+                self._dead_letter(subscriber, message, attempt, error)
+                message.ack()
+        else:
+            message.ack()
+
+    def _attempt(self, subscriber: str, message: Any) -> int:
+        """This delivery's attempt: one more than the rejections the broker has counted."""
+        queue = self._topology.queue(subscriber)
+        deaths = (message.headers or {}).get("x-death") or []
+        rejected = sum(
+            int(death.get("count", 0))
+            for death in deaths
+            if death.get("queue") == queue and death.get("reason") == "rejected"
+        )
+        return rejected + 1
+
+    def _dead_letter(self, subscriber: str, message: Any, attempts: int, error: Exception) -> None:
+        properties = {
+            key: message.properties[key]
+            for key in ("message_id", "type", "correlation_id")
+            if key in message.properties
+        }
+        properties["headers"] = {
+            **(message.headers or {}),
+            "x-shop-subscriber": subscriber,
+            "x-shop-attempts": attempts,
+            "x-shop-error": repr(error)[-MAX_ERROR_LENGTH:],
+        }
+        self._dead_letters.send(
+            message.body,
+            exchange=DEFAULT_EXCHANGE,
+            routing_key=self._topology.dead_queue(subscriber),
+            properties=properties,
+        )

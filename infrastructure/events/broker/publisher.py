@@ -1,0 +1,175 @@
+"""Sending envelopes to the broker so that a returned call means the broker has them.
+
+Every message is persistent (delivery mode 2), published with ``mandatory`` on a channel in
+confirm mode, and waited for: the call returns once the broker has routed it to at least one
+queue and stored it, and raises :class:`PublishFailed` otherwise (refused, unroutable, not
+confirmed in time, broker down). That is what makes the outbox the relay's retry queue: an
+outbox delivery that publishes is done only when the broker holds the event, and a failure is
+retried by the dispatcher with its backoff while the outbox keeps every event.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from typing import Any
+
+import structlog
+
+from infrastructure.events.broker._kombu import Connection, Producer
+from infrastructure.events.broker.topology import Topology
+
+logger = structlog.get_logger(__name__)
+
+PERSISTENT = 2
+JSON = "application/json"
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm the message: it may or may not have it, so send it again."""
+
+
+class ConfirmedLink:
+    """One connection whose channel publishes in confirm mode, one message at a time.
+
+    Opened on first use and kept; dropped on any failure, so the next call starts afresh
+    (``prepare`` then runs again, e.g. to declare the topology). A failure on a connection
+    kept from an earlier call may only mean it went stale (the broker restarted, an idle
+    socket was cut), so such a call is tried once more on a new connection before it fails.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prepare: Callable[[Any], None],
+        connect_timeout: float,
+        confirm_timeout: float,
+    ) -> None:
+        self._url = url
+        self._prepare = prepare
+        self._connect_timeout = connect_timeout
+        self._confirm_timeout = confirm_timeout
+        # kombu channels are not thread-safe, and a confirm must not be taken for another's.
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._producer: Any = None
+
+    def send(self, body: str | bytes, *, exchange: str, routing_key: str, properties: Mapping[str, Any]) -> None:
+        with self._lock:
+            kept = self._producer is not None
+            try:
+                self._send(body, exchange, routing_key, properties)
+            except Exception as first:
+                self._drop()
+                if not kept:
+                    raise PublishFailed(f"broker did not confirm {routing_key!r}: {first!r}") from first
+                logger.info("broker.reconnecting_publisher", error=repr(first))
+                try:
+                    self._send(body, exchange, routing_key, properties)
+                except Exception as second:
+                    self._drop()
+                    raise PublishFailed(f"broker did not confirm {routing_key!r}: {second!r}") from second
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                with suppress(Exception):  # closing politely is a courtesy to the broker
+                    self._connection.release()
+            self._connection, self._producer = None, None
+
+    def _send(self, body: str | bytes, exchange: str, routing_key: str, properties: Mapping[str, Any]) -> None:
+        if self._producer is None:
+            self._connect()
+        self._producer.publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            delivery_mode=PERSISTENT,
+            mandatory=True,
+            content_type=JSON,
+            content_encoding="utf-8",
+            confirm_timeout=self._confirm_timeout,
+            **properties,
+        )
+
+    def _connect(self) -> None:
+        connection = Connection(
+            self._url,
+            connect_timeout=self._connect_timeout,
+            transport_options={"confirm_publish": True},
+        )
+        try:
+            connection.ensure_connection(max_retries=0)  # one attempt: the caller owns retrying
+            channel = connection.channel()
+            self._prepare(channel)
+        except BaseException:
+            connection.collect()
+            raise
+        self._connection, self._producer = connection, Producer(channel, auto_declare=False)
+
+    def _drop(self) -> None:
+        """Forget the connection without talking to the broker (it may be gone)."""
+        if self._connection is not None:
+            self._connection.collect()
+        self._connection, self._producer = None, None
+
+
+class BrokerPublisher:
+    """Relays outbox envelopes to the topology's topic exchange, routing key = event type.
+
+    The topology is declared on every (re)connection, so events published before any consumer
+    ran still wait in their subscribers' queues. An event type nobody takes is unroutable and
+    raises: relay only :meth:`Topology.event_types`.
+
+    A publish holds its connection until the broker confirms (a disk write away), so threads
+    publishing at once each take one of ``connections``, opened as they are first needed;
+    beyond that many, a publish waits for one to be free. Match the dispatcher's workers.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        topology: Topology,
+        *,
+        connections: int = 4,
+        connect_timeout: float = 5.0,
+        confirm_timeout: float = 10.0,
+    ) -> None:
+        self._exchange = topology.exchange
+        self._links = [
+            ConfirmedLink(
+                url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=confirm_timeout
+            )
+            for _ in range(connections)
+        ]
+        # Last in, first out: the connections in use stay warm, the spare ones are never opened.
+        self._free: queue.LifoQueue[ConfirmedLink] = queue.LifoQueue()
+        for link in reversed(self._links):
+            self._free.put(link)
+
+    def publish(self, envelope: Mapping[str, Any]) -> None:
+        """Send one envelope (``Envelope.to_dict()``, as the outbox stores it); raises
+        :class:`PublishFailed` unless the broker confirmed it. Thread-safe."""
+        trace = {str(key): str(value) for key, value in (envelope.get("trace") or {}).items()}
+        properties: dict[str, Any] = {
+            "message_id": str(envelope["id"]),
+            "type": str(envelope["type"]),
+            "headers": {**trace, "event_version": int(envelope["version"])},
+        }
+        if "request_id" in trace:
+            properties["correlation_id"] = trace["request_id"]
+        link = self._free.get()
+        try:
+            link.send(
+                json.dumps(envelope), exchange=self._exchange, routing_key=str(envelope["type"]), properties=properties
+            )
+        finally:
+            self._free.put(link)
+
+    def close(self) -> None:
+        for link in self._links:
+            link.close()

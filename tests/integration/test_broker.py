@@ -1,0 +1,546 @@
+"""Events through RabbitMQ: the broker publisher and consumer against a real server.
+
+The server is the one ``SHOP_TEST_AMQP_URL`` names; without it these tests skip, saying so.
+Every test declares a topology of its own (a fresh exchange name and queue prefix) and
+deletes it afterwards, so runs never see each other's messages. The outage test stops and
+restarts the broker's application with ``rabbitmqctl`` and always leaves it running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from kombu import Connection, Queue
+from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, insert, select
+
+from infrastructure.db import Database
+from infrastructure.events import codec
+from infrastructure.events.broker.consumer import BrokerConsumer, Handler
+from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
+from infrastructure.events.broker.topology import Topology
+from infrastructure.events.bus import EventBus
+from infrastructure.events.envelope import Envelope
+from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, current_delivery, delivering
+from infrastructure.events.tables import inbox_table
+
+AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
+DEADLINE_SECONDS = 30.0
+RETRY_DELAY = 0.1  # the retry queue's hold: short, so that attempts follow each other quickly
+
+
+@dataclass(frozen=True)
+class ThingHappened:
+    TYPE: ClassVar[str] = "proof.ThingHappened"
+    VERSION: ClassVar[int] = 1
+    thing_id: str
+
+
+@dataclass(frozen=True)
+class ThingUndone:
+    TYPE: ClassVar[str] = "proof.ThingUndone"
+    VERSION: ClassVar[int] = 1
+    thing_id: str
+
+
+HAPPENED, UNDONE = ThingHappened.TYPE, ThingUndone.TYPE
+
+
+def envelope_of(event: Any) -> dict[str, Any]:
+    """An event as the outbox stores it, with a request id to trace."""
+    return Envelope(event=event, trace={"request_id": uuid.uuid4().hex}).to_dict()
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.02)
+
+
+# -- the broker, and what each test puts on it ----------------------------------------------
+
+
+class Broker:
+    """Makes the test's topologies, publishers and consumers, looks into queues, and removes it
+    all afterwards. Each look opens its own connection: the broker may have restarted since."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.prefix = f"t{uuid.uuid4().hex[:10]}"
+        self._topologies: list[Topology] = []
+        self._extra_queues: list[str] = []
+        self._closers: list[Callable[[], None]] = []
+
+    def topology(self, subscriptions: dict[str, set[str]], **options: Any) -> Topology:
+        topology = Topology(
+            subscriptions,
+            exchange=f"{self.prefix}.events",
+            queue_prefix=self.prefix,
+            retry_delay=options.pop("retry_delay", RETRY_DELAY),
+        )
+        self._topologies.append(topology)
+        return topology
+
+    def publisher(self, topology: Topology, **options: Any) -> BrokerPublisher:
+        publisher = BrokerPublisher(self.url, topology, connect_timeout=2.0, confirm_timeout=5.0, **options)
+        self._closers.append(publisher.close)
+        return publisher
+
+    def consumer(self, topology: Topology, handler: Handler, **options: Any) -> BrokerConsumer:
+        """A started consumer that reconnects fast; stopped at the end of the test."""
+        options = {"max_attempts": 3, "reconnect_delay": 0.1, "reconnect_max_delay": 1.0, **options}
+        consumer = BrokerConsumer(self.url, topology, handler, connect_timeout=2.0, poll_interval=0.2, **options)
+        self._closers.append(consumer.stop)
+        consumer.start()
+        eventually(lambda: consumer.consuming, "the consumer consumes")
+        return consumer
+
+    def declare_extra_queue(self, name: str, routing_key: str, arguments: dict[str, Any]) -> None:
+        """A queue of the test's own on the topology's exchange, beside the subscribers'."""
+        self._extra_queues.append(name)
+        with Connection(self.url) as connection:
+            channel = connection.channel()
+            channel.queue_declare(queue=name, durable=True, arguments=arguments)
+            channel.queue_bind(queue=name, exchange=f"{self.prefix}.events", routing_key=routing_key)
+
+    def delete_exchange(self, name: str) -> None:
+        with Connection(self.url) as connection:
+            connection.channel().exchange_delete(name)
+
+    def message_count(self, queue_name: str) -> int:
+        """Messages ready in a queue (not those delivered and unacknowledged)."""
+        with Connection(self.url) as connection:
+            _, count, _ = connection.channel().queue_declare(queue=queue_name, passive=True)
+            return int(count)
+
+    def take(self, queue_name: str) -> Any:
+        """The next message of a queue (a kombu ``Message``), acknowledged, or None."""
+        with Connection(self.url) as connection:
+            return Queue(queue_name)(connection.channel()).get(no_ack=True)
+
+    def cleanup(self) -> None:
+        for close in reversed(self._closers):
+            close()
+        names = [name for topology in self._topologies for name in topology.queue_names()] + self._extra_queues
+        with Connection(self.url) as connection:
+            channel = connection.channel()
+            for name in names:
+                channel.queue_delete(name)
+            channel.exchange_delete(f"{self.prefix}.events")
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    url = os.environ.get(AMQP_URL_VARIABLE)
+    if not url:
+        pytest.skip(f"RabbitMQ: set {AMQP_URL_VARIABLE} (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+    broker = Broker(url)
+    try:
+        yield broker
+    finally:
+        broker.cleanup()
+
+
+# -- handlers -------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A handler that remembers every call, failing a given number of times per event first."""
+
+    def __init__(self, failures_per_event: int = 0) -> None:
+        self._failures_per_event = failures_per_event
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.succeeded: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, subscriber: str, envelope: dict[str, Any]) -> None:
+        with self._lock:
+            self.calls.append((subscriber, envelope))
+            tried = sum(1 for name, seen in self.calls if name == subscriber and seen["id"] == envelope["id"])
+            if tried <= self._failures_per_event:
+                raise RuntimeError(f"attempt {tried} of {envelope['id']} fails")
+            self.succeeded.append((subscriber, envelope))
+
+    def ids(self, subscriber: str, *, succeeded: bool = True) -> list[str]:
+        with self._lock:
+            return [
+                envelope["id"] for name, envelope in (self.succeeded if succeeded else self.calls) if name == subscriber
+            ]
+
+
+class InboxedSubscribers:
+    """A consuming context in miniature, on SQLite: its subscribers add an effect row and their
+    unit of work records the inbox row in the same transaction, and :meth:`handle` runs them as
+    ``Dispatcher.run_delivery`` does (decode, ``delivering``, the bus; a repeat is no failure).
+    It is the handler the integrator hands the consumer."""
+
+    def __init__(self, folder: Path) -> None:
+        metadata = MetaData()
+        self.inbox = Inbox(inbox_table(metadata, "proof"), "proof")
+        self.effects = Table(
+            "proof_effects",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("subscriber", String(100), nullable=False),
+            Column("event_id", Uuid, nullable=False),
+        )
+        self.database = Database("proof", f"sqlite:///{folder / 'proof.db'}")
+        metadata.create_all(self.database.engine)
+        self.bus = EventBus()
+        self._lock = threading.Lock()
+        self.runs = 0  # completed, once or as a repeat
+        self.repeats = 0
+
+    def subscribe(self, name: str, *event_types: type[Any]) -> None:
+        for event_type in event_types:
+            self.bus.subscribe(event_type, partial(self._take_effect, name), name=name)
+
+    def _take_effect(self, subscriber: str, _event: Any) -> None:
+        delivery = current_delivery()
+        assert delivery is not None
+        with self.database.session(write=True) as session:
+            session.execute(insert(self.effects).values(subscriber=subscriber, event_id=delivery.event_id))
+            self.inbox.record(session)
+            session.commit()
+
+    def handle(self, subscriber: str, envelope: dict[str, Any]) -> None:
+        event = codec.decode(envelope, self.bus.event_class(envelope["type"]))
+        try:
+            with delivering(Delivery(subscriber, event.id)):
+                self.bus.deliver(event, subscriber)
+        except AlreadyHandled:
+            repeat = True
+        else:
+            repeat = False
+        with self._lock:
+            self.runs += 1
+            self.repeats += repeat
+
+    def effects_per_event(self) -> Counter[tuple[str, str]]:
+        with self.database.session(write=False) as session:
+            rows = session.execute(select(self.effects.c.subscriber, self.effects.c.event_id)).all()
+        return Counter((subscriber, str(event_id)) for subscriber, event_id in rows)
+
+    def inbox_rows(self) -> int:
+        with self.database.session(write=False) as session:
+            return int(session.execute(select(func.count()).select_from(self.inbox.table)).scalar_one())
+
+
+# -- routing and the message itself --------------------------------------------------------
+
+
+def test_each_subscriber_queue_gets_the_types_it_takes_and_only_those(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.everything": {HAPPENED, UNDONE}})
+    publisher = broker.publisher(topology)
+    recorder = Recorder()
+    broker.consumer(topology, recorder)
+
+    happened, undone, last = (
+        envelope_of(ThingHappened("a")),
+        envelope_of(ThingUndone("a")),
+        envelope_of(ThingHappened("b")),
+    )
+    for envelope in (happened, undone, last):
+        publisher.publish(envelope)
+
+    # Queues are FIFO: once "proof.happenings" has the last event, anything else routed to it
+    # before would have arrived too.
+    eventually(lambda: len(recorder.ids("proof.happenings")) == 2, "proof.happenings gets its events")
+    eventually(lambda: len(recorder.ids("proof.everything")) == 3, "proof.everything gets its events")
+    assert recorder.ids("proof.happenings") == [happened["id"], last["id"]]
+    assert recorder.ids("proof.everything") == [happened["id"], undone["id"], last["id"]]
+    assert [envelope for _, envelope in recorder.calls if envelope["id"] == undone["id"]] == [undone]
+
+
+def test_a_message_is_persistent_and_carries_the_event_id_type_and_trace(broker: Broker) -> None:
+    # No consumer runs: the publisher declares the whole topology, so the event waits in the
+    # queue of a service that has not started yet.
+    topology = broker.topology({"proof.later": {HAPPENED}})
+    envelope = envelope_of(ThingHappened("a"))
+
+    broker.publisher(topology).publish(envelope)
+
+    message = broker.take(topology.queue("proof.later"))
+    assert message is not None
+    assert message.properties["delivery_mode"] == 2
+    assert message.properties["message_id"] == envelope["id"]
+    assert message.properties["type"] == HAPPENED
+    assert message.properties["correlation_id"] == envelope["trace"]["request_id"]
+    assert message.headers["request_id"] == envelope["trace"]["request_id"]
+    assert message.delivery_info["routing_key"] == HAPPENED
+    assert message.content_type == "application/json"
+    assert json.loads(message.body) == envelope
+
+
+def test_an_event_no_queue_takes_is_not_confirmed(broker: Broker) -> None:
+    publisher = broker.publisher(broker.topology({"proof.happenings": {HAPPENED}}))
+
+    with pytest.raises(PublishFailed, match="NO_ROUTE"):
+        publisher.publish(envelope_of(ThingUndone("a")))
+
+
+def test_a_message_the_broker_refuses_is_not_confirmed_and_the_next_one_goes_through(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(topology)
+    publisher.publish(envelope_of(ThingHappened("first")))  # connected, topology declared
+    # A queue that takes no message refuses it: the broker answers the publish with a nack.
+    broker.declare_extra_queue(f"{broker.prefix}.full", UNDONE, {"x-max-length": 0, "x-overflow": "reject-publish"})
+
+    with pytest.raises(PublishFailed, match="MessageNacked"):
+        publisher.publish(envelope_of(ThingUndone("refused")))
+    publisher.publish(envelope_of(ThingHappened("after")))
+
+    assert broker.message_count(topology.queue("proof.happenings")) == 2
+
+
+def test_a_publisher_whose_exchange_vanished_declares_it_again(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(topology)
+    publisher.publish(envelope_of(ThingHappened("before")))
+    broker.delete_exchange(topology.exchange)  # and with it every binding
+
+    publisher.publish(envelope_of(ThingHappened("after")))
+
+    assert broker.message_count(topology.queue("proof.happenings")) == 2
+
+
+def test_threads_publishing_at_once_share_the_connections_and_every_event_arrives(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(topology, connections=3)
+    batches = [[envelope_of(ThingHappened(f"{thread}-{number}")) for number in range(25)] for thread in range(8)]
+
+    def publish_all(batch: list[dict[str, Any]]) -> None:
+        for envelope in batch:
+            publisher.publish(envelope)
+
+    threads = [threading.Thread(target=publish_all, args=(batch,), daemon=True) for batch in batches]
+    for thread in threads:
+        thread.start()
+    eventually(lambda: not any(thread.is_alive() for thread in threads), "every thread has published")
+
+    assert broker.message_count(topology.queue("proof.happenings")) == 200
+
+
+def test_declaring_the_topology_again_changes_nothing(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.everything": {HAPPENED, UNDONE}})
+    broker.publisher(topology).publish(envelope_of(ThingHappened("kept")))
+
+    with Connection(broker.url) as connection:
+        topology.declare(connection.channel())
+        topology.declare(connection.channel())
+    broker.publisher(topology).publish(envelope_of(ThingUndone("routed")))
+
+    assert broker.message_count(topology.queue("proof.happenings")) == 1
+    assert broker.message_count(topology.queue("proof.everything")) == 2
+
+
+# -- failures, retries and dead letters ----------------------------------------------------
+
+
+def test_a_handler_that_keeps_failing_sends_the_event_to_the_dead_letter_queue(broker: Broker) -> None:
+    topology = broker.topology({"proof.fragile": {HAPPENED}})
+    recorder = Recorder(failures_per_event=1000)
+    broker.consumer(topology, recorder, max_attempts=3)
+    envelope = envelope_of(ThingHappened("poison"))
+
+    broker.publisher(topology).publish(envelope)
+
+    dead_queue = topology.dead_queue("proof.fragile")
+    eventually(lambda: broker.message_count(dead_queue) == 1, "the event is dead-lettered")
+    assert len(recorder.calls) == 3
+    message = broker.take(dead_queue)
+    assert json.loads(message.body) == envelope
+    assert message.properties["message_id"] == envelope["id"]
+    assert message.properties["delivery_mode"] == 2
+    assert message.headers["x-shop-subscriber"] == "proof.fragile"
+    assert message.headers["x-shop-attempts"] == 3
+    assert "attempt 3" in message.headers["x-shop-error"]
+    assert broker.message_count(topology.queue("proof.fragile")) == 0
+    assert broker.message_count(topology.retry_queue("proof.fragile")) == 0
+
+
+def test_a_handler_failing_once_then_succeeding_processes_the_event_once(broker: Broker) -> None:
+    topology = broker.topology({"proof.flaky": {HAPPENED}})
+    recorder = Recorder(failures_per_event=1)
+    consumer = broker.consumer(topology, recorder, max_attempts=3)
+    envelope = envelope_of(ThingHappened("flaky"))
+
+    broker.publisher(topology).publish(envelope)
+
+    eventually(lambda: recorder.ids("proof.flaky") == [envelope["id"]], "the retry succeeds")
+    consumer.stop()  # acks are settled: anything unacknowledged would now be back in a queue
+    assert recorder.ids("proof.flaky", succeeded=False) == [envelope["id"], envelope["id"]]
+    assert recorder.succeeded == [("proof.flaky", envelope)]
+    for queue_name in (topology.queue("proof.flaky"), topology.retry_queue("proof.flaky")):
+        assert broker.message_count(queue_name) == 0, queue_name
+    assert broker.message_count(topology.dead_queue("proof.flaky")) == 0
+
+
+def test_one_event_published_again_and_again_has_one_effect(broker: Broker, tmp_path: Path) -> None:
+    subscribers = InboxedSubscribers(tmp_path)
+    subscribers.subscribe("proof.effects", ThingHappened)
+    topology = broker.topology({"proof.effects": {HAPPENED}})
+    publisher = broker.publisher(topology)
+    broker.consumer(topology, subscribers.handle)
+    envelopes = [envelope_of(ThingHappened(str(number))) for number in range(5)]
+
+    for _ in range(3):  # e.g. confirms lost with the connection, so the outbox sent them again
+        for envelope in envelopes:
+            publisher.publish(envelope)
+
+    eventually(lambda: subscribers.runs == 15, "every copy is handled")
+    assert subscribers.repeats == 10
+    assert subscribers.effects_per_event() == Counter({("proof.effects", envelope["id"]): 1 for envelope in envelopes})
+    assert subscribers.inbox_rows() == 5
+
+
+# -- stopping ------------------------------------------------------------------------------
+
+
+def test_stopping_finishes_the_message_in_hand_and_hands_the_others_back(broker: Broker) -> None:
+    topology = broker.topology({"proof.slow": {HAPPENED}})
+    in_hand, may_finish = threading.Event(), threading.Event()
+    recorder = Recorder()
+
+    def slow(subscriber: str, envelope: dict[str, Any]) -> None:
+        in_hand.set()
+        assert may_finish.wait(DEADLINE_SECONDS)
+        recorder(subscriber, envelope)
+
+    consumer = broker.consumer(topology, slow, prefetch=5)
+    publisher = broker.publisher(topology)
+    envelopes = [envelope_of(ThingHappened(str(number))) for number in range(5)]
+    for envelope in envelopes:
+        publisher.publish(envelope)
+    assert in_hand.wait(DEADLINE_SECONDS)
+
+    stopper = threading.Thread(target=consumer.stop)
+    stopper.start()
+    eventually(lambda: consumer._stopping.is_set(), "stop is asked for")  # the handler is still running
+    may_finish.set()
+    stopper.join(DEADLINE_SECONDS)
+
+    assert not stopper.is_alive()
+    assert recorder.ids("proof.slow") == [envelopes[0]["id"]]
+    assert not consumer.consuming
+    assert broker.message_count(topology.queue("proof.slow")) == 4
+
+
+def test_a_consumer_accepts_only_subscribers_of_its_topology() -> None:
+    topology = Topology({"proof.known": {HAPPENED}})
+
+    with pytest.raises(ValueError, match=r"proof\.unknown"):
+        BrokerConsumer("amqp://unused", topology, Recorder(), subscribers=["proof.known", "proof.unknown"])
+
+
+# -- the broker goes away and comes back --------------------------------------------------
+
+
+class Relay:
+    """An outbox relay in miniature: every envelope handed to it is published, tried again
+    after a pause until the broker confirms it, as the dispatcher retries a failed delivery."""
+
+    def __init__(self, publisher: BrokerPublisher, pause: float = 0.05) -> None:
+        self._publisher = publisher
+        self._pause = pause
+        self._waiting: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._stop = threading.Event()
+        self.failures = 0
+        self.confirmed = 0
+        self._thread = threading.Thread(target=self._run, name="test-relay", daemon=True)
+        self._thread.start()
+
+    def record(self, envelope: dict[str, Any]) -> None:
+        self._waiting.put(envelope)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(DEADLINE_SECONDS)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                envelope = self._waiting.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            while not self._stop.is_set():
+                try:
+                    self._publisher.publish(envelope)
+                except PublishFailed:
+                    self.failures += 1
+                    self._stop.wait(self._pause)
+                else:
+                    self.confirmed += 1
+                    break
+
+
+def rabbitmqctl(*arguments: str) -> None:
+    subprocess.run(["rabbitmqctl", *arguments], check=True, capture_output=True, timeout=120)
+
+
+def broker_running() -> bool:
+    result = subprocess.run(
+        ["rabbitmq-diagnostics", "-q", "check_running"], capture_output=True, timeout=60, check=False
+    )
+    return result.returncode == 0
+
+
+def restart_broker_app() -> None:
+    rabbitmqctl("start_app")
+    eventually(broker_running, "RabbitMQ runs again", timeout=120)
+
+
+@pytest.mark.slow
+def test_events_published_around_a_broker_outage_all_arrive_each_with_one_effect(
+    broker: Broker, tmp_path: Path
+) -> None:
+    # "proof.effects" is consumed throughout and must reconnect by itself; "proof.later" is a
+    # service that starts only after the outage, so its queue must have kept every message.
+    subscribers = InboxedSubscribers(tmp_path)
+    subscribers.subscribe("proof.effects", ThingHappened)
+    subscribers.subscribe("proof.later", ThingHappened)
+    topology = broker.topology({"proof.effects": {HAPPENED}, "proof.later": {HAPPENED}})
+    consumer = broker.consumer(topology, subscribers.handle, subscribers=["proof.effects"], prefetch=20)
+    relay = Relay(broker.publisher(topology))
+    before = [envelope_of(ThingHappened(f"before-{number}")) for number in range(300)]
+    during = [envelope_of(ThingHappened(f"during-{number}")) for number in range(100)]
+    every_effect = Counter(
+        {(subscriber, envelope["id"]): 1 for subscriber in topology.subscriptions for envelope in before + during}
+    )
+    try:
+        for envelope in before:
+            relay.record(envelope)
+        eventually(lambda: subscribers.runs >= 20, "events flow")
+
+        rabbitmqctl("stop_app")
+        try:
+            eventually(lambda: not consumer.consuming, "the consumer notices")
+            for envelope in during:  # committed while the broker is away: the outbox keeps them
+                relay.record(envelope)
+            eventually(lambda: relay.failures >= 3, "publishing fails while the broker is away")
+        finally:
+            restart_broker_app()
+
+        eventually(lambda: relay.confirmed == len(before) + len(during), "the relay catches up", timeout=60)
+        broker.consumer(topology, subscribers.handle, subscribers=["proof.later"], prefetch=20)
+        eventually(lambda: subscribers.inbox_rows() == len(every_effect), "every event is handled", timeout=60)
+    finally:
+        relay.stop()
+        if not broker_running():
+            restart_broker_app()
+
+    assert consumer.consuming
+    assert subscribers.effects_per_event() == every_effect
