@@ -1,8 +1,9 @@
 """What a shop process runs beside serving requests: event delivery and housekeeping.
 
 ``shop serve`` starts it unless ``EVENTS_DISPATCH_IN_WEB`` is off; ``shop events relay`` runs
-it as a process of its own. Several of them may run at once (processes, hosts): deliveries
-are claimed with leases, and housekeeping is idempotent.
+it as a process of its own. When contexts are served apart, it also consumes, from the broker,
+the events published elsewhere that the subscribers served here take. Several of them may run
+at once (processes, hosts): deliveries are claimed with leases, and housekeeping is idempotent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 import structlog
 
 from app.containers import ApplicationContainer
+from infrastructure.events.broker.consumer import BrokerConsumer
+from infrastructure.events.dispatcher import deliver_from_broker
 from infrastructure.periodic import Periodic
 
 logger = structlog.get_logger(__name__)
@@ -23,24 +26,30 @@ class BackgroundWork:
         settings = container.settings()
         self._retention = timedelta(hours=settings.events_retention_hours)
         self._maintenance = Periodic("maintenance", settings.maintenance_interval_seconds, self.maintain)
+        self._consumer = _consumer_of(container)
 
     def start(self) -> None:
         self._container.dispatcher().start()
+        if self._consumer is not None:
+            self._consumer.start()
         self._maintenance.start()
 
     def stop(self) -> None:
         self._maintenance.stop()
+        if self._consumer is not None:
+            self._consumer.stop()
         self._container.dispatcher().stop()
 
     def maintain(self) -> None:
         """Release expired stock reservations, and prune deliveries past their retention; each
         on its own, so that one failing does not keep the other from running."""
-        try:
-            expired = self._container.product.expire_reservations()()
-            if expired:
-                logger.info("maintenance.reservations_expired", count=expired)
-        except Exception:
-            logger.exception("maintenance.expiry_failed")
+        if "product" in self._container.settings().hosted_contexts():
+            try:
+                expired = self._container.product.expire_reservations()()
+                if expired:
+                    logger.info("maintenance.reservations_expired", count=expired)
+            except Exception:
+                logger.exception("maintenance.expiry_failed")
         cutoff = datetime.now(timezone.utc) - self._retention
         for outbox in self._container.dispatcher().outboxes:
             try:
@@ -49,3 +58,20 @@ class BackgroundWork:
                     logger.info("maintenance.deliveries_pruned", context=outbox.context, count=pruned)
             except Exception:
                 logger.exception("maintenance.prune_failed", context=outbox.context)
+
+
+def _consumer_of(container: ApplicationContainer) -> BrokerConsumer | None:
+    """The broker consumer of the subscribers served here that take events published by
+    contexts served elsewhere; None when there are none (the monolith)."""
+    settings = container.settings()
+    consumed = container.placement().consumed()
+    url = settings.events_broker_url_value()
+    if not consumed or url is None:
+        return None
+    return BrokerConsumer(
+        url,
+        container.broker_topology(),
+        deliver_from_broker(container.event_bus()),
+        subscribers=consumed,
+        max_attempts=settings.events_max_attempts,
+    )

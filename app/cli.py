@@ -60,7 +60,7 @@ def main() -> None:
     """modular-shop: an online-shop backend (users, products, orders)."""
 
 
-@main.command("serve")
+@main.command("serve", with_appcontext=False)  # the app is built below, after --contexts
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--port",
@@ -73,10 +73,18 @@ def main() -> None:
     is_flag=True,
     help="Serve with gunicorn: WEB_WORKERS processes of WEB_THREADS threads, each delivering events.",
 )
+@click.option(
+    "--contexts",
+    metavar="NAMES",
+    help="Serve only these contexts (comma-separated, e.g. product); the same as SERVED_CONTEXTS.",
+)
 @pass_script_info
-def serve(info: ScriptInfo, host: str, port: int, prod: bool) -> None:
+def serve(info: ScriptInfo, host: str, port: int, prod: bool, contexts: str | None) -> None:
     """Serve the API and deliver events in the background (unless EVENTS_DISPATCH_IN_WEB is
     false): one threaded process by default, gunicorn's worker processes with --prod."""
+    if contexts is not None:
+        # Through the environment, so that gunicorn's workers read the same settings.
+        os.environ["SERVED_CONTEXTS"] = contexts
     if prod:
         # The master forks before any app exists; each worker builds its own.
         ProductionServer(load_settings(), host=host, port=port).run()

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contexts.notification.adapters.mailers import SmtpEndpoint
@@ -150,6 +150,23 @@ class Settings(BaseSettings):
     )
     smtp_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
 
+    served_contexts: str = Field(
+        "",
+        description="comma-separated contexts this process serves (`shop serve --contexts`); empty = all of them",
+    )
+    events_broker_url: SecretStr | None = Field(
+        None, description="amqp://user:password@host:5672/vhost: RabbitMQ, for events between services"
+    )
+    events_broker_exchange: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
+        "shop.events"
+    )
+    events_broker_queue_prefix: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
+        "shop"
+    )
+    events_broker_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        5.0, description="how long a message its subscriber failed on waits before the next attempt"
+    )
+
     # Declared before service_token: its validator reads this one.
     product_service_url: str | None = Field(
         None, description="base URL of the product service, e.g. http://product:8000; unset = product runs in process"
@@ -209,6 +226,38 @@ class Settings(BaseSettings):
             return None
         SmtpEndpoint.parse(value.get_secret_value())  # its errors never quote the URL's password
         return value
+
+    @field_validator("served_contexts")
+    @classmethod
+    def _served_contexts(cls, value: str) -> str:
+        unknown = [name for name in split_list(value) if name not in CONTEXTS]
+        if unknown:
+            raise ValueError(f"unknown context {', '.join(unknown)}; the contexts are {', '.join(CONTEXTS)}")
+        return value
+
+    @field_validator("events_broker_url")
+    @classmethod
+    def _broker_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if urlsplit(value.get_secret_value()).scheme not in ("amqp", "amqps"):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _a_split_process_can_reach_the_rest(self) -> Settings:
+        hosted = self.hosted_contexts()
+        callers = [name for name in ("order", "recommendation") if name in hosted]
+        if "product" not in hosted and callers and not self.product_service_url:
+            raise ValueError(
+                f"PRODUCT_SERVICE_URL is required: this process serves {' and '.join(callers)} but not product"
+            )
+        if len(hosted) < len(CONTEXTS) and self.events_broker_url is None:
+            raise ValueError(
+                "EVENTS_BROKER_URL is required: this process serves only some contexts, and events reach the others"
+                " through RabbitMQ"
+            )
+        return self
 
     @field_validator("product_service_url")
     @classmethod
@@ -278,6 +327,14 @@ class Settings(BaseSettings):
             connect_timeout_seconds=self.database_connect_timeout_seconds,
         )
 
+    def hosted_contexts(self) -> tuple[str, ...]:
+        """The contexts this process serves, in the order of ``CONTEXTS``."""
+        chosen = split_list(self.served_contexts)
+        return tuple(context for context in CONTEXTS if not chosen or context in chosen)
+
+    def events_broker_url_value(self) -> str | None:
+        return self.events_broker_url.get_secret_value() if self.events_broker_url else None
+
     def remote_options(self) -> RemoteOptions:
         return RemoteOptions(
             connect_timeout_seconds=self.remote_connect_timeout_seconds,
@@ -315,7 +372,13 @@ def read_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
 def settings_problems(error: ValidationError) -> str:
     """One line per bad setting, named as its environment variable: ``DATABASE_POOL_SIZE:
     Input should be ...``. The settings hide input values, so no secret is quoted."""
-    return "\n".join(f"  {'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']}" for problem in error.errors())
+    lines = []
+    for problem in error.errors():
+        name = ".".join(map(str, problem["loc"])).upper()
+        # A rule across settings has no single field: its message names the settings itself.
+        message = problem["msg"].removeprefix("Value error, ") if not name else problem["msg"]
+        lines.append(f"  {name}: {message}" if name else f"  {message}")
+    return "\n".join(lines)
 
 
 def _create_secret_file(path: Path) -> None:

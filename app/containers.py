@@ -12,6 +12,8 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from app.config import CONTEXTS, Settings
+from app.subscriptions import SUBSCRIPTIONS
+from app.topology import Placement
 from contexts.audit.container import AuditContainer
 from contexts.notification.adapters.mailers import mailer_from_settings
 from contexts.notification.container import NotificationContainer
@@ -24,9 +26,38 @@ from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.container import UserContainer
 from infrastructure.auth import TokenService
 from infrastructure.db import Database
+from infrastructure.events.broker.publisher import BrokerPublisher
+from infrastructure.events.broker.topology import Topology as BrokerTopology
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
+from infrastructure.events.outbox import Outbox
 from infrastructure.remote import RemoteService
+
+
+def placement_of(settings: Settings) -> Placement:
+    return Placement(SUBSCRIPTIONS, frozenset(settings.hosted_contexts()))
+
+
+def broker_topology_for(settings: Settings, placement: Placement) -> BrokerTopology:
+    return BrokerTopology(
+        placement.broker_map(),
+        exchange=settings.events_broker_exchange,
+        queue_prefix=settings.events_broker_queue_prefix,
+        retry_delay=settings.events_broker_retry_seconds,
+    )
+
+
+def broker_publisher_for(settings: Settings, topology: BrokerTopology, placement: Placement) -> BrokerPublisher | None:
+    """The relay's connection to the broker, when events published here go to other services."""
+    url = settings.events_broker_url_value()
+    if url is None or not placement.relayed():
+        return None
+    return BrokerPublisher(url, topology, connections=settings.events_workers)
+
+
+def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
+    """The outboxes of the publishing contexts this process serves: its dispatcher's work."""
+    return [outbox for outbox in outboxes if outbox.context in settings.hosted_contexts()]
 
 
 def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) -> ProductApi:
@@ -86,9 +117,15 @@ class ApplicationContainer(containers.DeclarativeContainer):
         RecommendationContainer, database=recommendation_database, product_api=product_api
     )
 
+    placement = providers.Singleton(placement_of, settings=settings)
+    broker_topology = providers.Singleton(broker_topology_for, settings=settings, placement=placement)
+    broker_publisher = providers.Singleton(
+        broker_publisher_for, settings=settings, topology=broker_topology, placement=placement
+    )
+
     dispatcher = providers.Singleton(
         Dispatcher,
-        outboxes=providers.List(user.outbox, product.outbox, order.outbox),
+        outboxes=providers.Callable(served_outboxes, settings, user.outbox, product.outbox, order.outbox),
         bus=event_bus,
         workers=settings.provided.events_workers,
         retry=providers.Factory(
@@ -103,8 +140,8 @@ class ApplicationContainer(containers.DeclarativeContainer):
 
 
 def databases(container: ApplicationContainer) -> dict[str, Database]:
-    """Every context's database, by context name."""
-    return {context: getattr(container, f"{context}_database")() for context in CONTEXTS}
+    """The database of every context this process serves, by context name."""
+    return {context: getattr(container, f"{context}_database")() for context in container.settings().hosted_contexts()}
 
 
 def build_container(settings: Settings) -> ApplicationContainer:

@@ -26,7 +26,14 @@ from infrastructure.logging import configure_logging
 
 API_PREFIX = "/api/v1"
 CONTAINER = "shop.container"
-BLUEPRINT_MODULES = (user_http, product_http, order_http, audit_http, recommendation_http)
+# Each context's public endpoints (notification serves none), registered where it is served.
+HTTP_MODULES = {
+    "user": user_http,
+    "product": product_http,
+    "order": order_http,
+    "audit": audit_http,
+    "recommendation": recommendation_http,
+}
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -44,10 +51,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_request_ids(app)
     install_problem_handlers(app)
     init_auth(app, container.tokens())
-    for module in BLUEPRINT_MODULES:
+    served = [module for context, module in HTTP_MODULES.items() if context in settings.hosted_contexts()]
+    for module in served:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     service_token = settings.service_token_value()
-    if service_token is not None:  # without a token nobody could call them: not served at all
+    # Without a token nobody could call them: not served at all.
+    if service_token is not None and "product" in settings.hosted_contexts():
         init_service_auth(app, service_token)
         app.register_blueprint(product_http.internal_bp)
     app.register_blueprint(ops.bp)
@@ -65,7 +74,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_cors(app, settings.cors_origins(), path_prefix=API_PREFIX)
 
     subscribe_all(container)
-    container.wire(modules=list(BLUEPRINT_MODULES), warn_unresolved=True)
+    container.wire(modules=served, warn_unresolved=True)
     return app
 
 

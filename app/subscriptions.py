@@ -9,29 +9,51 @@ placed before it is cancelled even when the first delivery had to be retried.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from app.containers import ApplicationContainer
+from app.topology import RELAY, Subscription
 from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.user.events import UserRegistered
+from infrastructure.events.inbox import current_delivery
 
-SUBSCRIPTIONS: tuple[tuple[type[Any], str, str], ...] = (
-    # (event type, subscriber name, "<context>.<provider>")
-    (UserRegistered, "notification.recipients", "notification.when_user_registered_remember_recipient"),
-    (UserRegistered, "notification.welcome_email", "notification.when_user_registered_send_welcome"),
-    (UserRegistered, "audit.user_log", "audit.when_user_registered_audit"),
-    (UserRegistered, "recommendation.profile", "recommendation.when_user_registered_create_profile"),
-    (OrderPlaced, "product.confirm_reservation", "product.when_order_placed_confirm_reservation"),
-    (OrderPlaced, "notification.order_confirmation_email", "notification.when_order_placed_send_confirmation"),
-    (OrderPlaced, "audit.order_log", "audit.when_order_placed_audit"),
-    (OrderCancelled, "audit.order_log", "audit.when_order_cancelled_audit"),
-    (OrderCancelled, "product.release_cancelled_order", "product.when_order_cancelled_release_stock"),
-    (OrderPlaced, "recommendation.purchases", "recommendation.when_order_placed_record_purchase"),
+if TYPE_CHECKING:
+    from app.containers import ApplicationContainer
+
+SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(
+    Subscription(event_type, name, handler)
+    for event_type, name, handler in (
+        # (event type, subscriber name, "<context>.<provider>")
+        (UserRegistered, "notification.recipients", "notification.when_user_registered_remember_recipient"),
+        (UserRegistered, "notification.welcome_email", "notification.when_user_registered_send_welcome"),
+        (UserRegistered, "audit.user_log", "audit.when_user_registered_audit"),
+        (UserRegistered, "recommendation.profile", "recommendation.when_user_registered_create_profile"),
+        (OrderPlaced, "product.confirm_reservation", "product.when_order_placed_confirm_reservation"),
+        (OrderPlaced, "notification.order_confirmation_email", "notification.when_order_placed_send_confirmation"),
+        (OrderPlaced, "audit.order_log", "audit.when_order_placed_audit"),
+        (OrderCancelled, "audit.order_log", "audit.when_order_cancelled_audit"),
+        (OrderCancelled, "product.release_cancelled_order", "product.when_order_cancelled_release_stock"),
+        (OrderPlaced, "recommendation.purchases", "recommendation.when_order_placed_record_purchase"),
+    )
 )
 
 
 def subscribe_all(container: ApplicationContainer) -> None:
+    """Subscribe what this process runs: the subscribers of the contexts it serves, and the
+    relay for events published here that a context served elsewhere takes."""
     bus = container.event_bus()
-    for event_type, name, handler in SUBSCRIPTIONS:
-        context, provider = handler.split(".")
-        bus.subscribe(event_type, getattr(getattr(container, context), provider), name=name)
+    placement = container.placement()
+    for subscription in placement.local():
+        context, provider = subscription.handler.split(".")
+        bus.subscribe(subscription.event_type, getattr(getattr(container, context), provider), name=subscription.name)
+    relayed = placement.relayed()
+    if relayed:
+        publisher = container.broker_publisher()
+        assert publisher is not None, "the settings require EVENTS_BROKER_URL when contexts are served apart"
+
+        def relay(_event: object) -> None:
+            delivery = current_delivery()
+            assert delivery is not None, "the relay runs as a delivery"
+            publisher.publish(delivery.envelope)
+
+        for event_type in relayed:
+            bus.subscribe(event_type, relay, name=RELAY)

@@ -8,6 +8,7 @@ standard library only and subscribers receive exactly what in-process publishers
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import TypeAdapter
 from infrastructure.events.envelope import Envelope
 
 
-def decode(envelope: dict[str, Any], event_class: type[Any]) -> Envelope:
+def decode(envelope: Mapping[str, Any], event_class: type[Any]) -> Envelope:
     return Envelope(
         event=_adapter(event_class).validate_python(envelope["data"]),
         id=uuid.UUID(envelope["id"]),

@@ -16,10 +16,11 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import structlog
 
@@ -266,15 +267,37 @@ class Dispatcher:
         return True
 
     def _call_subscriber(self, delivery: ClaimedDelivery, log: structlog.typing.FilteringBoundLogger) -> None:
-        envelope = delivery.envelope
-        event = codec.decode(envelope, self._bus.event_class(envelope["type"]))
-        try:
-            with delivering(Delivery(delivery.subscriber, event.id)):
-                self._bus.deliver(event, delivery.subscriber)
-        except AlreadyHandled:
-            log.info("event.already_handled")
-        else:
+        if deliver_envelope(self._bus, delivery.subscriber, delivery.envelope):
             log.debug("event.delivered")
+        else:
+            log.info("event.already_handled")
+
+
+def deliver_envelope(bus: EventBus, subscriber: str, envelope: Mapping[str, Any]) -> bool:
+    """Run one named subscriber for one stored event, as that subscriber's delivery of it (its
+    unit of work records the delivery in its context's inbox); False if it already had been.
+    The dispatcher runs outbox deliveries through this, a broker consumer its messages."""
+    event = codec.decode(envelope, bus.event_class(envelope["type"]))
+    try:
+        with delivering(Delivery(subscriber, event.id, envelope)):
+            bus.deliver(event, subscriber)
+    except AlreadyHandled:
+        return False
+    return True
+
+
+def deliver_from_broker(bus: EventBus) -> Callable[[str, Mapping[str, Any]], None]:
+    """The handler of a broker consumer: each message delivered as the dispatcher would,
+    under the request id of the request that caused the event."""
+
+    def handle(subscriber: str, envelope: Mapping[str, Any]) -> None:
+        bind_request_id(envelope.get("trace", {}).get("request_id"))
+        try:
+            deliver_envelope(bus, subscriber, envelope)
+        finally:
+            bind_request_id(None)
+
+    return handle
 
 
 def _describe(error: BaseException) -> str:

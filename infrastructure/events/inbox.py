@@ -10,11 +10,12 @@ Subscribers therefore need no code of their own for deduplication.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import Table, exists, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,8 @@ from sqlalchemy.orm import Session
 class Delivery:
     subscriber: str
     event_id: uuid.UUID
+    # The stored event as published (JSON), for a subscriber that passes it on as it is: the relay.
+    envelope: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 class AlreadyHandled(Exception):

@@ -1,0 +1,143 @@
+"""A process serving some contexts: their endpoints, databases, subscribers and relays only.
+
+The placement of every subscription is pinned for the topologies the README describes; apps
+serving a subset are built for real (on both backends) and inspected. That events actually
+cross between such processes through RabbitMQ is proven end to end in tests/e2e.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import inspect
+
+from app.config import CONTEXTS, Settings
+from app.containers import ApplicationContainer, databases
+from app.factory import container_of
+from app.subscriptions import SUBSCRIPTIONS
+from app.topology import RELAY, Placement
+from tests.conftest import MakeApp, database_for
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+TOKEN = "s" * 40
+APART = {"events_broker_url": BROKER, "service_token": TOKEN}
+ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
+
+
+def subscribed(container: ApplicationContainer) -> set[str]:
+    """Every subscriber name on the process's bus, over every event type there is."""
+    bus = container.event_bus()
+    return {name for subscription in SUBSCRIPTIONS for name in bus.subscribers(subscription.event_type)}
+
+
+def placement(*served: str) -> Placement:
+    return Placement(SUBSCRIPTIONS, frozenset(served or CONTEXTS))
+
+
+def test_the_monolith_runs_every_subscriber_itself_and_relays_nothing() -> None:
+    whole = placement()
+    assert len(whole.local()) == len(SUBSCRIPTIONS)
+    assert (whole.relayed(), whole.consumed()) == ([], [])
+
+
+def test_with_product_apart_order_events_cross_both_ways_through_the_broker() -> None:
+    rest = placement(*ALL_BUT_PRODUCT.split(","))
+    assert [event_type.TYPE for event_type in rest.relayed()] == ["order.OrderCancelled", "order.OrderPlaced"]
+    assert rest.consumed() == []
+    product = placement("product")
+    assert [s.name for s in product.local()] == ["product.confirm_reservation", "product.release_cancelled_order"]
+    assert product.relayed() == [], "nobody subscribes to the product context's events"
+    assert product.consumed() == ["product.confirm_reservation", "product.release_cancelled_order"]
+
+
+def test_with_every_context_apart_each_relays_what_it_publishes_and_consumes_what_it_takes() -> None:
+    assert [t.TYPE for t in placement("user").relayed()] == ["user.UserRegistered"]
+    assert [t.TYPE for t in placement("order").relayed()] == ["order.OrderCancelled", "order.OrderPlaced"]
+    assert placement("notification").consumed() == [
+        "notification.order_confirmation_email",
+        "notification.recipients",
+        "notification.welcome_email",
+    ]
+    assert placement("audit").consumed() == ["audit.order_log", "audit.user_log"]
+    assert placement("recommendation").consumed() == ["recommendation.profile", "recommendation.purchases"]
+    every_consumer = {name for context in CONTEXTS for name in placement(context).consumed()}
+    assert every_consumer == {s.name for s in SUBSCRIPTIONS}, "every subscriber is served somewhere"
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"served_contexts": "product,shipping"}, "unknown context shipping"),
+        ({"served_contexts": "product", "service_token": TOKEN}, "EVENTS_BROKER_URL is required"),
+        ({"served_contexts": "order", **APART}, "PRODUCT_SERVICE_URL is required: this process serves order"),
+        ({"served_contexts": "recommendation", **APART}, "PRODUCT_SERVICE_URL is required"),
+        ({"events_broker_url": "http://rabbit:5672/"}, "amqp:// or amqps://"),
+    ],
+)
+def test_a_process_that_could_not_reach_the_contexts_it_needs_is_refused(
+    tmp_path: Path, settings: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(instance_path=tmp_path, **settings)
+    assert complaint in str(refused.value)
+
+
+@pytest.mark.usefixtures("backend")
+def test_the_product_service_serves_its_endpoints_databases_and_subscribers_only(make_app: MakeApp) -> None:
+    app = make_app(served_contexts="product", **APART)
+    container = container_of(app)
+    client = app.test_client()
+
+    assert list(databases(container)) == ["product"]
+    assert client.get("/readyz").json["databases"] == {"product": "ok"}
+    assert client.get("/api/v1/products").status_code == 200
+    assert client.get("/api/v1/orders").status_code == 404
+    assert client.post("/api/v1/users", json={}).status_code == 404
+    assert client.get("/internal/v1/product/products", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 400
+    assert {path for path in client.get("/openapi.json").json["paths"]} == {
+        "/api/v1/products",
+        "/api/v1/products/{product_id}",
+        "/api/v1/products/{product_id}/stock-adjustments",
+        "/healthz",
+        "/readyz",
+    }
+    assert [outbox.context for outbox in container.dispatcher().outboxes] == ["product"]
+    assert subscribed(container) == {"product.confirm_reservation", "product.release_cancelled_order"}
+    assert container.broker_publisher() is None, "nothing published here goes elsewhere"
+
+
+@pytest.mark.usefixtures("backend")
+def test_the_rest_relays_order_events_and_calls_the_product_service(make_app: MakeApp) -> None:
+    app = make_app(served_contexts=ALL_BUT_PRODUCT, product_service_url="http://127.0.0.1:9", **APART)
+    container = container_of(app)
+
+    assert list(databases(container)) == ["user", "order", "notification", "audit", "recommendation"]
+    assert app.test_client().get("/api/v1/products").status_code == 404
+    assert [outbox.context for outbox in container.dispatcher().outboxes] == ["user", "order"]
+    subscribers = subscribed(container)
+    assert RELAY in subscribers
+    assert not {name for name in subscribers if name.startswith("product.")}
+    assert container.broker_publisher() is not None
+    assert type(container.product_api()).__name__ == "RemoteProductApi"
+
+
+def tables_of(context: str, instance: Path) -> list[str]:
+    database = database_for(context, instance)
+    try:
+        with database.engine.connect() as connection:
+            return inspect(connection).get_table_names(schema=database.schema)
+    finally:
+        database.dispose()
+
+
+@pytest.mark.usefixtures("backend")
+def test_migrations_create_only_the_served_contexts_tables(tmp_path: Path, make_app: MakeApp) -> None:
+    make_app(served_contexts="audit", **APART)  # start_app migrates what the app serves
+    instance = tmp_path / "instance-0"
+    assert "audit_entries" in tables_of("audit", instance)
+    assert {context: tables_of(context, instance) for context in CONTEXTS if context != "audit"} == {
+        context: [] for context in CONTEXTS if context != "audit"
+    }
