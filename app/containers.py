@@ -13,7 +13,7 @@ from dependency_injector import containers, providers
 
 from app.config import CONTEXTS, Settings
 from app.subscriptions import SUBSCRIPTIONS
-from app.topology import Placement
+from app.topology import RELAY, Placement
 from contexts.audit.container import AuditContainer
 from contexts.notification.adapters.mailers import mailer_from_settings
 from contexts.notification.container import NotificationContainer
@@ -136,6 +136,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         ),
         lease=providers.Factory(timedelta, seconds=settings.provided.events_claim_timeout_seconds),
         poll_interval=settings.provided.events_poll_seconds,
+        persistent=(RELAY,),
     )
 
 

@@ -58,9 +58,13 @@ class Placement:
         return sorted({s.name for s in self.local() if s.publisher not in self.served})
 
     def broker_map(self) -> dict[str, set[str]]:
-        """Every subscriber → the event types it takes: the queues every process declares on
-        the broker, whichever it consumes (a publisher may start before a consumer)."""
+        """The queues this process declares on the broker, subscriber → event types bound: those
+        of every subscription that crosses its boundary, either way. A publisher declares its
+        remote subscribers' queues (it may start before them, and the broker would drop an event
+        no queue takes); a consumer its own. A subscriber served with its publisher gets no
+        queue, or its events would pile up there unread."""
         types: dict[str, set[str]] = {}
-        for subscription in self.subscriptions:
-            types.setdefault(subscription.name, set()).add(subscription.event_type.TYPE)
+        for s in self.subscriptions:
+            if (s.publisher in self.served) != (s.subscriber in self.served):
+                types.setdefault(s.name, set()).add(s.event_type.TYPE)
         return types

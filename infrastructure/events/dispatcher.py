@@ -16,9 +16,9 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -38,7 +38,7 @@ PREFETCH_PER_WORKER = 8
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 8
+    max_attempts: int | None = 8  # None: never a dead letter
     base_delay: float = 1.0
     max_delay: float = 300.0
 
@@ -48,9 +48,9 @@ class RetryPolicy:
         The delay doubles per failure up to ``max_delay`` and is drawn from its upper half
         ("equal jitter"), so retries of a burst of failures spread out instead of colliding.
         """
-        if attempts >= self.max_attempts:
+        if self.max_attempts is not None and attempts >= self.max_attempts:
             return None
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempts - 1))
+        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 62))
         return now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
@@ -64,11 +64,15 @@ class Dispatcher:
         retry: RetryPolicy = RetryPolicy(),
         lease: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
+        persistent: Collection[str] = (),
     ) -> None:
+        """``persistent``: subscribers retried until they succeed, never dead letters — the
+        relay, whose failures mean the broker is away, and which must resume by itself."""
         self._outboxes = list(outboxes)
         self._bus = bus
         self._workers = workers
         self._retry = retry
+        self._persistent = frozenset(persistent)
         self._lease = lease
         self._poll_interval = poll_interval
         # Host and process id say whose claim a delivery is under; short enough for claimed_by.
@@ -251,7 +255,8 @@ class Dispatcher:
         try:
             self._call_subscriber(delivery, log)
         except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
-            retry_at = self._retry.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
+            policy = replace(self._retry, max_attempts=None) if delivery.subscriber in self._persistent else self._retry
+            retry_at = policy.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
             log.warning(
                 "event.delivery_failed" if retry_at else "event.dead_lettered",
                 error=repr(error), retry_at=retry_at.isoformat() if retry_at else None,

@@ -888,3 +888,30 @@ def test_prune_deletes_completed_deliveries_and_events_nothing_waits_for(contain
     ]
     assert [event["data"]["n"] for event in events_in(container, "order")] == [2, 3, 4]
     assert order_outbox(container).prune(cutoff) == 0
+
+
+def test_a_persistent_subscriber_is_retried_past_the_attempts_and_never_dead(container: ApplicationContainer) -> None:
+    """The relay's deliveries fail while the broker is away, however long: they must resume by
+    themselves when it is back, not wait in the dead letters for an operator."""
+    away = {"broker": True}
+
+    def relay(event: Pinged) -> None:
+        if away["broker"]:
+            raise ConnectionError("broker unreachable")
+
+    container.event_bus().subscribe(Pinged, relay, name="test.relay")
+    container.event_bus().subscribe(Pinged, relay, name="test.ordinary")
+    run = dispatcher(container, max_attempts=2, persistent=("test.relay",))
+    publish(container, Pinged("a", 1))
+
+    for _ in range(5):
+        make_due(container)
+        run.run_until_idle()
+    assert delivery(container, "test.ordinary", 1).status == DEAD
+    kept = delivery(container, "test.relay", 1)
+    assert (kept.status, kept.attempts) == (PENDING, 5)
+
+    away["broker"] = False
+    make_due(container)
+    assert run.run_until_idle() == 1
+    assert delivery(container, "test.relay", 1).status == DONE

@@ -53,6 +53,20 @@ def test_with_product_apart_order_events_cross_both_ways_through_the_broker() ->
     assert product.consumed() == ["product.confirm_reservation", "product.release_cancelled_order"]
 
 
+def test_queues_are_declared_only_for_subscriptions_that_cross_the_process_boundary() -> None:
+    assert placement().broker_map() == {}
+    product_queues = {
+        "product.confirm_reservation": {"order.OrderPlaced"},
+        "product.release_cancelled_order": {"order.OrderCancelled"},
+    }
+    assert placement(*ALL_BUT_PRODUCT.split(",")).broker_map() == product_queues, "no queue nobody reads"
+    assert placement("product").broker_map() == product_queues
+    assert placement("audit").broker_map() == {
+        "audit.user_log": {"user.UserRegistered"},
+        "audit.order_log": {"order.OrderPlaced", "order.OrderCancelled"},
+    }
+
+
 def test_with_every_context_apart_each_relays_what_it_publishes_and_consumes_what_it_takes() -> None:
     assert [t.TYPE for t in placement("user").relayed()] == ["user.UserRegistered"]
     assert [t.TYPE for t in placement("order").relayed()] == ["order.OrderCancelled", "order.OrderPlaced"]

@@ -62,3 +62,9 @@ def test_the_retry_time_is_after_now() -> None:
     policy = RetryPolicy()
 
     assert all(delay(policy, attempts) > 0 for attempts in range(1, policy.max_attempts))
+
+
+def test_without_a_limit_there_is_always_a_next_attempt_at_the_longest_delay() -> None:
+    policy = RetryPolicy(max_attempts=None, base_delay=1.0, max_delay=300.0)
+
+    assert all(150.0 <= delay(policy, attempts) <= 300.0 for attempts in (10, 100, 10_000) for _ in range(50))
