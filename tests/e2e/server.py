@@ -204,6 +204,15 @@ class ShopServer:
                 process.wait(timeout=timeout)
         return process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no handler runs. ``start`` brings it back on the same port,
+        so that callers configured with its URL find it again."""
+        process, self.process = self.process, None
+        assert process is not None, "the server is not running"
+        process.kill()
+        process.wait()
+        self.requested_port = self.port
+
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
