@@ -11,8 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import structlog
+from sqlalchemy.exc import OperationalError
 
 from app.containers import ApplicationContainer
+from infrastructure.errors import DependencyUnavailable
 from infrastructure.events.broker.consumer import BrokerConsumer
 from infrastructure.events.dispatcher import deliver_from_broker
 from infrastructure.periodic import Periodic
@@ -74,4 +76,11 @@ def _consumer_of(container: ApplicationContainer) -> BrokerConsumer | None:
         deliver_from_broker(container.event_bus()),
         subscribers=consumed,
         max_attempts=settings.events_max_attempts,
+        transient=_dependency_away,
     )
+
+
+def _dependency_away(error: Exception) -> bool:
+    """A subscriber failing because its database, a service or a server is unreachable: the
+    message is fine and must wait for it, however long, rather than become a dead letter."""
+    return isinstance(error, (OperationalError, DependencyUnavailable, OSError))

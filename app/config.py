@@ -252,6 +252,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"PRODUCT_SERVICE_URL is required: this process serves {' and '.join(callers)} but not product"
             )
+        callers_elsewhere = [name for name in ("order", "recommendation") if name not in hosted]
+        if "product" in hosted and callers_elsewhere and self.service_token is None:
+            raise ValueError(
+                f"SERVICE_TOKEN is required: this process serves product to {' and '.join(callers_elsewhere)}"
+                " served elsewhere, on endpoints only the shop's services may call"
+            )
         if len(hosted) < len(CONTEXTS) and self.events_broker_url is None:
             raise ValueError(
                 "EVENTS_BROKER_URL is required: this process serves only some contexts, and events reach the others"

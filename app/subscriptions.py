@@ -4,7 +4,8 @@ A subscription names the subscriber and the provider of a context's container th
 the event. The name is the subscriber's identity in the delivery records (renaming one leaves
 its pending deliveries to nobody) and the unit of ordering: one name over several event types
 gets one aggregate's events in the order they were recorded, so the audit log sees an order
-placed before it is cancelled even when the first delivery had to be retried.
+placed before it is cancelled even when the first delivery had to be retried — when the audit
+context is served with the order context; across the broker a retried message lets later ones pass.
 """
 
 from __future__ import annotations

@@ -372,6 +372,22 @@ def test_a_handler_that_keeps_failing_sends_the_event_to_the_dead_letter_queue(b
     assert broker.message_count(topology.retry_queue("proof.fragile")) == 0
 
 
+def test_a_handler_waiting_for_a_dependency_is_retried_past_the_attempts_and_never_dead_lettered(
+    broker: Broker,
+) -> None:
+    """Its database is down for longer than the attempts last: the message waits for it."""
+    topology = broker.topology({"proof.patient": {HAPPENED}})
+    recorder = Recorder(failures_per_event=5)
+    broker.consumer(topology, recorder, max_attempts=3, transient=lambda error: isinstance(error, RuntimeError))
+    envelope = envelope_of(ThingHappened("patient"))
+
+    broker.publisher(topology).publish(envelope)
+
+    eventually(lambda: recorder.ids("proof.patient") == [envelope["id"]], "the event is handled in the end")
+    assert len(recorder.calls) == 6
+    assert broker.message_count(topology.dead_queue("proof.patient")) == 0
+
+
 def test_a_handler_failing_once_then_succeeding_processes_the_event_once(broker: Broker) -> None:
     topology = broker.topology({"proof.flaky": {HAPPENED}})
     recorder = Recorder(failures_per_event=1)

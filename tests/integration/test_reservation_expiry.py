@@ -154,6 +154,24 @@ def test_an_order_placed_delivered_after_the_sweep_takes_the_stock_again(
     assert (confirmed.status, confirmed.attempts, confirmed.last_error) == (DONE, 1, None)
 
 
+def test_an_order_cancelled_after_the_sweep_is_not_taken_again_by_its_late_placement(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """The confirmation was held up past the time-to-live (its subscriber elsewhere, the broker
+    away), and the customer cancelled meanwhile: the late confirmation must not take stock."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    customer = shop.customer()
+    order = place(shop, customer, product, 3)
+    age(container, order["id"])
+    assert container.product.expire_reservations()() == 1
+
+    container.product.api().release(uuid.UUID(order["id"]), "order_cancelled")
+    container.product.confirm_reservation()(uuid.UUID(order["id"]))
+
+    assert status(container, order["id"]) is ReservationStatus.RELEASED
+    assert stock(container, product) == (10, 0)
+
+
 def test_a_lapsed_reservation_whose_stock_was_sold_ends_dead_and_never_oversells(
     make_app: Any,
 ) -> None:

@@ -86,6 +86,7 @@ def test_with_every_context_apart_each_relays_what_it_publishes_and_consumes_wha
     [
         ({"served_contexts": "product,shipping"}, "unknown context shipping"),
         ({"served_contexts": "product", "service_token": TOKEN}, "EVENTS_BROKER_URL is required"),
+        ({"served_contexts": "product", "events_broker_url": BROKER}, "SERVICE_TOKEN is required: this process"),
         ({"served_contexts": "order", **APART}, "PRODUCT_SERVICE_URL is required: this process serves order"),
         ({"served_contexts": "recommendation", **APART}, "PRODUCT_SERVICE_URL is required"),
         ({"events_broker_url": "http://rabbit:5672/"}, "amqp:// or amqps://"),

@@ -210,10 +210,14 @@ class ReleaseStockHandler:
     def __call__(self, reservation_id: uuid.UUID, reason: str) -> None:
         with self._uow() as uow:
             reservation = uow.reservations.get(reservation_id, for_update=True)
-            if reservation is None or not reservation.release(reason):
+            if reservation is None:
                 return
-            for line in reservation.lines:
-                uow.stock.give_back(line.product_id, line.quantity)
+            before = reservation.status
+            if reservation.release(reason):
+                for line in reservation.lines:
+                    uow.stock.give_back(line.product_id, line.quantity)
+            elif reservation.status is before:
+                return
             uow.reservations.save(reservation)
             uow.commit()
 

@@ -131,7 +131,12 @@ class Reservation:
             self.status = ReservationStatus.CONFIRMED
 
     def release(self, reason: str) -> bool:
-        """Stop holding stock; False if it already did not."""
+        """Stop holding stock; False if it already did not. An expired reservation gave its
+        stock back already, but becomes released too: its order was cancelled, so a confirmation
+        arriving later must leave it be rather than take the stock again."""
+        if self.status is ReservationStatus.EXPIRED:
+            self.status = ReservationStatus.RELEASED
+            return False
         if not self.holds_stock:
             return False
         self.status = ReservationStatus.RELEASED

@@ -53,13 +53,17 @@ class BrokerConsumer:
         reconnect_delay: float = 0.5,
         reconnect_max_delay: float = 30.0,
         poll_interval: float = 1.0,
+        transient: Callable[[Exception], bool] = lambda _error: False,
     ) -> None:
-        """``subscribers``: the ones this service hosts (default: every one in the topology,
+        """``transient``: failures that say a dependency is away (its database, a server), not
+        that the message is bad; they are retried however long it takes, never dead-lettered.
+        ``subscribers``: the ones this service hosts (default: every one in the topology,
         which is declared whole anyway). ``prefetch``: unacked messages per subscriber queue.
         ``heartbeat`` must exceed the longest handler run: the handler runs in the thread that
         would answer the broker's heartbeats (a broker that misses two drops the connection,
         and the message comes back)."""
         self._url = url
+        self._transient = transient
         self._topology = topology
         self._handler = handler
         self._subscribers = list(topology.subscriptions if subscribers is None else subscribers)
@@ -85,7 +89,7 @@ class BrokerConsumer:
 
     @property
     def consuming(self) -> bool:
-        """Whether it is connected and consuming now (for a readiness check)."""
+        """Whether it is connected and consuming now."""
         return self._consuming.is_set()
 
     def start(self) -> None:
@@ -176,7 +180,7 @@ class BrokerConsumer:
         try:
             self._handler(subscriber, json.loads(message.body))
         except Exception as error:  # noqa: BLE001 - any failure of a handler is retried, then dead-lettered
-            if attempt < self._max_attempts:
+            if attempt < self._max_attempts or self._transient(error):
                 log.warning("broker.delivery_failed", error=repr(error))
                 message.reject(requeue=False)  # the broker moves it to the retry queue
             else:
