@@ -267,10 +267,15 @@ class RemoteService:
         idempotent: bool,
         params: QueryParams | None = None,
         json: Any = None,
+        own_budget: bool = False,
     ) -> httpx.Response:
         """The target's answer below 500. Raises :class:`DependencyUnavailable` when there is
-        none in time, and :class:`UnexpectedAnswer` for any other 5xx."""
-        deadline = _Deadline(self._budget_seconds())
+        none in time, and :class:`UnexpectedAnswer` for any other 5xx.
+
+        ``own_budget``: the call gets the read timeout, whatever is left of the caller's
+        deadline — for a compensation, such as releasing a reservation whose outcome is
+        unknown: the failure it undoes may well have spent the caller's time."""
+        deadline = _Deadline(self._options.read_timeout_seconds if own_budget else self._budget_seconds())
         retrying = tenacity.Retrying(
             stop=tenacity.stop_any(
                 tenacity.stop_after_attempt(self._options.attempts if idempotent else 1),

@@ -72,6 +72,7 @@ class RemoteProductApi:
             f"{INTERNAL_PREFIX}/reservations/{reservation_id}/release",
             json={"reason": reason},
             idempotent=True,
+            own_budget=True,  # it undoes a reservation, often after a failure spent the deadline
         )
         if response.status_code != 204:
             self._refused(response)

@@ -181,6 +181,15 @@ def test_a_call_whose_deadline_has_passed_is_not_made(make_service: MakeService)
     assert server.received == []
 
 
+def test_a_call_on_its_own_budget_is_made_when_the_callers_deadline_has_passed(make_service: MakeService) -> None:
+    """A compensation (releasing a reservation after a timed-out reserve) still gets its chance."""
+    bind_deadline(-1.0)
+    with ScriptedServer() as server:
+        make_service(server.url).request("POST", "/anything", idempotent=True, own_budget=True)
+
+    assert len(server.received) == 1
+
+
 def test_a_refused_connection_is_unavailable(make_service: MakeService) -> None:
     with pytest.raises(DependencyUnavailable) as raised:
         get(make_service(dead_url()))

@@ -5,6 +5,7 @@ a product service that does not answer makes placing an order a 503 that leaves 
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from app.config import read_settings, settings_problems
 from app.factory import container_of
 from contexts.product.client import RemoteProductApi
+from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
 from tests.http_servers import Answer, ScriptedServer, dead_url
 from tests.problems import assert_problem
@@ -139,3 +141,19 @@ def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(m
     assert lookup.headers["X-Request-ID"] == "order-req-1"
     assert lookup.headers["traceparent"] == TRACEPARENT
     assert 0 < int(lookup.headers["X-Deadline-Ms"]) <= 1500
+
+
+def test_a_release_is_made_even_when_the_callers_deadline_is_spent(make_app: MakeApp) -> None:
+    """Releasing undoes a reservation, typically after a failure that used up the caller's time."""
+    with ScriptedServer(then=Answer(204)) as product_service:
+        app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
+        api = container_of(app).product_api()
+        bind_deadline(-1.0)
+        try:
+            api.release(uuid.UUID("7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e"), "order_not_placed")
+        finally:
+            bind_deadline(None)
+            api.close()
+
+    [release] = product_service.received
+    assert release.path == "/internal/v1/product/reservations/7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e/release"
