@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from types import FrameType
 
@@ -39,20 +41,24 @@ DEMO_PRODUCTS = (
 )
 
 
-def load_settings() -> Settings:
-    """The settings from the environment and ``.env``; a bad one stops the command with a
-    message naming it (and never its value, which may be a secret)."""
+@contextmanager
+def _settings_named_when_invalid() -> Iterator[None]:
+    """A bad setting stops the command with a message naming each one (never its value,
+    which may be a secret) instead of a traceback."""
     try:
-        return read_settings()
+        yield
     except ValidationError as error:
         raise click.ClickException(f"invalid settings:\n{settings_problems(error)}") from None
+
+
+def load_settings() -> Settings:
+    with _settings_named_when_invalid():
+        return read_settings()
 
 
 def _create_app() -> Flask:
-    try:
+    with _settings_named_when_invalid():
         return create_app()
-    except ValidationError as error:
-        raise click.ClickException(f"invalid settings:\n{settings_problems(error)}") from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, load_dotenv=False)
