@@ -82,6 +82,22 @@ def get(service: RemoteService, *, idempotent: bool = True) -> httpx.Response:
     return service.request("GET", "/internal/v1/thing", params={"ids": ["a", "b"]}, idempotent=idempotent)
 
 
+def fail(service: RemoteService, times: int) -> None:
+    """``times`` calls, each answered as unavailable: what it takes to open a breaker."""
+    for _ in range(times):
+        with pytest.raises(DependencyUnavailable):
+            get(service)
+
+
+def opened_on(clock: FakeClock, make_service: MakeService, url: str) -> RemoteService:
+    """A service whose breaker (two failures, ten seconds open, on ``clock``) has just opened."""
+    service = make_service(
+        url, breakers=BreakerRegistry(clock), attempts=1, breaker_failures=2, breaker_reset_seconds=10
+    )
+    fail(service, 2)
+    return service
+
+
 # --- what each call carries ---------------------------------------------------------------
 
 
@@ -248,9 +264,7 @@ def test_the_breaker_opens_after_consecutive_failures_and_then_fails_fast_withou
 ) -> None:
     with ScriptedServer(then=Answer(503)) as server:
         service = make_service(server.url, attempts=1, breaker_failures=3, breaker_reset_seconds=30)
-        for _ in range(3):
-            with pytest.raises(DependencyUnavailable):
-                get(service)
+        fail(service, 3)
         assert service.breaker.state == "open"
 
         with pytest.raises(DependencyUnavailable) as raised:
@@ -263,9 +277,7 @@ def test_the_breaker_opens_after_consecutive_failures_and_then_fails_fast_withou
 
 def test_transport_failures_count_toward_the_breaker(make_service: MakeService) -> None:
     service = make_service(dead_url(), attempts=2, breaker_failures=4)
-    for _ in range(2):
-        with pytest.raises(DependencyUnavailable):
-            get(service)
+    fail(service, 2)
     assert service.breaker.state == "open"
 
 
@@ -295,12 +307,7 @@ def test_a_success_resets_the_count_of_consecutive_failures(make_service: MakeSe
 def test_after_the_reset_timeout_a_trial_call_closes_the_breaker_when_it_succeeds(make_service: MakeService) -> None:
     clock = FakeClock()
     with ScriptedServer(then=Answer(503)) as server:
-        service = make_service(
-            server.url, breakers=BreakerRegistry(clock), attempts=1, breaker_failures=2, breaker_reset_seconds=10
-        )
-        for _ in range(2):
-            with pytest.raises(DependencyUnavailable):
-                get(service)
+        service = opened_on(clock, make_service, server.url)
         server.then = Answer(200, {"back": True})
         with pytest.raises(DependencyUnavailable):
             get(service)  # still open: the service is not asked
@@ -317,12 +324,7 @@ def test_after_the_reset_timeout_a_trial_call_closes_the_breaker_when_it_succeed
 def test_a_failed_trial_call_opens_the_breaker_again(make_service: MakeService) -> None:
     clock = FakeClock()
     with ScriptedServer(then=Answer(503)) as server:
-        service = make_service(
-            server.url, breakers=BreakerRegistry(clock), attempts=1, breaker_failures=2, breaker_reset_seconds=10
-        )
-        for _ in range(2):
-            with pytest.raises(DependencyUnavailable):
-                get(service)
+        service = opened_on(clock, make_service, server.url)
         clock.advance(11)
         with pytest.raises(DependencyUnavailable):
             get(service)  # the trial
