@@ -20,7 +20,6 @@ Answers below 500 are returned for the client to decode; other 5xx are :class:`U
 from __future__ import annotations
 
 import contextlib
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ import pybreaker
 import structlog
 import tenacity
 
+from infrastructure.backoff import equal_jitter
 from infrastructure.errors import DependencyUnavailable
 from infrastructure.request_context import (
     DEADLINE_HEADER,
@@ -332,10 +332,9 @@ class RemoteService:
         return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
 
     def _backoff(self, retry_state: tenacity.RetryCallState) -> float:
-        ceiling = min(
-            self._options.backoff_max_seconds, self._options.backoff_seconds * 2 ** (retry_state.attempt_number - 1)
+        return equal_jitter(
+            retry_state.attempt_number, self._options.backoff_seconds, self._options.backoff_max_seconds
         )
-        return random.uniform(ceiling / 2, ceiling)
 
     def _retry_after(self, error: _Unavailable) -> int:
         """Until the breaker lets a trial through if it is open, else the target's own hint, else 1."""

@@ -10,7 +10,6 @@ the loop at once; otherwise it polls, which is how it notices other processes' e
 from __future__ import annotations
 
 import os
-import random
 import socket
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from infrastructure.backoff import equal_jitter
 from infrastructure.events import codec
 from infrastructure.events.bus import EventBus
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
@@ -50,8 +50,7 @@ class RetryPolicy:
         """
         if self.max_attempts is not None and attempts >= self.max_attempts:
             return None
-        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 62))
-        return now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+        return now + timedelta(seconds=equal_jitter(attempts, self.base_delay, self.max_delay))
 
 
 class Dispatcher:

@@ -18,7 +18,6 @@ topology again and resumes consuming, without anyone's help.
 from __future__ import annotations
 
 import json
-import random
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -27,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from infrastructure.backoff import equal_jitter
 from infrastructure.events.broker._kombu import Connection, Consumer
 from infrastructure.events.broker.publisher import ConfirmedLink
 from infrastructure.events.broker.topology import DEFAULT_EXCHANGE, Topology
@@ -125,8 +125,7 @@ class BrokerConsumer:
                 self._stopping.wait(delay)
 
     def _backoff(self) -> float:
-        ceiling = min(self._reconnect_max_delay, self._reconnect_delay * 2 ** (self._failures - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return equal_jitter(self._failures, self._reconnect_delay, self._reconnect_max_delay)
 
     def _consume_until_stopped(self) -> None:
         connection = Connection(self._url, heartbeat=self._heartbeat, connect_timeout=self._connect_timeout)
