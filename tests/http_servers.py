@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+from wsgiref.types import WSGIApplication
 
-from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 HOST = "127.0.0.1"
@@ -31,8 +31,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def serve_app(app: Flask) -> Iterator[str]:
-    """``app`` served by werkzeug over loopback in a thread; yields its base URL."""
+def serve_app(app: WSGIApplication) -> Iterator[str]:
+    """``app`` (a Flask app, or any WSGI application) served by werkzeug over loopback in a
+    thread; yields its base URL."""
     server = make_server(HOST, 0, app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, args=(POLL_SECONDS,), name="test-app-server", daemon=True)
     thread.start()

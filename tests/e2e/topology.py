@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,12 +39,12 @@ import httpx
 import pytest
 from kombu import Connection
 from sqlalchemy import text
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from app.config import CONTEXTS
 from tests.conftest import database_for
 from tests.e2e.server import HOST, ShopServer, free_port, shop, shop_env, start_all
+from tests.http_servers import serve_app
 
 AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
 ADMIN_EMAIL = "admin@example.com"
@@ -125,47 +124,23 @@ def amqp_url_or_skip() -> str:
 # --- the gateway ---------------------------------------------------------------------------
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log line per request on the test's output."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 class Gateway:
-    """A reverse proxy on a loopback port: each request goes, method, headers, body and all, to
-    the base URL ``upstream_for(path)`` names, and its answer comes back as it was (status,
-    headers, body). An upstream that cannot be reached is a 502 problem marked with
-    ``X-Gateway-Error``, so a test can tell the gateway's own failures from the services'."""
+    """A reverse proxy, as a WSGI application that ``serve_app`` serves: each request goes,
+    method, headers, body and all, to the base URL ``upstream_for(path)`` names, and its answer
+    comes back as it was (status, headers, body). An upstream that cannot be reached is a 502
+    problem marked with ``X-Gateway-Error``, so a test can tell the gateway's own failures from
+    the services'."""
 
     def __init__(self, upstream_for: Callable[[str], str | None]) -> None:
         self._upstream_for = upstream_for
         self._client = httpx.Client(
             timeout=GATEWAY_TIMEOUT, limits=httpx.Limits(max_connections=200, max_keepalive_connections=100)
         )
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "the gateway is not started"
-        return f"http://{HOST}:{self._server.server_port}"
-
-    def start(self) -> Gateway:
-        self._server = make_server(HOST, 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def close(self) -> None:
         self._client.close()
 
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         upstream = self._upstream_for(request.path)
         if upstream is None:
@@ -315,11 +290,7 @@ class Topology:
         self.services = list(services)
         self.broker = broker
         self.gateway = Gateway(self._upstream_for)
-
-    @property
-    def url(self) -> str:
-        """The one base URL tests call."""
-        return self.gateway.url
+        self.url = ""  # the one base URL tests call: the gateway's, once it is served
 
     def service_for(self, context: str) -> Service:
         return next(service for service in self.services if context in service.contexts)
@@ -519,8 +490,8 @@ def running_topology(
         for service in topology.services:
             cleanup.callback(service.server.stop)
         start_all([service.server for service in topology.services])
-        topology.gateway.start()
-        cleanup.callback(topology.gateway.stop)
+        cleanup.callback(topology.gateway.close)
+        topology.url = cleanup.enter_context(serve_app(topology.gateway))
         try:
             yield topology
             topology.assert_running()
