@@ -67,8 +67,7 @@ def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) ->
     if settings.product_service_url is None:
         return in_process()
     token = settings.service_token_value()
-    if token is None:
-        raise ValueError("SERVICE_TOKEN is required when PRODUCT_SERVICE_URL is set")
+    assert token is not None, "the settings refuse PRODUCT_SERVICE_URL without SERVICE_TOKEN"
     service = RemoteService("product", settings.product_service_url, token, settings.remote_options())
     return RemoteProductApi(service)
 

@@ -72,6 +72,7 @@ class Dispatcher:
         self._workers = workers
         self._retry = retry
         self._persistent = frozenset(persistent)
+        self._retry_persistent = replace(retry, max_attempts=None)
         self._lease = lease
         self._poll_interval = poll_interval
         # Host and process id say whose claim a delivery is under; short enough for claimed_by.
@@ -254,7 +255,7 @@ class Dispatcher:
         try:
             self._call_subscriber(delivery, log)
         except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
-            policy = replace(self._retry, max_attempts=None) if delivery.subscriber in self._persistent else self._retry
+            policy = self._retry_persistent if delivery.subscriber in self._persistent else self._retry
             retry_at = policy.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
             log.warning(
                 "event.delivery_failed" if retry_at else "event.dead_lettered",
