@@ -9,6 +9,8 @@ names the context's schema), so contexts sharing one server or one database neve
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,9 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
             self._writer_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self._statement_engine = self.engine.execution_options(sqlite_begin=None)
+        else:
+            self._statement_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._readers = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._writers = sessionmaker(bind=self._writer_engine, expire_on_commit=False, class_=_WriterSession)
         # SQLite has one writer at a time; its busy handler makes waiting writers sleep and
@@ -101,6 +106,17 @@ class Database:
 
     def connect(self, *, write: bool) -> Connection:
         return (self._writer_engine if write else self.engine).connect()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads that are one statement each, outside any transaction.
+
+        A single statement sees a consistent snapshot by itself, so the BEGIN and ROLLBACK
+        around it would be two round trips (and, on SQLite, a read lock) that buy nothing.
+        Reads that must agree across several statements use :meth:`session` instead.
+        """
+        with self._statement_engine.connect() as connection:
+            yield connection
 
     def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
@@ -178,5 +194,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        # ``sqlite_begin=None``: statements run on their own (see ``Database.reading``).
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:
+            connection.exec_driver_sql(f"BEGIN {mode}")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from contexts.product.adapters import orm
+from contexts.product.adapters.catalogue import SqlAlchemyCatalogue
 from contexts.product.adapters.unit_of_work import SqlAlchemyProductUnitOfWork
 from contexts.product.application import facade, handlers, subscribers
 from infrastructure.db import Database
@@ -25,12 +26,13 @@ class ProductContainer(containers.DeclarativeContainer):
     )
     inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "product")
     uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, outbox=outbox, inbox=inbox)
+    catalogue = providers.Singleton(SqlAlchemyCatalogue, database=database)
 
     create_product = providers.Singleton(handlers.CreateProductHandler, uow=uow.provider)
     revise_product = providers.Singleton(handlers.ReviseProductHandler, uow=uow.provider)
     adjust_stock = providers.Singleton(handlers.AdjustStockHandler, uow=uow.provider)
-    get_product = providers.Singleton(handlers.GetProductHandler, uow=uow.provider)
-    get_products = providers.Singleton(handlers.GetProductsHandler, uow=uow.provider)
+    get_product = providers.Singleton(handlers.GetProductHandler, catalogue=catalogue)
+    get_products = providers.Singleton(handlers.GetProductsHandler, catalogue=catalogue)
     list_products = providers.Singleton(handlers.ListProductsHandler, uow=uow.provider)
     reserve_stock = providers.Singleton(handlers.ReserveStockHandler, uow=uow.provider)
     release_stock = providers.Singleton(handlers.ReleaseStockHandler, uow=uow.provider)

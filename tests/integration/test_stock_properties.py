@@ -129,7 +129,7 @@ class FakeBackend:
     def __init__(self) -> None:
         self._store = ProductStore()
         self._api = ProductFacade(
-            get_products=handlers.GetProductsHandler(uow=self._store),
+            get_products=handlers.GetProductsHandler(catalogue=self._store.catalogue()),
             reserve=handlers.ReserveStockHandler(uow=self._store),
             release=handlers.ReleaseStockHandler(uow=self._store),
         )

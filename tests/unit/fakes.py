@@ -374,6 +374,30 @@ class FakeProductUnitOfWork(_FakeUnitOfWork):
         self.reservations = FakeReservationRepository(self._stage(store.reservations), self.seen, store)
 
 
+class FakeCatalogue:
+    """The product read side over the store's committed rows."""
+
+    def __init__(self, store: ProductStore) -> None:
+        self._store = store
+
+    def product(self, product_id: uuid.UUID) -> ProductDTO | None:
+        product = self._store.products.rows.get(product_id)
+        if product is None:
+            return None
+        return ProductDTO(
+            id=product.id,
+            sku=product.sku,
+            name=product.name,
+            description=product.description,
+            price=product.price,
+            currency=product.currency,
+            stock=self._store.stock.rows[product_id].available,
+        )
+
+    def products(self, product_ids: Collection[uuid.UUID]) -> list[ProductDTO]:
+        return [found for product_id in product_ids if (found := self.product(product_id)) is not None]
+
+
 class ProductStore(_Store):
     """The product context's storage and its unit-of-work factory.
 
@@ -395,6 +419,9 @@ class ProductStore(_Store):
 
     def level(self, product_id: uuid.UUID) -> StockLevel:
         return self.stock.rows[product_id]
+
+    def catalogue(self) -> FakeCatalogue:
+        return FakeCatalogue(self)
 
 
 # --- order -----------------------------------------------------------------------------------

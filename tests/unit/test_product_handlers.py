@@ -59,7 +59,7 @@ def available(store: ProductStore, product: ProductDTO) -> int:
 def test_creating_a_product_stores_it_with_its_stock_and_publishes_product_created(store: ProductStore) -> None:
     product = create(store, sku="MUG-1", price="7.5", stock=4, currency="EUR")
     assert (product.sku, product.price, product.currency, product.stock) == ("MUG-1", Decimal("7.50"), "EUR", 4)
-    assert handlers.GetProductHandler(uow=store)(product.id) == product
+    assert handlers.GetProductHandler(catalogue=store.catalogue())(product.id) == product
     assert store.level(product.id) == StockLevel(available=4, reserved=0)
     assert store.publisher.published == [
         ProductCreated(product_id=product.id, sku="MUG-1", name="Thing", price=Decimal("7.50"), currency="EUR")
@@ -99,7 +99,7 @@ def test_revising_changes_the_given_fields_and_keeps_the_rest(store: ProductStor
     assert (revised.name, revised.description, revised.price, revised.stock) == ("Thing", "blue", Decimal("6.00"), 3)
     cleared = handlers.ReviseProductHandler(uow=store)(handlers.ReviseProduct(product.id, description=None))
     assert (cleared.description, cleared.price) == (None, Decimal("6.00"))
-    assert handlers.GetProductHandler(uow=store)(product.id) == cleared
+    assert handlers.GetProductHandler(catalogue=store.catalogue())(product.id) == cleared
 
 
 def test_revising_or_getting_an_unknown_product_is_product_not_found(store: ProductStore) -> None:
@@ -108,7 +108,7 @@ def test_revising_or_getting_an_unknown_product_is_product_not_found(store: Prod
         handlers.ReviseProductHandler(uow=store)(handlers.ReviseProduct(missing, name="X"))
     assert raised.value.product_ids == (missing,)
     with pytest.raises(ProductNotFound):
-        handlers.GetProductHandler(uow=store)(missing)
+        handlers.GetProductHandler(catalogue=store.catalogue())(missing)
 
 
 def test_get_products_returns_the_known_ones_with_current_stock(
@@ -116,7 +116,7 @@ def test_get_products_returns_the_known_ones_with_current_stock(
 ) -> None:
     a, b = create(store, stock=5), create(store, stock=2)
     reserve(uuid.uuid4(), [StockLine(a.id, 3)])
-    found = handlers.GetProductsHandler(uow=store)([a.id, b.id, uuid.uuid4()])
+    found = handlers.GetProductsHandler(catalogue=store.catalogue())([a.id, b.id, uuid.uuid4()])
     assert set(found) == {a.id, b.id}
     assert (found[a.id].stock, found[b.id].stock) == (2, 2)
 
@@ -383,7 +383,7 @@ def test_events_are_published_only_once_the_reservation_is_committed(
 def test_the_facade_translates_reservation_lines_for_the_handlers(store: ProductStore) -> None:
     product = create(store, stock=5)
     api = ProductFacade(
-        get_products=handlers.GetProductsHandler(uow=store),
+        get_products=handlers.GetProductsHandler(catalogue=store.catalogue()),
         reserve=handlers.ReserveStockHandler(uow=store),
         release=handlers.ReleaseStockHandler(uow=store),
     )

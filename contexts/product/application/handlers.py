@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from contexts.product import events
 from contexts.product.api import InsufficientStock, ProductDTO, ProductNotFound, ReservationConflict
-from contexts.product.application.ports import ProductUnitOfWork, ReservationExists, UnitOfWorkFactory
+from contexts.product.application.ports import Catalogue, ProductUnitOfWork, ReservationExists, UnitOfWorkFactory
 from contexts.product.domain import exceptions, model
 
 
@@ -127,25 +127,22 @@ class AdjustStockHandler:
 
 
 class GetProductHandler:
-    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
-        self._uow = uow
+    def __init__(self, *, catalogue: Catalogue) -> None:
+        self._catalogue = catalogue
 
     def __call__(self, product_id: uuid.UUID) -> ProductDTO:
-        with self._uow(write=False) as uow:
-            product = uow.products.get(product_id)
-            if product is None:
-                raise ProductNotFound([product_id])
-            (dto,) = _dtos(uow, [product])
-            return dto
+        product = self._catalogue.product(product_id)
+        if product is None:
+            raise ProductNotFound([product_id])
+        return product
 
 
 class GetProductsHandler:
-    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
-        self._uow = uow
+    def __init__(self, *, catalogue: Catalogue) -> None:
+        self._catalogue = catalogue
 
     def __call__(self, product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ProductDTO]:
-        with self._uow(write=False) as uow:
-            return {dto.id: dto for dto in _dtos(uow, uow.products.get_many(set(product_ids)))}
+        return {product.id: product for product in self._catalogue.products(set(product_ids))}
 
 
 class ListProductsHandler:

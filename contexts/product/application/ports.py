@@ -11,6 +11,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol, Self
 
+from contexts.product.api import ProductDTO
 from contexts.product.domain import model
 
 
@@ -43,6 +44,16 @@ class StockRepository(Protocol):
 
     def adjust(self, product_id: uuid.UUID, delta: int, reason: str | None) -> bool:
         """Add ``delta`` to available and record why; False (nothing changed) if it would go negative."""
+        ...
+
+
+class Catalogue(Protocol):
+    """The read side: products as callers see them, stock included, straight from storage."""
+
+    def product(self, product_id: uuid.UUID) -> ProductDTO | None: ...
+
+    def products(self, product_ids: Collection[uuid.UUID]) -> list[ProductDTO]:
+        """Those of ``product_ids`` that exist, in no particular order."""
         ...
 
 
