@@ -6,9 +6,9 @@ import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,9 @@ from contexts.order.application.handlers import IDEMPOTENCY_LEASE
 from contexts.order.application.ports import Claim, OrderKey
 from contexts.order.domain import exceptions, model
 from infrastructure.serialization import to_data
+
+_ORDERS = cast(Table, OrderRow.__table__)
+_ORDER_LINES = cast(Table, OrderLineRow.__table__)
 
 IN_FLIGHT = "in_flight"
 COMPLETED = "completed"
@@ -28,26 +31,32 @@ class SqlAlchemyOrderRepository:
         self._seen = seen
 
     def add(self, order: model.Order) -> None:
-        self._session.add(
-            OrderRow(
+        # Core statements: a new order is written once and whole, so the ORM's unit of work
+        # (flush planning, identity map, relationship cascade) would only add work per order.
+        self._session.execute(
+            insert(_ORDERS).values(
                 id=order.id,
                 user_id=order.user_id,
                 status=order.status.value,
                 currency=order.currency,
                 created_at=order.created_at,
-                lines=[
-                    OrderLineRow(
-                        position=position,
-                        product_id=line.product_id,
-                        sku=line.sku,
-                        name=line.name,
-                        unit_price=line.unit_price,
-                        currency=line.currency,
-                        quantity=line.quantity,
-                    )
-                    for position, line in enumerate(order.lines)
-                ],
             )
+        )
+        self._session.execute(
+            insert(_ORDER_LINES),
+            [
+                {
+                    "order_id": order.id,
+                    "position": position,
+                    "product_id": line.product_id,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "unit_price": line.unit_price,
+                    "currency": line.currency,
+                    "quantity": line.quantity,
+                }
+                for position, line in enumerate(order.lines)
+            ],
         )
         self._seen.append(order)
 

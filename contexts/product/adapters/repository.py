@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from contexts.product.adapters.orm import (
     StockAdjustmentRow,
     StockRow,
 )
-from contexts.product.application.ports import ReservationExists
+from contexts.product.application.ports import ReservationExists, UnknownProducts
 from contexts.product.domain import exceptions, model
 
 
@@ -132,41 +132,58 @@ class SqlAlchemyStockRepository:
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+_RESERVATIONS = cast(Table, ReservationRow.__table__)
+_RESERVATION_LINES = cast(Table, ReservationLineRow.__table__)
+
+
 class SqlAlchemyReservationRepository:
+    """Reservations through SQLAlchemy Core: a reservation is two small tables written and read
+    whole on every order, where the ORM's unit of work and identity map only add work."""
+
     def __init__(self, session: Session, seen: list[Any]) -> None:
         self._session = session
         self._seen = seen
 
     def add(self, reservation: model.Reservation) -> None:
-        self._session.add(
-            ReservationRow(
-                id=reservation.id,
-                status=reservation.status.value,
-                created_at=reservation.created_at,
-                lines=[
-                    ReservationLineRow(product_id=line.product_id, quantity=line.quantity)
+        try:
+            self._session.execute(
+                insert(_RESERVATIONS).values(
+                    id=reservation.id, status=reservation.status.value, created_at=reservation.created_at
+                )
+            )
+        except IntegrityError as error:
+            raise ReservationExists(str(reservation.id)) from error
+        try:
+            self._session.execute(
+                insert(_RESERVATION_LINES),
+                [
+                    {"reservation_id": reservation.id, "product_id": line.product_id, "quantity": line.quantity}
                     for line in reservation.lines
                 ],
             )
-        )
-        try:
-            self._session.flush()
         except IntegrityError as error:
-            raise ReservationExists(str(reservation.id)) from error
+            raise UnknownProducts(str(reservation.id)) from error
         self._seen.append(reservation)
 
     def get(self, reservation_id: uuid.UUID, *, for_update: bool = False) -> model.Reservation | None:
-        statement = select(ReservationRow).where(ReservationRow.id == reservation_id)
+        statement = select(_RESERVATIONS.c.status, _RESERVATIONS.c.created_at).where(
+            _RESERVATIONS.c.id == reservation_id
+        )
         if for_update:
             statement = statement.with_for_update()
-        row = self._session.scalar(statement)
-        if row is None:
+        header = self._session.execute(statement).one_or_none()
+        if header is None:
             return None
+        lines = self._session.execute(
+            select(_RESERVATION_LINES.c.product_id, _RESERVATION_LINES.c.quantity)
+            .where(_RESERVATION_LINES.c.reservation_id == reservation_id)
+            .order_by(_RESERVATION_LINES.c.product_id)
+        )
         return model.Reservation(
-            id=row.id,
-            lines=tuple(events.StockLine(line.product_id, line.quantity) for line in row.lines),
-            status=model.ReservationStatus(row.status),
-            created_at=row.created_at,
+            id=reservation_id,
+            lines=tuple(events.StockLine(product_id, quantity) for product_id, quantity in lines),
+            status=model.ReservationStatus(header.status),
+            created_at=header.created_at,
         )
 
     def unconfirmed_before(self, moment: datetime, limit: int) -> list[uuid.UUID]:
@@ -182,8 +199,11 @@ class SqlAlchemyReservationRepository:
         return list(self._session.scalars(statement))
 
     def save(self, reservation: model.Reservation) -> None:
-        row = self._session.get_one(ReservationRow, reservation.id)
-        row.status = reservation.status.value
+        self._session.execute(
+            update(_RESERVATIONS)
+            .where(_RESERVATIONS.c.id == reservation.id)
+            .values(status=reservation.status.value)
+        )
         self._seen.append(reservation)
 
 

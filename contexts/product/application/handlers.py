@@ -10,7 +10,13 @@ from decimal import Decimal
 
 from contexts.product import events
 from contexts.product.api import InsufficientStock, ProductDTO, ProductNotFound, ReservationConflict
-from contexts.product.application.ports import Catalogue, ProductUnitOfWork, ReservationExists, UnitOfWorkFactory
+from contexts.product.application.ports import (
+    Catalogue,
+    ProductUnitOfWork,
+    ReservationExists,
+    UnitOfWorkFactory,
+    UnknownProducts,
+)
 from contexts.product.domain import exceptions, model
 
 
@@ -174,23 +180,27 @@ class ReserveStockHandler:
             # A concurrent call with the same id won; judge this one against what it stored.
             with self._uow(write=False) as uow:
                 self._check_repeat(uow.reservations.get(reservation_id), wanted)
+        except UnknownProducts:
+            raise ProductNotFound(self._unknown(wanted)) from None
 
     def _reserve(self, reservation_id: uuid.UUID, wanted: tuple[events.StockLine, ...]) -> None:
+        """Store the reservation, then take each line's stock; every statement on the way is a
+        write that must happen anyway, and the lookups that explain a refusal run only then."""
         with self._uow() as uow:
-            existing = uow.reservations.get(reservation_id)
-            if existing is not None:
-                self._check_repeat(existing, wanted)
-                return
-            products = {p.id: p for p in uow.products.get_many([line.product_id for line in wanted])}
-            missing = {line.product_id for line in wanted} - products.keys()
-            if missing:
-                raise ProductNotFound(missing)
-            # The reservation row goes first: a concurrent twin blocks on its key, not on stock.
+            # The reservation row goes first: a twin (the same call again) meets its key and is
+            # judged against what it stored, and a concurrent twin blocks on that key, not on stock.
             uow.reservations.add(model.Reservation.place(reservation_id, wanted, _now()))
             for line in wanted:
                 if not uow.stock.take(line.product_id, line.quantity):
-                    raise InsufficientStock(line.product_id, products[line.product_id].sku, line.quantity)
+                    product = uow.products.get(line.product_id)
+                    assert product is not None, "a reservation line's product exists: add() checked it"
+                    raise InsufficientStock(line.product_id, product.sku, line.quantity)
             uow.commit()
+
+    def _unknown(self, wanted: tuple[events.StockLine, ...]) -> set[uuid.UUID]:
+        with self._uow(write=False) as uow:
+            found = {product.id for product in uow.products.get_many([line.product_id for line in wanted])}
+        return {line.product_id for line in wanted} - found
 
     @staticmethod
     def _check_repeat(existing: model.Reservation | None, wanted: tuple[events.StockLine, ...]) -> None:
