@@ -33,16 +33,18 @@ class SqlAlchemyOrderRepository:
     def add(self, order: model.Order) -> None:
         # Core statements: a new order is written once and whole, so the ORM's unit of work
         # (flush planning, identity map, relationship cascade) would only add work per order.
-        self._session.execute(
-            insert(_ORDERS).values(
-                id=order.id,
-                user_id=order.user_id,
-                status=order.status.value,
-                currency=order.currency,
-                created_at=order.created_at,
-            )
+        connection = self._session.connection()
+        connection.execute(
+            insert(_ORDERS),
+            {
+                "id": order.id,
+                "user_id": order.user_id,
+                "status": order.status.value,
+                "currency": order.currency,
+                "created_at": order.created_at,
+            },
         )
-        self._session.execute(
+        connection.execute(
             insert(_ORDER_LINES),
             [
                 {

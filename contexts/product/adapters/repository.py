@@ -11,9 +11,10 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from contexts.product import events
 from contexts.product.adapters.orm import (
@@ -84,6 +85,28 @@ class SqlAlchemyProductRepository:
         return [_product(row) for row in self._session.scalars(statement)]
 
 
+_STOCK = cast(Table, StockRow.__table__)
+_STOCK_OF = _STOCK.c.product_id == bindparam("stock_of")
+_UNITS: BindParameter[int] = bindparam("units")
+# Every move of stock is one conditional statement, built once: the database checks and changes
+# the level in one step (see the module docstring), and each call only binds its numbers.
+_TAKE = (
+    update(_STOCK)
+    .where(_STOCK_OF, _STOCK.c.available >= _UNITS)
+    .values(available=_STOCK.c.available - _UNITS, reserved=_STOCK.c.reserved + _UNITS)
+)
+_GIVE_BACK = (
+    update(_STOCK)
+    .where(_STOCK_OF)
+    .values(available=_STOCK.c.available + _UNITS, reserved=_STOCK.c.reserved - _UNITS)
+)
+_ADJUST = (
+    update(_STOCK)
+    .where(_STOCK_OF, _STOCK.c.available + _UNITS >= 0)
+    .values(available=_STOCK.c.available + _UNITS)
+)
+
+
 class SqlAlchemyStockRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -100,25 +123,13 @@ class SqlAlchemyStockRepository:
         return {product_id: available for product_id, available in rows}
 
     def take(self, product_id: uuid.UUID, quantity: int) -> bool:
-        return self._move(
-            update(StockRow)
-            .where(StockRow.product_id == product_id, StockRow.available >= quantity)
-            .values(available=StockRow.available - quantity, reserved=StockRow.reserved + quantity)
-        )
+        return self._move(_TAKE, product_id, quantity)
 
     def give_back(self, product_id: uuid.UUID, quantity: int) -> None:
-        self._move(
-            update(StockRow)
-            .where(StockRow.product_id == product_id)
-            .values(available=StockRow.available + quantity, reserved=StockRow.reserved - quantity)
-        )
+        self._move(_GIVE_BACK, product_id, quantity)
 
     def adjust(self, product_id: uuid.UUID, delta: int, reason: str | None) -> bool:
-        changed = self._move(
-            update(StockRow)
-            .where(StockRow.product_id == product_id, StockRow.available + delta >= 0)
-            .values(available=StockRow.available + delta)
-        )
+        changed = self._move(_ADJUST, product_id, delta)
         if changed:
             self._session.add(
                 StockAdjustmentRow(
@@ -127,9 +138,9 @@ class SqlAlchemyStockRepository:
             )
         return changed
 
-    def _move(self, statement: Any) -> bool:
-        result = self._session.execute(statement.execution_options(synchronize_session=False))
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    def _move(self, statement: Any, product_id: uuid.UUID, quantity: int) -> bool:
+        result = self._session.connection().execute(statement, {"stock_of": product_id, "units": quantity})
+        return bool(result.rowcount == 1)
 
 
 _RESERVATIONS = cast(Table, ReservationRow.__table__)
@@ -146,15 +157,14 @@ class SqlAlchemyReservationRepository:
 
     def add(self, reservation: model.Reservation) -> None:
         try:
-            self._session.execute(
-                insert(_RESERVATIONS).values(
-                    id=reservation.id, status=reservation.status.value, created_at=reservation.created_at
-                )
+            self._session.connection().execute(
+                insert(_RESERVATIONS),
+                {"id": reservation.id, "status": reservation.status.value, "created_at": reservation.created_at},
             )
         except IntegrityError as error:
             raise ReservationExists(str(reservation.id)) from error
         try:
-            self._session.execute(
+            self._session.connection().execute(
                 insert(_RESERVATION_LINES),
                 [
                     {"reservation_id": reservation.id, "product_id": line.product_id, "quantity": line.quantity}
