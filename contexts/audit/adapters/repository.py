@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from contexts.audit.adapters.orm import AuditEntryRow
 from contexts.audit.application.ports import LoggedEntry
 from contexts.audit.domain import model
+
+_ENTRIES = cast(Table, AuditEntryRow.__table__)
 
 
 class SqlAlchemyAuditEntryRepository:
@@ -18,18 +20,20 @@ class SqlAlchemyAuditEntryRepository:
         self._session = session
 
     def append(self, entry: model.AuditEntry) -> None:
-        self._session.add(
-            AuditEntryRow(
-                id=entry.id,
-                event_id=entry.event_id,
-                event_type=entry.event_type,
-                entity_type=entry.entity_type,
-                entity_id=entry.entity_id,
-                actor_id=entry.actor_id,
-                summary=entry.summary,
-                data=entry.data,
-                recorded_at=entry.recorded_at,
-            )
+        # A Core insert: an entry is written once and never read back in the same transaction.
+        self._session.connection().execute(
+            insert(_ENTRIES),
+            {
+                "id": entry.id,
+                "event_id": entry.event_id,
+                "event_type": entry.event_type,
+                "entity_type": entry.entity_type,
+                "entity_id": entry.entity_id,
+                "actor_id": entry.actor_id,
+                "summary": entry.summary,
+                "data": entry.data,
+                "recorded_at": entry.recorded_at,
+            },
         )
 
     def list(
