@@ -50,13 +50,14 @@ import httpx
 from sqlalchemy import Engine, column, create_engine, func, select, table
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import floor_app  # noqa: E402
-from bench.order_placement import drop_schemas, server_env  # noqa: E402
-from infrastructure.db_types import UtcDateTime  # noqa: E402
-from tests.e2e.server import API, HOST, bearer, free_port, register  # noqa: E402
+from bench import floor_app
+from bench.order_placement import drop_schemas, server_env
+from infrastructure.db_types import UtcDateTime
+from tests.e2e.server import API, HOST, bearer, free_port, register
+
+REPO = Path(__file__).resolve().parents[1]
 
 KINDS = ("read", "order-nodelivery", "order", "order-e2e")
 # Run order: the shop with delivery on first, then restarted with it off, so the deliveries that
