@@ -33,8 +33,8 @@ from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import CONTEXTS  # noqa: E402
-from tests.e2e.server import API, ShopServer, bearer, register, shop, shop_env  # noqa: E402
+from app.config import CONTEXTS
+from tests.e2e.server import API, ShopServer, bearer, register, shop, shop_env
 
 ADMIN = ("bench-admin@example.com", "bench admin password")
 
@@ -75,7 +75,8 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 def report(name: str, samples: list[float], wall: float | None = None) -> None:
-    line = f"{name:<28} median {statistics.median(samples) * 1000:7.1f} ms   p95 {percentile(samples, 0.95) * 1000:7.1f} ms"
+    median, p95 = statistics.median(samples) * 1000, percentile(samples, 0.95) * 1000
+    line = f"{name:<28} median {median:7.1f} ms   p95 {p95:7.1f} ms"
     if wall is not None:
         line += f"   {len(samples) / wall:7.1f} /s"
     print(line)
@@ -90,7 +91,9 @@ def bench(url: str, orders: int, clients: int) -> None:
             headers=admin,
         )
         product_id = created.json()["id"]
-        customers = [register(client, f"c{n}-{uuid.uuid4().hex[:6]}@example.com", "correct horse") for n in range(clients)]
+        customers = [
+            register(client, f"c{n}-{uuid.uuid4().hex[:6]}@example.com", "correct horse") for n in range(clients)
+        ]
         body = {"items": [{"product_id": product_id, "quantity": 1}]}
 
         def read() -> httpx.Response:
@@ -107,7 +110,10 @@ def bench(url: str, orders: int, clients: int) -> None:
 
     def place_as(headers: dict[str, str]) -> list[float]:
         with httpx.Client(base_url=url, timeout=60) as own:
-            return [timed(lambda: own.post(f"{API}/orders", json=body, headers=headers), 201) for _ in range(orders // clients)]
+            return [
+                timed(lambda: own.post(f"{API}/orders", json=body, headers=headers), 201)
+                for _ in range(orders // clients)
+            ]
 
     def read_as(_headers: dict[str, str]) -> list[float]:
         with httpx.Client(base_url=url, timeout=60) as own:
