@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import jwt
 import pytest
 
-from infrastructure.auth import InvalidToken, Principal, TokenService, key_id
+from infrastructure.auth import LEEWAY, InvalidToken, Principal, TokenService, key_id
 
 SECRET = "the current signing secret, long enough"
 OLD_SECRET = "the previous signing secret, long enough"
@@ -110,6 +111,29 @@ def test_expiry_is_enforced_beyond_a_small_leeway() -> None:
     assert tokens.verify(signed(iat=now - TTL, nbf=now - TTL, exp=now - timedelta(seconds=2)))
     with pytest.raises(InvalidToken, match="expired"):
         tokens.verify(signed(iat=now - TTL, nbf=now - TTL, exp=now - timedelta(seconds=30)))
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    """Verified tokens are remembered, but their expiry is checked on every use."""
+    now = datetime.now(timezone.utc)
+    tokens = service()
+    token = signed(iat=now - TTL, nbf=now - TTL, exp=now - LEEWAY + timedelta(seconds=1))
+
+    assert tokens.verify(token)
+    time.sleep(1.5)
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify(token)
+
+
+def test_a_refused_token_is_checked_again_not_remembered() -> None:
+    now = datetime.now(timezone.utc)
+    tokens = service()
+    token = signed(nbf=now + LEEWAY + timedelta(seconds=1))
+
+    with pytest.raises(InvalidToken, match="not yet valid"):
+        tokens.verify(token)
+    time.sleep(1.5)
+    assert tokens.verify(token).user_id == USER
 
 
 def test_not_before_is_enforced_beyond_a_small_leeway() -> None:
