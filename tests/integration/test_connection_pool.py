@@ -1,0 +1,93 @@
+"""One engine and pool per database server and process, shared by the contexts on it.
+
+Contexts whose URLs name the same PostgreSQL server share one pool (each still in its own
+schema); a context given a URL of its own gets a pool of its own; disposing one context never
+closes the pool under another.
+
+The server tests need ``SHOP_TEST_POSTGRES_URL``; they skip without it, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
+
+from infrastructure.db import Database, Engines
+from tests.conftest import POSTGRES_URL_VARIABLE
+
+
+@pytest.fixture
+def server_url() -> str:
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    return url
+
+
+def test_contexts_on_one_server_share_a_pool_and_a_context_with_its_own_url_gets_its_own(server_url: str) -> None:
+    engines = Engines()
+    other_url = make_url(server_url).set(database="elsewhere")  # never connected to here
+    user, order, audit = (
+        Database("user", server_url, engines=engines),
+        Database("order", server_url, engines=engines),
+        Database("audit", other_url, engines=engines),
+    )
+    try:
+        assert user.engine.pool is order.engine.pool
+        assert audit.engine.pool is not user.engine.pool
+        assert (user.schema, order.schema) == ("user", "order")
+    finally:
+        for database in (user, order, audit):
+            database.dispose()
+
+
+def test_disposing_a_context_keeps_the_pool_another_context_uses(server_url: str) -> None:
+    engines = Engines()
+    user, order = Database("user", server_url, engines=engines), Database("order", server_url, engines=engines)
+    pool = order.engine.pool
+    assert isinstance(pool, QueuePool)
+    order.ping()
+    assert pool.checkedin() == 1
+
+    user.dispose()
+    assert order.engine.pool is pool and pool.checkedin() == 1, "the pooled connection was closed"
+    order.ping()
+
+    order.dispose()
+    assert pool.checkedin() == 0, "the last context on the server closes the pool"
+
+
+def test_sqlite_keeps_an_engine_per_file_and_one_write_turn_per_file(tmp_path: Path) -> None:
+    engines = Engines()
+    user = Database("user", f"sqlite:///{tmp_path / 'user.db'}", engines=engines)
+    order = Database("order", f"sqlite:///{tmp_path / 'order.db'}", engines=engines)
+    audit, notification = (
+        Database(name, f"sqlite:///{tmp_path / 'shared.db'}", engines=engines) for name in ("audit", "notification")
+    )
+    turns: list[float] = []
+
+    def write_on_the_same_file() -> None:
+        with notification.session(write=True):
+            turns.append(time.monotonic())
+
+    try:
+        assert user.engine.pool is not order.engine.pool
+        assert audit.engine.pool is notification.engine.pool
+        with order.session(write=True), user.session(write=True):
+            pass  # two files, two writers at once
+        with audit.session(write=True):
+            other = threading.Thread(target=write_on_the_same_file)
+            other.start()
+            time.sleep(0.2)
+            released = time.monotonic()
+        other.join()
+        assert turns and turns[0] >= released, "the file's one writer was busy: the other context waited"
+    finally:
+        for database in (user, order, audit, notification):
+            database.dispose()
