@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: Annotated[int, Field(ge=1, le=120)] = Field(
         5, description="how long opening a connection to a database server may take"
     )
+    # Printable ASCII: PostgreSQL shows at most 63 bytes and replaces anything else with "?".
+    database_application_name: Annotated[str, Field(pattern=r"^[ -~]{1,63}$")] = Field(
+        "modular-shop", description="the application_name of the shop's connections, as pg_stat_activity shows them"
+    )
 
     token_secret: SecretStr | None = Field(
         None, description="signs bearer tokens (32+ chars); generated into the instance folder if unset"
@@ -331,6 +335,7 @@ class Settings(BaseSettings):
             timeout_seconds=self.database_pool_timeout_seconds,
             statement_timeout_ms=self.database_statement_timeout_ms,
             connect_timeout_seconds=self.database_connect_timeout_seconds,
+            application_name=self.database_application_name,
         )
 
     def hosted_contexts(self) -> tuple[str, ...]:

@@ -47,6 +47,8 @@ class PoolOptions:
     timeout_seconds: float = 30.0
     statement_timeout_ms: int = 30_000  # 0: statements may run forever
     connect_timeout_seconds: int = 5
+    # What the server shows for the shop's connections (pg_stat_activity.application_name).
+    application_name: str = "modular-shop"
 
 
 class Server:
@@ -243,7 +245,7 @@ def _create_engine(url: URL, pool: PoolOptions, engine_options: dict[str, Any]) 
         # A server that restarted left the pool's connections dead: test each one as it
         # is checked out, so the first requests after an outage succeed instead of failing.
         pool_pre_ping=True,
-        connect_args={"connect_timeout": pool.connect_timeout_seconds},
+        connect_args={"connect_timeout": pool.connect_timeout_seconds, "application_name": pool.application_name},
         **engine_options,
     )
     if engine.dialect.name == "postgresql":

@@ -76,6 +76,7 @@ def test_the_settings_choose_each_contexts_schema_and_the_pool(tmp_path: Path) -
     assert settings.database_schema_for("user") == "user"
     pool = PoolOptions(size=3, max_overflow=0, timeout_seconds=2.5, statement_timeout_ms=1234)
     assert settings.database_pool() == pool
+    assert settings.database_pool().application_name == "modular-shop"
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,9 @@ def test_the_settings_choose_each_contexts_schema_and_the_pool(tmp_path: Path) -
         ("database_max_overflow", -1),
         ("database_pool_timeout_seconds", 0),
         ("database_statement_timeout_ms", -5),
+        ("database_application_name", ""),
+        ("database_application_name", "a" * 64),
+        ("database_application_name", "caf\u00e9"),
     ],
 )
 def test_a_bad_database_setting_is_refused_by_name(tmp_path: Path, setting: str, value: object) -> None:
