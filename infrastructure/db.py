@@ -18,6 +18,7 @@ one writer at a time, and its write turn (see :meth:`Database.session`) belongs 
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -242,9 +243,6 @@ def _create_engine(url: URL, pool: PoolOptions, engine_options: dict[str, Any]) 
         pool_size=pool.size,
         max_overflow=pool.max_overflow,
         pool_timeout=pool.timeout_seconds,
-        # A server that restarted left the pool's connections dead: test each one as it
-        # is checked out, so the first requests after an outage succeed instead of failing.
-        pool_pre_ping=True,
         connect_args={"connect_timeout": pool.connect_timeout_seconds, "application_name": pool.application_name},
         **engine_options,
     )
@@ -263,6 +261,32 @@ def _configure_postgresql(engine: Engine, statement_timeout_ms: int) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET SESSION statement_timeout = {int(statement_timeout_ms)}")
         dbapi_connection.autocommit = autocommit
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        """Replace a pooled connection the server closed while it sat idle, before it is used.
+
+        A server that stops or restarts (or ends a session: ``pg_terminate_backend``,
+        ``idle_session_timeout``) sends each connection a last error and closes it. An idle
+        pooled connection has no query in flight and the shop listens for no notifications,
+        so input waiting on its socket means exactly that; polling the socket without waiting
+        tells it in this process, where ``pool_pre_ping`` would spend a round trip on every
+        checkout. ``DisconnectionError`` raised here is SQLAlchemy's documented way to have the
+        pool connect afresh and retry the checkout. A connection lost while in use is the
+        optimistic case: its statement fails (503), the dialect recognises the disconnect and
+        SQLAlchemy invalidates the whole pool, so the next checkouts connect afresh too.
+        """
+        if dbapi_connection.closed or _has_input(dbapi_connection.fileno()):
+            raise DisconnectionError("the server closed this pooled connection while it was idle")
+
+
+def _has_input(socket_fd: int) -> bool:
+    """Whether ``socket_fd`` can be read (data, end of stream or an error) without waiting."""
+    if not hasattr(select, "poll"):  # Windows: no poll; its select takes any socket
+        return bool(select.select([socket_fd], [], [], 0)[0])
+    poller = select.poll()  # not select(): worker processes may hold descriptors past 1024
+    poller.register(socket_fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _ensure_sqlite_folder(url: URL) -> None:

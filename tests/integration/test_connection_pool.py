@@ -2,7 +2,8 @@
 
 Contexts whose URLs name the same PostgreSQL server share one pool (each still in its own
 schema); a context given a URL of its own gets a pool of its own; disposing one context never
-closes the pool under another.
+closes the pool under another. A pooled connection the server closed while idle is replaced at
+checkout without an error.
 
 The server tests need ``SHOP_TEST_POSTGRES_URL``; they skip without it, naming the variable.
 """
@@ -12,14 +13,20 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
 
+from app.containers import databases
+from app.factory import container_of
 from infrastructure.db import Database, Engines
-from tests.conftest import POSTGRES_URL_VARIABLE
+from tests.conftest import POSTGRES_URL_VARIABLE, MakeApp, Shop
 
 
 @pytest.fixture
@@ -91,3 +98,48 @@ def test_sqlite_keeps_an_engine_per_file_and_one_write_turn_per_file(tmp_path: P
     finally:
         for database in (user, order, audit, notification):
             database.dispose()
+
+
+def _app_connections(server_url: str, application_name: str) -> list[int]:
+    """The backend pids of the connections an app named ``application_name`` holds open."""
+    with psycopg.connect(server_url, autocommit=True, application_name="connection-pool-test") as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_every_context_of_an_app_uses_one_pool_and_a_connection_the_server_closed_is_replaced(
+    make_app: MakeApp, server_url: str
+) -> None:
+    name = f"shop-test-{uuid.uuid4().hex[:12]}"
+    app = make_app(database_application_name=name)
+    container = container_of(app)
+    assert len({database.engine.pool for database in databases(container).values()}) == 1
+    shop = Shop(app.test_client(), container)
+    product = shop.product(shop.admin())
+    customer = shop.customer()
+    held = _app_connections(server_url, name)
+    assert held, "the app's connections carry its application_name"
+
+    # As a restart would, but for this app's connections alone: the server ends them while idle.
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        for pid in held:
+            connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    deadline = time.monotonic() + 10
+    while set(_app_connections(server_url, name)) & set(held):
+        assert time.monotonic() < deadline, "the server did not end the connections"
+        time.sleep(0.05)
+
+    replaced: list[BaseException | None] = []
+    pool = databases(container)["order"].engine.pool
+    event.listen(pool, "invalidate", lambda _connection, _record, error: replaced.append(error))
+    ordered = shop.client.post(
+        "/api/v1/orders", json={"items": [{"product_id": product["id"], "quantity": 1}]}, headers=customer
+    )
+    assert ordered.status_code == 201, ordered.get_data(as_text=True)
+    assert replaced and all(isinstance(error, DisconnectionError) for error in replaced), (
+        "each dead connection was found at checkout, none by a statement failing on it"
+    )
+    assert shop.client.get("/readyz").status_code == 200
