@@ -3,7 +3,8 @@
 Contexts whose URLs name the same PostgreSQL server share one pool (each still in its own
 schema); a context given a URL of its own gets a pool of its own; disposing one context never
 closes the pool under another. A pooled connection the server closed while idle is replaced at
-checkout without an error.
+checkout without an error; a request that finds every connection busy waits for one, and after
+``DATABASE_POOL_TIMEOUT_SECONDS`` gets a 503 problem with ``Retry-After``.
 
 The server tests need ``SHOP_TEST_POSTGRES_URL``; they skip without it, naming the variable.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
@@ -143,3 +144,30 @@ def test_every_context_of_an_app_uses_one_pool_and_a_connection_the_server_close
         "each dead connection was found at checkout, none by a statement failing on it"
     )
     assert shop.client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_request_waits_for_a_busy_pool_and_gets_a_503_when_none_is_freed_in_time(make_app: MakeApp) -> None:
+    app = make_app(database_pool_size=1, database_max_overflow=0, database_pool_timeout_seconds=1.5)
+    client = app.test_client()
+    user = databases(container_of(app))["user"]
+
+    # Another context holds the server's only connection: product's requests wait for it.
+    with user.connect(write=False) as holder:
+        holder.execute(text("SELECT 1"))
+        timer = threading.Timer(0.3, holder.close)
+        timer.start()
+        waited = client.get("/api/v1/products")
+        timer.join()
+    assert waited.status_code == 200, waited.get_data(as_text=True)
+
+    with user.connect(write=False) as holder:
+        holder.execute(text("SELECT 1"))
+        started = time.monotonic()
+        busy = client.get("/api/v1/products")
+        assert time.monotonic() - started >= 1.4, "it waited for DATABASE_POOL_TIMEOUT_SECONDS"
+    assert busy.status_code == 503, busy.get_data(as_text=True)
+    assert busy.content_type == "application/problem+json"
+    assert busy.headers["Retry-After"]
+    assert busy.json is not None and busy.json["status"] == 503
+    assert client.get("/api/v1/products").status_code == 200, "served again once a connection is free"
