@@ -171,3 +171,16 @@ def test_a_request_waits_for_a_busy_pool_and_gets_a_503_when_none_is_freed_in_ti
     assert busy.headers["Retry-After"]
     assert busy.json is not None and busy.json["status"] == 503
     assert client.get("/api/v1/products").status_code == 200, "served again once a connection is free"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_readiness_asks_each_server_once_and_answers_for_every_context_on_it(make_app: MakeApp) -> None:
+    app = make_app()
+    checkouts: list[object] = []
+    event.listen(databases(container_of(app))["user"].engine.pool, "checkout", lambda *args: checkouts.append(args))
+
+    ready = app.test_client().get("/readyz")
+
+    assert ready.status_code == 200, ready.get_data(as_text=True)
+    assert ready.json is not None and set(ready.json["databases"]) == set(databases(container_of(app)))
+    assert len(checkouts) == 1, "six contexts on one server: one ping"
