@@ -56,10 +56,11 @@ class Settings(BaseSettings):
     audit_database_schema: SchemaName | None = None
     recommendation_database_schema: SchemaName | None = None
     database_pool_size: Annotated[int, Field(ge=1, le=1000)] = Field(
-        5, description="connections each context keeps open to a database server (not SQLite)"
+        5,
+        description="connections a process keeps open to a database server, shared by the contexts on it (not SQLite)",
     )
     database_max_overflow: Annotated[int, Field(ge=0, le=1000)] = Field(
-        10, description="connections a context may open beyond the pool under load"
+        10, description="connections a process may open to a database server beyond its pool under load"
     )
     database_pool_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         30.0, description="how long a request waits for a free connection before it fails"
