@@ -56,10 +56,11 @@ class Settings(BaseSettings):
     audit_database_schema: SchemaName | None = None
     recommendation_database_schema: SchemaName | None = None
     database_pool_size: Annotated[int, Field(ge=1, le=1000)] = Field(
-        5, description="connections each context keeps open to a database server (not SQLite)"
+        5,
+        description="connections a process keeps open to a database server, shared by the contexts on it (not SQLite)",
     )
     database_max_overflow: Annotated[int, Field(ge=0, le=1000)] = Field(
-        10, description="connections a context may open beyond the pool under load"
+        10, description="connections a process may open to a database server beyond its pool under load"
     )
     database_pool_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         30.0, description="how long a request waits for a free connection before it fails"
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     )
     database_connect_timeout_seconds: Annotated[int, Field(ge=1, le=120)] = Field(
         5, description="how long opening a connection to a database server may take"
+    )
+    # Printable ASCII: PostgreSQL shows at most 63 bytes and replaces anything else with "?".
+    database_application_name: Annotated[str, Field(pattern=r"^[ -~]{1,63}$")] = Field(
+        "modular-shop", description="the application_name of the shop's connections, as pg_stat_activity shows them"
     )
 
     token_secret: SecretStr | None = Field(
@@ -331,6 +336,7 @@ class Settings(BaseSettings):
             timeout_seconds=self.database_pool_timeout_seconds,
             statement_timeout_ms=self.database_statement_timeout_ms,
             connect_timeout_seconds=self.database_connect_timeout_seconds,
+            application_name=self.database_application_name,
         )
 
     def hosted_contexts(self) -> tuple[str, ...]:

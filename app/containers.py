@@ -25,7 +25,7 @@ from contexts.recommendation.container import RecommendationContainer
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.container import UserContainer
 from infrastructure.auth import TokenService
-from infrastructure.db import Database
+from infrastructure.db import Database, Engines
 from infrastructure.events.broker.publisher import BrokerPublisher
 from infrastructure.events.broker.topology import Topology as BrokerTopology
 from infrastructure.events.bus import EventBus
@@ -147,6 +147,7 @@ def databases(container: ApplicationContainer) -> dict[str, Database]:
 def build_container(settings: Settings) -> ApplicationContainer:
     """Build everything eagerly: dependency-injector's Singleton is not thread-safe, so
     nothing may be created lazily by the first concurrent requests."""
+    engines = Engines(settings.database_pool())
     container = ApplicationContainer(
         settings=settings,
         event_bus=EventBus(),
@@ -160,12 +161,13 @@ def build_container(settings: Settings) -> ApplicationContainer:
             memory_cost=settings.argon2_memory_cost_kib,
             parallelism=settings.argon2_parallelism,
         ),
+        # One engine, and so one pool, per database server for every context on it.
         **{
             f"{context}_database": Database(
                 context,
                 settings.database_url_for(context),
                 schema=settings.database_schema_for(context),
-                pool=settings.database_pool(),
+                engines=engines,
             )
             for context in CONTEXTS
         },

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import structlog
 from flask import Blueprint, current_app
 from pydantic import BaseModel
+from sqlalchemy.pool import Pool
 
 from infrastructure.db import Database
 from infrastructure.http.openapi import endpoint
@@ -42,14 +43,19 @@ def healthz() -> dict[str, Any]:
 )
 def readyz() -> dict[str, Any]:
     databases: dict[str, Database] = current_app.extensions[DATABASES]
+    # Contexts on one server share its pool: one ping answers for all of them.
+    answers: dict[Pool, Literal["ok", "unavailable"]] = {}
     checks: dict[str, Literal["ok", "unavailable"]] = {}
     for name, database in databases.items():
-        try:
-            database.ping()
-            checks[name] = "ok"
-        except Exception as error:  # noqa: BLE001 - any failure means not ready; it is reported
-            logger.warning("readyz.database_unavailable", database=name, error=str(error))
-            checks[name] = "unavailable"
+        pool = database.engine.pool
+        if pool not in answers:
+            try:
+                database.ping()
+                answers[pool] = "ok"
+            except Exception as error:  # noqa: BLE001 - any failure means not ready; it is reported
+                logger.warning("readyz.database_unavailable", database=name, error=str(error))
+                answers[pool] = "unavailable"
+        checks[name] = answers[pool]
     down = sorted(name for name, state in checks.items() if state != "ok")
     if down:
         raise Problem(

@@ -1,13 +1,24 @@
-"""One bounded context's database: its engine and session factories, built once at start-up.
+"""Each bounded context's database, on engines shared per database server, built at start-up.
 
 Each context gets its own ``Database`` from its own URL, so no transaction can span two
-contexts and any context can be pointed at a server of its own. On PostgreSQL each context
-also lives in a schema of its own (its tables declare none: every connection's ``search_path``
-names the context's schema), so contexts sharing one server or one database never meet.
+contexts and any context can be pointed at a server of its own. Contexts whose URLs name the
+same server (and database) share one engine, and so one connection pool, per process: owning
+data is about schemas and transactions, not sockets, and a pool per context would multiply by
+six the connections each process may hold open on the server.
+
+On PostgreSQL each context also lives in a schema of its own. Its tables declare none;
+SQLAlchemy's ``schema_translate_map`` writes the context's schema into every statement it
+compiles (ORM, Core, DDL, Alembic's operations), so any pooled connection serves any context
+with no ``SET search_path`` round trip per checkout. Hand-written SQL, which SQLAlchemy does not
+compile, names tables unqualified only inside :meth:`Database.begin`.
+
+SQLite keeps each context in a file of its own, with an engine of its own per file: a file has
+one writer at a time, and its write turn (see :meth:`Database.session`) belongs to the file.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -27,22 +38,76 @@ _POSTGRESQL_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgres
 
 @dataclass(frozen=True)
 class PoolOptions:
-    """Connection pool and per-statement limits of a server database (SQLite ignores them)."""
+    """Connection pool and per-connection settings of a database server (SQLite ignores them).
+
+    The pool is per server and process, shared by every context on the server.
+    """
 
     size: int = 5
     max_overflow: int = 10
     timeout_seconds: float = 30.0
     statement_timeout_ms: int = 30_000  # 0: statements may run forever
     connect_timeout_seconds: int = 5
+    # What the server shows for the shop's connections (pg_stat_activity.application_name).
+    application_name: str = "modular-shop"
+
+
+class Server:
+    """One database server's engine, shared by the contexts whose URLs name it."""
+
+    def __init__(self, key: str, engine: Engine) -> None:
+        self.key = key
+        self.engine = engine
+        self.users = 0
+        # SQLite has one writer at a time; its busy handler makes waiting writers sleep and
+        # poll, so under load some wait past the timeout while others keep getting in. The
+        # threads of one process queue on this lock instead, and are handed the turn at once.
+        self.writer_turn = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+
+class Engines:
+    """The engines of one process: one per database server, whichever contexts use it.
+
+    Servers are told apart by URL (a schema is not part of it). Each ``Database`` takes its
+    server's engine when it is built and gives it back when disposed; the engine, and its
+    pool, are disposed when the last context on it is, never under another context.
+    """
+
+    def __init__(self, pool: PoolOptions | None = None, **engine_options: Any) -> None:
+        self._pool = pool or PoolOptions()
+        self._engine_options = engine_options
+        self._servers: dict[str, Server] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, url: URL) -> Server:
+        key = url.render_as_string(hide_password=False)
+        with self._lock:
+            server = self._servers.get(key)
+            if server is None:
+                server = self._servers[key] = Server(key, _create_engine(url, self._pool, self._engine_options))
+            server.users += 1
+            return server
+
+    def release(self, server: Server) -> None:
+        with self._lock:
+            server.users -= 1
+            if server.users:
+                return
+            del self._servers[server.key]
+        server.engine.dispose()
 
 
 class Database:
-    """Engine plus two session factories: readers, and writers that lock up front.
+    """One context's view of its server's engine, plus two session factories: readers, and
+    writers that lock up front.
 
     On SQLite a deferred transaction that reads and then writes fails at once with
     ``database is locked`` when another writer got in between (WAL has no lock upgrade
     wait). Write transactions therefore begin ``IMMEDIATE`` and queue on the busy timeout;
     read transactions stay deferred and run beside writers.
+
+    ``engines`` are the process's shared engines; without them the database gets engines of
+    its own, configured by ``pool`` and ``engine_options`` (tools and tests).
     """
 
     def __init__(
@@ -51,45 +116,33 @@ class Database:
         url: str | URL,
         *,
         schema: str | None = None,
+        engines: Engines | None = None,
         pool: PoolOptions | None = None,
         **engine_options: Any,
     ) -> None:
+        if engines is None:
+            engines = Engines(pool, **engine_options)
+        elif pool is not None or engine_options:
+            raise TypeError("a database on shared engines is configured by those engines")
         self.name = name
         self.url = _with_driver(make_url(url))
+        self._engines = engines
+        self._server: Server | None = engines.acquire(self.url)
+        shared = self._server.engine
         # Only PostgreSQL has schemas here; SQLite keeps every context in a file of its own.
-        self.schema: str | None = None
-        if self.url.get_backend_name() == "sqlite":
-            _ensure_sqlite_folder(self.url)
-            self.engine: Engine = create_engine(self.url, **engine_options)
-        else:
-            pool = pool or PoolOptions()
-            self.engine = create_engine(
-                self.url,
-                pool_size=pool.size,
-                max_overflow=pool.max_overflow,
-                pool_timeout=pool.timeout_seconds,
-                # A server that restarted left the pool's connections dead: test each one as it
-                # is checked out, so the first requests after an outage succeed instead of failing.
-                pool_pre_ping=True,
-                connect_args={"connect_timeout": pool.connect_timeout_seconds},
-                **engine_options,
-            )
-            if self.engine.dialect.name == "postgresql":
-                self.schema = schema or name
-                _configure_postgresql(self.engine, self.schema, pool.statement_timeout_ms)
+        self.schema: str | None = (schema or name) if shared.dialect.name == "postgresql" else None
+        self.engine: Engine = (
+            shared if self.schema is None else shared.execution_options(schema_translate_map={None: self.schema})
+        )
         self._writer_engine = self.engine
-        if self.engine.dialect.name == "sqlite":
-            _configure_sqlite(self.engine)
+        if shared.dialect.name == "sqlite":
             self._writer_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
             self._statement_engine = self.engine.execution_options(sqlite_begin=None)
         else:
             self._statement_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._readers = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._writers = sessionmaker(bind=self._writer_engine, expire_on_commit=False, class_=_WriterSession)
-        # SQLite has one writer at a time; its busy handler makes waiting writers sleep and
-        # poll, so under load some wait past the timeout while others keep getting in. The
-        # threads of one process queue on this lock instead, and are handed the turn at once.
-        self._writer_turn = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._writer_turn = self._server.writer_turn
 
     def session(self, *, write: bool) -> Session:
         """A session; close it (``with`` or ``close()``) to end its write turn on SQLite."""
@@ -118,13 +171,32 @@ class Database:
         with self._statement_engine.connect() as connection:
             yield connection
 
+    @contextmanager
+    def begin(self, *, write: bool = False) -> Iterator[Connection]:
+        """A connection in a transaction, committed when the block ends (rolled back if it
+        raises), where hand-written SQL may name the context's tables unqualified: migrations,
+        operators' tools and tests.
+
+        On PostgreSQL the transaction's ``search_path`` names the context's schema. That costs a
+        round trip, which is why the application's own statements, compiled by SQLAlchemy, carry
+        their schema instead; and ``SET LOCAL`` ends with the transaction, so the pooled
+        connection goes back to the other contexts as it came.
+        """
+        with (self._writer_engine if write else self.engine).begin() as connection:
+            if self.schema is not None:
+                connection.exec_driver_sql(f"SET LOCAL search_path TO {quoted_schema(connection.engine, self.schema)}")
+            yield connection
+
     def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        """Give the server's engine back; its pool closes once no other context uses it."""
+        server, self._server = self._server, None
+        if server is not None:
+            self._engines.release(server)
 
     def __repr__(self) -> str:
         return f"Database({self.name!r}, {self.url.render_as_string(hide_password=True)!r})"
@@ -160,19 +232,61 @@ def _with_driver(url: URL) -> URL:
     return url.set(drivername=driver) if driver else url
 
 
-def _configure_postgresql(engine: Engine, schema: str, statement_timeout_ms: int) -> None:
-    search_path = quoted_schema(engine, schema)
+def _create_engine(url: URL, pool: PoolOptions, engine_options: dict[str, Any]) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        _ensure_sqlite_folder(url)
+        engine = create_engine(url, **engine_options)
+        _configure_sqlite(engine)
+        return engine
+    engine = create_engine(
+        url,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.timeout_seconds,
+        connect_args={"connect_timeout": pool.connect_timeout_seconds, "application_name": pool.application_name},
+        **engine_options,
+    )
+    if engine.dialect.name == "postgresql":
+        _configure_postgresql(engine, pool.statement_timeout_ms)
+    return engine
 
-    # Inserted first, so the session settings hold before anything else uses the connection.
+
+def _configure_postgresql(engine: Engine, statement_timeout_ms: int) -> None:
+    # Inserted first, so the session setting holds before anything else uses the connection.
     @event.listens_for(engine, "connect", insert=True)
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Outside a transaction: a later rollback must not undo the session settings.
+        # Outside a transaction: a later rollback must not undo the session setting.
         autocommit = dbapi_connection.autocommit
         dbapi_connection.autocommit = True
         with dbapi_connection.cursor() as cursor:
-            cursor.execute(f"SET SESSION search_path TO {search_path}")
             cursor.execute(f"SET SESSION statement_timeout = {int(statement_timeout_ms)}")
         dbapi_connection.autocommit = autocommit
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        """Replace a pooled connection the server closed while it sat idle, before it is used.
+
+        A server that stops or restarts (or ends a session: ``pg_terminate_backend``,
+        ``idle_session_timeout``) sends each connection a last error and closes it. An idle
+        pooled connection has no query in flight and the shop listens for no notifications,
+        so input waiting on its socket means exactly that; polling the socket without waiting
+        tells it in this process, where ``pool_pre_ping`` would spend a round trip on every
+        checkout. ``DisconnectionError`` raised here is SQLAlchemy's documented way to have the
+        pool connect afresh and retry the checkout. A connection lost while in use is the
+        optimistic case: its statement fails (503), the dialect recognises the disconnect and
+        SQLAlchemy invalidates the whole pool, so the next checkouts connect afresh too.
+        """
+        if dbapi_connection.closed or _has_input(dbapi_connection.fileno()):
+            raise DisconnectionError("the server closed this pooled connection while it was idle")
+
+
+def _has_input(socket_fd: int) -> bool:
+    """Whether ``socket_fd`` can be read (data, end of stream or an error) without waiting."""
+    if not hasattr(select, "poll"):  # Windows: no poll; its select takes any socket
+        return bool(select.select([socket_fd], [], [], 0)[0])
+    poller = select.poll()  # not select(): worker processes may hold descriptors past 1024
+    poller.register(socket_fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _ensure_sqlite_folder(url: URL) -> None:

@@ -31,29 +31,35 @@ def downgrade(database: Database, script_location: Path, version_table: str, rev
 
 
 def run_env(target_metadata: MetaData) -> None:
-    """Body of every context's ``env.py``: run the history online on the context's database."""
+    """Body of every context's ``env.py``: run the history online on the context's database.
+
+    In one writer transaction whose ``search_path`` names the context's schema: the statements
+    Alembic compiles carry the schema anyway, but what it reflects (the version table, batch
+    operations) and SQL a migration writes by hand find their tables through the search path.
+    """
     attributes = context.config.attributes
     database: Database = attributes["database"]
     version_table: str = attributes["version_table"]
-    # A writer connection: on SQLite two concurrent upgrades queue instead of both applying.
-    with database.connect(write=True) as connection:
+    # A writer transaction: on SQLite two concurrent upgrades queue instead of both applying.
+    with database.begin(write=True) as connection:
         if database.schema is not None:
             # PostgreSQL's equivalent of that queue: a lock per history, held until commit.
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": version_table})
-            # The version table, like every table, goes inside the context's schema.
             create_schema(connection, database.schema)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            # The version table, like every table, goes inside the context's schema.
             version_table=version_table,
+            version_table_schema=database.schema,
             render_as_batch=connection.dialect.name == "sqlite",
             # SQLite's DDL is transactional once we issue BEGIN ourselves (see infrastructure.db).
             transactional_ddl=True,
             compare_type=True,
         )
+        # Inside the transaction begun above, which commits when the block ends.
         with context.begin_transaction():
             context.run_migrations()
-        connection.commit()
 
 
 def create_tables(*tables: Table) -> None:

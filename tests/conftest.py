@@ -143,8 +143,9 @@ def stop_app(app: Flask) -> None:
     """Undo what building the app did to shared state: its wiring and its connections."""
     container = container_of(app)
     container.unwire()
-    for database in databases(container).values():
-        database.dispose()
+    # Every context's, served or not: the last one on a server closes the pool they share.
+    for context in CONTEXTS:
+        getattr(container, f"{context}_database")().dispose()
 
 
 MakeApp = Callable[..., Flask]

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from infrastructure.errors import DependencyUnavailable
@@ -87,6 +88,13 @@ def _from_lost_database(error: DBAPIError) -> Response:
     return Problem(503, "a database is unavailable; try again shortly", headers={"Retry-After": "5"}).to_response()
 
 
+def _from_exhausted_pool(error: PoolTimeout) -> Response:
+    """Every pooled connection stayed busy for DATABASE_POOL_TIMEOUT_SECONDS: the database is
+    there but this process is saturated, so the client may well succeed a moment later."""
+    logger.warning("database.pool_exhausted", error=str(error))
+    return Problem(503, "the service is busy; try again shortly", headers={"Retry-After": "2"}).to_response()
+
+
 def _from_unavailable_dependency(error: DependencyUnavailable) -> Response:
     """Another service did not answer: the client may try again; the detail names the service,
     never its address."""
@@ -109,5 +117,6 @@ def install_problem_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, lambda problem: problem.to_response())
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(OperationalError, _from_lost_database)
+    app.register_error_handler(PoolTimeout, _from_exhausted_pool)
     app.register_error_handler(DependencyUnavailable, _from_unavailable_dependency)
     app.register_error_handler(Exception, _from_bug)

@@ -43,7 +43,7 @@ def schema(env: dict[str, str]) -> dict[str, tuple[set[str], list[str]]]:
     for context in CONTEXTS:
         database = database_for(context, instance_of(env))
         try:
-            with database.engine.connect() as connection:
+            with database.begin() as connection:
                 tables = set(inspect(connection).get_table_names(schema=database.schema))
                 versions = (
                     list(connection.scalars(text(f"SELECT version_num FROM {version_table(context)}")))

@@ -51,10 +51,10 @@ QUICK_RETRIES = {"EVENTS_RETRY_BASE_SECONDS": "0.1", "EVENTS_RETRY_MAX_SECONDS":
 
 def rows(instance: Path, context: str, query: str) -> list[tuple[Any, ...]]:
     """``query``'s rows from ``context``'s database on the test's backend (unqualified table
-    names: on PostgreSQL the connection's search_path names the context's schema)."""
+    names: on PostgreSQL the transaction's search_path names the context's schema)."""
     database = database_for(context, instance)
     try:
-        with database.engine.connect() as connection:
+        with database.begin() as connection:
             return [tuple(row) for row in connection.execute(text(query))]
     finally:
         database.dispose()

@@ -92,7 +92,7 @@ def welcome_deliveries(instance: Path) -> list[Any]:
     """Every welcome-mail delivery: (id, status, claimed_by)."""
     database = database_for("user", instance)
     try:
-        with database.engine.connect() as connection:
+        with database.begin() as connection:
             return list(
                 connection.execute(
                     text("SELECT id, status, claimed_by FROM user_deliveries WHERE subscriber = :name"),
@@ -106,7 +106,7 @@ def welcome_deliveries(instance: Path) -> list[Any]:
 def registered_emails(instance: Path) -> set[str]:
     database = database_for("user", instance)
     try:
-        with database.engine.connect() as connection:
+        with database.begin() as connection:
             return {row.email for row in connection.execute(text("SELECT email FROM user_users"))}
     finally:
         database.dispose()

@@ -322,7 +322,7 @@ class Topology:
         """``query``'s rows from ``context``'s schema (unqualified table names)."""
         database = database_for(context, self.data)
         try:
-            with database.engine.connect() as connection:
+            with database.begin() as connection:
                 return [tuple(row) for row in connection.execute(text(query), parameters)]
         finally:
             database.dispose()
@@ -333,10 +333,9 @@ class Topology:
         open for the block: whoever writes those rows meanwhile waits."""
         database = database_for(context, self.data)
         try:
-            with database.engine.connect() as connection, connection.begin() as transaction:
+            with database.begin() as connection:
                 connection.execute(text(query), parameters).all()
                 yield
-                transaction.rollback()
         finally:
             database.dispose()
 

@@ -203,7 +203,7 @@ def test_delivering_again_adds_no_entry(client: FlaskClient, history: History, c
     for name, database in databases(container).items():
         if name not in {"user", "order"}:
             continue
-        with database.engine.begin() as connection:
+        with database.begin() as connection:
             redelivered += connection.execute(
                 text(
                     f"UPDATE {name}_deliveries SET status = 'pending', claimed_until = NULL, completed_at = NULL "

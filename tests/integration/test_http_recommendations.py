@@ -60,7 +60,7 @@ def recommendation_deliveries(container: ApplicationContainer, *, set_status: st
     them all that status and due first (as a crash before their completion was recorded would)."""
     statuses: list[str] = []
     for name in ("user", "order"):
-        with databases(container)[name].engine.begin() as connection:
+        with databases(container)[name].begin() as connection:
             if set_status is not None:
                 connection.execute(
                     text(

@@ -42,7 +42,8 @@ def databases(tmp_path: Path, backend: Backend) -> Iterator[dict[str, Database]]
 @pytest.mark.parametrize("context", CONTEXTS)
 def test_migrations_match_the_models(databases: dict[str, Database], context: str) -> None:
     upgrade_all(databases)
-    with databases[context].engine.connect() as connection:
+    # Reflection looks where the search path points: in the context's schema on PostgreSQL.
+    with databases[context].begin() as connection:
         migration_context = MigrationContext.configure(
             connection, opts={"compare_type": True, "version_table": version_table(context)}
         )
@@ -52,7 +53,7 @@ def test_migrations_match_the_models(databases: dict[str, Database], context: st
 def test_each_context_owns_only_its_own_prefixed_tables(databases: dict[str, Database]) -> None:
     upgrade_all(databases)
     for context, database in databases.items():
-        tables = set(inspect(database.engine).get_table_names())
+        tables = set(inspect(database.engine).get_table_names(schema=database.schema))
         assert tables == set(METADATA[context].tables) | {version_table(context)}
         assert all(table.startswith(f"{context}_") for table in tables)
 
@@ -63,16 +64,16 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(
     upgrade_all(databases)
     downgrade_all(databases)
     for context, database in databases.items():
-        assert set(inspect(database.engine).get_table_names()) == {version_table(context)}
+        assert set(inspect(database.engine).get_table_names(schema=database.schema)) == {version_table(context)}
     upgrade_all(databases)
     for context, database in databases.items():
-        assert set(METADATA[context].tables) <= set(inspect(database.engine).get_table_names())
+        assert set(METADATA[context].tables) <= set(inspect(database.engine).get_table_names(schema=database.schema))
 
 
 def test_all_contexts_can_share_one_database(tmp_path: Path, backend: Backend) -> None:
     shared = backend.database("shared", tmp_path)
     upgrade_all({context: shared for context in CONTEXTS})
-    tables = set(inspect(shared.engine).get_table_names())
+    tables = set(inspect(shared.engine).get_table_names(schema=shared.schema))
     shared.dispose()
     for context in CONTEXTS:
         assert set(METADATA[context].tables) | {version_table(context)} <= tables

@@ -78,7 +78,7 @@ def user_id_of(client: FlaskClient, headers: dict[str, str]) -> str:
 
 def set_due(container: ApplicationContainer, context: str, subscriber: str, moment: str, aggregate: str) -> int:
     """Make the subscriber's deliveries of ``aggregate``'s events pending and due at ``moment``."""
-    with databases(container)[context].engine.begin() as connection:
+    with databases(container)[context].begin() as connection:
         count: int = connection.execute(
             text(
                 f"UPDATE {context}_deliveries SET status = 'pending', claimed_until = NULL, completed_at = NULL, "
@@ -90,7 +90,7 @@ def set_due(container: ApplicationContainer, context: str, subscriber: str, mome
 
 
 def delivery_column(container: ApplicationContainer, context: str, column: str, subscriber: str, aggregate: str) -> Any:
-    with databases(container)[context].engine.connect() as connection:
+    with databases(container)[context].begin() as connection:
         return connection.execute(
             text(f"SELECT {column} FROM {context}_deliveries WHERE subscriber = :subscriber AND aggregate_id = :a"),
             {"subscriber": subscriber, "a": aggregate},

@@ -19,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.config import CONTEXTS, Settings
 from app.migrations import downgrade_all, upgrade_all, version_table
-from infrastructure.db import Database, PoolOptions
+from infrastructure.db import Database, Engines, PoolOptions
 from tests.conftest import POSTGRES_URL_VARIABLE
 
 
@@ -76,6 +76,7 @@ def test_the_settings_choose_each_contexts_schema_and_the_pool(tmp_path: Path) -
     assert settings.database_schema_for("user") == "user"
     pool = PoolOptions(size=3, max_overflow=0, timeout_seconds=2.5, statement_timeout_ms=1234)
     assert settings.database_pool() == pool
+    assert settings.database_pool().application_name == "modular-shop"
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,9 @@ def test_the_settings_choose_each_contexts_schema_and_the_pool(tmp_path: Path) -
         ("database_max_overflow", -1),
         ("database_pool_timeout_seconds", 0),
         ("database_statement_timeout_ms", -5),
+        ("database_application_name", ""),
+        ("database_application_name", "a" * 64),
+        ("database_application_name", "caf\u00e9"),
     ],
 )
 def test_a_bad_database_setting_is_refused_by_name(tmp_path: Path, setting: str, value: object) -> None:
@@ -97,14 +101,15 @@ def test_a_bad_database_setting_is_refused_by_name(tmp_path: Path, setting: str,
 
 
 def test_every_context_lives_in_its_own_schema_named_after_it(own_database: str) -> None:
-    databases = {context: Database(context, own_database) for context in CONTEXTS}
+    engines = Engines()
+    databases = {context: Database(context, own_database, engines=engines) for context in CONTEXTS}
     try:
         upgrade_all(databases)
         # "user" and "order" are reserved words: they work because they are always quoted.
         schemas = set(inspect(databases["user"].engine).get_schema_names())
         assert set(CONTEXTS) <= schemas
         for context, database in databases.items():
-            with database.engine.connect() as connection:
+            with database.begin() as connection:
                 assert connection.execute(text("SELECT current_schema()")).scalar() == context
             tables = set(inspect(database.engine).get_table_names(schema=context))
             assert version_table(context) in tables

@@ -70,13 +70,13 @@ def history(database: Database, user_id: uuid.UUID, *, popular: int = 10) -> His
 
 
 def test_the_migration_builds_exactly_the_models_tables_and_reverts(database: Database) -> None:
-    with database.engine.connect() as connection:
+    with database.begin() as connection:  # reflection looks where the search path points
         context = MigrationContext.configure(connection, opts={"compare_type": True, "version_table": VERSION_TABLE})
         assert compare_metadata(context, orm.RecommendationBase.metadata) == []
 
     downgrade(database, MIGRATIONS, VERSION_TABLE, "base")
 
-    assert set(inspect(database.engine).get_table_names()) == {VERSION_TABLE}
+    assert set(inspect(database.engine).get_table_names(schema=database.schema)) == {VERSION_TABLE}
 
 
 def test_a_profile_is_created_once_and_keeps_its_first_time(database: Database) -> None:

@@ -90,7 +90,7 @@ def test_with_a_product_service_url_order_and_recommendation_get_the_remote_clie
 def order_rows(instance: Path) -> dict[str, int]:
     database = database_for("order", instance)
     try:
-        with database.engine.connect() as connection:
+        with database.begin() as connection:
             return {
                 table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() for table in ORDER_TABLES
             }

@@ -113,7 +113,8 @@ class AppBackend:
         statement = select(product_stock.c.product_id, product_stock.c.available, product_stock.c.reserved).where(
             product_stock.c.product_id.in_(list(product_ids))
         )
-        with self._container.product_database().engine.connect() as connection:
+        # ``product_stock`` is a lightweight table(), which schema_translate_map leaves alone.
+        with self._container.product_database().begin() as connection:
             rows = connection.execute(statement)
             return {product_id: (available, reserved) for product_id, available, reserved in rows}
 
