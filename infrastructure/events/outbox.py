@@ -13,16 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, insert, not_, select, update
+from sqlalchemy import ColumnElement, String, and_, delete, func, insert, literal_column, not_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from infrastructure.db import Database
 from infrastructure.events.envelope import Envelope, Event
-from infrastructure.events.tables import OutboxTables
+from infrastructure.events.tables import DEAD, DONE, PENDING, OutboxTables
 
-PENDING = "pending"
-DONE = "done"
-DEAD = "dead"
+__all__ = ["DEAD", "DONE", "PENDING", "ClaimedDelivery", "DeadLetter", "Outbox", "SubscriberStatus"]
 
 
 class SubscriberDirectory(Protocol):
@@ -63,6 +61,13 @@ class DeadLetter:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _status(status: str) -> ColumnElement[str]:
+    """A status written into the SQL rather than bound: the partial indexes (tables.py) serve a
+    query only when its WHERE repeats their condition, and PostgreSQL cannot tell that a
+    parameter of a prepared statement's generic plan does."""
+    return literal_column(f"'{status}'", String(16))
 
 
 class Outbox:
@@ -136,7 +141,7 @@ class Outbox:
                 earlier.c.subscriber == d.c.subscriber,
                 earlier.c.aggregate_id == d.c.aggregate_id,
                 earlier.c.event_position < d.c.event_position,
-                earlier.c.status != DONE,
+                earlier.c.status != _status(DONE),
             )
             .exists()
         )
@@ -144,7 +149,7 @@ class Outbox:
             select(d.c.id, d.c.subscriber, d.c.attempts, self._outbox.c.envelope)
             .join(self._outbox, self._outbox.c.position == d.c.event_position)
             .where(
-                d.c.status == PENDING,
+                d.c.status == _status(PENDING),
                 d.c.available_at <= now,
                 (d.c.claimed_until.is_(None)) | (d.c.claimed_until < now),
                 not_(held_back),
@@ -238,16 +243,21 @@ class Outbox:
     # -- operating --------------------------------------------------------------------------
 
     def status(self) -> list[SubscriberStatus]:
+        """What waits per subscriber: the subscribers with deliveries not done, only.
+
+        Done deliveries are not counted (nor read: they are most of the table until pruned),
+        so a subscriber that has finished everything does not appear.
+        """
         d = self._deliveries
-        incomplete = d.c.status != DONE
         query = (
             select(
                 d.c.subscriber,
                 func.count().filter(and_(d.c.status == PENDING, d.c.attempts == 0)),
                 func.count().filter(and_(d.c.status == PENDING, d.c.attempts > 0)),
                 func.count().filter(d.c.status == DEAD),
-                func.min(d.c.recorded_at).filter(incomplete),
+                func.min(d.c.recorded_at),
             )
+            .where(d.c.status != _status(DONE))
             .group_by(d.c.subscriber)
             .order_by(d.c.subscriber)
         )
@@ -258,14 +268,18 @@ class Outbox:
             ]
 
     def dead_letters(self) -> list[DeadLetter]:
+        """Dead deliveries, oldest event first."""
         d, o = self._deliveries, self._outbox
         query = (
             select(d, o.c.event_id)
             .join(o, o.c.position == d.c.event_position)
-            .where(d.c.status == DEAD)
-            .order_by(d.c.event_position, d.c.subscriber)
+            # "Not done" adds nothing to "dead" but lets the index of incomplete deliveries serve.
+            .where(d.c.status != _status(DONE), d.c.status == DEAD)
         )
+        # Sorted here, not by the query: SQLite would rather walk every delivery in the order of
+        # the (event_position, subscriber) key than sort the few dead ones.
         with self._database.session(write=False) as session:
+            rows = sorted(session.execute(query), key=lambda row: (row.event_position, row.subscriber))
             return [
                 DeadLetter(
                     id=row.id,
@@ -277,13 +291,13 @@ class Outbox:
                     last_error=row.last_error,
                     recorded_at=row.recorded_at,
                 )
-                for row in session.execute(query)
+                for row in rows
             ]
 
     def retry(self, ids: Iterable[uuid.UUID] | None = None) -> int:
         """Make dead deliveries (the given ones, or all) due now with fresh attempts."""
         d = self._deliveries
-        statement = update(d).where(d.c.status == DEAD)
+        statement = update(d).where(d.c.status != _status(DONE), d.c.status == DEAD)  # as in dead_letters
         if ids is not None:
             statement = statement.where(d.c.id.in_(list(ids)))
         with self._database.session(write=True) as session:
