@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, String, and_, delete, func, insert, literal_column, not_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    not_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from infrastructure.db import Database
@@ -80,29 +92,41 @@ class Outbox:
         self._deliveries = tables.deliveries
         self._subscribers = subscribers
         self._listeners: list[Callable[[], None]] = []
+        # Built once, so that SQLAlchemy compiles it once; "event_id" is a parameter of each row.
+        self._insert_deliveries = insert(self._deliveries).values(
+            event_position=select(self._outbox.c.position)
+            .where(self._outbox.c.event_id == bindparam("event_id", type_=self._outbox.c.event_id.type))
+            .scalar_subquery()
+        )
 
     # -- publishing -------------------------------------------------------------------------
 
     def record(self, session: Session, events: Sequence[tuple[Any, Event]]) -> None:
-        """Store ``(aggregate id, event)`` pairs and one pending delivery per subscriber."""
+        """Store ``(aggregate id, event)`` pairs and one pending delivery per subscriber.
+
+        Two statements, however many events and subscribers (it runs in the transaction of
+        every use case that publishes), each compiled once: the events, and all deliveries
+        in one executemany. A delivery finds its event's position by ``event_id`` in a
+        subquery, so no INSERT has to return the position first (a round trip per event).
+        """
         now = _now()
+        event_rows: list[dict[str, Any]] = []
+        delivery_rows: list[dict[str, Any]] = []
         for aggregate_id, event in events:
             envelope = Envelope.wrap(event)
-            position = session.execute(
-                insert(self._outbox)
-                .values(
-                    event_id=envelope.id,
-                    event_type=envelope.type,
-                    aggregate_id=str(aggregate_id),
-                    occurred_at=envelope.occurred_at,
-                    envelope=envelope.to_dict(),
-                )
-                .returning(self._outbox.c.position)
-            ).scalar_one()
-            deliveries = [
+            event_rows.append(
+                {
+                    "event_id": envelope.id,
+                    "event_type": envelope.type,
+                    "aggregate_id": str(aggregate_id),
+                    "occurred_at": envelope.occurred_at,
+                    "envelope": envelope.to_dict(),
+                }
+            )
+            delivery_rows.extend(
                 {
                     "id": uuid.uuid4(),
-                    "event_position": position,
+                    "event_id": envelope.id,
                     "subscriber": subscriber,
                     "event_type": envelope.type,
                     "aggregate_id": str(aggregate_id),
@@ -112,9 +136,11 @@ class Outbox:
                     "recorded_at": now,
                 }
                 for subscriber in self._subscribers.subscribers(envelope.type)
-            ]
-            if deliveries:
-                session.execute(insert(self._deliveries), deliveries)
+            )
+        if event_rows:
+            session.execute(insert(self._outbox), event_rows)
+        if delivery_rows:
+            session.execute(self._insert_deliveries, delivery_rows)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every commit that recorded events (the dispatcher's wake-up)."""

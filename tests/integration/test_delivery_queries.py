@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from app.containers import ApplicationContainer, databases
+from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from infrastructure.db import Database
 from infrastructure.events.outbox import Outbox
 
@@ -82,6 +83,29 @@ def reads_the_table(plan: str) -> bool:
         if words[:1] == ["SCAN"] and "USING" not in words:
             return True
     return False
+
+
+def test_recording_takes_two_statements_however_many_events_and_subscribers(container: ApplicationContainer) -> None:
+    """It runs in every publishing use case's transaction: one INSERT of the events and one of
+    all their deliveries, none waiting for a generated position to come back."""
+    for name in ("test.first", "test.second", "test.third"):
+        container.event_bus().subscribe(Pinged, lambda event: None, name=name)
+    database = databases(container)["order"]
+
+    with container.order.uow() as uow, statements(database) as seen:
+        container.order.outbox().record(uow.session, [(f"aggregate-{n}", Pinged(n)) for n in range(4)])
+        uow.commit()
+
+    inserts = [sql for sql, _ in seen if sql.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == 2, inserts
+    assert not any("RETURNING" in sql.upper() for sql in inserts)
+    o, d = ORDER_OUTBOX.outbox, ORDER_OUTBOX.deliveries
+    query = select(d.c.subscriber, d.c.aggregate_id, o.c.envelope).join(o, o.c.position == d.c.event_position)
+    with database.session(write=False) as session:
+        rows = session.execute(query).all()
+    assert sorted((row.subscriber, row.aggregate_id, row.envelope["data"]["n"]) for row in rows) == sorted(
+        (name, f"aggregate-{n}", n) for n in range(4) for name in ("test.first", "test.second", "test.third")
+    ), "each delivery points at its own event"
 
 
 def test_a_claim_reads_pending_deliveries_through_their_partial_indexes(container: ApplicationContainer) -> None:
