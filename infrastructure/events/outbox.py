@@ -26,7 +26,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from infrastructure.db import Database
 from infrastructure.events.envelope import Envelope, Event
@@ -92,11 +93,37 @@ class Outbox:
         self._deliveries = tables.deliveries
         self._subscribers = subscribers
         self._listeners: list[Callable[[], None]] = []
-        # Built once, so that SQLAlchemy compiles it once; "event_id" is a parameter of each row.
-        self._insert_deliveries = insert(self._deliveries).values(
-            event_position=select(self._outbox.c.position)
-            .where(self._outbox.c.event_id == bindparam("event_id", type_=self._outbox.c.event_id.type))
+        # The statements run per commit or per batch are built once, so that SQLAlchemy
+        # compiles each once; what varies are parameters.
+        d, o = self._deliveries, self._outbox
+        self._insert_deliveries = insert(d).values(  # "event_id": a parameter of each row
+            event_position=select(o.c.position)
+            .where(o.c.event_id == bindparam("event_id", type_=o.c.event_id.type))
             .scalar_subquery()
+        )
+        self._any_due = self._due().limit(1)
+        self._claim = (
+            update(d)
+            .where(d.c.id.in_(self._due().limit(bindparam("limit")).with_for_update(skip_locked=True)))
+            .values(claimed_until=bindparam("until"), claimed_by=bindparam("owner"))
+            .returning(
+                d.c.id,
+                d.c.subscriber,
+                d.c.attempts,
+                d.c.event_position,
+                select(o.c.envelope).where(o.c.position == d.c.event_position).scalar_subquery(),
+            )
+        )
+        self._complete = (
+            update(d)
+            .where(*self._still_claimed())
+            .values(
+                status=DONE,
+                attempts=d.c.attempts + 1,
+                completed_at=bindparam("now"),
+                last_error=None,
+                claimed_until=None,
+            )
         )
 
     # -- publishing -------------------------------------------------------------------------
@@ -153,14 +180,36 @@ class Outbox:
     # -- dispatching ------------------------------------------------------------------------
 
     def claim(self, limit: int, *, owner: str, lease: timedelta) -> list[ClaimedDelivery]:
-        """Take up to ``limit`` due deliveries for ``lease``.
+        """Take up to ``limit`` due deliveries for ``lease``, oldest event first.
 
         A delivery waits while an earlier event of the same aggregate is still incomplete for
         the same subscriber (pending, in flight or dead), so each subscriber sees one
-        aggregate's events in the order they were recorded.
+        aggregate's events in the order they were recorded, and one claim never holds two
+        deliveries of one aggregate to one subscriber.
+
+        A read looks first: when nothing is due, as for most polls and for the wake-ups of
+        commits whose events another dispatcher took, no write transaction is begun (on SQLite
+        it would queue for the writer lock with the web requests).
         """
-        d, earlier = self._deliveries, aliased(self._deliveries)
         now = _now()
+        with self._database.session(write=False) as session:
+            if not session.execute(self._any_due, {"now": now}).first():
+                return []
+        parameters = {"now": now, "limit": limit, "until": now + lease, "owner": owner}
+        with self._database.session(write=True) as session:
+            rows = session.execute(self._claim, parameters).all()
+            session.commit()
+        # RETURNING promises no order; the workers take the oldest events first.
+        return [
+            ClaimedDelivery(row[0], self.context, row[1], row[2], row[4], owner)
+            for row in sorted(rows, key=lambda row: row.event_position)
+        ]
+
+    def _due(self) -> Select[Any]:
+        """The ids of deliveries that may run at ``:now``, oldest event first (from an alias of
+        the table, so that it can be the subquery of an UPDATE of the table)."""
+        d, earlier = self._deliveries.alias("due"), self._deliveries.alias("earlier")
+        now = bindparam("now", type_=d.c.available_at.type)
         held_back = (
             select(earlier.c.id)
             .where(
@@ -171,9 +220,8 @@ class Outbox:
             )
             .exists()
         )
-        due = (
-            select(d.c.id, d.c.subscriber, d.c.attempts, self._outbox.c.envelope)
-            .join(self._outbox, self._outbox.c.position == d.c.event_position)
+        return (
+            select(d.c.id)
             .where(
                 d.c.status == _status(PENDING),
                 d.c.available_at <= now,
@@ -181,19 +229,7 @@ class Outbox:
                 not_(held_back),
             )
             .order_by(d.c.event_position)
-            .limit(limit)
-            .with_for_update(of=d, skip_locked=True)
         )
-        with self._database.session(write=True) as session:
-            rows = session.execute(due).all()
-            if rows:
-                session.execute(
-                    update(d)
-                    .where(d.c.id.in_([row.id for row in rows]))
-                    .values(claimed_until=now + lease, claimed_by=owner)
-                )
-            session.commit()
-        return [self._claimed(row, owner) for row in rows]
 
     def complete(self, deliveries: Sequence[ClaimedDelivery]) -> None:
         """Mark deliveries done, in one transaction however many (the dispatcher batches them);
@@ -204,19 +240,8 @@ class Outbox:
         """
         if not deliveries:
             return
-        d = self._deliveries
         with self._database.session(write=True) as session:
-            session.execute(
-                update(d)
-                .where(d.c.id.in_([delivery.id for delivery in deliveries]), *self._still_claimed(deliveries))
-                .values(
-                    status=DONE,
-                    attempts=d.c.attempts + 1,
-                    completed_at=_now(),
-                    last_error=None,
-                    claimed_until=None,
-                )
-            )
+            session.execute(self._complete, {**_claims(deliveries), "now": _now()})
             session.commit()
 
     def fail(self, delivery: ClaimedDelivery, error: str, *, retry_at: datetime | None) -> None:
@@ -245,26 +270,18 @@ class Outbox:
             return
         d = self._deliveries
         with self._database.session(write=True) as session:
-            session.execute(
-                update(d)
-                .where(d.c.id.in_([delivery.id for delivery in deliveries]), *self._still_claimed(deliveries))
-                .values(**values)
-            )
+            session.execute(update(d).where(*self._still_claimed()).values(**values), _claims(deliveries))
             session.commit()
 
-    def _still_claimed(self, deliveries: Sequence[ClaimedDelivery]) -> list[Any]:
+    def _still_claimed(self) -> list[ColumnElement[bool]]:
+        """The deliveries ``:ids`` that are still pending under a claim of one of ``:owners``
+        (parameters as :func:`_claims` makes them)."""
         d = self._deliveries
-        return [d.c.status == PENDING, d.c.claimed_by.in_({delivery.owner for delivery in deliveries})]
-
-    def _claimed(self, row: Any, owner: str) -> ClaimedDelivery:
-        return ClaimedDelivery(
-            id=row.id,
-            context=self.context,
-            subscriber=row.subscriber,
-            attempts=row.attempts,
-            envelope=row.envelope,
-            owner=owner,
-        )
+        return [
+            d.c.id.in_(bindparam("ids", expanding=True)),
+            d.c.status == PENDING,
+            d.c.claimed_by.in_(bindparam("owners", expanding=True)),
+        ]
 
     # -- operating --------------------------------------------------------------------------
 
@@ -350,6 +367,11 @@ class Outbox:
             )
             session.commit()
         return int(pruned)
+
+
+def _claims(deliveries: Sequence[ClaimedDelivery]) -> dict[str, Any]:
+    owners = sorted({delivery.owner for delivery in deliveries})
+    return {"ids": [delivery.id for delivery in deliveries], "owners": owners}
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -121,6 +121,22 @@ def test_a_claim_reads_pending_deliveries_through_their_partial_indexes(containe
     assert not any(reads_the_table(plan) for plan in found), everything
 
 
+def test_a_claim_with_nothing_due_writes_nothing(container: ApplicationContainer) -> None:
+    """Most claims find nothing (polls; wake-ups by commits whose events another dispatcher
+    took): they must not begin a write transaction, which on SQLite queues for the one writer
+    lock with the web requests."""
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    publish(container, 1)
+    outbox: Outbox = container.order.outbox()
+    assert len(outbox.claim(10, owner="one", lease=timedelta(hours=1))) == 1
+
+    with statements(databases(container)["order"]) as seen:
+        assert outbox.claim(10, owner="another", lease=timedelta(seconds=60)) == []
+
+    writes = [sql for sql, _ in seen if "UPDATE" in sql.upper() or sql.upper().startswith("BEGIN IMMEDIATE")]
+    assert writes == []
+
+
 def test_status_and_dead_letters_read_only_deliveries_not_done(container: ApplicationContainer) -> None:
     outbox: Outbox = container.order.outbox()
     database = databases(container)["order"]
