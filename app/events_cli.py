@@ -50,7 +50,8 @@ def events() -> None:
 @events.command("status")
 @with_appcontext
 def status() -> None:
-    """Pending, retrying and dead deliveries per subscriber, and the age of the oldest one."""
+    """Pending, retrying and dead deliveries per subscriber, and the age of the oldest one;
+    subscribers that have finished every delivery are not listed."""
     with _database_errors_explained():
         rows = [row for outbox in _outboxes() for row in outbox.status()]
     click.echo(f"{'SOURCE':<10} {'SUBSCRIBER':<52} {'PENDING':>8} {'RETRYING':>9} {'DEAD':>6}  OLDEST")
@@ -60,7 +61,7 @@ def status() -> None:
             f"  {_age(row.oldest_incomplete)}"
         )
     if not rows:
-        click.echo("no deliveries recorded")
+        click.echo("no deliveries waiting")
 
 
 @events.command("dead")

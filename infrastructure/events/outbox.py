@@ -13,16 +13,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, insert, not_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    not_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from infrastructure.db import Database
 from infrastructure.events.envelope import Envelope, Event
-from infrastructure.events.tables import OutboxTables
+from infrastructure.events.tables import DEAD, DONE, PENDING, OutboxTables
 
-PENDING = "pending"
-DONE = "done"
-DEAD = "dead"
+__all__ = ["DEAD", "DONE", "PENDING", "ClaimedDelivery", "DeadLetter", "Outbox", "SubscriberStatus"]
 
 
 class SubscriberDirectory(Protocol):
@@ -65,6 +76,13 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _status(status: str) -> ColumnElement[str]:
+    """A status written into the SQL rather than bound: the partial indexes (tables.py) serve a
+    query only when its WHERE repeats their condition, and PostgreSQL cannot tell that a
+    parameter of a prepared statement's generic plan does."""
+    return literal_column(f"'{status}'", String(16))
+
+
 class Outbox:
     def __init__(
         self, context: str, database: Database, tables: OutboxTables, subscribers: SubscriberDirectory
@@ -75,29 +93,67 @@ class Outbox:
         self._deliveries = tables.deliveries
         self._subscribers = subscribers
         self._listeners: list[Callable[[], None]] = []
+        # The statements run per commit or per batch are built once, so that SQLAlchemy
+        # compiles each once; what varies are parameters.
+        d, o = self._deliveries, self._outbox
+        self._insert_deliveries = insert(d).values(  # "event_id": a parameter of each row
+            event_position=select(o.c.position)
+            .where(o.c.event_id == bindparam("event_id", type_=o.c.event_id.type))
+            .scalar_subquery()
+        )
+        self._any_due = self._due().limit(1)
+        self._claim = (
+            update(d)
+            .where(d.c.id.in_(self._due().limit(bindparam("limit")).with_for_update(skip_locked=True)))
+            .values(claimed_until=bindparam("until"), claimed_by=bindparam("owner"))
+            .returning(
+                d.c.id,
+                d.c.subscriber,
+                d.c.attempts,
+                d.c.event_position,
+                select(o.c.envelope).where(o.c.position == d.c.event_position).scalar_subquery(),
+            )
+        )
+        self._complete = (
+            update(d)
+            .where(*self._still_claimed())
+            .values(
+                status=DONE,
+                attempts=d.c.attempts + 1,
+                completed_at=bindparam("now"),
+                last_error=None,
+                claimed_until=None,
+            )
+        )
 
     # -- publishing -------------------------------------------------------------------------
 
     def record(self, session: Session, events: Sequence[tuple[Any, Event]]) -> None:
-        """Store ``(aggregate id, event)`` pairs and one pending delivery per subscriber."""
+        """Store ``(aggregate id, event)`` pairs and one pending delivery per subscriber.
+
+        Two statements, however many events and subscribers (it runs in the transaction of
+        every use case that publishes), each compiled once: the events, and all deliveries
+        in one executemany. A delivery finds its event's position by ``event_id`` in a
+        subquery, so no INSERT has to return the position first (a round trip per event).
+        """
         now = _now()
+        event_rows: list[dict[str, Any]] = []
+        delivery_rows: list[dict[str, Any]] = []
         for aggregate_id, event in events:
             envelope = Envelope.wrap(event)
-            position = session.execute(
-                insert(self._outbox)
-                .values(
-                    event_id=envelope.id,
-                    event_type=envelope.type,
-                    aggregate_id=str(aggregate_id),
-                    occurred_at=envelope.occurred_at,
-                    envelope=envelope.to_dict(),
-                )
-                .returning(self._outbox.c.position)
-            ).scalar_one()
-            deliveries = [
+            event_rows.append(
+                {
+                    "event_id": envelope.id,
+                    "event_type": envelope.type,
+                    "aggregate_id": str(aggregate_id),
+                    "occurred_at": envelope.occurred_at,
+                    "envelope": envelope.to_dict(),
+                }
+            )
+            delivery_rows.extend(
                 {
                     "id": uuid.uuid4(),
-                    "event_position": position,
+                    "event_id": envelope.id,
                     "subscriber": subscriber,
                     "event_type": envelope.type,
                     "aggregate_id": str(aggregate_id),
@@ -107,9 +163,11 @@ class Outbox:
                     "recorded_at": now,
                 }
                 for subscriber in self._subscribers.subscribers(envelope.type)
-            ]
-            if deliveries:
-                session.execute(insert(self._deliveries), deliveries)
+            )
+        if event_rows:
+            session.execute(insert(self._outbox), event_rows)
+        if delivery_rows:
+            session.execute(self._insert_deliveries, delivery_rows)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every commit that recorded events (the dispatcher's wake-up)."""
@@ -122,47 +180,56 @@ class Outbox:
     # -- dispatching ------------------------------------------------------------------------
 
     def claim(self, limit: int, *, owner: str, lease: timedelta) -> list[ClaimedDelivery]:
-        """Take up to ``limit`` due deliveries for ``lease``.
+        """Take up to ``limit`` due deliveries for ``lease``, oldest event first.
 
         A delivery waits while an earlier event of the same aggregate is still incomplete for
         the same subscriber (pending, in flight or dead), so each subscriber sees one
-        aggregate's events in the order they were recorded.
+        aggregate's events in the order they were recorded, and one claim never holds two
+        deliveries of one aggregate to one subscriber.
+
+        A read looks first: when nothing is due, as for most polls and for the wake-ups of
+        commits whose events another dispatcher took, no write transaction is begun (on SQLite
+        it would queue for the writer lock with the web requests).
         """
-        d, earlier = self._deliveries, aliased(self._deliveries)
         now = _now()
+        with self._database.session(write=False) as session:
+            if not session.execute(self._any_due, {"now": now}).first():
+                return []
+        parameters = {"now": now, "limit": limit, "until": now + lease, "owner": owner}
+        with self._database.session(write=True) as session:
+            rows = session.execute(self._claim, parameters).all()
+            session.commit()
+        # RETURNING promises no order; the workers take the oldest events first.
+        return [
+            ClaimedDelivery(row[0], self.context, row[1], row[2], row[4], owner)
+            for row in sorted(rows, key=lambda row: row.event_position)
+        ]
+
+    def _due(self) -> Select[Any]:
+        """The ids of deliveries that may run at ``:now``, oldest event first (from an alias of
+        the table, so that it can be the subquery of an UPDATE of the table)."""
+        d, earlier = self._deliveries.alias("due"), self._deliveries.alias("earlier")
+        now = bindparam("now", type_=d.c.available_at.type)
         held_back = (
             select(earlier.c.id)
             .where(
                 earlier.c.subscriber == d.c.subscriber,
                 earlier.c.aggregate_id == d.c.aggregate_id,
                 earlier.c.event_position < d.c.event_position,
-                earlier.c.status != DONE,
+                earlier.c.status != _status(DONE),
             )
             .exists()
         )
-        due = (
-            select(d.c.id, d.c.subscriber, d.c.attempts, self._outbox.c.envelope)
-            .join(self._outbox, self._outbox.c.position == d.c.event_position)
+        return (
+            select(d.c.id)
             .where(
-                d.c.status == PENDING,
+                d.c.status == _status(PENDING),
                 d.c.available_at <= now,
                 (d.c.claimed_until.is_(None)) | (d.c.claimed_until < now),
                 not_(held_back),
             )
             .order_by(d.c.event_position)
-            .limit(limit)
-            .with_for_update(of=d, skip_locked=True)
         )
-        with self._database.session(write=True) as session:
-            rows = session.execute(due).all()
-            if rows:
-                session.execute(
-                    update(d)
-                    .where(d.c.id.in_([row.id for row in rows]))
-                    .values(claimed_until=now + lease, claimed_by=owner)
-                )
-            session.commit()
-        return [self._claimed(row, owner) for row in rows]
 
     def complete(self, deliveries: Sequence[ClaimedDelivery]) -> None:
         """Mark deliveries done, in one transaction however many (the dispatcher batches them);
@@ -173,19 +240,8 @@ class Outbox:
         """
         if not deliveries:
             return
-        d = self._deliveries
         with self._database.session(write=True) as session:
-            session.execute(
-                update(d)
-                .where(d.c.id.in_([delivery.id for delivery in deliveries]), *self._still_claimed(deliveries))
-                .values(
-                    status=DONE,
-                    attempts=d.c.attempts + 1,
-                    completed_at=_now(),
-                    last_error=None,
-                    claimed_until=None,
-                )
-            )
+            session.execute(self._complete, {**_claims(deliveries), "now": _now()})
             session.commit()
 
     def fail(self, delivery: ClaimedDelivery, error: str, *, retry_at: datetime | None) -> None:
@@ -214,40 +270,37 @@ class Outbox:
             return
         d = self._deliveries
         with self._database.session(write=True) as session:
-            session.execute(
-                update(d)
-                .where(d.c.id.in_([delivery.id for delivery in deliveries]), *self._still_claimed(deliveries))
-                .values(**values)
-            )
+            session.execute(update(d).where(*self._still_claimed()).values(**values), _claims(deliveries))
             session.commit()
 
-    def _still_claimed(self, deliveries: Sequence[ClaimedDelivery]) -> list[Any]:
+    def _still_claimed(self) -> list[ColumnElement[bool]]:
+        """The deliveries ``:ids`` that are still pending under a claim of one of ``:owners``
+        (parameters as :func:`_claims` makes them)."""
         d = self._deliveries
-        return [d.c.status == PENDING, d.c.claimed_by.in_({delivery.owner for delivery in deliveries})]
-
-    def _claimed(self, row: Any, owner: str) -> ClaimedDelivery:
-        return ClaimedDelivery(
-            id=row.id,
-            context=self.context,
-            subscriber=row.subscriber,
-            attempts=row.attempts,
-            envelope=row.envelope,
-            owner=owner,
-        )
+        return [
+            d.c.id.in_(bindparam("ids", expanding=True)),
+            d.c.status == PENDING,
+            d.c.claimed_by.in_(bindparam("owners", expanding=True)),
+        ]
 
     # -- operating --------------------------------------------------------------------------
 
     def status(self) -> list[SubscriberStatus]:
+        """What waits per subscriber: the subscribers with deliveries not done, only.
+
+        Done deliveries are not counted (nor read: they are most of the table until pruned),
+        so a subscriber that has finished everything does not appear.
+        """
         d = self._deliveries
-        incomplete = d.c.status != DONE
         query = (
             select(
                 d.c.subscriber,
                 func.count().filter(and_(d.c.status == PENDING, d.c.attempts == 0)),
                 func.count().filter(and_(d.c.status == PENDING, d.c.attempts > 0)),
                 func.count().filter(d.c.status == DEAD),
-                func.min(d.c.recorded_at).filter(incomplete),
+                func.min(d.c.recorded_at),
             )
+            .where(d.c.status != _status(DONE))
             .group_by(d.c.subscriber)
             .order_by(d.c.subscriber)
         )
@@ -258,14 +311,18 @@ class Outbox:
             ]
 
     def dead_letters(self) -> list[DeadLetter]:
+        """Dead deliveries, oldest event first."""
         d, o = self._deliveries, self._outbox
         query = (
             select(d, o.c.event_id)
             .join(o, o.c.position == d.c.event_position)
-            .where(d.c.status == DEAD)
-            .order_by(d.c.event_position, d.c.subscriber)
+            # "Not done" adds nothing to "dead" but lets the index of incomplete deliveries serve.
+            .where(d.c.status != _status(DONE), d.c.status == DEAD)
         )
+        # Sorted here, not by the query: SQLite would rather walk every delivery in the order of
+        # the (event_position, subscriber) key than sort the few dead ones.
         with self._database.session(write=False) as session:
+            rows = sorted(session.execute(query), key=lambda row: (row.event_position, row.subscriber))
             return [
                 DeadLetter(
                     id=row.id,
@@ -277,13 +334,13 @@ class Outbox:
                     last_error=row.last_error,
                     recorded_at=row.recorded_at,
                 )
-                for row in session.execute(query)
+                for row in rows
             ]
 
     def retry(self, ids: Iterable[uuid.UUID] | None = None) -> int:
         """Make dead deliveries (the given ones, or all) due now with fresh attempts."""
         d = self._deliveries
-        statement = update(d).where(d.c.status == DEAD)
+        statement = update(d).where(d.c.status != _status(DONE), d.c.status == DEAD)  # as in dead_letters
         if ids is not None:
             statement = statement.where(d.c.id.in_(list(ids)))
         with self._database.session(write=True) as session:
@@ -310,6 +367,11 @@ class Outbox:
             )
             session.commit()
         return int(pruned)
+
+
+def _claims(deliveries: Sequence[ClaimedDelivery]) -> dict[str, Any]:
+    owners = sorted({delivery.owner for delivery in deliveries})
+    return {"ids": [delivery.id for delivery in deliveries], "owners": owners}
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -117,7 +117,7 @@ def dead_ids(output: str) -> list[str]:
 def test_status_counts_pending_retrying_and_dead_per_subscriber(
     app: Flask, container: ApplicationContainer, subscribers: Subscribers
 ) -> None:
-    assert shop_events(app, "status").output.strip().splitlines()[-1] == "no deliveries recorded"
+    assert shop_events(app, "status").output.strip().splitlines()[-1] == "no deliveries waiting"
     publish(container, 1, 2)
     container.dispatcher().run_until_idle()  # archive and index: two dead each; mirror: done
     subscribers.broken["test.index"] = False
@@ -138,6 +138,22 @@ def test_status_counts_pending_retrying_and_dead_per_subscriber(
     assert table["test.archive"] == ("order", 1, 0, 2)
     assert table["test.index"] == ("order", 1, 2, 0)
     assert table["test.mirror"] == ("order", 1, 0, 0)
+
+
+def test_status_lists_only_subscribers_with_deliveries_waiting(
+    app: Flask, container: ApplicationContainer, subscribers: Subscribers
+) -> None:
+    subscribers.broken.update({"test.archive": False, "test.index": False})
+    publish(container, 1)
+    container.dispatcher().run_until_idle()
+
+    assert shop_events(app, "status").output.strip().splitlines()[-1] == "no deliveries waiting"
+
+    subscribers.broken["test.index"] = True
+    publish(container, 2)
+    container.dispatcher().run_until_idle()  # index: dead; the others: done
+
+    assert status_table(shop_events(app, "status").output) == {"test.index": ("order", 0, 0, 1)}
 
 
 def test_dead_lists_each_dead_letter_with_the_last_line_of_its_error(

@@ -20,7 +20,7 @@ depends_on = None
 
 def _tables() -> tuple[Table, ...]:
     metadata = context_metadata()
-    events = outbox_tables(metadata, "order")
+    events = outbox_tables(metadata, "order", version=1)
     return (events.outbox, events.deliveries)
 
 

@@ -20,7 +20,7 @@ depends_on = None
 
 def _tables() -> tuple[Table, ...]:
     metadata = context_metadata()
-    events = outbox_tables(metadata, "product")
+    events = outbox_tables(metadata, "product", version=1)
     inbox = inbox_table(metadata, "product")
     return (events.outbox, events.deliveries, inbox)
 

@@ -1,0 +1,36 @@
+"""the order context's deliveries: partial indexes over those not done replace the full ones
+
+A million completed deliveries made every claim and `shop events status` walk them; version
+2 of the event tables indexes only pending and dead deliveries (infrastructure/events/tables.py).
+
+Revision ID: order_0003
+Revises: order_0002
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from infrastructure.db_types import context_metadata
+from infrastructure.events.tables import outbox_tables
+
+revision = "order_0003"
+down_revision = "order_0002"
+branch_labels = None
+depends_on = None
+
+
+def _replace_indexes(old_version: int, new_version: int) -> None:
+    bind = op.get_bind()
+    for index in outbox_tables(context_metadata(), "order", version=old_version).deliveries.indexes:
+        index.drop(bind)
+    for index in outbox_tables(context_metadata(), "order", version=new_version).deliveries.indexes:
+        index.create(bind)
+
+
+def upgrade() -> None:
+    _replace_indexes(1, 2)
+
+
+def downgrade() -> None:
+    _replace_indexes(2, 1)
