@@ -206,11 +206,14 @@ def test_history_holds_only_the_pairs_of_the_best_candidates(database: Database)
 
 def full_history(database: Database, user_id: uuid.UUID) -> History:
     """Every count there is, as the ranking's rules read them: the reference for a cut history."""
-    bought = frozenset(product for user, product, _, _ in rows(database, PURCHASES) if user == user_id)
+    with database.engine.connect() as connection:
+        bought = frozenset(connection.scalars(select(PURCHASES.c.product_id).where(PURCHASES.c.user_id == user_id)))
+        pairs = connection.execute(select(PAIRS.c.product_id, PAIRS.c.other_product_id, PAIRS.c["count"])).all()
+        popularity = connection.execute(select(POPULARITY.c.product_id, POPULARITY.c.orders)).all()
     return History(
         bought=bought,
-        together={(one, other): count for one, other, count in rows(database, PAIRS)},
-        popularity={product: orders for product, orders in rows(database, POPULARITY)},
+        together={(one, other): count for one, other, count in pairs},
+        popularity={product: orders for product, orders in popularity},
     )
 
 
