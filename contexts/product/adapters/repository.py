@@ -11,11 +11,12 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contexts.product import events
+from contexts.product.adapters import search
 from contexts.product.adapters.orm import (
     ProductRow,
     ReservationLineRow,
@@ -70,17 +71,13 @@ class SqlAlchemyProductRepository:
         return [_product(row) for row in rows]
 
     def list(self, *, limit: int, after_sku: str | None, query: str | None) -> list[model.Product]:
+        """Products by sku after ``after_sku``; with ``query``, those whose name or sku contains
+        it, case-insensitively, found through the search index (see :mod:`.search`)."""
         statement = select(ProductRow).order_by(ProductRow.sku).limit(limit)
         if after_sku is not None:
             statement = statement.where(ProductRow.sku > after_sku)
         if query:
-            needle = query.casefold()
-            statement = statement.where(
-                or_(
-                    ProductRow.name_folded.contains(needle, autoescape=True),
-                    func.lower(ProductRow.sku).contains(needle, autoescape=True),
-                )
-            )
+            statement = search.matching(self._session, statement, query.casefold(), limit=limit)
         return [_product(row) for row in self._session.scalars(statement)]
 
 
