@@ -9,6 +9,7 @@ from pathlib import Path
 
 from alembic import command, context, op
 from alembic.config import Config
+from alembic.runtime.environment import IncludeNameFn
 from sqlalchemy import MetaData, Table, text
 
 from infrastructure.db import Database, create_schema
@@ -30,12 +31,16 @@ def downgrade(database: Database, script_location: Path, version_table: str, rev
     command.downgrade(_config(database, script_location, version_table), revision)
 
 
-def run_env(target_metadata: MetaData) -> None:
+def run_env(target_metadata: MetaData, *, include_name: IncludeNameFn | None = None) -> None:
     """Body of every context's ``env.py``: run the history online on the context's database.
 
     In one writer transaction whose ``search_path`` names the context's schema: the statements
     Alembic compiles carry the schema anyway, but what it reflects (the version table, batch
     operations) and SQL a migration writes by hand find their tables through the search path.
+
+    ``include_name`` is Alembic's hook for what autogenerate compares: a context that keeps
+    objects outside its metadata (a search index built by hand) names them there, so they are
+    not proposed for removal.
     """
     attributes = context.config.attributes
     database: Database = attributes["database"]
@@ -56,6 +61,7 @@ def run_env(target_metadata: MetaData) -> None:
             # SQLite's DDL is transactional once we issue BEGIN ourselves (see infrastructure.db).
             transactional_ddl=True,
             compare_type=True,
+            include_name=include_name,
         )
         # Inside the transaction begun above, which commits when the block ends.
         with context.begin_transaction():

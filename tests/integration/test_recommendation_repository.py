@@ -7,6 +7,7 @@ tests/integration/test_http_recommendations.py)."""
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,11 +24,12 @@ import contexts.recommendation
 from contexts.recommendation.adapters import orm
 from contexts.recommendation.adapters.repository import PAIRS, POPULARITY, PROFILES, PURCHASES, counting_upsert
 from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendationUnitOfWork
-from contexts.recommendation.domain.model import Basket, History, Reason, recommend
+from contexts.recommendation.domain.model import MAX_RECOMMENDATIONS, Basket, History, Reason, recommend
 from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox
 from infrastructure.migrations import downgrade, upgrade
 from tests.conftest import Backend
+from tests.query_plans import plans_of
 
 MIGRATIONS = Path(str(contexts.recommendation.__file__)).parent / "migrations"
 VERSION_TABLE = "recommendation_alembic_version"
@@ -64,9 +66,9 @@ def rows(database: Database, table: object) -> set[tuple[object, ...]]:
         return {tuple(row) for row in connection.execute(select(table))}  # type: ignore[call-overload]
 
 
-def history(database: Database, user_id: uuid.UUID, *, popular: int = 10) -> History:
+def history(database: Database, user_id: uuid.UUID, *, top: int = 10) -> History:
     with unit(database, write=False) as uow:
-        return uow.profiles.history(user_id, popular=popular)
+        return uow.profiles.history(user_id, top=top)
 
 
 def test_the_migration_builds_exactly_the_models_tables_and_reverts(database: Database) -> None:
@@ -166,7 +168,7 @@ def test_history_of_a_stranger_holds_only_the_most_popular_products(database: Da
         for _ in range(times):
             order(database, BOB, (number, 1))
 
-    seen = history(database, CAROL, popular=3)
+    seen = history(database, CAROL, top=3)
 
     assert seen.bought == frozenset()
     assert seen.together == {}
@@ -179,12 +181,79 @@ def test_the_popular_products_read_are_the_top_ones_not_bought(database: Databas
             order(database, BOB, (number, 1))
     order(database, ALICE, (7, 1), (6, 1))
 
-    seen = history(database, ALICE, popular=2)
+    seen = history(database, ALICE, top=2)
 
     # 7 and 6 were bought by Alice; their partner (each other) too: so no pairs, top 2 of the rest.
     assert seen.popularity == {p(5): 5, p(4): 4}
     assert [pick.product_id for pick in recommend(seen)] == [p(5), p(4)]
     assert all(pick.reason is Reason.POPULAR for pick in recommend(seen))
+
+
+def test_history_holds_only_the_pairs_of_the_best_candidates(database: Database) -> None:
+    """The database ranks and cuts: with 30 products bought with Alice's, only the ``top`` best
+    come back with their pairs (before, all 30 did, and every pair of a best seller)."""
+    for partner in range(10, 40):
+        for _ in range(partner % 4 + 1):
+            order(database, BOB, (1, 1), (partner, 1))
+    order(database, ALICE, (1, 1))
+
+    seen = history(database, ALICE, top=5)
+
+    # Bought with product 1 most often: 4 times those ≡ 3 (mod 4), ties by popularity, then id.
+    assert seen.together == {(p(1), p(partner)): 4 for partner in (11, 15, 19, 23, 27)}
+    assert [pick.product_id for pick in recommend(seen, limit=5)] == [p(11), p(15), p(19), p(23), p(27)]
+
+
+def full_history(database: Database, user_id: uuid.UUID) -> History:
+    """Every count there is, as the ranking's rules read them: the reference for a cut history."""
+    with database.engine.connect() as connection:
+        bought = frozenset(connection.scalars(select(PURCHASES.c.product_id).where(PURCHASES.c.user_id == user_id)))
+        pairs = connection.execute(select(PAIRS.c.product_id, PAIRS.c.other_product_id, PAIRS.c["count"])).all()
+        popularity = connection.execute(select(POPULARITY.c.product_id, POPULARITY.c.orders)).all()
+    return History(
+        bought=bought,
+        together={(one, other): count for one, other, count in pairs},
+        popularity={product: orders for product, orders in popularity},
+    )
+
+
+def test_ranking_from_the_cut_history_is_ranking_from_every_count(database: Database) -> None:
+    """Random orders with many ties (few products, small counts), random ids so their order is
+    tested too; for every customer and skipped products among their best, the database's cut
+    gives the list the whole history gives."""
+    chance = random.Random(11)
+    products = [uuid.uuid4() for _ in range(25)]
+    customers = [uuid.uuid4() for _ in range(12)]
+    for _ in range(60):
+        basket = Basket.of((product, 1) for product in chance.sample(products, chance.randint(1, 4)))
+        with unit(database) as uow:
+            user_id = chance.choice(customers)
+            uow.profiles.create(user_id, now=NOW)
+            uow.profiles.record(user_id, basket)
+            uow.commit()
+
+    for user_id in [*customers, uuid.uuid4()]:
+        everything = full_history(database, user_id)
+        best = [pick.product_id for pick in recommend(everything)]
+        for skip in (set(), set(best[:1]), set(best[::2])):
+            cut = history(database, user_id, top=MAX_RECOMMENDATIONS + len(skip))
+            assert recommend(cut, skip=skip) == recommend(everything, skip=skip), (user_id, skip)
+
+
+def test_the_most_popular_products_are_read_from_the_ranked_index(database: Database) -> None:
+    for number in range(1, 6):
+        order(database, BOB, (number, 1), (number + 10, 1))
+
+    plans = plans_of(database.engine, lambda: history(database, CAROL, top=3), planner={"enable_seqscan": "off"})
+
+    # The query for the most popular products not bought: the only one ordered by orders alone.
+    most_popular = next(plan for sql, plan in plans if "ORDER BY recommendation_popularity.orders DESC" in sql)
+    if database.engine.dialect.name == "sqlite":
+        assert "SCAN recommendation_popularity USING COVERING INDEX ix_recommendation_popularity_ranked" in most_popular
+        assert "TEMP B-TREE" not in most_popular, most_popular
+    else:
+        assert "Index Only Scan using ix_recommendation_popularity_ranked" in most_popular, most_popular
+        assert "Sort" not in most_popular, most_popular
 
 
 @pytest.mark.parametrize("dialect", DIALECTS, ids=lambda dialect: str(dialect.name))

@@ -318,7 +318,7 @@ class FakeProfiles:
             self._counts.popularity[product_id] += 1
         self._counts.pairs.update(basket.pairs)
 
-    def history(self, user_id: uuid.UUID, *, popular: int) -> History:
+    def history(self, user_id: uuid.UUID, *, top: int) -> History:
         bought = frozenset(product for user, product in self._counts.purchases if user == user_id)
         together = {pair: n for pair, n in self._counts.pairs.items() if pair[0] in bought and pair[1] not in bought}
         partners = {other for _, other in together}
@@ -326,7 +326,7 @@ class FakeProfiles:
             (product for product in self._counts.popularity if product not in bought),
             key=lambda product: (-self._counts.popularity[product], product),
         )
-        kept = set(ranked[:popular]) | partners
+        kept = set(ranked[:top]) | partners
         return History(
             bought=bought,
             together=together,

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, select
+from sqlalchemy import Table, delete, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,6 +74,14 @@ class SqlAlchemyOrderRepository:
         return _order(row) if row else None
 
     def list_for_user(self, user_id: uuid.UUID, *, limit: int, before: OrderKey | None) -> list[model.Order]:
+        """The user's orders newest first, from just after ``before`` (the last one already shown).
+
+        The keyset condition is a row-value comparison, ``(created_at, id) < (:c, :i)``: both
+        SQLite and PostgreSQL turn it into a range on ``ix_order_orders_user_newest``
+        (``user_id, created_at, id``), so a page deep in the history starts where it is instead
+        of walking every newer order. The equivalent ``created_at < :c OR (created_at = :c AND
+        id < :i)`` is not used as a range by either, and got slower with every order.
+        """
         statement = (
             select(OrderRow)
             .where(OrderRow.user_id == user_id)
@@ -81,12 +89,8 @@ class SqlAlchemyOrderRepository:
             .limit(limit)
         )
         if before is not None:
-            statement = statement.where(
-                or_(
-                    OrderRow.created_at < before.created_at,
-                    and_(OrderRow.created_at == before.created_at, OrderRow.id < before.order_id),
-                )
-            )
+            # A plain tuple on the right takes the columns' types (UtcDateTime, Uuid) for its values.
+            statement = statement.where(tuple_(OrderRow.created_at, OrderRow.id) < (before.created_at, before.order_id))
         return [_order(row) for row in self._session.scalars(statement)]
 
 

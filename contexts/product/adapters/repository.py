@@ -11,12 +11,13 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from contexts.product import events
+from contexts.product.adapters import search
 from contexts.product.adapters.orm import (
     ProductRow,
     ReservationLineRow,
@@ -71,17 +72,13 @@ class SqlAlchemyProductRepository:
         return [_product(row) for row in rows]
 
     def list(self, *, limit: int, after_sku: str | None, query: str | None) -> list[model.Product]:
+        """Products by sku after ``after_sku``; with ``query``, those whose name or sku contains
+        it, case-insensitively, found through the search index (see :mod:`.search`)."""
         statement = select(ProductRow).order_by(ProductRow.sku).limit(limit)
         if after_sku is not None:
             statement = statement.where(ProductRow.sku > after_sku)
         if query:
-            needle = query.casefold()
-            statement = statement.where(
-                or_(
-                    ProductRow.name_folded.contains(needle, autoescape=True),
-                    func.lower(ProductRow.sku).contains(needle, autoescape=True),
-                )
-            )
+            statement = search.matching(self._session, statement, query.casefold(), limit=limit)
         return [_product(row) for row in self._session.scalars(statement)]
 
 

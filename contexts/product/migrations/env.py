@@ -1,6 +1,11 @@
-"""Alembic environment of the product context: its own metadata, its own version table."""
+"""Alembic environment of the product context: its own metadata, its own version table.
+
+The search index (see ``contexts.product.adapters.search``) is built by hand, outside the
+metadata, and left out of autogenerate's comparison.
+"""
 
 from contexts.product.adapters.orm import ProductBase
+from contexts.product.adapters.search import modelled
 from infrastructure.migrations import run_env
 
-run_env(ProductBase.metadata)
+run_env(ProductBase.metadata, include_name=modelled)

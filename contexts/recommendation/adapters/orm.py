@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Uuid
+from sqlalchemy import BigInteger, Index, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from infrastructure.db_types import UtcDateTime, context_metadata
@@ -47,6 +47,11 @@ class PopularityRow(RecommendationBase):
 
     product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     orders: Mapped[int] = mapped_column(BigInteger)
+
+
+# The most popular products, in ranking order (orders first, highest first, then id): read
+# from the top and stopped at the first few not bought, instead of sorting every product.
+Index("ix_recommendation_popularity_ranked", PopularityRow.orders.desc(), PopularityRow.product_id)
 
 
 class PairRow(RecommendationBase):

