@@ -10,7 +10,7 @@ create schemas in the database may install it). The downgrade drops the indexes 
 extension, which other schemas of the database may use.
 
 Revision ID: product_0005
-Revises: product_0003
+Revises: product_0004
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 
 revision = "product_0005"
 # At merge with the outbox-index branch: 'product_0004' (it adds product_0004 on product_0003).
-down_revision = "product_0003"
+down_revision = "product_0004"
 branch_labels = None
 depends_on = None
 
