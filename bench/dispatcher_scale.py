@@ -30,7 +30,7 @@ from sqlalchemy import Connection, event, insert
 from app.migrations import upgrade_all
 from contexts.user.adapters.orm import OUTBOX
 from infrastructure.db import Database
-from infrastructure.events.outbox import DONE, PENDING, Outbox
+from infrastructure.events.outbox import DONE, PENDING, ClaimedDelivery, Outbox
 
 EVENT_TYPE = "bench.Pinged"
 SUBSCRIBERS = [f"bench.subscriber_{n}" for n in range(4)]
@@ -93,11 +93,11 @@ def load(database: Database, first_position: int, events: int, status: str) -> N
 
 @contextmanager
 def statements(database: Database) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs run on ``database`` meanwhile, with their parameters, for EXPLAIN."""
+    """The queries run on ``database`` meanwhile, with their parameters, for EXPLAIN."""
     seen: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE")):
             seen.append((statement, parameters))
 
     event.listen(database.engine, "before_cursor_execute", record)
@@ -107,12 +107,15 @@ def statements(database: Database) -> Iterator[list[tuple[str, Any]]]:
         event.remove(database.engine, "before_cursor_execute", record)
 
 
-def median_ms(action: Callable[[], Any], runs: int) -> float:
+def median_ms(action: Callable[[], Any], runs: int, after: Callable[[Any], Any] = lambda _: None) -> float:
+    """The median time of ``action`` after a first run to warm up; ``after`` (untimed) undoes it."""
+    after(action())
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        action()
+        result = action()
         samples.append((time.perf_counter() - started) * 1000)
+        after(result)
     return statistics.median(samples)
 
 
@@ -120,21 +123,26 @@ def explain(connection: Connection, statement: str, parameters: Any) -> list[str
     if connection.dialect.name == "sqlite":
         rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
         return [f"{row[1]:>3} {row[3]}" for row in rows]
-    # ANALYZE runs the statement (a claim locks its rows): the transaction is rolled back below.
+    # ANALYZE runs the statement (a claim takes its rows): the transaction is rolled back below.
     rows = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {statement}", parameters).all()
     return [row[0] for row in rows]
 
 
 def measure(database: Database, outbox: Outbox, label: str, limit: int, runs: int) -> None:
-    def claim() -> None:
-        outbox.release(outbox.claim(limit, owner=OWNER, lease=timedelta(seconds=60)))
+    def claim() -> list[ClaimedDelivery]:
+        return outbox.claim(limit, owner=OWNER, lease=timedelta(seconds=60))
 
-    claim_ms = median_ms(claim, runs)
+    claim_ms = median_ms(claim, runs, after=outbox.release)
     status_ms = median_ms(outbox.status, max(3, runs // 4))
     print(f"  {label}: claim of {limit} {claim_ms:8.1f} ms   status {status_ms:8.1f} ms")
-    for name, action in (("claim", claim), ("status", outbox.status)):
+    explained: tuple[tuple[str, Callable[[], Any], Callable[[Any], Any]], ...] = (
+        ("claim", claim, outbox.release),
+        ("status", outbox.status, lambda _: None),
+    )
+    for name, action, after in explained:
         with statements(database) as seen:
-            action()
+            result = action()
+        after(result)
         with database.connect(write=False) as connection:
             for statement, parameters in seen:
                 print(f"    {name}: {' '.join(statement.split())[:160]}…")

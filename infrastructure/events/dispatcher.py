@@ -1,22 +1,30 @@
 """Runs pending deliveries off the request thread, in a bounded pool, until each completes.
 
 One loop claims due deliveries from every outbox (a lease, so another dispatcher in another
-process takes over what a crashed one left) and hands them to a fixed pool of worker
-threads. A worker runs one subscriber on one event and records the outcome: complete, due
-again after an exponential backoff with jitter, or dead after ``max_attempts``. Commits wake
-the loop at once; otherwise it polls, which is how it notices other processes' events.
+process takes over what a crashed one left) into a queue that a fixed pool of worker threads
+drains. A worker runs one subscriber on one event; a failure is recorded at once (due again
+after an exponential backoff with jitter, or dead after ``max_attempts``), successes are
+recorded by the loop, many in one statement. Commits wake the loop, coalesced so that a burst
+of them makes one claim; otherwise it polls, which is how it notices other processes' events.
+
+The database work is per batch, not per delivery: a claim takes as many deliveries as the
+workers can run in about ``CLAIM_AHEAD_SECONDS``, judged by how long deliveries have been
+taking (slow subscribers: a few at a time, leaving the rest to other dispatchers; a backlog of
+quick ones: hundreds), and the loop runs again when the queue is half empty, not per delivery.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -33,7 +41,17 @@ from infrastructure.request_context import bind_request_id
 logger = structlog.get_logger(__name__)
 
 MAX_ERROR_LENGTH = 4000
+# A claim takes at least this many deliveries per worker, at most MAX_CLAIM in all, and in
+# between what the workers run in CLAIM_AHEAD_SECONDS at the time deliveries have been taking.
 PREFETCH_PER_WORKER = 8
+MAX_CLAIM = 500
+CLAIM_AHEAD_SECONDS = 0.1
+# After a claim, the commits of the next this many seconds wait and are claimed together.
+COALESCE_SECONDS = 0.05
+# A worker takes from the queue at once as many deliveries as it runs in TAKE_SECONDS, at most
+# MAX_TAKE: quick ones several at a time, whatever takes a millisecond or more one by one.
+TAKE_SECONDS = 0.002
+MAX_TAKE = 16
 
 
 @dataclass(frozen=True)
@@ -79,14 +97,25 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        # Guards everything below that the workers touch too.
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._queue: deque[tuple[Outbox, ClaimedDelivery]] = deque()  # claimed, not started
+        self._in_flight = 0  # queued or running
+        self._draining = 0  # workers taking deliveries from the queue
+        self._claim_limit = workers * PREFETCH_PER_WORKER  # deliveries to hold in flight
+        self._take = 1  # deliveries a worker takes from the queue at once
+        self._backlog = False  # the last claim took all it asked for: more is waiting
+        self._wanted = False  # a worker asked the loop for a round since the last one
+        self._finished = 0  # deliveries run since the claims were last sized
+        self._busy = 0.0  # seconds the workers spent running them
         self._completed: list[tuple[Outbox, ClaimedDelivery]] = []
         # Everything claimed and not yet settled in the database: queued, running, or done
         # and waiting for its completion to be recorded. Their leases are renewed.
         self._held: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
+        # Only the loop's own.
         self._renewed_at = 0.0
-        self._queued: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
+        self._round_at = 0.0
+        self._seconds_each = 0.0  # what a delivery takes a worker, smoothed; 0 before any
         self._pool: ThreadPoolExecutor | None = None
         self._loop: threading.Thread | None = None
         for outbox in self._outboxes:
@@ -116,10 +145,12 @@ class Dispatcher:
         self._loop.join(timeout)
         if self._loop.is_alive():
             logger.warning("events.dispatcher_loop_still_running", owner=self.owner)
+        self._pool.shutdown(wait=True, cancel_futures=True)  # the workers stop taking, finish theirs
         with self._lock:
-            unstarted = list(self._queued.values())
-            self._queued.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            unstarted = list(self._queue)
+            self._queue.clear()
+            self._in_flight -= len(unstarted)
+            self._draining = 0  # those that ran have left; cancelled ones never started
         self._record_completed()
         for outbox in self._outboxes:
             outbox.release([claim for owner, claim in unstarted if owner is outbox])
@@ -128,6 +159,7 @@ class Dispatcher:
         logger.info("events.dispatcher_stopped", owner=self.owner, handed_back=len(unstarted))
 
     def wake(self) -> None:
+        """Claim soon: a commit recorded events (see :meth:`_wait` for how soon)."""
         self._wake.set()
 
     def _run(self) -> None:
@@ -135,16 +167,30 @@ class Dispatcher:
         idle_wait = min(self._poll_interval, self._lease.total_seconds() / 3)
         while not self._stopping.is_set():
             self._wake.clear()
-            self._record_completed()
+            with self._lock:
+                self._wanted = False
+            self._round_at = time.monotonic()
             self._renew_leases()
-            try:
-                claimed = self._claim_into_pool()
-            except Exception:
-                logger.exception("events.claim_failed")
-                claimed = 0
-            if not claimed:
-                self._wake.wait(idle_wait)
+            self._size_claims()
+            self._complete_and_claim()
+            self._wait(idle_wait)
         self._record_completed()
+
+    def _wait(self, idle_wait: float) -> None:
+        """Until the workers want more, the poll is due, or the loop is woken otherwise.
+
+        Wake-ups but the workers' asking for more (commits; the workers having finished all
+        they had, to be recorded) are served no sooner than ``COALESCE_SECONDS`` after the last
+        round: the commits of a burst of orders meanwhile are then taken by one claim, not one
+        each, and the write transactions the dispatcher adds to the web requests' stay few.
+        """
+        self._wake.wait(idle_wait)
+        with self._lock:
+            if self._wanted:
+                return
+        delay = self._round_at + min(COALESCE_SECONDS, self._poll_interval) - time.monotonic()
+        if delay > 0:
+            self._stopping.wait(delay)
 
     def _renew_leases(self) -> None:
         if time.monotonic() - self._renewed_at < self._lease.total_seconds() / 3:
@@ -160,8 +206,8 @@ class Dispatcher:
                 logger.exception("events.lease_not_renewed")
 
     def _record_completed(self) -> None:
-        """Mark what the workers finished as done, one transaction per outbox: on SQLite
-        every write transaction queues for the one writer lock, so fewer is faster."""
+        """Mark what the workers finished as done, one statement per outbox (on stopping; while
+        running, each round does it with its claim)."""
         with self._lock:
             completed, self._completed = self._completed, []
         for outbox in self._outboxes:
@@ -178,47 +224,115 @@ class Dispatcher:
             for delivery in deliveries:
                 self._held.pop(delivery.id, None)
 
-    def _claim_into_pool(self) -> int:
+    def _size_claims(self) -> None:
+        """Claim what the workers run in ``CLAIM_AHEAD_SECONDS``, by how long deliveries took.
+
+        By their time in the workers, not by how many finished per second: while claims are
+        too small, the loop holds up the workers, and the throughput would keep them small.
+        """
+        with self._lock:
+            finished, busy = self._finished, self._busy
+            self._finished, self._busy = 0, 0.0
+        if not finished:
+            return
+        latest = busy / finished
+        self._seconds_each = (self._seconds_each + latest) / 2 if self._seconds_each else latest
+        each = max(self._seconds_each, 1e-6)
+        ahead = int(self._workers * CLAIM_AHEAD_SECONDS / each)
+        limit = max(self._workers * PREFETCH_PER_WORKER, min(MAX_CLAIM, ahead))
+        take = max(1, min(MAX_TAKE, int(TAKE_SECONDS / each)))
+        with self._lock:
+            self._claim_limit, self._take = limit, take
+
+    def _complete_and_claim(self) -> None:
+        """Per outbox, one write transaction: mark what the workers finished done, claim more
+        for the queue (on SQLite every write transaction queues for the one writer lock)."""
         assert self._pool is not None
-        claimed = 0
+        with self._lock:
+            completed, self._completed = self._completed, []
+        backlog = False
         for outbox in self._outboxes:
-            free = self._free_slots()
-            if not free:
-                break
-            for delivery in outbox.claim(free, owner=self.owner, lease=self._lease):
-                with self._lock:
+            done = [delivery for owner, delivery in completed if owner is outbox]
+            with self._lock:
+                free = max(0, self._claim_limit - self._in_flight)
+            try:
+                claimed = outbox.claim(free, owner=self.owner, lease=self._lease, completing=done)
+            except Exception:
+                # Completions not recorded are not lost: the leases run out, the deliveries run
+                # again, and the inbox absorbs the repeats.
+                logger.exception("events.claim_failed", context=outbox.context, completions_not_recorded=len(done))
+                claimed = []
+            self._let_go(done)
+            backlog = backlog or len(claimed) == free
+            with self._lock:
+                for delivery in claimed:
                     if delivery.id in self._held:
                         continue  # its lease lapsed (renewal failed) while still in hand here
-                    self._in_flight += 1
-                    self._queued[delivery.id] = (outbox, delivery)
                     self._held[delivery.id] = (outbox, delivery)
-                future = self._pool.submit(self._run_queued, outbox, delivery)
-                future.add_done_callback(self._free_slot)
-                claimed += 1
-        return claimed
-
-    def _free_slots(self) -> int:
-        """Deliveries to claim now: enough to keep every worker busy until the next claim,
-        few enough that none waits long in the queue (its lease is renewed meanwhile)."""
+                    self._queue.append((outbox, delivery))
+                    self._in_flight += 1
+                starting = min(self._workers - self._draining, len(self._queue))
+                self._draining += starting
+            for _ in range(starting):
+                self._pool.submit(self._drain)
         with self._lock:
-            return self._workers * PREFETCH_PER_WORKER - self._in_flight
+            self._backlog = backlog
 
-    def _free_slot(self, _future: Future[None]) -> None:
-        with self._lock:
-            self._in_flight -= 1
-            low = self._in_flight <= self._workers * PREFETCH_PER_WORKER // 2
-        if low:
-            self._wake.set()  # claim more now, not at the next poll, but in batches
+    def _drain(self) -> None:
+        """A worker's turn: run queued deliveries until none is left or the dispatcher stops.
 
-    def _run_queued(self, outbox: Outbox, delivery: ClaimedDelivery) -> None:
-        with self._lock:
-            if self._stopping.is_set() or self._queued.pop(delivery.id, None) is None:
-                return  # stopping: stop() hands it back
-        if self.run_delivery(outbox, delivery):
+        A worker takes the next deliveries only when it is free, so a slow subscriber holds up
+        nothing but its own delivery (quick ones are taken a few at a time, see ``_take``, to
+        spare the lock and the GIL a handover per delivery). The loop is asked for a round
+        when the queue runs half empty while more is waiting (to claim in batches, not per
+        delivery), or when all in hand is finished (to record it).
+        """
+        while True:
             with self._lock:
-                self._completed.append((outbox, delivery))
-        else:
-            self._let_go([delivery])  # its failure is recorded
+                if self._stopping.is_set() or not self._queue:
+                    self._draining -= 1
+                    return
+                count = max(1, min(self._take, len(self._queue) // self._workers))
+                taken = [self._queue.popleft() for _ in range(count)]
+            ran: list[tuple[Outbox, ClaimedDelivery, bool]] = []
+            started = time.perf_counter()
+            try:
+                for outbox, delivery in taken:
+                    if self._stopping.is_set():
+                        break  # the rest goes back to the queue, for stop() to hand back
+                    succeeded = False
+                    try:
+                        succeeded = self.run_delivery(outbox, delivery)
+                    finally:
+                        ran.append((outbox, delivery, succeeded))
+            except BaseException:  # run_delivery records every Exception; this worker leaves
+                with self._lock:
+                    self._draining -= 1
+                raise
+            finally:
+                self._settle(taken, ran, time.perf_counter() - started)
+
+    def _settle(
+        self, taken: list[tuple[Outbox, ClaimedDelivery]], ran: list[tuple[Outbox, ClaimedDelivery, bool]], busy: float
+    ) -> None:
+        with self._lock:
+            self._queue.extendleft(reversed(taken[len(ran) :]))
+            for outbox, delivery, succeeded in ran:
+                if succeeded:
+                    self._completed.append((outbox, delivery))
+                else:
+                    self._held.pop(delivery.id, None)  # its failure is recorded
+            self._in_flight -= len(ran)
+            self._finished += len(ran)
+            self._busy += busy
+            # More is waiting: the next round at once, to claim while the workers still have
+            # work. Else, when all in hand is finished, a round to record it, as soon as a
+            # commit's would be.
+            hungry = self._backlog and not self._wanted and self._in_flight <= self._claim_limit // 2
+            self._wanted = self._wanted or hungry
+            idle = not self._backlog and self._in_flight == 0
+        if hungry or idle:
+            self._wake.set()
 
     # -- running in the caller's thread -----------------------------------------------------
 
@@ -245,37 +359,48 @@ class Dispatcher:
         return ran
 
     def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> bool:
-        """Run one delivery; a failure is recorded here, a success is the caller's to record."""
+        """Run one delivery; a failure is recorded here, a success is the caller's to record.
+
+        Nothing is logged for a success unless DEBUG is on: building and filtering a log
+        line costs as much as the rest of a quick delivery.
+        """
         envelope = delivery.envelope
         bind_request_id(envelope.get("trace", {}).get("request_id"))
-        log = logger.bind(
-            event_id=envelope["id"], event_type=envelope["type"], subscriber=delivery.subscriber,
-            attempt=delivery.attempts + 1,
-        )
         try:
-            self._call_subscriber(delivery, log)
-        except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
-            policy = self._retry_persistent if delivery.subscriber in self._persistent else self._retry
-            retry_at = policy.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
-            log.warning(
-                "event.delivery_failed" if retry_at else "event.dead_lettered",
-                error=repr(error), retry_at=retry_at.isoformat() if retry_at else None,
-            )
             try:
-                outbox.fail(delivery, _describe(error), retry_at=retry_at)
-            except Exception:
-                # Not lost: its lease runs out and it is tried again.
-                log.exception("event.failure_not_recorded")
-            return False
+                first = deliver_envelope(self._bus, delivery.subscriber, envelope)
+            except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
+                self._record_failure(outbox, delivery, error)
+                return False
+            if not first:
+                _log_of(delivery).info("event.already_handled")
+            elif logger.is_enabled_for(logging.DEBUG):
+                _log_of(delivery).debug("event.delivered")
+            return True
         finally:
             bind_request_id(None)
-        return True
 
-    def _call_subscriber(self, delivery: ClaimedDelivery, log: structlog.typing.FilteringBoundLogger) -> None:
-        if deliver_envelope(self._bus, delivery.subscriber, delivery.envelope):
-            log.debug("event.delivered")
-        else:
-            log.info("event.already_handled")
+    def _record_failure(self, outbox: Outbox, delivery: ClaimedDelivery, error: Exception) -> None:
+        policy = self._retry_persistent if delivery.subscriber in self._persistent else self._retry
+        retry_at = policy.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
+        log = _log_of(delivery)
+        log.warning(
+            "event.delivery_failed" if retry_at else "event.dead_lettered",
+            error=repr(error), retry_at=retry_at.isoformat() if retry_at else None,
+        )
+        try:
+            outbox.fail(delivery, _describe(error), retry_at=retry_at)
+        except Exception:
+            # Not lost: its lease runs out and it is tried again.
+            log.exception("event.failure_not_recorded")
+
+
+def _log_of(delivery: ClaimedDelivery) -> Any:
+    envelope = delivery.envelope
+    return logger.bind(
+        event_id=envelope["id"], event_type=envelope["type"], subscriber=delivery.subscriber,
+        attempt=delivery.attempts + 1,
+    )
 
 
 def deliver_envelope(bus: EventBus, subscriber: str, envelope: Mapping[str, Any]) -> bool:

@@ -179,25 +179,38 @@ class Outbox:
 
     # -- dispatching ------------------------------------------------------------------------
 
-    def claim(self, limit: int, *, owner: str, lease: timedelta) -> list[ClaimedDelivery]:
-        """Take up to ``limit`` due deliveries for ``lease``, oldest event first.
+    def claim(
+        self, limit: int, *, owner: str, lease: timedelta, completing: Sequence[ClaimedDelivery] = ()
+    ) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` due deliveries for ``lease``, oldest event first, after marking
+        ``completing`` done (as :meth:`complete` does) in the same transaction.
 
         A delivery waits while an earlier event of the same aggregate is still incomplete for
         the same subscriber (pending, in flight or dead), so each subscriber sees one
         aggregate's events in the order they were recorded, and one claim never holds two
         deliveries of one aggregate to one subscriber.
 
-        A read looks first: when nothing is due, as for most polls and for the wake-ups of
-        commits whose events another dispatcher took, no write transaction is begun (on SQLite
-        it would queue for the writer lock with the web requests).
+        The dispatcher records what finished and takes more in one write transaction per
+        round, and a completion frees the next event of its aggregate for the same claim.
+        With nothing to complete, a read looks first: when nothing is due, as for most polls
+        and for the wake-ups of commits whose events another dispatcher took, no write
+        transaction is begun (on SQLite it would queue for the writer lock with the web
+        requests).
         """
         now = _now()
-        with self._database.session(write=False) as session:
-            if not session.execute(self._any_due, {"now": now}).first():
+        if not completing:
+            if limit <= 0:
                 return []
-        parameters = {"now": now, "limit": limit, "until": now + lease, "owner": owner}
+            with self._database.session(write=False) as session:
+                if not session.execute(self._any_due, {"now": now}).first():
+                    return []
+        rows: Sequence[Any] = []
         with self._database.session(write=True) as session:
-            rows = session.execute(self._claim, parameters).all()
+            if completing:
+                session.execute(self._complete, {**_claims(completing), "now": now})
+            if limit > 0:
+                parameters = {"now": now, "limit": limit, "until": now + lease, "owner": owner}
+                rows = session.execute(self._claim, parameters).all()
             session.commit()
         # RETURNING promises no order; the workers take the oldest events first.
         return [

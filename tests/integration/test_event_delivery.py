@@ -8,6 +8,7 @@ test says so (:func:`make_due`), and no assertion depends on how long anything t
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -141,14 +142,21 @@ def available(container: ApplicationContainer, product_id: str) -> int:
 
 
 class RecordingLogger:
-    """Stands in for the dispatcher's structlog logger: what it reported, with bound values."""
+    """Stands in for the dispatcher's structlog logger: what it reported, with bound values;
+    DEBUG lines only if ``debug``."""
 
-    def __init__(self, records: list[tuple[str, dict[str, Any]]], context: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, records: list[tuple[str, dict[str, Any]]], context: dict[str, Any] | None = None, *, debug: bool = True
+    ) -> None:
         self.records = records
         self._context = context or {}
+        self._debug = debug
 
     def bind(self, **values: Any) -> RecordingLogger:
-        return RecordingLogger(self.records, {**self._context, **values})
+        return RecordingLogger(self.records, {**self._context, **values}, debug=self._debug)
+
+    def is_enabled_for(self, level: int) -> bool:
+        return self._debug or level > logging.DEBUG
 
     def __getattr__(self, _level: str) -> Callable[..., None]:
         def log(event: str, **values: Any) -> None:
@@ -846,6 +854,121 @@ def test_stop_hands_back_claims_that_were_queued_but_not_started(
     ] * 3
     assert dispatcher(container).run_until_idle() == 3, "another dispatcher takes them at once, no lease to wait for"
     assert sorted(calls) == [1, 2, 3]
+
+
+def count_write_transactions(container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts, by thread name, the write transactions begun on the order database from now on."""
+    counts: Counter[str] = Counter()
+    database = databases(container)["order"]
+    session = database.session
+
+    def counting(*, write: bool) -> Any:
+        if write:
+            counts[threading.current_thread().name] += 1
+        return session(write=write)
+
+    monkeypatch.setattr(database, "session", counting)
+    return counts
+
+
+def record_claims(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every claim that took something, from now on."""
+    sizes: list[int] = []
+    claim = outbox.claim
+
+    def recording(limit: int, **options: Any) -> Any:
+        claimed = claim(limit, **options)
+        if claimed:
+            sizes.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(outbox, "claim", recording)
+    return sizes
+
+
+def test_a_burst_of_commits_is_claimed_together_not_one_claim_each(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit that records events wakes the dispatcher; in a burst of orders, the wake-ups
+    are coalesced: at most one write transaction (claim and completions together) per
+    COALESCE_SECONDS, not one claim and one completion per commit competing with the orders'."""
+    container = container_of(make_app(events_poll_seconds=10))  # only the commits wake it
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    background = container.dispatcher()
+    writes = count_write_transactions(container, monkeypatch)
+    background.start()
+    try:
+        started = time.monotonic()
+        for n in range(40):
+            publish(container, Pinged(f"aggregate-{n}", n))  # a commit of its own, each a wake-up
+        burst = time.monotonic() - started
+        eventually(
+            lambda: {row.status for row in deliveries(container, "test.listener")} == {DONE}, "all 40 delivered"
+        )
+    finally:
+        background.stop()
+
+    assert writes["MainThread"] == 40, "one per commit"
+    windows = burst / dispatcher_module.COALESCE_SECONDS
+    assert windows < 20, f"the burst took {burst:.2f} s: too slow to tell coalesced wake-ups from others"
+    assert writes["event-dispatcher"] <= windows + 4, (writes, burst)  # + the first, the last, and slack
+
+
+def test_a_backlog_of_quick_deliveries_is_claimed_in_batches_of_hundreds(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = container_of(make_app(events_workers=2))
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(1500)))
+    background = container.dispatcher()
+    sizes = record_claims(order_outbox(container), monkeypatch)
+    background.start()
+    try:
+        eventually(lambda: not deliveries_pending(container), "the backlog to be delivered")
+    finally:
+        background.stop()
+
+    assert sum(sizes) == 1500
+    assert sizes[0] == 2 * dispatcher_module.PREFETCH_PER_WORKER, "the first claim knows nothing of the pace"
+    assert max(sizes) >= 200, sizes
+    assert len(sizes) <= 12, sizes
+
+
+def test_slow_deliveries_are_claimed_a_few_at_a_time_leaving_the_rest_to_other_dispatchers(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = container_of(make_app(events_workers=2, events_poll_seconds=0.05))
+    container.event_bus().subscribe(Pinged, lambda event: time.sleep(0.05), name="test.slow")
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(40)))
+    background = container.dispatcher()
+    sizes = record_claims(order_outbox(container), monkeypatch)
+    background.start()
+    try:
+        eventually(lambda: not deliveries_pending(container), "all 40 delivered")
+    finally:
+        background.stop()
+
+    assert max(sizes) <= 2 * dispatcher_module.PREFETCH_PER_WORKER, sizes
+
+
+def test_a_delivery_that_succeeds_logs_nothing_unless_debug_is_on(
+    container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building and filtering a log line per delivery cost as much as the rest of a quick one."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records, debug=False))
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    publish(container, Pinged("a", 1), Pinged("b", 2))
+
+    assert dispatcher(container).run_until_idle() == 2
+
+    assert records == []
+
+
+def deliveries_pending(container: ApplicationContainer) -> int:
+    d = ORDER_OUTBOX.deliveries
+    with databases(container)["order"].session(write=False) as session:
+        return int(session.scalar(select(func.count()).where(d.c.status == PENDING)) or 0)
 
 
 # -- 8. pruning ----------------------------------------------------------------------------
