@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, event
 
@@ -54,8 +54,13 @@ def plan(engine: Engine, statement: Statement, *, planner: dict[str, str] | None
             return "\n".join(str(row[0]) for row in connection.exec_driver_sql(f"EXPLAIN {sql}", parameters))
 
 
-def plans_of(engine: Engine, action: Callable[[], object], *, planner: dict[str, str] | None = None) -> list[str]:
-    """Run ``action`` and return the plan of every ``SELECT`` it sent through ``engine``."""
+class Planned(NamedTuple):
+    sql: str
+    plan: str
+
+
+def plans_of(engine: Engine, action: Callable[[], object], *, planner: dict[str, str] | None = None) -> list[Planned]:
+    """Run ``action``; every ``SELECT`` it sent through ``engine``, with its plan."""
     with captured_selects(engine) as statements:
         action()
-    return [plan(engine, statement, planner=planner) for statement in statements]
+    return [Planned(statement[0], plan(engine, statement, planner=planner)) for statement in statements]
