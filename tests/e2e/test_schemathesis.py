@@ -54,6 +54,9 @@ hooks = {json.dumps(str(HOOKS))}
 workers = 1
 continue-on-failure = true
 request-timeout = 30
+# A fixed seed: the stateful phase picks which links to follow at random, and a run that
+# happened to follow only inferred links failed the documented-links assertion by chance.
+seed = 20261203
 
 [generation]
 max-examples = {MAX_EXAMPLES}
