@@ -55,10 +55,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for module in served:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     service_token = settings.service_token_value()
-    # Without a token nobody could call them: not served at all.
-    if service_token is not None and "product" in settings.hosted_contexts():
+    if service_token is not None:
         init_service_auth(app, service_token)
-        app.register_blueprint(product_http.internal_bp)
+        # Without a token nobody could call them: not served at all.
+        if "product" in settings.hosted_contexts():
+            app.register_blueprint(product_http.internal_bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api_docs.bp)
     install_rate_limits(

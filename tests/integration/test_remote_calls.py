@@ -360,3 +360,38 @@ def test_the_breaker_does_not_make_calls_to_a_target_wait_for_each_other(make_se
             answers = list(pool.map(lambda _: get(service).json(), range(2)))
 
     assert answers == [{"ok": True}, {"ok": True}]
+
+
+# --- the caller's deadline and the breaker ---------------------------------------------------
+
+
+def test_a_timeout_that_only_the_callers_deadline_caused_does_not_count_toward_the_breaker(
+    make_service: MakeService,
+) -> None:
+    bind_deadline(0.2)
+    with SilentServer() as server:
+        service = make_service(server.url, read_timeout_seconds=5, attempts=1, breaker_failures=1)
+        with pytest.raises(DependencyUnavailable) as raised:
+            get(service)
+
+    assert "deadline" in raised.value.reason
+    assert service.breaker.state == "closed"
+
+
+def test_a_timeout_at_the_configured_read_timeout_counts_toward_the_breaker(make_service: MakeService) -> None:
+    bind_deadline(3.0)  # longer than the read timeout: the target had all the time it is given
+    with SilentServer() as server:
+        service = make_service(server.url, read_timeout_seconds=0.2, attempts=1, breaker_failures=1)
+        with pytest.raises(DependencyUnavailable):
+            get(service)
+
+    assert service.breaker.state == "open"
+
+
+def test_a_callers_deadline_never_lengthens_a_call_past_the_read_timeout(make_service: MakeService) -> None:
+    bind_deadline(600.0)
+    with ScriptedServer() as server:
+        get(make_service(server.url, read_timeout_seconds=3))
+
+    [received] = server.received
+    assert 0 < int(received.headers[DEADLINE_HEADER]) <= 3000

@@ -5,23 +5,38 @@ a product service that does not answer makes placing an order a 503 that leaves 
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import pytest
+from flask import Flask
 from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.config import read_settings, settings_problems
 from app.factory import container_of
+from contexts.product.application.handlers import CreateProduct
 from contexts.product.client import RemoteProductApi
+from infrastructure.remote import BREAKERS
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
-from tests.http_servers import Answer, ScriptedServer, dead_url
+from tests.http_servers import Answer, ScriptedServer, dead_url, serve_app
 from tests.problems import assert_problem
 
 SERVICE_TOKEN = "remote-product-test-token-0123456789abc"
+# Two processes serving the contexts apart: both need the broker's URL (never connected to
+# here), the service token and one signing secret.
+APART = {
+    "events_broker_url": "amqp://guest:guest@127.0.0.1:5672//",
+    "service_token": SERVICE_TOKEN,
+    "token_secret": "remote-product-test-signing-secret-0123456789",
+}
+ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ORDER_TABLES = ("order_orders", "order_order_lines", "order_idempotency_keys")
 
@@ -64,6 +79,12 @@ def test_bad_remote_settings_are_refused_by_name(settings: dict[str, Any], named
 def test_the_service_url_is_kept_without_a_trailing_slash() -> None:
     settings = read_settings({"product_service_url": "https://shop.internal/product/", "service_token": SERVICE_TOKEN})
     assert settings.product_service_url == "https://shop.internal/product"
+
+
+def remote_product_api(app: Flask) -> RemoteProductApi:
+    api = container_of(app).product_api()
+    assert isinstance(api, RemoteProductApi)
+    return api
 
 
 # --- the container's choice ----------------------------------------------------------------
@@ -130,9 +151,9 @@ def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(m
         client.post(
             "/api/v1/orders",
             json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
-            headers={**customer, "X-Request-ID": "order-req-1", "traceparent": TRACEPARENT, "X-Deadline-Ms": "1500"},
+            headers={**customer, "X-Request-ID": "order-req-1", "traceparent": TRACEPARENT},
         )
-        container_of(app).product_api().close()
+        remote_product_api(app).close()
 
     [lookup] = product_service.received
     assert lookup.method == "GET"
@@ -140,14 +161,91 @@ def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(m
     assert lookup.headers["Authorization"] == f"Bearer {SERVICE_TOKEN}"
     assert lookup.headers["X-Request-ID"] == "order-req-1"
     assert lookup.headers["traceparent"] == TRACEPARENT
-    assert 0 < int(lookup.headers["X-Deadline-Ms"]) <= 1500
+    assert 0 < int(lookup.headers["X-Deadline-Ms"]) <= 5000  # REMOTE_READ_TIMEOUT_SECONDS
+
+
+class SlowService:
+    """A healthy service that takes ``seconds`` over every answer, and notes the deadline each
+    request carried: slower than a customer's short deadline, well within the read timeout."""
+
+    def __init__(self, app: WSGIApplication, seconds: float) -> None:
+        self._app = app
+        self._seconds = seconds
+        self.deadlines: list[int] = []
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self.deadlines.append(int(environ.get("HTTP_X_DEADLINE_MS", "0")))
+        time.sleep(self._seconds)
+        return self._app(environ, start_response)
+
+
+def test_a_customers_deadline_neither_shortens_the_calls_nor_opens_the_breaker(make_app: MakeApp) -> None:
+    """Customers sending a tiny ``X-Deadline-Ms`` used to time the product calls out on purpose
+    and open the breaker for everyone; from the public edge the header is not believed."""
+    product_app = make_app(served_contexts="product", **APART)
+    product_id = (
+        container_of(product_app)
+        .product.create_product()(
+            CreateProduct(
+                sku="SLOW-1", name="Thing", description=None, price=Decimal("10.00"), currency="USD", initial_stock=10
+            )
+        )
+        .id
+    )
+    slow = SlowService(product_app, seconds=0.2)
+    with serve_app(slow) as product_url:
+        app = make_app(
+            served_contexts=ALL_BUT_PRODUCT,
+            product_service_url=product_url,
+            remote_read_timeout_seconds=5,
+            remote_breaker_failures=2,
+            **APART,
+        )
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        answers = [
+            client.post(
+                "/api/v1/orders",
+                json={"items": [{"product_id": str(product_id), "quantity": 1}]},
+                headers={**customer, "X-Deadline-Ms": "20", "Idempotency-Key": f"short-{attempt}"},
+            )
+            for attempt in range(3)
+        ]
+        breaker = BREAKERS.breaker_for(product_url, failures=2, reset_seconds=10).state  # the order app's
+        remote_product_api(app).close()
+
+    assert [answer.status_code for answer in answers] == [201, 201, 201], answers[0].json
+    assert breaker == "closed"
+    assert slow.deadlines and min(slow.deadlines) > 1000, slow.deadlines
+
+
+def test_a_service_may_shorten_the_deadline_of_the_calls_its_request_makes(make_app: MakeApp) -> None:
+    """The deadline of a caller presenting the service token is believed and passed on."""
+    with ScriptedServer(then=Answer(200, {"items": []})) as product_service:
+        app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        client.post(
+            "/api/v1/orders",
+            json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
+            headers={**customer, "X-Deadline-Ms": "1500"},
+        )
+        with app.test_request_context(headers={"Authorization": f"Bearer {SERVICE_TOKEN}", "X-Deadline-Ms": "1500"}):
+            app.preprocess_request()
+            container_of(app).product_api().get_products([uuid.UUID("7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e")])
+            app.do_teardown_request()
+        remote_product_api(app).close()
+
+    from_customer, from_service = (int(received.headers["X-Deadline-Ms"]) for received in product_service.received)
+    assert from_customer > 1500
+    assert 0 < from_service <= 1500
 
 
 def test_a_release_is_made_even_when_the_callers_deadline_is_spent(make_app: MakeApp) -> None:
     """Releasing undoes a reservation, typically after a failure that used up the caller's time."""
     with ScriptedServer(then=Answer(204)) as product_service:
         app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
-        api = container_of(app).product_api()
+        api = remote_product_api(app)
         bind_deadline(-1.0)
         try:
             api.release(uuid.UUID("7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e"), "order_not_placed")
