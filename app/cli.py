@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from types import FrameType
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, pass_script_info, with_appcontext
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.serving import run_simple
 
 from app.api_docs import openapi_document
@@ -58,10 +60,27 @@ def load_settings() -> Settings:
 
 def _create_app() -> Flask:
     with _settings_named_when_invalid():
-        return create_app()
+        try:
+            return create_app()
+        except OSError as error:
+            # The instance folder (generated secret, SQLite files) cannot be made or written.
+            raise click.ClickException(f"cannot use {error.filename}: {error.strerror}") from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, load_dotenv=False)
+class ShopGroup(FlaskGroup):
+    """Flask's CLI group, answering what an operator can fix (a database that does not answer)
+    in one line, as settings errors are, instead of a traceback through SQLAlchemy's stack."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OperationalError as error:
+            # The driver's own message names the server and what failed, never the password.
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise click.ClickException(f"a database did not answer: {reason}") from None
+
+
+@click.group(cls=ShopGroup, create_app=_create_app, load_dotenv=False)
 def main() -> None:
     """modular-shop: an online-shop backend (users, products, orders)."""
 

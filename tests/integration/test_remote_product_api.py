@@ -29,13 +29,11 @@ from tests.http_servers import Answer, ScriptedServer, dead_url, serve_app
 from tests.problems import assert_problem
 
 SERVICE_TOKEN = "remote-product-test-token-0123456789abc"
-# Two processes serving the contexts apart: both need the broker's URL (never connected to
-# here), the service token and one signing secret.
-APART = {
-    "events_broker_url": "amqp://guest:guest@127.0.0.1:5672//",
-    "service_token": SERVICE_TOKEN,
-    "token_secret": "remote-product-test-signing-secret-0123456789",
-}
+# What a process calling the product service needs: the service token and the signing secret
+# the product service shares.
+REMOTE = {"service_token": SERVICE_TOKEN, "token_secret": "remote-product-test-signing-secret-0123456789"}
+# Two processes serving the contexts apart also need the broker's URL (never connected to here).
+APART = {"events_broker_url": "amqp://guest:guest@127.0.0.1:5672//", **REMOTE}
 ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ORDER_TABLES = ("order_orders", "order_order_lines", "order_idempotency_keys")
@@ -51,7 +49,7 @@ def problems_of(**settings: Any) -> str:
 
 
 def test_a_product_service_url_needs_a_service_token() -> None:
-    assert "SERVICE_TOKEN: Value error, required when PRODUCT_SERVICE_URL is set" in problems_of(
+    assert "SERVICE_TOKEN: required when PRODUCT_SERVICE_URL is set" in problems_of(
         product_service_url="http://product:8000"
     )
 
@@ -77,7 +75,7 @@ def test_bad_remote_settings_are_refused_by_name(settings: dict[str, Any], named
 
 
 def test_the_service_url_is_kept_without_a_trailing_slash() -> None:
-    settings = read_settings({"product_service_url": "https://shop.internal/product/", "service_token": SERVICE_TOKEN})
+    settings = read_settings({"product_service_url": "https://shop.internal/product/", **REMOTE})
     assert settings.product_service_url == "https://shop.internal/product"
 
 
@@ -98,7 +96,7 @@ def test_without_a_product_service_url_the_product_context_is_called_in_process(
 
 
 def test_with_a_product_service_url_order_and_recommendation_get_the_remote_client(make_app: MakeApp) -> None:
-    container = container_of(make_app(product_service_url=dead_url(), service_token=SERVICE_TOKEN))
+    container = container_of(make_app(product_service_url=dead_url(), **REMOTE))
     remote = container.product_api()
     assert isinstance(remote, RemoteProductApi)
     assert container.order.product_api() is remote
@@ -124,7 +122,7 @@ def test_an_order_while_the_product_service_is_down_is_a_503_that_leaves_nothing
 ) -> None:
     app = make_app(
         product_service_url=dead_url(),
-        service_token=SERVICE_TOKEN,
+        **REMOTE,
         remote_attempts=2,
         remote_breaker_failures=4,
         remote_breaker_reset_seconds=30,
@@ -145,7 +143,7 @@ def test_an_order_while_the_product_service_is_down_is_a_503_that_leaves_nothing
 
 def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(make_app: MakeApp) -> None:
     with ScriptedServer(then=Answer(200, {"items": []})) as product_service:
-        app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
+        app = make_app(product_service_url=product_service.url, **REMOTE)
         client = app.test_client()
         customer = Shop(client, container_of(app)).customer()
         client.post(
@@ -222,7 +220,7 @@ def test_a_customers_deadline_neither_shortens_the_calls_nor_opens_the_breaker(m
 def test_a_service_may_shorten_the_deadline_of_the_calls_its_request_makes(make_app: MakeApp) -> None:
     """The deadline of a caller presenting the service token is believed and passed on."""
     with ScriptedServer(then=Answer(200, {"items": []})) as product_service:
-        app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
+        app = make_app(product_service_url=product_service.url, **REMOTE)
         client = app.test_client()
         customer = Shop(client, container_of(app)).customer()
         client.post(
@@ -244,7 +242,7 @@ def test_a_service_may_shorten_the_deadline_of_the_calls_its_request_makes(make_
 def test_a_release_is_made_even_when_the_callers_deadline_is_spent(make_app: MakeApp) -> None:
     """Releasing undoes a reservation, typically after a failure that used up the caller's time."""
     with ScriptedServer(then=Answer(204)) as product_service:
-        app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
+        app = make_app(product_service_url=product_service.url, **REMOTE)
         api = remote_product_api(app)
         bind_deadline(-1.0)
         try:

@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import inspect
 
-from app.config import CONTEXTS, Settings
+from app.config import CONTEXTS, Settings, settings_problems
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
 from app.subscriptions import SUBSCRIPTIONS
@@ -23,7 +23,7 @@ from tests.conftest import MakeApp, database_for
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 TOKEN = "s" * 40
-APART = {"events_broker_url": BROKER, "service_token": TOKEN}
+APART = {"events_broker_url": BROKER, "service_token": TOKEN, "token_secret": "t" * 40}
 ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
 
 
@@ -85,11 +85,13 @@ def test_with_every_context_apart_each_relays_what_it_publishes_and_consumes_wha
     ("settings", "complaint"),
     [
         ({"served_contexts": "product,shipping"}, "unknown context shipping"),
-        ({"served_contexts": "product", "service_token": TOKEN}, "EVENTS_BROKER_URL is required"),
-        ({"served_contexts": "product", "events_broker_url": BROKER}, "SERVICE_TOKEN is required: this process"),
-        ({"served_contexts": "order", **APART}, "PRODUCT_SERVICE_URL is required: this process serves order"),
-        ({"served_contexts": "recommendation", **APART}, "PRODUCT_SERVICE_URL is required"),
+        ({"served_contexts": "product", "service_token": TOKEN}, "EVENTS_BROKER_URL: required: this process"),
+        ({"served_contexts": "product", "events_broker_url": BROKER}, "SERVICE_TOKEN: required: this process"),
+        ({"served_contexts": "order", **APART}, "PRODUCT_SERVICE_URL: required: this process serves order"),
+        ({"served_contexts": "recommendation", **APART}, "PRODUCT_SERVICE_URL: required"),
         ({"events_broker_url": "http://rabbit:5672/"}, "amqp:// or amqps://"),
+        ({"served_contexts": "product", "events_broker_url": BROKER, "service_token": TOKEN}, "TOKEN_SECRET: required"),
+        ({"product_service_url": "http://product:8000", "service_token": TOKEN}, "TOKEN_SECRET: required"),
     ],
 )
 def test_a_process_that_could_not_reach_the_contexts_it_needs_is_refused(
@@ -97,7 +99,18 @@ def test_a_process_that_could_not_reach_the_contexts_it_needs_is_refused(
 ) -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(instance_path=tmp_path, **settings)
-    assert complaint in str(refused.value)
+    assert complaint in settings_problems(refused.value)
+
+
+def test_a_process_serving_contexts_apart_does_not_make_up_its_own_signing_secret(tmp_path: Path) -> None:
+    """It would sign tokens no other service accepts, and refuse every token they sign."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(instance_path=tmp_path, served_contexts="user", events_broker_url=BROKER)
+    assert settings_problems(refused.value).splitlines() == [
+        "  TOKEN_SECRET: required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL): every service"
+        " must verify the tokens the others sign, so all of them need the same secret"
+    ]
+    assert not (tmp_path / "token-secret").exists()
 
 
 @pytest.mark.usefixtures("backend")
