@@ -72,6 +72,12 @@ def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) ->
     return RemoteProductApi(service)
 
 
+def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi]:
+    """The clients of other services this process calls, by service name (for readiness)."""
+    product_api = container.product_api()
+    return {"product": product_api} if isinstance(product_api, RemoteProductApi) else {}
+
+
 class ApplicationContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     event_bus = providers.Dependency(instance_of=EventBus)

@@ -9,7 +9,7 @@ from flask import Flask
 
 from app import api_docs, ops
 from app.config import read_settings
-from app.containers import ApplicationContainer, build_container, databases
+from app.containers import ApplicationContainer, build_container, databases, remote_services
 from app.subscriptions import subscribe_all
 from contexts.audit import http as audit_http
 from contexts.order import http as order_http
@@ -47,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[CONTAINER] = container
     app.extensions[ops.DATABASES] = databases(container)
+    app.extensions[ops.SERVICES] = remote_services(container)
 
     install_request_ids(app)
     install_problem_handlers(app)

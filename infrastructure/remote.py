@@ -17,7 +17,9 @@ decodes the answers; this module makes each call safe to make from a request:
   target, and is not counted.
 
 Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503 at the edge).
-Answers below 500 are returned for the client to decode; other 5xx are :class:`UnexpectedAnswer`.
+A 401 means the target refuses the service token: :class:`DependencyMisconfigured` (a 503 that
+names the misconfiguration), never retried. Other answers below 500 are returned for the client
+to decode; other 5xx are :class:`UnexpectedAnswer`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import structlog
 import tenacity
 
 from infrastructure.backoff import equal_jitter
-from infrastructure.errors import DependencyUnavailable
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.request_context import (
     DEADLINE_HEADER,
     REQUEST_ID_HEADER,
@@ -50,6 +52,7 @@ from infrastructure.request_context import (
 __all__ = [
     "BREAKERS",
     "BreakerRegistry",
+    "DependencyMisconfigured",
     "DependencyUnavailable",
     "RemoteOptions",
     "RemoteService",
@@ -63,6 +66,7 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # An attempt that would have less time than this before the deadline is not started.
 MIN_ATTEMPT_SECONDS = 0.05
 MAX_RETRY_AFTER_SECONDS = 300
+TOKEN_REFUSED = "it refuses this service's SERVICE_TOKEN; every service must be given the same one"
 Clock = Callable[[], datetime]
 QueryParams = Mapping[str, str | Sequence[str]]
 
@@ -81,8 +85,8 @@ class RemoteOptions:
 
 
 class UnexpectedAnswer(Exception):
-    """The target answered something its client cannot take: a bug on one side or the other
-    (or a misconfiguration, such as a wrong service token). Not retried; a 500 at the edge."""
+    """The target answered something its client cannot take: a bug on one side or the other.
+    Not retried; a 500 at the edge."""
 
     def __init__(self, service: str, status: int, detail: str = "") -> None:
         super().__init__(f"the {service} service answered {status}" + (f": {detail}" if detail else ""))
@@ -332,6 +336,8 @@ class RemoteService:
             raise _Unavailable(f"{type(error).__name__}: {error}") from error
         if response.status_code < 500:
             self._breaker.record_success()
+            if response.status_code == 401:
+                raise DependencyMisconfigured(self.name, TOKEN_REFUSED)
             return response
         self._breaker.record_failure()
         if response.status_code in RETRYABLE_STATUSES:

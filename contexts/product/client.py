@@ -27,9 +27,12 @@ from contexts.product.api import (
     ReservationConflict,
     ReservationLine,
 )
+from infrastructure.errors import DependencyMisconfigured
 from infrastructure.remote import RemoteService, UnexpectedAnswer
 
 INTERNAL_PREFIX = "/internal/v1/product"
+# Answers 204 to a caller presenting the service token: how a caller checks its configuration.
+ACCESS_PATH = f"{INTERNAL_PREFIX}/access"
 MAX_IDS_PER_CALL = 100
 MAX_RESERVATION_LINES = 1000
 
@@ -37,6 +40,11 @@ MAX_RESERVATION_LINES = 1000
 PRODUCT_NOT_FOUND = "product_not_found"
 INSUFFICIENT_STOCK = "insufficient_stock"
 RESERVATION_CONFLICT = "reservation_conflict"
+
+NO_INTERNAL_ENDPOINTS = (
+    "PRODUCT_SERVICE_URL does not lead to a product service serving internal endpoints"
+    " (SERVED_CONTEXTS including product, and SERVICE_TOKEN, set there)"
+)
 
 
 class RemoteProductApi:
@@ -74,6 +82,16 @@ class RemoteProductApi:
             idempotent=True,
             own_budget=True,  # it undoes a reservation, often after a failure spent the deadline
         )
+        if response.status_code != 204:
+            self._refused(response)
+
+    def check_access(self) -> None:
+        """Return if the product service takes this service's calls (readiness). Raises
+        :class:`DependencyMisconfigured` when it refuses the service token or serves no internal
+        endpoints at PRODUCT_SERVICE_URL, :class:`DependencyUnavailable` when it does not answer."""
+        response = self._service.request("GET", ACCESS_PATH, idempotent=False)
+        if response.status_code == 404:
+            raise DependencyMisconfigured(self._service.name, NO_INTERNAL_ENDPOINTS)
         if response.status_code != 204:
             self._refused(response)
 

@@ -346,6 +346,12 @@ def reservation_id_from_path(raw: str) -> uuid.UUID:
     return id_from_path(raw, lambda malformed: Problem(404, f"no reservation with id {malformed}"))
 
 
+@internal_bp.get("/access")
+def internal_access() -> tuple[str, int]:
+    """Nothing but the service token's check: callers ask it to know they are configured right."""
+    return "", 204
+
+
 @internal_bp.get("/products")
 @inject
 def internal_get_products(api: ProductFacade = Provide["product.api"]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infrastructure.errors import DependencyUnavailable
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, UnexpectedAnswer
 from infrastructure.request_context import (
     DEADLINE_HEADER,
@@ -239,13 +239,26 @@ def test_retries_are_bounded_by_the_attempts(make_service: MakeService) -> None:
     assert raised.value.retry_after_seconds == 7  # the target's own hint is passed on
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
 def test_an_answer_below_500_is_returned_as_it_is_and_not_retried(make_service: MakeService, status: int) -> None:
     with ScriptedServer(then=Answer(status, {"code": "x"})) as server:
         response = get(make_service(server.url))
 
     assert (response.status_code, response.json()) == (status, {"code": "x"})
     assert len(server.received) == 1
+
+
+def test_a_refused_service_token_is_a_misconfiguration_not_retried_and_not_an_outage(
+    make_service: MakeService,
+) -> None:
+    with ScriptedServer(then=Answer(401, {"detail": "a service token is required"})) as server:
+        service = make_service(server.url, attempts=3, breaker_failures=1)
+        with pytest.raises(DependencyMisconfigured) as raised:
+            get(service)
+
+    assert "SERVICE_TOKEN" in raised.value.problem
+    assert len(server.received) == 1
+    assert service.breaker.state == "closed"
 
 
 def test_a_500_is_unexpected_and_not_retried(make_service: MakeService) -> None:

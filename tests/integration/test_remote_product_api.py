@@ -253,3 +253,57 @@ def test_a_release_is_made_even_when_the_callers_deadline_is_spent(make_app: Mak
 
     [release] = product_service.received
     assert release.path == "/internal/v1/product/reservations/7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e/release"
+
+
+# --- a misconfigured pair of services -------------------------------------------------------
+
+
+def order_service(make_app: MakeApp, product_url: str, **settings: Any) -> Flask:
+    return make_app(served_contexts=ALL_BUT_PRODUCT, product_service_url=product_url, **{**APART, **settings})
+
+
+def test_a_product_service_that_refuses_our_service_token_is_a_503_naming_the_misconfiguration(
+    make_app: MakeApp,
+) -> None:
+    product_app = make_app(served_contexts="product", **{**APART, "service_token": "another-service-token-" + "x" * 20})
+    with serve_app(product_app) as product_url:
+        app = order_service(make_app, product_url)
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        ordered = client.post(
+            "/api/v1/orders",
+            json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
+            headers=customer,
+        )
+        ready = client.get("/readyz")
+        remote_product_api(app).close()
+
+    problem = assert_problem(ordered, 503)
+    assert "SERVICE_TOKEN" in problem["detail"]
+    assert ordered.headers["Retry-After"].isdigit()
+    readiness = assert_problem(ready, 503)
+    assert "the product service cannot be used" in readiness["detail"]
+    assert "SERVICE_TOKEN" in readiness["detail"]
+    assert readiness["services"] == {"product": "misconfigured"}
+
+
+def test_readiness_names_a_product_service_url_that_leads_to_no_internal_endpoints(make_app: MakeApp) -> None:
+    """Say, the URL of the monolith, which has no SERVICE_TOKEN and so no internal endpoints: a 404."""
+    with serve_app(make_app()) as product_url:
+        app = order_service(make_app, product_url)
+        ready = app.test_client().get("/readyz")
+        remote_product_api(app).close()
+
+    readiness = assert_problem(ready, 503)
+    assert "PRODUCT_SERVICE_URL does not lead to a product service" in readiness["detail"]
+
+
+def test_readiness_checks_the_product_service_takes_our_calls_but_does_not_fall_with_it(make_app: MakeApp) -> None:
+    with serve_app(make_app(served_contexts="product", **APART)) as product_url:
+        app = order_service(make_app, product_url)
+        assert app.test_client().get("/readyz").status_code == 200
+        remote_product_api(app).close()
+
+    down = order_service(make_app, dead_url(), remote_attempts=1)
+    assert down.test_client().get("/readyz").status_code == 200, "a product outage is no reason to stop the rest"
+    remote_product_api(down).close()
