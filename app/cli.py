@@ -21,7 +21,7 @@ from werkzeug.serving import run_simple
 from app.api_docs import openapi_document
 from app.background import BackgroundWork
 from app.config import Settings, read_settings, settings_problems
-from app.containers import databases
+from app.containers import databases, elsewhere
 from app.events_cli import events
 from app.factory import container_of, create_app
 from app.migrations import downgrade_all, upgrade_all
@@ -169,6 +169,15 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"databases downgraded to {revision}")
 
 
+def _served_here(*contexts: str) -> None:
+    """Stop a command that changes ``contexts`` in a process that does not serve them: the
+    change would miss its events' subscribers (and perhaps the context's real database)."""
+    hosted = container_of(current_app).settings().hosted_contexts()
+    for context in contexts:
+        if context not in hosted:
+            raise click.ClickException(elsewhere(context))
+
+
 @main.group("users")
 def users() -> None:
     """User administration."""
@@ -187,6 +196,7 @@ def create_admin(email: str, password: str, name: str) -> None:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise click.ClickException(problems) from error
+    _served_here("user")
     register = container_of(current_app).user.register_user()
     try:
         user = register(RegisterUser(email=valid.email, password=valid.password, name=valid.name, role=Role.ADMIN))
@@ -199,6 +209,7 @@ def create_admin(email: str, password: str, name: str) -> None:
 @with_appcontext
 def seed_demo() -> None:
     """Add a few products and a demo customer; running it again adds nothing twice."""
+    _served_here("product", "user")
     container = container_of(current_app)
     create = container.product.create_product()
     for sku, name, description, price, stock in DEMO_PRODUCTS:

@@ -12,13 +12,17 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app.config import CONTEXTS, Settings, settings_problems
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
+from app.migrations import upgrade_all
 from app.subscriptions import SUBSCRIPTIONS
 from app.topology import RELAY, Placement
+from contexts.user.application.handlers import RegisterUser
+from contexts.user.domain.model import Role
+from infrastructure.events.outbox import PublishingRefused
 from tests.conftest import MakeApp, database_for
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -169,3 +173,25 @@ def test_migrations_create_only_the_served_contexts_tables(tmp_path: Path, make_
     assert {context: tables_of(context, instance) for context in CONTEXTS if context != "audit"} == {
         context: [] for context in CONTEXTS if context != "audit"
     }
+
+
+@pytest.mark.usefixtures("backend")
+def test_a_context_served_elsewhere_cannot_commit_an_event_that_nothing_here_would_deliver(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    """Its subscribers and relay run where it is served; committed here, UserRegistered would
+    have had no delivery at all (no audit entry, no welcome mail, no recommendation profile)."""
+    container = container_of(make_app(served_contexts="product", **APART))
+    upgrade_all({"user": container.user_database()})  # as if it shared the user service's database
+    register = container.user.register_user()
+
+    with pytest.raises(PublishingRefused, match="does not serve the user context"):
+        register(RegisterUser(email="ops@example.com", password="correct horse", name="Ops", role=Role.ADMIN))
+
+    users = database_for("user", tmp_path / "instance-0")
+    try:
+        with users.begin() as connection:
+            assert connection.execute(text("SELECT count(*) FROM user_users")).scalar_one() == 0
+            assert connection.execute(text("SELECT count(*) FROM user_outbox")).scalar_one() == 0
+    finally:
+        users.dispose()
