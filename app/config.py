@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     )
     ratelimit_key_prefix: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = "shop"
 
+    trusted_proxy_hops: Annotated[int, Field(ge=0, le=10)] = Field(
+        0,
+        description="reverse proxies in front of the shop that append to X-Forwarded-For; 0 = the header is ignored",
+    )
     hsts_seconds: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = 0
     cors_allowed_origins: str = Field(
         "", description="comma-separated origins allowed to call the API from a browser; empty = no CORS"

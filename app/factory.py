@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api_docs, ops
 from app.config import read_settings
@@ -49,6 +50,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[ops.DATABASES] = databases(container)
     app.extensions[ops.SERVICES] = remote_services(container)
 
+    if settings.trusted_proxy_hops:
+        # The client's address (what per-address limits count by) and scheme as the proxies
+        # nearest the shop saw them; the rest of X-Forwarded-For is the client's to forge.
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     install_request_ids(app)
     install_problem_handlers(app)
     init_auth(app, container.tokens())
