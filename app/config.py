@@ -211,11 +211,8 @@ class Settings(BaseSettings):
     @field_validator("token_previous_secrets")
     @classmethod
     def _previous_secrets_long_enough(cls, value: SecretStr) -> SecretStr:
-        secrets = split_list(value.get_secret_value())
-        if any(len(secret) < MIN_SECRET_LENGTH for secret in secrets):
+        if any(len(secret) < MIN_SECRET_LENGTH for secret in split_list(value.get_secret_value())):
             raise ValueError(f"every previous secret must be at least {MIN_SECRET_LENGTH} characters")
-        if len(set(secrets)) < len(secrets):
-            raise ValueError("a secret is listed twice")
         return value
 
     @field_validator("database_url", *(f"{context}_database_url" for context in CONTEXTS))
@@ -319,9 +316,6 @@ class Settings(BaseSettings):
                     " must verify the tokens the others sign, so all of them need the same secret"
                 )
             return None
-        previous: SecretStr = info.data.get("token_previous_secrets", SecretStr(""))
-        if value.get_secret_value() in split_list(previous.get_secret_value()):
-            raise ValueError("is also among TOKEN_PREVIOUS_SECRETS: keep only older secrets there")
         return _long_enough(value)
 
     @field_validator("cors_allowed_origins")
