@@ -9,8 +9,10 @@ from flask import Blueprint, current_app
 from pydantic import BaseModel
 from sqlalchemy.pool import Pool
 
+from infrastructure.auth import TokenKeys
 from infrastructure.db import Database
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
+from infrastructure.http.auth import current_tokens
 from infrastructure.http.openapi import endpoint
 from infrastructure.http.problems import Problem
 
@@ -26,9 +28,10 @@ class HealthOut(BaseModel):
 
 
 class AccessCheck(Protocol):
-    """A client of another service that can tell whether that service takes this one's calls."""
+    """A client of another service that can tell whether that service takes this one's calls
+    and its customers' tokens."""
 
-    def check_access(self) -> None: ...
+    def check_access(self, tokens: TokenKeys) -> None: ...
 
 
 class ReadinessOut(BaseModel):
@@ -90,9 +93,10 @@ def _check_services(
     wrong with those that refuse them."""
     states: dict[str, Literal["ok", "unavailable", "misconfigured"]] = {}
     problems: dict[str, str] = {}
+    ours = current_tokens().keys()
     for name, client in clients.items():
         try:
-            client.check_access()
+            client.check_access(ours)
             states[name] = "ok"
         except DependencyMisconfigured as error:
             logger.error("readyz.service_misconfigured", service=name, problem=error.problem)

@@ -89,7 +89,9 @@ def test_the_service_token_opens_every_internal_endpoint(client: FlaskClient, pr
     }
     assert (reserved.status_code, reserved.get_data()) == (204, b"")
     assert (released.status_code, released.get_data()) == (204, b"")
-    assert (access.status_code, access.get_data()) == (204, b"")
+    assert access.status_code == 200
+    assert set(access.json) == {"signing_key_id", "accepted_key_ids"}
+    assert access.json["signing_key_id"] in access.json["accepted_key_ids"]
 
 
 def test_no_token_a_wrong_one_and_users_tokens_are_all_401(

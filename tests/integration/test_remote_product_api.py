@@ -298,6 +298,28 @@ def test_readiness_names_a_product_service_url_that_leads_to_no_internal_endpoin
     assert "PRODUCT_SERVICE_URL does not lead to a product service" in readiness["detail"]
 
 
+def test_readiness_names_services_that_sign_customers_tokens_with_different_secrets(make_app: MakeApp) -> None:
+    """Each would answer 401 to every customer whose token the other signed."""
+    other_secret = {"token_secret": "another-signing-secret-" + "y" * 20}
+    with serve_app(make_app(served_contexts="product", **{**APART, **other_secret})) as product_url:
+        app = order_service(make_app, product_url)
+        ready = app.test_client().get("/readyz")
+        remote_product_api(app).close()
+
+    readiness = assert_problem(ready, 503)
+    assert "another TOKEN_SECRET" in readiness["detail"]
+    assert readiness["services"] == {"product": "misconfigured"}
+
+
+def test_readiness_holds_while_a_token_secret_is_rotated_one_service_at_a_time(make_app: MakeApp) -> None:
+    new_secret = "the-new-signing-secret-" + "z" * 20
+    rotated = {"token_secret": new_secret, "token_previous_secrets": APART["token_secret"]}
+    with serve_app(make_app(served_contexts="product", **{**APART, **rotated})) as product_url:
+        app = order_service(make_app, product_url)  # still on the old secret alone
+        assert app.test_client().get("/readyz").status_code == 200
+        remote_product_api(app).close()
+
+
 def test_readiness_checks_the_product_service_takes_our_calls_but_does_not_fall_with_it(make_app: MakeApp) -> None:
     with serve_app(make_app(served_contexts="product", **APART)) as product_url:
         app = order_service(make_app, product_url)
