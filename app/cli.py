@@ -58,13 +58,19 @@ def load_settings() -> Settings:
         return read_settings()
 
 
+@contextmanager
+def _unusable_files_named() -> Iterator[None]:
+    """The instance folder (generated secret, SQLite files) that cannot be made or written is
+    one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise click.ClickException(f"cannot use {error.filename}: {error.strerror}") from None
+
+
 def _create_app() -> Flask:
-    with _settings_named_when_invalid():
-        try:
-            return create_app()
-        except OSError as error:
-            # The instance folder (generated secret, SQLite files) cannot be made or written.
-            raise click.ClickException(f"cannot use {error.filename}: {error.strerror}") from None
+    with _settings_named_when_invalid(), _unusable_files_named():
+        return create_app()
 
 
 class ShopGroup(FlaskGroup):
@@ -111,8 +117,13 @@ def serve(info: ScriptInfo, host: str, port: int, prod: bool, contexts: str | No
         # Through the environment, so that gunicorn's workers read the same settings.
         os.environ["SERVED_CONTEXTS"] = contexts
     if prod:
-        # The master forks before any app exists; each worker builds its own.
-        ProductionServer(load_settings(), host=host, port=port).run()
+        # The master forks before any app exists; each worker builds its own. What a worker
+        # could only fail on, and gunicorn would answer with a traceback per worker, is made
+        # here once: the signing secret in the instance folder.
+        settings = load_settings()
+        with _unusable_files_named():
+            settings.signing_secret()
+        ProductionServer(settings, host=host, port=port).run()
         return
     app = info.load_app()
     container = container_of(app)

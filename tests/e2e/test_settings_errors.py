@@ -97,10 +97,11 @@ def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     assert f"port {port} failed: Connection refused" in line
 
 
-def test_an_instance_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--prod")])
+def test_an_instance_folder_that_cannot_be_made_is_one_line(tmp_path: Path, command: tuple[str, ...]) -> None:
     (tmp_path / "file").write_text("not a folder")
 
-    result = shop("db", "upgrade", env=shop_env(tmp_path / "file" / "instance"), cwd=tmp_path, check=False)
+    result = shop(*command, env=shop_env(tmp_path / "file" / "instance"), cwd=tmp_path, check=False)
 
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
