@@ -9,17 +9,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from types import FrameType
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, pass_script_info, with_appcontext
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.serving import run_simple
 
 from app.api_docs import openapi_document
 from app.background import BackgroundWork
 from app.config import Settings, read_settings, settings_problems
-from app.containers import databases
+from app.containers import databases, elsewhere
 from app.events_cli import events
 from app.factory import container_of, create_app
 from app.migrations import downgrade_all, upgrade_all
@@ -56,12 +58,35 @@ def load_settings() -> Settings:
         return read_settings()
 
 
+@contextmanager
+def _unusable_files_named() -> Iterator[None]:
+    """The instance folder (generated secret, SQLite files) that cannot be made or written is
+    one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise click.ClickException(f"cannot use {error.filename}: {error.strerror}") from None
+
+
 def _create_app() -> Flask:
-    with _settings_named_when_invalid():
+    with _settings_named_when_invalid(), _unusable_files_named():
         return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, load_dotenv=False)
+class ShopGroup(FlaskGroup):
+    """Flask's CLI group, answering what an operator can fix (a database that does not answer)
+    in one line, as settings errors are, instead of a traceback through SQLAlchemy's stack."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OperationalError as error:
+            # The driver's own message names the server and what failed, never the password.
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise click.ClickException(f"a database did not answer: {reason}") from None
+
+
+@click.group(cls=ShopGroup, create_app=_create_app, load_dotenv=False)
 def main() -> None:
     """modular-shop: an online-shop backend (users, products, orders)."""
 
@@ -92,8 +117,13 @@ def serve(info: ScriptInfo, host: str, port: int, prod: bool, contexts: str | No
         # Through the environment, so that gunicorn's workers read the same settings.
         os.environ["SERVED_CONTEXTS"] = contexts
     if prod:
-        # The master forks before any app exists; each worker builds its own.
-        ProductionServer(load_settings(), host=host, port=port).run()
+        # The master forks before any app exists; each worker builds its own. What a worker
+        # could only fail on, and gunicorn would answer with a traceback per worker, is made
+        # here once: the signing secret in the instance folder.
+        settings = load_settings()
+        with _unusable_files_named():
+            settings.signing_secret()
+        ProductionServer(settings, host=host, port=port).run()
         return
     app = info.load_app()
     container = container_of(app)
@@ -150,6 +180,15 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"databases downgraded to {revision}")
 
 
+def _served_here(*contexts: str) -> None:
+    """Stop a command that changes ``contexts`` in a process that does not serve them: the
+    change would miss its events' subscribers (and perhaps the context's real database)."""
+    hosted = container_of(current_app).settings().hosted_contexts()
+    for context in contexts:
+        if context not in hosted:
+            raise click.ClickException(elsewhere(context))
+
+
 @main.group("users")
 def users() -> None:
     """User administration."""
@@ -168,6 +207,7 @@ def create_admin(email: str, password: str, name: str) -> None:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise click.ClickException(problems) from error
+    _served_here("user")
     register = container_of(current_app).user.register_user()
     try:
         user = register(RegisterUser(email=valid.email, password=valid.password, name=valid.name, role=Role.ADMIN))
@@ -180,6 +220,7 @@ def create_admin(email: str, password: str, name: str) -> None:
 @with_appcontext
 def seed_demo() -> None:
     """Add a few products and a demo customer; running it again adds nothing twice."""
+    _served_here("product", "user")
     container = container_of(current_app)
     create = container.product.create_product()
     for sku, name, description, price, stock in DEMO_PRODUCTS:

@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contexts.notification.adapters.mailers import SmtpEndpoint
 from infrastructure.auth import MIN_SECRET_LENGTH
-from infrastructure.db import PoolOptions
+from infrastructure.db import PoolOptions, database_url
 from infrastructure.remote import RemoteOptions
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
@@ -76,9 +76,6 @@ class Settings(BaseSettings):
         "modular-shop", description="the application_name of the shop's connections, as pg_stat_activity shows them"
     )
 
-    token_secret: SecretStr | None = Field(
-        None, description="signs bearer tokens (32+ chars); generated into the instance folder if unset"
-    )
     token_previous_secrets: SecretStr = Field(
         SecretStr(""),
         description="comma-separated older signing secrets, still accepted for verification during a key rotation",
@@ -94,6 +91,10 @@ class Settings(BaseSettings):
     )
     ratelimit_key_prefix: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = "shop"
 
+    trusted_proxy_hops: Annotated[int, Field(ge=0, le=10)] = Field(
+        0,
+        description="reverse proxies in front of the shop that append to X-Forwarded-For; 0 = the header is ignored",
+    )
     hsts_seconds: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = 0
     cors_allowed_origins: str = Field(
         "", description="comma-separated origins allowed to call the API from a browser; empty = no CORS"
@@ -160,7 +161,9 @@ class Settings(BaseSettings):
         description="comma-separated contexts this process serves (`shop serve --contexts`); empty = all of them",
     )
     events_broker_url: SecretStr | None = Field(
-        None, description="amqp://user:password@host:5672/vhost: RabbitMQ, for events between services"
+        None,
+        validate_default=True,
+        description="amqp://user:password@host:5672/vhost: RabbitMQ, for events between services",
     )
     events_broker_exchange: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
         "shop.events"
@@ -172,14 +175,22 @@ class Settings(BaseSettings):
         5.0, description="how long a message its subscriber failed on waits before the next attempt"
     )
 
-    # Declared before service_token: its validator reads this one.
+    # Declared after served_contexts and before service_token: validators read them in this order.
     product_service_url: str | None = Field(
-        None, description="base URL of the product service, e.g. http://product:8000; unset = product runs in process"
+        None,
+        validate_default=True,
+        description="base URL of the product service, e.g. http://product:8000; unset = product runs in process",
     )
     service_token: SecretStr | None = Field(
         None,
         validate_default=True,
         description="shared secret (32+ chars) the shop's services present to each other's internal endpoints",
+    )
+    # Declared after served_contexts and product_service_url: its validator reads them.
+    token_secret: SecretStr | None = Field(
+        None,
+        validate_default=True,
+        description="signs bearer tokens (32+ chars); generated into the instance folder if unset",
     )
     remote_connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
         1.0, description="calls to another service: how long connecting may take"
@@ -202,6 +213,14 @@ class Settings(BaseSettings):
     def _previous_secrets_long_enough(cls, value: SecretStr) -> SecretStr:
         if any(len(secret) < MIN_SECRET_LENGTH for secret in split_list(value.get_secret_value())):
             raise ValueError(f"every previous secret must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("database_url", *(f"{context}_database_url" for context in CONTEXTS))
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        database_url(value)  # its errors never quote the URL's password
         return value
 
     @field_validator("login_rate_limit_per_account", "login_rate_limit_per_address")
@@ -242,38 +261,25 @@ class Settings(BaseSettings):
 
     @field_validator("events_broker_url")
     @classmethod
-    def _broker_url(cls, value: SecretStr | None) -> SecretStr | None:
+    def _broker_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
+            if _serves_a_subset(info):
+                raise ValueError(
+                    "required: this process serves only some contexts, and events reach the others through RabbitMQ"
+                )
             return None
         if urlsplit(value.get_secret_value()).scheme not in ("amqp", "amqps"):
             raise ValueError("must be an amqp:// or amqps:// URL")
         return value
 
-    @model_validator(mode="after")
-    def _a_split_process_can_reach_the_rest(self) -> Settings:
-        hosted = self.hosted_contexts()
-        callers = [name for name in ("order", "recommendation") if name in hosted]
-        if "product" not in hosted and callers and not self.product_service_url:
-            raise ValueError(
-                f"PRODUCT_SERVICE_URL is required: this process serves {' and '.join(callers)} but not product"
-            )
-        callers_elsewhere = [name for name in ("order", "recommendation") if name not in hosted]
-        if "product" in hosted and callers_elsewhere and self.service_token is None:
-            raise ValueError(
-                f"SERVICE_TOKEN is required: this process serves product to {' and '.join(callers_elsewhere)}"
-                " served elsewhere, on endpoints only the shop's services may call"
-            )
-        if len(hosted) < len(CONTEXTS) and self.events_broker_url is None:
-            raise ValueError(
-                "EVENTS_BROKER_URL is required: this process serves only some contexts, and events reach the others"
-                " through RabbitMQ"
-            )
-        return self
-
     @field_validator("product_service_url")
     @classmethod
-    def _service_url(cls, value: str | None) -> str | None:
+    def _service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if not value:
+            hosted = _hosted(info)
+            callers = [name for name in ("order", "recommendation") if name in hosted]
+            if "product" not in hosted and callers:
+                raise ValueError(f"required: this process serves {' and '.join(callers)} but not product")
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -290,10 +296,27 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "required when PRODUCT_SERVICE_URL is set: the product service authenticates calls by it"
                 )
+            hosted = _hosted(info)
+            callers_elsewhere = [name for name in ("order", "recommendation") if name not in hosted]
+            if "product" in hosted and callers_elsewhere:
+                raise ValueError(
+                    f"required: this process serves product to {' and '.join(callers_elsewhere)} served elsewhere,"
+                    " on endpoints only the shop's services may call"
+                )
             return None
-        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
-        return value
+        return _long_enough(value)
+
+    @field_validator("token_secret")
+    @classmethod
+    def _token_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            if _serves_a_subset(info) or info.data.get("product_service_url"):
+                raise ValueError(
+                    "required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL): every service"
+                    " must verify the tokens the others sign, so all of them need the same secret"
+                )
+            return None
+        return _long_enough(value)
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -341,8 +364,7 @@ class Settings(BaseSettings):
 
     def hosted_contexts(self) -> tuple[str, ...]:
         """The contexts this process serves, in the order of ``CONTEXTS``."""
-        chosen = split_list(self.served_contexts)
-        return tuple(context for context in CONTEXTS if not chosen or context in chosen)
+        return hosted_contexts(self.served_contexts)
 
     def events_broker_url_value(self) -> str | None:
         return self.events_broker_url.get_secret_value() if self.events_broker_url else None
@@ -376,6 +398,28 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
 
+def _hosted(info: ValidationInfo) -> tuple[str, ...]:
+    """The contexts served, from the settings validated so far (all of them when
+    SERVED_CONTEXTS was not valid: its own error says so)."""
+    return hosted_contexts(info.data.get("served_contexts", ""))
+
+
+def _serves_a_subset(info: ValidationInfo) -> bool:
+    return len(_hosted(info)) < len(CONTEXTS)
+
+
+def _long_enough(secret: SecretStr) -> SecretStr:
+    if len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    return secret
+
+
+def hosted_contexts(served_contexts: str) -> tuple[str, ...]:
+    """The contexts a ``SERVED_CONTEXTS`` value names, in the order of ``CONTEXTS``; empty: all."""
+    chosen = split_list(served_contexts)
+    return tuple(context for context in CONTEXTS if not chosen or context in chosen)
+
+
 def read_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     """The settings from the environment and ``.env``, with ``overrides`` (tests) on top."""
     return Settings(**dict(overrides or {}))
@@ -387,8 +431,8 @@ def settings_problems(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
         name = ".".join(map(str, problem["loc"])).upper()
-        # A rule across settings has no single field: its message names the settings itself.
-        message = problem["msg"].removeprefix("Value error, ") if not name else problem["msg"]
+        # pydantic's prefix for a validator's own message says nothing to an operator.
+        message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"  {name}: {message}" if name else f"  {message}")
     return "\n".join(lines)
 

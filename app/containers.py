@@ -72,6 +72,12 @@ def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) ->
     return RemoteProductApi(service)
 
 
+def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi]:
+    """The clients of other services this process calls, by service name (for readiness)."""
+    product_api = container.product_api()
+    return {"product": product_api} if isinstance(product_api, RemoteProductApi) else {}
+
+
 class ApplicationContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     event_bus = providers.Dependency(instance_of=EventBus)
@@ -175,4 +181,23 @@ def build_container(settings: Settings) -> ApplicationContainer:
     container.check_dependencies()
     for singleton in container.traverse(types=[providers.Singleton]):
         singleton()
+    _refuse_publishing_for_contexts_served_elsewhere(container)
     return container
+
+
+def _refuse_publishing_for_contexts_served_elsewhere(container: ApplicationContainer) -> None:
+    """No event may be committed where it cannot be delivered: a context served elsewhere has
+    its subscribers and relay in that process only (which subscribers run with it, this one
+    cannot know), so an event it recorded here would get no delivery at all."""
+    hosted = container.settings().hosted_contexts()
+    for outbox in (container.user.outbox(), container.product.outbox(), container.order.outbox()):
+        if outbox.context not in hosted:
+            outbox.refuse_publishing(elsewhere(outbox.context))
+
+
+def elsewhere(context: str) -> str:
+    """What to tell whoever tries to change ``context`` in a process that does not serve it."""
+    return (
+        f"this process does not serve the {context} context (SERVED_CONTEXTS): changes to it must be made where it"
+        f" is served, with the settings of the process serving {context}, so that its events reach their subscribers"
+    )

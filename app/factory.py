@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api_docs, ops
 from app.config import read_settings
-from app.containers import ApplicationContainer, build_container, databases
+from app.containers import ApplicationContainer, build_container, databases, remote_services
 from app.subscriptions import subscribe_all
 from contexts.audit import http as audit_http
 from contexts.order import http as order_http
@@ -47,7 +48,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[CONTAINER] = container
     app.extensions[ops.DATABASES] = databases(container)
+    app.extensions[ops.SERVICES] = remote_services(container)
 
+    if settings.trusted_proxy_hops:
+        # The client's address (what per-address limits count by) and scheme as the proxies
+        # nearest the shop saw them; the rest of X-Forwarded-For is the client's to forge.
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     install_request_ids(app)
     install_problem_handlers(app)
     init_auth(app, container.tokens())
@@ -55,10 +62,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for module in served:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     service_token = settings.service_token_value()
-    # Without a token nobody could call them: not served at all.
-    if service_token is not None and "product" in settings.hosted_contexts():
+    if service_token is not None:
         init_service_auth(app, service_token)
-        app.register_blueprint(product_http.internal_bp)
+        # Without a token nobody could call them: not served at all.
+        if "product" in settings.hosted_contexts():
+            app.register_blueprint(product_http.internal_bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api_docs.bp)
     install_rate_limits(

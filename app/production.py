@@ -60,6 +60,9 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships
             "proc_name": "modular-shop",
             # gunicorn's run-time control socket lives in $HOME, one per user: two shops would clash.
             "control_socket_disable": True,
+            # Which forwarded headers to believe is TRUSTED_PROXY_HOPS's to say (in the app), not
+            # gunicorn's default of believing X-Forwarded-Proto from any local peer.
+            "forwarded_allow_ips": "",
             "post_worker_init": _start_background,
             "worker_exit": _stop_background,
         }

@@ -61,6 +61,20 @@ class IssuedToken:
     expires_in: int
 
 
+@dataclass(frozen=True)
+class TokenKeys:
+    """The key ids of the secret a service signs tokens with and of those it accepts."""
+
+    signing: str
+    accepted: frozenset[str]
+
+    def compatible_with(self, other: TokenKeys) -> bool:
+        """Whether at least one of two services accepts the other's tokens. Both directions are
+        wanted in the end, but a key rotation (one service restarted with the new secret and the
+        old one as previous, the other not yet) passes through one direction only."""
+        return self.signing in other.accepted or other.signing in self.accepted
+
+
 class InvalidToken(Exception):
     """The token is malformed, expired, not yet valid, or not signed by a key we accept."""
 
@@ -93,6 +107,15 @@ class TokenService:
     def key_id(self) -> str:
         """The ``kid`` of the tokens this service issues."""
         return self._kid
+
+    @property
+    def accepted_key_ids(self) -> frozenset[str]:
+        """The ``kid`` of every secret whose tokens this service accepts (current and previous).
+        Key ids are public (every token carries one), so services may compare them."""
+        return frozenset(self._keys)
+
+    def keys(self) -> TokenKeys:
+        return TokenKeys(self._kid, self.accepted_key_ids)
 
     def issue(self, principal: Principal) -> IssuedToken:
         now = datetime.now(timezone.utc)

@@ -28,12 +28,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # ``postgresql://`` and ``postgres://`` mean psycopg 3, the one PostgreSQL driver installed.
 _POSTGRESQL_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
+SUPPORTED_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,19 @@ def create_schema(connection: Connection, schema: str | None) -> None:
     """Create the context's schema if it is missing (PostgreSQL; a no-op elsewhere)."""
     if schema is not None:
         connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted_schema(connection.engine, schema)}")
+
+
+def database_url(value: str) -> URL:
+    """``value`` as the URL the shop connects with (``postgresql://`` means psycopg 3); a
+    ``ValueError`` saying what is wrong, without quoting the URL (it may hold a password),
+    unless it names SQLite or PostgreSQL through a driver that is installed."""
+    try:
+        url = _with_driver(make_url(value))
+    except ArgumentError as error:
+        raise ValueError("not a URL like postgresql://user:password@host:5432/shop or sqlite:///path") from error
+    if url.drivername not in SUPPORTED_DRIVERS:
+        raise ValueError(f"unsupported database or driver {url.drivername!r}: use postgresql:// or sqlite:///path")
+    return url
 
 
 def _with_driver(url: URL) -> URL:

@@ -16,3 +16,16 @@ class DependencyUnavailable(Exception):
         self.service = service
         self.retry_after_seconds = max(1, retry_after_seconds)
         self.reason = reason
+
+
+class DependencyMisconfigured(DependencyUnavailable):
+    """Another service answers, but refuses this one's credentials or serves nothing at the
+    address it is called at: the two are configured differently, and no retry helps until an
+    operator fixes that. ``problem`` says what to fix, naming settings and never their values
+    (it reaches clients)."""
+
+    RETRY_AFTER_SECONDS = 60
+
+    def __init__(self, service: str, problem: str) -> None:
+        super().__init__(service, self.RETRY_AFTER_SECONDS, problem)
+        self.problem = problem

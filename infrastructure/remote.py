@@ -4,17 +4,22 @@ A context's published client (``contexts/<name>/client.py``) says which paths to
 decodes the answers; this module makes each call safe to make from a request:
 
 * every attempt has connect and read timeouts, and all attempts together stay within a
-  deadline: what is left of the incoming request's ``X-Deadline-Ms`` if it had one, else the
-  read timeout. The remaining milliseconds travel on as ``X-Deadline-Ms``;
+  deadline: the read timeout, or what is left of the incoming request's ``X-Deadline-Ms`` if
+  that is shorter (only another service of the shop can set it: ``http/request_id.py``). The
+  remaining milliseconds travel on as ``X-Deadline-Ms``;
 * the service token, the request id and the caller's ``traceparent`` travel with each attempt;
 * only calls the caller marks idempotent are retried (tenacity), after connection errors,
   timeouts and 502/503/504, with exponential backoff drawn from the upper half of each step
   ("equal jitter"), and never past the deadline;
 * one circuit breaker per target URL and process (pybreaker) counts transport failures and 5xx
-  answers; while it is open calls fail at once, without touching the network.
+  answers; while it is open calls fail at once, without touching the network. A timeout that
+  only fired because the caller's deadline cut the attempt short says nothing about the
+  target, and is not counted.
 
 Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503 at the edge).
-Answers below 500 are returned for the client to decode; other 5xx are :class:`UnexpectedAnswer`.
+A 401 means the target refuses the service token: :class:`DependencyMisconfigured` (a 503 that
+names the misconfiguration), never retried. Other answers below 500 are returned for the client
+to decode; other 5xx are :class:`UnexpectedAnswer`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import structlog
 import tenacity
 
 from infrastructure.backoff import equal_jitter
-from infrastructure.errors import DependencyUnavailable
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.request_context import (
     DEADLINE_HEADER,
     REQUEST_ID_HEADER,
@@ -47,6 +52,7 @@ from infrastructure.request_context import (
 __all__ = [
     "BREAKERS",
     "BreakerRegistry",
+    "DependencyMisconfigured",
     "DependencyUnavailable",
     "RemoteOptions",
     "RemoteService",
@@ -60,6 +66,7 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # An attempt that would have less time than this before the deadline is not started.
 MIN_ATTEMPT_SECONDS = 0.05
 MAX_RETRY_AFTER_SECONDS = 300
+TOKEN_REFUSED = "it refuses this service's SERVICE_TOKEN; every service must be given the same one"
 Clock = Callable[[], datetime]
 QueryParams = Mapping[str, str | Sequence[str]]
 
@@ -78,8 +85,8 @@ class RemoteOptions:
 
 
 class UnexpectedAnswer(Exception):
-    """The target answered something its client cannot take: a bug on one side or the other
-    (or a misconfiguration, such as a wrong service token). Not retried; a 500 at the edge."""
+    """The target answered something its client cannot take: a bug on one side or the other.
+    Not retried; a 500 at the edge."""
 
     def __init__(self, service: str, status: int, detail: str = "") -> None:
         super().__init__(f"the {service} service answered {status}" + (f": {detail}" if detail else ""))
@@ -213,10 +220,12 @@ BREAKERS = BreakerRegistry()
 
 
 class _Deadline:
-    """A point on the monotonic clock by which the whole call must be over."""
+    """A point on the monotonic clock by which the whole call must be over; ``callers``: it is
+    the caller's (shorter than the read timeout), not the call's own budget."""
 
-    def __init__(self, seconds_from_now: float) -> None:
+    def __init__(self, seconds_from_now: float, *, callers: bool = False) -> None:
         self._at = time.monotonic() + seconds_from_now
+        self.callers = callers
 
     def remaining(self) -> float:
         return self._at - time.monotonic()
@@ -275,7 +284,7 @@ class RemoteService:
         ``own_budget``: the call gets the read timeout, whatever is left of the caller's
         deadline — for a compensation, such as releasing a reservation whose outcome is
         unknown: the failure it undoes may well have spent the caller's time."""
-        deadline = _Deadline(self._options.read_timeout_seconds if own_budget else self._budget_seconds())
+        deadline = _Deadline(self._options.read_timeout_seconds) if own_budget else self._deadline()
         retrying = tenacity.Retrying(
             stop=tenacity.stop_any(
                 tenacity.stop_after_attempt(self._options.attempts if idempotent else 1),
@@ -295,9 +304,14 @@ class RemoteService:
     def close(self) -> None:
         self._client.close()
 
-    def _budget_seconds(self) -> float:
+    def _deadline(self) -> _Deadline:
+        """The read timeout, or the caller's deadline when that leaves less: a deadline only
+        ever shortens a call, never lengthens it past the configured budget."""
+        own = self._options.read_timeout_seconds
         incoming = remaining_seconds()
-        return self._options.read_timeout_seconds if incoming is None else incoming
+        if incoming is None or incoming >= own:
+            return _Deadline(own)
+        return _Deadline(incoming, callers=True)
 
     def _attempt(
         self, method: str, path: str, params: QueryParams | None, body: Any, deadline: _Deadline
@@ -316,15 +330,29 @@ class RemoteService:
                 timeout=self._timeout(remaining),
             )
         except httpx.TransportError as error:
+            if self._cut_short_by_caller(error, deadline, remaining):
+                raise _Unavailable(f"the caller's deadline passed ({type(error).__name__})") from error
             self._breaker.record_failure()
             raise _Unavailable(f"{type(error).__name__}: {error}") from error
         if response.status_code < 500:
             self._breaker.record_success()
+            if response.status_code == 401:
+                raise DependencyMisconfigured(self.name, TOKEN_REFUSED)
             return response
         self._breaker.record_failure()
         if response.status_code in RETRYABLE_STATUSES:
             raise _Unavailable(f"answered {response.status_code}", _retry_after_header(response))
         raise UnexpectedAnswer(self.name, response.status_code, response.text[:200])
+
+    def _cut_short_by_caller(self, error: httpx.TransportError, deadline: _Deadline, remaining: float) -> bool:
+        """Whether ``error`` is a timeout that fired only because the caller's deadline left the
+        attempt less than its configured timeout: the caller's impatience, not the target's
+        failure, so the breaker must not count it (else a caller could open it for everyone)."""
+        if not deadline.callers or not isinstance(error, httpx.TimeoutException):
+            return False
+        connecting = isinstance(error, (httpx.ConnectTimeout, httpx.PoolTimeout))
+        configured = self._options.connect_timeout_seconds if connecting else self._options.read_timeout_seconds
+        return remaining < configured
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
         connect = min(self._options.connect_timeout_seconds, remaining)

@@ -27,9 +27,14 @@ from contexts.product.api import (
     ReservationConflict,
     ReservationLine,
 )
+from infrastructure.auth import TokenKeys
+from infrastructure.errors import DependencyMisconfigured
 from infrastructure.remote import RemoteService, UnexpectedAnswer
 
 INTERNAL_PREFIX = "/internal/v1/product"
+# Answers a caller presenting the service token with the key ids of the product service's token
+# secrets: how a caller checks its configuration.
+ACCESS_PATH = f"{INTERNAL_PREFIX}/access"
 MAX_IDS_PER_CALL = 100
 MAX_RESERVATION_LINES = 1000
 
@@ -37,6 +42,14 @@ MAX_RESERVATION_LINES = 1000
 PRODUCT_NOT_FOUND = "product_not_found"
 INSUFFICIENT_STOCK = "insufficient_stock"
 RESERVATION_CONFLICT = "reservation_conflict"
+
+OTHER_TOKEN_SECRET = (
+    "it signs and accepts customers' tokens with another TOKEN_SECRET; every service must be given the same one"
+)
+NO_INTERNAL_ENDPOINTS = (
+    "PRODUCT_SERVICE_URL does not lead to a product service serving internal endpoints"
+    " (SERVED_CONTEXTS including product, and SERVICE_TOKEN, set there)"
+)
 
 
 class RemoteProductApi:
@@ -76,6 +89,25 @@ class RemoteProductApi:
         )
         if response.status_code != 204:
             self._refused(response)
+
+    def check_access(self, tokens: TokenKeys) -> None:
+        """Return if the product service takes this service's calls and its customers' tokens,
+        signed as ``tokens`` says (readiness). Raises :class:`DependencyMisconfigured` when it
+        refuses the service token, serves no internal endpoints at PRODUCT_SERVICE_URL, or
+        shares no token secret with this service; :class:`DependencyUnavailable` when it does
+        not answer."""
+        response = self._service.request("GET", ACCESS_PATH, idempotent=False)
+        if response.status_code == 404:
+            raise DependencyMisconfigured(self._service.name, NO_INTERNAL_ENDPOINTS)
+        if response.status_code != 200:
+            self._refused(response)
+        try:
+            body = response.json()
+            theirs = TokenKeys(str(body["signing_key_id"]), frozenset(map(str, body["accepted_key_ids"])))
+        except (ValueError, KeyError, TypeError) as error:
+            raise UnexpectedAnswer(self._service.name, response.status_code, "not the key ids") from error
+        if not tokens.compatible_with(theirs):
+            raise DependencyMisconfigured(self._service.name, OTHER_TOKEN_SECRET)
 
     def close(self) -> None:
         self._service.close()

@@ -25,6 +25,7 @@ from contexts.product.api import (
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain import currencies, exceptions
+from infrastructure.http.auth import current_tokens
 from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
@@ -344,6 +345,15 @@ def _wire_product(product: ProductDTO) -> dict[str, Any]:
 
 def reservation_id_from_path(raw: str) -> uuid.UUID:
     return id_from_path(raw, lambda malformed: Problem(404, f"no reservation with id {malformed}"))
+
+
+@internal_bp.get("/access")
+def internal_access() -> dict[str, Any]:
+    """The service token's check, and the key ids of the token secrets this service signs with
+    and accepts: callers compare them with theirs to know they are configured right (services
+    signing with different TOKEN_SECRETs refuse each other's customers)."""
+    tokens = current_tokens()
+    return {"signing_key_id": tokens.key_id, "accepted_key_ids": sorted(tokens.accepted_key_ids)}
 
 
 @internal_bp.get("/products")

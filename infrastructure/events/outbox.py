@@ -33,7 +33,24 @@ from infrastructure.db import Database
 from infrastructure.events.envelope import Envelope, Event
 from infrastructure.events.tables import DEAD, DONE, PENDING, OutboxTables
 
-__all__ = ["DEAD", "DONE", "PENDING", "ClaimedDelivery", "DeadLetter", "Outbox", "SubscriberStatus"]
+__all__ = [
+    "DEAD",
+    "DONE",
+    "PENDING",
+    "ClaimedDelivery",
+    "DeadLetter",
+    "Outbox",
+    "PublishingRefused",
+    "SubscriberStatus",
+]
+
+
+class PublishingRefused(RuntimeError):
+    """Events were about to be recorded in the outbox of a context this process does not serve.
+
+    Its subscribers, here and elsewhere, are reached from the process that serves it (its
+    dispatcher and relay); recorded here, the events would get no delivery at all. Raised
+    before the transaction commits, so the change is not made either."""
 
 
 class SubscriberDirectory(Protocol):
@@ -93,6 +110,7 @@ class Outbox:
         self._deliveries = tables.deliveries
         self._subscribers = subscribers
         self._listeners: list[Callable[[], None]] = []
+        self._refusal: str | None = None
         # The statements run per commit or per batch are built once, so that SQLAlchemy
         # compiles each once; what varies are parameters.
         d, o = self._deliveries, self._outbox
@@ -128,6 +146,11 @@ class Outbox:
 
     # -- publishing -------------------------------------------------------------------------
 
+    def refuse_publishing(self, reason: str) -> None:
+        """From now on, :meth:`record` raises :class:`PublishingRefused` saying ``reason``: for
+        the outbox of a context served by another process."""
+        self._refusal = reason
+
     def record(self, session: Session, events: Sequence[tuple[Any, Event]]) -> None:
         """Store ``(aggregate id, event)`` pairs and one pending delivery per subscriber.
 
@@ -136,6 +159,8 @@ class Outbox:
         in one executemany. A delivery finds its event's position by ``event_id`` in a
         subquery, so no INSERT has to return the position first (a round trip per event).
         """
+        if self._refusal is not None and events:
+            raise PublishingRefused(self._refusal)
         now = _now()
         event_rows: list[dict[str, Any]] = []
         delivery_rows: list[dict[str, Any]] = []

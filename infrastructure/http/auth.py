@@ -37,3 +37,9 @@ def current_principal() -> Principal:
         raise _unauthenticated("the bearer token is invalid or expired") from error
     g.principal = verified
     return verified
+
+
+def current_tokens() -> TokenService:
+    """The app's token service (for what is public of it: its key ids)."""
+    tokens: TokenService = current_app.extensions[EXTENSION]
+    return tokens

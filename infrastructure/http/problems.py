@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from infrastructure.errors import DependencyUnavailable
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.http.schemas import FieldError, ProblemDetails
 
 PROBLEM_JSON = "application/problem+json"
@@ -97,7 +97,15 @@ def _from_exhausted_pool(error: PoolTimeout) -> Response:
 
 def _from_unavailable_dependency(error: DependencyUnavailable) -> Response:
     """Another service did not answer: the client may try again; the detail names the service,
-    never its address."""
+    never its address. One that refuses this service is a misconfiguration the detail names,
+    so that whoever sees the answer knows it is no outage to wait out."""
+    if isinstance(error, DependencyMisconfigured):
+        logger.error("dependency.misconfigured", service=error.service, problem=error.problem)
+        return Problem(
+            503,
+            f"the {error.service} service cannot be used: {error.problem}",
+            headers={"Retry-After": str(error.retry_after_seconds)},
+        ).to_response()
     logger.warning(
         "dependency.unavailable", service=error.service, reason=error.reason, retry_after=error.retry_after_seconds
     )

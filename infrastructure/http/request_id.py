@@ -1,7 +1,10 @@
 """Accept a sane ``X-Request-ID`` or make one, answer with it, and log one line per request.
 
-A well-formed ``traceparent`` and ``X-Deadline-Ms`` from the caller are bound for the request
-too, so calls it makes to other services carry them on (see ``infrastructure/remote.py``).
+A well-formed ``traceparent`` from the caller is bound for the request too, so calls it makes
+to other services carry it on (see ``infrastructure/remote.py``). So is ``X-Deadline-Ms``, but
+only from the shop's own services (callers presenting the service token): from anyone else it
+would let a customer shorten the timeouts of the calls their request makes, and so time them
+out on purpose and open the circuit breaker that every other customer's calls go through.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import uuid
 import structlog
 from flask import Flask, Response, g, request
 
+from infrastructure.http.service_auth import presents_service_token
 from infrastructure.request_context import (
     DEADLINE_HEADER,
     REQUEST_ID_HEADER,
@@ -43,7 +47,9 @@ def _offered_traceparent() -> str | None:
 
 def _offered_deadline_seconds() -> float | None:
     offered = request.headers.get(DEADLINE_HEADER, "")
-    return int(offered) / 1000 if _DEADLINE_MS.fullmatch(offered) else None
+    if not _DEADLINE_MS.fullmatch(offered) or not presents_service_token():
+        return None
+    return int(offered) / 1000
 
 
 def install_request_ids(app: Flask) -> None:

@@ -181,3 +181,30 @@ def test_serve_takes_its_port_from_the_port_variable(env: dict[str, str], tmp_pa
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=REQUEST_TIMEOUT)
     assert health.json() == {"status": "ok"}
     assert f"listening on http://127.0.0.1:{port}" in (tmp_path / "server.log").read_text()
+
+
+APART = {"EVENTS_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//", "TOKEN_SECRET": "t" * 40, "SERVICE_TOKEN": "s" * 40}
+
+
+@pytest.mark.parametrize(
+    ("served", "command", "missing"),
+    [
+        ("product", ("users", "create-admin", "ops@example.com", "--password", PASSWORD), "user"),
+        ("product", ("seed-demo",), "user"),
+        ("user", ("seed-demo",), "product"),
+    ],
+)
+def test_a_command_refuses_to_change_a_context_this_process_does_not_serve(
+    tmp_path: Path, served: str, command: tuple[str, ...], missing: str
+) -> None:
+    """Its events would have had no subscriber here (no audit entry, no welcome mail), and its
+    writes might land in a database the serving process never reads."""
+    env = shop_env(tmp_path / "instance", SERVED_CONTEXTS=served, **APART)
+
+    refused = shop(*command, env=env, cwd=tmp_path, check=False)
+
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.startswith(f"Error: this process does not serve the {missing} context"), refused.stderr
+    assert f"with the settings of the process serving {missing}" in refused.stderr
+    assert "created" not in refused.stdout

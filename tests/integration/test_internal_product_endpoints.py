@@ -52,6 +52,7 @@ def calls(product_id: str) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
     yield "GET", f"{INTERNAL}/products?ids={product_id}", None
     yield "PUT", f"{INTERNAL}/reservations/{reservation}", {"lines": [{"product_id": product_id, "quantity": 1}]}
     yield "POST", f"{INTERNAL}/reservations/{reservation}/release", {"reason": "order_cancelled"}
+    yield "GET", f"{INTERNAL}/access", None
 
 
 def call(client: FlaskClient, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
@@ -71,7 +72,7 @@ def stock_of(client: FlaskClient, product_id: str) -> int:
 
 
 def test_the_service_token_opens_every_internal_endpoint(client: FlaskClient, product: dict[str, Any]) -> None:
-    listed, reserved, released = (call(client, *endpoint, headers=SERVICE) for endpoint in calls(product["id"]))
+    listed, reserved, released, access = (call(client, *endpoint, headers=SERVICE) for endpoint in calls(product["id"]))
     assert listed.status_code == 200
     assert listed.json == {
         "items": [
@@ -88,6 +89,9 @@ def test_the_service_token_opens_every_internal_endpoint(client: FlaskClient, pr
     }
     assert (reserved.status_code, reserved.get_data()) == (204, b"")
     assert (released.status_code, released.get_data()) == (204, b"")
+    assert access.status_code == 200
+    assert set(access.json) == {"signing_key_id", "accepted_key_ids"}
+    assert access.json["signing_key_id"] in access.json["accepted_key_ids"]
 
 
 def test_no_token_a_wrong_one_and_users_tokens_are_all_401(

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infrastructure.errors import DependencyUnavailable
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, UnexpectedAnswer
 from infrastructure.request_context import (
     DEADLINE_HEADER,
@@ -239,13 +239,26 @@ def test_retries_are_bounded_by_the_attempts(make_service: MakeService) -> None:
     assert raised.value.retry_after_seconds == 7  # the target's own hint is passed on
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
 def test_an_answer_below_500_is_returned_as_it_is_and_not_retried(make_service: MakeService, status: int) -> None:
     with ScriptedServer(then=Answer(status, {"code": "x"})) as server:
         response = get(make_service(server.url))
 
     assert (response.status_code, response.json()) == (status, {"code": "x"})
     assert len(server.received) == 1
+
+
+def test_a_refused_service_token_is_a_misconfiguration_not_retried_and_not_an_outage(
+    make_service: MakeService,
+) -> None:
+    with ScriptedServer(then=Answer(401, {"detail": "a service token is required"})) as server:
+        service = make_service(server.url, attempts=3, breaker_failures=1)
+        with pytest.raises(DependencyMisconfigured) as raised:
+            get(service)
+
+    assert "SERVICE_TOKEN" in raised.value.problem
+    assert len(server.received) == 1
+    assert service.breaker.state == "closed"
 
 
 def test_a_500_is_unexpected_and_not_retried(make_service: MakeService) -> None:
@@ -360,3 +373,38 @@ def test_the_breaker_does_not_make_calls_to_a_target_wait_for_each_other(make_se
             answers = list(pool.map(lambda _: get(service).json(), range(2)))
 
     assert answers == [{"ok": True}, {"ok": True}]
+
+
+# --- the caller's deadline and the breaker ---------------------------------------------------
+
+
+def test_a_timeout_that_only_the_callers_deadline_caused_does_not_count_toward_the_breaker(
+    make_service: MakeService,
+) -> None:
+    bind_deadline(0.2)
+    with SilentServer() as server:
+        service = make_service(server.url, read_timeout_seconds=5, attempts=1, breaker_failures=1)
+        with pytest.raises(DependencyUnavailable) as raised:
+            get(service)
+
+    assert "deadline" in raised.value.reason
+    assert service.breaker.state == "closed"
+
+
+def test_a_timeout_at_the_configured_read_timeout_counts_toward_the_breaker(make_service: MakeService) -> None:
+    bind_deadline(3.0)  # longer than the read timeout: the target had all the time it is given
+    with SilentServer() as server:
+        service = make_service(server.url, read_timeout_seconds=0.2, attempts=1, breaker_failures=1)
+        with pytest.raises(DependencyUnavailable):
+            get(service)
+
+    assert service.breaker.state == "open"
+
+
+def test_a_callers_deadline_never_lengthens_a_call_past_the_read_timeout(make_service: MakeService) -> None:
+    bind_deadline(600.0)
+    with ScriptedServer() as server:
+        get(make_service(server.url, read_timeout_seconds=3))
+
+    [received] = server.received
+    assert 0 < int(received.headers[DEADLINE_HEADER]) <= 3000

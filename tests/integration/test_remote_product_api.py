@@ -5,23 +5,36 @@ a product service that does not answer makes placing an order a 503 that leaves 
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import pytest
+from flask import Flask
 from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.config import read_settings, settings_problems
 from app.factory import container_of
+from contexts.product.application.handlers import CreateProduct
 from contexts.product.client import RemoteProductApi
+from infrastructure.remote import BREAKERS
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
-from tests.http_servers import Answer, ScriptedServer, dead_url
+from tests.http_servers import Answer, ScriptedServer, dead_url, serve_app
 from tests.problems import assert_problem
 
 SERVICE_TOKEN = "remote-product-test-token-0123456789abc"
+# What a process calling the product service needs: the service token and the signing secret
+# the product service shares.
+REMOTE = {"service_token": SERVICE_TOKEN, "token_secret": "remote-product-test-signing-secret-0123456789"}
+# Two processes serving the contexts apart also need the broker's URL (never connected to here).
+APART = {"events_broker_url": "amqp://guest:guest@127.0.0.1:5672//", **REMOTE}
+ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ORDER_TABLES = ("order_orders", "order_order_lines", "order_idempotency_keys")
 
@@ -36,7 +49,7 @@ def problems_of(**settings: Any) -> str:
 
 
 def test_a_product_service_url_needs_a_service_token() -> None:
-    assert "SERVICE_TOKEN: Value error, required when PRODUCT_SERVICE_URL is set" in problems_of(
+    assert "SERVICE_TOKEN: required when PRODUCT_SERVICE_URL is set" in problems_of(
         product_service_url="http://product:8000"
     )
 
@@ -62,8 +75,14 @@ def test_bad_remote_settings_are_refused_by_name(settings: dict[str, Any], named
 
 
 def test_the_service_url_is_kept_without_a_trailing_slash() -> None:
-    settings = read_settings({"product_service_url": "https://shop.internal/product/", "service_token": SERVICE_TOKEN})
+    settings = read_settings({"product_service_url": "https://shop.internal/product/", **REMOTE})
     assert settings.product_service_url == "https://shop.internal/product"
+
+
+def remote_product_api(app: Flask) -> RemoteProductApi:
+    api = container_of(app).product_api()
+    assert isinstance(api, RemoteProductApi)
+    return api
 
 
 # --- the container's choice ----------------------------------------------------------------
@@ -77,7 +96,7 @@ def test_without_a_product_service_url_the_product_context_is_called_in_process(
 
 
 def test_with_a_product_service_url_order_and_recommendation_get_the_remote_client(make_app: MakeApp) -> None:
-    container = container_of(make_app(product_service_url=dead_url(), service_token=SERVICE_TOKEN))
+    container = container_of(make_app(product_service_url=dead_url(), **REMOTE))
     remote = container.product_api()
     assert isinstance(remote, RemoteProductApi)
     assert container.order.product_api() is remote
@@ -103,7 +122,7 @@ def test_an_order_while_the_product_service_is_down_is_a_503_that_leaves_nothing
 ) -> None:
     app = make_app(
         product_service_url=dead_url(),
-        service_token=SERVICE_TOKEN,
+        **REMOTE,
         remote_attempts=2,
         remote_breaker_failures=4,
         remote_breaker_reset_seconds=30,
@@ -124,15 +143,15 @@ def test_an_order_while_the_product_service_is_down_is_a_503_that_leaves_nothing
 
 def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(make_app: MakeApp) -> None:
     with ScriptedServer(then=Answer(200, {"items": []})) as product_service:
-        app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
+        app = make_app(product_service_url=product_service.url, **REMOTE)
         client = app.test_client()
         customer = Shop(client, container_of(app)).customer()
         client.post(
             "/api/v1/orders",
             json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
-            headers={**customer, "X-Request-ID": "order-req-1", "traceparent": TRACEPARENT, "X-Deadline-Ms": "1500"},
+            headers={**customer, "X-Request-ID": "order-req-1", "traceparent": TRACEPARENT},
         )
-        container_of(app).product_api().close()
+        remote_product_api(app).close()
 
     [lookup] = product_service.received
     assert lookup.method == "GET"
@@ -140,14 +159,91 @@ def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(m
     assert lookup.headers["Authorization"] == f"Bearer {SERVICE_TOKEN}"
     assert lookup.headers["X-Request-ID"] == "order-req-1"
     assert lookup.headers["traceparent"] == TRACEPARENT
-    assert 0 < int(lookup.headers["X-Deadline-Ms"]) <= 1500
+    assert 0 < int(lookup.headers["X-Deadline-Ms"]) <= 5000  # REMOTE_READ_TIMEOUT_SECONDS
+
+
+class SlowService:
+    """A healthy service that takes ``seconds`` over every answer, and notes the deadline each
+    request carried: slower than a customer's short deadline, well within the read timeout."""
+
+    def __init__(self, app: WSGIApplication, seconds: float) -> None:
+        self._app = app
+        self._seconds = seconds
+        self.deadlines: list[int] = []
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self.deadlines.append(int(environ.get("HTTP_X_DEADLINE_MS", "0")))
+        time.sleep(self._seconds)
+        return self._app(environ, start_response)
+
+
+def test_a_customers_deadline_neither_shortens_the_calls_nor_opens_the_breaker(make_app: MakeApp) -> None:
+    """Customers sending a tiny ``X-Deadline-Ms`` used to time the product calls out on purpose
+    and open the breaker for everyone; from the public edge the header is not believed."""
+    product_app = make_app(served_contexts="product", **APART)
+    product_id = (
+        container_of(product_app)
+        .product.create_product()(
+            CreateProduct(
+                sku="SLOW-1", name="Thing", description=None, price=Decimal("10.00"), currency="USD", initial_stock=10
+            )
+        )
+        .id
+    )
+    slow = SlowService(product_app, seconds=0.2)
+    with serve_app(slow) as product_url:
+        app = make_app(
+            served_contexts=ALL_BUT_PRODUCT,
+            product_service_url=product_url,
+            remote_read_timeout_seconds=5,
+            remote_breaker_failures=2,
+            **APART,
+        )
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        answers = [
+            client.post(
+                "/api/v1/orders",
+                json={"items": [{"product_id": str(product_id), "quantity": 1}]},
+                headers={**customer, "X-Deadline-Ms": "20", "Idempotency-Key": f"short-{attempt}"},
+            )
+            for attempt in range(3)
+        ]
+        breaker = BREAKERS.breaker_for(product_url, failures=2, reset_seconds=10).state  # the order app's
+        remote_product_api(app).close()
+
+    assert [answer.status_code for answer in answers] == [201, 201, 201], answers[0].json
+    assert breaker == "closed"
+    assert slow.deadlines and min(slow.deadlines) > 1000, slow.deadlines
+
+
+def test_a_service_may_shorten_the_deadline_of_the_calls_its_request_makes(make_app: MakeApp) -> None:
+    """The deadline of a caller presenting the service token is believed and passed on."""
+    with ScriptedServer(then=Answer(200, {"items": []})) as product_service:
+        app = make_app(product_service_url=product_service.url, **REMOTE)
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        client.post(
+            "/api/v1/orders",
+            json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
+            headers={**customer, "X-Deadline-Ms": "1500"},
+        )
+        with app.test_request_context(headers={"Authorization": f"Bearer {SERVICE_TOKEN}", "X-Deadline-Ms": "1500"}):
+            app.preprocess_request()
+            container_of(app).product_api().get_products([uuid.UUID("7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e")])
+            app.do_teardown_request()
+        remote_product_api(app).close()
+
+    from_customer, from_service = (int(received.headers["X-Deadline-Ms"]) for received in product_service.received)
+    assert from_customer > 1500
+    assert 0 < from_service <= 1500
 
 
 def test_a_release_is_made_even_when_the_callers_deadline_is_spent(make_app: MakeApp) -> None:
     """Releasing undoes a reservation, typically after a failure that used up the caller's time."""
     with ScriptedServer(then=Answer(204)) as product_service:
-        app = make_app(product_service_url=product_service.url, service_token=SERVICE_TOKEN)
-        api = container_of(app).product_api()
+        app = make_app(product_service_url=product_service.url, **REMOTE)
+        api = remote_product_api(app)
         bind_deadline(-1.0)
         try:
             api.release(uuid.UUID("7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e"), "order_not_placed")
@@ -157,3 +253,79 @@ def test_a_release_is_made_even_when_the_callers_deadline_is_spent(make_app: Mak
 
     [release] = product_service.received
     assert release.path == "/internal/v1/product/reservations/7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e/release"
+
+
+# --- a misconfigured pair of services -------------------------------------------------------
+
+
+def order_service(make_app: MakeApp, product_url: str, **settings: Any) -> Flask:
+    return make_app(served_contexts=ALL_BUT_PRODUCT, product_service_url=product_url, **{**APART, **settings})
+
+
+def test_a_product_service_that_refuses_our_service_token_is_a_503_naming_the_misconfiguration(
+    make_app: MakeApp,
+) -> None:
+    product_app = make_app(served_contexts="product", **{**APART, "service_token": "another-service-token-" + "x" * 20})
+    with serve_app(product_app) as product_url:
+        app = order_service(make_app, product_url)
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        ordered = client.post(
+            "/api/v1/orders",
+            json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
+            headers=customer,
+        )
+        ready = client.get("/readyz")
+        remote_product_api(app).close()
+
+    problem = assert_problem(ordered, 503)
+    assert "SERVICE_TOKEN" in problem["detail"]
+    assert ordered.headers["Retry-After"].isdigit()
+    readiness = assert_problem(ready, 503)
+    assert "the product service cannot be used" in readiness["detail"]
+    assert "SERVICE_TOKEN" in readiness["detail"]
+    assert readiness["services"] == {"product": "misconfigured"}
+
+
+def test_readiness_names_a_product_service_url_that_leads_to_no_internal_endpoints(make_app: MakeApp) -> None:
+    """Say, the URL of the monolith, which has no SERVICE_TOKEN and so no internal endpoints: a 404."""
+    with serve_app(make_app()) as product_url:
+        app = order_service(make_app, product_url)
+        ready = app.test_client().get("/readyz")
+        remote_product_api(app).close()
+
+    readiness = assert_problem(ready, 503)
+    assert "PRODUCT_SERVICE_URL does not lead to a product service" in readiness["detail"]
+
+
+def test_readiness_names_services_that_sign_customers_tokens_with_different_secrets(make_app: MakeApp) -> None:
+    """Each would answer 401 to every customer whose token the other signed."""
+    other_secret = {"token_secret": "another-signing-secret-" + "y" * 20}
+    with serve_app(make_app(served_contexts="product", **{**APART, **other_secret})) as product_url:
+        app = order_service(make_app, product_url)
+        ready = app.test_client().get("/readyz")
+        remote_product_api(app).close()
+
+    readiness = assert_problem(ready, 503)
+    assert "another TOKEN_SECRET" in readiness["detail"]
+    assert readiness["services"] == {"product": "misconfigured"}
+
+
+def test_readiness_holds_while_a_token_secret_is_rotated_one_service_at_a_time(make_app: MakeApp) -> None:
+    new_secret = "the-new-signing-secret-" + "z" * 20
+    rotated = {"token_secret": new_secret, "token_previous_secrets": APART["token_secret"]}
+    with serve_app(make_app(served_contexts="product", **{**APART, **rotated})) as product_url:
+        app = order_service(make_app, product_url)  # still on the old secret alone
+        assert app.test_client().get("/readyz").status_code == 200
+        remote_product_api(app).close()
+
+
+def test_readiness_checks_the_product_service_takes_our_calls_but_does_not_fall_with_it(make_app: MakeApp) -> None:
+    with serve_app(make_app(served_contexts="product", **APART)) as product_url:
+        app = order_service(make_app, product_url)
+        assert app.test_client().get("/readyz").status_code == 200
+        remote_product_api(app).close()
+
+    down = order_service(make_app, dead_url(), remote_attempts=1)
+    assert down.test_client().get("/readyz").status_code == 200, "a product outage is no reason to stop the rest"
+    remote_product_api(down).close()

@@ -12,18 +12,22 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from app.config import CONTEXTS, Settings
+from app.config import CONTEXTS, Settings, settings_problems
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
+from app.migrations import upgrade_all
 from app.subscriptions import SUBSCRIPTIONS
 from app.topology import RELAY, Placement
+from contexts.user.application.handlers import RegisterUser
+from contexts.user.domain.model import Role
+from infrastructure.events.outbox import PublishingRefused
 from tests.conftest import MakeApp, database_for
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 TOKEN = "s" * 40
-APART = {"events_broker_url": BROKER, "service_token": TOKEN}
+APART = {"events_broker_url": BROKER, "service_token": TOKEN, "token_secret": "t" * 40}
 ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
 
 
@@ -85,11 +89,13 @@ def test_with_every_context_apart_each_relays_what_it_publishes_and_consumes_wha
     ("settings", "complaint"),
     [
         ({"served_contexts": "product,shipping"}, "unknown context shipping"),
-        ({"served_contexts": "product", "service_token": TOKEN}, "EVENTS_BROKER_URL is required"),
-        ({"served_contexts": "product", "events_broker_url": BROKER}, "SERVICE_TOKEN is required: this process"),
-        ({"served_contexts": "order", **APART}, "PRODUCT_SERVICE_URL is required: this process serves order"),
-        ({"served_contexts": "recommendation", **APART}, "PRODUCT_SERVICE_URL is required"),
+        ({"served_contexts": "product", "service_token": TOKEN}, "EVENTS_BROKER_URL: required: this process"),
+        ({"served_contexts": "product", "events_broker_url": BROKER}, "SERVICE_TOKEN: required: this process"),
+        ({"served_contexts": "order", **APART}, "PRODUCT_SERVICE_URL: required: this process serves order"),
+        ({"served_contexts": "recommendation", **APART}, "PRODUCT_SERVICE_URL: required"),
         ({"events_broker_url": "http://rabbit:5672/"}, "amqp:// or amqps://"),
+        ({"served_contexts": "product", "events_broker_url": BROKER, "service_token": TOKEN}, "TOKEN_SECRET: required"),
+        ({"product_service_url": "http://product:8000", "service_token": TOKEN}, "TOKEN_SECRET: required"),
     ],
 )
 def test_a_process_that_could_not_reach_the_contexts_it_needs_is_refused(
@@ -97,7 +103,18 @@ def test_a_process_that_could_not_reach_the_contexts_it_needs_is_refused(
 ) -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(instance_path=tmp_path, **settings)
-    assert complaint in str(refused.value)
+    assert complaint in settings_problems(refused.value)
+
+
+def test_a_process_serving_contexts_apart_does_not_make_up_its_own_signing_secret(tmp_path: Path) -> None:
+    """It would sign tokens no other service accepts, and refuse every token they sign."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(instance_path=tmp_path, served_contexts="user", events_broker_url=BROKER)
+    assert settings_problems(refused.value).splitlines() == [
+        "  TOKEN_SECRET: required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL): every service"
+        " must verify the tokens the others sign, so all of them need the same secret"
+    ]
+    assert not (tmp_path / "token-secret").exists()
 
 
 @pytest.mark.usefixtures("backend")
@@ -156,3 +173,25 @@ def test_migrations_create_only_the_served_contexts_tables(tmp_path: Path, make_
     assert {context: tables_of(context, instance) for context in CONTEXTS if context != "audit"} == {
         context: [] for context in CONTEXTS if context != "audit"
     }
+
+
+@pytest.mark.usefixtures("backend")
+def test_a_context_served_elsewhere_cannot_commit_an_event_that_nothing_here_would_deliver(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    """Its subscribers and relay run where it is served; committed here, UserRegistered would
+    have had no delivery at all (no audit entry, no welcome mail, no recommendation profile)."""
+    container = container_of(make_app(served_contexts="product", **APART))
+    upgrade_all({"user": container.user_database()})  # as if it shared the user service's database
+    register = container.user.register_user()
+
+    with pytest.raises(PublishingRefused, match="does not serve the user context"):
+        register(RegisterUser(email="ops@example.com", password="correct horse", name="Ops", role=Role.ADMIN))
+
+    users = database_for("user", tmp_path / "instance-0")
+    try:
+        with users.begin() as connection:
+            assert connection.execute(text("SELECT count(*) FROM user_users")).scalar_one() == 0
+            assert connection.execute(text("SELECT count(*) FROM user_outbox")).scalar_one() == 0
+    finally:
+        users.dispose()

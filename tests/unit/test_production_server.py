@@ -24,4 +24,5 @@ def test_gunicorn_takes_workers_threads_and_timeouts_from_the_settings(tmp_path:
     assert (config.workers, config.worker_class_str, config.threads) == (3, "gthread", 5)
     assert (config.timeout, config.graceful_timeout, config.keepalive) == (40, 25, 7)
     assert config.control_socket_disable is True
+    assert config.forwarded_allow_ips == [], "forwarded headers are TRUSTED_PROXY_HOPS's business"
 

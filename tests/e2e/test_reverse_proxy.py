@@ -1,0 +1,153 @@
+"""``shop serve`` behind a real reverse proxy (nginx): per-address limits see the client.
+
+nginx appends the address it was connected from to ``X-Forwarded-For``, as proxies do; with
+``TRUSTED_PROXY_HOPS=1`` the shop counts logins by that address, and whatever a client wrote
+into the header itself is ignored. With ``0`` the header is ignored altogether: behind a proxy
+every client then shares the proxy's budget, and no forged header gets anyone out of it.
+
+Clients come from different loopback addresses (all of 127.0.0.0/8 is local on Linux), so
+nginx really sees several clients. Skips, saying so, when nginx is not installed
+(``apt-get install nginx-light``; ``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.server import API, HOST, REQUEST_TIMEOUT, ShopServer, free_port, shop, shop_env
+
+pytestmark = pytest.mark.slow
+
+NGINX = shutil.which("nginx")
+STARTUP_TIMEOUT = 10.0
+# Loopback addresses the clients connect from: three different clients, as nginx sees them.
+ALICE, BOB, MALLORY = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+PER_ADDRESS = 3
+LIMITS = {
+    "LOGIN_RATE_LIMIT_PER_ADDRESS": f"{PER_ADDRESS}/minute",
+    "LOGIN_RATE_LIMIT_PER_ACCOUNT": "1000/minute",
+}
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{
+        listen {host}:{port};
+        location / {{
+            proxy_pass {upstream};
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx_in_front_of(upstream: str, folder: Path) -> Iterator[str]:
+    """nginx on a free loopback port, proxying to ``upstream``; yields its URL."""
+    if NGINX is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(folder=folder, host=HOST, port=port, upstream=upstream))
+    log = (folder / "nginx.out").open("wb")
+    process = subprocess.Popen(
+        [NGINX, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://{HOST}:{port}"
+    try:
+        _wait_until_proxying(process, url, folder)
+        yield url
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_until_proxying(process: subprocess.Popen[bytes], url: str, folder: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"nginx exited with {process.returncode}:\n{(folder / 'error.log').read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"nginx did not proxy /healthz within {STARTUP_TIMEOUT}s")
+
+
+@contextmanager
+def shop_behind_nginx(tmp_path: Path, hops: int, options: tuple[str, ...] = ()) -> Iterator[str]:
+    env = shop_env(tmp_path / "instance", TRUSTED_PROXY_HOPS=str(hops), WEB_WORKERS="1", **LIMITS)
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    with (
+        ShopServer(env, tmp_path / "server.log", options=options) as server,
+        nginx_in_front_of(server.url, tmp_path / "nginx") as url,
+    ):
+        yield url
+
+
+def login(url: str, client_address: str, forwarded_for: str | None = None) -> int:
+    """A wrong login from ``client_address``, perhaps with a forged X-Forwarded-For; its status."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    transport = httpx.HTTPTransport(local_address=client_address)
+    with httpx.Client(base_url=url, transport=transport, timeout=REQUEST_TIMEOUT) as client:
+        response = client.post(
+            f"{API}/auth/token", json={"email": "nobody@example.com", "password": "wrong guess"}, headers=headers
+        )
+    return response.status_code
+
+
+@pytest.mark.parametrize("options", [(), ("--prod",)], ids=["serve", "serve --prod"])
+def test_with_one_trusted_hop_each_client_behind_the_proxy_has_its_own_budget(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    with shop_behind_nginx(tmp_path, hops=1, options=options) as url:
+        alice = [login(url, ALICE) for _ in range(PER_ADDRESS + 1)]
+        bob = login(url, BOB)
+        # What Mallory writes into the header herself is not what the proxy saw: no escape.
+        mallory = [login(url, MALLORY, forwarded_for=f"10.0.0.{n}") for n in range(PER_ADDRESS + 1)]
+
+    assert alice == [401] * PER_ADDRESS + [429]
+    assert bob == 401, "another client is not locked out by the first one's failures"
+    assert mallory == [401] * PER_ADDRESS + [429]
+
+
+def test_with_no_trusted_hop_a_forged_forwarded_for_does_not_escape_the_budget(tmp_path: Path) -> None:
+    with shop_behind_nginx(tmp_path, hops=0) as url:
+        forged = [login(url, MALLORY, forwarded_for=f"10.0.0.{n}") for n in range(PER_ADDRESS + 1)]
+        other = login(url, ALICE)
+
+    assert forged == [401] * PER_ADDRESS + [429]
+    # Without trusted hops the shop sees only the proxy: every client shares its budget.
+    assert other == 429
