@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     token_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
 
     login_rate_limit_per_account: str = Field(
-        "10/minute", description="login attempts per email address, e.g. '10/minute' or '5/minute;20/hour'"
+        "10/minute",
+        description="login attempts on one email from one client address, e.g. '10/minute' or '5/minute;20/hour'",
     )
     login_rate_limit_per_address: str = Field("50/minute", description="login attempts per client address")
     ratelimit_storage_url: str | None = Field(

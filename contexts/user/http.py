@@ -21,6 +21,7 @@ from infrastructure.http.rate_limit import (
     LOGIN_PER_ACCOUNT,
     LOGIN_PER_ADDRESS,
     client_address,
+    from_client_address,
     json_body_field,
     throttle,
 )
@@ -74,6 +75,11 @@ class TokenOut(BaseModel):
     expires_in: int = Field(description="seconds until the token expires")
 
 
+# Per account *and* client address: wrong passwords from one address never lock the owner out
+# of their account from another.
+_account_from_this_address = from_client_address(json_body_field("email", email_key))
+
+
 def _user(user: UserDTO) -> dict[str, Any]:
     return UserOut.model_validate(user).model_dump(mode="json")
 
@@ -111,7 +117,7 @@ def register(
     description="A wrong email and a wrong password get the same 401.",
     example={"email": "ada@example.com", "password": "correct horse battery"},
 )
-@throttle(LOGIN_PER_ACCOUNT, key=json_body_field("email", email_key), per="account")
+@throttle(LOGIN_PER_ACCOUNT, key=_account_from_this_address, per="account from this address")
 @throttle(LOGIN_PER_ADDRESS, key=client_address, per="address")
 @no_store
 @inject

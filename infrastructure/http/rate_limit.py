@@ -63,6 +63,19 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def from_client_address(key: Key) -> Key:
+    """``key`` counted separately for every client address (``None`` stays ``None``).
+
+    A limit per account alone lets anyone lock an account's owner out by failing on purpose;
+    counted per account *and* address, only the failing address is held back."""
+
+    def keyed() -> str | None:
+        value = key()
+        return None if value is None else f"{value}@{client_address()}"
+
+    return keyed
+
+
 def json_body_field(field: str, normalise: Callable[[str], str] = str) -> Key:
     """A key from a string field of the JSON body, normalised then hashed, or ``None`` if the
     body is not a JSON object with that string field. Never raises: malformed bodies are the
