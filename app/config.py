@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         description="login attempts on one email from one client address, e.g. '10/minute' or '5/minute;20/hour'",
     )
     login_rate_limit_per_address: str = Field("50/minute", description="login attempts per client address")
+    registration_rate_limit_per_address: str = Field(
+        "5/minute;20/hour", description="registrations (POST /users) per client address"
+    )
     ratelimit_storage_url: str | None = Field(
         None, description="where rate-limit counters live, e.g. redis://127.0.0.1:6379/0; in memory if unset"
     )
@@ -107,6 +110,9 @@ class Settings(BaseSettings):
     argon2_time_cost: Annotated[int, Field(ge=1)] = 3
     argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = 64 * 1024
     argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+    password_hashing_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
+        2, description="argon2 hashes and verifications running at once per process; the others wait"
+    )
 
     web_workers: Annotated[int, Field(ge=1, le=64)] = Field(
         4, description="`shop serve --prod`: worker processes (each with its own pools and dispatcher)"
@@ -205,7 +211,9 @@ class Settings(BaseSettings):
             raise ValueError(f"every previous secret must be at least {MIN_SECRET_LENGTH} characters")
         return value
 
-    @field_validator("login_rate_limit_per_account", "login_rate_limit_per_address")
+    @field_validator(
+        "login_rate_limit_per_account", "login_rate_limit_per_address", "registration_rate_limit_per_address"
+    )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:

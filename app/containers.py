@@ -160,6 +160,7 @@ def build_container(settings: Settings) -> ApplicationContainer:
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost_kib,
             parallelism=settings.argon2_parallelism,
+            concurrency=settings.password_hashing_concurrency,
         ),
         # One engine, and so one pool, per database server for every context on it.
         **{

@@ -18,7 +18,12 @@ from contexts.recommendation import http as recommendation_http
 from contexts.user import http as user_http
 from infrastructure.http.auth import init_auth
 from infrastructure.http.problems import install_problem_handlers
-from infrastructure.http.rate_limit import LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, install_rate_limits
+from infrastructure.http.rate_limit import (
+    LOGIN_PER_ACCOUNT,
+    LOGIN_PER_ADDRESS,
+    REGISTRATION_PER_ADDRESS,
+    install_rate_limits,
+)
 from infrastructure.http.request_id import install_request_ids
 from infrastructure.http.security import install_cors, install_security_headers
 from infrastructure.http.service_auth import init_service_auth
@@ -66,6 +71,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         rates={
             LOGIN_PER_ACCOUNT: settings.login_rate_limit_per_account,
             LOGIN_PER_ADDRESS: settings.login_rate_limit_per_address,
+            REGISTRATION_PER_ADDRESS: settings.registration_rate_limit_per_address,
         },
         storage_url=settings.ratelimit_storage_url,
         key_prefix=settings.ratelimit_key_prefix,

@@ -20,6 +20,7 @@ from infrastructure.http.problems import map_errors
 from infrastructure.http.rate_limit import (
     LOGIN_PER_ACCOUNT,
     LOGIN_PER_ADDRESS,
+    REGISTRATION_PER_ADDRESS,
     client_address,
     from_client_address,
     json_body_field,
@@ -98,6 +99,7 @@ TAG = "users"
     description="The email is unique regardless of case (409).",
     example={"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"},
 )
+@throttle(REGISTRATION_PER_ADDRESS, key=client_address, per="address")
 @inject
 def register(
     body: RegistrationBody,

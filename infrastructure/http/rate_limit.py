@@ -32,6 +32,7 @@ STRATEGY = "moving-window"
 # The names of the rates that the app configures (see app.config.Settings).
 LOGIN_PER_ACCOUNT = "login-per-account"
 LOGIN_PER_ADDRESS = "login-per-address"
+REGISTRATION_PER_ADDRESS = "registration-per-address"
 
 V = TypeVar("V", bound=Callable[..., Any])
 Key = Callable[[], str | None]
