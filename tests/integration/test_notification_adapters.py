@@ -530,3 +530,38 @@ def test_a_welcome_that_keeps_failing_does_not_hold_back_the_confirmation(databa
     with notification.uow(write=False) as uow:
         assert uow.sent.get(messages.message_id(registration, MailKind.WELCOME)) is None
         assert uow.sent.get(messages.message_id(order_event, MailKind.ORDER_CONFIRMATION)) is not None
+
+
+# --- hostile text in headers -------------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "Eve\r\nBcc: victim@example.com",
+    "Eve\nSubject: you won",
+    "Eve\u2028Bcc: victim@example.com",
+    "Eve\u2029X-Injected: yes",
+    "Eve\u0085Bcc: victim@example.com",
+    "Eve\u202egpj.exe",
+    "Eve\x0bvertical\x0cfeed\x1cseparators",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=repr)
+def test_a_hostile_name_can_neither_break_nor_inject_a_header(tmp_path: Path, name: str) -> None:
+    """Before: each of these made the welcome mail fail (a dead letter), for ever."""
+    recipient = Recipient(user_id=uuid.uuid4(), email="eve@example.com", name=name)
+    mail = messages.welcome(uuid.uuid4(), recipient)
+    mailer = FileMailer(tmp_path, SENDER)
+
+    mailer.send(mail)
+
+    raw = (tmp_path / file_name_for(mail.message_id)).read_bytes()
+    message = parse(raw)
+    assert sorted(message.keys()) == sorted(
+        ["From", "To", "Subject", "Date", "Message-ID", "Content-Type", "Content-Transfer-Encoding", "MIME-Version"]
+    )
+    assert [address.addr_spec for address in message["To"].addresses] == ["eve@example.com"]
+    assert message["To"].addresses[0].display_name.startswith("Eve")
+    assert message["Subject"].startswith("Welcome to modular-shop, Eve")
+    assert "\u202e" not in message["Subject"]
+    header_block = raw.split(b"\n\n", 1)[0]
+    assert header_block.isascii(), header_block  # what is not ASCII went in encoded

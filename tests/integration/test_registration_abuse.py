@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 from app.config import Settings
 from tests.conftest import MakeApp
 from tests.http_servers import serve_app
-from tests.problems import assert_problem
+from tests.problems import assert_problem, invalid_fields
 
 API = "/api/v1"
 PASSWORD = "correct horse"
@@ -31,6 +31,10 @@ def register(client: FlaskClient, email: str | None = None, address: str = "127.
     body = {"email": email or f"{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD, "name": "Some One"}
     body.update(fields)
     return client.post(f"{API}/users", json=body, environ_base={"REMOTE_ADDR": address})
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+    return client.post(f"{API}/auth/token", json={"email": email, "password": password})
 
 
 # --- throttling ------------------------------------------------------------------------------
@@ -132,3 +136,67 @@ def test_parallel_registrations_and_logins_hash_at_most_the_configured_number_at
 
     assert not more and gate.peak == 2, gate.peak
     assert statuses == [201] * 8 + [200] * 4
+
+
+# --- what registration accepts -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("local_part", ["ａdmin", "admın", "ſtraße", "zoë"], ids=repr)
+def test_an_address_the_shop_could_not_mail_is_refused(make_app: MakeApp, local_part: str) -> None:
+    """Mail goes out without SMTPUTF8: these were accepted, then every welcome mail failed."""
+    client = make_app().test_client()
+    assert invalid_fields(register(client, f"{local_part}@example.com")) == {"email"}
+
+
+def test_emails_are_compared_after_nfkc_and_internationalised_domains_are_stored_mailable(
+    make_app: MakeApp,
+) -> None:
+    client = make_app().test_client()
+    assert register(client, "admin@example.com").status_code == 201
+    # Fullwidth letters are the same letters: the account's owner logs in with them, and…
+    assert login(client, "ａdmin@example.com").status_code == 200
+
+    created = register(client, "zoe@bücher.example")
+    assert created.status_code == 201, created.json
+    assert created.json["email"] == "zoe@xn--bcher-kva.example"  # type: ignore[index]
+    assert login(client, "zoe@bücher.example").status_code == 200
+    assert login(client, "ZOE@XN--BCHER-KVA.example").status_code == 200
+    assert_problem(register(client, "zoe@BÜCHER.example"), 409)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Ada\u2028Bcc: x@example.com", "Ada\u2029", "Ada\u0085Lovelace", "Ada\u202eecalevol", "\u2066Ada", "Ada\u200f"],
+    ids=repr,
+)
+def test_a_name_that_would_break_a_mail_header_is_refused(make_app: MakeApp, name: str) -> None:
+    client = make_app().test_client()
+    assert invalid_fields(register(client, name=name)) == {"name"}
+
+
+@pytest.mark.parametrize(
+    "password", [" " * 8, "\t" * 8, "\u3000" * 8, "\u2028" * 8, "\x85" * 8, "\u200b" * 8, "\ufeff" * 8, " \t\n\r" * 2]
+)
+def test_a_password_of_only_white_space_or_control_characters_is_refused(make_app: MakeApp, password: str) -> None:
+    client = make_app().test_client()
+    body = assert_problem(register(client, password=password), 400)
+    assert {error["field"] for error in body["errors"]} == {"password"}
+    assert "white space" in body["errors"][0]["message"]
+
+
+def test_a_password_with_white_space_around_something_typed_is_fine(make_app: MakeApp) -> None:
+    client = make_app().test_client()
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    assert register(client, email, password="   x    ").status_code == 201
+    assert login(client, email, "   x    ").status_code == 200
+
+
+def test_a_taken_address_gets_a_409_that_neither_repeats_it_nor_says_it_exists(make_app: MakeApp) -> None:
+    client = make_app().test_client()
+    assert register(client, "taken@example.com").status_code == 201
+
+    body = assert_problem(register(client, "TAKEN@example.com"), 409)
+
+    assert "taken" not in body["detail"].lower()
+    assert "exist" not in body["detail"]
+    assert body["detail"] == "this email address cannot be used to register a new account"

@@ -12,6 +12,7 @@ import re
 import smtplib
 import ssl
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.headerregistry import Address
@@ -33,11 +34,28 @@ SCHEMES: dict[str, tuple[Security, int]] = {
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def header_text(text: str) -> str:
+    """User-chosen text as one header line can carry it: every line break and other control
+    character becomes a space, invisible formatting (bidi overrides, zero-width characters) is
+    dropped; the email package then encodes what is not ASCII (RFC 2047) and quotes what needs it.
+
+    The text rules refuse these characters at registration; a name stored before they did, or
+    arriving from an older event, still gets its mail instead of making every attempt fail."""
+    kept = []
+    for character in text:
+        category = unicodedata.category(character)
+        if category in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif category != "Cf":
+            kept.append(character)
+    return "".join(kept)
+
+
 def mime_message(mail: Mail, sender: str, *, transfer_encoding: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = Address(display_name=mail.to_name, addr_spec=mail.to_address)
-    message["Subject"] = mail.subject
+    message["To"] = Address(display_name=header_text(mail.to_name), addr_spec=mail.to_address)
+    message["Subject"] = header_text(mail.subject)
     message["Date"] = format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = mail.message_id
     message.set_content(mail.text, charset="utf-8", cte=transfer_encoding)
