@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="comma-separated older signing secrets, still accepted for verification during a key rotation",
     )
     token_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
+    token_subject_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30.0,
+        description="how long a token's user (do they exist, which role) is remembered; a deletion or"
+        " a change of role takes effect within this",
+    )
 
     login_rate_limit_per_account: str = Field(
         "10/minute",

@@ -55,7 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     install_request_ids(app)
     install_problem_handlers(app)
-    init_auth(app, container.tokens())
+    init_auth(app, container.tokens(), container.current_roles())
     served = [module for context, module in HTTP_MODULES.items() if context in settings.hosted_contexts()]
     for module in served:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
