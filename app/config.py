@@ -18,7 +18,7 @@ import limits
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contexts.notification.adapters.mailers import SmtpEndpoint
+from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions
 from infrastructure.remote import RemoteOptions
@@ -244,6 +244,12 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         SmtpEndpoint.parse(value.get_secret_value())  # its errors never quote the URL's password
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        check_sender(value)
         return value
 
     @field_validator("served_contexts")

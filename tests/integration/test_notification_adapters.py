@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from pydantic import ValidationError
 
+from app.config import Settings
 from contexts.notification.adapters import orm
 from contexts.notification.adapters.mailers import (
     FileMailer,
@@ -565,3 +567,23 @@ def test_a_hostile_name_can_neither_break_nor_inject_a_header(tmp_path: Path, na
     assert "\u202e" not in message["Subject"]
     header_block = raw.split(b"\n\n", 1)[0]
     assert header_block.isascii(), header_block  # what is not ASCII went in encoded
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["shop <shop@example.com>\r\nBcc: everyone@example.com", "shop <shop@example.com>\u2028Bcc: x@example.com",
+     "shop <a@example.com>, other <b@example.com>", "nonsense", "Shop <shöp@example.com>"],
+    ids=repr,
+)  # fmt: skip
+def test_a_mail_from_that_would_break_every_mail_stops_start_up_naming_it(tmp_path: Path, sender: str) -> None:
+    """The operator's sibling of a hostile name: before, every mail failed at its first delivery."""
+    with pytest.raises(ValidationError) as raised:
+        Settings(instance_path=tmp_path, mail_from=sender)
+    assert "mail_from" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "sender", [SENDER, "shop@example.com", '"Shop, Inc." <shop@example.com>', "Shöp <s@example.com>"]
+)
+def test_an_ordinary_mail_from_is_accepted(tmp_path: Path, sender: str) -> None:
+    assert Settings(instance_path=tmp_path, mail_from=sender).mail_from == sender

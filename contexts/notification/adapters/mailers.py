@@ -51,6 +51,20 @@ def header_text(text: str) -> str:
     return "".join(kept)
 
 
+def check_sender(sender: str) -> None:
+    """Raise ``ValueError`` unless ``sender`` makes a From header of one ASCII address, such as
+    ``modular-shop <shop@example.com>``: a line break or a second address in it would make every
+    mail fail (or go out from someone else), and only at the first delivery."""
+    message = EmailMessage()
+    try:
+        message["From"] = sender
+    except ValueError as error:
+        raise ValueError("must be one line, like 'modular-shop <shop@example.com>'") from error
+    header = message["From"]
+    if len(header.addresses) != 1 or header.defects:
+        raise ValueError("must be one address with an ASCII local part, like 'modular-shop <shop@example.com>'")
+
+
 def mime_message(mail: Mail, sender: str, *, transfer_encoding: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
