@@ -212,7 +212,8 @@ def create_admin(email: str, password: str, name: str) -> None:
     try:
         user = register(RegisterUser(email=valid.email, password=valid.password, name=valid.name, role=Role.ADMIN))
     except EmailAlreadyRegistered as error:
-        raise click.ClickException(str(error)) from error
+        # The operator may know what the public API does not say.
+        raise click.ClickException(f"an account with email {error.email!r} already exists") from error
     click.echo(f"created admin {user.email} ({user.id})")
 
 

@@ -18,7 +18,7 @@ import limits
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contexts.notification.adapters.mailers import SmtpEndpoint
+from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.remote import RemoteOptions
@@ -81,11 +81,20 @@ class Settings(BaseSettings):
         description="comma-separated older signing secrets, still accepted for verification during a key rotation",
     )
     token_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
+    token_subject_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30.0,
+        description="how long a token's user (do they exist, which role) is remembered; a deletion or"
+        " a change of role takes effect within this",
+    )
 
     login_rate_limit_per_account: str = Field(
-        "10/minute", description="login attempts per email address, e.g. '10/minute' or '5/minute;20/hour'"
+        "10/minute",
+        description="login attempts on one email from one client address, e.g. '10/minute' or '5/minute;20/hour'",
     )
     login_rate_limit_per_address: str = Field("50/minute", description="login attempts per client address")
+    registration_rate_limit_per_address: str = Field(
+        "5/minute;20/hour", description="registrations (POST /users) per client address"
+    )
     ratelimit_storage_url: str | None = Field(
         None, description="where rate-limit counters live, e.g. redis://127.0.0.1:6379/0; in memory if unset"
     )
@@ -107,6 +116,9 @@ class Settings(BaseSettings):
     argon2_time_cost: Annotated[int, Field(ge=1)] = 3
     argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = 64 * 1024
     argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+    password_hashing_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
+        2, description="argon2 hashes and verifications running at once per process; the others wait"
+    )
 
     web_workers: Annotated[int, Field(ge=1, le=64)] = Field(
         4, description="`shop serve --prod`: worker processes (each with its own pools and dispatcher)"
@@ -223,7 +235,9 @@ class Settings(BaseSettings):
         database_url(value)  # its errors never quote the URL's password
         return value
 
-    @field_validator("login_rate_limit_per_account", "login_rate_limit_per_address")
+    @field_validator(
+        "login_rate_limit_per_account", "login_rate_limit_per_address", "registration_rate_limit_per_address"
+    )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:
@@ -249,6 +263,12 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         SmtpEndpoint.parse(value.get_secret_value())  # its errors never quote the URL's password
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        check_sender(value)
         return value
 
     @field_validator("served_contexts")

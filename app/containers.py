@@ -6,6 +6,7 @@ and which outboxes the event dispatcher serves.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -23,8 +24,9 @@ from contexts.product.client import RemoteProductApi
 from contexts.product.container import ProductContainer
 from contexts.recommendation.container import RecommendationContainer
 from contexts.user.adapters.passwords import Argon2PasswordHasher
+from contexts.user.api import UserApi, UserNotFound
 from contexts.user.container import UserContainer
-from infrastructure.auth import TokenService
+from infrastructure.auth import CurrentRoles, TokenService
 from infrastructure.db import Database, Engines
 from infrastructure.events.broker.publisher import BrokerPublisher
 from infrastructure.events.broker.topology import Topology as BrokerTopology
@@ -78,6 +80,23 @@ def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductA
     return {"product": product_api} if isinstance(product_api, RemoteProductApi) else {}
 
 
+def current_roles_for(settings: Settings, users: Callable[[], UserApi]) -> CurrentRoles | None:
+    """Where this process serves the user context, every bearer token is checked against the
+    user's record (through its published API): unknown users are refused, the role is the
+    current one. Elsewhere there is no user API to ask, and tokens are trusted as signed."""
+    if "user" not in settings.hosted_contexts():
+        return None
+    api = users()
+
+    def role_of(user_id: uuid.UUID) -> str | None:
+        try:
+            return api.get_user(user_id).role
+        except UserNotFound:
+            return None
+
+    return CurrentRoles(role_of, ttl=settings.token_subject_cache_seconds)
+
+
 class ApplicationContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     event_bus = providers.Dependency(instance_of=EventBus)
@@ -117,6 +136,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
             timeout=settings.provided.smtp_timeout_seconds,
         ),
     )
+    current_roles = providers.Singleton(current_roles_for, settings=settings, users=user.api.provider)
     audit = providers.Container(AuditContainer, database=audit_database)
     recommendation = providers.Container(
         RecommendationContainer, database=recommendation_database, product_api=product_api
@@ -166,6 +186,7 @@ def build_container(settings: Settings) -> ApplicationContainer:
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost_kib,
             parallelism=settings.argon2_parallelism,
+            concurrency=settings.password_hashing_concurrency,
         ),
         # One engine, and so one pool, per database server for every context on it.
         **{

@@ -19,7 +19,12 @@ from contexts.recommendation import http as recommendation_http
 from contexts.user import http as user_http
 from infrastructure.http.auth import init_auth
 from infrastructure.http.problems import install_problem_handlers
-from infrastructure.http.rate_limit import LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, install_rate_limits
+from infrastructure.http.rate_limit import (
+    LOGIN_PER_ACCOUNT,
+    LOGIN_PER_ADDRESS,
+    REGISTRATION_PER_ADDRESS,
+    install_rate_limits,
+)
 from infrastructure.http.request_id import install_request_ids
 from infrastructure.http.security import install_cors, install_security_headers
 from infrastructure.http.service_auth import init_service_auth
@@ -57,7 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     install_request_ids(app)
     install_problem_handlers(app)
-    init_auth(app, container.tokens())
+    init_auth(app, container.tokens(), container.current_roles())
     served = [module for context, module in HTTP_MODULES.items() if context in settings.hosted_contexts()]
     for module in served:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
@@ -74,6 +79,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         rates={
             LOGIN_PER_ACCOUNT: settings.login_rate_limit_per_account,
             LOGIN_PER_ADDRESS: settings.login_rate_limit_per_address,
+            REGISTRATION_PER_ADDRESS: settings.registration_rate_limit_per_address,
         },
         storage_url=settings.ratelimit_storage_url,
         key_prefix=settings.ratelimit_key_prefix,

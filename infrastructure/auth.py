@@ -18,15 +18,21 @@ A holder sends the same token with every request, so a verified token is remembe
 text, a bounded number of them) with its expiry: a repeat costs a dictionary look-up and a clock
 comparison instead of decoding and an HMAC. Only tokens that verified are remembered, and the
 expiry is checked on every use; the secrets a service accepts are fixed for its lifetime.
+
+A signature proves who the token was issued to, not that they still exist or still have that
+role. Where the user context is at hand, :class:`CurrentRoles` answers both from the user's
+record, remembered for a few seconds per user so the hot path stays a dictionary look-up.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -38,6 +44,7 @@ LEEWAY = timedelta(seconds=5)
 MIN_SECRET_LENGTH = 32
 REQUIRED_CLAIMS = ("sub", "role", "exp", "nbf", "iat", "iss")
 REMEMBERED_TOKENS = 4096
+REMEMBERED_USERS = 4096
 
 
 def key_id(secret: str) -> str:
@@ -154,3 +161,46 @@ class TokenService:
             return Principal(user_id=uuid.UUID(claims["sub"]), role=str(claims["role"])), float(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise InvalidToken(str(error)) from error
+
+
+RoleLookup = Callable[[uuid.UUID], str | None]
+
+
+class CurrentRoles:
+    """The role each user has now, or ``None`` once they do not exist, by ``lookup``.
+
+    An answer (``None`` included) is remembered for ``ttl`` seconds, for at most ``maxsize``
+    users (the least recently asked about are forgotten first): a demotion or a deleted user
+    takes effect within ``ttl`` seconds, and a busy user costs one look-up per ``ttl``. Errors of
+    ``lookup`` (the user database is down) are not remembered: they fail the request.
+    """
+
+    def __init__(
+        self,
+        lookup: RoleLookup,
+        *,
+        ttl: float,
+        maxsize: int = REMEMBERED_USERS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._maxsize = maxsize
+        self._clock = clock
+        self._known: OrderedDict[uuid.UUID, tuple[str | None, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def role_of(self, user_id: uuid.UUID) -> str | None:
+        now = self._clock()
+        with self._lock:
+            remembered = self._known.get(user_id)
+            if remembered is not None and now < remembered[1]:
+                self._known.move_to_end(user_id)
+                return remembered[0]
+        role = self._lookup(user_id)  # outside the lock: it may query a database
+        with self._lock:
+            self._known[user_id] = (role, now + self._ttl)
+            self._known.move_to_end(user_id)
+            while len(self._known) > self._maxsize:
+                self._known.popitem(last=False)
+        return role

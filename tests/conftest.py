@@ -28,6 +28,9 @@ from infrastructure.db import Database
 
 # Argon2 at its cheapest: the suite registers many users; production keeps the defaults.
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8, "argon2_parallelism": 1}
+# Every test client registers from 127.0.0.1, and many tests register dozens of users; the
+# tests of the registration limit set their own.
+MANY_REGISTRATIONS = {"registration_rate_limit_per_address": "100000/minute"}
 
 
 POSTGRES_URL_VARIABLE = "SHOP_TEST_POSTGRES_URL"
@@ -115,6 +118,7 @@ def settings_for(instance: Path, **overrides: Any) -> dict[str, Any]:
         "instance_path": instance,
         "log_level": "WARNING",
         **FAST_HASHING,
+        **MANY_REGISTRATIONS,
         **_current.settings(instance),
         **overrides,
     }

@@ -33,7 +33,7 @@ from infrastructure.http.schemas import Money, ResponseModel
 from infrastructure.http.service_auth import require_service
 from infrastructure.http.validation import (
     MULTI_LINE,
-    NOT_BLANK,
+    NOT_ONLY_INVISIBLE,
     SINGLE_LINE,
     STRIPPED,
     id_from_path,
@@ -56,7 +56,7 @@ map_errors(
 MAX_STOCK = 1_000_000_000
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK), SINGLE_LINE, STRIPPED]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), SINGLE_LINE, NOT_ONLY_INVISIBLE, STRIPPED]
 Description = Annotated[str, StringConstraints(max_length=5000), MULTI_LINE]
 Price = Annotated[
     str,

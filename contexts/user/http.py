@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import email_validator
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, url_for
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from contexts.user.api import UserDTO, UserNotFound
 from contexts.user.application import handlers
@@ -20,13 +21,15 @@ from infrastructure.http.problems import map_errors
 from infrastructure.http.rate_limit import (
     LOGIN_PER_ACCOUNT,
     LOGIN_PER_ADDRESS,
+    REGISTRATION_PER_ADDRESS,
     client_address,
+    from_client_address,
     json_body_field,
     throttle,
 )
 from infrastructure.http.schemas import ResponseModel
 from infrastructure.http.security import no_store
-from infrastructure.http.validation import NOT_BLANK, SINGLE_LINE, STRIPPED
+from infrastructure.http.validation import NOT_ONLY_INVISIBLE, SINGLE_LINE, STRIPPED
 
 bp = Blueprint("user", __name__)
 map_errors(
@@ -38,15 +41,27 @@ map_errors(
     },
 )
 
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NOT_BLANK), SINGLE_LINE, STRIPPED]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128), NOT_ONLY_INVISIBLE]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100), SINGLE_LINE, NOT_ONLY_INVISIBLE, STRIPPED]
+
+
+def _mailable(email: str) -> str:
+    """The address as any mail server takes it: the shop's mail goes out without SMTPUTF8, so a
+    local part beyond ASCII (``ａdmin@``, ``admın@``, ``ſtraße@``) could never be written to and is
+    refused; an internationalised domain is kept in its ASCII (``xn--``) form."""
+    try:
+        address = email_validator.validate_email(email, check_deliverability=False, allow_smtputf8=False)
+    except email_validator.EmailNotValidError as error:
+        raise ValueError(f"value is not a valid email address: {error}") from error
+    return address.ascii_email or email
 
 
 class RegistrationBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    email: EmailStr = Field(
-        description="unique regardless of case; special-use domains (.test, .invalid, .local, …) are refused"
+    email: Annotated[EmailStr, AfterValidator(_mailable)] = Field(
+        description="unique regardless of case; special-use domains (.test, .invalid, .local, …) are refused,"
+        " and so is anything but ASCII before the @"
     )
     password: Password
     name: Name
@@ -74,6 +89,11 @@ class TokenOut(BaseModel):
     expires_in: int = Field(description="seconds until the token expires")
 
 
+# Per account *and* client address: wrong passwords from one address never lock the owner out
+# of their account from another.
+_account_from_this_address = from_client_address(json_body_field("email", email_key))
+
+
 def _user(user: UserDTO) -> dict[str, Any]:
     return UserOut.model_validate(user).model_dump(mode="json")
 
@@ -92,6 +112,7 @@ TAG = "users"
     description="The email is unique regardless of case (409).",
     example={"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"},
 )
+@throttle(REGISTRATION_PER_ADDRESS, key=client_address, per="address")
 @inject
 def register(
     body: RegistrationBody,
@@ -111,7 +132,7 @@ def register(
     description="A wrong email and a wrong password get the same 401.",
     example={"email": "ada@example.com", "password": "correct horse battery"},
 )
-@throttle(LOGIN_PER_ACCOUNT, key=json_body_field("email", email_key), per="account")
+@throttle(LOGIN_PER_ACCOUNT, key=_account_from_this_address, per="account from this address")
 @throttle(LOGIN_PER_ADDRESS, key=client_address, per="address")
 @no_store
 @inject

@@ -1,21 +1,27 @@
 """Bearer authentication for views: who is calling, and may they.
 
 The token service is registered on the app like any Flask extension, so blueprints of every
-context authenticate the same way without knowing the user context.
+context authenticate the same way without knowing the user context. Where the app can ask the
+user context (it serves it), it registers :class:`~infrastructure.auth.CurrentRoles` too: a
+token whose user no longer exists is refused, and the role is the user's current one, not the
+one signed into the token. Without it (the user context is served elsewhere) the token's own
+claims are trusted until it expires.
 """
 
 from __future__ import annotations
 
 from flask import Flask, current_app, g, request
 
-from infrastructure.auth import InvalidToken, Principal, TokenService
+from infrastructure.auth import CurrentRoles, InvalidToken, Principal, TokenService
 from infrastructure.http.problems import Problem
 
 EXTENSION = "shop.tokens"
+ROLES = "shop.current_roles"
 
 
-def init_auth(app: Flask, tokens: TokenService) -> None:
+def init_auth(app: Flask, tokens: TokenService, roles: CurrentRoles | None = None) -> None:
     app.extensions[EXTENSION] = tokens
+    app.extensions[ROLES] = roles
 
 
 def _unauthenticated(detail: str) -> Problem:
@@ -35,6 +41,12 @@ def current_principal() -> Principal:
         verified = tokens.verify(token.strip())
     except InvalidToken as error:
         raise _unauthenticated("the bearer token is invalid or expired") from error
+    roles: CurrentRoles | None = current_app.extensions[ROLES]
+    if roles is not None:
+        role = roles.role_of(verified.user_id)
+        if role is None:
+            raise _unauthenticated("the bearer token's user does not exist")
+        verified = Principal(user_id=verified.user_id, role=role)
     g.principal = verified
     return verified
 

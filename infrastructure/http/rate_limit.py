@@ -32,6 +32,7 @@ STRATEGY = "moving-window"
 # The names of the rates that the app configures (see app.config.Settings).
 LOGIN_PER_ACCOUNT = "login-per-account"
 LOGIN_PER_ADDRESS = "login-per-address"
+REGISTRATION_PER_ADDRESS = "registration-per-address"
 
 V = TypeVar("V", bound=Callable[..., Any])
 Key = Callable[[], str | None]
@@ -61,6 +62,19 @@ def throttle(rate: str, *, key: Key, per: str) -> Callable[[V], V]:
 def client_address() -> str:
     """The peer address of the request (behind a proxy, have ProxyFix set ``remote_addr``)."""
     return request.remote_addr or "unknown"
+
+
+def from_client_address(key: Key) -> Key:
+    """``key`` counted separately for every client address (``None`` stays ``None``).
+
+    A limit per account alone lets anyone lock an account's owner out by failing on purpose;
+    counted per account *and* address, only the failing address is held back."""
+
+    def keyed() -> str | None:
+        value = key()
+        return None if value is None else f"{value}@{client_address()}"
+
+    return keyed
 
 
 def json_body_field(field: str, normalise: Callable[[str], str] = str) -> Key:

@@ -18,6 +18,14 @@ from infrastructure.http.problems import Problem
 M = TypeVar("M", bound=BaseModel)
 
 
+def _document_pattern(json_schema: JsonSchemaValue, pattern: str) -> JsonSchemaValue:
+    if "pattern" in json_schema:
+        json_schema.setdefault("allOf", []).append({"pattern": pattern})
+    else:
+        json_schema["pattern"] = pattern
+    return json_schema
+
+
 @dataclass(frozen=True)
 class NoControlCharacters:
     """Refuses text with the given control characters, and says so in the JSON Schema.
@@ -42,28 +50,57 @@ class NoControlCharacters:
         return core_schema.no_info_before_validator_function(check, handler(source))
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        pattern = f"^[^{self.forbidden}]*$"
-        if "pattern" in json_schema:
-            json_schema.setdefault("allOf", []).append({"pattern": pattern})
-        else:
-            json_schema["pattern"] = pattern
-        return json_schema
+        return _document_pattern(handler(schema), f"^[^{self.forbidden}]*$")
 
 
+@dataclass(frozen=True)
+class SomeCharacterOf:
+    """Requires at least one character of a class (the inside of a regex character class, read
+    alike by Python and ECMA-262), with ``message`` if there is none; documented as a pattern."""
+
+    wanted: str
+    message: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        wanted = re.compile(f"[{self.wanted}]")
+
+        def check(value: Any) -> Any:
+            if isinstance(value, str) and not wanted.search(value):
+                raise ValueError(self.message)
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return _document_pattern(handler(schema), f"[{self.wanted}]")
+
+
+# Characters that change how text around them is shown or read as lines, never needed in a name
+# or a description: C1 controls (U+0085 is a line break to Python and mail software), the line
+# and paragraph separators, and the bidirectional controls (U+202E shows "gpj.exe" as "exe.jpg").
+_INVISIBLE_BREAKS = r"\x80-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
 # For text a person reads: no NULs or other control characters (PostgreSQL rejects NUL outright).
 # They look at the text as sent, before any stripping.
-SINGLE_LINE = NoControlCharacters(r"\x00-\x1f\x7f", "must not contain control characters")
+SINGLE_LINE = NoControlCharacters(
+    r"\x00-\x1f\x7f" + _INVISIBLE_BREAKS,
+    "must not contain control characters, line or paragraph separators or bidirectional controls",
+)
 MULTI_LINE = NoControlCharacters(
-    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f", "must not contain control characters other than tabs and line breaks"
+    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f" + _INVISIBLE_BREAKS,
+    "must not contain control characters other than tabs and line breaks, line or paragraph separators"
+    " or bidirectional controls",
+)
+# Something to show or type: a character that is neither white space (in Python's and ECMA-262's sense
+# alike: U+FEFF is white space to the one only) nor a control or invisible formatting character.
+NOT_ONLY_INVISIBLE = SomeCharacterOf(
+    r"^\s\ufeff\x00-\x1f\x7f" + _INVISIBLE_BREAKS + r"\u200b-\u200d\u2060-\u2065",
+    "must contain a character other than white space and control characters",
 )
 
 
 # Surrounding white space is dropped only after the documented constraints were checked on the
 # text as sent, so that what the schema accepts and what the server accepts are the same.
 STRIPPED = AfterValidator(str.strip)
-# Something to show: at least one character that is not white space.
-NOT_BLANK = r"\S"
 
 
 def id_from_path(raw: str, not_found: Callable[[str], Exception]) -> uuid.UUID:

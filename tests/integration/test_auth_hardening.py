@@ -27,7 +27,8 @@ from app.factory import container_of, create_app
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.application import handlers
 from contexts.user.domain import exceptions
-from infrastructure.auth import key_id
+from contexts.user.domain.model import Role
+from infrastructure.auth import Principal, key_id
 from tests.conftest import Backend, settings_for, start_app, stop_app
 
 API = "/api/v1"
@@ -163,19 +164,33 @@ def test_previous_secrets_are_read_from_the_environment_as_a_comma_separated_lis
 # --- login throttling -----------------------------------------------------------------------
 
 
-def test_the_account_limit_holds_across_client_addresses_and_email_spellings(make_app: MakeApp) -> None:
+def test_the_account_limit_holds_across_email_spellings_from_one_address(make_app: MakeApp) -> None:
     client = make_app(login_rate_limit_per_account="3/minute", login_rate_limit_per_address="100/minute").test_client()
     email = register(client, f"{uuid.uuid4().hex[:8]}@Example.com")
     other = register(client)
 
     assert login(client, email, address="10.0.0.1").status_code == 200
-    assert login(client, email, "wrong password", address="10.0.0.2").status_code == 401
-    assert login(client, f"  {email.upper()} ", "wrong password", address="10.0.0.3").status_code == 401
+    assert login(client, email, "wrong password", address="10.0.0.1").status_code == 401
+    assert login(client, f"  {email.upper()} ", "wrong password", address="10.0.0.1").status_code == 401
 
-    assert_too_many(login(client, email, address="10.0.0.4"), "account")
-    assert_too_many(login(client, email.lower(), address="10.0.0.5"), "account")
+    assert_too_many(login(client, email, address="10.0.0.1"), "account from this address")
+    assert_too_many(login(client, email.lower(), address="10.0.0.1"), "account from this address")
     # The address is not what is limited: another account from there logs in.
-    assert login(client, other, address="10.0.0.5").status_code == 200
+    assert login(client, other, address="10.0.0.1").status_code == 200
+
+
+def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out_elsewhere(make_app: MakeApp) -> None:
+    """Eleven wrong passwords from anywhere used to block the right one everywhere for a minute."""
+    client = make_app().test_client()
+    email = register(client)
+    attacker, owner = "203.0.113.66", "198.51.100.7"
+
+    for _ in range(10):
+        assert login(client, email, "wrong password", address=attacker).status_code == 401
+    assert_too_many(login(client, email, "wrong password", address=attacker), "account from this address")
+    assert_too_many(login(client, email, address=attacker), "account from this address")
+
+    assert login(client, email, address=owner).status_code == 200
 
 
 def test_the_address_limit_holds_across_accounts(make_app: MakeApp) -> None:
@@ -291,7 +306,7 @@ def test_counters_in_redis_are_shared_by_every_process_using_it(make_app: MakeAp
 
         # Another process (here: another app) sharing the Redis sees the same counter.
         second = make_app(login_rate_limit_per_account="2/minute", **overrides).test_client()
-        assert_too_many(login(second, email, address="10.9.9.9"), "account")
+        assert_too_many(login(second, email), "account from this address")
 
         keys = [key.decode() for key in store.scan_iter(match=f"*{prefix}*")]
         assert keys, "nothing was stored in Redis"
@@ -401,3 +416,101 @@ def test_a_rejected_secret_is_not_repeated_in_the_error(instance: Path) -> None:
         create_app(settings_for(instance, token_previous_secrets=f"{SECRET_A},{short}"))
     assert "token_previous_secrets" in str(raised.value)
     assert short not in str(raised.value) and SECRET_A not in str(raised.value)
+
+
+# --- the user behind a token -------------------------------------------------------------------
+
+
+def bearer_for(app: Flask, user_id: uuid.UUID | str, role: str = "customer") -> dict[str, str]:
+    """A genuine token of this app for ``user_id``, as the user context would have issued it."""
+    token = container_of(app).tokens().issue(Principal(user_id=uuid.UUID(str(user_id)), role=role))
+    return {"Authorization": f"Bearer {token.access_token}"}
+
+
+def a_product(app: Flask) -> str:
+    client = app.test_client()
+    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    container_of(app).user.register_user()(
+        handlers.RegisterUser(email=admin_email, password=PASSWORD, name="Admin", role=Role.ADMIN)
+    )
+    admin = {"Authorization": f"Bearer {token_of(login(client, admin_email))}"}
+    body = {"sku": f"SKU-{uuid.uuid4().hex[:8]}", "name": "Mug", "price": "5.00", "initial_stock": 10}
+    created = client.post(f"{API}/products", json=body, headers=admin)
+    assert created.status_code == 201, created.json
+    product_id: str = created.json["id"]  # type: ignore[index]
+    return product_id
+
+
+def set_role(app: Flask, email: str, role: Role) -> None:
+    with container_of(app).user.uow() as uow:
+        user = uow.users.get_by_email(email)
+        assert user is not None
+        user.role = role
+        uow.users.save(user)
+        uow.commit()
+
+
+def test_a_token_whose_user_does_not_exist_places_no_order(make_app: MakeApp) -> None:
+    """Before: a validly signed token for a user id nobody has placed orders (whose mail then
+    dead-lettered)."""
+    app = make_app()
+    client = app.test_client()
+    product_id = a_product(app)
+    ghost = bearer_for(app, uuid.uuid4())
+
+    placed = client.post(f"{API}/orders", json={"items": [{"product_id": product_id, "quantity": 1}]}, headers=ghost)
+    assert placed.status_code == 401, placed.json
+    assert placed.mimetype == "application/problem+json"
+    assert placed.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "does not exist" in placed.json["detail"]  # type: ignore[index]
+    for path in ("/users/me", "/orders", "/users/me/recommendations"):
+        assert client.get(f"{API}{path}", headers=ghost).status_code == 401, path
+
+
+def test_the_role_comes_from_the_users_record_not_from_the_token(make_app: MakeApp) -> None:
+    app = make_app(token_subject_cache_seconds=0)
+    client = app.test_client()
+    a_product(app)
+    email = register(client)
+    user_id = me(client, token_of(login(client, email))).json["id"]  # type: ignore[index]
+    # A token that says admin, for a customer (as one issued before a demotion would).
+    says_admin = bearer_for(app, user_id, role="admin")
+    body = {"sku": f"SKU-{uuid.uuid4().hex[:8]}", "name": "Mug", "price": "5.00"}
+
+    assert client.post(f"{API}/products", json=body, headers=says_admin).status_code == 403
+    assert client.get(f"{API}/audit-log", headers=says_admin).status_code == 403
+
+    set_role(app, email, Role.ADMIN)  # promoted: the same token now carries the new role
+    assert client.post(f"{API}/products", json=body, headers=says_admin).status_code == 201
+    set_role(app, email, Role.CUSTOMER)  # demoted again, long before the token expires
+    assert client.get(f"{API}/audit-log", headers=says_admin).status_code == 403
+
+
+def test_by_default_a_users_role_is_remembered_for_thirty_seconds(make_app: MakeApp) -> None:
+    """Each request does not cost a query; tests/unit/test_tokens.py shows the answer expiring."""
+    assert Settings(instance_path=Path("unused")).token_subject_cache_seconds == 30
+    app = make_app()
+    client = app.test_client()
+    email = register(client)
+    set_role(app, email, Role.ADMIN)
+    admin = {"Authorization": f"Bearer {token_of(login(client, email))}"}
+    assert client.get(f"{API}/audit-log", headers=admin).status_code == 200
+
+    set_role(app, email, Role.CUSTOMER)
+
+    assert client.get(f"{API}/audit-log", headers=admin).status_code == 200
+
+
+def test_where_the_user_context_is_served_elsewhere_a_token_is_trusted_as_signed(make_app: MakeApp) -> None:
+    """The documented limit: a process without the user context has nobody to ask."""
+    app = make_app(
+        served_contexts="product",
+        events_broker_url="amqp://guest:guest@127.0.0.1:5672//",
+        service_token="s" * 40,
+        token_secret=SECRET_A,  # every process of a split shop signs with the same secret
+    )
+    body = {"sku": f"SKU-{uuid.uuid4().hex[:8]}", "name": "Mug", "price": "5.00"}
+
+    created = app.test_client().post(f"{API}/products", json=body, headers=bearer_for(app, uuid.uuid4(), "admin"))
+
+    assert created.status_code == 201, created.json

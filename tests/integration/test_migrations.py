@@ -8,16 +8,17 @@ that the index is there and used (test_product_search).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, inspect, text
 
 from app.config import CONTEXTS
-from app.migrations import downgrade_all, upgrade_all, version_table
+from app.migrations import downgrade_all, script_location, upgrade_all, version_table
 from contexts.audit.adapters.orm import AuditBase
 from contexts.notification.adapters.orm import NotificationBase
 from contexts.order.adapters.orm import OrderBase
@@ -25,6 +26,9 @@ from contexts.product.adapters import search
 from contexts.product.adapters.orm import ProductBase
 from contexts.recommendation.adapters.orm import RecommendationBase
 from contexts.user.adapters.orm import UserBase
+from contexts.user.adapters.repository import SqlAlchemyUserRepository
+from contexts.user.domain.model import email_key
+from infrastructure import migrations
 from infrastructure.db import Database
 from tests.conftest import Backend
 
@@ -96,3 +100,42 @@ def test_all_contexts_can_share_one_database(tmp_path: Path, backend: Backend) -
     shared.dispose()
     for context in CONTEXTS:
         assert set(METADATA[context].tables) | {version_table(context)} <= tables
+
+
+def test_email_keys_made_before_nfkc_are_recomputed_and_a_lookalike_leaves_the_original_its_key(
+    databases: dict[str, Database],
+) -> None:
+    """Before user_0004 keys were the case-folded address: the owner of ``ada@bücher.de`` could
+    not log in any more once logins fold the domain to ASCII."""
+    user = databases["user"]
+    migrations.upgrade(user, script_location("user"), version_table("user"), "user_0003")
+    legacy = [  # (email, created) — keys as the old rule made them
+        ("Admin@example.com", "2026-01-01"),
+        ("ａdmin@example.com", "2026-01-02"),  # a lookalike, registered after the original
+        ("ada@bücher.de", "2026-01-03"),
+        ("zoe@example.com", "2026-01-04"),
+    ]
+    with user.begin(write=True) as connection:
+        for n, (email, created) in enumerate(legacy):
+            connection.execute(
+                text(
+                    "INSERT INTO user_users (id, email, email_key, name, role, password_hash, created_at)"
+                    " VALUES (:id, :email, :key, 'N', 'customer', 'x', :created)"
+                ),
+                {"id": str(uuid.UUID(int=n + 1)), "email": email, "key": email.casefold(), "created": created},
+            )
+
+    migrations.upgrade(user, script_location("user"), version_table("user"), "head")
+
+    with user.begin() as connection:
+        keys = dict(connection.execute(text("SELECT email, email_key FROM user_users")).all())
+    assert keys == {
+        "Admin@example.com": "admin@example.com",
+        "ａdmin@example.com": "ａdmin@example.com",  # the lookalike keeps its old key: unreachable
+        "ada@bücher.de": "ada@xn--bcher-kva.de",
+        "zoe@example.com": "zoe@example.com",
+    }
+    with user.session(write=False) as session:
+        found = SqlAlchemyUserRepository(session, []).get_by_email("ADA@bücher.de")
+    assert found is not None and found.email == "ada@bücher.de"
+    assert email_key("ada@bücher.de") == "ada@xn--bcher-kva.de"

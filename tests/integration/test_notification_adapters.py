@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from pydantic import ValidationError
 
+from app.config import Settings
 from contexts.notification.adapters import orm
 from contexts.notification.adapters.mailers import (
     FileMailer,
@@ -530,3 +532,58 @@ def test_a_welcome_that_keeps_failing_does_not_hold_back_the_confirmation(databa
     with notification.uow(write=False) as uow:
         assert uow.sent.get(messages.message_id(registration, MailKind.WELCOME)) is None
         assert uow.sent.get(messages.message_id(order_event, MailKind.ORDER_CONFIRMATION)) is not None
+
+
+# --- hostile text in headers -------------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "Eve\r\nBcc: victim@example.com",
+    "Eve\nSubject: you won",
+    "Eve\u2028Bcc: victim@example.com",
+    "Eve\u2029X-Injected: yes",
+    "Eve\u0085Bcc: victim@example.com",
+    "Eve\u202egpj.exe",
+    "Eve\x0bvertical\x0cfeed\x1cseparators",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=repr)
+def test_a_hostile_name_can_neither_break_nor_inject_a_header(tmp_path: Path, name: str) -> None:
+    """Before: each of these made the welcome mail fail (a dead letter), for ever."""
+    recipient = Recipient(user_id=uuid.uuid4(), email="eve@example.com", name=name)
+    mail = messages.welcome(uuid.uuid4(), recipient)
+    mailer = FileMailer(tmp_path, SENDER)
+
+    mailer.send(mail)
+
+    raw = (tmp_path / file_name_for(mail.message_id)).read_bytes()
+    message = parse(raw)
+    assert sorted(message.keys()) == sorted(
+        ["From", "To", "Subject", "Date", "Message-ID", "Content-Type", "Content-Transfer-Encoding", "MIME-Version"]
+    )
+    assert [address.addr_spec for address in message["To"].addresses] == ["eve@example.com"]
+    assert message["To"].addresses[0].display_name.startswith("Eve")
+    assert message["Subject"].startswith("Welcome to modular-shop, Eve")
+    assert "\u202e" not in message["Subject"]
+    header_block = raw.split(b"\n\n", 1)[0]
+    assert header_block.isascii(), header_block  # what is not ASCII went in encoded
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["shop <shop@example.com>\r\nBcc: everyone@example.com", "shop <shop@example.com>\u2028Bcc: x@example.com",
+     "shop <a@example.com>, other <b@example.com>", "nonsense", "Shop <shöp@example.com>"],
+    ids=repr,
+)  # fmt: skip
+def test_a_mail_from_that_would_break_every_mail_stops_start_up_naming_it(tmp_path: Path, sender: str) -> None:
+    """The operator's sibling of a hostile name: before, every mail failed at its first delivery."""
+    with pytest.raises(ValidationError) as raised:
+        Settings(instance_path=tmp_path, mail_from=sender)
+    assert "mail_from" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "sender", [SENDER, "shop@example.com", '"Shop, Inc." <shop@example.com>', "Shöp <s@example.com>"]
+)
+def test_an_ordinary_mail_from_is_accepted(tmp_path: Path, sender: str) -> None:
+    assert Settings(instance_path=tmp_path, mail_from=sender).mail_from == sender

@@ -95,15 +95,24 @@ def test_every_throttled_operation_documents_429(app: Flask, spec: dict[str, Any
 
 # --- control characters -----------------------------------------------------------------------
 
-SINGLE_LINE_REFUSED = ["a\x00b", "a\x02b", "a\tb", "a\nb", "a\x1fb", "a\x7fb"]
-SINGLE_LINE_ACCEPTED = ["Enamel mug", "Ünïcödé ✓", "a\u00a0b", "a\x80b"]
-MULTI_LINE_REFUSED = ["a\x00b", "a\x02b", "a\x0bb", "a\x0cb", "a\x1bb", "a\x7fb"]
+# Line and paragraph separators, C1 controls and bidirectional controls: refused everywhere.
+INVISIBLE_BREAKS = [
+    "a\u2028b", "a\u2029b", "a\x80b", "a\x85b", "a\x9fb", "a\u202eb", "a\u2066b", "a\u200fb", "a\u061cb"
+]  # fmt: skip
+# Nothing to show: a name needs a character other than white space and invisible ones.
+NOTHING_TO_SHOW = ["   ", "\u200b\u200b", "\u3000"]
+SINGLE_LINE_REFUSED = ["a\x00b", "a\x02b", "a\tb", "a\nb", "a\x1fb", "a\x7fb", *INVISIBLE_BREAKS]
+SINGLE_LINE_ACCEPTED = ["Enamel mug", "Ünïcödé ✓", "a\u00a0b", "a\xa1b", "שלום", "a\u200db"]
+MULTI_LINE_REFUSED = ["a\x00b", "a\x02b", "a\x0bb", "a\x0cb", "a\x1bb", "a\x7fb", *INVISIBLE_BREAKS]
 MULTI_LINE_ACCEPTED = ["line one\nline two", "tab\tseparated", "windows\r\nline", "plain"]
 
 
 @pytest.mark.parametrize(
     ("value", "accepted"),
-    [*((v, False) for v in SINGLE_LINE_REFUSED), *((v, True) for v in SINGLE_LINE_ACCEPTED)],
+    [
+        *((v, False) for v in SINGLE_LINE_REFUSED + NOTHING_TO_SHOW),
+        *((v, True) for v in SINGLE_LINE_ACCEPTED),
+    ],
     ids=repr,
 )
 def test_a_product_name_is_valid_in_the_document_exactly_when_the_server_takes_it(
@@ -136,7 +145,7 @@ def test_a_description_is_valid_in_the_document_exactly_when_the_server_takes_it
     assert response.status_code == 200 if accepted else invalid_fields(response) == {"description"}
 
 
-@pytest.mark.parametrize("value", ["a\x02b", "a\nb"], ids=repr)
+@pytest.mark.parametrize("value", ["a\x02b", "a\nb", "a\u2028b", "a\x85b", "a\u202eb"], ids=repr)
 def test_every_single_line_text_field_documents_that_it_refuses_control_characters(
     client: FlaskClient, shop: Shop, spec: dict[str, Any], value: str
 ) -> None:

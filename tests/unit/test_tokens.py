@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 import pytest
 
-from infrastructure.auth import LEEWAY, InvalidToken, Principal, TokenService, key_id
+from infrastructure.auth import LEEWAY, CurrentRoles, InvalidToken, Principal, TokenService, key_id
 
 SECRET = "the current signing secret, long enough"
 OLD_SECRET = "the previous signing secret, long enough"
@@ -231,3 +231,92 @@ def test_listing_the_current_secret_as_previous_too_is_harmless() -> None:
     tokens = service(SECRET, previous=(SECRET, OLD_SECRET))
     assert tokens.verify(signed(SECRET)).user_id == USER
     assert tokens.verify(signed(OLD_SECRET)).user_id == USER
+
+
+# --- the user behind a token ---------------------------------------------------------------------
+
+
+class Directory:
+    """A user context as :class:`CurrentRoles` sees it: roles by id, counting the questions."""
+
+    def __init__(self) -> None:
+        self.roles: dict[uuid.UUID, str] = {}
+        self.asked = 0
+
+    def __call__(self, user_id: uuid.UUID) -> str | None:
+        self.asked += 1
+        return self.roles.get(user_id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_role_is_remembered_for_the_ttl_then_asked_again() -> None:
+    directory, clock = Directory(), Clock()
+    directory.roles[USER] = "admin"
+    roles = CurrentRoles(directory, ttl=30, clock=clock)
+
+    assert [roles.role_of(USER) for _ in range(5)] == ["admin"] * 5
+    assert directory.asked == 1
+
+    directory.roles[USER] = "customer"  # demoted
+    clock.now += 29.9
+    assert roles.role_of(USER) == "admin"
+    clock.now += 0.2
+    assert roles.role_of(USER) == "customer"
+    assert directory.asked == 2
+
+
+def test_an_unknown_user_is_none_and_is_remembered_too() -> None:
+    directory, clock = Directory(), Clock()
+    roles = CurrentRoles(directory, ttl=30, clock=clock)
+
+    assert roles.role_of(USER) is None and roles.role_of(USER) is None
+    assert directory.asked == 1
+
+
+def test_a_ttl_of_zero_asks_every_time() -> None:
+    directory = Directory()
+    directory.roles[USER] = "customer"
+    roles = CurrentRoles(directory, ttl=0, clock=Clock())
+
+    roles.role_of(USER)
+    roles.role_of(USER)
+    assert directory.asked == 2
+
+
+def test_at_most_maxsize_users_are_remembered_the_least_recently_asked_go_first() -> None:
+    directory, clock = Directory(), Clock()
+    users = [uuid.uuid4() for _ in range(3)]
+    roles = CurrentRoles(directory, ttl=30, maxsize=2, clock=clock)
+
+    roles.role_of(users[0])
+    roles.role_of(users[1])
+    roles.role_of(users[0])  # users[1] is now the least recently asked about
+    roles.role_of(users[2])
+    assert directory.asked == 3
+
+    roles.role_of(users[0])
+    assert directory.asked == 3
+    roles.role_of(users[1])
+    assert directory.asked == 4
+
+
+def test_a_failing_lookup_is_not_remembered() -> None:
+    calls = 0
+
+    def down(user_id: uuid.UUID) -> str | None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("the user database is down")
+
+    roles = CurrentRoles(down, ttl=30, clock=Clock())
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            roles.role_of(USER)
+    assert calls == 2

@@ -12,6 +12,7 @@ import re
 import smtplib
 import ssl
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.headerregistry import Address
@@ -33,11 +34,42 @@ SCHEMES: dict[str, tuple[Security, int]] = {
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def header_text(text: str) -> str:
+    """User-chosen text as one header line can carry it: every line break and other control
+    character becomes a space, invisible formatting (bidi overrides, zero-width characters) is
+    dropped; the email package then encodes what is not ASCII (RFC 2047) and quotes what needs it.
+
+    The text rules refuse these characters at registration; a name stored before they did, or
+    arriving from an older event, still gets its mail instead of making every attempt fail."""
+    kept = []
+    for character in text:
+        category = unicodedata.category(character)
+        if category in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif category != "Cf":
+            kept.append(character)
+    return "".join(kept)
+
+
+def check_sender(sender: str) -> None:
+    """Raise ``ValueError`` unless ``sender`` makes a From header of one ASCII address, such as
+    ``modular-shop <shop@example.com>``: a line break or a second address in it would make every
+    mail fail (or go out from someone else), and only at the first delivery."""
+    message = EmailMessage()
+    try:
+        message["From"] = sender
+    except ValueError as error:
+        raise ValueError("must be one line, like 'modular-shop <shop@example.com>'") from error
+    header = message["From"]
+    if len(header.addresses) != 1 or header.defects:
+        raise ValueError("must be one address with an ASCII local part, like 'modular-shop <shop@example.com>'")
+
+
 def mime_message(mail: Mail, sender: str, *, transfer_encoding: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = Address(display_name=mail.to_name, addr_spec=mail.to_address)
-    message["Subject"] = mail.subject
+    message["To"] = Address(display_name=header_text(mail.to_name), addr_spec=mail.to_address)
+    message["Subject"] = header_text(mail.subject)
     message["Date"] = format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = mail.message_id
     message.set_content(mail.text, charset="utf-8", cte=transfer_encoding)

@@ -1,25 +1,36 @@
-"""Password hashing with argon2id (argon2-cffi); parameters come from configuration."""
+"""Password hashing with argon2id (argon2-cffi); parameters come from configuration.
+
+Every hash and every verification takes ``memory_cost`` KiB and ``parallelism`` threads of
+CPU for a while: unbounded, sixty registrations at once stall the process and grow it by
+gigabytes. So at most ``concurrency`` of them run at once in a process; the others wait for a
+slot (their requests take longer, the process stays within ``concurrency`` × ``memory_cost``
+and keeps CPU for everything else, such as ``/healthz``).
+"""
 
 from __future__ import annotations
+
+import threading
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 
 class Argon2PasswordHasher:
-    def __init__(self, *, time_cost: int, memory_cost: int, parallelism: int) -> None:
-        self._hasher = argon2.PasswordHasher(
-            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
-        )
+    def __init__(self, *, time_cost: int, memory_cost: int, parallelism: int, concurrency: int) -> None:
+        self._hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+        self._slots = threading.BoundedSemaphore(concurrency)
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify(self, password_hash: str, password: str) -> bool:
         try:
-            return self._hasher.verify(password_hash, password)
+            with self._slots:
+                return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 
     def needs_rehash(self, password_hash: str) -> bool:
+        """Reads the parameters in the hash's text: no argon2 work, so no slot."""
         return self._hasher.check_needs_rehash(password_hash)

@@ -2,8 +2,12 @@
 
 
 class EmailAlreadyRegistered(Exception):
+    """The email's key is taken. The message neither repeats the address nor says whose it is:
+    the answer (a 409) is as much as registration gives away, and it is rate-limited."""
+
     def __init__(self, email: str) -> None:
-        super().__init__(f"an account with email {email!r} already exists")
+        super().__init__("this email address cannot be used to register a new account")
+        self.email = email
 
 
 class InvalidCredentials(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,8 +19,15 @@ class Role(str, Enum):
 
 
 def email_key(email: str) -> str:
-    """What makes two addresses the same account: case never matters."""
-    return email.strip().casefold()
+    """What makes two addresses the same account: neither case, nor compatibility forms
+    (fullwidth ``ａ``, ligatures), nor how an internationalised domain is spelled matter."""
+    key = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold()).strip()
+    local, at, domain = key.rpartition("@")
+    if at and not domain.isascii():
+        # A domain no mail could reach is left as it is: no stored address has it.
+        with contextlib.suppress(UnicodeError):
+            domain = domain.encode("idna").decode("ascii")
+    return f"{local}{at}{domain}"
 
 
 @dataclass
