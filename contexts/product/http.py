@@ -26,7 +26,7 @@ from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain import currencies, exceptions
 from infrastructure.http.openapi import Access, Header, Link, endpoint
-from infrastructure.http.pagination import decode_cursor, encode_cursor
+from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
 from infrastructure.http.service_auth import require_service
@@ -126,6 +126,12 @@ class ProductListQuery(BaseModel):
     q: Annotated[str, StringConstraints(max_length=100), SINGLE_LINE, STRIPPED] | None = None
 
 
+class ProductCursor(CursorKey):
+    """Products are listed by sku; a page ends at the last sku shown."""
+
+    sku: Sku
+
+
 def product_id_from_path(raw: str) -> uuid.UUID:
     return id_from_path(raw, lambda malformed: Problem(404, f"no product with id {malformed}"))
 
@@ -209,9 +215,9 @@ def list_products(
     query: ProductListQuery,
     list_page: handlers.ListProductsHandler = Provide["product.list_products"],
 ) -> dict[str, Any]:
-    after_sku = decode_cursor(query.cursor, lambda key: str(key["sku"])) if query.cursor else None
+    after_sku = decode_cursor(query.cursor, ProductCursor).sku if query.cursor else None
     page = list_page(handlers.ListProducts(limit=query.limit, after_sku=after_sku, query=query.q or None))
-    next_cursor = encode_cursor({"sku": page.last_sku}) if page.has_more else None
+    next_cursor = encode_cursor(ProductCursor(sku=page.last_sku)) if page.has_more and page.last_sku else None
     return {"items": [_product(item) for item in page.items], "next_cursor": next_cursor}
 
 
