@@ -1,11 +1,13 @@
 """What a real server does with a request, under ``shop serve`` (Werkzeug) and ``shop serve
 --prod`` (gunicorn) alike: a chunked body over ``MAX_CONTENT_LENGTH`` is refused with 413 as
-one that announced its length is (it used to be cut to the limit and served)."""
+one that announced its length is (it used to be cut to the limit and served), and the
+``Server`` header names no version."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,3 +60,17 @@ def test_a_chunked_body_over_the_limit_is_413(server: ShopServer, size: int) -> 
     assert status == 413, body
     assert headers["Content-Type"] == "application/problem+json"
     assert json.loads(body)["status"] == 413
+
+
+@pytest.mark.parametrize("path", ["/healthz", f"{API}/nowhere"])
+def test_the_server_header_names_no_version(server: ShopServer, path: str) -> None:
+    connection = http.client.HTTPConnection(HOST, server.port, timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        servers = [value for name, value in response.getheaders() if name.lower() == "server"]
+    finally:
+        connection.close()
+    assert servers, "no Server header"
+    assert not any(re.search(r"[0-9]", value) for value in servers), servers
