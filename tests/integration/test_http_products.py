@@ -136,6 +136,14 @@ def test_duplicate_sku_is_409_and_the_first_product_stays(client: FlaskClient, a
     assert [item["name"] for item in all_products(client)] == ["First"]
 
 
+@pytest.mark.parametrize("variant", ["dup-1", "Dup-1", "dUP-1"])
+def test_a_sku_differing_only_in_case_is_a_duplicate(client: FlaskClient, admin: dict[str, str], variant: str) -> None:
+    assert create(client, admin, sku="DUP-1", name="First").status_code == 201
+    problem = assert_problem(create(client, admin, sku=variant, name="Second"), 409)
+    assert variant in problem["detail"]
+    assert [item["sku"] for item in all_products(client)] == ["DUP-1"]
+
+
 @pytest.mark.parametrize(
     "price",
     [
