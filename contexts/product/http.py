@@ -47,10 +47,17 @@ map_errors(
         ProductNotFound: 404,
         exceptions.SkuAlreadyExists: 409,
         exceptions.StockWouldGoNegative: 409,
-        exceptions.InvalidPrice: 400,
         exceptions.UnknownCurrency: 400,
     },
 )
+
+
+@bp.errorhandler(exceptions.InvalidPrice)
+def _invalid_price(error: exceptions.InvalidPrice) -> Response:
+    """Refused by the catalog's rules (a yen has no cents): named like a field the schema refused."""
+    message = str(error)
+    return Problem(400, message, title="Invalid input", errors=[{"field": "price", "message": message}]).to_response()
+
 
 MAX_STOCK = 1_000_000_000
 
@@ -60,7 +67,10 @@ Description = Annotated[str, StringConstraints(max_length=5000), MULTI_LINE]
 Price = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$"),
-    Field(description='a decimal string with up to two places, e.g. "12.50"'),
+    Field(
+        description='a decimal string with up to two places, e.g. "12.50"; '
+        "a whole number in currencies without a minor unit (JPY, KRW, ...)"
+    ),
 ]
 
 

@@ -18,8 +18,6 @@ API = "/api/v1"
 PRODUCT_FIELDS = {"id", "sku", "name", "description", "price", "currency", "stock"}
 
 
-
-
 def assert_unauthenticated(response: TestResponse) -> None:
     assert_problem(response, 401)
     assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
@@ -171,6 +169,37 @@ def test_an_invalid_price_is_400_naming_price(client: FlaskClient, admin: dict[s
     scripts' digits are refused rather than guessed at."""
     assert invalid_fields(create(client, admin, price=price)) == {"price"}
     assert all_products(client) == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "price"), [("JPY", "1.50"), ("JPY", "1.5"), ("KRW", "999.01"), ("CLP", "0.10"), ("XOF", "7.99")]
+)
+def test_a_price_finer_than_its_currency_s_minor_unit_is_400_naming_price(
+    client: FlaskClient, admin: dict[str, str], currency: str, price: str
+) -> None:
+    response = create(client, admin, currency=currency, price=price)
+    assert invalid_fields(response) == {"price"}
+    assert currency in response.json["detail"]
+    assert all_products(client) == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "shown"),
+    [("JPY", "1500", "1500.00"), ("JPY", "1500.00", "1500.00"), ("USD", "1.50", "1.50"), ("KWD", "1.25", "1.25")],
+)
+def test_a_price_in_its_currency_s_minor_unit_is_taken(
+    client: FlaskClient, admin: dict[str, str], currency: str, price: str, shown: str
+) -> None:
+    response = create(client, admin, currency=currency, price=price)
+    assert response.status_code == 201, response.json
+    assert (response.json["currency"], response.json["price"]) == (currency, shown)
+
+
+def test_a_revised_price_keeps_to_the_product_s_currency(client: FlaskClient, admin: dict[str, str]) -> None:
+    product = create(client, admin, currency="JPY", price="1500").json
+    response = client.patch(f"{API}/products/{product['id']}", json={"price": "1499.50"}, headers=admin)
+    assert invalid_fields(response) == {"price"}
+    assert fetch(client, product["id"])["price"] == "1500.00"
 
 
 @pytest.mark.parametrize("currency", ["usd", "US", "EURO", "", "U$D", 840, None, "ZZZ", "XAU"], ids=repr)
