@@ -24,7 +24,7 @@ from contexts.product.api import (
 )
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
-from contexts.product.domain import currencies, exceptions
+from contexts.product.domain import currencies, exceptions, model
 from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
@@ -47,6 +47,7 @@ map_errors(
         ProductNotFound: 404,
         exceptions.SkuAlreadyExists: 409,
         exceptions.StockWouldGoNegative: 409,
+        exceptions.StockWouldExceedMaximum: 409,
         exceptions.UnknownCurrency: 400,
     },
 )
@@ -58,8 +59,6 @@ def _invalid_price(error: exceptions.InvalidPrice) -> Response:
     message = str(error)
     return Problem(400, message, title="Invalid input", errors=[{"field": "price", "message": message}]).to_response()
 
-
-MAX_STOCK = 1_000_000_000
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK), SINGLE_LINE, STRIPPED]
@@ -95,7 +94,7 @@ class NewProductBody(BaseModel):
     description: Description | None = None
     price: Price
     currency: Currency = "USD"
-    initial_stock: Annotated[int, Field(ge=0, le=MAX_STOCK)] = 0
+    initial_stock: Annotated[int, Field(ge=0, le=model.MAX_STOCK)] = 0
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -123,7 +122,9 @@ class StockAdjustmentBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     delta: Annotated[
-        int, Field(ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}}), AfterValidator(_not_zero)
+        int,
+        Field(ge=-model.MAX_STOCK, le=model.MAX_STOCK, json_schema_extra={"not": {"const": 0}}),
+        AfterValidator(_not_zero),
     ]
     reason: Annotated[str, StringConstraints(max_length=200), SINGLE_LINE] | None = None
 
@@ -301,7 +302,7 @@ class ReservationLineBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     product_id: uuid.UUID
-    quantity: Annotated[int, Field(ge=1, le=MAX_STOCK)]
+    quantity: Annotated[int, Field(ge=1, le=model.MAX_STOCK)]
 
 
 class ReservationBody(BaseModel):

@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from contexts.product.domain.model import MAX_STOCK
 from tests.conftest import Shop
 from tests.problems import assert_problem, invalid_fields
 
@@ -542,6 +543,27 @@ def test_stock_never_goes_below_zero(
 ) -> None:
     assert_problem(adjust(client, admin, product["id"], {"delta": delta}), 409)
     assert fetch(client, product["id"])["stock"] == 3
+
+
+def test_stock_never_goes_over_the_documented_maximum(client: FlaskClient, admin: dict[str, str]) -> None:
+    """initial_stock is at most MAX_STOCK; adjustments used to add up past it without bound."""
+    product = create(client, admin, initial_stock=MAX_STOCK - 5).json
+    problem = assert_problem(adjust(client, admin, product["id"], {"delta": 6}), 409)
+    assert f"{MAX_STOCK:,}" in problem["detail"]
+    assert adjust(client, admin, product["id"], {"delta": 5}).json["stock"] == MAX_STOCK
+    assert_problem(adjust(client, admin, product["id"], {"delta": MAX_STOCK}), 409)
+    assert fetch(client, product["id"])["stock"] == MAX_STOCK
+
+
+def test_units_held_by_orders_count_towards_the_maximum(client: FlaskClient, shop: Shop, admin: dict[str, str]) -> None:
+    """Reserved units come back to the shelf when an order is cancelled: they count already."""
+    product = create(client, admin, initial_stock=MAX_STOCK).json
+    order = client.post(
+        f"{API}/orders", json={"items": [{"product_id": product["id"], "quantity": 10}]}, headers=shop.customer()
+    )
+    assert order.status_code == 201, order.json
+    assert_problem(adjust(client, admin, product["id"], {"delta": 1}), 409)
+    assert fetch(client, product["id"])["stock"] == MAX_STOCK - 10
 
 
 @pytest.mark.parametrize(

@@ -79,8 +79,6 @@ class ReservationRow(ProductBase):
 class ReservationLineRow(ProductBase):
     __tablename__ = "product_reservation_lines"
 
-    reservation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("product_reservations.id"), primary_key=True
-    )
+    reservation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_reservations.id"), primary_key=True)
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_products.id"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)

@@ -16,6 +16,9 @@ from contexts.product.domain import currencies, exceptions
 from contexts.product.events import StockLine
 
 CENT = Decimal("0.01")
+# The most units of a product the inventory holds (available and reserved together): what the
+# API documents for initial_stock, and what no adjustment may go beyond.
+MAX_STOCK = 1_000_000_000
 
 
 class Keep(Enum):
