@@ -4,8 +4,9 @@ context apart), on PostgreSQL, with RabbitMQ carrying the events between process
 Customers register and log in, the admin creates products, customers order (one at a time, then
 many at once, then a race for the last units), some orders are cancelled; once the events have
 flowed, every consuming context must show each fact exactly once: one confirmation mail per order
-to its buyer, one audit entry per registration, placement and cancel, purchases counted (and those of cancelled orders subtracted), every
-reservation confirmed or released as its order says, every delivery done, no dead letter on the
+to its buyer, one audit entry per registration, placement and cancel, purchases counted (those of
+cancelled orders subtracted again), every reservation confirmed or released as its order says,
+every delivery done, no dead letter on the
 broker. Only the processes differ between the runs, so what passes in the monolith and fails
 apart is a fault of the split, not of the scenario.
 
