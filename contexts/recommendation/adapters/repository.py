@@ -83,10 +83,13 @@ class SqlAlchemyProfileRepository:
             self._add(PAIRS, pairs, counters=("count",))
 
     def cancel(self, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
-        counted = self._session.execute(
-            update(ORDERS).where(ORDERS.c.order_id == order_id, ORDERS.c.cancelled.is_(False)).values(cancelled=True)
+        counted = (
+            update(ORDERS)
+            .where(ORDERS.c.order_id == order_id, ORDERS.c.cancelled.is_(False))
+            .values(cancelled=True)
+            .returning(ORDERS.c.order_id)
         )
-        if counted.rowcount != 1:
+        if self._session.execute(counted).first() is None:
             self._remember(order_id, user_id, cancelled=True)
             return
         lines = select(ORDER_LINES.c.product_id, ORDER_LINES.c.units).where(ORDER_LINES.c.order_id == order_id)
