@@ -55,6 +55,25 @@ def counting_upsert(dialect: str, table: Table, counters: Sequence[str]) -> sqli
     )
 
 
+def _counted_rows(
+    user_id: uuid.UUID, basket: model.Basket
+) -> list[tuple[Table, list[dict[str, Any]], tuple[str, ...]]]:
+    """What one order adds to the counts, and a cancelled one takes off again: rows of each table
+    with the counters they change. None empty; PostgreSQL lets one upsert touch a row once, and a
+    basket's products and pairs are distinct."""
+    products = basket.products
+    counted: list[tuple[Table, list[dict[str, Any]], tuple[str, ...]]] = [
+        (
+            PURCHASES,
+            [{"user_id": user_id, "product_id": p, "units": basket.units[p], "orders": 1} for p in products],
+            ("units", "orders"),
+        ),
+        (POPULARITY, [{"product_id": p, "orders": 1} for p in products], ("orders",)),
+        (PAIRS, [{"product_id": p, "other_product_id": other, "count": 1} for p, other in basket.pairs], ("count",)),
+    ]
+    return [(table, rows, counters) for table, rows, counters in counted if rows]
+
+
 class SqlAlchemyProfileRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -71,16 +90,8 @@ class SqlAlchemyProfileRepository:
         self._session.execute(
             ORDER_LINES.insert(), [{"order_id": order_id, "product_id": p, "units": basket.units[p]} for p in products]
         )
-        self._add(
-            PURCHASES,
-            [{"user_id": user_id, "product_id": p, "units": basket.units[p], "orders": 1} for p in products],
-            counters=("units", "orders"),
-        )
-        self._add(POPULARITY, [{"product_id": p, "orders": 1} for p in products], counters=("orders",))
-        # PostgreSQL lets one upsert touch a row once; a basket's products and pairs are distinct.
-        pairs = [{"product_id": p, "other_product_id": other, "count": 1} for p, other in basket.pairs]
-        if pairs:
-            self._add(PAIRS, pairs, counters=("count",))
+        for table, rows, counters in _counted_rows(user_id, basket):
+            self._add(table, rows, counters=counters)
 
     def cancel(self, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
         counted = (
@@ -95,16 +106,8 @@ class SqlAlchemyProfileRepository:
         lines = select(ORDER_LINES.c.product_id, ORDER_LINES.c.units).where(ORDER_LINES.c.order_id == order_id)
         basket = model.Basket.of((product_id, units) for product_id, units in self._session.execute(lines))
         self._session.execute(delete(ORDER_LINES).where(ORDER_LINES.c.order_id == order_id))
-        products = basket.products
-        self._subtract(
-            PURCHASES,
-            [{"user_id": user_id, "product_id": p, "units": basket.units[p], "orders": 1} for p in products],
-            counters=("units", "orders"),
-        )
-        self._subtract(POPULARITY, [{"product_id": p, "orders": 1} for p in products], counters=("orders",))
-        pairs = [{"product_id": p, "other_product_id": other, "count": 1} for p, other in basket.pairs]
-        if pairs:
-            self._subtract(PAIRS, pairs, counters=("count",))
+        for table, rows, counters in _counted_rows(user_id, basket):
+            self._subtract(table, rows, counters=counters)
 
     def _remember(self, order_id: uuid.UUID, user_id: uuid.UUID, *, cancelled: bool) -> bool:
         """Note the order; False if it was known already."""
