@@ -138,9 +138,10 @@ class ProductListQuery(BaseModel):
 
 
 class ProductCursor(CursorKey):
-    """Products are listed by sku; a page ends at the last sku shown."""
+    """Products are listed by sku; a page ends at the last sku shown. Any sku the catalog can
+    hold (not only those the API accepts today), so that every page can be followed."""
 
-    sku: Sku
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 def product_id_from_path(raw: str) -> uuid.UUID:
