@@ -11,25 +11,26 @@ over the limit with 413 exactly as it does one that announced its length.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from werkzeug.wsgi import get_content_length
 
 _READ_SIZE = 64 * 1024
+# How much of a refused chunked body is read and dropped, so that a client that sends its whole
+# body before reading the answer gets its 413 rather than a broken connection (servers drain a
+# body with a Content-Length for it); beyond this the connection is dropped instead.
+_DRAINED_AT_MOST = 16 * 1024 * 1024
 
 
-def _read_at_most(stream: IO[bytes], size: int) -> bytes:
-    """Up to ``size`` bytes: a chunked stream may return one chunk per read."""
-    parts: list[bytes] = []
-    remaining = size
-    while remaining > 0:
-        part = stream.read(min(remaining, _READ_SIZE))
+def _parts(stream: IO[bytes], size: int) -> Iterator[bytes]:
+    """Up to ``size`` bytes in parts: a chunked stream may return one chunk per read."""
+    while size > 0:
+        part = stream.read(min(size, _READ_SIZE))
         if not part:
-            break
-        parts.append(part)
-        remaining -= len(part)
-    return b"".join(parts)
+            return
+        size -= len(part)
+        yield part
 
 
 class StreamedBodyLimit:
@@ -41,7 +42,10 @@ class StreamedBodyLimit:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if environ.get("wsgi.input_terminated") and get_content_length(environ) is None:
-            body = _read_at_most(environ["wsgi.input"], self.limit + 1)
+            body = b"".join(_parts(environ["wsgi.input"], self.limit + 1))
+            if len(body) > self.limit:
+                for _dropped in _parts(environ["wsgi.input"], _DRAINED_AT_MOST):
+                    pass
             environ["wsgi.input"] = io.BytesIO(body)
             # What the application gets is no longer chunked but a body of known length.
             environ["CONTENT_LENGTH"] = str(len(body))

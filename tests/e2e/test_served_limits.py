@@ -54,7 +54,7 @@ def test_a_chunked_body_within_the_limit_is_served(server: ShopServer) -> None:
     assert status == 201, body
 
 
-@pytest.mark.parametrize("size", [LIMIT + 1, 3 * LIMIT])
+@pytest.mark.parametrize("size", [LIMIT + 1, 3 * LIMIT, 3 * 1024 * 1024])
 def test_a_chunked_body_over_the_limit_is_413(server: ShopServer, size: int) -> None:
     status, headers, body = _post_chunked(server, _registration(size))
     assert status == 413, body
