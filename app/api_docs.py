@@ -13,6 +13,7 @@ import swagger_ui_bundle
 from flask import Blueprint, Flask, Response, current_app, send_from_directory
 
 from infrastructure.http.openapi import build_document
+from infrastructure.http.problems import Problem
 
 bp = Blueprint("api_docs", __name__)
 DOCUMENT = "shop.openapi"
@@ -22,16 +23,22 @@ DESCRIPTION = (
     "string, ids are UUIDs, times are RFC 3339 UTC. Errors are RFC 9457 problem details."
 )
 
-_PAGE = """<!doctype html>
+# The files of the package the page below loads, and the only ones served: the package also
+# holds a demo index.html, templates and source maps, which are none of a visitor's business.
+_STYLESHEET = "swagger-ui.css"
+_SCRIPT = "swagger-ui-bundle.js"
+_SERVED = frozenset({_STYLESHEET, _SCRIPT})
+
+_PAGE = f"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>modular-shop API</title>
-  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
+  <link rel="stylesheet" href="/docs/static/{_STYLESHEET}">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script src="/docs/static/{_SCRIPT}"></script>
   <script src="/docs/init.js"></script>
 </body>
 </html>
@@ -79,4 +86,6 @@ def docs_init() -> Response:
 
 @bp.get("/docs/static/<path:filename>")
 def docs_static(filename: str) -> Response:
+    if filename not in _SERVED:
+        raise Problem(404, "no such file of the API documentation")
     return _with_policy(send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=3600))

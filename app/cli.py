@@ -16,7 +16,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, pass_script_info, with_appcontext
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
-from werkzeug.serving import run_simple
+from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from app.api_docs import openapi_document
 from app.background import BackgroundWork
@@ -135,12 +135,28 @@ def serve(info: ScriptInfo, host: str, port: int, prod: bool, contexts: str | No
     click.echo(f"modular-shop listening on http://{host}:{port}")
     try:
         # Flask's app.run refuses to start under its own CLI; Werkzeug's server is what it would run.
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+        run_simple(
+            host,
+            port,
+            app,
+            threaded=True,
+            use_reloader=False,
+            use_debugger=False,
+            request_handler=_UnversionedRequestHandler,
+        )
     finally:
         if background:
             # A second SIGTERM must not cut the hand-back of queued deliveries short.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             background.stop()
+
+
+class _UnversionedRequestHandler(WSGIRequestHandler):
+    """Names the server in the ``Server`` header without its or Python's version, which would
+    tell an attacker which published flaws to try (gunicorn, under --prod, sends no version)."""
+
+    def version_string(self) -> str:
+        return "Werkzeug"
 
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -18,6 +18,7 @@ from contexts.product import http as product_http
 from contexts.recommendation import http as recommendation_http
 from contexts.user import http as user_http
 from infrastructure.http.auth import init_auth
+from infrastructure.http.body_limit import StreamedBodyLimit
 from infrastructure.http.problems import install_problem_handlers
 from infrastructure.http.rate_limit import (
     LOGIN_PER_ACCOUNT,
@@ -50,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
     app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length)
+    app.wsgi_app = StreamedBodyLimit(app.wsgi_app, settings.max_content_length)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[CONTAINER] = container
     app.extensions[ops.DATABASES] = databases(container)

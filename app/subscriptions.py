@@ -34,6 +34,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(
         (OrderCancelled, "audit.order_log", "audit.when_order_cancelled_audit"),
         (OrderCancelled, "product.release_cancelled_order", "product.when_order_cancelled_release_stock"),
         (OrderPlaced, "recommendation.purchases", "recommendation.when_order_placed_record_purchase"),
+        (OrderCancelled, "recommendation.purchases", "recommendation.when_order_cancelled_subtract_purchase"),
     )
 )
 

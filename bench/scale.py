@@ -58,8 +58,11 @@ from app.containers import databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
 from contexts.audit.adapters.orm import AuditEntryRow
+from contexts.audit.http import AuditCursor
 from contexts.order.adapters.orm import OrderLineRow, OrderRow
+from contexts.order.http import OrderCursor
 from contexts.product.adapters.orm import ProductRow, StockRow
+from contexts.product.http import ProductCursor
 from contexts.recommendation.adapters.orm import PairRow, PopularityRow, ProfileRow, PurchaseRow
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
@@ -340,7 +343,7 @@ def bench_orders(shop: Shop, sizes: list[int]) -> None:
                 .offset(depth)
                 .limit(1)
             ).scalar_one()
-        cursor = encode_cursor({"created_at": created_at.isoformat(), "id": str(order_id)})
+        cursor = encode_cursor(OrderCursor(created_at=created_at, id=order_id))
         page = json_of(shop.client.get(f"{API}/orders", query_string={"cursor": cursor}, headers=headers))
         assert page["items"][0]["id"] == str(expected), "the deep page does not start where it should"
         print(f"  deep page: {depth:,} orders deep", flush=True)
@@ -396,7 +399,7 @@ def bench_products(shop: Shop, sizes: list[int]) -> None:
         assert len(rare["items"]) == 3, rare
         requests: dict[str, dict[str, Any]] = {
             "listing, first page": {},
-            "listing, middle page": {"cursor": encode_cursor({"sku": middle})},
+            "listing, middle page": {"cursor": encode_cursor(ProductCursor(sku=middle))},
             f"q={RARE} (3 rows)": {"q": RARE},
             f"q={MEDIUM} (0.1%)": {"q": MEDIUM},
             f"q={FREQUENT} (50%)": {"q": FREQUENT},
@@ -452,7 +455,7 @@ def bench_audit(shop: Shop, sizes: list[int]) -> None:
             last = int(connection.scalar(select(func.max(entries.c.position))) or 0)
         requests: dict[str, dict[str, Any]] = {
             "first page": {},
-            "middle page": {"cursor": encode_cursor({"position": last // 2})},
+            "middle page": {"cursor": encode_cursor(AuditCursor(position=last // 2))},
             "event_type=order.OrderCancelled": {"event_type": "order.OrderCancelled"},
             "entity_id (0.1%)": {"entity_id": str(entity)},
         }

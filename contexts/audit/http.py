@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from contexts.audit.application import handlers
 from contexts.audit.domain import model
 from infrastructure.http.openapi import Access, endpoint
-from infrastructure.http.pagination import decode_cursor, encode_cursor
+from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.schemas import ResponseModel
 
 bp = Blueprint("audit", __name__)
@@ -48,16 +48,12 @@ class AuditPageOut(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
 
 
-# Positions are signed 64-bit integers in every database; a larger one cannot even be bound as
-# a query parameter (the driver overflows), so it is a cursor this API never returned.
-_MAX_POSITION = 2**63 - 1
+class AuditCursor(CursorKey):
+    """The log is read newest first; a page ends at the position of the last entry shown."""
 
-
-def _position(key: dict[str, Any]) -> int:
-    position = key["position"]
-    if not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= _MAX_POSITION:
-        raise ValueError("a position is a positive 64-bit integer")
-    return position
+    # Positions are signed 64-bit integers in every database; a larger one cannot even be bound
+    # as a query parameter (the driver overflows), so it is a cursor this API never returned.
+    position: Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 def _entry(entry: model.AuditEntry) -> dict[str, Any]:
@@ -81,14 +77,14 @@ def list_audit_entries(
     query: AuditLogQuery,
     list_page: handlers.ListAuditEntriesHandler = Provide["audit.list_entries"],
 ) -> dict[str, Any]:
-    before = decode_cursor(query.cursor, _position) if query.cursor else None
+    before = decode_cursor(query.cursor, AuditCursor).position if query.cursor else None
     page = list_page(
         handlers.ListAuditEntries(
             limit=query.limit, before_position=before, event_type=query.event_type, entity_id=query.entity_id
         )
     )
     next_cursor = (
-        encode_cursor({"position": page.last_position})
+        encode_cursor(AuditCursor(position=page.last_position))
         if page.has_more and page.last_position is not None
         else None
     )

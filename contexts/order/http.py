@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, Response, request, url_for
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from contexts.order.api import OrderDTO, OrderNotFound
 from contexts.order.application import handlers
@@ -17,7 +17,7 @@ from contexts.order.domain import exceptions, model
 from contexts.product.api import InsufficientStock
 from infrastructure.http.auth import current_principal
 from infrastructure.http.openapi import Access, Header, Link, endpoint
-from infrastructure.http.pagination import decode_cursor, encode_cursor
+from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
 from infrastructure.http.validation import id_from_path
@@ -115,11 +115,20 @@ def _order(order: OrderDTO) -> dict[str, Any]:
     return OrderOut.model_validate(order).model_dump(mode="json")
 
 
-def _order_key(key: dict[str, Any]) -> OrderKey:
-    created_at = datetime.fromisoformat(str(key["created_at"]))
-    if created_at.tzinfo is None:
-        raise ValueError("cursor time has no zone")
-    return OrderKey(created_at=created_at, order_id=uuid.UUID(str(key["id"])))
+def _in_utc(moment: datetime) -> datetime:
+    """Times are compared in UTC; one that has no UTC equivalent (year 1 east of Greenwich) is
+    not a time an order was placed."""
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError as error:
+        raise ValueError("out of range") from error
+
+
+class OrderCursor(CursorKey):
+    """Orders are listed newest first; a page ends at the last order shown."""
+
+    created_at: Annotated[AwareDatetime, AfterValidator(_in_utc)]
+    id: uuid.UUID
 
 
 @bp.errorhandler(exceptions.UnknownProducts)
@@ -202,10 +211,11 @@ def list_orders(
     query: OrderListQuery,
     list_page: handlers.ListOrdersHandler = Provide["order.list_orders"],
 ) -> dict[str, Any]:
-    before = decode_cursor(query.cursor, _order_key) if query.cursor else None
+    key = decode_cursor(query.cursor, OrderCursor) if query.cursor else None
+    before = OrderKey(created_at=key.created_at, order_id=key.id) if key else None
     page = list_page(handlers.ListOrders(user_id=current_principal().user_id, limit=query.limit, before=before))
     next_cursor = (
-        encode_cursor({"created_at": page.last.created_at.isoformat(), "id": str(page.last.order_id)})
+        encode_cursor(OrderCursor(created_at=page.last.created_at, id=page.last.order_id))
         if page.has_more and page.last
         else None
     )

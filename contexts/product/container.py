@@ -37,9 +37,7 @@ class ProductContainer(containers.DeclarativeContainer):
     reserve_stock = providers.Singleton(handlers.ReserveStockHandler, uow=uow.provider)
     release_stock = providers.Singleton(handlers.ReleaseStockHandler, uow=uow.provider)
     confirm_reservation = providers.Singleton(handlers.ConfirmReservationHandler, uow=uow.provider)
-    expire_reservations = providers.Singleton(
-        handlers.ExpireReservationsHandler, uow=uow.provider, ttl=reservation_ttl
-    )
+    expire_reservations = providers.Singleton(handlers.ExpireReservationsHandler, uow=uow.provider, ttl=reservation_ttl)
 
     api = providers.Singleton(
         facade.ProductFacade, get_products=get_products, reserve=reserve_stock, release=release_stock

@@ -24,10 +24,10 @@ from contexts.product.api import (
 )
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
-from contexts.product.domain import currencies, exceptions
+from contexts.product.domain import currencies, exceptions, model
 from infrastructure.http.auth import current_tokens
 from infrastructure.http.openapi import Access, Header, Link, endpoint
-from infrastructure.http.pagination import decode_cursor, encode_cursor
+from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
 from infrastructure.http.service_auth import require_service
@@ -48,12 +48,18 @@ map_errors(
         ProductNotFound: 404,
         exceptions.SkuAlreadyExists: 409,
         exceptions.StockWouldGoNegative: 409,
-        exceptions.InvalidPrice: 400,
+        exceptions.StockWouldExceedMaximum: 409,
         exceptions.UnknownCurrency: 400,
     },
 )
 
-MAX_STOCK = 1_000_000_000
+
+@bp.errorhandler(exceptions.InvalidPrice)
+def _invalid_price(error: exceptions.InvalidPrice) -> Response:
+    """Refused by the catalog's rules (a yen has no cents): named like a field the schema refused."""
+    message = str(error)
+    return Problem(400, message, title="Invalid input", errors=[{"field": "price", "message": message}]).to_response()
+
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), SINGLE_LINE, NOT_ONLY_INVISIBLE, STRIPPED]
@@ -61,7 +67,10 @@ Description = Annotated[str, StringConstraints(max_length=5000), MULTI_LINE]
 Price = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$"),
-    Field(description='a decimal string with up to two places, e.g. "12.50"'),
+    Field(
+        description='a decimal string with up to two places, e.g. "12.50"; '
+        "a whole number in currencies without a minor unit (JPY, KRW, ...)"
+    ),
 ]
 
 
@@ -86,7 +95,7 @@ class NewProductBody(BaseModel):
     description: Description | None = None
     price: Price
     currency: Currency = "USD"
-    initial_stock: Annotated[int, Field(ge=0, le=MAX_STOCK)] = 0
+    initial_stock: Annotated[int, Field(ge=0, le=model.MAX_STOCK)] = 0
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -114,7 +123,9 @@ class StockAdjustmentBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     delta: Annotated[
-        int, Field(ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}}), AfterValidator(_not_zero)
+        int,
+        Field(ge=-model.MAX_STOCK, le=model.MAX_STOCK, json_schema_extra={"not": {"const": 0}}),
+        AfterValidator(_not_zero),
     ]
     reason: Annotated[str, StringConstraints(max_length=200), SINGLE_LINE] | None = None
 
@@ -125,6 +136,13 @@ class ProductListQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, StringConstraints(min_length=1)] | None = None
     q: Annotated[str, StringConstraints(max_length=100), SINGLE_LINE, STRIPPED] | None = None
+
+
+class ProductCursor(CursorKey):
+    """Products are listed by sku; a page ends at the last sku shown. Any sku the catalog can
+    hold (not only those the API accepts today), so that every page can be followed."""
+
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 def product_id_from_path(raw: str) -> uuid.UUID:
@@ -210,9 +228,9 @@ def list_products(
     query: ProductListQuery,
     list_page: handlers.ListProductsHandler = Provide["product.list_products"],
 ) -> dict[str, Any]:
-    after_sku = decode_cursor(query.cursor, lambda key: str(key["sku"])) if query.cursor else None
+    after_sku = decode_cursor(query.cursor, ProductCursor).sku if query.cursor else None
     page = list_page(handlers.ListProducts(limit=query.limit, after_sku=after_sku, query=query.q or None))
-    next_cursor = encode_cursor({"sku": page.last_sku}) if page.has_more else None
+    next_cursor = encode_cursor(ProductCursor(sku=page.last_sku)) if page.has_more and page.last_sku else None
     return {"items": [_product(item) for item in page.items], "next_cursor": next_cursor}
 
 
@@ -286,7 +304,7 @@ class ReservationLineBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     product_id: uuid.UUID
-    quantity: Annotated[int, Field(ge=1, le=MAX_STOCK)]
+    quantity: Annotated[int, Field(ge=1, le=model.MAX_STOCK)]
 
 
 class ReservationBody(BaseModel):

@@ -27,3 +27,6 @@ class RecommendationContainer(containers.DeclarativeContainer):
     when_order_placed_record_purchase = providers.Callable(
         subscribers.when_order_placed_record_purchase, uow=uow.provider
     )
+    when_order_cancelled_subtract_purchase = providers.Callable(
+        subscribers.when_order_cancelled_subtract_purchase, uow=uow.provider
+    )

@@ -9,6 +9,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
+# An invalid request is told what to fix, not everything that is wrong: a body of a million
+# unknown keys must not become a problem document of a million errors.
+MAX_REPORTED_ERRORS = 20
 
 Money = Annotated[
     Decimal,
@@ -46,4 +49,9 @@ class ProblemDetails(BaseModel):
     status: int
     detail: str
     instance: str = Field(description="the path of the request")
-    errors: list[FieldError] | None = Field(None, description="for invalid input: what to fix, field by field")
+    errors: list[FieldError] | None = Field(
+        None, description=f"for invalid input: what to fix, field by field (the first {MAX_REPORTED_ERRORS} found)"
+    )
+    errors_omitted: int | None = Field(
+        None, description=f"when more than {MAX_REPORTED_ERRORS} errors were found: how many were not listed"
+    )

@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import AfterValidator, BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from pydantic_core import CoreSchema, core_schema, from_json
 
 from infrastructure.http.problems import Problem
+from infrastructure.http.schemas import MAX_REPORTED_ERRORS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -119,12 +120,52 @@ def field_path(location: tuple[int | str, ...]) -> str:
     return path or "body"
 
 
+# No request body of this API has an object with more members than this; a body that does is
+# refused before validation, which would otherwise spend time on an error per member.
+MAX_OBJECT_MEMBERS = 100
+
+
 def _problem(error: ValidationError, where: str) -> Problem:
     details = error.errors(include_url=False, include_input=False, include_context=False)
     if any(item["type"] == "json_invalid" for item in details):
-        return Problem(400, "the request body is not valid JSON", title="Malformed JSON")
-    errors = [{"field": field_path(tuple(item["loc"])), "message": item["msg"]} for item in details]
-    return Problem(400, f"the {where} has {len(errors)} invalid field(s)", title="Invalid input", errors=errors)
+        return _malformed_json()
+    errors = [
+        {"field": field_path(tuple(item["loc"])), "message": item["msg"]} for item in details[:MAX_REPORTED_ERRORS]
+    ]
+    omitted = len(details) - len(errors)
+    return Problem(
+        400,
+        f"the {where} has {len(details)} invalid field(s)",
+        title="Invalid input",
+        errors=errors,
+        extensions={"errors_omitted": omitted} if omitted else None,
+    )
+
+
+def _malformed_json() -> Problem:
+    return Problem(400, "the request body is not valid JSON", title="Malformed JSON")
+
+
+def _refuse_oversized_objects(raw: bytes) -> None:
+    """Stop before validation when an object has more members than any body of the API may."""
+    try:
+        document = from_json(raw)
+    except ValueError as error:
+        raise _malformed_json() from error
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if len(value) > MAX_OBJECT_MEMBERS:
+                raise Problem(
+                    400,
+                    f"a JSON object in the request body has {len(value)} members; at most "
+                    f"{MAX_OBJECT_MEMBERS} are accepted",
+                    title="Invalid input",
+                )
+            pending.extend(item for item in value.values() if isinstance(item, dict | list))
+        elif isinstance(value, list):
+            pending.extend(item for item in value if isinstance(item, dict | list))
 
 
 def parse_body(model: type[M]) -> M:
@@ -132,6 +173,7 @@ def parse_body(model: type[M]) -> M:
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise Problem(400, "a JSON object is required as the request body", title="Invalid input")
+    _refuse_oversized_objects(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:

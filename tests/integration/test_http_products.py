@@ -11,13 +11,12 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from contexts.product.domain.model import MAX_STOCK
 from tests.conftest import Shop
 from tests.problems import assert_problem, invalid_fields
 
 API = "/api/v1"
 PRODUCT_FIELDS = {"id", "sku", "name", "description", "price", "currency", "stock"}
-
-
 
 
 def assert_unauthenticated(response: TestResponse) -> None:
@@ -136,6 +135,14 @@ def test_duplicate_sku_is_409_and_the_first_product_stays(client: FlaskClient, a
     assert [item["name"] for item in all_products(client)] == ["First"]
 
 
+@pytest.mark.parametrize("variant", ["dup-1", "Dup-1", "dUP-1"])
+def test_a_sku_differing_only_in_case_is_a_duplicate(client: FlaskClient, admin: dict[str, str], variant: str) -> None:
+    assert create(client, admin, sku="DUP-1", name="First").status_code == 201
+    problem = assert_problem(create(client, admin, sku=variant, name="Second"), 409)
+    assert variant in problem["detail"]
+    assert [item["sku"] for item in all_products(client)] == ["DUP-1"]
+
+
 @pytest.mark.parametrize(
     "price",
     [
@@ -163,6 +170,37 @@ def test_an_invalid_price_is_400_naming_price(client: FlaskClient, admin: dict[s
     scripts' digits are refused rather than guessed at."""
     assert invalid_fields(create(client, admin, price=price)) == {"price"}
     assert all_products(client) == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "price"), [("JPY", "1.50"), ("JPY", "1.5"), ("KRW", "999.01"), ("CLP", "0.10"), ("XOF", "7.99")]
+)
+def test_a_price_finer_than_its_currency_s_minor_unit_is_400_naming_price(
+    client: FlaskClient, admin: dict[str, str], currency: str, price: str
+) -> None:
+    response = create(client, admin, currency=currency, price=price)
+    assert invalid_fields(response) == {"price"}
+    assert currency in response.json["detail"]
+    assert all_products(client) == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "shown"),
+    [("JPY", "1500", "1500.00"), ("JPY", "1500.00", "1500.00"), ("USD", "1.50", "1.50"), ("KWD", "1.25", "1.25")],
+)
+def test_a_price_in_its_currency_s_minor_unit_is_taken(
+    client: FlaskClient, admin: dict[str, str], currency: str, price: str, shown: str
+) -> None:
+    response = create(client, admin, currency=currency, price=price)
+    assert response.status_code == 201, response.json
+    assert (response.json["currency"], response.json["price"]) == (currency, shown)
+
+
+def test_a_revised_price_keeps_to_the_product_s_currency(client: FlaskClient, admin: dict[str, str]) -> None:
+    product = create(client, admin, currency="JPY", price="1500").json
+    response = client.patch(f"{API}/products/{product['id']}", json={"price": "1499.50"}, headers=admin)
+    assert invalid_fields(response) == {"price"}
+    assert fetch(client, product["id"])["price"] == "1500.00"
 
 
 @pytest.mark.parametrize("currency", ["usd", "US", "EURO", "", "U$D", 840, None, "ZZZ", "XAU"], ids=repr)
@@ -505,6 +543,27 @@ def test_stock_never_goes_below_zero(
 ) -> None:
     assert_problem(adjust(client, admin, product["id"], {"delta": delta}), 409)
     assert fetch(client, product["id"])["stock"] == 3
+
+
+def test_stock_never_goes_over_the_documented_maximum(client: FlaskClient, admin: dict[str, str]) -> None:
+    """initial_stock is at most MAX_STOCK; adjustments used to add up past it without bound."""
+    product = create(client, admin, initial_stock=MAX_STOCK - 5).json
+    problem = assert_problem(adjust(client, admin, product["id"], {"delta": 6}), 409)
+    assert f"{MAX_STOCK:,}" in problem["detail"]
+    assert adjust(client, admin, product["id"], {"delta": 5}).json["stock"] == MAX_STOCK
+    assert_problem(adjust(client, admin, product["id"], {"delta": MAX_STOCK}), 409)
+    assert fetch(client, product["id"])["stock"] == MAX_STOCK
+
+
+def test_units_held_by_orders_count_towards_the_maximum(client: FlaskClient, shop: Shop, admin: dict[str, str]) -> None:
+    """Reserved units come back to the shelf when an order is cancelled: they count already."""
+    product = create(client, admin, initial_stock=MAX_STOCK).json
+    order = client.post(
+        f"{API}/orders", json={"items": [{"product_id": product["id"], "quantity": 10}]}, headers=shop.customer()
+    )
+    assert order.status_code == 201, order.json
+    assert_problem(adjust(client, admin, product["id"], {"delta": 1}), 409)
+    assert fetch(client, product["id"])["stock"] == MAX_STOCK - 10
 
 
 @pytest.mark.parametrize(

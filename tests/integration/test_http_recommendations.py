@@ -23,10 +23,17 @@ ITEM_FIELDS = {"product_id", "sku", "name", "price", "currency", "score", "reaso
 Headers = dict[str, str]
 
 
-def place(client: FlaskClient, headers: Headers, *products: dict[str, Any]) -> None:
+def place(client: FlaskClient, headers: Headers, *products: dict[str, Any]) -> str:
     items = [{"product_id": product["id"], "quantity": 1} for product in products]
     response = client.post("/api/v1/orders", json={"items": items}, headers=headers)
     assert response.status_code == 201, response.json
+    order_id: str = response.json["id"]
+    return order_id
+
+
+def cancel(client: FlaskClient, headers: Headers, order_id: str) -> None:
+    response = client.post(f"/api/v1/orders/{order_id}/cancel", headers=headers)
+    assert response.status_code == 200, response.json
 
 
 def recommendations(client: FlaskClient, headers: Headers) -> list[dict[str, Any]]:
@@ -98,12 +105,20 @@ def test_a_buyer_of_a_is_offered_what_was_bought_with_a_first_then_popular_produ
 
     assert [item["product_id"] for item in items] == [b["id"], d["id"], c["id"], e["id"]]
     assert [(item["score"], item["reason"]) for item in items] == [
-        (2, "bought_together"), (1, "bought_together"), (1, "bought_together"), (0, "popular"),
+        (2, "bought_together"),
+        (1, "bought_together"),
+        (1, "bought_together"),
+        (0, "popular"),
     ]
     # d and c tie on score; d is in two orders, c in one.
     assert items[0] == {
-        "product_id": b["id"], "sku": b["sku"], "name": "Thing B", "price": "2.25", "currency": "USD",
-        "score": 2, "reason": "bought_together",
+        "product_id": b["id"],
+        "sku": b["sku"],
+        "name": "Thing B",
+        "price": "2.25",
+        "currency": "USD",
+        "score": 2,
+        "reason": "bought_together",
     }
     assert all(set(item) == ITEM_FIELDS for item in items)
 
@@ -143,6 +158,42 @@ def test_a_customer_without_orders_gets_the_popular_products_or_nothing(
         (twice["id"], 0, "popular"),
         (once["id"], 0, "popular"),
     ]
+
+
+def test_orders_placed_and_cancelled_make_no_product_popular(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, admin: Headers
+) -> None:
+    """Counted, thirty orders placed and cancelled at once put any product first for everyone."""
+    bought, pushed = shop.product(admin), shop.product(admin, initial_stock=1)
+    place(client, shop.customer(), bought)
+    pusher = shop.customer()
+    for _ in range(30):
+        cancel(client, pusher, place(client, pusher, pushed, bought))
+    container.dispatcher().run_until_idle()
+
+    newcomer = shop.customer()
+    assert [item["product_id"] for item in recommendations(client, newcomer)] == [bought["id"]]
+    # the pusher bought nothing: both products are only popular (one order), none bought together
+    assert [(item["product_id"], item["reason"]) for item in recommendations(client, pusher)] == [
+        (bought["id"], "popular")
+    ]
+
+
+def test_a_cancelled_order_is_subtracted_once_however_often_delivered(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, admin: Headers
+) -> None:
+    a, b = shop.product(admin), shop.product(admin)
+    buyer = shop.customer()
+    place(client, buyer, a)
+    cancel(client, buyer, place(client, buyer, a, b))
+    container.dispatcher().run_until_idle()
+    rows_before = snapshot(container)
+
+    redelivered = recommendation_deliveries(container, set_status="pending")
+    assert container.dispatcher().run_until_idle() == len(redelivered)
+
+    assert snapshot(container) == rows_before
+    assert [item["product_id"] for item in recommendations(client, shop.customer())] == [a["id"]]
 
 
 def test_registering_creates_a_profile(client: FlaskClient, shop: Shop, container: ApplicationContainer) -> None:

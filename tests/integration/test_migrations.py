@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,10 @@ def databases(tmp_path: Path, backend: Backend) -> Iterator[dict[str, Database]]
         database.dispose()
 
 
+# SQLite does not reflect an index on an expression (product skus, lower(sku)); PostgreSQL does,
+# and compares it here. test_http_products shows the index at work on both.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index:sqlalchemy.exc.SAWarning")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index:UserWarning")
 @pytest.mark.parametrize("context", CONTEXTS)
 def test_migrations_match_the_models(databases: dict[str, Database], context: str) -> None:
     upgrade_all(databases)
@@ -139,3 +145,27 @@ def test_email_keys_made_before_nfkc_are_recomputed_and_a_lookalike_leaves_the_o
         found = SqlAlchemyUserRepository(session, []).get_by_email("ADA@bücher.de")
     assert found is not None and found.email == "ada@bücher.de"
     assert email_key("ada@bücher.de") == "ada@xn--bcher-kva.de"
+
+
+def test_skus_differing_only_in_case_stop_the_upgrade_naming_them(databases: dict[str, Database]) -> None:
+    """product_0006 makes skus unique case-insensitively; a catalog that already holds case
+    variants is not changed, and the operator learns which skus to rename."""
+    product = {"product": databases["product"]}
+    upgrade_all(product, "product_0005")
+    products = METADATA["product"].tables["product_products"]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "sku": sku,
+            "name": "n",
+            "name_folded": "n",
+            "price": Decimal("1.00"),
+            "currency": "USD",
+            "created_at": datetime.now(timezone.utc),
+        }
+        for sku in ("MUG-1", "mug-1", "TEA-1")
+    ]
+    with databases["product"].begin() as connection:
+        connection.execute(products.insert(), rows)
+    with pytest.raises(RuntimeError, match="MUG-1, mug-1; rename"):
+        upgrade_all(product)

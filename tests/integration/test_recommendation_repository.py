@@ -54,10 +54,18 @@ def unit(database: Database, *, write: bool = True) -> SqlAlchemyRecommendationU
     return SqlAlchemyRecommendationUnitOfWork(database, inbox=Inbox(orm.INBOX, "recommendation"), write=write)
 
 
-def order(database: Database, user_id: uuid.UUID, *lines: tuple[int, int]) -> None:
+def order(database: Database, user_id: uuid.UUID, *lines: tuple[int, int]) -> uuid.UUID:
+    order_id = uuid.uuid4()
     with unit(database) as uow:
         uow.profiles.create(user_id, now=NOW)
-        uow.profiles.record(user_id, Basket.of((p(number), units) for number, units in lines))
+        uow.profiles.record(order_id, user_id, Basket.of((p(number), units) for number, units in lines))
+        uow.commit()
+    return order_id
+
+
+def cancel(database: Database, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    with unit(database) as uow:
+        uow.profiles.cancel(order_id, user_id)
         uow.commit()
 
 
@@ -117,10 +125,44 @@ def test_several_orders_add_up_purchases_popularity_and_pairs(database: Database
     }
 
 
+def test_a_cancelled_order_is_subtracted_and_what_it_alone_counted_is_gone(database: Database) -> None:
+    order(database, ALICE, (1, 2), (2, 1))
+    second = order(database, ALICE, (1, 3), (3, 1))
+    order(database, BOB, (1, 1))
+
+    cancel(database, second, ALICE)
+
+    assert rows(database, PURCHASES) == {(ALICE, p(1), 2, 1), (ALICE, p(2), 1, 1), (BOB, p(1), 1, 1)}
+    assert rows(database, POPULARITY) == {(p(1), 2), (p(2), 1)}
+    assert rows(database, PAIRS) == {(p(1), p(2), 1), (p(2), p(1), 1)}
+
+
+def test_a_cancellation_counts_once_however_often_it_comes(database: Database) -> None:
+    kept = order(database, ALICE, (1, 1))
+    cancelled = order(database, BOB, (1, 1))
+    for _ in range(3):
+        cancel(database, cancelled, BOB)
+
+    assert rows(database, POPULARITY) == {(p(1), 1)}
+    assert rows(database, PURCHASES) == {(ALICE, p(1), 1, 1)}
+    assert kept != cancelled
+
+
+def test_an_order_cancelled_before_it_arrives_is_never_counted(database: Database) -> None:
+    order_id = uuid.uuid4()
+    cancel(database, order_id, ALICE)
+    with unit(database) as uow:
+        uow.profiles.record(order_id, ALICE, Basket.of([(p(1), 1), (p(2), 1)]))
+        uow.commit()
+
+    for table in (PURCHASES, POPULARITY, PAIRS):
+        assert rows(database, table) == set()
+
+
 def test_nothing_is_kept_without_a_commit(database: Database) -> None:
     with unit(database) as uow:
         uow.profiles.create(ALICE, now=NOW)
-        uow.profiles.record(ALICE, Basket.of([(p(1), 1), (p(2), 1)]))
+        uow.profiles.record(uuid.uuid4(), ALICE, Basket.of([(p(1), 1), (p(2), 1)]))
 
     for table in (PROFILES, PURCHASES, POPULARITY, PAIRS):
         assert rows(database, table) == set()
@@ -229,7 +271,7 @@ def test_ranking_from_the_cut_history_is_ranking_from_every_count(database: Data
         with unit(database) as uow:
             user_id = chance.choice(customers)
             uow.profiles.create(user_id, now=NOW)
-            uow.profiles.record(user_id, basket)
+            uow.profiles.record(uuid.uuid4(), user_id, basket)
             uow.commit()
 
     for user_id in [*customers, uuid.uuid4()]:

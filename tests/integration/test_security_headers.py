@@ -5,6 +5,7 @@ configured, then only for exactly those origins, on the API."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ ALWAYS = {
 }
 ALLOWED = "https://shop.example.com"
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID")
+
 
 @pytest.fixture
 def client(make_app: MakeApp) -> FlaskClient:
@@ -282,3 +284,35 @@ def test_a_bad_setting_stops_start_up_naming_it(tmp_path: Path, setting: str, va
     with pytest.raises(ValidationError) as raised:
         create_app(settings_for(tmp_path / "instance", **{setting: value}))
     assert setting in str(raised.value)
+
+
+# --- what /docs/static serves -----------------------------------------------------------------
+
+
+def test_the_docs_serve_the_files_their_page_loads(client: FlaskClient) -> None:
+    page = client.get("/docs").get_data(as_text=True)
+    loaded = re.findall(r'(?:href|src)="(/docs/static/[^"]+)"', page)
+    assert loaded
+    for path in loaded:
+        response = client.get(path)
+        response.close()  # a file response: its file stays open until closed
+        assert response.status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "index.html",
+        "index.j2",
+        "swagger-initializer.js",
+        "swagger-ui-bundle.js.map",
+        "swagger-ui.css.map",
+        "oauth2-redirect.html",
+        "swagger-ui-es-bundle.js",
+        "../__init__.py",
+    ],
+)
+def test_the_docs_serve_nothing_else_of_the_package(client: FlaskClient, filename: str) -> None:
+    response = client.get(f"/docs/static/{filename}")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"

@@ -49,7 +49,7 @@ def ids(count: int) -> list[uuid.UUID]:
      ("12.500", "12.50"), ("1E+1", "10.00"), ("9999999999.99", "9999999999.99")],
 )
 def test_money_keeps_exact_cents(amount: str, kept: str) -> None:
-    result = money(Decimal(amount))
+    result = money(Decimal(amount), "USD")
     assert result == Decimal(kept)
     assert str(result) == kept
 
@@ -57,19 +57,19 @@ def test_money_keeps_exact_cents(amount: str, kept: str) -> None:
 @pytest.mark.parametrize("amount", ["-0.01", "-5", "0.001", "12.345", "NaN", "sNaN", "Infinity", "-Infinity"])
 def test_money_refuses_negative_fractional_cents_and_non_numbers(amount: str) -> None:
     with pytest.raises(InvalidPrice):
-        money(Decimal(amount))
+        money(Decimal(amount), "USD")
 
 
 def test_invalid_price_is_a_value_error() -> None:
     """Callers that treat bad input generically (``ValueError``) catch it too."""
     with pytest.raises(ValueError):
-        money(Decimal("-1"))
+        money(Decimal("-1"), "USD")
 
 
 def test_money_never_keeps_a_negative_zero() -> None:
     """``Decimal("-0")`` is zero, but kept as is it prints (and is serialised) as ``-0.00``."""
-    assert f"{money(Decimal('-0')):.2f}" == "0.00"
-    assert not money(Decimal("-0.00")).is_signed()
+    assert f"{money(Decimal('-0'), 'USD'):.2f}" == "0.00"
+    assert not money(Decimal("-0.00"), "USD").is_signed()
 
 
 # --- stock lines and order items ---------------------------------------------------------------

@@ -50,7 +50,7 @@ def as_text(amount_in_cents: int) -> str:
 
 def price(amount_in_cents: int) -> Decimal:
     """A catalog price, as ``money`` makes it (how every order line's price comes to be)."""
-    return money(Decimal(amount_in_cents) / 100)
+    return money(Decimal(amount_in_cents) / 100, "USD")
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def test_money_keeps_any_amount_in_cents_exactly_with_two_places(amount: int) ->
 @given(amount=cents, sub_cent=st.integers(min_value=1, max_value=9))
 def test_money_refuses_fractions_of_a_cent(amount: int, sub_cent: int) -> None:
     with pytest.raises(InvalidPrice):
-        money(Decimal(amount * 10 + sub_cent) / 1000)
+        money(Decimal(amount * 10 + sub_cent) / 1000, "USD")
 
 
 @properties

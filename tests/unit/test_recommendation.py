@@ -252,8 +252,10 @@ def test_any_ranking_keeps_every_rule(history: History, skip: set[uuid.UUID]) ->
         assert set(picked) == set(scored) | set(popular)
     left_out = [product for product in scored if product not in picked]
     for product in left_out:
-        assert all(rank(pick) < rank(Recommendation(product, brute_force_score(history, product), pick.reason))
-                   for pick in together)
+        assert all(
+            rank(pick) < rank(Recommendation(product, brute_force_score(history, product), pick.reason))
+            for pick in together
+        )
     for product in popular:
         if product not in picked and filled:
             assert (-popularity[product], product) > (-popularity[filled[-1].product_id], filled[-1].product_id)
@@ -296,9 +298,13 @@ class Counts:
     purchases: dict[tuple[uuid.UUID, uuid.UUID], tuple[int, int]] = field(default_factory=dict)
     popularity: Counter[uuid.UUID] = field(default_factory=Counter)
     pairs: Counter[model.Pair] = field(default_factory=Counter)
+    # each order's basket while counted; None once cancelled
+    orders: dict[uuid.UUID, Basket | None] = field(default_factory=dict)
 
     def copy(self) -> Counts:
-        return Counts(dict(self.profiles), dict(self.purchases), Counter(self.popularity), Counter(self.pairs))
+        return Counts(
+            dict(self.profiles), dict(self.purchases), Counter(self.popularity), Counter(self.pairs), dict(self.orders)
+        )
 
 
 class FakeProfiles:
@@ -310,13 +316,31 @@ class FakeProfiles:
         assert self._writable, "write in a read-only unit of work"
         self._counts.profiles.setdefault(user_id, now)
 
-    def record(self, user_id: uuid.UUID, basket: Basket) -> None:
+    def record(self, order_id: uuid.UUID, user_id: uuid.UUID, basket: Basket) -> None:
         assert self._writable, "write in a read-only unit of work"
+        if order_id in self._counts.orders:
+            return
+        self._counts.orders[order_id] = basket
+        self._count(user_id, basket, 1)
+
+    def cancel(self, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        assert self._writable, "write in a read-only unit of work"
+        basket = self._counts.orders.get(order_id)
+        self._counts.orders[order_id] = None
+        if basket is not None:
+            self._count(user_id, basket, -1)
+
+    def _count(self, user_id: uuid.UUID, basket: Basket, sign: int) -> None:
         for product_id, units in basket.units.items():
             had_units, had_orders = self._counts.purchases.get((user_id, product_id), (0, 0))
-            self._counts.purchases[(user_id, product_id)] = (had_units + units, had_orders + 1)
-            self._counts.popularity[product_id] += 1
-        self._counts.pairs.update(basket.pairs)
+            self._counts.purchases[(user_id, product_id)] = (had_units + sign * units, had_orders + sign)
+            if not self._counts.purchases[(user_id, product_id)][1]:
+                del self._counts.purchases[(user_id, product_id)]
+            self._counts.popularity[product_id] += sign
+        for pair in basket.pairs:
+            self._counts.pairs[pair] += sign
+        self._counts.popularity = +self._counts.popularity
+        self._counts.pairs = +self._counts.pairs
 
     def history(self, user_id: uuid.UUID, *, top: int) -> History:
         bought = frozenset(product for user, product in self._counts.purchases if user == user_id)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, Uuid, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from infrastructure.db_types import Money, UtcDateTime, context_metadata
@@ -33,6 +33,10 @@ class ProductRow(ProductBase):
     price: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# A sku is unique whatever its case: MUG-1 and mug-1 would be one product to a person.
+Index("uq_product_products_sku_lower", func.lower(ProductRow.sku), unique=True)
 
 
 class StockRow(ProductBase):
@@ -75,8 +79,6 @@ class ReservationRow(ProductBase):
 class ReservationLineRow(ProductBase):
     __tablename__ = "product_reservation_lines"
 
-    reservation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("product_reservations.id"), primary_key=True
-    )
+    reservation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_reservations.id"), primary_key=True)
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("product_products.id"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)

@@ -93,13 +93,15 @@ _TAKE = (
     .values(available=_STOCK.c.available - _UNITS, reserved=_STOCK.c.reserved + _UNITS)
 )
 _GIVE_BACK = (
-    update(_STOCK)
-    .where(_STOCK_OF)
-    .values(available=_STOCK.c.available + _UNITS, reserved=_STOCK.c.reserved - _UNITS)
+    update(_STOCK).where(_STOCK_OF).values(available=_STOCK.c.available + _UNITS, reserved=_STOCK.c.reserved - _UNITS)
 )
 _ADJUST = (
     update(_STOCK)
-    .where(_STOCK_OF, _STOCK.c.available + _UNITS >= 0)
+    .where(
+        _STOCK_OF,
+        _STOCK.c.available + _UNITS >= 0,
+        _STOCK.c.available + _STOCK.c.reserved + _UNITS <= model.MAX_STOCK,
+    )
     .values(available=_STOCK.c.available + _UNITS)
 )
 
@@ -207,9 +209,7 @@ class SqlAlchemyReservationRepository:
 
     def save(self, reservation: model.Reservation) -> None:
         self._session.execute(
-            update(_RESERVATIONS)
-            .where(_RESERVATIONS.c.id == reservation.id)
-            .values(status=reservation.status.value)
+            update(_RESERVATIONS).where(_RESERVATIONS.c.id == reservation.id).values(status=reservation.status.value)
         )
         self._seen.append(reservation)
 

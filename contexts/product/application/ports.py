@@ -43,7 +43,8 @@ class StockRepository(Protocol):
         """Move ``quantity`` from reserved back to available."""
 
     def adjust(self, product_id: uuid.UUID, delta: int, reason: str | None) -> bool:
-        """Add ``delta`` to available and record why; False (nothing changed) if it would go negative."""
+        """Add ``delta`` to available and record why; False (nothing changed) if available would go
+        negative or available and reserved together over ``model.MAX_STOCK``."""
         ...
 
 
@@ -92,4 +93,3 @@ class ProductUnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool = True) -> ProductUnitOfWork: ...
-

@@ -6,9 +6,7 @@ from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.product.application.handlers import ConfirmReservationHandler, ReleaseStockHandler
 
 
-def when_order_placed_confirm_reservation(
-    event: OrderPlaced, *, confirm: ConfirmReservationHandler
-) -> None:
+def when_order_placed_confirm_reservation(event: OrderPlaced, *, confirm: ConfirmReservationHandler) -> None:
     confirm(event.order_id)
 
 

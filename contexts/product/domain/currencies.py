@@ -1,4 +1,5 @@
-"""ISO 4217 codes of the currencies a shop can price in (funds, metals and test codes left out)."""
+"""ISO 4217 codes of the currencies a shop can price in (funds, metals and test codes left out),
+and how many decimal places a price in each may have."""
 
 from __future__ import annotations
 
@@ -14,6 +15,19 @@ CURRENCIES = frozenset(
     """.split()
 )
 
+# ISO 4217's minor units where they are not two. A yen has no subunit, so "1.50" JPY is no price.
+_MINOR_UNITS = {
+    **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+}
+# The catalog keeps amounts in whole cents: three-place currencies are priced to two places.
+_MOST_PLACES = 2
+
 
 def is_currency(code: str) -> bool:
     return code in CURRENCIES
+
+
+def decimal_places(code: str) -> int:
+    """The most decimal places a price in ``code`` may have."""
+    return min(_MINOR_UNITS.get(code, 2), _MOST_PLACES)

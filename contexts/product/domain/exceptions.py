@@ -15,6 +15,13 @@ class StockWouldGoNegative(Exception):
         super().__init__(f"adjusting the stock of product {product_id} by {delta} would make it negative")
 
 
+class StockWouldExceedMaximum(Exception):
+    def __init__(self, product_id: uuid.UUID, delta: int, maximum: int) -> None:
+        super().__init__(
+            f"adjusting the stock of product {product_id} by {delta} would take it over the maximum of {maximum:,}"
+        )
+
+
 class InvalidPrice(ValueError):
     """Prices are non-negative amounts with at most two decimal places."""
 

@@ -16,6 +16,9 @@ from contexts.product.domain import currencies, exceptions
 from contexts.product.events import StockLine
 
 CENT = Decimal("0.01")
+# The most units of a product the inventory holds (available and reserved together): what the
+# API documents for initial_stock, and what no adjustment may go beyond.
+MAX_STOCK = 1_000_000_000
 
 
 class Keep(Enum):
@@ -27,10 +30,13 @@ class Keep(Enum):
 KEEP = Keep.KEEP
 
 
-def money(amount: Decimal) -> Decimal:
-    """A price as the catalog keeps it: exact cents, never negative."""
-    if not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT):
-        raise exceptions.InvalidPrice(f"{amount} is not a non-negative amount in cents")
+def money(amount: Decimal, currency: str) -> Decimal:
+    """A price as the catalog keeps it: never negative, exact to the currency's minor unit (cents
+    for most, whole yen for JPY), and kept as cents."""
+    places = currencies.decimal_places(currency)
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal(1).scaleb(-places)):
+        unit = "a whole number" if places == 0 else f"a number with at most {places} decimal places"
+        raise exceptions.InvalidPrice(f"{amount} is not a price in {currency}: one is a non-negative {unit}")
     return abs(amount).quantize(CENT)  # abs: never a negative zero
 
 
@@ -56,14 +62,12 @@ class Product:
             sku=sku,
             name=name,
             description=description,
-            price=money(price),
+            price=money(price, currency),
             currency=currency,
             created_at=now,
         )
         product.events.append(
-            events.ProductCreated(
-                product_id=product.id, sku=sku, name=name, price=product.price, currency=currency
-            )
+            events.ProductCreated(product_id=product.id, sku=sku, name=name, price=product.price, currency=currency)
         )
         return product
 
@@ -76,7 +80,7 @@ class Product:
     ) -> None:
         """Change what is given; a description may be set to None, so absence is ``KEEP``."""
         if not isinstance(price, Keep):
-            self.price = money(price)
+            self.price = money(price, self.currency)
         if not isinstance(name, Keep):
             self.name = name
         if not isinstance(description, Keep):

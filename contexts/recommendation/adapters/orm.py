@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from infrastructure.db_types import UtcDateTime, context_metadata
@@ -62,3 +62,24 @@ class PairRow(RecommendationBase):
     product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     other_product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class CountedOrderRow(RecommendationBase):
+    """An order the counts know of, with its lines (below) while they are counted: a cancelled
+    order's lines are subtracted again and dropped. A cancellation that arrives before its
+    order (events of two deliveries are not ordered across a broker) leaves the order here,
+    cancelled and without lines, so that the order is then never counted."""
+
+    __tablename__ = "recommendation_orders"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    cancelled: Mapped[bool] = mapped_column(Boolean)
+
+
+class CountedOrderLineRow(RecommendationBase):
+    __tablename__ = "recommendation_order_lines"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recommendation_orders.order_id"), primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    units: Mapped[int] = mapped_column(BigInteger)

@@ -4,6 +4,8 @@ Every count is added by an upsert, ``INSERT ... ON CONFLICT DO UPDATE SET n = n 
 which the database applies atomically per row: on SQLite writers are serialised anyway, and on
 PostgreSQL two transactions counting the same pair queue on the row instead of one overwriting
 the other. Rows are written in key order so concurrent transactions lock them in one order.
+A cancelled order is subtracted the same way, ``SET n = n - 1``, and rows counting nothing are
+deleted, so that a product nobody bought any more is not "bought" by anyone.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from contexts.recommendation.adapters.orm import PairRow, PopularityRow, ProfileRow, PurchaseRow
+from contexts.recommendation.adapters.orm import (
+    CountedOrderLineRow,
+    CountedOrderRow,
+    PairRow,
+    PopularityRow,
+    ProfileRow,
+    PurchaseRow,
+)
 from contexts.recommendation.domain import model
 
 PROFILES: Table = ProfileRow.__table__  # type: ignore[assignment]
 PURCHASES: Table = PurchaseRow.__table__  # type: ignore[assignment]
 POPULARITY: Table = PopularityRow.__table__  # type: ignore[assignment]
 PAIRS: Table = PairRow.__table__  # type: ignore[assignment]
+ORDERS: Table = CountedOrderRow.__table__  # type: ignore[assignment]
+ORDER_LINES: Table = CountedOrderLineRow.__table__  # type: ignore[assignment]
 
 
 def _insert(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
@@ -44,6 +55,25 @@ def counting_upsert(dialect: str, table: Table, counters: Sequence[str]) -> sqli
     )
 
 
+def _counted_rows(
+    user_id: uuid.UUID, basket: model.Basket
+) -> list[tuple[Table, list[dict[str, Any]], tuple[str, ...]]]:
+    """What one order adds to the counts, and a cancelled one takes off again: rows of each table
+    with the counters they change. None empty; PostgreSQL lets one upsert touch a row once, and a
+    basket's products and pairs are distinct."""
+    products = basket.products
+    counted: list[tuple[Table, list[dict[str, Any]], tuple[str, ...]]] = [
+        (
+            PURCHASES,
+            [{"user_id": user_id, "product_id": p, "units": basket.units[p], "orders": 1} for p in products],
+            ("units", "orders"),
+        ),
+        (POPULARITY, [{"product_id": p, "orders": 1} for p in products], ("orders",)),
+        (PAIRS, [{"product_id": p, "other_product_id": other, "count": 1} for p, other in basket.pairs], ("count",)),
+    ]
+    return [(table, rows, counters) for table, rows, counters in counted if rows]
+
+
 class SqlAlchemyProfileRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -53,20 +83,52 @@ class SqlAlchemyProfileRepository:
         statement = _insert(dialect, PROFILES).values(user_id=user_id, created_at=now)
         self._session.execute(statement.on_conflict_do_nothing(index_elements=[PROFILES.c.user_id]))
 
-    def record(self, user_id: uuid.UUID, basket: model.Basket) -> None:
+    def record(self, order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket) -> None:
         products = basket.products
-        if not products:
+        if not products or not self._remember(order_id, user_id, cancelled=False):
             return
-        self._add(
-            PURCHASES,
-            [{"user_id": user_id, "product_id": p, "units": basket.units[p], "orders": 1} for p in products],
-            counters=("units", "orders"),
+        self._session.execute(
+            ORDER_LINES.insert(), [{"order_id": order_id, "product_id": p, "units": basket.units[p]} for p in products]
         )
-        self._add(POPULARITY, [{"product_id": p, "orders": 1} for p in products], counters=("orders",))
-        # PostgreSQL lets one upsert touch a row once; a basket's products and pairs are distinct.
-        pairs = [{"product_id": p, "other_product_id": other, "count": 1} for p, other in basket.pairs]
-        if pairs:
-            self._add(PAIRS, pairs, counters=("count",))
+        for table, rows, counters in _counted_rows(user_id, basket):
+            self._add(table, rows, counters=counters)
+
+    def cancel(self, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        counted = (
+            update(ORDERS)
+            .where(ORDERS.c.order_id == order_id, ORDERS.c.cancelled.is_(False))
+            .values(cancelled=True)
+            .returning(ORDERS.c.order_id)
+        )
+        if self._session.execute(counted).first() is None:
+            self._remember(order_id, user_id, cancelled=True)
+            return
+        lines = select(ORDER_LINES.c.product_id, ORDER_LINES.c.units).where(ORDER_LINES.c.order_id == order_id)
+        basket = model.Basket.of((product_id, units) for product_id, units in self._session.execute(lines))
+        self._session.execute(delete(ORDER_LINES).where(ORDER_LINES.c.order_id == order_id))
+        for table, rows, counters in _counted_rows(user_id, basket):
+            self._subtract(table, rows, counters=counters)
+
+    def _remember(self, order_id: uuid.UUID, user_id: uuid.UUID, *, cancelled: bool) -> bool:
+        """Note the order; False if it was known already."""
+        dialect = self._session.get_bind().dialect.name
+        statement = _insert(dialect, ORDERS).values(order_id=order_id, user_id=user_id, cancelled=cancelled)
+        statement = statement.on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
+        return self._session.execute(statement.returning(ORDERS.c.order_id)).first() is not None
+
+    def _subtract(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: Sequence[str]) -> None:
+        """Take ``rows``' counters off the rows with their keys, then drop the rows left counting
+        nothing (the last counter says in how many orders a row counts)."""
+        keys = [column.name for column in table.primary_key.columns]
+        matching = and_(*(table.c[key] == bindparam(f"key_{key}") for key in keys))
+        decrement = {name: table.c[name] - bindparam(f"minus_{name}") for name in counters}
+        params = [
+            {**{f"key_{key}": row[key] for key in keys}, **{f"minus_{name}": row[name] for name in counters}}
+            for row in rows
+        ]
+        connection = self._session.connection()
+        connection.execute(update(table).where(matching).values(decrement), params)
+        connection.execute(delete(table).where(matching, table.c[counters[-1]] <= 0), params)
 
     def _add(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: Sequence[str]) -> None:
         dialect = self._session.get_bind().dialect.name

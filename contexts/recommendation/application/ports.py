@@ -1,7 +1,8 @@
 """What the recommendation context's use cases need from the outside world.
 
-Counts are only ever added to, by the store in one statement per row ("add one to this
-pair"), never read in Python and written back, so concurrent deliveries cannot lose updates.
+Counts are only ever added to or subtracted from, by the store in one statement per row ("add
+one to this pair"), never read in Python and written back, so concurrent deliveries cannot lose
+updates.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ class ProfileRepository(Protocol):
     def create(self, user_id: uuid.UUID, *, now: datetime) -> None:
         """Start the user's profile; nothing happens if it exists already."""
 
-    def record(self, user_id: uuid.UUID, basket: model.Basket) -> None:
+    def record(self, order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket) -> None:
         """Add one order to the counts: the user's purchases, each product's popularity
-        (orders containing it) and each pair of products bought together."""
+        (orders containing it) and each pair of products bought together; and remember its
+        basket. Nothing happens if the order is known already (cancelled before it arrived)."""
+
+    def cancel(self, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Subtract a counted order's basket from the counts again, once; an order not counted
+        yet is remembered as cancelled, so that :meth:`record` then leaves it out."""
 
     def history(self, user_id: uuid.UUID, *, top: int) -> model.History:
         """What :func:`~contexts.recommendation.domain.model.recommend` needs to rank the first

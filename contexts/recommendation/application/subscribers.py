@@ -3,15 +3,16 @@
 Each reaction makes its whole change in one write unit of work: its commit also records the
 delivery in this context's inbox, so a redelivered event is refused there and changes nothing.
 
-``order.OrderCancelled`` is deliberately not subscribed to: it carries no order lines, so
-there is nothing to subtract, and a cancelled order still says what its buyer wanted.
+A cancelled order is subtracted again: counted, a customer placing and cancelling orders
+could make any product "popular" for everyone. ``order.OrderCancelled`` carries no lines, so
+the counts keep each order's basket to subtract.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from contexts.order.events import OrderPlaced
+from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.recommendation.application.ports import UnitOfWorkFactory
 from contexts.recommendation.domain import model
 from contexts.user.events import UserRegistered
@@ -41,5 +42,12 @@ def when_order_placed_record_purchase(event: OrderPlaced, *, uow: UnitOfWorkFact
     basket = model.Basket.of((line.product_id, line.quantity) for line in event.lines)
     with uow() as work:
         work.profiles.create(event.user_id, now=_now())
-        work.profiles.record(event.user_id, basket)
+        work.profiles.record(event.order_id, event.user_id, basket)
+        work.commit()
+
+
+def when_order_cancelled_subtract_purchase(event: OrderCancelled, *, uow: UnitOfWorkFactory) -> None:
+    """Take the order out of the counts: what was cancelled was not bought."""
+    with uow() as work:
+        work.profiles.cancel(event.order_id, event.user_id)
         work.commit()
