@@ -27,13 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import func, select
+from sqlalchemy import literal, literal_column, select
 
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
 from contexts.user.adapters.orm import OUTBOX
+from infrastructure.db import Database
 from infrastructure.events.envelope import Envelope
+
+# How often the bench looks whether the dispatcher is done: a few percent of a run at 10,000/s.
+POLL_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,15 @@ def record(container: ApplicationContainer, events: int, batch: int = 500) -> No
             uow.session.commit()
 
 
-def pending(container: ApplicationContainer) -> int:
-    database = databases(container)["user"]
-    with database.session(write=False) as session:
-        return int(session.scalar(select(func.count()).where(OUTBOX.deliveries.c.status != "done")) or 0)
+# Whether any delivery is not done yet: one row looked up in the partial index of incomplete
+# deliveries (its condition repeated word for word), not a count of them all, because the bench
+# asks every few milliseconds and on the same CPUs as the dispatcher it measures.
+ANY_PENDING = select(literal(1)).where(OUTBOX.deliveries.c.status != literal_column("'done'")).limit(1)
+
+
+def any_pending(database: Database) -> bool:
+    with database.reading() as connection:
+        return connection.execute(ANY_PENDING).first() is not None
 
 
 @contextmanager
@@ -97,14 +106,15 @@ def durable(events: int, workers: int, profile: bool = False) -> float:
             container.event_bus().subscribe(BenchPinged, noop, name="bench.noop")
             record(container, events)
             dispatcher = container.dispatcher()
+            user_database = databases(container)["user"]
             profiling: AbstractContextManager[dict[str, list[cProfile.Profile]]] = (
                 thread_profiles() if profile else nullcontext({})
             )
             with profiling as profiles:
                 started = time.perf_counter()
                 dispatcher.start()
-                while pending(container):
-                    time.sleep(0.01)
+                while any_pending(user_database):
+                    time.sleep(POLL_SECONDS)
                 elapsed = time.perf_counter() - started
             dispatcher.stop()
             if profiles:
