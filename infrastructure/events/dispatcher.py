@@ -263,8 +263,12 @@ class Dispatcher:
                 logger.exception("events.claim_failed", context=outbox.context, completions_not_recorded=len(done))
                 claimed = []
             self._let_go(done)
-            backlog = backlog or len(claimed) == free
+            full = len(claimed) == free
+            backlog = backlog or full
             with self._lock:
+                # Known before the workers start: the first of them to run the queue half empty
+                # asks for the next claim then, rather than at the next poll or commit.
+                self._backlog = self._backlog or full
                 for delivery in claimed:
                     if delivery.id in self._held:
                         continue  # its lease lapsed (renewal failed) while still in hand here

@@ -934,6 +934,26 @@ def test_a_backlog_of_quick_deliveries_is_claimed_in_batches_of_hundreds(
     assert len(sizes) <= 12, sizes
 
 
+def test_the_workers_know_of_a_backlog_before_they_start_on_its_first_claim(container: ApplicationContainer) -> None:
+    """A claim that took all it asked for means more is waiting. The workers must know it when
+    they start: the first of them to run the queue half empty then asks the loop for the next
+    claim at once. Learning it only after the loop's round, quick workers that finished first
+    took the dispatcher for idle, and the backlog waited for the next coalesced wake-up."""
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(100)))
+    run = dispatcher(container, workers=2)
+    known_at_start: list[bool] = []
+
+    class Workers:
+        def submit(self, _work: Callable[[], None]) -> None:
+            known_at_start.append(run._backlog)
+
+    run._pool = Workers()  # type: ignore[assignment]  # records what a worker would see, runs nothing
+    run._complete_and_claim()
+
+    assert known_at_start == [True, True]
+
+
 def test_slow_deliveries_are_claimed_a_few_at_a_time_leaving_the_rest_to_other_dispatchers(
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
