@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from email import policy
@@ -192,6 +193,43 @@ def test_the_file_mailer_writes_a_parseable_mime_message(tmp_path: Path) -> None
     assert file.name == file_name_for(mail.message_id)
     assert file.suffix == ".eml"
     assert_is(parse(file.read_bytes()), mail)
+
+
+@pytest.mark.parametrize(
+    ("sender", "name", "subject"),
+    [
+        ("Grüße-Shop <shop@localhost>", 'Zoë, "the" Ünal', "Grüße von modular-shop " * 6),
+        ("Sales (EU) <sales@localhost>", "O'Brien; Jr. <no address>", "Your order " * 20),
+        ("shop@localhost", "", "x" * 300),
+    ],
+)
+def test_names_and_subjects_that_need_quoting_or_encoding_read_back_exactly(
+    tmp_path: Path, sender: str, name: str, subject: str
+) -> None:
+    mail = replace(a_mail(), to_name=name, subject=subject)
+
+    FileMailer(tmp_path, sender).send(mail)
+
+    (file,) = tmp_path.iterdir()
+    message = parse(file.read_bytes())
+    assert message["From"].addresses == policy.default.header_factory("From", sender).addresses
+    (to,) = message["To"].addresses
+    assert (to.display_name, to.addr_spec) == (name, mail.to_address)
+    assert message["Subject"] == subject
+    assert message.get_content() == mail.text
+
+
+@pytest.mark.parametrize("field", ["to_address", "message_id"])
+def test_a_header_value_that_breaks_a_line_is_refused_and_nothing_is_written(tmp_path: Path, field: str) -> None:
+    """A line break in a header value would end the header and start one the value chose (the
+    modern ``email`` API refuses it by itself; the mailers' compat32 composition must too). The
+    user-chosen texts, name and subject, are not refused but cleaned (``header_text``)."""
+    mail = replace(a_mail(), **{field: "Zoë\r\nBcc: everyone@example.com"})
+
+    with pytest.raises(ValueError):
+        FileMailer(tmp_path, SENDER).send(mail)
+
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_same_message_sent_twice_is_one_file_with_the_last_content(tmp_path: Path) -> None:
