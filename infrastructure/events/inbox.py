@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Table, exists, insert, select
+from sqlalchemy import Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,12 @@ class Inbox:
     def __init__(self, table: Table, context: str) -> None:
         self.table = table
         self._prefix = f"{context}."
+        # Built once, so that SQLAlchemy compiles each once: one of them runs in every delivery.
+        columns = table.c
+        self._handled = select(
+            exists().where(columns.subscriber == bindparam("subscriber"), columns.event_id == bindparam("event_id"))
+        )
+        self._record = insert(table)  # its columns: the keys of the parameters
 
     def _ours(self) -> Delivery | None:
         delivery = current_delivery()
@@ -72,13 +78,8 @@ class Inbox:
         delivery = self._ours()
         if delivery is None:
             return False
-        query = select(
-            exists().where(
-                self.table.c.subscriber == delivery.subscriber,
-                self.table.c.event_id == delivery.event_id,
-            )
-        )
-        return bool(session.execute(query).scalar())
+        parameters = {"subscriber": delivery.subscriber, "event_id": delivery.event_id}
+        return bool(session.execute(self._handled, parameters).scalar())
 
     def record(self, session: Session) -> None:
         """Record the delivery being run, if any; raise :class:`AlreadyHandled` on a repeat."""
@@ -88,12 +89,12 @@ class Inbox:
         # The subscriber's own changes go to the database first: their constraint errors are
         # failures to retry, not signs of an earlier delivery.
         session.flush()
-        statement = insert(self.table).values(
-            subscriber=delivery.subscriber,
-            event_id=delivery.event_id,
-            handled_at=datetime.now(timezone.utc),
-        )
+        parameters = {
+            "subscriber": delivery.subscriber,
+            "event_id": delivery.event_id,
+            "handled_at": datetime.now(timezone.utc),
+        }
         try:
-            session.execute(statement)
+            session.execute(self._record, parameters)
         except IntegrityError as error:
             raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
