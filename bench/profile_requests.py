@@ -5,22 +5,32 @@ gunicorn or other processes in the way. It builds an app on throwaway SQLite fil
 PostgreSQL schemas with ``--postgres URL``), one product and one customer, warms up, then:
 
 - ``time``: median wall time and CPU time per request of each kind;
-- ``read`` / ``order``: a pyinstrument profile of that kind (``pip install pyinstrument``).
+- ``read`` / ``order``: a pyinstrument profile of that kind (``pip install pyinstrument``);
+- ``deliveries``: what delivering the events of 300 orders costs, per subscriber (wall and CPU
+  time per delivery, and the claims and completions around them), then the functions that
+  take the most CPU in all of it (cProfile).
 
-    .venv/bin/python bench/profile_requests.py time|read|order [--postgres URL]
+    .venv/bin/python bench/profile_requests.py time|read|order|deliveries [--postgres URL]
 
-Event delivery does not run here (no dispatcher is started), so ``order`` is the request path.
+Event delivery does not run while requests are timed (no dispatcher is started), so ``order``
+is the request path; ``deliveries`` runs the deliveries afterwards, in this thread, one
+subscriber's delivery at a time, as a dispatcher's worker does.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +43,7 @@ from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
 
 PASSWORD = "correct horse battery"
-REPEATS = {"read": 2000, "order": 400}
+REPEATS = {"read": 2000, "order": 400, "deliveries": 300}
 
 
 def requests(postgres_url: str | None) -> dict[str, Callable[[], None]]:
@@ -73,20 +83,66 @@ def requests(postgres_url: str | None) -> dict[str, Callable[[], None]]:
         items = {"items": [{"product_id": product, "quantity": 1}]}
         assert client.post("/api/v1/orders", json=items, headers=buyer).status_code == 201
 
-    return {"read": read, "order": order}
+    def deliveries() -> None:
+        """Deliver everything pending now; what each subscriber took, printed per subscriber."""
+        dispatcher = container_of(app).dispatcher()
+        lease = timedelta(minutes=5)
+        spent: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+
+        @contextmanager
+        def timing(name: str) -> Iterator[None]:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            yield
+            totals = spent[name]
+            totals[0] += 1
+            totals[1] += time.perf_counter() - wall
+            totals[2] += time.thread_time() - cpu
+
+        for outbox in dispatcher.outboxes:
+            while True:
+                with timing("(claims)"):
+                    claimed = outbox.claim(100, owner=dispatcher.owner, lease=lease)
+                if not claimed:
+                    break
+                for delivery in claimed:
+                    with timing(delivery.subscriber):
+                        assert dispatcher.run_delivery(outbox, delivery), "every delivery succeeds"
+                with timing("(completions)"):
+                    outbox.complete(claimed)
+        report = sorted(spent.items(), key=lambda item: -item[1][1])
+        all_wall = sum(totals[1] for _, totals in report)
+        print(f"{'subscriber':45} {'runs':>6} {'wall ms each':>13} {'cpu ms each':>12} {'share':>6}")
+        for name, (runs, wall, cpu) in report:
+            print(f"{name:45} {runs:6.0f} {wall / runs * 1000:13.3f} {cpu / runs * 1000:12.3f} {wall / all_wall:6.0%}")
+
+    return {"read": read, "order": order, "deliveries": deliveries}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["time", "read", "order"])
+    parser.add_argument("mode", choices=["time", "read", "order", "deliveries"])
     parser.add_argument("--postgres", metavar="URL")
     arguments = parser.parse_args()
     kinds = requests(arguments.postgres)
-    for request in kinds.values():
+    for name in ("read", "order"):
         for _ in range(50):
-            request()
+            kinds[name]()
+    if arguments.mode == "deliveries":
+        kinds["deliveries"]()  # the warm-up's, and the registrations'
+        for profiled in (False, True):
+            for _ in range(REPEATS["deliveries"]):
+                kinds["order"]()
+            print(f"\nthe deliveries of {REPEATS['deliveries']} orders{', under cProfile' if profiled else ''}:")
+            if not profiled:
+                kinds["deliveries"]()
+                continue
+            profiler = cProfile.Profile(time.thread_time)
+            profiler.runcall(kinds["deliveries"])
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        return
     if arguments.mode == "time":
-        for name, request in kinds.items():
+        for name in ("read", "order"):
+            request = kinds[name]
             wall: list[float] = []
             cpu = time.process_time()
             for _ in range(REPEATS[name]):
