@@ -10,6 +10,7 @@ deleted, so that a product nobody bought any more is not "bought" by anyone.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -74,14 +75,26 @@ def _counted_rows(
     return [(table, rows, counters) for table, rows, counters in counted if rows]
 
 
+@functools.cache
+def _prebuilt_upsert(dialect: str, table: Table, counters: tuple[str, ...]) -> sqlite.Insert | postgresql.Insert:
+    """:func:`counting_upsert`, built once per dialect and table: every order's delivery runs
+    three of them, and building one (and its cache key) costs as much as running it."""
+    return counting_upsert(dialect, table, counters)
+
+
+@functools.cache
+def _create_profile(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    """A profile's INSERT that leaves an existing one alone, built once per dialect."""
+    return _insert(dialect, PROFILES).on_conflict_do_nothing(index_elements=[PROFILES.c.user_id])
+
+
 class SqlAlchemyProfileRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
     def create(self, user_id: uuid.UUID, *, now: datetime) -> None:
-        dialect = self._session.get_bind().dialect.name
-        statement = _insert(dialect, PROFILES).values(user_id=user_id, created_at=now)
-        self._session.execute(statement.on_conflict_do_nothing(index_elements=[PROFILES.c.user_id]))
+        statement = _create_profile(self._session.get_bind().dialect.name)
+        self._session.execute(statement, {"user_id": user_id, "created_at": now})
 
     def record(self, order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket) -> None:
         products = basket.products
@@ -130,9 +143,9 @@ class SqlAlchemyProfileRepository:
         connection.execute(update(table).where(matching).values(decrement), params)
         connection.execute(delete(table).where(matching, table.c[counters[-1]] <= 0), params)
 
-    def _add(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: Sequence[str]) -> None:
+    def _add(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: tuple[str, ...]) -> None:
         dialect = self._session.get_bind().dialect.name
-        self._session.execute(counting_upsert(dialect, table, counters), list(rows))
+        self._session.execute(_prebuilt_upsert(dialect, table, counters), list(rows))
 
     def history(self, user_id: uuid.UUID, *, top: int) -> model.History:
         """The ranking's input, bounded by ``top``: the database ranks and cuts, Python ranks the rest.
