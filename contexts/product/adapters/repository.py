@@ -144,6 +144,21 @@ class SqlAlchemyStockRepository:
 
 _RESERVATIONS = cast(Table, ReservationRow.__table__)
 _RESERVATION_LINES = cast(Table, ReservationLineRow.__table__)
+# Built once, so that SQLAlchemy compiles each once: every order's confirmation runs them.
+_RESERVATION = select(_RESERVATIONS.c.status, _RESERVATIONS.c.created_at).where(
+    _RESERVATIONS.c.id == bindparam("reservation_id")
+)
+_RESERVATION_FOR_UPDATE = _RESERVATION.with_for_update()
+_RESERVED_LINES = (
+    select(_RESERVATION_LINES.c.product_id, _RESERVATION_LINES.c.quantity)
+    .where(_RESERVATION_LINES.c.reservation_id == bindparam("reservation_id"))
+    .order_by(_RESERVATION_LINES.c.product_id)
+)
+_SAVE_RESERVATION = (
+    update(_RESERVATIONS)
+    .where(_RESERVATIONS.c.id == bindparam("reservation_id"))
+    .values(status=bindparam("new_status", type_=_RESERVATIONS.c.status.type))
+)
 
 
 class SqlAlchemyReservationRepository:
@@ -175,19 +190,11 @@ class SqlAlchemyReservationRepository:
         self._seen.append(reservation)
 
     def get(self, reservation_id: uuid.UUID, *, for_update: bool = False) -> model.Reservation | None:
-        statement = select(_RESERVATIONS.c.status, _RESERVATIONS.c.created_at).where(
-            _RESERVATIONS.c.id == reservation_id
-        )
-        if for_update:
-            statement = statement.with_for_update()
-        header = self._session.execute(statement).one_or_none()
+        key = {"reservation_id": reservation_id}
+        header = self._session.execute(_RESERVATION_FOR_UPDATE if for_update else _RESERVATION, key).one_or_none()
         if header is None:
             return None
-        lines = self._session.execute(
-            select(_RESERVATION_LINES.c.product_id, _RESERVATION_LINES.c.quantity)
-            .where(_RESERVATION_LINES.c.reservation_id == reservation_id)
-            .order_by(_RESERVATION_LINES.c.product_id)
-        )
+        lines = self._session.execute(_RESERVED_LINES, key)
         return model.Reservation(
             id=reservation_id,
             lines=tuple(events.StockLine(product_id, quantity) for product_id, quantity in lines),
@@ -209,7 +216,7 @@ class SqlAlchemyReservationRepository:
 
     def save(self, reservation: model.Reservation) -> None:
         self._session.execute(
-            update(_RESERVATIONS).where(_RESERVATIONS.c.id == reservation.id).values(status=reservation.status.value)
+            _SAVE_RESERVATION, {"reservation_id": reservation.id, "new_status": reservation.status.value}
         )
         self._seen.append(reservation)
 
