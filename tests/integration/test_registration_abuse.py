@@ -165,6 +165,22 @@ def test_emails_are_compared_after_nfkc_and_internationalised_domains_are_stored
 
 
 @pytest.mark.parametrize(
+    ("address", "variant"),
+    [("ada@straße.example", "ADA@Straße.EXAMPLE"), ("ada@σς.example", "Ada@Σς.EXAMPLE")],
+    ids=repr,
+)
+def test_an_idna_2008_domain_logs_in_as_it_was_registered(make_app: MakeApp, address: str, variant: str) -> None:
+    """Registration stores the domain as email_validator spells it in ASCII (IDNA 2008: ``ß`` and
+    final ``ς`` are letters of their own); logins folded it as IDNA 2003 does (``ss``, ``σ``), found
+    another key and answered 401."""
+    client = make_app().test_client()
+    assert register(client, address).status_code == 201
+    assert login(client, address).status_code == 200
+    assert login(client, variant).status_code == 200
+    assert_problem(register(client, variant), 409)
+
+
+@pytest.mark.parametrize(
     "name",
     ["Ada\u2028Bcc: x@example.com", "Ada\u2029", "Ada\u0085Lovelace", "Ada\u202eecalevol", "\u2066Ada", "Ada\u200f"],
     ids=repr,
