@@ -15,13 +15,14 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, pass_script_info, with_appcontext
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from app.api_docs import openapi_document
 from app.background import BackgroundWork
 from app.config import Settings, read_settings, settings_problems
 from app.containers import databases, elsewhere
+from app.database_failures import operator_message
 from app.events_cli import events
 from app.factory import container_of, create_app
 from app.migrations import downgrade_all, upgrade_all
@@ -74,16 +75,18 @@ def _create_app() -> Flask:
 
 
 class ShopGroup(FlaskGroup):
-    """Flask's CLI group, answering what an operator can fix (a database that does not answer)
-    in one line, as settings errors are, instead of a traceback through SQLAlchemy's stack."""
+    """Flask's CLI group, answering what an operator can fix (a database that does not answer,
+    tables not made yet) in one line, as settings errors are, instead of a traceback through
+    SQLAlchemy's stack."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except OperationalError as error:
-            # The driver's own message names the server and what failed, never the password.
-            reason = str(error.orig or error).strip().splitlines()[0]
-            raise click.ClickException(f"a database did not answer: {reason}") from None
+        except DBAPIError as error:
+            message = operator_message(error)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
 
 
 @click.group(cls=ShopGroup, create_app=_create_app, load_dotenv=False)

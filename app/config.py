@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     password_hashing_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
         2, description="argon2 hashes and verifications running at once per process; the others wait"
     )
+    password_hashing_wait_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        5, description="how long a registration or login waits for a hashing slot before a 503 with Retry-After"
+    )
 
     web_workers: Annotated[int, Field(ge=1, le=64)] = Field(
         4, description="`shop serve --prod`: worker processes (each with its own pools and dispatcher)"

@@ -187,6 +187,7 @@ def build_container(settings: Settings) -> ApplicationContainer:
             memory_cost=settings.argon2_memory_cost_kib,
             parallelism=settings.argon2_parallelism,
             concurrency=settings.password_hashing_concurrency,
+            wait_seconds=settings.password_hashing_wait_seconds,
         ),
         # One engine, and so one pool, per database server for every context on it.
         **{

@@ -29,3 +29,15 @@ class DependencyMisconfigured(DependencyUnavailable):
     def __init__(self, service: str, problem: str) -> None:
         super().__init__(service, self.RETRY_AFTER_SECONDS, problem)
         self.problem = problem
+
+
+class Busy(Exception):
+    """This process has no capacity left for the request just now: every slot of a resource it
+    bounds (password hashing, say) stayed taken for as long as a request may wait for one. Nothing
+    is wrong and nothing was done, so the client may well succeed a moment later. ``resource``
+    is for the log only."""
+
+    def __init__(self, resource: str, retry_after_seconds: int) -> None:
+        super().__init__(f"no {resource} slot became free in time")
+        self.resource = resource
+        self.retry_after_seconds = max(1, retry_after_seconds)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
+from infrastructure.errors import Busy, DependencyMisconfigured, DependencyUnavailable
 from infrastructure.http.schemas import FieldError, ProblemDetails
 
 PROBLEM_JSON = "application/problem+json"
@@ -88,11 +88,22 @@ def _from_lost_database(error: DBAPIError) -> Response:
     return Problem(503, "a database is unavailable; try again shortly", headers={"Retry-After": "5"}).to_response()
 
 
+def _busy(retry_after_seconds: int) -> Response:
+    return Problem(
+        503, "the service is busy; try again shortly", headers={"Retry-After": str(retry_after_seconds)}
+    ).to_response()
+
+
 def _from_exhausted_pool(error: PoolTimeout) -> Response:
     """Every pooled connection stayed busy for DATABASE_POOL_TIMEOUT_SECONDS: the database is
     there but this process is saturated, so the client may well succeed a moment later."""
     logger.warning("database.pool_exhausted", error=str(error))
-    return Problem(503, "the service is busy; try again shortly", headers={"Retry-After": "2"}).to_response()
+    return _busy(2)
+
+
+def _from_busy(error: Busy) -> Response:
+    logger.warning("service.busy", resource=error.resource, retry_after=error.retry_after_seconds)
+    return _busy(error.retry_after_seconds)
 
 
 def _from_unavailable_dependency(error: DependencyUnavailable) -> Response:
@@ -126,5 +137,6 @@ def install_problem_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(OperationalError, _from_lost_database)
     app.register_error_handler(PoolTimeout, _from_exhausted_pool)
+    app.register_error_handler(Busy, _from_busy)
     app.register_error_handler(DependencyUnavailable, _from_unavailable_dependency)
     app.register_error_handler(Exception, _from_bug)

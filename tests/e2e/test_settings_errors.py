@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Backend
 from tests.e2e.server import shop, shop_env
 
 SECRET = "hunter2-do-not-print"
@@ -95,6 +96,24 @@ def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: a database did not answer: "), result.stderr
     assert f"port {port} failed: Connection refused" in line
+
+
+@pytest.mark.parametrize(
+    "command", [("seed-demo",), ("users", "create-admin", "root@example.com", "--password", "correct horse battery")]
+)
+def test_a_command_run_before_the_tables_are_made_says_to_upgrade(
+    tmp_path: Path, backend: Backend, command: tuple[str, ...]
+) -> None:
+    """It said "a database did not answer" (SQLite) or printed a traceback (PostgreSQL), and
+    sent the operator looking at a server that was fine."""
+    env = shop_env(tmp_path / "instance")
+
+    result = shop(*command, env=env, cwd=tmp_path, check=False)
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: the databases are not set up ("), result.stderr
+    assert line.endswith("run `shop db upgrade` first"), result.stderr
 
 
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--prod")])

@@ -18,6 +18,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
+from structlog.testing import capture_logs
 
 from app.config import CONTEXTS
 from app.migrations import downgrade_all, script_location, upgrade_all, version_table
@@ -120,6 +121,8 @@ def test_email_keys_made_before_nfkc_are_recomputed_and_a_lookalike_leaves_the_o
         ("ａdmin@example.com", "2026-01-02"),  # a lookalike, registered after the original
         ("ada@bücher.de", "2026-01-03"),
         ("zoe@example.com", "2026-01-04"),
+        ("bea@straße.de", "2026-01-05"),  # IDNA 2008 keeps ß: xn--strae-oqa.de, not strasse.de
+        ("cy@σς.example", "2026-01-06"),  # … and the final sigma
     ]
     with user.begin(write=True) as connection:
         for n, (email, created) in enumerate(legacy):
@@ -131,7 +134,8 @@ def test_email_keys_made_before_nfkc_are_recomputed_and_a_lookalike_leaves_the_o
                 {"id": str(uuid.UUID(int=n + 1)), "email": email, "key": email.casefold(), "created": created},
             )
 
-    migrations.upgrade(user, script_location("user"), version_table("user"), "head")
+    with capture_logs() as logs:
+        migrations.upgrade(user, script_location("user"), version_table("user"), "head")
 
     with user.begin() as connection:
         keys = dict(connection.execute(text("SELECT email, email_key FROM user_users")).all())
@@ -140,11 +144,23 @@ def test_email_keys_made_before_nfkc_are_recomputed_and_a_lookalike_leaves_the_o
         "ａdmin@example.com": "ａdmin@example.com",  # the lookalike keeps its old key: unreachable
         "ada@bücher.de": "ada@xn--bcher-kva.de",
         "zoe@example.com": "zoe@example.com",
+        "bea@straße.de": "bea@xn--strae-oqa.de",
+        "cy@σς.example": "cy@xn--3xab.example",
     }
+    # The operator learns which account was left behind, and whose address it imitates.
+    assert [entry["accounts"] for entry in logs if entry["log_level"] == "warning"] == [
+        [{"id": str(uuid.UUID(int=2)), "same_address_as": str(uuid.UUID(int=1))}]
+    ]
     with user.session(write=False) as session:
-        found = SqlAlchemyUserRepository(session, []).get_by_email("ADA@bücher.de")
-    assert found is not None and found.email == "ada@bücher.de"
-    assert email_key("ada@bücher.de") == "ada@xn--bcher-kva.de"
+        repository = SqlAlchemyUserRepository(session, [])
+        for email in ("ada@bücher.de", "bea@straße.de", "cy@σς.example"):
+            local, _, domain = email.partition("@")
+            found = repository.get_by_email(f"{local.upper()}@{domain}")
+            assert found is not None and found.email == email
+    # The revision's frozen copy of the rule and the rule logins use agree.
+    assert {email: email_key(email) for email in keys if email != "ａdmin@example.com"} == {
+        email: key for email, key in keys.items() if email != "ａdmin@example.com"
+    }
 
 
 def test_skus_differing_only_in_case_stop_the_upgrade_naming_them(databases: dict[str, Database]) -> None:

@@ -106,7 +106,8 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
 def test_parallel_registrations_and_logins_hash_at_most_the_configured_number_at_once(
     make_app: MakeApp, gate: Gate
 ) -> None:
-    app: Flask = make_app(password_hashing_concurrency=2)
+    # Every request here is to wait for its slot, however slowly the machine runs.
+    app: Flask = make_app(password_hashing_concurrency=2, password_hashing_wait_seconds=60)
     existing = register(app.test_client()).json["email"]  # type: ignore[index]
     gate.opened.clear()
 
@@ -138,6 +139,30 @@ def test_parallel_registrations_and_logins_hash_at_most_the_configured_number_at
     assert statuses == [201] * 8 + [200] * 4
 
 
+def test_a_request_that_waits_too_long_for_a_hashing_slot_gets_a_503_and_changes_nothing(
+    make_app: MakeApp, gate: Gate
+) -> None:
+    """Waiting without limit, requests for a slot would hold every server thread, and
+    ``/healthz`` would queue behind them."""
+    app: Flask = make_app(password_hashing_concurrency=1, password_hashing_wait_seconds=0.2)
+    gate.opened.clear()
+    with ThreadPoolExecutor(1) as pool:
+        holding = pool.submit(register, app.test_client())
+        assert gate.wait_for_more_than(0, timeout=10), "no hashing started"
+
+        waited = register(app.test_client(), "late@example.com")
+        login = app.test_client().post(f"{API}/auth/token", json={"email": "late@example.com", "password": PASSWORD})
+
+        gate.opened.set()
+        assert holding.result().status_code == 201
+
+    for response in (waited, login):
+        assert "service is busy" in assert_problem(response, 503)["detail"]
+        assert response.headers["Retry-After"] == "1"
+    # Nothing was written: the address is still free.
+    assert register(app.test_client(), "late@example.com").status_code == 201
+
+
 # --- what registration accepts -----------------------------------------------------------------
 
 
@@ -162,6 +187,22 @@ def test_emails_are_compared_after_nfkc_and_internationalised_domains_are_stored
     assert login(client, "zoe@bücher.example").status_code == 200
     assert login(client, "ZOE@XN--BCHER-KVA.example").status_code == 200
     assert_problem(register(client, "zoe@BÜCHER.example"), 409)
+
+
+@pytest.mark.parametrize(
+    ("address", "variant"),
+    [("ada@straße.example", "ADA@Straße.EXAMPLE"), ("ada@σς.example", "Ada@Σς.EXAMPLE")],
+    ids=repr,
+)
+def test_an_idna_2008_domain_logs_in_as_it_was_registered(make_app: MakeApp, address: str, variant: str) -> None:
+    """Registration stores the domain as email_validator spells it in ASCII (IDNA 2008: ``ß`` and
+    final ``ς`` are letters of their own); logins folded it as IDNA 2003 does (``ss``, ``σ``), found
+    another key and answered 401."""
+    client = make_app().test_client()
+    assert register(client, address).status_code == 201
+    assert login(client, address).status_code == 200
+    assert login(client, variant).status_code == 200
+    assert_problem(register(client, variant), 409)
 
 
 @pytest.mark.parametrize(

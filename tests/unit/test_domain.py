@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import email_validator
 import pytest
 
 from contexts.order import events as order_events
@@ -305,6 +306,24 @@ def test_registering_a_user_trims_the_email_and_records_user_registered() -> Non
 def test_email_case_and_surrounding_space_never_make_another_account() -> None:
     assert email_key(" Ann@Example.COM ") == email_key("ann@example.com")
     assert email_key("ann@example.com") != email_key("anne@example.com")
+
+
+@pytest.mark.parametrize(
+    ("email", "key"),
+    [
+        ("Ada@Straße.de", "ada@xn--strae-oqa.de"),  # not ada@strasse.de: IDNA 2008 keeps ß
+        ("ada@σς.example", "ada@xn--3xab.example"),  # the final sigma, not σσ
+        ("ａda@ＥＸＡＭＰＬＥ.com", "ada@example.com"),
+        ("Straße@example.com", "strasse@example.com"),  # the local part is folded, though
+    ],
+    ids=repr,
+)
+def test_the_email_key_spells_a_domain_in_ascii_as_registration_stores_it(email: str, key: str) -> None:
+    """Registration stores email_validator's ASCII form of the domain (IDNA 2008 with UTS 46);
+    a key computed any other way finds no account at login."""
+    assert email_key(email) == key
+    local = email.rpartition("@")[0]
+    assert email_key(f"{local}@{email_validator.validate_email(email, check_deliverability=False).ascii_domain}") == key
 
 
 def test_merge_items_rejects_a_non_positive_item_even_when_the_merged_total_is_positive() -> None:

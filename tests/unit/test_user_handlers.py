@@ -25,8 +25,8 @@ from contexts.user.events import UserRegistered
 from infrastructure.auth import TokenService
 from tests.unit.fakes import CommitFailed, UserStore
 
-CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1, "concurrency": 2}
-STRONGER = {"time_cost": 2, "memory_cost": 16, "parallelism": 1, "concurrency": 2}
+CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1, "concurrency": 2, "wait_seconds": 30}
+STRONGER = {"time_cost": 2, "memory_cost": 16, "parallelism": 1, "concurrency": 2, "wait_seconds": 30}
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
+
+import idna
 
 from contexts.user import events
 
@@ -19,15 +20,27 @@ class Role(str, Enum):
 
 
 def email_key(email: str) -> str:
-    """What makes two addresses the same account: neither case, nor compatibility forms
-    (fullwidth ``ａ``, ligatures), nor how an internationalised domain is spelled matter."""
-    key = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold()).strip()
-    local, at, domain = key.rpartition("@")
-    if at and not domain.isascii():
-        # A domain no mail could reach is left as it is: no stored address has it.
-        with contextlib.suppress(UnicodeError):
-            domain = domain.encode("idna").decode("ascii")
-    return f"{local}{at}{domain}"
+    """What makes two addresses the same account: neither case nor compatibility forms
+    (fullwidth ``ａ``, ligatures) in the local part, nor how an internationalised domain is
+    spelled. The domain is brought to ASCII as registration stores it (email_validator: IDNA 2008
+    with UTS 46, where ``ß``, final ``ς`` and joiners are letters of their own), not folded with
+    the local part: ``ada@straße.de`` is ``xn--strae-oqa.de``, never ``strasse.de``."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at:
+        return _folded(domain)
+    return f"{_folded(local)}@{_ascii_domain(domain)}"
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _ascii_domain(domain: str) -> str:
+    try:
+        return idna.encode(domain, uts46=True, std3_rules=False, transitional=False).decode("ascii")
+    except idna.IDNAError:
+        # No mail could reach such a domain, so no stored address has it: any stable key does.
+        return _folded(domain)
 
 
 @dataclass

@@ -1,0 +1,45 @@
+"""What a command stopped by a database tells the operator, in one line: a server that did not
+answer, or tables not made yet, are theirs to fix; SQLAlchemy's stack would only hide that.
+
+Only a failure to reach the database is "did not answer": a missing table (the command ran
+before ``shop db upgrade``) or a locked SQLite file said that way would send the operator
+looking at a server that is fine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+# PostgreSQL's class 08 (connection exception), and a server shutting down or starting up.
+_UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def operator_message(error: DBAPIError) -> str | None:
+    """One line saying what failed and what to do; None for an error that is a bug, not the
+    operator's to fix (its traceback is what helps)."""
+    # The driver's own message names the server and what failed, never the password.
+    reason = str(error.orig or error).strip().splitlines()[0]
+    if _missing_table(error.orig):
+        return f"the databases are not set up ({reason}): run `shop db upgrade` first"
+    if error.connection_invalidated or _unreachable(error.orig):
+        return f"a database did not answer: {reason}"
+    if isinstance(error, OperationalError):
+        return f"a database could not carry out the command: {reason}"
+    return None
+
+
+def _missing_table(cause: BaseException | None) -> bool:
+    if isinstance(cause, psycopg.errors.UndefinedTable):
+        return True
+    return isinstance(cause, sqlite3.OperationalError) and str(cause).startswith("no such table")
+
+
+def _unreachable(cause: BaseException | None) -> bool:
+    if isinstance(cause, psycopg.OperationalError):
+        # No state at all: the connection could not be made or was lost on the way.
+        return cause.sqlstate is None or cause.sqlstate.startswith(_UNREACHABLE_STATES)
+    # sqlite_errorname is set on errors the sqlite3 module raises itself.
+    return getattr(cause, "sqlite_errorname", None) == "SQLITE_CANTOPEN"
