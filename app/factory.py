@@ -55,7 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[CONTAINER] = container
     app.extensions[ops.DATABASES] = databases(container)
-    app.extensions[ops.SERVICES] = remote_services(container)
+    app.extensions[ops.SERVICES] = ops.service_checks(remote_services(container))
 
     if settings.trusted_proxy_hops:
         # The client's address (what per-address limits count by) and scheme as the proxies

@@ -95,8 +95,9 @@ class RemoteProductApi:
         signed as ``tokens`` says (readiness). Raises :class:`DependencyMisconfigured` when it
         refuses the service token, serves no internal endpoints at PRODUCT_SERVICE_URL, or
         shares no token secret with this service; :class:`DependencyUnavailable` when it does
-        not answer."""
-        response = self._service.request("GET", ACCESS_PATH, idempotent=False)
+        not answer within the connect timeout (a probe); :class:`UnexpectedAnswer` when its
+        answer makes no sense."""
+        response = self._service.request("GET", ACCESS_PATH, idempotent=False, probe=True)
         if response.status_code == 404:
             raise DependencyMisconfigured(self._service.name, NO_INTERNAL_ENDPOINTS)
         if response.status_code != 200:
