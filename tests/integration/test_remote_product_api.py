@@ -390,3 +390,24 @@ def test_a_kept_answer_is_asked_again_once_it_is_old_or_the_token_keys_change() 
     states.append(check.state(TokenKeys("k2", frozenset({"k2", "k1"}))))
     assert client.calls == 3
     assert states == [("ok", None)] * 4
+
+
+def test_an_order_through_a_product_service_url_without_internal_endpoints_is_a_503_naming_it(
+    make_app: MakeApp,
+) -> None:
+    """Say, the monolith's URL: every path of its own is a 404 without a published code, which
+    used to be an unexpected answer, a 500 for every order."""
+    with serve_app(make_app()) as product_url:
+        app = order_service(make_app, product_url)
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        ordered = client.post(
+            "/api/v1/orders",
+            json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
+            headers=customer,
+        )
+        remote_product_api(app).close()
+
+    problem = assert_problem(ordered, 503)
+    assert "PRODUCT_SERVICE_URL does not lead to a product service" in problem["detail"]
+    assert ordered.headers["Retry-After"].isdigit()
