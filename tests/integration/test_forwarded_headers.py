@@ -30,12 +30,14 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 
 def test_with_several_hops_the_nearest_proxys_scheme_is_believed(app: Flask) -> None:
     """Before, two hops wanted two values, and the one an nginx sends was ignored: ``http``."""
-    seen = app.test_client().get(
+    response = app.test_client().get(
         "/seen",
         headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7, 10.0.0.2", "X-Forwarded-Proto": "https"},
         environ_base={"REMOTE_ADDR": "10.0.0.3"},
     )
 
-    assert seen.json["scheme"] == "https"
-    assert seen.json["url"].startswith("https://")
-    assert seen.json["client"] == "198.51.100.7"
+    seen = response.json
+    assert seen is not None
+    assert seen["scheme"] == "https"
+    assert seen["url"].startswith("https://")
+    assert seen["client"] == "198.51.100.7"

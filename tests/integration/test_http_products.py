@@ -566,7 +566,7 @@ def test_stock_over_the_maximum_from_before_it_existed_can_be_brought_down(
     product = create(client, admin, initial_stock=MAX_STOCK).json
     with container.product_database().begin(write=True) as connection:
         connection.execute(
-            update(StockRow).where(StockRow.product_id == uuid.UUID(product["id"])).values(available=MAX_STOCK + 100)
+            update(StockRow).filter_by(product_id=uuid.UUID(product["id"])).values(available=MAX_STOCK + 100)
         )
 
     assert adjust(client, admin, product["id"], {"delta": -1}).json["stock"] == MAX_STOCK + 99
