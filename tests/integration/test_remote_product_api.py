@@ -27,7 +27,7 @@ from infrastructure.auth import TokenKeys
 from infrastructure.remote import BREAKERS
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
-from tests.http_servers import Answer, ScriptedServer, dead_url, serve_app
+from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url, serve_app
 from tests.problems import assert_problem
 
 SERVICE_TOKEN = "remote-product-test-token-0123456789abc"
@@ -364,6 +364,20 @@ def test_readiness_keeps_the_product_services_answer_and_asks_it_within_the_conn
     [access] = product_service.received
     assert access.path == ACCESS_PATH
     assert 0 < int(access.headers["X-Deadline-Ms"]) <= 1000
+
+
+def test_a_probe_cut_short_by_its_own_budget_does_not_open_the_breaker(make_app: MakeApp) -> None:
+    """A product service slower than the probe's budget but within the read timeout still
+    serves the calls that may wait: the probe's timeouts are not counted as its failures."""
+    with SilentServer() as hanging:
+        app = order_service(make_app, hanging.url, remote_breaker_failures=1)
+        ready = app.test_client().get("/readyz")
+        breaker = BREAKERS.breaker_for(hanging.url, failures=1, reset_seconds=10).state
+        remote_product_api(app).close()
+
+    assert ready.status_code == 200
+    assert hanging.accepted == 1
+    assert breaker == "closed"
 
 
 class CountedAccessCheck:
