@@ -55,13 +55,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[CONTAINER] = container
     app.extensions[ops.DATABASES] = databases(container)
-    app.extensions[ops.SERVICES] = remote_services(container)
+    app.extensions[ops.SERVICES] = ops.service_checks(remote_services(container))
 
     if settings.trusted_proxy_hops:
-        # The client's address (what per-address limits count by) and scheme as the proxies
-        # nearest the shop saw them; the rest of X-Forwarded-For is the client's to forge.
-        hops = settings.trusted_proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        # The client's address (what per-address limits count by) as the proxies nearest the
+        # shop saw it; the rest of X-Forwarded-For is the client's to forge. The scheme is the
+        # nearest proxy's word alone: nginx (`$scheme`) and most balancers replace
+        # X-Forwarded-Proto instead of appending to it, so with several hops there is one value,
+        # and asking ProxyFix for as many as there are hops would ignore the header.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=1)  # type: ignore[method-assign]
     install_request_ids(app)
     install_problem_handlers(app)
     init_auth(app, container.tokens(), container.current_roles())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -15,11 +18,14 @@ from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.http.auth import current_tokens
 from infrastructure.http.openapi import endpoint
 from infrastructure.http.problems import Problem
+from infrastructure.remote import UnexpectedAnswer
 
 bp = Blueprint("ops", __name__)
 DATABASES = "shop.databases"
 SERVICES = "shop.remote_services"
 TAG = "operations"
+# How long readiness keeps a service's answer: probes come every few seconds, from every process.
+SERVICE_CHECK_KEEP_SECONDS = 5.0
 logger = structlog.get_logger(__name__)
 
 
@@ -32,6 +38,10 @@ class AccessCheck(Protocol):
     and its customers' tokens."""
 
     def check_access(self, tokens: TokenKeys) -> None: ...
+
+
+# A service's state, and what is wrong when it is misconfigured.
+ServiceState = tuple[Literal["ok", "unavailable", "misconfigured"], str | None]
 
 
 class ReadinessOut(BaseModel):
@@ -53,8 +63,8 @@ def healthz() -> dict[str, Any]:
     description=(
         "A 503 problem names each database that did not answer, in its `databases` member, and each"
         " service this one calls that refuses its calls (a misconfiguration), in its `services` member."
-        " A service that does not answer does not make this one unready: it answers 503 for the calls"
-        " that need it, and is ready for the others."
+        " A service that does not answer, or fails, does not make this one unready: it answers 503 for"
+        " the calls that need it, and is ready for the others. Each service's answer is kept for 5 seconds."
     ),
 )
 def readyz() -> dict[str, Any]:
@@ -86,22 +96,70 @@ def readyz() -> dict[str, Any]:
     return ReadinessOut(status="ok", databases=checks).model_dump()
 
 
+def service_checks(clients: Mapping[str, AccessCheck]) -> dict[str, ServiceCheck]:
+    """What readiness asks of each service this process calls, by service name."""
+    return {name: ServiceCheck(name, client) for name, client in clients.items()}
+
+
+class ServiceCheck:
+    """Whether one service takes this one's calls, as last found out, kept ``keep_seconds``.
+
+    An orchestrator probes every process every few seconds; without the answer kept, each
+    probe would be a call to the other service. Thread-safe: probes arriving together wait
+    for the one call under way instead of making their own.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        client: AccessCheck,
+        *,
+        keep_seconds: float = SERVICE_CHECK_KEEP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._name = name
+        self._client = client
+        self._keep_seconds = keep_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kept: tuple[TokenKeys, ServiceState] | None = None
+        self._until = 0.0
+
+    def state(self, ours: TokenKeys) -> ServiceState:
+        """The service's state, and what is wrong when it refuses this one's calls."""
+        with self._lock:
+            if self._kept is not None and self._kept[0] == ours and self._clock() < self._until:
+                return self._kept[1]
+            state = self._ask(ours)
+            self._kept, self._until = (ours, state), self._clock() + self._keep_seconds
+            return state
+
+    def _ask(self, ours: TokenKeys) -> ServiceState:
+        try:
+            self._client.check_access(ours)
+        except DependencyMisconfigured as error:
+            logger.error("readyz.service_misconfigured", service=self._name, problem=error.problem)
+            return "misconfigured", error.problem
+        except DependencyUnavailable as error:
+            logger.warning("readyz.service_unavailable", service=self._name, reason=error.reason)
+            return "unavailable", None
+        except UnexpectedAnswer as error:
+            # A failing service, not a refusal: like one that does not answer, no reason to stop this one.
+            logger.error("readyz.service_unexpected_answer", service=self._name, error=str(error))
+            return "unavailable", None
+        return "ok", None
+
+
 def _check_services(
-    clients: dict[str, AccessCheck],
+    checks: Mapping[str, ServiceCheck],
 ) -> tuple[dict[str, Literal["ok", "unavailable", "misconfigured"]], dict[str, str]]:
     """Each service this process calls, by name: whether it takes our calls; and what is
     wrong with those that refuse them."""
     states: dict[str, Literal["ok", "unavailable", "misconfigured"]] = {}
     problems: dict[str, str] = {}
     ours = current_tokens().keys()
-    for name, client in clients.items():
-        try:
-            client.check_access(ours)
-            states[name] = "ok"
-        except DependencyMisconfigured as error:
-            logger.error("readyz.service_misconfigured", service=name, problem=error.problem)
-            states[name], problems[name] = "misconfigured", error.problem
-        except DependencyUnavailable as error:
-            logger.warning("readyz.service_unavailable", service=name, reason=error.reason)
-            states[name] = "unavailable"
+    for name, check in checks.items():
+        states[name], problem = check.state(ours)
+        if problem is not None:
+            problems[name] = problem
     return states, problems

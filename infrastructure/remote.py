@@ -277,14 +277,25 @@ class RemoteService:
         params: QueryParams | None = None,
         json: Any = None,
         own_budget: bool = False,
+        probe: bool = False,
     ) -> httpx.Response:
         """The target's answer below 500. Raises :class:`DependencyUnavailable` when there is
         none in time, and :class:`UnexpectedAnswer` for any other 5xx.
 
         ``own_budget``: the call gets the read timeout, whatever is left of the caller's
         deadline — for a compensation, such as releasing a reservation whose outcome is
-        unknown: the failure it undoes may well have spent the caller's time."""
-        deadline = _Deadline(self._options.read_timeout_seconds) if own_budget else self._deadline()
+        unknown: the failure it undoes may well have spent the caller's time.
+
+        ``probe``: the whole call gets the connect timeout, as a caller's deadline would give
+        it — for a health check, which an orchestrator repeats and must not keep waiting for a
+        target that hangs; a timeout that cut it short is not counted by the breaker, so probes
+        cannot open it for the calls that may wait longer."""
+        if own_budget:
+            deadline = _Deadline(self._options.read_timeout_seconds)
+        elif probe:
+            deadline = self._deadline(self._options.connect_timeout_seconds)
+        else:
+            deadline = self._deadline()
         retrying = tenacity.Retrying(
             stop=tenacity.stop_any(
                 tenacity.stop_after_attempt(self._options.attempts if idempotent else 1),
@@ -304,14 +315,16 @@ class RemoteService:
     def close(self) -> None:
         self._client.close()
 
-    def _deadline(self) -> _Deadline:
-        """The read timeout, or the caller's deadline when that leaves less: a deadline only
-        ever shortens a call, never lengthens it past the configured budget."""
+    def _deadline(self, at_most: float | None = None) -> _Deadline:
+        """The read timeout, or the caller's deadline (or ``at_most``, the caller's own limit)
+        when that leaves less: a deadline only ever shortens a call, never lengthens it past
+        the configured budget."""
         own = self._options.read_timeout_seconds
-        incoming = remaining_seconds()
-        if incoming is None or incoming >= own:
+        limits = [limit for limit in (remaining_seconds(), at_most) if limit is not None]
+        callers = min(limits, default=own)
+        if callers >= own:
             return _Deadline(own)
-        return _Deadline(incoming, callers=True)
+        return _Deadline(callers, callers=True)
 
     def _attempt(
         self, method: str, path: str, params: QueryParams | None, body: Any, deadline: _Deadline

@@ -95,10 +95,9 @@ class RemoteProductApi:
         signed as ``tokens`` says (readiness). Raises :class:`DependencyMisconfigured` when it
         refuses the service token, serves no internal endpoints at PRODUCT_SERVICE_URL, or
         shares no token secret with this service; :class:`DependencyUnavailable` when it does
-        not answer."""
-        response = self._service.request("GET", ACCESS_PATH, idempotent=False)
-        if response.status_code == 404:
-            raise DependencyMisconfigured(self._service.name, NO_INTERNAL_ENDPOINTS)
+        not answer within the connect timeout (a probe); :class:`UnexpectedAnswer` when its
+        answer makes no sense."""
+        response = self._service.request("GET", ACCESS_PATH, idempotent=False, probe=True)
         if response.status_code != 200:
             self._refused(response)
         try:
@@ -120,7 +119,9 @@ class RemoteProductApi:
 
     def _refused(self, response: httpx.Response) -> NoReturn:
         """Raise the published error the problem's ``code`` names; a 400 is the caller's bad
-        argument, as the in-process facade's ValueError would be; anything else is unexpected."""
+        argument, as the in-process facade's ValueError would be; a 404 without a code means
+        no internal endpoints at PRODUCT_SERVICE_URL (the client only calls paths they serve,
+        with well-formed ids), a misconfiguration; anything else is unexpected."""
         problem = _problem(response)
         try:
             published = _published_error(problem)
@@ -131,6 +132,8 @@ class RemoteProductApi:
         detail = str(problem.get("detail", ""))
         if response.status_code == 400:
             raise ValueError(f"the product service refused the arguments: {detail}")
+        if response.status_code == 404:
+            raise DependencyMisconfigured(self._service.name, NO_INTERNAL_ENDPOINTS)
         raise UnexpectedAnswer(self._service.name, response.status_code, detail)
 
 

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import update
 from werkzeug.test import TestResponse
 
+from app.containers import ApplicationContainer
+from contexts.product.adapters.orm import StockRow
 from contexts.product.domain.model import MAX_STOCK
 from tests.conftest import Shop
 from tests.problems import assert_problem, invalid_fields
@@ -553,6 +556,26 @@ def test_stock_never_goes_over_the_documented_maximum(client: FlaskClient, admin
     assert adjust(client, admin, product["id"], {"delta": 5}).json["stock"] == MAX_STOCK
     assert_problem(adjust(client, admin, product["id"], {"delta": MAX_STOCK}), 409)
     assert fetch(client, product["id"])["stock"] == MAX_STOCK
+
+
+def test_stock_over_the_maximum_from_before_it_existed_can_be_brought_down(
+    client: FlaskClient, admin: dict[str, str], container: ApplicationContainer
+) -> None:
+    """The maximum used to bound reductions too: such stock could not go down by less than the
+    excess, and the 409 said "negative"."""
+    product = create(client, admin, initial_stock=MAX_STOCK).json
+    with container.product_database().begin(write=True) as connection:
+        connection.execute(
+            update(StockRow).filter_by(product_id=uuid.UUID(product["id"])).values(available=MAX_STOCK + 100)
+        )
+
+    assert adjust(client, admin, product["id"], {"delta": -1}).json["stock"] == MAX_STOCK + 99
+    over = assert_problem(adjust(client, admin, product["id"], {"delta": 1}), 409)
+    assert f"over the maximum of {MAX_STOCK:,}" in over["detail"]
+    assert adjust(client, admin, product["id"], {"delta": -MAX_STOCK}).json["stock"] == 99
+    under = assert_problem(adjust(client, admin, product["id"], {"delta": -100}), 409)
+    assert "negative" in under["detail"]
+    assert fetch(client, product["id"])["stock"] == 99
 
 
 def test_units_held_by_orders_count_towards_the_maximum(client: FlaskClient, shop: Shop, admin: dict[str, str]) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -308,3 +309,70 @@ def test_counts_are_added_in_the_database_on_postgresql_too(dialect: Dialect) ->
     assert sql.endswith(
         "ON CONFLICT (product_id, other_product_id) DO UPDATE SET count = (recommendation_pairs.count + excluded.count)"
     )
+
+
+def blocked_by(database: Database, pid: int) -> bool:
+    """Whether another backend waits for a lock the backend ``pid`` holds."""
+    with database.engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE %(pid)s = ANY(pg_blocking_pids(pid))", {"pid": pid}
+        )
+        return bool(waiting.scalar_one())
+
+
+def while_uncommitted(
+    database: Database, first: Callable[[SqlAlchemyRecommendationUnitOfWork], None], second: Callable[[], None]
+) -> None:
+    """Run ``first`` in a transaction held open until ``second``, in another thread and
+    transaction, waits for it; then commit ``first`` and let ``second`` finish."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): the interleaving needs PostgreSQL")
+    errors: list[BaseException] = []
+
+    def run_second() -> None:
+        try:
+            second()
+        except BaseException as error:  # noqa: BLE001  # reported by the assertion below
+            errors.append(error)
+
+    with unit(database) as uow:
+        first(uow)
+        pid = uow.session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not blocked_by(database, pid):
+            assert thread.is_alive() and time.monotonic() < deadline, "the second transaction never waited"
+            time.sleep(0.01)
+        uow.commit()
+    thread.join()
+    assert errors == []
+
+
+def test_a_cancellation_handled_while_the_order_is_being_recorded_subtracts_it(database: Database) -> None:
+    """Before, the cancellation's UPDATE missed the uncommitted order, noting it then hit the
+    committed one and did nothing: the order counted for ever."""
+    order_id = uuid.uuid4()
+
+    def place(uow: SqlAlchemyRecommendationUnitOfWork) -> None:
+        uow.profiles.create(ALICE, now=NOW)
+        uow.profiles.record(order_id, ALICE, Basket.of([(p(1), 1), (p(2), 1)]))
+
+    while_uncommitted(database, place, lambda: cancel(database, order_id, ALICE))
+
+    for table in (PURCHASES, POPULARITY, PAIRS):
+        assert rows(database, table) == set()
+
+
+def test_an_order_recorded_while_its_cancellation_is_uncommitted_is_never_counted(database: Database) -> None:
+    order_id = uuid.uuid4()
+
+    def place() -> None:
+        with unit(database) as uow:
+            uow.profiles.record(order_id, ALICE, Basket.of([(p(1), 1), (p(2), 1)]))
+            uow.commit()
+
+    while_uncommitted(database, lambda uow: uow.profiles.cancel(order_id, ALICE), place)
+
+    for table in (PURCHASES, POPULARITY, PAIRS):
+        assert rows(database, table) == set()

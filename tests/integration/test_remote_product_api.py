@@ -20,12 +20,14 @@ from sqlalchemy import text
 
 from app.config import read_settings, settings_problems
 from app.factory import container_of
+from app.ops import ServiceCheck
 from contexts.product.application.handlers import CreateProduct
-from contexts.product.client import RemoteProductApi
+from contexts.product.client import ACCESS_PATH, RemoteProductApi
+from infrastructure.auth import TokenKeys
 from infrastructure.remote import BREAKERS
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
-from tests.http_servers import Answer, ScriptedServer, dead_url, serve_app
+from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url, serve_app
 from tests.problems import assert_problem
 
 SERVICE_TOKEN = "remote-product-test-token-0123456789abc"
@@ -329,3 +331,97 @@ def test_readiness_checks_the_product_service_takes_our_calls_but_does_not_fall_
     down = order_service(make_app, dead_url(), remote_attempts=1)
     assert down.test_client().get("/readyz").status_code == 200, "a product outage is no reason to stop the rest"
     remote_product_api(down).close()
+
+
+@pytest.mark.parametrize(
+    "answer", [Answer(500, {"detail": "boom"}), Answer(200, ["not", "the", "key", "ids"])], ids=["500", "unreadable"]
+)
+def test_a_product_service_that_fails_the_access_check_does_not_make_readiness_fail(
+    make_app: MakeApp, answer: Answer
+) -> None:
+    """A failing service is unavailable, not a misconfiguration; before, /readyz answered 500."""
+    with ScriptedServer(then=answer) as product_service:
+        app = order_service(make_app, product_service.url)
+        ready = app.test_client().get("/readyz")
+        remote_product_api(app).close()
+
+    assert ready.status_code == 200, ready.get_data(as_text=True)[:500]
+
+
+def test_readiness_keeps_the_product_services_answer_and_asks_it_within_the_connect_timeout(
+    make_app: MakeApp,
+) -> None:
+    """An orchestrator's probes, every second from every process, would each have been a call,
+    each waiting up to the read timeout for a product service that hangs."""
+    with ScriptedServer(then=Answer(404, {"detail": "no such path"})) as product_service:
+        app = order_service(make_app, product_service.url, remote_connect_timeout_seconds=1)
+        client = app.test_client()
+        probes = [client.get("/readyz") for _ in range(3)]
+        remote_product_api(app).close()
+
+    for probe in probes:
+        assert assert_problem(probe, 503)["services"] == {"product": "misconfigured"}
+    [access] = product_service.received
+    assert access.path == ACCESS_PATH
+    assert 0 < int(access.headers["X-Deadline-Ms"]) <= 1000
+
+
+def test_a_probe_cut_short_by_its_own_budget_does_not_open_the_breaker(make_app: MakeApp) -> None:
+    """A product service slower than the probe's budget but within the read timeout still
+    serves the calls that may wait: the probe's timeouts are not counted as its failures."""
+    with SilentServer() as hanging:
+        app = order_service(make_app, hanging.url, remote_breaker_failures=1)
+        ready = app.test_client().get("/readyz")
+        breaker = BREAKERS.breaker_for(hanging.url, failures=1, reset_seconds=10).state
+        remote_product_api(app).close()
+
+    assert ready.status_code == 200
+    assert hanging.accepted == 1
+    assert breaker == "closed"
+
+
+class CountedAccessCheck:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def check_access(self, tokens: TokenKeys) -> None:
+        self.calls += 1
+
+
+def test_a_kept_answer_is_asked_again_once_it_is_old_or_the_token_keys_change() -> None:
+    now = [100.0]
+    client = CountedAccessCheck()
+    check = ServiceCheck("product", client, keep_seconds=5, clock=lambda: now[0])
+    ours = TokenKeys("k1", frozenset({"k1"}))
+
+    states = [check.state(ours)]
+    now[0] += 4.9
+    states.append(check.state(ours))
+    assert client.calls == 1
+    now[0] += 0.2
+    states.append(check.state(ours))
+    assert client.calls == 2
+    states.append(check.state(TokenKeys("k2", frozenset({"k2", "k1"}))))
+    assert client.calls == 3
+    assert states == [("ok", None)] * 4
+
+
+def test_an_order_through_a_product_service_url_without_internal_endpoints_is_a_503_naming_it(
+    make_app: MakeApp,
+) -> None:
+    """Say, the monolith's URL: every path of its own is a 404 without a published code, which
+    used to be an unexpected answer, a 500 for every order."""
+    with serve_app(make_app()) as product_url:
+        app = order_service(make_app, product_url)
+        client = app.test_client()
+        customer = Shop(client, container_of(app)).customer()
+        ordered = client.post(
+            "/api/v1/orders",
+            json={"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]},
+            headers=customer,
+        )
+        remote_product_api(app).close()
+
+    problem = assert_problem(ordered, 503)
+    assert "PRODUCT_SERVICE_URL does not lead to a product service" in problem["detail"]
+    assert ordered.headers["Retry-After"].isdigit()

@@ -320,7 +320,9 @@ class FakeStockRepository:
     def adjust(self, product_id: uuid.UUID, delta: int, reason: str | None) -> bool:
         with self._lock:
             level = self._levels.get(product_id)
-            if level is None or not 0 <= level.available + delta <= product_model.MAX_STOCK - level.reserved:
+            if level is None or level.available + delta < 0:
+                return False
+            if delta > 0 and level.available + level.reserved + delta > product_model.MAX_STOCK:
                 return False
             self._levels.put(product_id, StockLevel(level.available + delta, level.reserved))
             self._adjustments.put(uuid.uuid4(), StockAdjustment(product_id, delta, reason))

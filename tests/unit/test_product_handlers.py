@@ -20,8 +20,13 @@ from contexts.product.api import (
 )
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
-from contexts.product.domain.exceptions import InvalidPrice, SkuAlreadyExists, StockWouldGoNegative
-from contexts.product.domain.model import ReservationStatus
+from contexts.product.domain.exceptions import (
+    InvalidPrice,
+    SkuAlreadyExists,
+    StockWouldExceedMaximum,
+    StockWouldGoNegative,
+)
+from contexts.product.domain.model import MAX_STOCK, ReservationStatus
 from contexts.product.events import ProductCreated, StockLine, StockReleased, StockReserved
 from tests.unit.fakes import CommitFailed, ProductStore, StockAdjustment, StockLevel
 
@@ -152,6 +157,18 @@ def test_adjusting_below_zero_is_refused_and_changes_nothing(store: ProductStore
         handlers.AdjustStockHandler(uow=store)(handlers.AdjustStock(product.id, -6, "oops"))
     assert store.level(product.id) == StockLevel(available=5, reserved=0)
     assert store.adjustments.rows == {}
+
+
+def test_stock_over_the_maximum_can_be_reduced_but_not_raised(store: ProductStore) -> None:
+    """A level over the maximum is possible from before the maximum existed."""
+    product = create(store, stock=5)
+    store.stock.rows[product.id] = StockLevel(available=MAX_STOCK + 10, reserved=0)
+    adjust = handlers.AdjustStockHandler(uow=store)
+
+    assert adjust(handlers.AdjustStock(product.id, -1, "stocktake")).stock == MAX_STOCK + 9
+    with pytest.raises(StockWouldExceedMaximum):
+        adjust(handlers.AdjustStock(product.id, 1, "delivery"))
+    assert store.level(product.id) == StockLevel(available=MAX_STOCK + 9, reserved=0)
 
 
 def test_adjusting_only_counts_available_stock(store: ProductStore, reserve: handlers.ReserveStockHandler) -> None:

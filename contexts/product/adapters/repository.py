@@ -11,7 +11,7 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
@@ -95,12 +95,14 @@ _TAKE = (
 _GIVE_BACK = (
     update(_STOCK).where(_STOCK_OF).values(available=_STOCK.c.available + _UNITS, reserved=_STOCK.c.reserved - _UNITS)
 )
+# The maximum bounds additions only: a level over it (possible before it existed) can still be
+# brought down, a step at a time.
 _ADJUST = (
     update(_STOCK)
     .where(
         _STOCK_OF,
         _STOCK.c.available + _UNITS >= 0,
-        _STOCK.c.available + _STOCK.c.reserved + _UNITS <= model.MAX_STOCK,
+        or_(_UNITS <= 0, _STOCK.c.available + _STOCK.c.reserved + _UNITS <= model.MAX_STOCK),
     )
     .values(available=_STOCK.c.available + _UNITS)
 )

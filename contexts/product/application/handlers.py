@@ -126,7 +126,7 @@ class AdjustStockHandler:
             if product is None:
                 raise ProductNotFound([command.product_id])
             if not uow.stock.adjust(command.product_id, command.delta, command.reason):
-                # One bound per direction: adding cannot go below zero, taking away cannot go over.
+                # One bound per direction: only adding meets the maximum, only taking away meets zero.
                 if command.delta > 0:
                     raise exceptions.StockWouldExceedMaximum(command.product_id, command.delta, model.MAX_STOCK)
                 raise exceptions.StockWouldGoNegative(command.product_id, command.delta)

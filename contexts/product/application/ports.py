@@ -44,7 +44,8 @@ class StockRepository(Protocol):
 
     def adjust(self, product_id: uuid.UUID, delta: int, reason: str | None) -> bool:
         """Add ``delta`` to available and record why; False (nothing changed) if available would go
-        negative or available and reserved together over ``model.MAX_STOCK``."""
+        negative, or a positive ``delta`` would take available and reserved together over
+        ``model.MAX_STOCK`` (a level already over it may still go down)."""
         ...
 
 

@@ -107,6 +107,12 @@ class SqlAlchemyProfileRepository:
             self._add(table, rows, counters=counters)
 
     def cancel(self, order_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Subtract what the order counted, once; or note it cancelled, so that it never counts.
+
+        On PostgreSQL the UPDATE does not see an order another transaction is still recording;
+        noting it then waits for that transaction and, once it commits, finds the order there.
+        The UPDATE is therefore tried once more: a fresh statement sees the committed order.
+        """
         counted = (
             update(ORDERS)
             .where(ORDERS.c.order_id == order_id, ORDERS.c.cancelled.is_(False))
@@ -114,8 +120,10 @@ class SqlAlchemyProfileRepository:
             .returning(ORDERS.c.order_id)
         )
         if self._session.execute(counted).first() is None:
-            self._remember(order_id, user_id, cancelled=True)
-            return
+            if self._remember(order_id, user_id, cancelled=True):
+                return
+            if self._session.execute(counted).first() is None:
+                return
         lines = select(ORDER_LINES.c.product_id, ORDER_LINES.c.units).where(ORDER_LINES.c.order_id == order_id)
         basket = model.Basket.of((product_id, units) for product_id, units in self._session.execute(lines))
         self._session.execute(delete(ORDER_LINES).where(ORDER_LINES.c.order_id == order_id))
