@@ -40,6 +40,7 @@ from contexts.product.api import (
     ReservationLine,
 )
 from contexts.product.application import ports as product_ports
+from contexts.product.application.handlers import product_dto
 from contexts.product.application.ports import ReservationExists, UnknownProducts
 from contexts.product.domain import exceptions as product_exceptions
 from contexts.product.domain import model as product_model
@@ -389,15 +390,7 @@ class FakeCatalogue:
         product = self._store.products.rows.get(product_id)
         if product is None:
             return None
-        return ProductDTO(
-            id=product.id,
-            sku=product.sku,
-            name=product.name,
-            description=product.description,
-            price=product.price,
-            currency=product.currency,
-            stock=self._store.stock.rows[product_id].available,
-        )
+        return product_dto(product, self._store.stock.rows[product_id].available)
 
     def products(self, product_ids: Collection[uuid.UUID]) -> list[ProductDTO]:
         return [found for product_id in product_ids if (found := self.product(product_id)) is not None]

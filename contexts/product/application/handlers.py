@@ -59,7 +59,9 @@ class ProductPage:
     has_more: bool
 
 
-def _dto(product: model.Product, stock: int) -> ProductDTO:
+def product_dto(product: model.Product, stock: int) -> ProductDTO:
+    """A product as the published interface shows it; the in-memory catalogue of the tests
+    builds its answers with this too, so the two cannot drift apart."""
     return ProductDTO(
         id=product.id,
         sku=product.sku,
@@ -73,7 +75,7 @@ def _dto(product: model.Product, stock: int) -> ProductDTO:
 
 def _dtos(uow: ProductUnitOfWork, products: Sequence[model.Product]) -> list[ProductDTO]:
     stock = uow.stock.available([product.id for product in products])
-    return [_dto(product, stock[product.id]) for product in products]
+    return [product_dto(product, stock[product.id]) for product in products]
 
 
 def _now() -> datetime:
@@ -97,7 +99,7 @@ class CreateProductHandler:
             uow.products.add(product)
             uow.stock.create(product.id, command.initial_stock)
             uow.commit()
-        return _dto(product, command.initial_stock)
+        return product_dto(product, command.initial_stock)
 
 
 class ReviseProductHandler:
