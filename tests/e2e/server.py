@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -105,6 +105,25 @@ class ServerFailed(RuntimeError):
     pass
 
 
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], url: str, timeout: float, name: str, log_tail: Callable[[], str]
+) -> None:
+    """Returns once ``GET {url}/healthz`` answers ok; ``ServerFailed`` with ``log_tail()`` when the
+    process serving it (a shop, or a proxy in front of one) exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerFailed(f"{name} exited with {process.returncode} before answering\n{log_tail()}")
+        try:
+            response = httpx.get(f"{url}/healthz", timeout=1.0)
+            if response.status_code == 200 and response.json() == {"status": "ok"}:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise ServerFailed(f"{name} did not answer /healthz within {timeout}s\n{log_tail()}")
+
+
 class ShopServer:
     """``shop serve`` in a subprocess; use as a context manager or call start/stop.
 
@@ -176,20 +195,7 @@ class ShopServer:
 
     def _wait_until_healthy(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerFailed(
-                    f"shop serve exited with {self.process.returncode} before answering\n{self.log_tail()}"
-                )
-            try:
-                response = httpx.get(f"{self.url}/healthz", timeout=1.0)
-                if response.status_code == 200 and response.json() == {"status": "ok"}:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise ServerFailed(f"shop serve did not answer /healthz within {self.startup_timeout}s\n{self.log_tail()}")
+        wait_until_healthy(self.process, self.url, self.startup_timeout, "shop serve", self.log_tail)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit status."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server import API, HOST, REQUEST_TIMEOUT, ShopServer, free_port, shop, shop_env
+from tests.e2e.server import API, HOST, REQUEST_TIMEOUT, ShopServer, free_port, shop, shop_env, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +79,7 @@ def nginx_in_front_of(upstream: str, folder: Path) -> Iterator[str]:
     )
     url = f"http://{HOST}:{port}"
     try:
-        _wait_until_proxying(process, url, folder)
+        wait_until_healthy(process, url, STARTUP_TIMEOUT, "nginx", (folder / "error.log").read_text)
         yield url
     finally:
         process.send_signal(signal.SIGQUIT)
@@ -90,20 +89,6 @@ def nginx_in_front_of(upstream: str, folder: Path) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
-
-
-def _wait_until_proxying(process: subprocess.Popen[bytes], url: str, folder: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"nginx exited with {process.returncode}:\n{(folder / 'error.log').read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"nginx did not proxy /healthz within {STARTUP_TIMEOUT}s")
 
 
 @contextmanager
