@@ -27,6 +27,11 @@ CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation
 SECRET_FILE = "token-secret"
 RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 SchemaName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+# The contexts whose endpoints authenticate bearer tokens: a process serving any of them checks
+# every token against the user's record, in process or at USER_SERVICE_URL.
+BEARER_CONTEXTS = ("product", "order", "audit", "recommendation")
+# The contexts that call the product context through its published ProductApi.
+PRODUCT_CALLERS = ("order", "recommendation")
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
@@ -196,6 +201,12 @@ class Settings(BaseSettings):
         validate_default=True,
         description="base URL of the product service, e.g. http://product:8000; unset = product runs in process",
     )
+    user_service_url: str | None = Field(
+        None,
+        validate_default=True,
+        description="base URL of the user service, e.g. http://user:8000, which every bearer token is checked"
+        " against; unset = user runs in process",
+    )
     service_token: SecretStr | None = Field(
         None,
         validate_default=True,
@@ -297,35 +308,32 @@ class Settings(BaseSettings):
 
     @field_validator("product_service_url")
     @classmethod
-    def _service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if not value:
-            hosted = _hosted(info)
-            callers = [name for name in ("order", "recommendation") if name in hosted]
-            if "product" not in hosted and callers:
-                raise ValueError(f"required: this process serves {' and '.join(callers)} but not product")
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host, e.g. http://product:8000")
-        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-            raise ValueError("must have no credentials, query or fragment: SERVICE_TOKEN authenticates the calls")
-        return value.rstrip("/")
+    def _product_service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _service_url("product", PRODUCT_CALLERS, value, info)
+
+    @field_validator("user_service_url")
+    @classmethod
+    def _user_service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _service_url("user", BEARER_CONTEXTS, value, info)
 
     @field_validator("service_token")
     @classmethod
     def _service_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
-            if info.data.get("product_service_url"):
-                raise ValueError(
-                    "required when PRODUCT_SERVICE_URL is set: the product service authenticates calls by it"
-                )
+            for context in ("product", "user"):
+                if info.data.get(f"{context}_service_url"):
+                    raise ValueError(
+                        f"required when {context.upper()}_SERVICE_URL is set: the {context} service authenticates"
+                        " calls by it"
+                    )
             hosted = _hosted(info)
-            callers_elsewhere = [name for name in ("order", "recommendation") if name not in hosted]
-            if "product" in hosted and callers_elsewhere:
-                raise ValueError(
-                    f"required: this process serves product to {' and '.join(callers_elsewhere)} served elsewhere,"
-                    " on endpoints only the shop's services may call"
-                )
+            for context, callers in (("product", PRODUCT_CALLERS), ("user", BEARER_CONTEXTS)):
+                callers_elsewhere = [name for name in callers if name not in hosted]
+                if context in hosted and callers_elsewhere:
+                    raise ValueError(
+                        f"required: this process serves {context} to {_listed(callers_elsewhere)} served"
+                        " elsewhere, on endpoints only the shop's services may call"
+                    )
             return None
         return _long_enough(value)
 
@@ -333,10 +341,10 @@ class Settings(BaseSettings):
     @classmethod
     def _token_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
-            if _serves_a_subset(info) or info.data.get("product_service_url"):
+            if _serves_a_subset(info) or info.data.get("product_service_url") or info.data.get("user_service_url"):
                 raise ValueError(
-                    "required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL): every service"
-                    " must verify the tokens the others sign, so all of them need the same secret"
+                    "required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL, USER_SERVICE_URL):"
+                    " every service must verify the tokens the others sign, so all of them need the same secret"
                 )
             return None
         return _long_enough(value)
@@ -425,6 +433,29 @@ def _hosted(info: ValidationInfo) -> tuple[str, ...]:
     """The contexts served, from the settings validated so far (all of them when
     SERVED_CONTEXTS was not valid: its own error says so)."""
     return hosted_contexts(info.data.get("served_contexts", ""))
+
+
+def _service_url(context: str, callers: tuple[str, ...], value: str | None, info: ValidationInfo) -> str | None:
+    """A ``<CONTEXT>_SERVICE_URL``: required where ``callers`` are served without ``context``;
+    a base URL without credentials (SERVICE_TOKEN authenticates the calls), kept without a
+    trailing slash."""
+    if not value:
+        hosted = _hosted(info)
+        served_callers = [name for name in callers if name in hosted]
+        if context not in hosted and served_callers:
+            raise ValueError(f"required: this process serves {_listed(served_callers)} but not {context}")
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host, e.g. http://{context}:8000")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ValueError("must have no credentials, query or fragment: SERVICE_TOKEN authenticates the calls")
+    return value.rstrip("/")
+
+
+def _listed(names: list[str]) -> str:
+    """``["a", "b", "c"]`` → ``"a, b and c"``."""
+    return " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
 def _serves_a_subset(info: ValidationInfo) -> bool:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
-from app.config import CONTEXTS, Settings
+from app.config import BEARER_CONTEXTS, CONTEXTS, Settings
 from app.subscriptions import SUBSCRIPTIONS
 from app.topology import RELAY, Placement
 from contexts.audit.container import AuditContainer
@@ -25,6 +25,7 @@ from contexts.product.container import ProductContainer
 from contexts.recommendation.container import RecommendationContainer
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
+from contexts.user.client import RemoteUserApi
 from contexts.user.container import UserContainer
 from infrastructure.auth import CurrentRoles, TokenService
 from infrastructure.db import Database, Engines
@@ -74,23 +75,36 @@ def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) ->
     return RemoteProductApi(service)
 
 
-def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi]:
+def user_api_for(settings: Settings, in_process: Callable[[], UserApi]) -> UserApi:
+    """The user context as the rest of this process gets it: its facade in this process, or the
+    remote client when USER_SERVICE_URL names the user service (SERVICE_TOKEN is then set:
+    the settings refuse the one without the other)."""
+    if settings.user_service_url is None:
+        return in_process()
+    token = settings.service_token_value()
+    assert token is not None, "the settings refuse USER_SERVICE_URL without SERVICE_TOKEN"
+    service = RemoteService("user", settings.user_service_url, token, settings.remote_options())
+    return RemoteUserApi(service)
+
+
+def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi | RemoteUserApi]:
     """The clients of other services this process calls, by service name (for readiness)."""
-    product_api = container.product_api()
-    return {"product": product_api} if isinstance(product_api, RemoteProductApi) else {}
+    clients = {"product": container.product_api(), "user": container.user_api()}
+    return {name: api for name, api in clients.items() if isinstance(api, RemoteProductApi | RemoteUserApi)}
 
 
-def current_roles_for(settings: Settings, users: Callable[[], UserApi]) -> CurrentRoles | None:
-    """Where this process serves the user context, every bearer token is checked against the
-    user's record (through its published API): unknown users are refused, the role is the
-    current one. Elsewhere there is no user API to ask, and tokens are trusted as signed."""
-    if "user" not in settings.hosted_contexts():
+def current_roles_for(settings: Settings, users: UserApi) -> CurrentRoles | None:
+    """Every bearer token is checked against the user's record, through the user context's
+    published API (in process, or the user service's when USER_SERVICE_URL is set): unknown
+    users are refused, the role is the current one. A user service that does not answer makes
+    the request a 503 (DependencyUnavailable): a token that cannot be checked is not trusted.
+    A process serving no context whose endpoints take bearer tokens checks none."""
+    if not {"user", *BEARER_CONTEXTS} & set(settings.hosted_contexts()):
         return None
-    api = users()
 
     def role_of(user_id: uuid.UUID) -> str | None:
         try:
-            return api.get_user(user_id).role
+            return users.get_user(user_id).role
         except UserNotFound:
             return None
 
@@ -136,7 +150,9 @@ class ApplicationContainer(containers.DeclarativeContainer):
             timeout=settings.provided.smtp_timeout_seconds,
         ),
     )
-    current_roles = providers.Singleton(current_roles_for, settings=settings, users=user.api.provider)
+    # What checks bearer tokens against the user's record: in process or remote, by configuration.
+    user_api = providers.Singleton(user_api_for, settings=settings, in_process=user.api.provider)
+    current_roles = providers.Singleton(current_roles_for, settings=settings, users=user_api)
     audit = providers.Container(AuditContainer, database=audit_database)
     recommendation = providers.Container(
         RecommendationContainer, database=recommendation_database, product_api=product_api

@@ -74,8 +74,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if service_token is not None:
         init_service_auth(app, service_token)
         # Without a token nobody could call them: not served at all.
-        if "product" in settings.hosted_contexts():
-            app.register_blueprint(product_http.internal_bp)
+        for context in ("product", "user"):
+            if context in settings.hosted_contexts():
+                app.register_blueprint(HTTP_MODULES[context].internal_bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api_docs.bp)
     install_rate_limits(

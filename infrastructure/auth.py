@@ -20,8 +20,9 @@ comparison instead of decoding and an HMAC. Only tokens that verified are rememb
 expiry is checked on every use; the secrets a service accepts are fixed for its lifetime.
 
 A signature proves who the token was issued to, not that they still exist or still have that
-role. Where the user context is at hand, :class:`CurrentRoles` answers both from the user's
-record, remembered for a few seconds per user so the hot path stays a dictionary look-up.
+role. :class:`CurrentRoles` answers both from the user's record (asked in process or, where
+the user context is served elsewhere, of the user service), remembered for a few seconds per
+user so the hot path stays a dictionary look-up.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503
 A 401 means the target refuses the service token: :class:`DependencyMisconfigured` (a 503 that
 names the misconfiguration), never retried. Other answers below 500 are returned for the client
 to decode; other 5xx are :class:`UnexpectedAnswer`.
+
+Every service's internal endpoints answer ``<prefix>/access`` (``http/service_auth.py``) with
+the key ids of its token secrets; :func:`check_access` is how each client's readiness check
+reads it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import pybreaker
 import structlog
 import tenacity
 
+from infrastructure.auth import TokenKeys
 from infrastructure.backoff import equal_jitter
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.request_context import (
@@ -58,6 +63,7 @@ __all__ = [
     "RemoteService",
     "TargetBreaker",
     "UnexpectedAnswer",
+    "check_access",
 ]
 
 logger = structlog.get_logger(__name__)
@@ -67,6 +73,12 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 MIN_ATTEMPT_SECONDS = 0.05
 MAX_RETRY_AFTER_SECONDS = 300
 TOKEN_REFUSED = "it refuses this service's SERVICE_TOKEN; every service must be given the same one"
+# Below each service's internal prefix: answers a caller presenting the service token with the
+# key ids of the token secrets the service signs with and accepts.
+ACCESS_SUFFIX = "/access"
+OTHER_TOKEN_SECRET = (
+    "it signs and accepts customers' tokens with another TOKEN_SECRET; every service must be given the same one"
+)
 Clock = Callable[[], datetime]
 QueryParams = Mapping[str, str | Sequence[str]]
 
@@ -407,3 +419,24 @@ def _context_headers(seconds_left: float) -> dict[str, str]:
 def _retry_after_header(response: httpx.Response) -> int | None:
     value = response.headers.get("Retry-After", "")
     return int(value) if value.isdigit() else None
+
+
+def check_access(service: RemoteService, prefix: str, tokens: TokenKeys, *, no_internal_endpoints: str) -> None:
+    """Return if the service under ``prefix`` takes this service's calls and its customers'
+    tokens, signed as ``tokens`` says (readiness). Raises :class:`DependencyMisconfigured` when
+    it refuses the service token, answers 404 (``no_internal_endpoints`` says what that means),
+    or shares no token secret with this service; :class:`DependencyUnavailable` when it does
+    not answer within the connect timeout (a probe); :class:`UnexpectedAnswer` when its answer
+    makes no sense."""
+    response = service.request("GET", prefix + ACCESS_SUFFIX, idempotent=False, probe=True)
+    if response.status_code == 404:
+        raise DependencyMisconfigured(service.name, no_internal_endpoints)
+    if response.status_code != 200:
+        raise UnexpectedAnswer(service.name, response.status_code, response.text[:200])
+    try:
+        body = response.json()
+        theirs = TokenKeys(str(body["signing_key_id"]), frozenset(map(str, body["accepted_key_ids"])))
+    except (ValueError, KeyError, TypeError) as error:
+        raise UnexpectedAnswer(service.name, response.status_code, "not the key ids") from error
+    if not tokens.compatible_with(theirs):
+        raise DependencyMisconfigured(service.name, OTHER_TOKEN_SECRET)

@@ -29,12 +29,12 @@ from contexts.product.api import (
 )
 from infrastructure.auth import TokenKeys
 from infrastructure.errors import DependencyMisconfigured
-from infrastructure.remote import RemoteService, UnexpectedAnswer
+from infrastructure.remote import ACCESS_SUFFIX, RemoteService, UnexpectedAnswer, check_access
 
 INTERNAL_PREFIX = "/internal/v1/product"
 # Answers a caller presenting the service token with the key ids of the product service's token
 # secrets: how a caller checks its configuration.
-ACCESS_PATH = f"{INTERNAL_PREFIX}/access"
+ACCESS_PATH = INTERNAL_PREFIX + ACCESS_SUFFIX
 MAX_IDS_PER_CALL = 100
 MAX_RESERVATION_LINES = 1000
 
@@ -43,9 +43,6 @@ PRODUCT_NOT_FOUND = "product_not_found"
 INSUFFICIENT_STOCK = "insufficient_stock"
 RESERVATION_CONFLICT = "reservation_conflict"
 
-OTHER_TOKEN_SECRET = (
-    "it signs and accepts customers' tokens with another TOKEN_SECRET; every service must be given the same one"
-)
 NO_INTERNAL_ENDPOINTS = (
     "PRODUCT_SERVICE_URL does not lead to a product service serving internal endpoints"
     " (SERVED_CONTEXTS including product, and SERVICE_TOKEN, set there)"
@@ -97,16 +94,7 @@ class RemoteProductApi:
         shares no token secret with this service; :class:`DependencyUnavailable` when it does
         not answer within the connect timeout (a probe); :class:`UnexpectedAnswer` when its
         answer makes no sense."""
-        response = self._service.request("GET", ACCESS_PATH, idempotent=False, probe=True)
-        if response.status_code != 200:
-            self._refused(response)
-        try:
-            body = response.json()
-            theirs = TokenKeys(str(body["signing_key_id"]), frozenset(map(str, body["accepted_key_ids"])))
-        except (ValueError, KeyError, TypeError) as error:
-            raise UnexpectedAnswer(self._service.name, response.status_code, "not the key ids") from error
-        if not tokens.compatible_with(theirs):
-            raise DependencyMisconfigured(self._service.name, OTHER_TOKEN_SECRET)
+        check_access(self._service, INTERNAL_PREFIX, tokens, no_internal_endpoints=NO_INTERNAL_ENDPOINTS)
 
     def close(self) -> None:
         self._service.close()

@@ -25,12 +25,11 @@ from contexts.product.api import (
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain import currencies, exceptions, model
-from infrastructure.http.auth import current_tokens
 from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
-from infrastructure.http.service_auth import require_service
+from infrastructure.http.service_auth import internal_blueprint
 from infrastructure.http.validation import (
     MULTI_LINE,
     NOT_ONLY_INVISIBLE,
@@ -290,8 +289,7 @@ def adjust_stock(
 # for the shop's other services only (service token; registered only when SERVICE_TOKEN is set).
 # Not declared with @endpoint, so they stay out of the public OpenAPI document.
 
-internal_bp = Blueprint("product_internal", __name__, url_prefix=client.INTERNAL_PREFIX)
-internal_bp.before_request(require_service)
+internal_bp = internal_blueprint("product_internal", __name__, client.INTERNAL_PREFIX)
 
 
 class ProductIdsQuery(BaseModel):
@@ -363,15 +361,6 @@ def _wire_product(product: ProductDTO) -> dict[str, Any]:
 
 def reservation_id_from_path(raw: str) -> uuid.UUID:
     return id_from_path(raw, lambda malformed: Problem(404, f"no reservation with id {malformed}"))
-
-
-@internal_bp.get("/access")
-def internal_access() -> dict[str, Any]:
-    """The service token's check, and the key ids of the token secrets this service signs with
-    and accepts: callers compare them with theirs to know they are configured right (services
-    signing with different TOKEN_SECRETs refuse each other's customers)."""
-    tokens = current_tokens()
-    return {"signing_key_id": tokens.key_id, "accepted_key_ids": sorted(tokens.accepted_key_ids)}
 
 
 @internal_bp.get("/products")

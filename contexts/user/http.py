@@ -8,16 +8,18 @@ from typing import Annotated, Any, Literal
 
 import email_validator
 from dependency_injector.wiring import Provide, inject
-from flask import Blueprint, url_for
+from flask import Blueprint, Response, url_for
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from contexts.user import client
 from contexts.user.api import UserDTO, UserNotFound
 from contexts.user.application import handlers
+from contexts.user.application.facade import UserFacade
 from contexts.user.domain import exceptions
 from contexts.user.domain.model import email_key
 from infrastructure.http.auth import current_principal
 from infrastructure.http.openapi import Access, Header, endpoint
-from infrastructure.http.problems import map_errors
+from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.rate_limit import (
     LOGIN_PER_ACCOUNT,
     LOGIN_PER_ADDRESS,
@@ -29,7 +31,8 @@ from infrastructure.http.rate_limit import (
 )
 from infrastructure.http.schemas import ResponseModel
 from infrastructure.http.security import no_store
-from infrastructure.http.validation import NOT_ONLY_INVISIBLE, SINGLE_LINE, STRIPPED
+from infrastructure.http.service_auth import internal_blueprint
+from infrastructure.http.validation import NOT_ONLY_INVISIBLE, SINGLE_LINE, STRIPPED, id_from_path
 
 bp = Blueprint("user", __name__)
 map_errors(
@@ -149,3 +152,36 @@ def issue_token(
 @inject
 def me(get_user: handlers.GetUserHandler = Provide["user.get_user"]) -> dict[str, Any]:
     return _user(get_user(current_principal().user_id))
+
+
+# --- Internal endpoints ---------------------------------------------------------------------
+# The user service's side of contexts/user/client.py: the published UserApi over HTTP, for the
+# shop's other services only (service token; registered only when SERVICE_TOKEN is set), which
+# check every bearer token against the user's record with it. Not declared with @endpoint, so
+# they stay out of the public OpenAPI document.
+
+internal_bp = internal_blueprint("user_internal", __name__, client.INTERNAL_PREFIX)
+
+
+@internal_bp.errorhandler(UserNotFound)
+def _user_not_found(error: UserNotFound) -> Response:
+    """Told apart from a 404 of a process serving no internal endpoints by its ``code``."""
+    return Problem(404, str(error), extensions={"code": client.USER_NOT_FOUND}).to_response()
+
+
+@internal_bp.get("/users/<user_id>")
+@inject
+def internal_get_user(user_id: str, api: UserFacade = Provide["user.api"]) -> dict[str, Any]:
+    """The user as ``UserApi.get_user`` gives it; a malformed id is an unknown one."""
+    target = id_from_path(
+        user_id,
+        lambda malformed: Problem(404, f"no user with id {malformed}", extensions={"code": client.USER_NOT_FOUND}),
+    )
+    user = api.get_user(target)
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "created_at": user.created_at.isoformat(),
+    }

@@ -1,11 +1,12 @@
 """Bearer authentication for views: who is calling, and may they.
 
 The token service is registered on the app like any Flask extension, so blueprints of every
-context authenticate the same way without knowing the user context. Where the app can ask the
-user context (it serves it), it registers :class:`~infrastructure.auth.CurrentRoles` too: a
-token whose user no longer exists is refused, and the role is the user's current one, not the
-one signed into the token. Without it (the user context is served elsewhere) the token's own
-claims are trusted until it expires.
+context authenticate the same way without knowing the user context. With it the app registers
+:class:`~infrastructure.auth.CurrentRoles`, which asks the user context (in process, or the
+user service over HTTP): a token whose user no longer exists is refused, and the role is the
+user's current one, not the one signed into the token. When the user service cannot be asked,
+the request fails (503) rather than trusting the token's claims. Only a process serving no
+endpoint that takes bearer tokens registers none.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ Each harness fixture is parametrized over its context's implementations, on each
 backend (the ``backend`` fixture, asked for by name so the app is built on it). ``"in-process"``
 is the context's facade from the application container. ``"http"`` is the context's published
 remote client (``contexts/<name>/client.py``) talking over loopback to a live app serving the
-context's internal endpoints, seeded through that app's container: so far the product context
-has one (``PRODUCT_IMPLEMENTATIONS``). When another context gets a client, give its fixture the
-same branch; every contract test then runs against both, unchanged.
+context's internal endpoints, seeded through that app's container: so far the product and user
+contexts have one (``REMOTE_IMPLEMENTATIONS``). When another context gets a client, give its
+fixture the same branch; every contract test then runs against both, unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from contexts.product.application.handlers import CreateProduct
 from contexts.product.client import RemoteProductApi
 from contexts.user.api import UserApi
 from contexts.user.application.handlers import RegisterUser
+from contexts.user.client import RemoteUserApi
 from contexts.user.domain.model import Role
 from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService
 from tests.conftest import Backend, MakeApp
@@ -42,7 +43,7 @@ from tests.http_servers import serve_app
 IN_PROCESS = "in-process"
 HTTP = "http"
 IMPLEMENTATIONS = [IN_PROCESS]
-PRODUCT_IMPLEMENTATIONS = [IN_PROCESS, HTTP]
+REMOTE_IMPLEMENTATIONS = [IN_PROCESS, HTTP]
 SERVICE_TOKEN = "contract-tests-service-token-0123456789"
 # Patient enough for a loaded CI machine; no retries, so a contract test sees each call once.
 REMOTE_OPTIONS = RemoteOptions(connect_timeout_seconds=5, read_timeout_seconds=30, attempts=1)
@@ -116,7 +117,7 @@ def _in_process_users(container: ApplicationContainer) -> Callable[..., uuid.UUI
     return add_user
 
 
-@pytest.fixture(params=PRODUCT_IMPLEMENTATIONS)
+@pytest.fixture(params=REMOTE_IMPLEMENTATIONS)
 def product_harness(request: pytest.FixtureRequest, backend: Backend) -> Iterator[ProductHarness]:
     if request.param == IN_PROCESS:
         container: ApplicationContainer = request.getfixturevalue("container")
@@ -132,12 +133,20 @@ def product_harness(request: pytest.FixtureRequest, backend: Backend) -> Iterato
         raise _unknown(request.param)
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
-def user_harness(request: pytest.FixtureRequest, backend: Backend) -> UserHarness:
+@pytest.fixture(params=REMOTE_IMPLEMENTATIONS)
+def user_harness(request: pytest.FixtureRequest, backend: Backend) -> Iterator[UserHarness]:
     if request.param == IN_PROCESS:
         container: ApplicationContainer = request.getfixturevalue("container")
-        return UserHarness(api=container.user.api(), add_user=_in_process_users(container))
-    raise _unknown(request.param)
+        yield UserHarness(api=container.user.api(), add_user=_in_process_users(container))
+    elif request.param == HTTP:
+        make_app: MakeApp = request.getfixturevalue("make_app")
+        service = make_app(service_token=SERVICE_TOKEN)
+        with serve_app(service) as url:
+            remote = RemoteService("user", url, SERVICE_TOKEN, REMOTE_OPTIONS, breakers=BreakerRegistry())
+            with closing(RemoteUserApi(remote)) as api:
+                yield UserHarness(api=api, add_user=_in_process_users(container_of(service)))
+    else:
+        raise _unknown(request.param)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

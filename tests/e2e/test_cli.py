@@ -183,7 +183,12 @@ def test_serve_takes_its_port_from_the_port_variable(env: dict[str, str], tmp_pa
     assert f"listening on http://127.0.0.1:{port}" in (tmp_path / "server.log").read_text()
 
 
-APART = {"EVENTS_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//", "TOKEN_SECRET": "t" * 40, "SERVICE_TOKEN": "s" * 40}
+APART = {
+    "EVENTS_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//",
+    "TOKEN_SECRET": "t" * 40,
+    "SERVICE_TOKEN": "s" * 40,
+    "USER_SERVICE_URL": "http://127.0.0.1:9",  # for a process serving product without user; never called
+}
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,9 @@ def test_rules_across_settings_are_reported_together_with_the_field_errors(tmp_p
 
     result = shop("serve", "--prod", env=env, cwd=tmp_path, check=False)
 
-    assert_one_line_each(result, "WEB_WORKERS", "EVENTS_BROKER_URL", "PRODUCT_SERVICE_URL", "TOKEN_SECRET")
+    assert_one_line_each(
+        result, "WEB_WORKERS", "EVENTS_BROKER_URL", "PRODUCT_SERVICE_URL", "USER_SERVICE_URL", "TOKEN_SECRET"
+    )
 
 
 def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:

@@ -57,6 +57,8 @@ TOPOLOGIES: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 # The contexts that call the product context through its published ProductApi.
 PRODUCT_CALLERS = frozenset({"order", "recommendation"})
+# The contexts whose endpoints take bearer tokens, checked against the user's record.
+USER_CALLERS = frozenset({"product", "order", "audit", "recommendation"})
 # The contexts whose outbox holds deliveries: they publish events some subscriber takes.
 PUBLISHERS = ("user", "product", "order")
 
@@ -389,6 +391,7 @@ def _service_env(
     *,
     secrets_env: Mapping[str, str],
     product_url: str,
+    user_url: str,
     broker: BrokerSpace | None,
     settings: Mapping[str, str],
 ) -> dict[str, str]:
@@ -403,6 +406,8 @@ def _service_env(
     )
     if PRODUCT_CALLERS & set(contexts) and "product" not in contexts:
         env["PRODUCT_SERVICE_URL"] = product_url
+    if USER_CALLERS & set(contexts) and "user" not in contexts:
+        env["USER_SERVICE_URL"] = user_url
     if broker is not None and set(contexts) != set(CONTEXTS):
         env["EVENTS_BROKER_URL"] = broker.url
         env["EVENTS_BROKER_EXCHANGE"] = broker.exchange
@@ -427,6 +432,8 @@ def _build(
     ports = {service_name: free_port() for service_name in names}
     product_service = names[next(index for index, contexts in enumerate(layout) if "product" in contexts)]
     product_url = f"http://{HOST}:{ports[product_service]}"
+    user_service = names[next(index for index, contexts in enumerate(layout) if "user" in contexts)]
+    user_url = f"http://{HOST}:{ports[user_service]}"
     services = []
     for service_name, contexts in zip(names, layout, strict=True):
         service_folder = folder / service_name
@@ -436,6 +443,7 @@ def _build(
             contexts,
             secrets_env=secrets_env,
             product_url=product_url,
+            user_url=user_url,
             broker=broker,
             settings=settings,
         )

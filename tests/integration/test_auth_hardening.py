@@ -499,18 +499,3 @@ def test_by_default_a_users_role_is_remembered_for_thirty_seconds(make_app: Make
     set_role(app, email, Role.CUSTOMER)
 
     assert client.get(f"{API}/audit-log", headers=admin).status_code == 200
-
-
-def test_where_the_user_context_is_served_elsewhere_a_token_is_trusted_as_signed(make_app: MakeApp) -> None:
-    """The documented limit: a process without the user context has nobody to ask."""
-    app = make_app(
-        served_contexts="product",
-        events_broker_url="amqp://guest:guest@127.0.0.1:5672//",
-        service_token="s" * 40,
-        token_secret=SECRET_A,  # every process of a split shop signs with the same secret
-    )
-    body = {"sku": f"SKU-{uuid.uuid4().hex[:8]}", "name": "Mug", "price": "5.00"}
-
-    created = app.test_client().post(f"{API}/products", json=body, headers=bearer_for(app, uuid.uuid4(), "admin"))
-
-    assert created.status_code == 201, created.json

@@ -36,6 +36,9 @@ SERVICE_TOKEN = "remote-product-test-token-0123456789abc"
 REMOTE = {"service_token": SERVICE_TOKEN, "token_secret": "remote-product-test-signing-secret-0123456789"}
 # Two processes serving the contexts apart also need the broker's URL (never connected to here).
 APART = {"events_broker_url": "amqp://guest:guest@127.0.0.1:5672//", **REMOTE}
+# The product service checks customers' tokens at the user service (never called here: these
+# tests only call its internal endpoints, which take the service token).
+PRODUCT_APART = {**APART, "user_service_url": "http://127.0.0.1:9"}
 ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ORDER_TABLES = ("order_orders", "order_order_lines", "order_idempotency_keys")
@@ -182,7 +185,7 @@ class SlowService:
 def test_a_customers_deadline_neither_shortens_the_calls_nor_opens_the_breaker(make_app: MakeApp) -> None:
     """Customers sending a tiny ``X-Deadline-Ms`` used to time the product calls out on purpose
     and open the breaker for everyone; from the public edge the header is not believed."""
-    product_app = make_app(served_contexts="product", **APART)
+    product_app = make_app(served_contexts="product", **PRODUCT_APART)
     product_id = (
         container_of(product_app)
         .product.create_product()(
@@ -267,7 +270,9 @@ def order_service(make_app: MakeApp, product_url: str, **settings: Any) -> Flask
 def test_a_product_service_that_refuses_our_service_token_is_a_503_naming_the_misconfiguration(
     make_app: MakeApp,
 ) -> None:
-    product_app = make_app(served_contexts="product", **{**APART, "service_token": "another-service-token-" + "x" * 20})
+    product_app = make_app(
+        served_contexts="product", **{**PRODUCT_APART, "service_token": "another-service-token-" + "x" * 20}
+    )
     with serve_app(product_app) as product_url:
         app = order_service(make_app, product_url)
         client = app.test_client()
@@ -303,7 +308,7 @@ def test_readiness_names_a_product_service_url_that_leads_to_no_internal_endpoin
 def test_readiness_names_services_that_sign_customers_tokens_with_different_secrets(make_app: MakeApp) -> None:
     """Each would answer 401 to every customer whose token the other signed."""
     other_secret = {"token_secret": "another-signing-secret-" + "y" * 20}
-    with serve_app(make_app(served_contexts="product", **{**APART, **other_secret})) as product_url:
+    with serve_app(make_app(served_contexts="product", **{**PRODUCT_APART, **other_secret})) as product_url:
         app = order_service(make_app, product_url)
         ready = app.test_client().get("/readyz")
         remote_product_api(app).close()
@@ -316,14 +321,14 @@ def test_readiness_names_services_that_sign_customers_tokens_with_different_secr
 def test_readiness_holds_while_a_token_secret_is_rotated_one_service_at_a_time(make_app: MakeApp) -> None:
     new_secret = "the-new-signing-secret-" + "z" * 20
     rotated = {"token_secret": new_secret, "token_previous_secrets": APART["token_secret"]}
-    with serve_app(make_app(served_contexts="product", **{**APART, **rotated})) as product_url:
+    with serve_app(make_app(served_contexts="product", **{**PRODUCT_APART, **rotated})) as product_url:
         app = order_service(make_app, product_url)  # still on the old secret alone
         assert app.test_client().get("/readyz").status_code == 200
         remote_product_api(app).close()
 
 
 def test_readiness_checks_the_product_service_takes_our_calls_but_does_not_fall_with_it(make_app: MakeApp) -> None:
-    with serve_app(make_app(served_contexts="product", **APART)) as product_url:
+    with serve_app(make_app(served_contexts="product", **PRODUCT_APART)) as product_url:
         app = order_service(make_app, product_url)
         assert app.test_client().get("/readyz").status_code == 200
         remote_product_api(app).close()

@@ -28,6 +28,9 @@ from tests.conftest import MakeApp, database_for
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 TOKEN = "s" * 40
 APART = {"events_broker_url": BROKER, "service_token": TOKEN, "token_secret": "t" * 40}
+# A process serving contexts that take bearer tokens, without the user context, checks them at
+# the user service (never called here).
+APART_FROM_USER = {**APART, "user_service_url": "http://127.0.0.1:9"}
 ALL_BUT_PRODUCT = "user,order,notification,audit,recommendation"
 
 
@@ -109,17 +112,17 @@ def test_a_process_that_could_not_reach_the_contexts_it_needs_is_refused(
 def test_a_process_serving_contexts_apart_does_not_make_up_its_own_signing_secret(tmp_path: Path) -> None:
     """It would sign tokens no other service accepts, and refuse every token they sign."""
     with pytest.raises(ValidationError) as refused:
-        Settings(instance_path=tmp_path, served_contexts="user", events_broker_url=BROKER)
+        Settings(instance_path=tmp_path, served_contexts="user", events_broker_url=BROKER, service_token=TOKEN)
     assert settings_problems(refused.value).splitlines() == [
-        "  TOKEN_SECRET: required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL): every service"
-        " must verify the tokens the others sign, so all of them need the same secret"
+        "  TOKEN_SECRET: required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL,"
+        " USER_SERVICE_URL): every service must verify the tokens the others sign, so all of them need the same secret"
     ]
     assert not (tmp_path / "token-secret").exists()
 
 
 @pytest.mark.usefixtures("backend")
 def test_the_product_service_serves_its_endpoints_databases_and_subscribers_only(make_app: MakeApp) -> None:
-    app = make_app(served_contexts="product", **APART)
+    app = make_app(served_contexts="product", **APART_FROM_USER)
     container = container_of(app)
     client = app.test_client()
 
@@ -167,7 +170,7 @@ def tables_of(context: str, instance: Path) -> list[str]:
 
 @pytest.mark.usefixtures("backend")
 def test_migrations_create_only_the_served_contexts_tables(tmp_path: Path, make_app: MakeApp) -> None:
-    make_app(served_contexts="audit", **APART)  # start_app migrates what the app serves
+    make_app(served_contexts="audit", **APART_FROM_USER)  # start_app migrates what the app serves
     instance = tmp_path / "instance-0"
     assert "audit_entries" in tables_of("audit", instance)
     assert {context: tables_of(context, instance) for context in CONTEXTS if context != "audit"} == {
@@ -181,7 +184,7 @@ def test_a_context_served_elsewhere_cannot_commit_an_event_that_nothing_here_wou
 ) -> None:
     """Its subscribers and relay run where it is served; committed here, UserRegistered would
     have had no delivery at all (no audit entry, no welcome mail, no recommendation profile)."""
-    container = container_of(make_app(served_contexts="product", **APART))
+    container = container_of(make_app(served_contexts="product", **APART_FROM_USER))
     upgrade_all({"user": container.user_database()})  # as if it shared the user service's database
     register = container.user.register_user()
 
