@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from types import FrameType
@@ -239,10 +239,29 @@ def create_admin(email: str, password: str, name: str) -> None:
 @main.command("seed-demo")
 @with_appcontext
 def seed_demo() -> None:
-    """Add a few products and a demo customer; running it again adds nothing twice."""
-    _served_here("product", "user")
+    """Add a few products and a demo customer; running it again adds nothing twice.
+
+    Each half is seeded where its context is served (products with product, the customer with
+    user), so that its events reach their subscribers: with contexts served apart, run it in
+    each of those processes."""
     container = container_of(current_app)
-    create = container.product.create_product()
+    hosted = container.settings().hosted_contexts()
+    if "product" not in hosted and "user" not in hosted:
+        raise click.ClickException(
+            "this process serves neither the product nor the user context (SERVED_CONTEXTS): run seed-demo with"
+            " the settings of the process serving product (demo products) and of the one serving user (demo customer)"
+        )
+    if "product" in hosted:
+        _seed_products(container.product.create_product())
+    else:
+        click.echo("demo products: not here; run seed-demo with the settings of the process serving product")
+    if "user" in hosted:
+        _seed_customer(container.user.register_user())
+    else:
+        click.echo("demo customer: not here; run seed-demo with the settings of the process serving user")
+
+
+def _seed_products(create: Callable[[CreateProduct], object]) -> None:
     for sku, name, description, price, stock in DEMO_PRODUCTS:
         try:
             create(
@@ -258,8 +277,10 @@ def seed_demo() -> None:
             click.echo(f"product {sku} created")
         except SkuAlreadyExists:
             click.echo(f"product {sku} exists already")
+
+
+def _seed_customer(register: Callable[[RegisterUser], object]) -> None:
     try:
-        register = container.user.register_user()
         register(RegisterUser(email=DEMO_EMAIL, password=DEMO_PASSWORD, name="Demo Customer"))
         click.echo("demo customer created")
     except EmailAlreadyRegistered:

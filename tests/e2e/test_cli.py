@@ -195,8 +195,6 @@ APART = {
     ("served", "command", "missing"),
     [
         ("product", ("users", "create-admin", "ops@example.com", "--password", PASSWORD), "user"),
-        ("product", ("seed-demo",), "user"),
-        ("user", ("seed-demo",), "product"),
     ],
 )
 def test_a_command_refuses_to_change_a_context_this_process_does_not_serve(
