@@ -22,7 +22,6 @@ from app.api_docs import openapi_document
 from app.background import BackgroundWork
 from app.config import Settings, read_settings, settings_problems
 from app.containers import databases, elsewhere
-from app.database_failures import operator_message
 from app.events_cli import events
 from app.factory import container_of, create_app
 from app.migrations import downgrade_all, upgrade_all
@@ -33,6 +32,7 @@ from contexts.user import http as user_http
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.exceptions import EmailAlreadyRegistered
 from contexts.user.domain.model import Role
+from infrastructure.database_failures import operator_message
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"

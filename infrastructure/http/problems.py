@@ -17,10 +17,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from infrastructure.database_failures import missing_table
 from infrastructure.errors import Busy, DependencyMisconfigured, DependencyUnavailable
 from infrastructure.http.schemas import FieldError, ProblemDetails
 
 PROBLEM_JSON = "application/problem+json"
+# Migrating takes an operator: retrying in seconds would not help.
+NOT_MIGRATED_RETRY_AFTER_SECONDS = 60
 
 logger = structlog.get_logger(__name__)
 
@@ -83,9 +86,23 @@ def _from_http_exception(error: HTTPException) -> Response:
     return Problem(status, detail, headers=headers).to_response()
 
 
-def _from_lost_database(error: DBAPIError) -> Response:
-    logger.error("database.unavailable", error=str(error.orig) if error.orig else str(error))
-    return Problem(503, "a database is unavailable; try again shortly", headers={"Retry-After": "5"}).to_response()
+def _from_database_error(error: DBAPIError) -> Response:
+    """A lost database is a 503 the client may retry. A missing table (SQLite's "no such table",
+    PostgreSQL's undefined table, whatever SQLAlchemy class wraps it) is a 503 too, but one that
+    says the databases were never migrated, so the operator reading it runs ``shop db upgrade``
+    instead of looking for an outage. Any other database error is a bug."""
+    reason = str(error.orig) if error.orig else str(error)
+    if missing_table(error):
+        logger.error("database.not_migrated", error=reason)
+        return Problem(
+            503,
+            "the databases are not set up (a table is missing): an operator must run `shop db upgrade`",
+            headers={"Retry-After": str(NOT_MIGRATED_RETRY_AFTER_SECONDS)},
+        ).to_response()
+    if isinstance(error, OperationalError):
+        logger.error("database.unavailable", error=reason)
+        return Problem(503, "a database is unavailable; try again shortly", headers={"Retry-After": "5"}).to_response()
+    return _from_bug(error)
 
 
 def _busy(retry_after_seconds: int) -> Response:
@@ -135,7 +152,7 @@ def _from_bug(error: Exception) -> Response:
 def install_problem_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, lambda problem: problem.to_response())
     app.register_error_handler(HTTPException, _from_http_exception)
-    app.register_error_handler(OperationalError, _from_lost_database)
+    app.register_error_handler(DBAPIError, _from_database_error)
     app.register_error_handler(PoolTimeout, _from_exhausted_pool)
     app.register_error_handler(Busy, _from_busy)
     app.register_error_handler(DependencyUnavailable, _from_unavailable_dependency)

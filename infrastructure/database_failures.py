@@ -1,9 +1,10 @@
-"""What a command stopped by a database tells the operator, in one line: a server that did not
-answer, or tables not made yet, are theirs to fix; SQLAlchemy's stack would only hide that.
+"""What a database failure tells the operator: a server that did not answer, or tables not made
+yet, are theirs to fix; SQLAlchemy's stack would only hide that. The CLI says it in one line
+(:func:`operator_message`), the HTTP API in its 503 problem (:func:`missing_table`).
 
-Only a failure to reach the database is "did not answer": a missing table (the command ran
-before ``shop db upgrade``) or a locked SQLite file said that way would send the operator
-looking at a server that is fine.
+Only a failure to reach the database is "did not answer": a missing table (the command or
+request ran before ``shop db upgrade``) or a locked SQLite file said that way would send the
+operator looking at a server that is fine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def operator_message(error: DBAPIError) -> str | None:
     operator's to fix (its traceback is what helps)."""
     # The driver's own message names the server and what failed, never the password.
     reason = str(error.orig or error).strip().splitlines()[0]
-    if _missing_table(error.orig):
+    if missing_table(error):
         return f"the databases are not set up ({reason}): run `shop db upgrade` first"
     if error.connection_invalidated or _unreachable(error.orig):
         return f"a database did not answer: {reason}"
@@ -31,7 +32,9 @@ def operator_message(error: DBAPIError) -> str | None:
     return None
 
 
-def _missing_table(cause: BaseException | None) -> bool:
+def missing_table(error: DBAPIError) -> bool:
+    """Whether ``error`` says a table does not exist: the database was not migrated."""
+    cause = error.orig
     if isinstance(cause, psycopg.errors.UndefinedTable):
         return True
     return isinstance(cause, sqlite3.OperationalError) and str(cause).startswith("no such table")
