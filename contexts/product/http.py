@@ -49,6 +49,7 @@ map_errors(
         exceptions.StockWouldGoNegative: 409,
         exceptions.StockWouldExceedMaximum: 409,
         exceptions.UnknownCurrency: 400,
+        exceptions.InvalidInitialStock: 400,
     },
 )
 

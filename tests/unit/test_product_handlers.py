@@ -21,6 +21,7 @@ from contexts.product.api import (
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain.exceptions import (
+    InvalidInitialStock,
     InvalidPrice,
     SkuAlreadyExists,
     StockWouldExceedMaximum,
@@ -83,6 +84,19 @@ def test_an_invalid_price_creates_nothing(store: ProductStore) -> None:
     with pytest.raises(InvalidPrice):
         create(store, price="1.999")
     assert store.products.rows == {}
+
+
+@pytest.mark.parametrize("stock", [MAX_STOCK + 1, -1])
+def test_an_initial_stock_outside_the_documented_range_creates_nothing(store: ProductStore, stock: int) -> None:
+    """The HTTP schema refused it, but every other caller (the CLI, other contexts) got it in."""
+    with pytest.raises(InvalidInitialStock, match="between 0 and 1,000,000,000"):
+        create(store, stock=stock)
+    assert store.products.rows == {} and store.stock.rows == {}
+    assert store.publisher.published == []
+
+
+def test_the_maximum_initial_stock_is_accepted(store: ProductStore) -> None:
+    assert create(store, stock=MAX_STOCK).stock == MAX_STOCK
 
 
 def test_a_failed_commit_publishes_nothing(store: ProductStore) -> None:

@@ -87,6 +87,9 @@ class CreateProductHandler:
         self._uow = uow
 
     def __call__(self, command: CreateProduct) -> ProductDTO:
+        # The HTTP schema refuses it too; here for every other caller (the CLI, other contexts).
+        if not 0 <= command.initial_stock <= model.MAX_STOCK:
+            raise exceptions.InvalidInitialStock(command.initial_stock, model.MAX_STOCK)
         product = model.Product.create(
             sku=command.sku,
             name=command.name,

@@ -22,6 +22,11 @@ class StockWouldExceedMaximum(Exception):
         )
 
 
+class InvalidInitialStock(ValueError):
+    def __init__(self, initial_stock: int, maximum: int) -> None:
+        super().__init__(f"the initial stock must be between 0 and {maximum:,}; {initial_stock:,} is not")
+
+
 class InvalidPrice(ValueError):
     """Prices are non-negative amounts with at most two decimal places."""
 
