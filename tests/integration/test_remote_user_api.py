@@ -106,15 +106,21 @@ def close_user_api(app: Flask) -> None:
 # --- settings -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("served", ["product", "order", "audit", "recommendation", "product,order,recommendation"])
-def test_a_process_taking_bearer_tokens_without_the_user_context_needs_the_user_service_url(served: str) -> None:
+@pytest.mark.parametrize(
+    ("served", "named"),
+    [
+        ("product", "product"),
+        ("order", "order"),
+        ("audit", "audit"),
+        ("recommendation", "recommendation"),
+        ("product,order,recommendation", "product, order and recommendation"),
+    ],
+)
+def test_a_process_taking_bearer_tokens_without_the_user_context_needs_the_user_service_url(
+    served: str, named: str
+) -> None:
     problems = problems_of(served_contexts=served, product_service_url="http://product:8000", **APART)
-    assert problems.splitlines() == [f"  USER_SERVICE_URL: required: this process serves {_names(served)} but not user"]
-
-
-def _names(served: str) -> str:
-    names = served.split(",")
-    return " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+    assert problems.splitlines() == [f"  USER_SERVICE_URL: required: this process serves {named} but not user"]
 
 
 def test_a_process_taking_no_bearer_tokens_needs_no_user_service() -> None:
