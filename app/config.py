@@ -22,6 +22,7 @@ from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.remote import RemoteOptions
+from infrastructure.validation_messages import message_for
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
 SECRET_FILE = "token-secret"
@@ -478,13 +479,13 @@ def read_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
 
 
 def settings_problems(error: ValidationError) -> str:
-    """One line per bad setting, named as its environment variable: ``DATABASE_POOL_SIZE:
-    Input should be ...``. The settings hide input values, so no secret is quoted."""
+    """One line per bad setting, named as its environment variable and worded as the API words
+    invalid fields: ``DATABASE_POOL_SIZE: must be a whole number``. The settings hide input
+    values, so no secret is quoted."""
     lines = []
-    for problem in error.errors():
+    for problem in error.errors(include_url=False, include_input=False):
         name = ".".join(map(str, problem["loc"])).upper()
-        # pydantic's prefix for a validator's own message says nothing to an operator.
-        message = problem["msg"].removeprefix("Value error, ")
+        message = message_for(problem)
         lines.append(f"  {name}: {message}" if name else f"  {message}")
     return "\n".join(lines)
 

@@ -115,7 +115,7 @@ class ProductChangesBody(BaseModel):
 
 def _not_zero(delta: int) -> int:
     if delta == 0:
-        raise ValueError("delta must not be zero")
+        raise ValueError("must not be zero")
     return delta
 
 

@@ -30,6 +30,7 @@ from infrastructure.http.rate_limit import (
 from infrastructure.http.schemas import ResponseModel
 from infrastructure.http.security import no_store
 from infrastructure.http.validation import NOT_ONLY_INVISIBLE, SINGLE_LINE, STRIPPED
+from infrastructure.validation_messages import email_message
 
 bp = Blueprint("user", __name__)
 map_errors(
@@ -52,7 +53,7 @@ def _mailable(email: str) -> str:
     try:
         address = email_validator.validate_email(email, check_deliverability=False, allow_smtputf8=False)
     except email_validator.EmailNotValidError as error:
-        raise ValueError(f"value is not a valid email address: {error}") from error
+        raise ValueError(email_message(str(error))) from error
     return address.ascii_email or email
 
 

@@ -15,6 +15,7 @@ from pydantic_core import CoreSchema, core_schema, from_json
 
 from infrastructure.http.problems import Problem
 from infrastructure.http.schemas import MAX_REPORTED_ERRORS
+from infrastructure.validation_messages import message_for
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -126,11 +127,12 @@ MAX_OBJECT_MEMBERS = 100
 
 
 def _problem(error: ValidationError, where: str) -> Problem:
-    details = error.errors(include_url=False, include_input=False, include_context=False)
+    details = error.errors(include_url=False, include_input=False)
     if any(item["type"] == "json_invalid" for item in details):
         return _malformed_json()
     errors = [
-        {"field": field_path(tuple(item["loc"])), "message": item["msg"]} for item in details[:MAX_REPORTED_ERRORS]
+        {"field": field_path(tuple(item["loc"])), "message": message_for(item)}
+        for item in details[:MAX_REPORTED_ERRORS]
     ]
     omitted = len(details) - len(errors)
     return Problem(

@@ -42,7 +42,7 @@ def test_settings_are_read_from_a_dot_env_file_in_the_working_folder(tmp_path: P
 
     assert result.returncode == 1
     assert result.stderr.splitlines()[1:] == [
-        "  WEB_THREADS: Input should be a valid integer, unable to parse string as an integer"
+        "  WEB_THREADS: must be a whole number"
     ]
 
 
