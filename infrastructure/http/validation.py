@@ -77,6 +77,26 @@ class SomeCharacterOf:
         return _document_pattern(handler(schema), f"[{self.wanted}]")
 
 
+@dataclass(frozen=True)
+class PatternMeaning:
+    """Says what the ``pattern`` constraint before it means, in place of the shop's generic
+    "must match the pattern ^...$": for patterns a client meets often (a sku, a price). The
+    pattern itself is still checked, and documented, by the constraint."""
+
+    message: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        def validate(value: Any, inner: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            try:
+                return inner(value)
+            except ValidationError as error:
+                if any(item["type"] == "string_pattern_mismatch" for item in error.errors()):
+                    raise ValueError(self.message) from None
+                raise
+
+        return core_schema.no_info_wrap_validator_function(validate, handler(source))
+
+
 # Characters that change how text around them is shown or read as lines, never needed in a name
 # or a description: C1 controls (U+0085 is a line break to Python and mail software), the line
 # and paragraph separators, and the bidirectional controls (U+202E shows "gpj.exe" as "exe.jpg").

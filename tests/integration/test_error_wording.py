@@ -194,6 +194,16 @@ def test_exact_messages_of_a_registration_and_a_query(client: FlaskClient) -> No
     assert messages(client.get("/api/v1/products?limit=101")) == {"limit": "must be at most 100"}
 
 
+def test_exact_messages_of_a_product(client: FlaskClient, shop: Shop) -> None:
+    product = {"sku": "-mug", "name": "Mug", "price": "12.345", "initial_stock": -1}
+
+    assert messages(client.post("/api/v1/products", json=product, headers=shop.admin())) == {
+        "sku": "must be 1 to 64 letters, digits, dots, underscores or hyphens, the first a letter or digit",
+        "price": 'must be an amount such as "12.50" (text): up to 10 digits, then up to 2 after a point',
+        "initial_stock": "must be at least 0",
+    }
+
+
 SETTING_PROBES = ("x", "-1", "9" * 30, "x" * 300)
 
 
