@@ -22,6 +22,7 @@ from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.remote import RemoteOptions
+from infrastructure.validation_messages import message_for
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
 SECRET_FILE = "token-secret"
@@ -40,26 +41,39 @@ def split_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def _own_database(context: str) -> Any:
+    """The field of a context's own database URL: six alike, described once."""
+    return Field(None, description=f"the {context} context's own database URL; unset = DATABASE_URL, else SQLite")
+
+
+def _own_schema(context: str) -> Any:
+    """The field of a context's own PostgreSQL schema: six alike, described once."""
+    return Field(None, description=f"PostgreSQL: the {context} context's schema; unset = {context}")
+
+
 class Settings(BaseSettings):
-    # Errors name the setting and what is wrong, never the value: it may be a secret.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True)
+    # Errors name the setting and what is wrong, never the value: it may be a secret. An empty
+    # variable is unset (``SETTING=`` in .env.example or a compose file keeps the default).
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True, env_ignore_empty=True
+    )
 
     instance_path: Path = Field(Path("instance"), description="folder for SQLite files and the generated secret")
     database_url: str | None = Field(None, description="default database of every context")
-    user_database_url: str | None = None
-    product_database_url: str | None = None
-    order_database_url: str | None = None
-    notification_database_url: str | None = None
-    audit_database_url: str | None = None
-    recommendation_database_url: str | None = None
+    user_database_url: str | None = _own_database("user")
+    product_database_url: str | None = _own_database("product")
+    order_database_url: str | None = _own_database("order")
+    notification_database_url: str | None = _own_database("notification")
+    audit_database_url: str | None = _own_database("audit")
+    recommendation_database_url: str | None = _own_database("recommendation")
     # PostgreSQL only: each context's schema, by default the context's name (always quoted, so
     # the reserved words "user" and "order" are fine). Lower case, as unquoted SQL would fold it.
-    user_database_schema: SchemaName | None = None
-    product_database_schema: SchemaName | None = None
-    order_database_schema: SchemaName | None = None
-    notification_database_schema: SchemaName | None = None
-    audit_database_schema: SchemaName | None = None
-    recommendation_database_schema: SchemaName | None = None
+    user_database_schema: SchemaName | None = _own_schema("user")
+    product_database_schema: SchemaName | None = _own_schema("product")
+    order_database_schema: SchemaName | None = _own_schema("order")
+    notification_database_schema: SchemaName | None = _own_schema("notification")
+    audit_database_schema: SchemaName | None = _own_schema("audit")
+    recommendation_database_schema: SchemaName | None = _own_schema("recommendation")
     database_pool_size: Annotated[int, Field(ge=1, le=1000)] = Field(
         5,
         description="connections a process keeps open to a database server, shared by the contexts on it (not SQLite)",
@@ -85,7 +99,9 @@ class Settings(BaseSettings):
         SecretStr(""),
         description="comma-separated older signing secrets, still accepted for verification during a key rotation",
     )
-    token_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
+    token_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = Field(
+        3600, description="lifetime of a bearer token (60 s to 30 days)"
+    )
     token_subject_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
         30.0,
         description="how long a token's user (do they exist, which role) is remembered; a deletion or"
@@ -103,24 +119,32 @@ class Settings(BaseSettings):
     ratelimit_storage_url: str | None = Field(
         None, description="where rate-limit counters live, e.g. redis://127.0.0.1:6379/0; in memory if unset"
     )
-    ratelimit_key_prefix: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = "shop"
+    ratelimit_key_prefix: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = Field(
+        "shop", description="prefix of the rate-limit keys in RATELIMIT_STORAGE_URL"
+    )
 
     trusted_proxy_hops: Annotated[int, Field(ge=0, le=10)] = Field(
         0,
         description="reverse proxies in front of the shop that append to X-Forwarded-For; 0 = the header is ignored",
     )
-    hsts_seconds: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = 0
+    hsts_seconds: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = Field(
+        0, description="when above 0, Strict-Transport-Security: max-age=N on every HTTPS response"
+    )
     cors_allowed_origins: str = Field(
         "", description="comma-separated origins allowed to call the API from a browser; empty = no CORS"
     )
 
-    max_content_length: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    max_content_length: Annotated[int, Field(ge=1024)] = Field(
+        1024 * 1024, description="largest request body in bytes; larger ones get a 413"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    argon2_time_cost: Annotated[int, Field(ge=1)] = 3
-    argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = 64 * 1024
-    argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+    argon2_time_cost: Annotated[int, Field(ge=1)] = Field(
+        3, description="password hashing cost; hashes made with older values are upgraded at the next login"
+    )
+    argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = Field(64 * 1024, description="memory of one password hash")
+    argon2_parallelism: Annotated[int, Field(ge=1)] = Field(4, description="threads of one password hash")
     password_hashing_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
         2, description="argon2 hashes and verifications running at once per process; the others wait"
     )
@@ -154,7 +178,9 @@ class Settings(BaseSettings):
     events_retry_base_seconds: Annotated[float, Field(gt=0)] = Field(
         1.0, description="delay before the first retry; doubles per failure, with jitter"
     )
-    events_retry_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    events_retry_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        300.0, description="the longest delay between two attempts of a delivery"
+    )
     events_claim_timeout_seconds: Annotated[float, Field(ge=1)] = Field(
         60.0, description="after this, a delivery claimed by a dispatcher that died is taken over"
     )
@@ -170,11 +196,15 @@ class Settings(BaseSettings):
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = Field(
         60.0, description="how often expired reservations are released and old deliveries pruned"
     )
-    mail_from: Annotated[str, Field(min_length=3, max_length=200)] = "modular-shop <shop@localhost>"
+    mail_from: Annotated[str, Field(min_length=3, max_length=200)] = Field(
+        "modular-shop <shop@localhost>", description="sender of the shop's mail: one ASCII address, optionally named"
+    )
     smtp_url: SecretStr | None = Field(
         None, description="smtp://, smtp+starttls:// or smtps://[user:password@]host[:port]; unset = .eml files"
     )
-    smtp_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    smtp_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = Field(
+        10.0, description="how long a conversation with the SMTP server may take"
+    )
 
     served_contexts: str = Field(
         "",
@@ -185,11 +215,11 @@ class Settings(BaseSettings):
         validate_default=True,
         description="amqp://user:password@host:5672/vhost: RabbitMQ, for events between services",
     )
-    events_broker_exchange: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
-        "shop.events"
+    events_broker_exchange: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] = Field(
+        "shop.events", description="RabbitMQ: the topic exchange events are published to"
     )
     events_broker_queue_prefix: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
-        "shop"
+        Field("shop", description="RabbitMQ: prefix of the subscribers' queues")
     )
     events_broker_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         5.0, description="how long a message its subscriber failed on waits before the next attempt"
@@ -480,13 +510,13 @@ def read_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
 
 
 def settings_problems(error: ValidationError) -> str:
-    """One line per bad setting, named as its environment variable: ``DATABASE_POOL_SIZE:
-    Input should be ...``. The settings hide input values, so no secret is quoted."""
+    """One line per bad setting, named as its environment variable and worded as the API words
+    invalid fields: ``DATABASE_POOL_SIZE: must be a whole number``. The settings hide input
+    values, so no secret is quoted."""
     lines = []
-    for problem in error.errors():
+    for problem in error.errors(include_url=False, include_input=False):
         name = ".".join(map(str, problem["loc"])).upper()
-        # pydantic's prefix for a validator's own message says nothing to an operator.
-        message = problem["msg"].removeprefix("Value error, ")
+        message = message_for(problem)
         lines.append(f"  {name}: {message}" if name else f"  {message}")
     return "\n".join(lines)
 

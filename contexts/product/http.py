@@ -35,6 +35,7 @@ from infrastructure.http.validation import (
     NOT_ONLY_INVISIBLE,
     SINGLE_LINE,
     STRIPPED,
+    PatternMeaning,
     id_from_path,
     parse_body,
     parse_query,
@@ -61,12 +62,17 @@ def _invalid_price(error: exceptions.InvalidPrice) -> Response:
     return Problem(400, message, title="Invalid input", errors=[{"field": "price", "message": message}]).to_response()
 
 
-Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
+Sku = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"),
+    PatternMeaning("must be 1 to 64 letters, digits, dots, underscores or hyphens, the first a letter or digit"),
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), SINGLE_LINE, NOT_ONLY_INVISIBLE, STRIPPED]
 Description = Annotated[str, StringConstraints(max_length=5000), MULTI_LINE]
 Price = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$"),
+    PatternMeaning('must be an amount such as "12.50" (text): up to 10 digits, then up to 2 after a point'),
     Field(
         description='a decimal string with up to two places, e.g. "12.50"; '
         "a whole number in currencies without a minor unit (JPY, KRW, ...)"
@@ -115,7 +121,7 @@ class ProductChangesBody(BaseModel):
 
 def _not_zero(delta: int) -> int:
     if delta == 0:
-        raise ValueError("delta must not be zero")
+        raise ValueError("must not be zero")
     return delta
 
 

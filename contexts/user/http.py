@@ -33,6 +33,7 @@ from infrastructure.http.schemas import ResponseModel
 from infrastructure.http.security import no_store
 from infrastructure.http.service_auth import internal_blueprint
 from infrastructure.http.validation import NOT_ONLY_INVISIBLE, SINGLE_LINE, STRIPPED, id_from_path
+from infrastructure.validation_messages import email_message
 
 bp = Blueprint("user", __name__)
 map_errors(
@@ -55,7 +56,7 @@ def _mailable(email: str) -> str:
     try:
         address = email_validator.validate_email(email, check_deliverability=False, allow_smtputf8=False)
     except email_validator.EmailNotValidError as error:
-        raise ValueError(f"value is not a valid email address: {error}") from error
+        raise ValueError(email_message(str(error))) from error
     return address.ascii_email or email
 
 

@@ -15,6 +15,7 @@ from pydantic_core import CoreSchema, core_schema, from_json
 
 from infrastructure.http.problems import Problem
 from infrastructure.http.schemas import MAX_REPORTED_ERRORS
+from infrastructure.validation_messages import message_for
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,6 +77,26 @@ class SomeCharacterOf:
         return _document_pattern(handler(schema), f"[{self.wanted}]")
 
 
+@dataclass(frozen=True)
+class PatternMeaning:
+    """Says what the ``pattern`` constraint before it means, in place of the shop's generic
+    "must match the pattern ^...$": for patterns a client meets often (a sku, a price). The
+    pattern itself is still checked, and documented, by the constraint."""
+
+    message: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        def validate(value: Any, inner: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            try:
+                return inner(value)
+            except ValidationError as error:
+                if any(item["type"] == "string_pattern_mismatch" for item in error.errors()):
+                    raise ValueError(self.message) from None
+                raise
+
+        return core_schema.no_info_wrap_validator_function(validate, handler(source))
+
+
 # Characters that change how text around them is shown or read as lines, never needed in a name
 # or a description: C1 controls (U+0085 is a line break to Python and mail software), the line
 # and paragraph separators, and the bidirectional controls (U+202E shows "gpj.exe" as "exe.jpg").
@@ -126,11 +147,12 @@ MAX_OBJECT_MEMBERS = 100
 
 
 def _problem(error: ValidationError, where: str) -> Problem:
-    details = error.errors(include_url=False, include_input=False, include_context=False)
+    details = error.errors(include_url=False, include_input=False)
     if any(item["type"] == "json_invalid" for item in details):
         return _malformed_json()
     errors = [
-        {"field": field_path(tuple(item["loc"])), "message": item["msg"]} for item in details[:MAX_REPORTED_ERRORS]
+        {"field": field_path(tuple(item["loc"])), "message": message_for(item)}
+        for item in details[:MAX_REPORTED_ERRORS]
     ]
     omitted = len(details) - len(errors)
     return Problem(
