@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
+from infrastructure.logging import LogFormat
 from infrastructure.remote import RemoteOptions
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
@@ -111,7 +112,9 @@ class Settings(BaseSettings):
 
     max_content_length: Annotated[int, Field(ge=1024)] = 1024 * 1024
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_format: LogFormat | None = Field(
+        None, description="json or console; unset: console lines when standard error is a terminal, else JSON"
+    )
 
     argon2_time_cost: Annotated[int, Field(ge=1)] = 3
     argon2_memory_cost_kib: Annotated[int, Field(ge=8)] = 64 * 1024
