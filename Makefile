@@ -25,13 +25,12 @@ $(DEV): $(RUNTIME)
 	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
 	@touch $(DEV)
 
+# One process migrates and serves (a second start-up would double the wait for the first answer).
 # exec: the server is make's child itself, not a shell's, so Ctrl-C or SIGTERM reaches it once
 # and it stops cleanly (exit 0) instead of make reporting an error.
 run: $(RUNTIME)
-	@echo "==> migrating the databases"
-	$(BIN)/shop db upgrade
-	@echo "==> serving on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
-	exec $(BIN)/shop serve --host 127.0.0.1 --port $(PORT)
+	@echo "==> migrating the databases, then serving on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
+	exec $(BIN)/shop serve --migrate --host 127.0.0.1 --port $(PORT)
 
 lint-imports: $(DEV)
 	$(BIN)/lint-imports --config importlinter.ini

@@ -210,6 +210,21 @@ def test_serve_stopped_by_sigterm_or_ctrl_c_exits_cleanly(
     assert "events.dispatcher_stopped" in (tmp_path / "server.log").read_text()
 
 
+def test_serve_migrate_sets_up_fresh_databases_then_serves(env: dict[str, str], tmp_path: Path) -> None:
+    """What `make run` runs: one process that migrates, then serves."""
+    with ShopServer(env, tmp_path / "server.log", options=("--migrate",)) as server:
+        products = httpx.get(f"{server.url}{API}/products", timeout=REQUEST_TIMEOUT)
+    assert products.status_code == 200, products.text
+    assert {context: versions for context, (_, versions) in schema(env).items()} == heads()
+
+
+def test_serve_migrate_is_refused_with_prod(env: dict[str, str], tmp_path: Path) -> None:
+    refused = shop("serve", "--prod", "--migrate", env=env, cwd=tmp_path, check=False)
+
+    assert refused.returncode == 2
+    assert "shop db upgrade" in refused.stderr
+
+
 def test_version_is_the_shops(tmp_path: Path) -> None:
     result = shop("--version", env=shop_env(tmp_path / "instance"), cwd=tmp_path)
 
