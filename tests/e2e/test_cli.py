@@ -9,7 +9,9 @@ tests that touch a database run on each backend: SQLite files, and PostgreSQL sc
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +26,16 @@ from sqlalchemy import inspect, text
 from app.config import CONTEXTS
 from app.migrations import script_location, version_table
 from tests.conftest import Backend, database_for
-from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, free_port, shop, shop_env
+from tests.e2e.server import (
+    API,
+    REQUEST_TIMEOUT,
+    ShopServer,
+    bearer,
+    free_port,
+    shop,
+    shop_env,
+    wait_until_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -208,6 +219,32 @@ def test_serve_stopped_by_sigterm_or_ctrl_c_exits_cleanly(
 
     assert server.stop() == 0, server.log_tail()
     assert "events.dispatcher_stopped" in (tmp_path / "server.log").read_text()
+
+
+def test_make_run_stopped_by_sigterm_reports_no_error(tmp_path: Path) -> None:
+    """SIGTERM to `make run`'s process group (as a terminal's Ctrl-C, or a supervisor, sends
+    it): the shop stops cleanly and make says nothing of an error (it was `Error 143`). make
+    itself still ends by the signal it got, as GNU make always does."""
+    root = Path(__file__).resolve().parents[2]
+    built = ["make", "-q", "-C", str(root), ".venv/.runtime-stamp"]
+    if shutil.which("make") is None or subprocess.run(built, capture_output=True, check=False).returncode:
+        pytest.skip("make is missing, or .venv is not built by `make` (the test would install it)")
+    port = free_port()
+    env = shop_env(tmp_path / "instance", PORT=str(port), LOG_LEVEL="INFO", LOG_FORMAT="json")
+    log_path = tmp_path / "make-run.log"
+    with log_path.open("wb") as log:
+        make = subprocess.Popen(
+            ["make", "-C", str(root), "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_until_healthy(make, f"http://127.0.0.1:{port}", 60, "make run", log_path.read_text)
+        finally:
+            os.killpg(make.pid, signal.SIGTERM)
+            make.wait(timeout=30)
+
+    output = log_path.read_text()
+    assert "events.dispatcher_stopped" in output
+    assert "make: ***" not in output, output
 
 
 def test_serve_migrate_sets_up_fresh_databases_then_serves(env: dict[str, str], tmp_path: Path) -> None:
