@@ -1,27 +1,38 @@
-# Two commands for a fresh machine: `make run` and `make test`. Both bootstrap .venv.
+# Two commands for a fresh machine: `make run` and `make test`. Both bootstrap .venv: `make run`
+# with what the shop needs to run, `make test` adds the test tool chain (the `dev` extra).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+RUNTIME := $(VENV)/.runtime-stamp
+DEV := $(VENV)/.dev-stamp
 PORT ?= 8000
 
 .PHONY: run test lint-imports venv clean
 
-venv: $(STAMP)
+venv: $(RUNTIME)
 
-# Reinstalled only when the project's dependencies change, so a second `make run` starts fast.
-$(STAMP): pyproject.toml
+# Each stamp is redone only when the project's dependencies change, so a second `make run` starts
+# at once. pip's own progress shows; the lines before it say what is happening and why it waits.
+$(RUNTIME): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "==> creating the virtual environment in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing the shop and what it needs to run into $(VENV) (the first time takes a minute)"
+	$(BIN)/python -m pip install --disable-pip-version-check -e .
+	@touch $(RUNTIME)
 
-run: $(STAMP)
-	$(BIN)/shop db upgrade
-	$(BIN)/shop serve --host 127.0.0.1 --port $(PORT)
+$(DEV): $(RUNTIME)
+	@echo "==> installing the test tool chain (pytest, import-linter, mypy, ruff, schemathesis, ...) into $(VENV)"
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	@touch $(DEV)
 
-lint-imports: $(STAMP)
+# One process migrates and serves (a second start-up would double the wait for the first answer).
+# exec: the server is make's child itself, not a shell's, so Ctrl-C or SIGTERM reaches it once
+# and it stops cleanly (exit 0) instead of make reporting an error.
+run: $(RUNTIME)
+	@echo "==> migrating the databases, then serving on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
+	exec $(BIN)/shop serve --migrate --host 127.0.0.1 --port $(PORT)
+
+lint-imports: $(DEV)
 	$(BIN)/lint-imports --config importlinter.ini
 
 test: lint-imports

@@ -1,38 +1,32 @@
-"""The ``shop`` command: Flask's CLI over :func:`create_app`, plus the shop's own commands."""
+"""The ``shop`` command: the shop's operator commands over :func:`create_app`.
+
+A click group, not Flask's: Flask's adds ``run`` (which serves but never delivers events),
+``shell``, its extensions' commands and ``--app``/``--debug`` options that mean nothing to a
+shop operator, and loads the app even to list its commands. Every heavy import (Flask,
+SQLAlchemy, the contexts) happens in the command that needs it, so ``shop --help`` and
+``shop --version`` answer at once.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable
 from decimal import Decimal
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, ScriptInfo, pass_script_info, with_appcontext
-from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
-from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from app.api_docs import openapi_document
-from app.background import BackgroundWork
-from app.config import Settings, read_settings, settings_problems
-from app.containers import databases, elsewhere
+from app.cli_app import load_settings, script_info, unusable_files_named, with_app
 from app.events_cli import events
-from app.factory import container_of, create_app
-from app.migrations import downgrade_all, upgrade_all
-from app.production import ProductionServer
-from contexts.product.application.handlers import CreateProduct
-from contexts.product.domain.exceptions import SkuAlreadyExists
-from contexts.user import http as user_http
-from contexts.user.application.handlers import RegisterUser
-from contexts.user.domain.exceptions import EmailAlreadyRegistered
-from contexts.user.domain.model import Role
-from infrastructure.database_failures import operator_message
+
+if TYPE_CHECKING:
+    from app.containers import ApplicationContainer
+    from contexts.product.application.handlers import CreateProduct
+    from contexts.user.application.handlers import RegisterUser
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
@@ -44,57 +38,33 @@ DEMO_PRODUCTS = (
 )
 
 
-@contextmanager
-def _settings_named_when_invalid() -> Iterator[None]:
-    """A bad setting stops the command with a message naming each one (never its value,
-    which may be a secret) instead of a traceback."""
-    try:
-        yield
-    except ValidationError as error:
-        raise click.ClickException(f"invalid settings:\n{settings_problems(error)}") from None
-
-
-def load_settings() -> Settings:
-    with _settings_named_when_invalid():
-        return read_settings()
-
-
-@contextmanager
-def _unusable_files_named() -> Iterator[None]:
-    """The instance folder (generated secret, SQLite files) that cannot be made or written is
-    one line naming it, not a traceback."""
-    try:
-        yield
-    except OSError as error:
-        raise click.ClickException(f"cannot use {error.filename}: {error.strerror}") from None
-
-
-def _create_app() -> Flask:
-    with _settings_named_when_invalid(), _unusable_files_named():
-        return create_app()
-
-
-class ShopGroup(FlaskGroup):
-    """Flask's CLI group, answering what an operator can fix (a database that does not answer,
-    tables not made yet) in one line, as settings errors are, instead of a traceback through
-    SQLAlchemy's stack."""
+class ShopGroup(click.Group):
+    """Answers what an operator can fix (a database that does not answer, tables not made yet)
+    in one line, as settings errors are, instead of a traceback through SQLAlchemy's stack."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DBAPIError as error:
+        except Exception as error:
+            # Without SQLAlchemy imported no database was touched (a usage error, say): nothing
+            # to explain, and nothing worth importing it for.
+            if "sqlalchemy.exc" not in sys.modules:
+                raise
+            from infrastructure.database_failures import operator_message
+
             message = operator_message(error)
             if message is None:
                 raise
             raise click.ClickException(message) from None
 
 
-@click.group(cls=ShopGroup, create_app=_create_app, load_dotenv=False)
+@click.group(cls=ShopGroup)
+@click.version_option(package_name="modular-shop", prog_name="modular-shop", message="%(prog)s %(version)s")
 def main() -> None:
     """modular-shop: an online-shop backend (users, products, orders)."""
 
 
-@main.command("serve", with_appcontext=False)  # the app is built below, after --contexts
+@main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--port",
@@ -112,67 +82,93 @@ def main() -> None:
     metavar="NAMES",
     help="Serve only these contexts (comma-separated, e.g. product); the same as SERVED_CONTEXTS.",
 )
-@pass_script_info
-def serve(info: ScriptInfo, host: str, port: int, prod: bool, contexts: str | None) -> None:
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="First apply the served contexts' migrations, as `shop db upgrade` does (what `make run` uses).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, prod: bool, contexts: str | None, migrate: bool) -> None:
     """Serve the API and deliver events in the background (unless EVENTS_DISPATCH_IN_WEB is
-    false): one threaded process by default, gunicorn's worker processes with --prod."""
+    false): one threaded process by default, gunicorn's worker processes with --prod. SIGTERM
+    or Ctrl-C stop it cleanly (exit status 0)."""
     if contexts is not None:
         # Through the environment, so that gunicorn's workers read the same settings.
         os.environ["SERVED_CONTEXTS"] = contexts
+    if prod and migrate:
+        # Each worker builds its own app after the fork; the master has none to migrate with.
+        raise click.UsageError("--migrate serves without --prod; with it, run `shop db upgrade` first")
     if prod:
+        from app.production import ProductionServer
+
         # The master forks before any app exists; each worker builds its own. What a worker
         # could only fail on, and gunicorn would answer with a traceback per worker, is made
         # here once: the signing secret in the instance folder.
         settings = load_settings()
-        with _unusable_files_named():
+        with unusable_files_named():
             settings.signing_secret()
         ProductionServer(settings, host=host, port=port).run()
         return
-    app = info.load_app()
+    # The app is built only now, after --contexts.
+    app = script_info(ctx).load_app()
+    from app.background import BackgroundWork
+    from app.factory import container_of
+    from app.serving import serve_threaded
+
     container = container_of(app)
+    if migrate:
+        # In this process rather than a `shop db upgrade` before it: one start-up instead of
+        # two, which is most of the time `make run` takes to answer.
+        _upgrade(container, "head")
     background = BackgroundWork(container) if container.settings().events_dispatch_in_web else None
-    # SIGTERM unwinds like Ctrl-C, so the dispatcher hands back what it has not started.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
     if background:
         background.start()
     click.echo(f"modular-shop listening on http://{host}:{port}")
     try:
-        # Flask's app.run refuses to start under its own CLI; Werkzeug's server is what it would run.
-        run_simple(
-            host,
-            port,
-            app,
-            threaded=True,
-            use_reloader=False,
-            use_debugger=False,
-            request_handler=_UnversionedRequestHandler,
-        )
+        serve_threaded(app, host, port)
     finally:
         if background:
-            # A second SIGTERM must not cut the hand-back of queued deliveries short.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             background.stop()
 
 
-class _UnversionedRequestHandler(WSGIRequestHandler):
-    """Names the server in the ``Server`` header without its or Python's version, which would
-    tell an attacker which published flaws to try (gunicorn, under --prod, sends no version)."""
+def _stop_on_signal(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM or Ctrl-C: a stop that was asked for, so the exit status is 0 (``make run``
+    reports no error), after the dispatcher hands back what it has not started.
 
-    def version_string(self) -> str:
-        return "Werkzeug"
-
-
-def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    Later ones are ignored: make sends its child a SIGTERM of its own after the one to the
+    process group, and a second Ctrl-C must not cut that hand-back short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(0)
 
 
 main.add_command(events)
 
 
+@main.command(
+    "routes", add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def routes(ctx: click.Context, arguments: tuple[str, ...]) -> None:
+    """List the endpoints (Flask's `routes` command: --sort, --all-methods, --help)."""
+    from flask.cli import routes_command
+
+    script_info(ctx)  # where Flask's command finds the app
+    with routes_command.make_context("routes", list(arguments), parent=ctx.parent) as flask_ctx:
+        routes_command.invoke(flask_ctx)
+
+
 @main.command("openapi")
-@with_appcontext
+@with_app
 def openapi() -> None:
     """Print the OpenAPI 3.1 document of the API (the same as GET /openapi.json)."""
+    from flask import current_app
+
+    from app.api_docs import openapi_document
+
     click.echo(json.dumps(openapi_document(current_app), indent=2))
 
 
@@ -183,18 +179,37 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.argument("revision", default="head")
-@with_appcontext
+@with_app
 def db_upgrade(revision: str) -> None:
     """Apply every context's migrations up to REVISION (default: head)."""
-    upgrade_all(databases(container_of(current_app)), revision)
+    from flask import current_app
+
+    from app.factory import container_of
+
+    _upgrade(container_of(current_app), revision)
+
+
+def _upgrade(container: ApplicationContainer, revision: str) -> None:
+    """Migrate the databases of the contexts this process serves; `db upgrade` and `serve
+    --migrate` both."""
+    from app.containers import databases
+    from app.migrations import upgrade_all
+
+    upgrade_all(databases(container), revision)
     click.echo("databases are up to date")
 
 
 @db.command("downgrade")
 @click.argument("revision", default="base")
-@with_appcontext
+@with_app
 def db_downgrade(revision: str) -> None:
     """Revert every context's migrations down to REVISION (default: base, i.e. empty)."""
+    from flask import current_app
+
+    from app.containers import databases
+    from app.factory import container_of
+    from app.migrations import downgrade_all
+
     downgrade_all(databases(container_of(current_app)), revision)
     click.echo(f"databases downgraded to {revision}")
 
@@ -202,6 +217,11 @@ def db_downgrade(revision: str) -> None:
 def _served_here(*contexts: str) -> None:
     """Stop a command that changes ``contexts`` in a process that does not serve them: the
     change would miss its events' subscribers (and perhaps the context's real database)."""
+    from flask import current_app
+
+    from app.containers import elsewhere
+    from app.factory import container_of
+
     hosted = container_of(current_app).settings().hosted_contexts()
     for context in contexts:
         if context not in hosted:
@@ -217,9 +237,18 @@ def users() -> None:
 @click.argument("email")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @click.option("--name", default="Administrator", show_default=True)
-@with_appcontext
+@with_app
 def create_admin(email: str, password: str, name: str) -> None:
     """Create an administrator account that can log in with EMAIL and the password."""
+    from flask import current_app
+    from pydantic import ValidationError
+
+    from app.factory import container_of
+    from contexts.user import http as user_http
+    from contexts.user.application.handlers import RegisterUser
+    from contexts.user.domain.exceptions import EmailAlreadyRegistered
+    from contexts.user.domain.model import Role
+
     try:
         # The same rules as registration over HTTP.
         valid = user_http.RegistrationBody.model_validate({"email": email, "password": password, "name": name})
@@ -237,13 +266,17 @@ def create_admin(email: str, password: str, name: str) -> None:
 
 
 @main.command("seed-demo")
-@with_appcontext
+@with_app
 def seed_demo() -> None:
     """Add a few products and a demo customer; running it again adds nothing twice.
 
     Each half is seeded where its context is served (products with product, the customer with
     user), so that its events reach their subscribers: with contexts served apart, run it in
     each of those processes."""
+    from flask import current_app
+
+    from app.factory import container_of
+
     container = container_of(current_app)
     hosted = container.settings().hosted_contexts()
     if "product" not in hosted and "user" not in hosted:
@@ -262,6 +295,9 @@ def seed_demo() -> None:
 
 
 def _seed_products(create: Callable[[CreateProduct], object]) -> None:
+    from contexts.product.application.handlers import CreateProduct
+    from contexts.product.domain.exceptions import SkuAlreadyExists
+
     for sku, name, description, price, stock in DEMO_PRODUCTS:
         try:
             create(
@@ -280,6 +316,9 @@ def _seed_products(create: Callable[[CreateProduct], object]) -> None:
 
 
 def _seed_customer(register: Callable[[RegisterUser], object]) -> None:
+    from contexts.user.application.handlers import RegisterUser
+    from contexts.user.domain.exceptions import EmailAlreadyRegistered
+
     try:
         register(RegisterUser(email=DEMO_EMAIL, password=DEMO_PASSWORD, name="Demo Customer"))
         click.echo("demo customer created")

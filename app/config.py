@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
+from infrastructure.logging import LogFormat
 from infrastructure.remote import RemoteOptions
 from infrastructure.validation_messages import message_for
 
@@ -138,7 +139,9 @@ class Settings(BaseSettings):
         1024 * 1024, description="largest request body in bytes; larger ones get a 413"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_format: LogFormat | None = Field(
+        None, description="json or console; unset: console lines when standard error is a terminal, else JSON"
+    )
 
     argon2_time_cost: Annotated[int, Field(ge=1)] = Field(
         3, description="password hashing cost; hashes made with older values are upgraded at the next login"

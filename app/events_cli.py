@@ -1,4 +1,7 @@
-"""``shop events ...``: what an operator needs to see and steer event delivery."""
+"""``shop events ...``: what an operator needs to see and steer event delivery.
+
+Imports what the commands need when they run, so that ``shop --help`` stays quick.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +12,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.background import BackgroundWork
-from app.factory import container_of
-from infrastructure.events.outbox import Outbox
+from app.cli_app import with_app
+
+if TYPE_CHECKING:
+    from infrastructure.events.outbox import Outbox
 
 
 def _outboxes() -> tuple[Outbox, ...]:
+    from flask import current_app
+
+    from app.factory import container_of
+
     return container_of(current_app).dispatcher().outboxes
 
 
 @contextmanager
 def _database_errors_explained() -> Iterator[None]:
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         yield
     except SQLAlchemyError as error:
@@ -48,7 +56,7 @@ def events() -> None:
 
 
 @events.command("status")
-@with_appcontext
+@with_app
 def status() -> None:
     """Pending, retrying and dead deliveries per subscriber, and the age of the oldest one;
     subscribers that have finished every delivery are not listed."""
@@ -66,7 +74,7 @@ def status() -> None:
 
 @events.command("dead")
 @click.option("--full", is_flag=True, help="print each error's whole traceback, not its last line")
-@with_appcontext
+@with_app
 def dead(full: bool) -> None:
     """Deliveries that used up their attempts, with the error of the last one."""
     with _database_errors_explained():
@@ -84,7 +92,7 @@ def dead(full: bool) -> None:
 @events.command("retry")
 @click.argument("ids", nargs=-1, type=click.UUID)
 @click.option("--all-dead", is_flag=True, help="retry every dead letter")
-@with_appcontext
+@with_app
 def retry(ids: tuple[uuid.UUID, ...], all_dead: bool) -> None:
     """Make dead deliveries (by ID, as `shop events dead` lists them) due again, attempts reset."""
     if bool(ids) == all_dead:
@@ -98,12 +106,17 @@ def retry(ids: tuple[uuid.UUID, ...], all_dead: bool) -> None:
 
 
 @events.command("relay")
-@with_appcontext
+@with_app
 def relay() -> None:
     """Run the dispatcher (and housekeeping) in this process until SIGTERM or Ctrl-C.
 
     For deployments that keep delivery out of the web workers (``EVENTS_DISPATCH_IN_WEB=false``).
     """
+    from flask import current_app
+
+    from app.background import BackgroundWork
+    from app.factory import container_of
+
     work = BackgroundWork(container_of(current_app))
     stopping = threading.Event()
 

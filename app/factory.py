@@ -46,7 +46,7 @@ HTTP_MODULES = {
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings that would come from the environment."""
     settings = read_settings(test_config)
-    configure_logging(level=settings.log_level, json=settings.log_format == "json")
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
     container = build_container(settings)
 
     app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))

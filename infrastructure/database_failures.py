@@ -10,17 +10,20 @@ operator looking at a server that is fine.
 from __future__ import annotations
 
 import sqlite3
+import sys
+from typing import Any
 
-import psycopg
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 # PostgreSQL's class 08 (connection exception), and a server shutting down or starting up.
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
 
 
-def operator_message(error: DBAPIError) -> str | None:
+def operator_message(error: BaseException) -> str | None:
     """One line saying what failed and what to do; None for an error that is a bug, not the
-    operator's to fix (its traceback is what helps)."""
+    operator's to fix (its traceback is what helps), or not a database's at all."""
+    if not isinstance(error, DBAPIError):
+        return None
     # The driver's own message names the server and what failed, never the password.
     reason = str(error.orig or error).strip().splitlines()[0]
     if missing_table(error):
@@ -32,16 +35,24 @@ def operator_message(error: DBAPIError) -> str | None:
     return None
 
 
+def _psycopg() -> Any:
+    """psycopg if a PostgreSQL database was used (only then can an error be one of its); not
+    imported otherwise, which would cost a SQLite shop's every command half a second."""
+    return sys.modules.get("psycopg")
+
+
 def missing_table(error: DBAPIError) -> bool:
     """Whether ``error`` says a table does not exist: the database was not migrated."""
     cause = error.orig
-    if isinstance(cause, psycopg.errors.UndefinedTable):
+    psycopg = _psycopg()
+    if psycopg is not None and isinstance(cause, psycopg.errors.UndefinedTable):
         return True
     return isinstance(cause, sqlite3.OperationalError) and str(cause).startswith("no such table")
 
 
 def _unreachable(cause: BaseException | None) -> bool:
-    if isinstance(cause, psycopg.OperationalError):
+    psycopg = _psycopg()
+    if psycopg is not None and isinstance(cause, psycopg.OperationalError):
         # No state at all: the connection could not be made or was lost on the way.
         return cause.sqlstate is None or cause.sqlstate.startswith(_UNREACHABLE_STATES)
     # sqlite_errorname is set on errors the sqlite3 module raises itself.

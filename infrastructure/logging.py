@@ -1,11 +1,15 @@
-"""Structured logging: every line is an event with key/values, tagged with the request id."""
+"""Structured logging: every line is an event with key/values, tagged with the request id.
+
+Read by people in a terminal (coloured ``key=value`` lines), by machines elsewhere (one JSON
+object a line); ``LOG_FORMAT`` forces either.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Literal, TextIO
 
 import structlog
 
@@ -25,12 +29,25 @@ def _add_process_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, An
     return event_dict
 
 
-def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
-    """Route structlog and the standard library's logging through one JSON (or console) renderer.
+LogFormat = Literal["json", "console"]
+
+
+def configure_logging(
+    *, level: str = "INFO", log_format: LogFormat | None = None, stream: TextIO | None = None
+) -> None:
+    """Route structlog and the standard library's logging through one renderer, to ``stream``
+    (standard error by default).
+
+    ``log_format`` None: console lines, coloured, when the stream is a terminal, JSON otherwise
+    (a file, a pipe, a log collector). Forced to console, the lines are coloured only on a
+    terminal, so that a file gets no escape codes; ``NO_COLOR`` (no-color.org) turns colours off.
 
     Standard-library records (SQLAlchemy, Alembic, Werkzeug) get the same processors, so the
     request id lands on their lines too.
     """
+    stream = stream if stream is not None else sys.stderr
+    terminal = stream.isatty()
+    console = log_format == "console" if log_format is not None else terminal
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
@@ -40,7 +57,9 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.dev.ConsoleRenderer(colors=terminal and not os.environ.get("NO_COLOR"))
+        if console
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         # Level first: a line below the level costs a comparison, not the processors' work.
@@ -57,10 +76,13 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Werkzeug's own access line lacks the request id; the app logs its own.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Alembic says which backend and DDL mode it uses at every start, two lines per context;
+    # the migrations it applies are logged by infrastructure.migrations, one line each.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

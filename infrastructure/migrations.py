@@ -5,14 +5,20 @@ Contexts' ``migrations/env.py`` call :func:`run_env`, so the environment logic e
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
+import structlog
 from alembic import command, context, op
 from alembic.config import Config
 from alembic.runtime.environment import IncludeNameFn
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy import MetaData, Table, text
 
 from infrastructure.db import Database, create_schema
+
+logger = structlog.get_logger(__name__)
 
 
 def _config(database: Database, script_location: Path, version_table: str) -> Config:
@@ -62,10 +68,25 @@ def run_env(target_metadata: MetaData, *, include_name: IncludeNameFn | None = N
             transactional_ddl=True,
             compare_type=True,
             include_name=include_name,
+            on_version_apply=_log_step,
         )
         # Inside the transaction begun above, which commits when the block ends.
         with context.begin_transaction():
             context.run_migrations()
+
+
+def _log_step(
+    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+) -> None:
+    """Alembic's ``on_version_apply``: one line per revision applied or reverted, and none when
+    the database is up to date, so a start that changes nothing says nothing."""
+    logger.info(
+        "migration.applied" if step.is_upgrade else "migration.reverted",
+        version_table=ctx.version_table,
+        revision=step.up_revision_id,
+        # A script's message; typed as the base Revision, which has none.
+        description=getattr(step.up_revision, "doc", None),
+    )
 
 
 def create_tables(*tables: Table) -> None:

@@ -8,8 +8,14 @@ tests that touch a database run on each backend: SQLite files, and PostgreSQL sc
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -20,7 +26,16 @@ from sqlalchemy import inspect, text
 from app.config import CONTEXTS
 from app.migrations import script_location, version_table
 from tests.conftest import Backend, database_for
-from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, free_port, shop, shop_env
+from tests.e2e.server import (
+    API,
+    REQUEST_TIMEOUT,
+    ShopServer,
+    bearer,
+    free_port,
+    shop,
+    shop_env,
+    wait_until_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -68,13 +83,22 @@ def create_admin(
     )
 
 
-def test_db_upgrade_twice_is_idempotent(env: dict[str, str], tmp_path: Path) -> None:
-    first = shop("db", "upgrade", env=env, cwd=tmp_path)
+def test_db_upgrade_twice_is_idempotent_and_says_only_what_it_applied(env: dict[str, str], tmp_path: Path) -> None:
+    logged = {**env, "LOG_LEVEL": "INFO", "LOG_FORMAT": "json"}
+    first = shop("db", "upgrade", env=logged, cwd=tmp_path)
     after_first = schema(env)
     create_admin(env, "kept@example.com")
-    second = shop("db", "upgrade", env=env, cwd=tmp_path)
+    second = shop("db", "upgrade", env=logged, cwd=tmp_path)
 
     assert "up to date" in first.stdout and "up to date" in second.stdout
+    # One line per revision applied, none of Alembic's own; nothing at all when nothing is applied.
+    applied = [json.loads(line) for line in first.stderr.splitlines()]
+    assert {(line["event"], line["version_table"], line["revision"]) for line in applied} == {
+        ("migration.applied", version_table(context), revision)
+        for context in CONTEXTS
+        for revision in [script.revision for script in ScriptDirectory(str(script_location(context))).walk_revisions()]
+    }
+    assert second.stderr == ""
     assert {context: versions for context, (_, versions) in after_first.items()} == heads()
     assert all(tables for tables, _ in after_first.values()), after_first
     assert schema(env) == after_first
@@ -181,6 +205,104 @@ def test_serve_takes_its_port_from_the_port_variable(env: dict[str, str], tmp_pa
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=REQUEST_TIMEOUT)
     assert health.json() == {"status": "ok"}
     assert f"listening on http://127.0.0.1:{port}" in (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stopped_by_sigterm_or_ctrl_c_exits_cleanly(
+    env: dict[str, str], tmp_path: Path, stop: signal.Signals
+) -> None:
+    """A stop that was asked for is no failure: exit status 0, so `make run` reports no error."""
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    server = ShopServer({**env, "LOG_LEVEL": "INFO"}, tmp_path / "server.log").start()
+    assert server.process is not None
+    server.process.send_signal(stop)
+
+    assert server.stop() == 0, server.log_tail()
+    assert "events.dispatcher_stopped" in (tmp_path / "server.log").read_text()
+
+
+def test_make_run_stopped_by_sigterm_reports_no_error(tmp_path: Path) -> None:
+    """SIGTERM to `make run`'s process group (as a terminal's Ctrl-C, or a supervisor, sends
+    it): the shop stops cleanly and make says nothing of an error (it was `Error 143`). make
+    itself still ends by the signal it got, as GNU make always does."""
+    root = Path(__file__).resolve().parents[2]
+    built = ["make", "-q", "-C", str(root), ".venv/.runtime-stamp"]
+    if shutil.which("make") is None or subprocess.run(built, capture_output=True, check=False).returncode:
+        pytest.skip("make is missing, or .venv is not built by `make` (the test would install it)")
+    port = free_port()
+    env = shop_env(tmp_path / "instance", PORT=str(port), LOG_LEVEL="INFO", LOG_FORMAT="json")
+    log_path = tmp_path / "make-run.log"
+    with log_path.open("wb") as log:
+        make = subprocess.Popen(
+            ["make", "-C", str(root), "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_until_healthy(make, f"http://127.0.0.1:{port}", 60, "make run", log_path.read_text)
+        finally:
+            os.killpg(make.pid, signal.SIGTERM)
+            make.wait(timeout=30)
+
+    output = log_path.read_text()
+    assert "events.dispatcher_stopped" in output
+    assert "make: ***" not in output, output
+
+
+def test_serve_migrate_sets_up_fresh_databases_then_serves(env: dict[str, str], tmp_path: Path) -> None:
+    """What `make run` runs: one process that migrates, then serves."""
+    with ShopServer(env, tmp_path / "server.log", options=("--migrate",)) as server:
+        products = httpx.get(f"{server.url}{API}/products", timeout=REQUEST_TIMEOUT)
+    assert products.status_code == 200, products.text
+    assert {context: versions for context, (_, versions) in schema(env).items()} == heads()
+
+
+def test_serve_migrate_is_refused_with_prod(env: dict[str, str], tmp_path: Path) -> None:
+    refused = shop("serve", "--prod", "--migrate", env=env, cwd=tmp_path, check=False)
+
+    assert refused.returncode == 2
+    assert "shop db upgrade" in refused.stderr
+
+
+def test_version_is_the_shops(tmp_path: Path) -> None:
+    result = shop("--version", env=shop_env(tmp_path / "instance"), cwd=tmp_path)
+
+    assert result.stdout == f"modular-shop {version('modular-shop')}\n"
+
+
+def test_help_lists_the_commands_of_a_shop_operator_only(tmp_path: Path) -> None:
+    """Not Flask's `run` (it would serve without delivering events), `shell`, or its
+    extensions' commands (`limiter`)."""
+    result = shop("--help", env=shop_env(tmp_path / "instance"), cwd=tmp_path)
+
+    listed = result.stdout.partition("Commands:")[2].split()
+    commands = {word for word in listed if re.fullmatch(r"[a-z-]+", word)} & {
+        "db", "events", "openapi", "routes", "seed-demo", "serve", "users", "run", "shell", "limiter"
+    }
+    assert commands == {"db", "events", "openapi", "routes", "seed-demo", "serve", "users"}
+    assert "--app" not in result.stdout and "--debug" not in result.stdout
+
+
+def test_help_and_version_import_neither_flask_nor_the_shop(tmp_path: Path) -> None:
+    """What keeps `shop --help` quick: the app is imported by the commands that use it."""
+    probe = (
+        "import sys\n"
+        "from app.cli import main\n"
+        "for arguments in (['--help'], ['--version'], ['events', '--help'], ['db', '--help']):\n"
+        "    main(arguments, standalone_mode=False)\n"
+        "loaded = {name.split('.')[0] for name in sys.modules}\n"
+        "print('imported:', sorted(loaded & {'flask', 'sqlalchemy', 'pydantic', 'contexts', 'infrastructure'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
+    )
+
+    assert result.stdout.splitlines()[-1] == "imported: []"
+
+
+def test_routes_lists_the_endpoints(env: dict[str, str], tmp_path: Path) -> None:
+    result = shop("routes", env=env, cwd=tmp_path)
+
+    assert "/api/v1/products" in result.stdout and "/healthz" in result.stdout
+    assert "--all-methods" in shop("routes", "--help", env=env, cwd=tmp_path).stdout
 
 
 APART = {

@@ -119,7 +119,7 @@ def run_dispatcher(plan: ChildPlan, ready: ProcessEvent) -> None:
     log = os.open(plan.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    configure_logging(level="INFO", json=False)
+    configure_logging(level="INFO", log_format="console")
     database = Database(CONTEXT, plan.url, schema=plan.schema)
     bus = EventBus()
     runs = RunLog(plan.runs_path)

@@ -25,6 +25,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from app.config import Settings
 from contexts.notification.adapters import orm
@@ -195,6 +196,23 @@ def test_the_file_mailer_writes_a_parseable_mime_message(tmp_path: Path) -> None
     assert_is(parse(file.read_bytes()), mail)
 
 
+def test_each_written_mail_is_one_info_line_naming_its_file_not_its_address(tmp_path: Path) -> None:
+    mail = a_mail()
+
+    with capture_logs() as logs:
+        FileMailer(tmp_path, SENDER).send(mail)
+
+    assert logs == [
+        {
+            "event": "mail.written",
+            "log_level": "info",
+            "path": str(tmp_path / file_name_for(mail.message_id)),
+            "subject": mail.subject,
+            "message_id": mail.message_id,
+        }
+    ]
+
+
 @pytest.mark.parametrize(
     ("sender", "name", "subject"),
     [
@@ -361,6 +379,24 @@ def test_plain_smtp_delivers_the_message_to_the_server(smtp_server: tuple[Collec
     assert isinstance(envelope.original_content, bytes)
     assert_is(parse(envelope.original_content), mail)
     assert accounts.logins == []
+
+
+def test_each_mail_an_smtp_server_accepted_is_one_info_line(smtp_server: tuple[Collecting, Accounts, int]) -> None:
+    _, _, port = smtp_server
+    mail = a_mail()
+
+    with capture_logs() as logs:
+        SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER, timeout=5).send(mail)
+
+    assert logs == [
+        {
+            "event": "mail.sent",
+            "log_level": "info",
+            "server": f"127.0.0.1:{port}",
+            "subject": mail.subject,
+            "message_id": mail.message_id,
+        }
+    ]
 
 
 def test_smtp_with_credentials_logs_in_before_sending(smtp_server: tuple[Collecting, Accounts, int]) -> None:

@@ -3,8 +3,11 @@ looking users up, and the UserRegistered event published only once the user is s
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -195,3 +198,29 @@ def test_get_user_of_an_unknown_id_is_user_not_found(store: UserStore) -> None:
     with pytest.raises(UserNotFound) as raised:
         GetUserHandler(uow=store)(missing)
     assert raised.value.user_id == missing
+
+
+class GatedHasher(Argon2PasswordHasher):
+    """Hashes only once let through, to tell a start-up that waits for the decoy from one that does not."""
+
+    def __init__(self) -> None:
+        super().__init__(**CHEAP)
+        self.gate = threading.Event()
+
+    def hash(self, password: str) -> str:
+        assert self.gate.wait(10), "the hash was never let through"
+        return super().hash(password)
+
+
+def test_the_decoy_hash_is_made_beside_the_start_up_and_waited_for_by_an_unknown_email(
+    store: UserStore, tokens: TokenService
+) -> None:
+    hasher = GatedHasher()
+    login = IssueTokenHandler(uow=store, hasher=hasher, tokens=tokens)  # returns with the hash still gated
+
+    attempt = ThreadPoolExecutor(1).submit(login, IssueToken(email="nobody@example.com", password="whatever1"))
+    time.sleep(0.2)
+    assert not attempt.done()  # an unknown email costs a verification against the decoy, so it waits for it
+    hasher.gate.set()
+    with pytest.raises(InvalidCredentials):
+        attempt.result(timeout=10)

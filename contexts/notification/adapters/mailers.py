@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+import structlog
+
 from contexts.notification.application.ports import Mailer, MailNotSent
 from contexts.notification.domain.model import Mail
 
@@ -35,6 +37,7 @@ SCHEMES: dict[str, tuple[Security, int]] = {
     "smtps": ("tls", 465),
 }
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+logger = structlog.get_logger(__name__)
 # The line length RFC 5322 recommends, to which the ``email`` package folds headers.
 _LINE_LENGTH = 78
 
@@ -144,9 +147,12 @@ class FileMailer:
         data = mime_message(mail, self._sender, transfer_encoding="8bit").as_bytes()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.folder / file_name_for(mail.message_id), data)
+            target = self.folder / file_name_for(mail.message_id)
+            _write_atomically(target, data)
         except OSError as error:
             raise MailNotSent(f"could not write {mail.message_id} into {self.folder}: {error}") from error
+        # Where to look for it; not the address, which is personal data a log need not keep.
+        logger.info("mail.written", path=str(target), subject=mail.subject, message_id=mail.message_id)
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
@@ -220,6 +226,9 @@ class SmtpMailer:
                 client.send_message(message)
         except (smtplib.SMTPException, OSError) as error:
             raise MailNotSent(f"{self!r} did not accept {mail.message_id}: {error!r}") from error
+        logger.info(
+            "mail.sent", server=f"{endpoint.host}:{endpoint.port}", subject=mail.subject, message_id=mail.message_id
+        )
 
     def _connect(self) -> smtplib.SMTP:
         endpoint = self.endpoint

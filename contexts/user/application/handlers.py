@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -62,14 +65,15 @@ class IssueTokenHandler:
         self._uow = uow
         self._hasher = hasher
         self._tokens = tokens
-        # Verified against when the email is unknown, so both failures cost the same time.
-        self._decoy_hash = hasher.hash(uuid.uuid4().hex)
+        # Verified against when the email is unknown, so both failures cost the same time. Made
+        # beside the start-up, which it would otherwise hold up by a whole argon2 hash.
+        self._decoy_hash = _in_background(lambda: hasher.hash(uuid.uuid4().hex), name="decoy-password-hash")
 
     def __call__(self, command: IssueToken) -> IssuedToken:
         with self._uow(write=False) as uow:
             user = uow.users.get_by_email(command.email)
         if user is None:
-            self._hasher.verify(self._decoy_hash, command.password)
+            self._hasher.verify(self._decoy_hash.result(), command.password)
             raise exceptions.InvalidCredentials()
         if not self._hasher.verify(user.password_hash, command.password):
             raise exceptions.InvalidCredentials()
@@ -85,6 +89,20 @@ class IssueTokenHandler:
                 user.change_password_hash(password_hash)
                 uow.users.save(user)
                 uow.commit()
+
+
+def _in_background(make: Callable[[], str], *, name: str) -> Future[str]:
+    """``make()`` in a thread of its own; its result (or error) when asked for."""
+    future: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(make())
+        except BaseException as error:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 class GetUserHandler:
