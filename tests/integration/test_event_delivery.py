@@ -475,6 +475,121 @@ def test_a_second_commit_in_one_delivery_is_refused_and_rolled_back(
         assert session.scalar(select(func.count()).select_from(PRODUCT_INBOX)) == 1
 
 
+# -- 4b. batched subscribers: one transaction for many deliveries ---------------------------
+
+BATCHED = "product.test_batched"
+
+
+def subscribe_batched(
+    container: ApplicationContainer, product_id: str, calls: Counter[int], failing: set[int], sessions: list[int]
+) -> None:
+    """A batched subscriber taking one unit of the product's stock per event in the product
+    context (so its inbox records it), failing for the events numbered in ``failing`` after
+    its change, as a subscriber whose own rule refuses the event would."""
+
+    def take_one(event: Pinged) -> None:
+        calls[event.n] += 1
+        with container.product.uow() as uow:
+            sessions.append(id(uow.session))
+            uow.stock.adjust(uuid.UUID(product_id), -1, f"ping {event.n}")
+            if event.n in failing:
+                raise Broken(f"ping {event.n}")
+            uow.commit()
+
+    container.event_bus().subscribe(Pinged, take_one, name=BATCHED, batched=True)
+    container.dispatcher().run_until_idle()  # what creating the product and its admin caused
+
+
+def test_a_batched_subscriber_gets_the_deliveries_of_a_claim_in_one_transaction(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    calls: Counter[int] = Counter()
+    sessions: list[int] = []
+    subscribe_batched(container, product["id"], calls, set(), sessions)
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(6)))
+
+    assert dispatcher(container).run_until_idle() == 6
+
+    assert len(sessions) == 6 and len(set(sessions)) == 1, "the six units of work shared one session"
+    assert calls == Counter(range(6))
+    assert [(row.status, row.attempts) for row in deliveries(container, BATCHED)] == [(DONE, 1)] * 6
+    assert len(inbox_rows(container, BATCHED)) == 6
+    assert available(container, product["id"]) == 94
+
+
+def test_a_failure_inside_a_batch_is_retried_alone_and_the_others_take_effect_once(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    calls: Counter[int] = Counter()
+    failing = {3}
+    subscribe_batched(container, product["id"], calls, failing, [])
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(6)))
+    run = dispatcher(container)
+
+    run.run_until_idle()
+
+    # The batch ran up to the failure and was rolled back, then each delivery ran on its own.
+    assert calls == Counter({0: 2, 1: 2, 2: 2, 3: 2, 4: 1, 5: 1})
+    rows = {row.envelope["data"]["n"]: row for row in deliveries(container, BATCHED)}
+    assert {n: (row.status, row.attempts) for n, row in rows.items()} == {
+        n: (PENDING, 1) if n == 3 else (DONE, 1) for n in range(6)
+    }
+    assert "Broken: ping 3" in rows[3].last_error
+    assert {row.event_id for row in inbox_rows(container, BATCHED)} == {rows[n].event_id for n in (0, 1, 2, 4, 5)}
+    assert available(container, product["id"]) == 95, "the failed one's change rolled back, the others' made once"
+
+    failing.clear()
+    make_due(container)
+    assert run.run_until_idle() == 1, "only the failed delivery is due again"
+    assert calls == Counter({0: 2, 1: 2, 2: 2, 3: 3, 4: 1, 5: 1})
+    assert {row.status for row in deliveries(container, BATCHED)} == {DONE}
+    assert available(container, product["id"]) == 94
+
+
+def test_a_poison_event_in_a_batch_dies_alone(shop: Shop, container: ApplicationContainer) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    subscribe_batched(container, product["id"], Counter(), {2}, [])
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(4)))
+
+    dispatcher(container, max_attempts=1).run_until_idle()
+
+    assert [(row.envelope["data"]["n"], row.status) for row in deliveries(container, BATCHED)] == [
+        (0, DONE), (1, DONE), (2, DEAD), (3, DONE)
+    ]
+    assert available(container, product["id"]) == 97
+
+
+def test_a_batch_that_crashed_before_its_completions_has_its_effects_once_when_taken_over(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch committed its effects and inbox rows, then its process died before the
+    dispatcher recorded the deliveries done: once the lease lapses, another dispatcher runs
+    them again, still as a batch, and each repeat is refused by the inbox in its own savepoint."""
+    app = make_app(events_claim_timeout_seconds=1)
+    container = container_of(app)
+    shop = Shop(app.test_client(), container)
+    product = shop.product(shop.admin(), initial_stock=100)
+    calls: Counter[int] = Counter()
+    subscribe_batched(container, product["id"], calls, set(), [])
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(5)))
+    outbox = order_outbox(container)
+    lease = timedelta(seconds=container.settings().events_claim_timeout_seconds)
+    claimed = outbox.claim(10, owner="crashed-host:1", lease=lease)
+    assert dispatcher(container).run_batch(outbox, claimed) == [True] * 5  # and never completed
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+
+    eventually(lambda: container.dispatcher().run_until_idle() == 5, "the lapsed claims to be taken over")
+
+    assert calls == Counter({n: 2 for n in range(5)})
+    assert [event for event, _ in records] == ["event.already_handled"] * 5, "refused one by one, not run apart"
+    assert {row.status for row in deliveries(container, BATCHED)} == {DONE}
+    assert len(inbox_rows(container, BATCHED)) == 5
+    assert available(container, product["id"]) == 95
+
+
 # -- 5. order per aggregate ----------------------------------------------------------------
 
 
