@@ -590,6 +590,29 @@ def test_a_batch_that_crashed_before_its_completions_has_its_effects_once_when_t
     assert available(container, product["id"]) == 95
 
 
+def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_together(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    sessions: list[int] = []
+    subscribe_batched(container, product["id"], Counter(), set(), sessions)
+    others: list[int] = []
+    container.event_bus().subscribe(Pinged, lambda event: others.append(event.n), name="test.listener")
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(10)))
+    run = dispatcher(container, workers=4, poll_interval=0.02)  # its first claim: 32, all twenty
+    try:
+        run.start()
+        eventually(
+            lambda: {row.status for row in deliveries(container)} == {DONE}, "every delivery of the ten events"
+        )
+    finally:
+        run.stop()
+
+    assert len(sessions) == 10 and len(set(sessions)) == 1, "one claim, one batch, one transaction"
+    assert sorted(others) == list(range(10)), "the unbatched subscriber's deliveries kept their places"
+    assert available(container, product["id"]) == 90
+
+
 # -- 5. order per aggregate ----------------------------------------------------------------
 
 
