@@ -59,9 +59,10 @@ COALESCE_SECONDS = 0.05
 # MAX_TAKE: quick ones several at a time, whatever takes a millisecond or more one by one.
 TAKE_SECONDS = 0.002
 MAX_TAKE = 16
-# Deliveries to one batched subscriber run at most this many to a transaction: on SQLite the
-# batch holds its context's writer turn, at about a millisecond a delivery.
-MAX_BATCH = 32
+# Deliveries to one batched subscriber run at most this many to a transaction: an eighth of
+# the commits, while a batch holds its context's writer turn on SQLite (which the order
+# requests' reservations wait for) no longer than a few deliveries take.
+MAX_BATCH = 8
 
 
 @dataclass(frozen=True)

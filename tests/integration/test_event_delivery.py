@@ -25,6 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
@@ -481,7 +482,7 @@ BATCHED = "product.test_batched"
 
 
 def subscribe_batched(
-    container: ApplicationContainer, product_id: str, calls: Counter[int], failing: set[int], sessions: list[int]
+    container: ApplicationContainer, product_id: str, calls: Counter[int], failing: set[int], sessions: list[Session]
 ) -> None:
     """A batched subscriber taking one unit of the product's stock per event in the product
     context (so its inbox records it), failing for the events numbered in ``failing`` after
@@ -490,7 +491,7 @@ def subscribe_batched(
     def take_one(event: Pinged) -> None:
         calls[event.n] += 1
         with container.product.uow() as uow:
-            sessions.append(id(uow.session))
+            sessions.append(uow.session)
             uow.stock.adjust(uuid.UUID(product_id), -1, f"ping {event.n}")
             if event.n in failing:
                 raise Broken(f"ping {event.n}")
@@ -505,13 +506,14 @@ def test_a_batched_subscriber_gets_the_deliveries_of_a_claim_in_one_transaction(
 ) -> None:
     product = shop.product(shop.admin(), initial_stock=100)
     calls: Counter[int] = Counter()
-    sessions: list[int] = []
+    sessions: list[Session] = []
     subscribe_batched(container, product["id"], calls, set(), sessions)
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(6)))
 
     assert dispatcher(container).run_until_idle() == 6
 
     assert len(sessions) == 6 and len(set(sessions)) == 1, "the six units of work shared one session"
+    assert dispatcher_module.MAX_BATCH >= 6
     assert calls == Counter(range(6))
     assert [(row.status, row.attempts) for row in deliveries(container, BATCHED)] == [(DONE, 1)] * 6
     assert len(inbox_rows(container, BATCHED)) == 6
@@ -594,12 +596,13 @@ def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_tog
     shop: Shop, container: ApplicationContainer
 ) -> None:
     product = shop.product(shop.admin(), initial_stock=100)
-    sessions: list[int] = []
+    sessions: list[Session] = []
     subscribe_batched(container, product["id"], Counter(), set(), sessions)
     others: list[int] = []
     container.event_bus().subscribe(Pinged, lambda event: others.append(event.n), name="test.listener")
-    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(10)))
-    run = dispatcher(container, workers=4, poll_interval=0.02)  # its first claim: 32, all twenty
+    count = dispatcher_module.MAX_BATCH + 2
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(count)))
+    run = dispatcher(container, workers=4, poll_interval=0.02)  # its first claim: 32, all of them
     try:
         run.start()
         eventually(
@@ -608,9 +611,9 @@ def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_tog
     finally:
         run.stop()
 
-    assert len(sessions) == 10 and len(set(sessions)) == 1, "one claim, one batch, one transaction"
-    assert sorted(others) == list(range(10)), "the unbatched subscriber's deliveries kept their places"
-    assert available(container, product["id"]) == 90
+    assert len(sessions) == count and len(set(sessions)) == 2, "one claim, two batches: a full one and the rest"
+    assert sorted(others) == list(range(count)), "the unbatched subscriber's deliveries kept their places"
+    assert available(container, product["id"]) == 100 - count
 
 
 # -- 5. order per aggregate ----------------------------------------------------------------
