@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
+from app.subscriptions import BATCHED as BATCHED_IN_APP
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.product.adapters.orm import INBOX as PRODUCT_INBOX
@@ -42,7 +43,7 @@ from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
 from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
 from infrastructure.events.tables import OutboxTables
-from tests.conftest import Shop
+from tests.conftest import Backend, Shop
 
 TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
 CONFIRM = "product.confirm_reservation"
@@ -614,6 +615,18 @@ def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_tog
     assert len(sessions) == count and len(set(sessions)) == 2, "one claim, two batches: a full one and the rest"
     assert sorted(others) == list(range(count)), "the unbatched subscriber's deliveries kept their places"
     assert available(container, product["id"]) == 100 - count
+
+
+def test_the_app_batches_its_database_only_subscribers_on_sqlite_only(
+    container: ApplicationContainer, backend: Backend
+) -> None:
+    """Where writers run one at a time a batch saves commits; on PostgreSQL it would serialise
+    what the workers overlap. Never the mails, whose effect is outside the database."""
+    bus = container.event_bus()
+    on_sqlite = backend.name == "sqlite"
+    assert {name: bus.batched(name) for name in BATCHED_IN_APP} == {name: on_sqlite for name in BATCHED_IN_APP}
+    assert not bus.batched("notification.order_confirmation_email")
+    assert not bus.batched("notification.welcome_email")
 
 
 # -- 5. order per aggregate ----------------------------------------------------------------
