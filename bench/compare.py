@@ -87,7 +87,7 @@ class Options:
     connections: int
     wrk_threads: int
     pool_size: int
-    events_workers: int
+    events_workers: int | None
     products: int
     drain_timeout: float
     shop: Path
@@ -190,11 +190,14 @@ def make_setup(options: Options, folder: Path) -> Setup:
     shop_env.update(
         WEB_WORKERS=str(options.workers),
         WEB_THREADS=str(options.threads),
-        EVENTS_WORKERS=str(options.events_workers),
         DATABASE_POOL_SIZE=str(options.pool_size),
         TOKEN_SECRET=secrets.token_urlsafe(48),
         TOKEN_TTL_SECONDS="86400",  # one token for the whole run
     )
+    # The shop as deployed: its own EVENTS_WORKERS default, not order_placement's smaller one.
+    shop_env.pop("EVENTS_WORKERS", None)
+    if options.events_workers is not None:
+        shop_env["EVENTS_WORKERS"] = str(options.events_workers)
     floor_env = {
         "PATH": os.environ.get("PATH", ""),
         "TOKEN_SECRET": shop_env["TOKEN_SECRET"],
@@ -715,7 +718,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--pool-size", type=int, help="DATABASE_POOL_SIZE of both apps (default: --threads)")
-    parser.add_argument("--events-workers", type=int, default=2, help="the shop's EVENTS_WORKERS (default 2)")
+    parser.add_argument("--events-workers", type=int, help="the shop's EVENTS_WORKERS (default: the shop's own)")
     parser.add_argument("--products", type=int, default=100, help="products ordered at random (default 100)")
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="longest wait for the shop's deliveries")
     parser.add_argument("--shop", type=Path, default=REPO, help="checkout whose .venv/bin/shop is measured")

@@ -145,6 +145,12 @@ class Database:
         self._writers = sessionmaker(bind=self._writer_engine, expire_on_commit=False, class_=_WriterSession)
         self._writer_turn = self._server.writer_turn
 
+    @property
+    def serializes_writers(self) -> bool:
+        """Whether its write transactions run one at a time (SQLite: one writer per file), so
+        that several of them made one loses no concurrency."""
+        return self._writer_turn is not None
+
     def session(self, *, write: bool) -> Session:
         """A session; close it (``with`` or ``close()``) to end its write turn on SQLite."""
         if not write:

@@ -3,16 +3,24 @@
 Rolls back unless told to commit. A commit also writes, in the same transaction, the events
 recorded by the aggregates it saw into the context's outbox, and, when it runs inside an
 event delivery, the delivery into the context's inbox. Repositories never commit.
+
+Inside :func:`shared_transaction` (the dispatcher delivering several events to one subscriber)
+the write units of work of a database share one session: each is a SAVEPOINT in it, its commit
+a RELEASE, and the block commits them together, so many deliveries cost one write transaction
+(one BEGIN, one writer turn on SQLite, one commit) instead of one each.
 """
 
 from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox, current_delivery
@@ -22,6 +30,58 @@ from infrastructure.events.outbox import Outbox
 class RecordsEvents(Protocol):
     id: Any
     events: list[Any]
+
+
+class SharedTransaction:
+    """The write sessions the units of work of one block share, one per database, committed
+    together by :meth:`commit`; what the block does not commit is rolled back when it ends."""
+
+    def __init__(self) -> None:
+        self._sessions: list[tuple[Database, Session]] = []
+        self._after_commit: list[Callable[[], None]] = []
+
+    def session(self, database: Database) -> Session:
+        """The block's write session on ``database``, opened (and its write turn taken) on first use."""
+        for opened, session in self._sessions:
+            if opened is database:
+                return session
+        session = database.session(write=True)
+        self._sessions.append((database, session))
+        return session
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the block has committed: a unit of work's commit inside it is
+        only a RELEASE, and whoever its events would wake must not look for them before."""
+        self._after_commit.append(callback)
+
+    def commit(self) -> None:
+        for _, session in self._sessions:
+            session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def close(self) -> None:
+        for _, session in self._sessions:
+            session.rollback()
+            session.close()
+        self._sessions, self._after_commit = [], []
+
+
+_shared: ContextVar[SharedTransaction | None] = ContextVar("shared_transaction", default=None)
+
+
+@contextmanager
+def shared_transaction() -> Iterator[SharedTransaction]:
+    """Make the write units of work opened in this block (this thread) share one transaction per
+    database; nothing of theirs is committed unless the block calls ``commit()``."""
+    transaction = SharedTransaction()
+    token = _shared.set(transaction)
+    try:
+        yield transaction
+    finally:
+        _shared.reset(token)
+        transaction.close()
 
 
 class SqlAlchemyUnitOfWork(ABC):
@@ -42,14 +102,21 @@ class SqlAlchemyUnitOfWork(ABC):
         self._inbox = inbox
         self._write = write
         self.seen: list[RecordsEvents] = []
+        self._shared: SharedTransaction | None = None
+        self._savepoint: SessionTransaction | None = None
 
     def __enter__(self) -> Self:
-        self.session = self._database.session(write=self._write)
+        self._shared = _shared.get() if self._write else None
+        if self._shared is not None:
+            self.session = self._shared.session(self._database)
+            self._savepoint = self.session.begin_nested()
+        else:
+            self.session = self._database.session(write=self._write)
         self.seen = []
         try:
             self._open(self.session)
         except BaseException:
-            self.session.close()
+            self._end()
             raise
         return self
 
@@ -59,6 +126,16 @@ class SqlAlchemyUnitOfWork(ABC):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        """Undo what was not committed: the savepoint in a shared transaction (whose session
+        stays open for the next unit of work), else the whole session."""
+        if self._savepoint is not None:
+            if self._savepoint.is_active:
+                self._savepoint.rollback()
+            self._savepoint = None
+            return
         self.session.rollback()
         self.session.close()
 
@@ -85,11 +162,20 @@ class SqlAlchemyUnitOfWork(ABC):
             self._outbox.record(self.session, events)
         if self._inbox is not None:
             self._inbox.record(self.session)
-        self.session.commit()
+        if self._savepoint is not None:
+            self._savepoint.commit()
+        else:
+            self.session.commit()
         for aggregate in self.seen:
             aggregate.events.clear()
         if events and self._outbox is not None:
-            self._outbox.committed()
+            if self._shared is not None:
+                self._shared.after_commit(self._outbox.committed)
+            else:
+                self._outbox.committed()
 
     def rollback(self) -> None:
-        self.session.rollback()
+        if self._savepoint is not None:
+            self._savepoint.rollback()
+        else:
+            self.session.rollback()

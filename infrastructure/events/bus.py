@@ -39,13 +39,27 @@ class EventBus:
         # By (event type, name): one subscriber may take several event types of a publisher,
         # and its deliveries of one aggregate then stay in order across those types.
         self._subscriptions: dict[tuple[str, str], Subscription] = {}
+        self._batched: set[str] = set()
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], None], *, name: str) -> None:
+    def subscribe(
+        self, event_type: type[E], handler: Callable[[E], None], *, name: str, batched: bool = False
+    ) -> None:
         """Deliver every ``event_type`` to ``handler``; ``name`` is its lasting identity in the
-        delivery records, so renaming a subscriber orphans its pending deliveries."""
+        delivery records, so renaming a subscriber orphans its pending deliveries.
+
+        ``batched``: the dispatcher may run several of its deliveries in one shared transaction
+        (see ``Dispatcher.run_batch``). Only for a subscriber whose every effect is a write unit
+        of work on a database: an effect outside one (mail, a broker) would be repeated when the
+        batch is rolled back and run again one delivery at a time. A name is batched or not for
+        all its event types.
+        """
         key = (_type_of(event_type), name)
         if key in self._subscriptions:
             raise ValueError(f"a subscriber named {name!r} already takes {key[0]}")
+        if any(known == name for _, known in self._subscriptions) and (name in self._batched) != batched:
+            raise ValueError(f"the subscriber {name!r} is batched for some event types and not others")
+        if batched:
+            self._batched.add(name)
         subscription = Subscription(name=name, handler=handler)
         self._event_classes[key[0]] = event_type
         self._subscriptions[key] = subscription
@@ -55,6 +69,10 @@ class EventBus:
         """Names of the subscribers of ``event_type``."""
         key = event_type if isinstance(event_type, str) else _type_of(event_type)
         return [cast(Subscription, receiver).name for receiver in self._signals.signal(key).receivers_for(self)]
+
+    def batched(self, subscriber: str) -> bool:
+        """Whether ``subscriber``'s deliveries may share a transaction (see :meth:`subscribe`)."""
+        return subscriber in self._batched
 
     def event_class(self, event_type: str) -> type[Any]:
         return self._event_classes[event_type]

@@ -11,6 +11,12 @@ The database work is per batch, not per delivery: a claim takes as many deliveri
 workers can run in about ``CLAIM_AHEAD_SECONDS``, judged by how long deliveries have been
 taking (slow subscribers: a few at a time, leaving the rest to other dispatchers; a backlog of
 quick ones: hundreds), and the loop runs again when the queue is half empty, not per delivery.
+
+So are the subscribers' own transactions, for those subscribed ``batched``: a worker takes
+several queued deliveries to one such subscriber and runs them in one shared transaction (one
+BEGIN, one writer turn on SQLite, one commit; each delivery's inbox row and effect a savepoint
+in it). Should any of them fail, the batch is rolled back and its deliveries run again one at a
+time, so retries, dead letters and poison events stay per delivery.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from infrastructure.events.bus import EventBus
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
 from infrastructure.events.outbox import ClaimedDelivery, Outbox
 from infrastructure.request_context import bind_request_id
+from infrastructure.unit_of_work import shared_transaction
 
 logger = structlog.get_logger(__name__)
 
@@ -52,6 +59,10 @@ COALESCE_SECONDS = 0.05
 # MAX_TAKE: quick ones several at a time, whatever takes a millisecond or more one by one.
 TAKE_SECONDS = 0.002
 MAX_TAKE = 16
+# Deliveries to one batched subscriber run at most this many to a transaction: an eighth of
+# the commits, while a batch holds its context's writer turn on SQLite (which the order
+# requests' reservations wait for) no longer than a few deliveries take.
+MAX_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -296,25 +307,49 @@ class Dispatcher:
                 if self._stopping.is_set() or not self._queue:
                     self._draining -= 1
                     return
-                count = max(1, min(self._take, len(self._queue) // self._workers))
-                taken = [self._queue.popleft() for _ in range(count)]
+                taken, batched = self._take_locked()
             ran: list[tuple[Outbox, ClaimedDelivery, bool]] = []
             started = time.perf_counter()
             try:
-                for outbox, delivery in taken:
-                    if self._stopping.is_set():
-                        break  # the rest goes back to the queue, for stop() to hand back
-                    succeeded = False
-                    try:
-                        succeeded = self.run_delivery(outbox, delivery)
-                    finally:
-                        ran.append((outbox, delivery, succeeded))
+                if batched:  # one transaction: run whole even when stopping
+                    outbox = taken[0][0]
+                    results = self.run_batch(outbox, [delivery for _, delivery in taken])
+                    ran.extend((outbox, delivery, ok) for (_, delivery), ok in zip(taken, results, strict=True))
+                else:
+                    for outbox, delivery in taken:
+                        if self._stopping.is_set():
+                            break  # the rest goes back to the queue, for stop() to hand back
+                        succeeded = False
+                        try:
+                            succeeded = self.run_delivery(outbox, delivery)
+                        finally:
+                            ran.append((outbox, delivery, succeeded))
             except BaseException:  # run_delivery records every Exception; this worker leaves
                 with self._lock:
                     self._draining -= 1
                 raise
             finally:
                 self._settle(taken, ran, time.perf_counter() - started)
+
+    def _take_locked(self) -> tuple[list[tuple[Outbox, ClaimedDelivery]], bool]:
+        """What a worker runs next (the lock held, the queue not empty), and whether as a batch:
+        up to ``MAX_BATCH`` queued deliveries of the first one's outbox and subscriber when that
+        subscriber is batched (the others keep their places), else ``_take`` of the first ones.
+
+        The claim never holds two deliveries of one aggregate to one subscriber, so a batch
+        holds no two events whose order matters.
+        """
+        outbox, first = self._queue[0]
+        if not self._bus.batched(first.subscriber):
+            count = max(1, min(self._take, len(self._queue) // self._workers))
+            return [self._queue.popleft() for _ in range(count)], False
+        batch: list[tuple[Outbox, ClaimedDelivery]] = []
+        others: list[tuple[Outbox, ClaimedDelivery]] = []
+        while self._queue and len(batch) < MAX_BATCH:
+            item = self._queue.popleft()
+            (batch if item[0] is outbox and item[1].subscriber == first.subscriber else others).append(item)
+        self._queue.extendleft(reversed(others))
+        return batch, True
 
     def _settle(
         self, taken: list[tuple[Outbox, ClaimedDelivery]], ran: list[tuple[Outbox, ClaimedDelivery, bool]], busy: float
@@ -357,10 +392,57 @@ class Dispatcher:
                 return ran
             for outbox in self._outboxes:
                 outbox.complete(
-                    [delivery for owner, delivery in batch if owner is outbox and self.run_delivery(owner, delivery)]
+                    [
+                        delivery
+                        for subscriber, deliveries in _by_subscriber(d for owner, d in batch if owner is outbox)
+                        for delivery, succeeded in zip(
+                            deliveries, self._run_each_or_batch(outbox, subscriber, deliveries), strict=True
+                        )
+                        if succeeded
+                    ]
                 )
             ran += len(batch)
         return ran
+
+    def _run_each_or_batch(self, outbox: Outbox, subscriber: str, deliveries: list[ClaimedDelivery]) -> list[bool]:
+        if self._bus.batched(subscriber):
+            return self.run_batch(outbox, deliveries)
+        return [self.run_delivery(outbox, delivery) for delivery in deliveries]
+
+    def run_batch(self, outbox: Outbox, deliveries: Sequence[ClaimedDelivery]) -> list[bool]:
+        """Run deliveries to one batched subscriber in one shared transaction; which succeeded.
+
+        Each delivery's unit of work is a savepoint in the shared transaction, its inbox row
+        with it, so a repeat (``AlreadyHandled``) undoes only its own savepoint. Any other
+        failure, or a failed commit, rolls the whole batch back and every delivery runs again
+        on its own through :meth:`run_delivery`: a failure is recorded against the delivery
+        that failed, with its own retries and dead letter, and the others take effect; their
+        first run left nothing behind, and the inbox refuses what a commit that failed late
+        did keep.
+        """
+        if len(deliveries) > 1:
+            try:
+                with shared_transaction() as transaction:
+                    firsts = [self._deliver_in_batch(delivery) for delivery in deliveries]
+                    transaction.commit()
+            except Exception as error:  # noqa: BLE001 - any failure: the deliveries run one by one
+                logger.info(
+                    "events.batch_run_one_by_one",
+                    subscriber=deliveries[0].subscriber, deliveries=len(deliveries), error=repr(error),
+                )
+            else:
+                for delivery, first in zip(deliveries, firsts, strict=True):
+                    if not first:
+                        _log_of(delivery).info("event.already_handled")
+                return [True] * len(deliveries)
+        return [self.run_delivery(outbox, delivery) for delivery in deliveries]
+
+    def _deliver_in_batch(self, delivery: ClaimedDelivery) -> bool:
+        bind_request_id(delivery.envelope.get("trace", {}).get("request_id"))
+        try:
+            return deliver_envelope(self._bus, delivery.subscriber, delivery.envelope)
+        finally:
+            bind_request_id(None)
 
     def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> bool:
         """Run one delivery; a failure is recorded here, a success is the caller's to record.
@@ -397,6 +479,14 @@ class Dispatcher:
         except Exception:
             # Not lost: its lease runs out and it is tried again.
             log.exception("event.failure_not_recorded")
+
+
+def _by_subscriber(deliveries: Iterable[ClaimedDelivery]) -> list[tuple[str, list[ClaimedDelivery]]]:
+    """Deliveries grouped by subscriber, in their order otherwise."""
+    groups: dict[str, list[ClaimedDelivery]] = {}
+    for delivery in deliveries:
+        groups.setdefault(delivery.subscriber, []).append(delivery)
+    return list(groups.items())
 
 
 def _log_of(delivery: ClaimedDelivery) -> Any:

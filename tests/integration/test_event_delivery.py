@@ -25,9 +25,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
+from app.subscriptions import BATCHED as BATCHED_IN_APP
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.product.adapters.orm import INBOX as PRODUCT_INBOX
@@ -41,7 +43,7 @@ from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
 from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
 from infrastructure.events.tables import OutboxTables
-from tests.conftest import Shop
+from tests.conftest import Backend, Shop
 
 TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
 CONFIRM = "product.confirm_reservation"
@@ -473,6 +475,158 @@ def test_a_second_commit_in_one_delivery_is_refused_and_rolled_back(
     ]
     with databases(container)["product"].session(write=False) as session:
         assert session.scalar(select(func.count()).select_from(PRODUCT_INBOX)) == 1
+
+
+# -- 4b. batched subscribers: one transaction for many deliveries ---------------------------
+
+BATCHED = "product.test_batched"
+
+
+def subscribe_batched(
+    container: ApplicationContainer, product_id: str, calls: Counter[int], failing: set[int], sessions: list[Session]
+) -> None:
+    """A batched subscriber taking one unit of the product's stock per event in the product
+    context (so its inbox records it), failing for the events numbered in ``failing`` after
+    its change, as a subscriber whose own rule refuses the event would."""
+
+    def take_one(event: Pinged) -> None:
+        calls[event.n] += 1
+        with container.product.uow() as uow:
+            sessions.append(uow.session)
+            uow.stock.adjust(uuid.UUID(product_id), -1, f"ping {event.n}")
+            if event.n in failing:
+                raise Broken(f"ping {event.n}")
+            uow.commit()
+
+    container.event_bus().subscribe(Pinged, take_one, name=BATCHED, batched=True)
+    container.dispatcher().run_until_idle()  # what creating the product and its admin caused
+
+
+def test_a_batched_subscriber_gets_the_deliveries_of_a_claim_in_one_transaction(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    calls: Counter[int] = Counter()
+    sessions: list[Session] = []
+    subscribe_batched(container, product["id"], calls, set(), sessions)
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(6)))
+
+    assert dispatcher(container).run_until_idle() == 6
+
+    assert len(sessions) == 6 and len(set(sessions)) == 1, "the six units of work shared one session"
+    assert dispatcher_module.MAX_BATCH >= 6
+    assert calls == Counter(range(6))
+    assert [(row.status, row.attempts) for row in deliveries(container, BATCHED)] == [(DONE, 1)] * 6
+    assert len(inbox_rows(container, BATCHED)) == 6
+    assert available(container, product["id"]) == 94
+
+
+def test_a_failure_inside_a_batch_is_retried_alone_and_the_others_take_effect_once(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    calls: Counter[int] = Counter()
+    failing = {3}
+    subscribe_batched(container, product["id"], calls, failing, [])
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(6)))
+    run = dispatcher(container)
+
+    run.run_until_idle()
+
+    # The batch ran up to the failure and was rolled back, then each delivery ran on its own.
+    assert calls == Counter({0: 2, 1: 2, 2: 2, 3: 2, 4: 1, 5: 1})
+    rows = {row.envelope["data"]["n"]: row for row in deliveries(container, BATCHED)}
+    assert {n: (row.status, row.attempts) for n, row in rows.items()} == {
+        n: (PENDING, 1) if n == 3 else (DONE, 1) for n in range(6)
+    }
+    assert "Broken: ping 3" in rows[3].last_error
+    assert {row.event_id for row in inbox_rows(container, BATCHED)} == {rows[n].event_id for n in (0, 1, 2, 4, 5)}
+    assert available(container, product["id"]) == 95, "the failed one's change rolled back, the others' made once"
+
+    failing.clear()
+    make_due(container)
+    assert run.run_until_idle() == 1, "only the failed delivery is due again"
+    assert calls == Counter({0: 2, 1: 2, 2: 2, 3: 3, 4: 1, 5: 1})
+    assert {row.status for row in deliveries(container, BATCHED)} == {DONE}
+    assert available(container, product["id"]) == 94
+
+
+def test_a_poison_event_in_a_batch_dies_alone(shop: Shop, container: ApplicationContainer) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    subscribe_batched(container, product["id"], Counter(), {2}, [])
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(4)))
+
+    dispatcher(container, max_attempts=1).run_until_idle()
+
+    assert [(row.envelope["data"]["n"], row.status) for row in deliveries(container, BATCHED)] == [
+        (0, DONE), (1, DONE), (2, DEAD), (3, DONE)
+    ]
+    assert available(container, product["id"]) == 97
+
+
+def test_a_batch_that_crashed_before_its_completions_has_its_effects_once_when_taken_over(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch committed its effects and inbox rows, then its process died before the
+    dispatcher recorded the deliveries done: once the lease lapses, another dispatcher runs
+    them again, still as a batch, and each repeat is refused by the inbox in its own savepoint."""
+    app = make_app(events_claim_timeout_seconds=1)
+    container = container_of(app)
+    shop = Shop(app.test_client(), container)
+    product = shop.product(shop.admin(), initial_stock=100)
+    calls: Counter[int] = Counter()
+    subscribe_batched(container, product["id"], calls, set(), [])
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(5)))
+    outbox = order_outbox(container)
+    lease = timedelta(seconds=container.settings().events_claim_timeout_seconds)
+    claimed = outbox.claim(10, owner="crashed-host:1", lease=lease)
+    assert dispatcher(container).run_batch(outbox, claimed) == [True] * 5  # and never completed
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+
+    eventually(lambda: container.dispatcher().run_until_idle() == 5, "the lapsed claims to be taken over")
+
+    assert calls == Counter({n: 2 for n in range(5)})
+    assert [event for event, _ in records] == ["event.already_handled"] * 5, "refused one by one, not run apart"
+    assert {row.status for row in deliveries(container, BATCHED)} == {DONE}
+    assert len(inbox_rows(container, BATCHED)) == 5
+    assert available(container, product["id"]) == 95
+
+
+def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_together(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    product = shop.product(shop.admin(), initial_stock=100)
+    sessions: list[Session] = []
+    subscribe_batched(container, product["id"], Counter(), set(), sessions)
+    others: list[int] = []
+    container.event_bus().subscribe(Pinged, lambda event: others.append(event.n), name="test.listener")
+    count = dispatcher_module.MAX_BATCH + 2
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(count)))
+    run = dispatcher(container, workers=4, poll_interval=0.02)  # its first claim: 32, all of them
+    try:
+        run.start()
+        eventually(
+            lambda: {row.status for row in deliveries(container)} == {DONE}, "every delivery of the ten events"
+        )
+    finally:
+        run.stop()
+
+    assert len(sessions) == count and len(set(sessions)) == 2, "one claim, two batches: a full one and the rest"
+    assert sorted(others) == list(range(count)), "the unbatched subscriber's deliveries kept their places"
+    assert available(container, product["id"]) == 100 - count
+
+
+def test_the_app_batches_its_database_only_subscribers_on_sqlite_only(
+    container: ApplicationContainer, backend: Backend
+) -> None:
+    """Where writers run one at a time a batch saves commits; on PostgreSQL it would serialise
+    what the workers overlap. Never the mails, whose effect is outside the database."""
+    bus = container.event_bus()
+    on_sqlite = backend.name == "sqlite"
+    assert {name: bus.batched(name) for name in BATCHED_IN_APP} == {name: on_sqlite for name in BATCHED_IN_APP}
+    assert not bus.batched("notification.order_confirmation_email")
+    assert not bus.batched("notification.welcome_email")
 
 
 # -- 5. order per aggregate ----------------------------------------------------------------
