@@ -21,6 +21,7 @@ import structlog
 from contexts.order.api import OrderDTO, OrderLineDTO, OrderNotFound
 from contexts.order.application.ports import OrderKey, UnitOfWorkFactory
 from contexts.order.domain import exceptions, model
+from contexts.order.events import CANCELLED_BY_ADMIN, CANCELLED_BY_CUSTOMER
 from contexts.product.api import (
     InsufficientStock,
     ProductApi,
@@ -214,7 +215,7 @@ class CancelOrderHandler:
             order = uow.orders.get(command.order_id, for_update=True)
             if order is None or not order.is_visible_to(viewer.user_id, is_admin=viewer.is_admin):
                 raise OrderNotFound(command.order_id)
-            reason = "cancelled_by_customer" if order.user_id == viewer.user_id else "cancelled_by_admin"
+            reason = CANCELLED_BY_CUSTOMER if order.user_id == viewer.user_id else CANCELLED_BY_ADMIN
             if order.cancel(reason):
                 uow.orders.save(order)
                 uow.commit()
