@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -12,6 +13,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -140,7 +142,17 @@ class OrderCursor(CursorKey):
     id: uuid.UUID
 
 
-PlacedAt = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _time_text(value: object) -> object:
+    """Only RFC 3339 text is a time here: pydantic would read ``0.5`` as a Unix timestamp."""
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
+        raise ValueError("must be an RFC 3339 time with an offset, like 2026-03-01T09:30:00Z")
+    return value
+
+
+PlacedAt = Annotated[AwareDatetime, BeforeValidator(_time_text), AfterValidator(_in_utc)]
 
 
 class AdminOrderListQuery(OrderListQuery):
