@@ -74,7 +74,7 @@ from contexts.user.adapters.orm import UserRow
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role, email_key
 from contexts.user.http import UserCursor
-from infrastructure.db import Database
+from infrastructure.db import Database, quoted_schema
 from infrastructure.http.pagination import encode_cursor
 
 API = "/api/v1"
@@ -193,7 +193,9 @@ def settle(database: Database, *tables: Table) -> None:
         return
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         for table in tables:
-            connection.exec_driver_sql(f"VACUUM ANALYZE {table.name}")
+            # Hand-written SQL gets no schema_translate_map: name the context's schema.
+            name = f"{quoted_schema(database.engine, database.schema)}.{table.name}" if database.schema else table.name
+            connection.exec_driver_sql(f"VACUUM ANALYZE {name}")
 
 
 def json_of(response: TestResponse) -> dict[str, Any]:
