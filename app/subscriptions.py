@@ -30,6 +30,9 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(
         (UserRegistered, "recommendation.profile", "recommendation.when_user_registered_create_profile"),
         (OrderPlaced, "product.confirm_reservation", "product.when_order_placed_confirm_reservation"),
         (OrderPlaced, "notification.order_confirmation_email", "notification.when_order_placed_send_confirmation"),
+        # One name for both order mails: a buyer is told of a cancellation only after the
+        # confirmation of that order went out (the name predates the cancellation notice).
+        (OrderCancelled, "notification.order_confirmation_email", "notification.when_order_cancelled_send_notice"),
         (OrderPlaced, "audit.order_log", "audit.when_order_placed_audit"),
         (OrderCancelled, "audit.order_log", "audit.when_order_cancelled_audit"),
         (OrderCancelled, "product.release_cancelled_order", "product.when_order_cancelled_release_stock"),

@@ -15,6 +15,12 @@ database, the way a shop grows.
   for a rare term (3 products at every size), a medium one (0.1%), a frequent one (50%) and a
   two-character one (too short for a trigram index);
 - ``audit``: the admin's audit log, first page, a page from the middle, one event type, one entity;
+- ``admin_orders``: every customer's orders as an administrator lists them (the ``orders``
+  rows, 1 in 100 cancelled): first page and a page ~99k deep, unfiltered, of the rare status,
+  of one customer, and within a time window ending in the middle of the history;
+- ``admin_users``: the accounts (random addresses, 1 in 1,000 an administrator): first page, a
+  page from the middle, a prefix matching ~1 in 1,300 (three letters), the administrators and
+  the administrators under a prefix;
 - ``recommendations``: a customer's recommendations with 1k vs 100k co-purchase pairs (products
   have ~20 partners each, one best seller has 10% of all pairs); a customer who bought five
   ordinary products, and one who also bought the best seller.
@@ -23,7 +29,7 @@ PostgreSQL tables are ``VACUUM ANALYZE``d after each load (what autovacuum does 
 moment later); SQLite gets no ``ANALYZE``, as the shop never runs one.
 
     LOG_LEVEL=ERROR .venv/bin/python bench/scale.py [--backend sqlite postgresql]
-        [--postgres URL] [--scenario orders products audit recommendations]
+        [--postgres URL] [--scenario orders products audit recommendations admin_orders admin_users]
         [--sizes 1000 100000 1000000] [--runs 5]
 """
 
@@ -64,9 +70,11 @@ from contexts.order.http import OrderCursor
 from contexts.product.adapters.orm import ProductRow, StockRow
 from contexts.product.http import ProductCursor
 from contexts.recommendation.adapters.orm import PairRow, PopularityRow, ProfileRow, PurchaseRow
+from contexts.user.adapters.orm import UserRow
 from contexts.user.application.handlers import RegisterUser
-from contexts.user.domain.model import Role
-from infrastructure.db import Database
+from contexts.user.domain.model import Role, email_key
+from contexts.user.http import UserCursor
+from infrastructure.db import Database, quoted_schema
 from infrastructure.http.pagination import encode_cursor
 
 API = "/api/v1"
@@ -185,7 +193,9 @@ def settle(database: Database, *tables: Table) -> None:
         return
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         for table in tables:
-            connection.exec_driver_sql(f"VACUUM ANALYZE {table.name}")
+            # Hand-written SQL gets no schema_translate_map: name the context's schema.
+            name = f"{quoted_schema(database.engine, database.schema)}.{table.name}" if database.schema else table.name
+            connection.exec_driver_sql(f"VACUUM ANALYZE {name}")
 
 
 def json_of(response: TestResponse) -> dict[str, Any]:
@@ -286,7 +296,8 @@ class Results:
 def order_rows(
     customer: uuid.UUID, others: list[uuid.UUID]
 ) -> Callable[[int, int], Iterator[tuple[Table, dict[str, Any]]]]:
-    """Orders ``first..stop``: 99 in 100 the customer's, four per second (so pages meet equal times)."""
+    """Orders ``first..stop``: 99 in 100 the customer's, four per second (so pages meet equal
+    times), one in 100 (another hundredth than the others') cancelled."""
     orders: Table = OrderRow.__table__  # type: ignore[assignment]
     lines: Table = OrderLineRow.__table__  # type: ignore[assignment]
     product = uuid.UUID(int=7)
@@ -298,7 +309,13 @@ def order_rows(
             created_at = EPOCH + timedelta(seconds=number // 4)
             yield (
                 orders,
-                {"id": order_id, "user_id": user_id, "status": "placed", "currency": "USD", "created_at": created_at},
+                {
+                    "id": order_id,
+                    "user_id": user_id,
+                    "status": "cancelled" if number % 100 == 42 else "placed",
+                    "currency": "USD",
+                    "created_at": created_at,
+                },
             )
             yield (
                 lines,
@@ -351,6 +368,112 @@ def bench_orders(shop: Shop, sizes: list[int]) -> None:
         shop.measure(
             "orders", "deep page (depth ~99k)", size, f"{API}/orders", headers=headers, query_string={"cursor": cursor}
         )
+
+
+def nth_newest(database: Database, where: Any, depth: int) -> tuple[datetime, uuid.UUID, uuid.UUID]:
+    """The key of the order ``depth`` deep among those matching ``where``, newest first, and the
+    id of the one after it: where a cursor built from that key must start."""
+    orders: Table = OrderRow.__table__  # type: ignore[assignment]
+    with database.engine.connect() as connection:
+        (created_at, order_id), (_, next_id) = connection.execute(
+            select(orders.c.created_at, orders.c.id)
+            .where(where)
+            .order_by(orders.c.created_at.desc(), orders.c.id.desc())
+            .offset(depth - 1)
+            .limit(2)
+        ).all()
+    return created_at, order_id, next_id
+
+
+def bench_admin_orders(shop: Shop, sizes: list[int]) -> None:
+    database = shop.databases["order"]
+    orders: Table = OrderRow.__table__  # type: ignore[assignment]
+    customer = uuid.uuid4()
+    _, admin = shop.register(Role.ADMIN)
+    rows = order_rows(customer, [uuid.uuid4() for _ in range(1_000)])
+    url = f"{API}/admin/orders"
+    for size in sizes:
+        seconds = grow(database, orders, size, rows)
+        settle(database, orders, OrderLineRow.__table__)  # type: ignore[arg-type]
+        print(f"  loaded {size:,} orders in {seconds:.1f} s", flush=True)
+        # A window [from, to) over the older half of the history: its first page is far from the newest.
+        middle = EPOCH + timedelta(seconds=size // 8)
+        window = {"from": EPOCH.isoformat(), "to": middle.isoformat()}
+        filters: dict[str, tuple[dict[str, str], Any]] = {
+            "all": ({}, orders.c.id.is_not(None)),
+            "status=cancelled (1%)": ({"status": "cancelled"}, orders.c.status == "cancelled"),
+            "customer (99%)": ({"customer": str(customer)}, orders.c.user_id == customer),
+            "from/to (older half)": (window, (orders.c.created_at >= EPOCH) & (orders.c.created_at < middle)),
+        }
+        for what, (query, where) in filters.items():
+            shop.measure("admin_orders", f"{what}, first page", size, url, headers=admin, query_string=query)
+            with database.engine.connect() as connection:
+                matching = int(connection.scalar(select(func.count()).select_from(orders).where(where)) or 0)
+            depth = min(99_000, matching - 40)
+            if depth < 1:
+                continue
+            created_at, order_id, expected = nth_newest(database, where, depth)
+            deep = {**query, "cursor": encode_cursor(OrderCursor(created_at=created_at, id=order_id))}
+            page = json_of(shop.client.get(url, query_string=deep, headers=admin))
+            assert page["items"][0]["id"] == str(expected), f"{what}: the deep page does not start where it should"
+            shop.measure("admin_orders", f"{what}, deep page (~99k)", size, url, headers=admin, query_string=deep)
+
+
+# --- users -------------------------------------------------------------------------------
+
+USER_PREFIX = "qzx"  # 3 letters of 36: ~1 address in 47,000 by chance, plus every 1,300th made to match
+
+
+def user_rows(first: int, stop: int) -> Iterator[tuple[Table, dict[str, Any]]]:
+    """Users ``first..stop``: random addresses, every 1,300th starting with ``USER_PREFIX``, every 1,000th an admin."""
+    users: Table = UserRow.__table__  # type: ignore[assignment]
+    chance = random.Random(first)
+    for number in range(first, stop):
+        local = "".join(chance.choices(TOKEN_ALPHABET, k=12))
+        if number % 1300 == 5:
+            local = USER_PREFIX + local
+        email = f"{local}.{number}@example.com"
+        if number < 10:
+            assert email_key(email) == email.lower(), email
+        yield (
+            users,
+            {
+                "id": uuid.uuid4(),
+                "email": email,
+                # ASCII throughout, so the key is the address in lower case (checked below).
+                "email_key": email.lower(),
+                "name": "Bench",
+                "role": "admin" if number % 1000 == 7 else "customer",
+                "password_hash": "not a hash",
+                "created_at": EPOCH + timedelta(seconds=number),
+            },
+        )
+
+
+def bench_admin_users(shop: Shop, sizes: list[int]) -> None:
+    database = shop.databases["user"]
+    users: Table = UserRow.__table__  # type: ignore[assignment]
+    _, admin = shop.register(Role.ADMIN)
+    url = f"{API}/admin/users"
+    for size in sizes:
+        seconds = grow(database, users, size, user_rows)
+        settle(database, users)
+        print(f"  loaded {size:,} users in {seconds:.1f} s", flush=True)
+        with database.engine.connect() as connection:
+            middle = connection.scalar(select(users.c.email_key).order_by(users.c.email_key).offset(size // 2).limit(1))
+        matching = json_of(
+            shop.client.get(url, query_string={"email_prefix": USER_PREFIX.upper(), "limit": 100}, headers=admin)
+        )
+        assert matching["items"] and all(item["email"].startswith(USER_PREFIX) for item in matching["items"]), matching
+        requests: dict[str, dict[str, Any]] = {
+            "first page": {},
+            "middle page": {"cursor": encode_cursor(UserCursor(email_key=str(middle)))},
+            f"email_prefix={USER_PREFIX} (~0.08%)": {"email_prefix": USER_PREFIX},
+            "role=admin (0.1%)": {"role": "admin"},
+            "role=admin, email_prefix=a": {"role": "admin", "email_prefix": "a"},
+        }
+        for what, query in requests.items():
+            shop.measure("admin_users", what, size, url, headers=admin, query_string=query)
 
 
 # --- products ----------------------------------------------------------------------------
@@ -529,12 +652,16 @@ SCENARIOS: dict[str, Callable[[Shop, list[int]], None]] = {
     "products": bench_products,
     "audit": bench_audit,
     "recommendations": bench_recommendations,
+    "admin_orders": bench_admin_orders,
+    "admin_users": bench_admin_users,
 }
 DEFAULT_SIZES = {
     "orders": [1_000, 100_000, 1_000_000],
     "products": [1_000, 100_000, 1_000_000],
     "audit": [1_000, 1_000_000],
     "recommendations": [1_000, 100_000],
+    "admin_orders": [1_000, 100_000, 1_000_000],
+    "admin_users": [1_000, 100_000, 1_000_000],
 }
 
 

@@ -28,3 +28,6 @@ class NotificationContainer(containers.DeclarativeContainer):
     when_order_placed_send_confirmation = providers.Callable(
         subscribers.when_order_placed_send_confirmation, uow=uow.provider, mailer=mailer
     )
+    when_order_cancelled_send_notice = providers.Callable(
+        subscribers.when_order_cancelled_send_notice, uow=uow.provider, mailer=mailer
+    )

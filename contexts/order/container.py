@@ -26,6 +26,7 @@ class OrderContainer(containers.DeclarativeContainer):
     place_order = providers.Singleton(handlers.PlaceOrderHandler, uow=uow.provider, products=product_api)
     get_order = providers.Singleton(handlers.GetOrderHandler, uow=uow.provider)
     list_orders = providers.Singleton(handlers.ListOrdersHandler, uow=uow.provider)
+    list_all_orders = providers.Singleton(handlers.ListAllOrdersHandler, uow=uow.provider)
     cancel_order = providers.Singleton(handlers.CancelOrderHandler, uow=uow.provider, products=product_api)
 
     api = providers.Singleton(facade.OrderFacade, get_order=get_order)

@@ -30,6 +30,11 @@ class OrderPlaced:
     currency: str
 
 
+# The reasons ``OrderCancelled`` carries: the buyer cancelled, or an administrator did.
+CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
+CANCELLED_BY_ADMIN = "cancelled_by_admin"
+
+
 @dataclass(frozen=True)
 class OrderCancelled:
     TYPE: ClassVar[str] = "order.OrderCancelled"

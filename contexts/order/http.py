@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, Response, request, url_for
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from contexts.order.api import OrderDTO, OrderNotFound
 from contexts.order.application import handlers
-from contexts.order.application.ports import OrderKey
+from contexts.order.application.ports import OrderFilter, OrderKey
 from contexts.order.domain import exceptions, model
 from contexts.product.api import InsufficientStock
 from infrastructure.http.auth import current_principal
@@ -131,6 +142,53 @@ class OrderCursor(CursorKey):
     id: uuid.UUID
 
 
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _time_text(value: object) -> object:
+    """Only RFC 3339 text is a time here: pydantic would read ``0.5`` as a Unix timestamp."""
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
+        raise ValueError("must be an RFC 3339 time with an offset, like 2026-03-01T09:30:00Z")
+    return value
+
+
+PlacedAt = Annotated[AwareDatetime, BeforeValidator(_time_text), AfterValidator(_in_utc)]
+
+
+class AdminOrderListQuery(OrderListQuery):
+    status: Literal["placed", "cancelled"] | None = Field(None, description="only orders in this status")
+    customer: uuid.UUID | None = Field(None, description="only the orders of this user (their id)")
+    placed_from: PlacedAt | None = Field(
+        None, alias="from", description="only orders placed at or after this time (RFC 3339, with an offset)"
+    )
+    placed_to: PlacedAt | None = Field(
+        None, alias="to", description="only orders placed before this time (RFC 3339, with an offset)"
+    )
+
+    @field_validator("placed_to")
+    @classmethod
+    def _not_before_from(cls, placed_to: datetime | None, info: ValidationInfo) -> datetime | None:
+        placed_from = info.data.get("placed_from")
+        if placed_to is not None and placed_from is not None and placed_from > placed_to:
+            raise ValueError("must not be before from")
+        return placed_to
+
+
+def _order_page(page: handlers.OrderPage) -> dict[str, Any]:
+    """A page of orders and the cursor of the next one: one shape for customers and administrators."""
+    next_cursor = (
+        encode_cursor(OrderCursor(created_at=page.last.created_at, id=page.last.order_id))
+        if page.has_more and page.last
+        else None
+    )
+    return {"items": [_order(item) for item in page.items], "next_cursor": next_cursor}
+
+
+def _before(cursor: str | None) -> OrderKey | None:
+    key = decode_cursor(cursor, OrderCursor) if cursor else None
+    return OrderKey(created_at=key.created_at, order_id=key.id) if key else None
+
+
 @bp.errorhandler(exceptions.UnknownProducts)
 def _unknown_products(error: exceptions.UnknownProducts) -> Response:
     body = NewOrderBody.model_validate_json(request.get_data(cache=True))
@@ -211,15 +269,37 @@ def list_orders(
     query: OrderListQuery,
     list_page: handlers.ListOrdersHandler = Provide["order.list_orders"],
 ) -> dict[str, Any]:
-    key = decode_cursor(query.cursor, OrderCursor) if query.cursor else None
-    before = OrderKey(created_at=key.created_at, order_id=key.id) if key else None
-    page = list_page(handlers.ListOrders(user_id=current_principal().user_id, limit=query.limit, before=before))
-    next_cursor = (
-        encode_cursor(OrderCursor(created_at=page.last.created_at, id=page.last.order_id))
-        if page.has_more and page.last
-        else None
+    page = list_page(
+        handlers.ListOrders(user_id=current_principal().user_id, limit=query.limit, before=_before(query.cursor))
     )
-    return {"items": [_order(item) for item in page.items], "next_cursor": next_cursor}
+    return _order_page(page)
+
+
+@bp.get("/admin/orders")
+@endpoint(
+    summary="List every customer's orders, newest first",
+    tag=TAG,
+    access=Access.ADMIN,
+    query=AdminOrderListQuery,
+    responses={200: OrderPageOut},
+    description=(
+        "For administrators. Filters combine: a status, a customer (user id), and a time range "
+        "[from, to) of when the order was placed; from after to is a 400. Orders placed at the same "
+        "time are ordered by id, so pages neither repeat nor skip one."
+    ),
+)
+@inject
+def list_all_orders(
+    query: AdminOrderListQuery,
+    list_page: handlers.ListAllOrdersHandler = Provide["order.list_all_orders"],
+) -> dict[str, Any]:
+    where = OrderFilter(
+        status=model.OrderStatus(query.status) if query.status else None,
+        user_id=query.customer,
+        placed_from=query.placed_from,
+        placed_to=query.placed_to,
+    )
+    return _order_page(list_page(handlers.ListAllOrders(where=where, limit=query.limit, before=_before(query.cursor))))
 
 
 @bp.post("/orders/<order_id>/cancel")
@@ -231,12 +311,9 @@ def list_orders(
     errors=[404],
     links={200: {"GetOrder": GET_ORDER}},
     description=(
-        "For its owner or an administrator. Its stock is available again at once; "
-        "cancelling twice changes nothing."
+        "For its owner or an administrator. Its stock is available again at once; cancelling twice changes nothing."
     ),
 )
 @inject
-def cancel_order(
-    order_id: str, cancel: handlers.CancelOrderHandler = Provide["order.cancel_order"]
-) -> dict[str, Any]:
+def cancel_order(order_id: str, cancel: handlers.CancelOrderHandler = Provide["order.cancel_order"]) -> dict[str, Any]:
     return _order(cancel(handlers.CancelOrder(order_id=_order_id(order_id), viewer=_viewer())))

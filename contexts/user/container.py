@@ -25,12 +25,11 @@ class UserContainer(containers.DeclarativeContainer):
     )
     uow = providers.Factory(SqlAlchemyUserUnitOfWork, database=database, outbox=outbox)
 
-    register_user = providers.Singleton(
-        handlers.RegisterUserHandler, uow=uow.provider, hasher=password_hasher
-    )
+    register_user = providers.Singleton(handlers.RegisterUserHandler, uow=uow.provider, hasher=password_hasher)
     issue_token = providers.Singleton(
         handlers.IssueTokenHandler, uow=uow.provider, hasher=password_hasher, tokens=tokens
     )
     get_user = providers.Singleton(handlers.GetUserHandler, uow=uow.provider)
+    list_users = providers.Singleton(handlers.ListUsersHandler, uow=uow.provider)
 
     api = providers.Singleton(facade.UserFacade, get_user=get_user)

@@ -16,9 +16,10 @@ from contexts.user.api import UserDTO, UserNotFound
 from contexts.user.application import handlers
 from contexts.user.application.facade import UserFacade
 from contexts.user.domain import exceptions
-from contexts.user.domain.model import email_key
+from contexts.user.domain.model import Role, email_key
 from infrastructure.http.auth import current_principal
 from infrastructure.http.openapi import Access, Header, endpoint
+from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.rate_limit import (
     LOGIN_PER_ACCOUNT,
@@ -93,6 +94,28 @@ class TokenOut(BaseModel):
     expires_in: int = Field(description="seconds until the token expires")
 
 
+class UserListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    email_prefix: (
+        Annotated[str, StringConstraints(min_length=1, max_length=320), SINGLE_LINE, NOT_ONLY_INVISIBLE] | None
+    ) = Field(None, description="only users whose email address starts with this, in any letter case")
+    role: Literal["customer", "admin"] | None = Field(None, description="only users of this role")
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, StringConstraints(min_length=1)] | None = None
+
+
+class UserPageOut(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
+class UserCursor(CursorKey):
+    """Users are listed by email key (unique); a page ends at the last user's key."""
+
+    email_key: Annotated[str, StringConstraints(min_length=1, max_length=320)]
+
+
 # Per account *and* client address: wrong passwords from one address never lock the owner out
 # of their account from another.
 _account_from_this_address = from_client_address(json_body_field("email", email_key))
@@ -153,6 +176,36 @@ def issue_token(
 @inject
 def me(get_user: handlers.GetUserHandler = Provide["user.get_user"]) -> dict[str, Any]:
     return _user(get_user(current_principal().user_id))
+
+
+@bp.get("/admin/users")
+@endpoint(
+    summary="List the users, by email address",
+    tag=TAG,
+    access=Access.ADMIN,
+    query=UserListQuery,
+    responses={200: UserPageOut},
+    description=(
+        "For administrators. Ordered by the email address as accounts are told apart (case and "
+        "compatibility forms folded, the domain in its ASCII form). Filters combine: an email "
+        "prefix, matched the same way, and a role."
+    ),
+)
+@inject
+def list_users(
+    query: UserListQuery, list_page: handlers.ListUsersHandler = Provide["user.list_users"]
+) -> dict[str, Any]:
+    after = decode_cursor(query.cursor, UserCursor).email_key if query.cursor else None
+    page = list_page(
+        handlers.ListUsers(
+            limit=query.limit,
+            email_prefix=query.email_prefix,
+            role=Role(query.role) if query.role else None,
+            after=after,
+        )
+    )
+    next_cursor = encode_cursor(UserCursor(email_key=page.last_key)) if page.has_more and page.last_key else None
+    return {"items": [_user(user) for user in page.items], "next_cursor": next_cursor}
 
 
 # --- Internal endpoints ---------------------------------------------------------------------

@@ -39,6 +39,8 @@ LISTINGS = {
     "products": Listing(f"{API}/products", ("sku",), lambda shop: {}),
     "orders": Listing(f"{API}/orders", ("created_at", "id"), lambda shop: shop.customer()),
     "audit-log": Listing(f"{API}/audit-log", ("position",), lambda shop: shop.admin()),
+    "admin/orders": Listing(f"{API}/admin/orders", ("created_at", "id"), lambda shop: shop.admin()),
+    "admin/users": Listing(f"{API}/admin/users", ("email_key",), lambda shop: shop.admin()),
 }
 
 

@@ -2,7 +2,8 @@
 in ``<instance>/mail`` exactly one welcome per registered user and one confirmation for the
 buyer, each addressed to them; dispatching again or redelivering adds none, a confirmation
 whose buyer is not known yet is retried until the context has remembered who they are, and a
-welcome the mail server keeps refusing holds no confirmation back."""
+welcome the mail server keeps refusing holds no confirmation back. A cancelled order mails its
+buyer one notice, after the confirmation, with a name beyond ASCII encoded as RFC 2047 asks."""
 
 from __future__ import annotations
 
@@ -199,3 +200,68 @@ def test_a_welcome_the_server_keeps_refusing_does_not_hold_back_the_confirmation
     assert delivery_column(container, "user", "status", WELCOME, user_id) == "dead"
     assert "MailNotSent" in last_error(container, "user", WELCOME, user_id)
     assert mailbox(folder)["grace@example.com"] == ["order-confirmation"]
+
+
+def cancel(client: FlaskClient, order: dict[str, Any], headers: dict[str, str]) -> None:
+    response = client.post(f"{ORDERS}/{order['id']}/cancel", headers=headers)
+    assert response.status_code == 200, response.json
+
+
+def test_a_cancelled_order_mails_its_buyer_one_notice_in_their_own_name(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, folder: Path
+) -> None:
+    name = "Zoë Ørsted-Łukasiewicz"
+    body = {"email": "zoe@example.com", "password": "correct horse", "name": name}
+    assert client.post("/api/v1/users", json=body).status_code == 201
+    zoe = shop.bearer("zoe@example.com", "correct horse")
+    order = place_order(client, shop, zoe)
+    cancel(client, order, zoe)
+    cancel(client, order, zoe)  # a repeated cancel publishes nothing, so mails nothing
+
+    container.dispatcher().run_until_idle()
+
+    assert mailbox(folder)["zoe@example.com"] == ["order-cancellation", "order-confirmation", "welcome"]
+    (file,) = folder.glob("*.order-cancellation*.eml")
+    raw = file.read_bytes()
+    headers = raw.split(b"\n\n", 1)[0]
+    assert headers.isascii(), "header text beyond ASCII goes out as RFC 2047 encoded words"
+    to_header = next(line for line in headers.splitlines() if line.startswith(b"To:"))
+    assert b"=?utf-8?" in to_header, to_header
+    notice = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(notice, EmailMessage)
+    assert notice["To"].addresses[0].display_name == name
+    assert notice["Subject"] == f"Your modular-shop order {order['id']} is cancelled"
+    assert notice.get_content().startswith(
+        f"Hello {name},\n\nyour order {order['id']} has been cancelled as you asked."
+    )
+
+
+def test_an_order_an_administrator_cancelled_is_notified_as_the_shops_doing(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, folder: Path
+) -> None:
+    customer = shop.customer("ada@example.com")
+    order = place_order(client, shop, customer)
+    cancel(client, order, shop.admin())
+
+    container.dispatcher().run_until_idle()
+
+    (notice,) = [message for message in mails(folder) if kind_of(message) == "order-cancellation"]
+    assert notice["To"].addresses[0].addr_spec == "ada@example.com"
+    assert f"your order {order['id']} has been cancelled by the shop." in notice.get_content()
+
+
+def test_a_redelivered_cancellation_mails_nothing_more(
+    client: FlaskClient, shop: Shop, container: ApplicationContainer, folder: Path
+) -> None:
+    customer = shop.customer()
+    order = place_order(client, shop, customer)
+    cancel(client, order, customer)
+    container.dispatcher().run_until_idle()
+    before = {file.name: file.read_bytes() for file in folder.iterdir()}
+    assert sorted(kind_of(message) for message in mails(folder)).count("order-cancellation") == 1
+
+    # As if the process died before the completion of both order mails' deliveries was recorded.
+    assert set_due(container, "order", CONFIRMATION, LONG_AGO, order["id"]) == 2
+    assert container.dispatcher().run_until_idle() == 2
+
+    assert {file.name: file.read_bytes() for file in folder.iterdir()} == before

@@ -26,6 +26,8 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/v1/orders/{order_id}"),
     ("post", "/api/v1/orders/{order_id}/cancel"),
     ("get", "/api/v1/audit-log"),
+    ("get", "/api/v1/admin/orders"),
+    ("get", "/api/v1/admin/users"),
     ("get", "/api/v1/users/me/recommendations"),
     ("get", "/healthz"),
     ("get", "/readyz"),

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 from contexts.order import events as order_events
 from contexts.order.application import ports as order_ports
 from contexts.order.application.handlers import IDEMPOTENCY_LEASE
-from contexts.order.application.ports import Claim, OrderKey
+from contexts.order.application.ports import Claim, OrderFilter, OrderKey
 from contexts.order.domain import exceptions as order_exceptions
 from contexts.order.domain import model as order_model
 from contexts.product.api import (
@@ -45,6 +45,7 @@ from contexts.product.application.ports import ReservationExists, UnknownProduct
 from contexts.product.domain import exceptions as product_exceptions
 from contexts.product.domain import model as product_model
 from contexts.user.application import ports as user_ports
+from contexts.user.application.ports import UserFilter
 from contexts.user.domain import exceptions as user_exceptions
 from contexts.user.domain import model as user_model
 
@@ -209,6 +210,19 @@ class FakeUserRepository:
             if user.email_key == key:
                 return _detached(user)
         return None
+
+    def list_matching(self, where: UserFilter, *, limit: int, after: str | None) -> list[user_model.User]:
+        found = sorted(
+            (
+                user
+                for user in self._users.values()
+                if (where.role is None or user.role is where.role)
+                and (where.key_prefix is None or user.email_key.startswith(where.key_prefix))
+                and (after is None or user.email_key > after)
+            ),
+            key=lambda user: user.email_key,
+        )
+        return [_detached(user) for user in found[:limit]]
 
 
 class FakeUserUnitOfWork(_FakeUnitOfWork):
@@ -465,6 +479,19 @@ class FakeOrderRepository:
         if before is not None:
             mine = [order for order in mine if key(order) < (before.created_at, before.order_id)]
         return [_detached(order) for order in sorted(mine, key=key, reverse=True)[:limit]]
+
+    def list_matching(self, where: OrderFilter, *, limit: int, before: OrderKey | None) -> list[order_model.Order]:
+        def matches(order: order_model.Order) -> bool:
+            return (
+                (where.status is None or order.status is where.status)
+                and (where.user_id is None or order.user_id == where.user_id)
+                and (where.placed_from is None or order.created_at >= where.placed_from)
+                and (where.placed_to is None or order.created_at < where.placed_to)
+                and (before is None or (order.created_at, order.id) < (before.created_at, before.order_id))
+            )
+
+        found = sorted(filter(matches, self._orders.values()), key=lambda o: (o.created_at, o.id), reverse=True)
+        return [_detached(order) for order in found[:limit]]
 
 
 class FakeIdempotencyStore:

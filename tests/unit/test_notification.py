@@ -16,13 +16,14 @@ from contexts.notification.application.ports import MailNotSent, RecipientReposi
 from contexts.notification.application.subscribers import (
     NotDelivering,
     RecipientUnknown,
+    when_order_cancelled_send_notice,
     when_order_placed_send_confirmation,
     when_user_registered_remember_recipient,
     when_user_registered_send_welcome,
 )
 from contexts.notification.domain import messages
 from contexts.notification.domain.model import Mail, MailKind, OrderedItem, PlacedOrder, Recipient, SentMail
-from contexts.order.events import OrderedLine, OrderPlaced
+from contexts.order.events import CANCELLED_BY_ADMIN, CANCELLED_BY_CUSTOMER, OrderCancelled, OrderedLine, OrderPlaced
 from contexts.user.events import UserRegistered
 
 ADA = Recipient(user_id=uuid.uuid4(), email="ada@example.com", name="Ada Lovelace")
@@ -140,7 +141,11 @@ def event_id() -> uuid.UUID:
 
 class Deliver(Protocol):
     def __call__(
-        self, subscriber: str, event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None, /
+        self,
+        subscriber: str,
+        event: UserRegistered | OrderPlaced | OrderCancelled,
+        answering: uuid.UUID | None = None,
+        /,
     ) -> None: ...
 
 
@@ -148,11 +153,17 @@ class Deliver(Protocol):
 def deliver(store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID) -> Deliver:
     """Run one subscriber as the dispatcher would, as its delivery of ``answering`` or else ``event_id``."""
 
-    def run(subscriber: str, event: UserRegistered | OrderPlaced, answering: uuid.UUID | None = None) -> None:
+    def run(
+        subscriber: str, event: UserRegistered | OrderPlaced | OrderCancelled, answering: uuid.UUID | None = None
+    ) -> None:
         store.delivering = (subscriber, answering or event_id)
         if subscriber == CONFIRMATION:
-            assert isinstance(event, OrderPlaced)
-            when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
+            # One subscriber sends both order mails (app/subscriptions.py), chosen by event type.
+            if isinstance(event, OrderCancelled):
+                when_order_cancelled_send_notice(event, uow=store, mailer=mailer)
+            else:
+                assert isinstance(event, OrderPlaced)
+                when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
             return
         assert isinstance(event, UserRegistered)
         if subscriber == RECIPIENTS:
@@ -179,6 +190,10 @@ def placed(user_id: uuid.UUID = ADA.user_id) -> OrderPlaced:
         total=Decimal("27.49"),
         currency="EUR",
     )
+
+
+def cancelled(user_id: uuid.UUID = ADA.user_id, reason: str = CANCELLED_BY_CUSTOMER) -> OrderCancelled:
+    return OrderCancelled(order_id=uuid.uuid4(), user_id=user_id, reason=reason)
 
 
 # --- the messages ----------------------------------------------------------------------------
@@ -241,11 +256,16 @@ def test_message_ids_follow_from_the_event_and_the_kind_only() -> None:
     assert messages.message_id(event_id, MailKind.ORDER_CONFIRMATION) == (
         f"<{event_id}.order-confirmation@modular-shop>"
     )
-    assert len({
-        messages.message_id(event_id, MailKind.WELCOME),
-        messages.message_id(event_id, MailKind.ORDER_CONFIRMATION),
-        messages.message_id(other_event, MailKind.WELCOME),
-    }) == 3
+    assert (
+        len(
+            {
+                messages.message_id(event_id, MailKind.WELCOME),
+                messages.message_id(event_id, MailKind.ORDER_CONFIRMATION),
+                messages.message_id(other_event, MailKind.WELCOME),
+            }
+        )
+        == 3
+    )
 
 
 # --- the delivery being answered -------------------------------------------------------------
@@ -451,3 +471,110 @@ def test_a_crash_between_sending_and_recording_resends_the_same_message(
     first, again = mailer.sent
     assert first == again
     assert list(store.sent) == [first.message_id]
+
+
+# --- order cancellation ----------------------------------------------------------------------
+
+
+def test_a_cancelled_order_of_a_known_user_sends_them_one_notice(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    event = cancelled()
+
+    deliver(CONFIRMATION, event)
+
+    (mail,) = mailer.sent
+    assert mail.message_id == f"<{event_id}.order-cancellation@modular-shop>"
+    assert (mail.to_address, mail.to_name) == (ADA.email, ADA.name)
+    assert mail.subject == f"Your modular-shop order {event.order_id} is cancelled"
+    assert mail.text.startswith(f"Hello Ada Lovelace,\n\nyour order {event.order_id} has been cancelled as you asked.")
+    sent = store.sent[mail.message_id]
+    assert (sent.event_id, sent.kind, sent.to_address) == (event_id, MailKind.ORDER_CANCELLATION, ADA.email)
+
+
+def test_the_notice_says_when_the_shop_cancelled_the_order(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    event = cancelled(reason=CANCELLED_BY_ADMIN)
+
+    deliver(CONFIRMATION, event)
+
+    assert f"your order {event.order_id} has been cancelled by the shop." in mailer.sent[0].text
+
+
+def test_the_notice_goes_to_the_buyer_not_to_another_known_user(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    grace = Recipient(user_id=uuid.uuid4(), email="grace@example.com", name="Grace Hopper")
+    store.recipients.update({ADA.user_id: ADA, grace.user_id: grace})
+
+    deliver(CONFIRMATION, cancelled(user_id=grace.user_id, reason=CANCELLED_BY_ADMIN))
+
+    assert [(mail.to_address, mail.to_name) for mail in mailer.sent] == [("grace@example.com", "Grace Hopper")]
+
+
+def test_a_cancellation_of_a_user_not_heard_of_yet_raises_and_sends_nothing(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    with pytest.raises(RecipientUnknown) as raised:
+        deliver(CONFIRMATION, cancelled())
+
+    assert raised.value.user_id == ADA.user_id
+    assert mailer.sent == []
+    assert (store.sent, store.handled) == ({}, set())
+
+
+def test_a_redelivered_cancellation_sends_nothing_again(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    event = cancelled()
+    deliver(CONFIRMATION, event)
+
+    deliver(CONFIRMATION, event)
+    deliver(CONFIRMATION, event)
+
+    assert len(mailer.sent) == 1
+    assert store.commits == 1
+
+
+def test_placing_and_cancelling_mail_a_confirmation_then_a_notice(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    placed_event, cancelled_event = uuid.uuid4(), uuid.uuid4()
+
+    deliver(CONFIRMATION, placed(), placed_event)
+    deliver(CONFIRMATION, cancelled(), cancelled_event)
+
+    assert [mail.message_id for mail in mailer.sent] == [
+        f"<{placed_event}.order-confirmation@modular-shop>",
+        f"<{cancelled_event}.order-cancellation@modular-shop>",
+    ]
+
+
+def test_a_failed_notice_records_nothing_so_the_retry_sends_it(
+    deliver: Deliver, store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID
+) -> None:
+    store.recipients[ADA.user_id] = ADA
+    event = cancelled()
+    mailer.failure = MailNotSent("server down")
+    with pytest.raises(MailNotSent):
+        deliver(CONFIRMATION, event)
+    assert (store.sent, store.handled) == ({}, set())
+
+    mailer.failure = None
+    deliver(CONFIRMATION, event)
+
+    assert [mail.message_id for mail in mailer.sent] == [f"<{event_id}.order-cancellation@modular-shop>"]
+
+
+def test_a_cancellation_outside_a_delivery_sends_nothing(store: MailStore, mailer: RecordingMailer) -> None:
+    store.recipients[ADA.user_id] = ADA
+
+    with pytest.raises(NotDelivering):
+        when_order_cancelled_send_notice(cancelled(), uow=store, mailer=mailer)
+
+    assert (mailer.sent, store.sent) == ([], {})

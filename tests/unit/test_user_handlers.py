@@ -19,6 +19,8 @@ from contexts.user.application.handlers import (
     GetUserHandler,
     IssueToken,
     IssueTokenHandler,
+    ListUsers,
+    ListUsersHandler,
     RegisterUser,
     RegisterUserHandler,
 )
@@ -224,3 +226,32 @@ def test_the_decoy_hash_is_made_beside_the_start_up_and_waited_for_by_an_unknown
     hasher.gate.set()
     with pytest.raises(InvalidCredentials):
         attempt.result(timeout=10)
+
+
+# --- the administrators' listing -------------------------------------------------------------
+
+
+def test_an_email_prefix_is_folded_like_the_addresses_it_matches(
+    register: RegisterUserHandler, store: UserStore
+) -> None:
+    for email in ("ada@example.com", "ADAM@example.com", "bob@example.com"):
+        register(RegisterUser(email=email, password="long password", name="U"))
+    list_users = ListUsersHandler(uow=store)
+
+    # Fullwidth capitals and surrounding blanks fold to "ada" (NFKC and case folding, as keys do).
+    page = list_users(ListUsers(limit=10, email_prefix=" ＡＤＡ "))
+
+    assert [user.email for user in page.items] == ["ada@example.com", "ADAM@example.com"]
+    assert (page.last_key, page.has_more) == ("adam@example.com", False)
+
+
+def test_users_are_paged_by_email_key_after_the_last_one_shown(register: RegisterUserHandler, store: UserStore) -> None:
+    for email in ("c@example.com", "A@example.com", "b@example.com"):
+        register(RegisterUser(email=email, password="long password", name="U"))
+    list_users = ListUsersHandler(uow=store)
+
+    first = list_users(ListUsers(limit=2))
+    second = list_users(ListUsers(limit=2, after=first.last_key))
+
+    assert [user.email for user in first.items + second.items] == ["A@example.com", "b@example.com", "c@example.com"]
+    assert (first.has_more, second.has_more) == (True, False)

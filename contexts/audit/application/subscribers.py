@@ -11,12 +11,9 @@ from datetime import datetime, timezone
 
 from contexts.audit.application.ports import UnitOfWorkFactory
 from contexts.audit.domain import model
-from contexts.order.events import OrderCancelled, OrderPlaced
+from contexts.order.events import CANCELLED_BY_CUSTOMER, OrderCancelled, OrderPlaced
 from contexts.user.events import UserRegistered
 from infrastructure.serialization import to_data
-
-# The one reason of OrderCancelled that says who cancelled: the order's owner.
-CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
 
 
 class NotDelivering(RuntimeError):

@@ -19,11 +19,12 @@ redelivery finds the event handled and sends nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from contexts.notification.application.ports import Mailer, NotificationUnitOfWork, UnitOfWorkFactory
 from contexts.notification.domain import messages, model
-from contexts.order.events import OrderPlaced
+from contexts.order.events import CANCELLED_BY_CUSTOMER, OrderCancelled, OrderPlaced
 from contexts.user.events import UserRegistered
 
 
@@ -68,19 +69,51 @@ def when_user_registered_send_welcome(event: UserRegistered, *, uow: UnitOfWorkF
 
 def when_order_placed_send_confirmation(event: OrderPlaced, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
     """Confirm the order to its buyer, listing what they ordered; raises :class:`RecipientUnknown`."""
+    _mail_the_buyer(
+        event.user_id,
+        lambda answering, recipient: messages.order_confirmation(answering, recipient, _placed_order(event)),
+        model.MailKind.ORDER_CONFIRMATION,
+        uow=uow,
+        mailer=mailer,
+    )
+
+
+def when_order_cancelled_send_notice(event: OrderCancelled, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
+    """Tell the buyer their order is cancelled; raises :class:`RecipientUnknown`.
+
+    The event carries only the buyer's id, as ``OrderPlaced`` does: the address comes from the
+    recipient this context remembered from ``UserRegistered``, like the confirmation's."""
+    cancelled = model.CancelledOrder(order_id=event.order_id, by_buyer=event.reason == CANCELLED_BY_CUSTOMER)
+    _mail_the_buyer(
+        event.user_id,
+        lambda answering, recipient: messages.order_cancellation(answering, recipient, cancelled),
+        model.MailKind.ORDER_CANCELLATION,
+        uow=uow,
+        mailer=mailer,
+    )
+
+
+def _mail_the_buyer(
+    user_id: uuid.UUID,
+    compose: Callable[[uuid.UUID, model.Recipient], model.Mail],
+    kind: model.MailKind,
+    *,
+    uow: UnitOfWorkFactory,
+    mailer: Mailer,
+) -> None:
+    """Check, read, send, record: the mail answering the delivered event goes to ``user_id`` once
+    (see the module's docstring for the one crash that can send it twice)."""
     with uow(write=False) as reading:
         answering = _answering(reading)
         if reading.already_handled():
             return
-        recipient = reading.recipients.get(event.user_id)
+        recipient = reading.recipients.get(user_id)
     if recipient is None:
-        raise RecipientUnknown(event.user_id)
-    mail = messages.order_confirmation(answering, recipient, _placed_order(event))
+        raise RecipientUnknown(user_id)
+    mail = compose(answering, recipient)
     mailer.send(mail)
     with uow() as writing:
-        writing.sent.add(
-            model.SentMail.of(mail, event_id=answering, kind=model.MailKind.ORDER_CONFIRMATION, sent_at=_now())
-        )
+        writing.sent.add(model.SentMail.of(mail, event_id=answering, kind=kind, sent_at=_now()))
         writing.commit()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from contexts.notification.domain.model import Mail, MailKind, PlacedOrder, Recipient
+from contexts.notification.domain.model import CancelledOrder, Mail, MailKind, PlacedOrder, Recipient
 
 SHOP_NAME = "modular-shop"
 CENT = Decimal("0.01")
@@ -59,6 +59,28 @@ def order_confirmation(event_id: uuid.UUID, recipient: Recipient, order: PlacedO
         to_address=recipient.email,
         to_name=recipient.name,
         subject=f"Your {SHOP_NAME} order {order.order_id}",
+        text=text,
+    )
+
+
+def order_cancellation(event_id: uuid.UUID, recipient: Recipient, order: CancelledOrder) -> Mail:
+    who = "as you asked" if order.by_buyer else "by the shop"
+    text = "\n".join(
+        [
+            f"Hello {recipient.name},",
+            "",
+            f"your order {order.order_id} has been cancelled {who}.",
+            "Nothing of it will be sent to you, and its items are no longer held for you.",
+            "",
+            f"The {SHOP_NAME} team",
+            "",
+        ]
+    )
+    return Mail(
+        message_id=message_id(event_id, MailKind.ORDER_CANCELLATION),
+        to_address=recipient.email,
+        to_name=recipient.name,
+        subject=f"Your {SHOP_NAME} order {order.order_id} is cancelled",
         text=text,
     )
 

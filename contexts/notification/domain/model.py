@@ -12,6 +12,7 @@ from enum import Enum
 class MailKind(str, Enum):
     WELCOME = "welcome"
     ORDER_CONFIRMATION = "order-confirmation"
+    ORDER_CANCELLATION = "order-cancellation"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,15 @@ class PlacedOrder:
     items: tuple[OrderedItem, ...]
     total: Decimal
     currency: str
+
+
+@dataclass(frozen=True)
+class CancelledOrder:
+    """An order as its cancellation notice shows it: which one, and whether the buyer cancelled
+    it themselves (else the shop did, and the mail says so, since the buyer did not ask)."""
+
+    order_id: uuid.UUID
+    by_buyer: bool
 
 
 @dataclass(frozen=True)

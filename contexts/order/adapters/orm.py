@@ -22,7 +22,12 @@ OUTBOX = outbox_tables(OrderBase.metadata, "order")
 
 class OrderRow(OrderBase):
     __tablename__ = "order_orders"
-    __table_args__ = (Index("ix_order_orders_user_newest", "user_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_order_orders_user_newest", "user_id", "created_at", "id"),
+        # The administrators' listing: all orders, or those of one status, newest first.
+        Index("ix_order_orders_newest", "created_at", "id"),
+        Index("ix_order_orders_status_newest", "status", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)

@@ -8,13 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, tuple_
+from sqlalchemy import Select, Table, delete, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contexts.order.adapters.orm import IdempotencyKeyRow, OrderLineRow, OrderRow
 from contexts.order.application.handlers import IDEMPOTENCY_LEASE
-from contexts.order.application.ports import Claim, OrderKey
+from contexts.order.application.ports import Claim, OrderFilter, OrderKey
 from contexts.order.domain import exceptions, model
 from infrastructure.serialization import to_data
 
@@ -82,12 +82,31 @@ class SqlAlchemyOrderRepository:
         of walking every newer order. The equivalent ``created_at < :c OR (created_at = :c AND
         id < :i)`` is not used as a range by either, and got slower with every order.
         """
-        statement = (
-            select(OrderRow)
-            .where(OrderRow.user_id == user_id)
-            .order_by(OrderRow.created_at.desc(), OrderRow.id.desc())
-            .limit(limit)
-        )
+        return self._newest_first(select(OrderRow).where(OrderRow.user_id == user_id), limit, before)
+
+    def list_matching(self, where: OrderFilter, *, limit: int, before: OrderKey | None) -> list[model.Order]:
+        """Orders matching ``where``, newest first, in keyset pages like :meth:`list_for_user`.
+
+        Each filter has an index that keeps the page a range read in the listing's order: none or
+        a time range, ``ix_order_orders_newest`` (``created_at, id``); a status,
+        ``ix_order_orders_status_newest`` (``status, created_at, id``); a customer,
+        ``ix_order_orders_user_newest``. Combined filters take one of them and check the rest
+        on the rows it yields."""
+        statement = select(OrderRow)
+        if where.status is not None:
+            statement = statement.where(OrderRow.status == where.status.value)
+        if where.user_id is not None:
+            statement = statement.where(OrderRow.user_id == where.user_id)
+        if where.placed_from is not None:
+            statement = statement.where(OrderRow.created_at >= where.placed_from)
+        if where.placed_to is not None and (before is None or before.created_at >= where.placed_to):
+            # Past the first page the cursor is the tighter upper bound, and implies this one:
+            # given both, SQLite reads the index from ``to`` down and drops every row above the cursor.
+            statement = statement.where(OrderRow.created_at < where.placed_to)
+        return self._newest_first(statement, limit, before)
+
+    def _newest_first(self, statement: Select[OrderRow], limit: int, before: OrderKey | None) -> list[model.Order]:
+        statement = statement.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
         if before is not None:
             # A plain tuple on the right takes the columns' types (UtcDateTime, Uuid) for its values.
             statement = statement.where(tuple_(OrderRow.created_at, OrderRow.id) < (before.created_at, before.order_id))

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta, timezone
 import structlog
 
 from contexts.order.api import OrderDTO, OrderLineDTO, OrderNotFound
-from contexts.order.application.ports import OrderKey, UnitOfWorkFactory
+from contexts.order.application.ports import OrderFilter, OrderKey, UnitOfWorkFactory
 from contexts.order.domain import exceptions, model
+from contexts.order.events import CANCELLED_BY_ADMIN, CANCELLED_BY_CUSTOMER
 from contexts.product.api import (
     InsufficientStock,
     ProductApi,
@@ -64,6 +65,15 @@ class CancelOrder:
 @dataclass(frozen=True)
 class ListOrders:
     user_id: uuid.UUID
+    limit: int
+    before: OrderKey | None = None
+
+
+@dataclass(frozen=True)
+class ListAllOrders:
+    """An administrator's view: every customer's orders matching ``where``."""
+
+    where: OrderFilter
     limit: int
     before: OrderKey | None = None
 
@@ -198,9 +208,26 @@ class ListOrdersHandler:
     def __call__(self, query: ListOrders) -> OrderPage:
         with self._uow(write=False) as uow:
             orders = uow.orders.list_for_user(query.user_id, limit=query.limit + 1, before=query.before)
-        page = orders[: query.limit]
-        last = OrderKey(page[-1].created_at, page[-1].id) if page else None
-        return OrderPage(items=[to_dto(order) for order in page], last=last, has_more=len(orders) > query.limit)
+        return _page(orders, query.limit)
+
+
+class ListAllOrdersHandler:
+    """Orders of every customer, for administrators (the HTTP layer checks who asks)."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, query: ListAllOrders) -> OrderPage:
+        with self._uow(write=False) as uow:
+            orders = uow.orders.list_matching(query.where, limit=query.limit + 1, before=query.before)
+        return _page(orders, query.limit)
+
+
+def _page(orders: list[model.Order], limit: int) -> OrderPage:
+    """``orders`` were read one beyond ``limit``: whether that one exists says if more follow."""
+    page = orders[:limit]
+    last = OrderKey(page[-1].created_at, page[-1].id) if page else None
+    return OrderPage(items=[to_dto(order) for order in page], last=last, has_more=len(orders) > limit)
 
 
 class CancelOrderHandler:
@@ -214,7 +241,7 @@ class CancelOrderHandler:
             order = uow.orders.get(command.order_id, for_update=True)
             if order is None or not order.is_visible_to(viewer.user_id, is_admin=viewer.is_admin):
                 raise OrderNotFound(command.order_id)
-            reason = "cancelled_by_customer" if order.user_id == viewer.user_id else "cancelled_by_admin"
+            reason = CANCELLED_BY_CUSTOMER if order.user_id == viewer.user_id else CANCELLED_BY_ADMIN
             if order.cancel(reason):
                 uow.orders.save(order)
                 uow.commit()
@@ -225,4 +252,3 @@ class CancelOrderHandler:
         except Exception:
             logger.warning("order.release_deferred_to_event", order_id=str(order.id), exc_info=True)
         return to_dto(order)
-

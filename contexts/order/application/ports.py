@@ -18,6 +18,16 @@ class OrderKey:
     order_id: uuid.UUID
 
 
+@dataclass(frozen=True)
+class OrderFilter:
+    """Which orders an administrator lists: each given criterion must hold; placed in [from, to)."""
+
+    status: model.OrderStatus | None = None
+    user_id: uuid.UUID | None = None
+    placed_from: datetime | None = None
+    placed_to: datetime | None = None
+
+
 class OrderRepository(Protocol):
     def add(self, order: model.Order) -> None: ...
 
@@ -27,6 +37,10 @@ class OrderRepository(Protocol):
 
     def list_for_user(self, user_id: uuid.UUID, *, limit: int, before: OrderKey | None) -> list[model.Order]:
         """The user's orders, newest first, older than ``before``."""
+        ...
+
+    def list_matching(self, where: OrderFilter, *, limit: int, before: OrderKey | None) -> list[model.Order]:
+        """Every customer's orders that match ``where``, newest first, older than ``before``."""
         ...
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String, Uuid
+from sqlalchemy import Index, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from infrastructure.db_types import UtcDateTime, context_metadata
@@ -21,10 +21,15 @@ OUTBOX = outbox_tables(UserBase.metadata, "user")
 
 class UserRow(UserBase):
     __tablename__ = "user_users"
+    # The administrators' listing by email key, of one role.
+    __table_args__ = (Index("ix_user_users_role_key", "role", "email_key"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
-    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    # Compared by code point on PostgreSQL too, so that a prefix is a range of the index.
+    email_key: Mapped[str] = mapped_column(
+        String(320).with_variant(String(320, collation="C"), "postgresql"), unique=True
+    )
     name: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))

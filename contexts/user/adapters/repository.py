@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contexts.user.adapters.orm import UserRow
+from contexts.user.application.ports import UserFilter
 from contexts.user.domain import exceptions, model
 
 
@@ -50,6 +51,28 @@ class SqlAlchemyUserRepository:
     def get_by_email(self, email: str) -> model.User | None:
         row = self._session.scalar(select(UserRow).where(UserRow.email_key == model.email_key(email)))
         return _to_model(row) if row else None
+
+    def list_matching(self, where: UserFilter, *, limit: int, after: str | None) -> list[model.User]:
+        """Users by email key, from just after ``after``.
+
+        Keys compare by code point (SQLite's binary collation; the column's ``"C"`` collation on
+        PostgreSQL), so a prefix is a range of the unique key index, or of
+        ``ix_user_users_role_key`` (``role, email_key``) with a role, read in the listing's order."""
+        statement = select(UserRow).order_by(UserRow.email_key).limit(limit)
+        if where.role is not None:
+            statement = statement.where(UserRow.role == where.role.value)
+        if where.key_prefix is not None:
+            statement = statement.where(
+                UserRow.email_key >= where.key_prefix, UserRow.email_key < where.key_prefix + PAST_ANY
+            )
+        if after is not None:
+            statement = statement.where(UserRow.email_key > after)
+        return [_to_model(row) for row in self._session.scalars(statement)]
+
+
+# Above every character an email key holds (they are ASCII since user_0004, folded Unicode before):
+# ``key >= prefix AND key < prefix + PAST_ANY`` is every key that starts with the prefix.
+PAST_ANY = "\U0010ffff"
 
 
 def _to_model(row: UserRow) -> model.User:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from contexts.user.api import UserDTO, UserNotFound
-from contexts.user.application.ports import PasswordHasher, UnitOfWorkFactory
+from contexts.user.application.ports import PasswordHasher, UnitOfWorkFactory, UserFilter
 from contexts.user.domain import exceptions, model
 from infrastructure.auth import IssuedToken, Principal, TokenService
 
@@ -29,10 +29,25 @@ class IssueToken:
     password: str
 
 
+@dataclass(frozen=True)
+class ListUsers:
+    """An administrator's view of the accounts; ``email_prefix`` as typed, any letter case."""
+
+    limit: int
+    email_prefix: str | None = None
+    role: model.Role | None = None
+    after: str | None = None  # the email key of the last user already shown
+
+
+@dataclass(frozen=True)
+class UserPage:
+    items: list[UserDTO]
+    last_key: str | None
+    has_more: bool
+
+
 def to_dto(user: model.User) -> UserDTO:
-    return UserDTO(
-        id=user.id, email=user.email, name=user.name, role=user.role.value, created_at=user.created_at
-    )
+    return UserDTO(id=user.id, email=user.email, name=user.name, role=user.role.value, created_at=user.created_at)
 
 
 class RegisterUserHandler:
@@ -115,3 +130,23 @@ class GetUserHandler:
             if user is None:
                 raise UserNotFound(user_id)
             return to_dto(user)
+
+
+class ListUsersHandler:
+    """Every account, by email address, for administrators (the HTTP layer checks who asks)."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, query: ListUsers) -> UserPage:
+        prefix = model.email_key_prefix(query.email_prefix) if query.email_prefix is not None else None
+        with self._uow(write=False) as uow:
+            users = uow.users.list_matching(
+                UserFilter(key_prefix=prefix, role=query.role), limit=query.limit + 1, after=query.after
+            )
+        page = users[: query.limit]
+        return UserPage(
+            items=[to_dto(user) for user in page],
+            last_key=page[-1].email_key if page else None,
+            has_more=len(users) > query.limit,
+        )

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Protocol, Self
 
 from contexts.user.domain import model
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    """Which users an administrator lists: each given criterion must hold.
+
+    ``key_prefix`` is already folded (``model.email_key_prefix``): users are listed by email key."""
+
+    key_prefix: str | None = None
+    role: model.Role | None = None
 
 
 class UserRepository(Protocol):
@@ -18,6 +29,10 @@ class UserRepository(Protocol):
     def get(self, user_id: uuid.UUID) -> model.User | None: ...
 
     def get_by_email(self, email: str) -> model.User | None: ...
+
+    def list_matching(self, where: UserFilter, *, limit: int, after: str | None) -> list[model.User]:
+        """Users matching ``where`` in the order of their email keys, those after ``after``."""
+        ...
 
 
 class UserUnitOfWork(Protocol):

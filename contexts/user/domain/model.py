@@ -31,6 +31,13 @@ def email_key(email: str) -> str:
     return f"{_folded(local)}@{_ascii_domain(domain)}"
 
 
+def email_key_prefix(prefix: str) -> str:
+    """What the keys of the addresses starting with ``prefix`` start with: folded as
+    :func:`email_key` folds (case, compatibility forms). A domain is matched as stored, in ASCII:
+    a part of an internationalised domain cannot be converted alone, so it is folded only."""
+    return _folded(prefix.strip())
+
+
 def _folded(text: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
@@ -54,9 +61,7 @@ class User:
     events: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def register(
-        cls, *, email: str, name: str, password_hash: str, role: Role, now: datetime
-    ) -> User:
+    def register(cls, *, email: str, name: str, password_hash: str, role: Role, now: datetime) -> User:
         user = cls(
             id=uuid.uuid4(),
             email=email.strip(),
