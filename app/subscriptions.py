@@ -51,6 +51,11 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(
 # workers overlap those; a batch runs one subscriber's deliveries one after the other and
 # holds their row locks until its commit (measured: order-e2e fell from 0.21-0.23 to 0.15 of
 # the floor, bench/README.md).
+# What a batched subscriber must keep to: its writes are to its own context's database only (a
+# write unit of work on another database inside a batch raises), so it must not call another
+# context's write API in process; and its read units of work do not see what the earlier
+# deliveries of its batch wrote (they are not committed yet), so it reads through its write unit
+# of work what it needs to see of them.
 BATCHED = frozenset(
     {
         "audit.user_log",

@@ -5,9 +5,10 @@ recorded by the aggregates it saw into the context's outbox, and, when it runs i
 event delivery, the delivery into the context's inbox. Repositories never commit.
 
 Inside :func:`shared_transaction` (the dispatcher delivering several events to one subscriber)
-the write units of work of a database share one session: each is a SAVEPOINT in it, its commit
-a RELEASE, and the block commits them together, so many deliveries cost one write transaction
-(one BEGIN, one writer turn on SQLite, one commit) instead of one each.
+the write units of work share one session: each is a SAVEPOINT in it, its commit a RELEASE, and
+the block commits them together, so many deliveries cost one write transaction (one BEGIN, one
+writer turn on SQLite, one commit) instead of one each. They must all write one database: a
+second one could not be committed atomically with the first.
 """
 
 from __future__ import annotations
@@ -33,39 +34,56 @@ class RecordsEvents(Protocol):
 
 
 class SharedTransaction:
-    """The write sessions the units of work of one block share, one per database, committed
-    together by :meth:`commit`; what the block does not commit is rolled back when it ends."""
+    """The write session the units of work of one block share, committed by :meth:`commit`;
+    what the block does not commit is rolled back when it ends."""
 
     def __init__(self) -> None:
-        self._sessions: list[tuple[Database, Session]] = []
+        self._opened: tuple[Database, Session] | None = None
         self._after_commit: list[Callable[[], None]] = []
 
     def session(self, database: Database) -> Session:
-        """The block's write session on ``database``, opened (and its write turn taken) on first use."""
-        for opened, session in self._sessions:
-            if opened is database:
-                return session
-        session = database.session(write=True)
-        self._sessions.append((database, session))
+        """The block's write session on ``database``, opened (and its write turn taken) on first
+        use. A second database is refused: the two commits could not be one, and a failure
+        between them would leave half a batch that its retry, one delivery at a time, repeats."""
+        if self._opened is None:
+            self._opened = (database, database.session(write=True))
+        written, session = self._opened
+        if database is not written:
+            raise RuntimeError(
+                f"a shared transaction writes one database: {written.name} is written,"
+                f" a unit of work on {database.name} was opened"
+            )
         return session
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the block has committed: a unit of work's commit inside it is
-        only a RELEASE, and whoever its events would wake must not look for them before."""
-        self._after_commit.append(callback)
+        """Have ``callback`` run once the block has committed: a unit of work's commit inside it
+        is only a RELEASE, and whoever its events would wake must not look for them before.
+        Once each: one commit wakes an outbox's dispatcher once, however many units published."""
+        if callback not in self._after_commit:
+            self._after_commit.append(callback)
 
-    def commit(self) -> None:
-        for _, session in self._sessions:
-            session.commit()
+    def commit(self) -> list[Callable[[], None]]:
+        """Commit, and hand back the :meth:`after_commit` callbacks for the caller to run after
+        the block: their failure is not the transaction's, which has committed."""
+        if self._opened is not None:
+            self._opened[1].commit()
         callbacks, self._after_commit = self._after_commit, []
-        for callback in callbacks:
-            callback()
+        return callbacks
 
     def close(self) -> None:
-        for _, session in self._sessions:
-            session.rollback()
-            session.close()
-        self._sessions, self._after_commit = [], []
+        opened, self._opened, self._after_commit = self._opened, None, []
+        if opened is not None:
+            _discard(opened[1])
+
+
+def _discard(session: Session) -> None:
+    """Roll back and close ``session``. Closed even when the rollback fails (a lost connection,
+    a disk I/O error): on SQLite closing gives the process's write turn back, and a turn never
+    given back makes every later write wait for it in vain."""
+    try:
+        session.rollback()
+    finally:
+        session.close()
 
 
 _shared: ContextVar[SharedTransaction | None] = ContextVar("shared_transaction", default=None)
@@ -73,8 +91,8 @@ _shared: ContextVar[SharedTransaction | None] = ContextVar("shared_transaction",
 
 @contextmanager
 def shared_transaction() -> Iterator[SharedTransaction]:
-    """Make the write units of work opened in this block (this thread) share one transaction per
-    database; nothing of theirs is committed unless the block calls ``commit()``."""
+    """Make the write units of work opened in this block (this thread) share one transaction, on
+    one database; nothing of theirs is committed unless the block calls ``commit()``."""
     transaction = SharedTransaction()
     token = _shared.set(transaction)
     try:
@@ -136,8 +154,7 @@ class SqlAlchemyUnitOfWork(ABC):
                 self._savepoint.rollback()
             self._savepoint = None
             return
-        self.session.rollback()
-        self.session.close()
+        _discard(self.session)
 
     @abstractmethod
     def _open(self, session: Session) -> None:
@@ -173,9 +190,3 @@ class SqlAlchemyUnitOfWork(ABC):
                 self._shared.after_commit(self._outbox.committed)
             else:
                 self._outbox.committed()
-
-    def rollback(self) -> None:
-        if self._savepoint is not None:
-            self._savepoint.rollback()
-        else:
-            self.session.rollback()

@@ -29,8 +29,9 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -337,7 +338,8 @@ class Dispatcher:
         subscriber is batched (the others keep their places), else ``_take`` of the first ones.
 
         The claim never holds two deliveries of one aggregate to one subscriber, so a batch
-        holds no two events whose order matters.
+        holds no two events whose order matters. The scan stops after ``MAX_BATCH`` items per
+        worker, so that the lock is never held to pop and push back a whole long queue.
         """
         outbox, first = self._queue[0]
         if not self._bus.batched(first.subscriber):
@@ -345,7 +347,8 @@ class Dispatcher:
             return [self._queue.popleft() for _ in range(count)], False
         batch: list[tuple[Outbox, ClaimedDelivery]] = []
         others: list[tuple[Outbox, ClaimedDelivery]] = []
-        while self._queue and len(batch) < MAX_BATCH:
+        scan = MAX_BATCH * self._workers
+        while self._queue and len(batch) < MAX_BATCH and len(batch) + len(others) < scan:
             item = self._queue.popleft()
             (batch if item[0] is outbox and item[1].subscriber == first.subscriber else others).append(item)
         self._queue.extendleft(reversed(others))
@@ -405,8 +408,14 @@ class Dispatcher:
         return ran
 
     def _run_each_or_batch(self, outbox: Outbox, subscriber: str, deliveries: list[ClaimedDelivery]) -> list[bool]:
+        """Run a claim's deliveries to one subscriber as the workers would: in batches of up to
+        ``MAX_BATCH`` if it is batched, else one by one."""
         if self._bus.batched(subscriber):
-            return self.run_batch(outbox, deliveries)
+            return [
+                succeeded
+                for start in range(0, len(deliveries), MAX_BATCH)
+                for succeeded in self.run_batch(outbox, deliveries[start : start + MAX_BATCH])
+            ]
         return [self.run_delivery(outbox, delivery) for delivery in deliveries]
 
     def run_batch(self, outbox: Outbox, deliveries: Sequence[ClaimedDelivery]) -> list[bool]:
@@ -423,48 +432,32 @@ class Dispatcher:
         if len(deliveries) > 1:
             try:
                 with shared_transaction() as transaction:
-                    firsts = [self._deliver_in_batch(delivery) for delivery in deliveries]
-                    transaction.commit()
+                    firsts = [
+                        _deliver(self._bus, delivery.subscriber, delivery.envelope, log=False)
+                        for delivery in deliveries
+                    ]
+                    after_commit = transaction.commit()
             except Exception as error:  # noqa: BLE001 - any failure: the deliveries run one by one
                 logger.info(
                     "events.batch_run_one_by_one",
                     subscriber=deliveries[0].subscriber, deliveries=len(deliveries), error=repr(error),
                 )
             else:
-                for delivery, first in zip(deliveries, firsts, strict=True):
-                    if not first:
-                        _log_of(delivery).info("event.already_handled")
+                _run_after_commit(after_commit)
+                for delivery, first in zip(deliveries, firsts, strict=True):  # now that they took effect
+                    with _under_request_of(delivery.envelope):
+                        _log_delivered(delivery.subscriber, delivery.envelope, first, attempt=delivery.attempts + 1)
                 return [True] * len(deliveries)
         return [self.run_delivery(outbox, delivery) for delivery in deliveries]
 
-    def _deliver_in_batch(self, delivery: ClaimedDelivery) -> bool:
-        bind_request_id(delivery.envelope.get("trace", {}).get("request_id"))
-        try:
-            return deliver_envelope(self._bus, delivery.subscriber, delivery.envelope)
-        finally:
-            bind_request_id(None)
-
     def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> bool:
-        """Run one delivery; a failure is recorded here, a success is the caller's to record.
-
-        Nothing is logged for a success unless DEBUG is on: building and filtering a log
-        line costs as much as the rest of a quick delivery.
-        """
-        envelope = delivery.envelope
-        bind_request_id(envelope.get("trace", {}).get("request_id"))
+        """Run one delivery; a failure is recorded here, a success is the caller's to record."""
         try:
-            try:
-                first = deliver_envelope(self._bus, delivery.subscriber, envelope)
-            except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
-                self._record_failure(outbox, delivery, error)
-                return False
-            if not first:
-                _log_of(delivery).info("event.already_handled")
-            elif logger.is_enabled_for(logging.DEBUG):
-                _log_of(delivery).debug("event.delivered")
-            return True
-        finally:
-            bind_request_id(None)
+            _deliver(self._bus, delivery.subscriber, delivery.envelope, attempt=delivery.attempts + 1)
+        except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
+            self._record_failure(outbox, delivery, error)
+            return False
+        return True
 
     def _record_failure(self, outbox: Outbox, delivery: ClaimedDelivery, error: Exception) -> None:
         policy = self._retry_persistent if delivery.subscriber in self._persistent else self._retry
@@ -490,11 +483,52 @@ def _by_subscriber(deliveries: Iterable[ClaimedDelivery]) -> list[tuple[str, lis
 
 
 def _log_of(delivery: ClaimedDelivery) -> Any:
-    envelope = delivery.envelope
-    return logger.bind(
-        event_id=envelope["id"], event_type=envelope["type"], subscriber=delivery.subscriber,
-        attempt=delivery.attempts + 1,
-    )
+    return _log_of_envelope(delivery.subscriber, delivery.envelope, attempt=delivery.attempts + 1)
+
+
+def _log_of_envelope(subscriber: str, envelope: Mapping[str, Any], **values: Any) -> Any:
+    return logger.bind(event_id=envelope["id"], event_type=envelope["type"], subscriber=subscriber, **values)
+
+
+@contextmanager
+def _under_request_of(envelope: Mapping[str, Any]) -> Iterator[None]:
+    """Log under the request id of the request that caused the event, to trace what it caused."""
+    bind_request_id(envelope.get("trace", {}).get("request_id"))
+    try:
+        yield
+    finally:
+        bind_request_id(None)
+
+
+def _deliver(bus: EventBus, subscriber: str, envelope: Mapping[str, Any], *, log: bool = True, **values: Any) -> bool:
+    """:func:`deliver_envelope` under the request id of the request that caused the event,
+    logged unless ``log`` is False (a batch logs its deliveries once they have committed);
+    whether it was the first delivery. ``values`` are logged with it."""
+    with _under_request_of(envelope):
+        first = deliver_envelope(bus, subscriber, envelope)
+        if log:
+            _log_delivered(subscriber, envelope, first, **values)
+    return first
+
+
+def _log_delivered(subscriber: str, envelope: Mapping[str, Any], first: bool, **values: Any) -> None:
+    """Log a successful delivery: a repeat the inbox refused always, a first one at DEBUG only,
+    and only when DEBUG is on (building and filtering a log line costs as much as the rest of
+    a quick delivery)."""
+    if not first:
+        _log_of_envelope(subscriber, envelope, **values).info("event.already_handled")
+    elif logger.is_enabled_for(logging.DEBUG):
+        _log_of_envelope(subscriber, envelope, **values).debug("event.delivered")
+
+
+def _run_after_commit(callbacks: Iterable[Callable[[], None]]) -> None:
+    """Run what waited for a batch's commit; a failure is logged, not raised: the batch has
+    committed and must not run again (the dispatcher's next poll finds what a wake-up missed)."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("events.after_commit_failed")
 
 
 def deliver_envelope(bus: EventBus, subscriber: str, envelope: Mapping[str, Any]) -> bool:
@@ -515,11 +549,7 @@ def deliver_from_broker(bus: EventBus) -> Callable[[str, Mapping[str, Any]], Non
     under the request id of the request that caused the event."""
 
     def handle(subscriber: str, envelope: Mapping[str, Any]) -> None:
-        bind_request_id(envelope.get("trace", {}).get("request_id"))
-        try:
-            deliver_envelope(bus, subscriber, envelope)
-        finally:
-            bind_request_id(None)
+        _deliver(bus, subscriber, envelope)
 
     return handle
 

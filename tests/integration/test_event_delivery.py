@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -43,6 +44,7 @@ from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
 from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
 from infrastructure.events.tables import OutboxTables
+from infrastructure.unit_of_work import shared_transaction
 from tests.conftest import Backend, Shop
 
 TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
@@ -521,6 +523,22 @@ def test_a_batched_subscriber_gets_the_deliveries_of_a_claim_in_one_transaction(
     assert available(container, product["id"]) == 94
 
 
+def test_run_until_idle_batches_no_more_than_the_workers_would(shop: Shop, container: ApplicationContainer) -> None:
+    """A claim of more deliveries than ``MAX_BATCH`` runs as the workers run it: in batches of
+    at most ``MAX_BATCH``, one transaction each."""
+    product = shop.product(shop.admin(), initial_stock=100)
+    sessions: list[Session] = []
+    subscribe_batched(container, product["id"], Counter(), set(), sessions)
+    count = dispatcher_module.MAX_BATCH + 2
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(count)))
+
+    assert dispatcher(container).run_until_idle() == count
+
+    assert len(sessions) == count
+    assert Counter(Counter(sessions).values()) == Counter({dispatcher_module.MAX_BATCH: 1, 2: 1})
+    assert available(container, product["id"]) == 100 - count
+
+
 def test_a_failure_inside_a_batch_is_retried_alone_and_the_others_take_effect_once(
     shop: Shop, container: ApplicationContainer
 ) -> None:
@@ -615,6 +633,103 @@ def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_tog
     assert len(sessions) == count and len(set(sessions)) == 2, "one claim, two batches: a full one and the rest"
     assert sorted(others) == list(range(count)), "the unbatched subscriber's deliveries kept their places"
     assert available(container, product["id"]) == 100 - count
+
+
+def test_a_batch_logs_each_delivery_once_it_has_committed(
+    shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``event.delivered`` per delivery at DEBUG, as when they run one by one."""
+    product = shop.product(shop.admin(), initial_stock=100)
+    subscribe_batched(container, product["id"], Counter(), set(), [])
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(3)))
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+
+    assert dispatcher(container).run_until_idle() == 3
+
+    delivered = [values for event, values in records if event == "event.delivered"]
+    assert sorted((values["subscriber"], values["attempt"]) for values in delivered) == [(BATCHED, 1)] * 3
+    assert {values["event_id"] for values in delivered} == {
+        row.envelope["id"] for row in deliveries(container, BATCHED)
+    }
+
+
+def test_a_failing_after_commit_callback_does_not_run_a_committed_batch_again(
+    shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What waits for the commit (waking the dispatcher for the events the batch published)
+    runs after it: its failure is logged, and the batch, which took effect, is not retried."""
+    product = shop.product(shop.admin(), initial_stock=100)
+    calls: Counter[int] = Counter()
+
+    def publish_one(event: Pinged) -> None:
+        calls[event.n] += 1
+        with container.product.uow() as uow:
+            uow.stock.adjust(uuid.UUID(product["id"]), -1, f"ping {event.n}")
+            uow.seen.append(SimpleNamespace(id=event.key, events=[Pinged(event.key, event.n + 100)]))
+            uow.commit()
+
+    def wake_up_that_fails() -> None:
+        raise Broken("wake-up")
+
+    container.event_bus().subscribe(Pinged, publish_one, name=BATCHED, batched=True)
+    container.product.outbox().on_commit(wake_up_that_fails)
+    publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(3)))
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    outbox = order_outbox(container)
+    claimed = [
+        claim for claim in outbox.claim(100, owner="test", lease=timedelta(seconds=60)) if claim.subscriber == BATCHED
+    ]
+
+    assert dispatcher(container).run_batch(outbox, claimed) == [True] * 3
+
+    assert calls == Counter(range(3)), "each delivery ran once"
+    assert "events.batch_run_one_by_one" not in [event for event, _ in records]
+    assert [event for event, _ in records].count("events.after_commit_failed") == 1
+    assert available(container, product["id"]) == 97
+
+
+def test_a_batch_whose_rollback_fails_still_gives_the_write_turn_back(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """A rollback that raises (a lost connection, a disk I/O error) must not keep the SQLite
+    write turn: every later write of the process would wait for it, and time out."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    product_id = uuid.UUID(product["id"])
+
+    with pytest.raises(Broken, match="disk I/O"), shared_transaction(), container.product.uow() as uow:
+        uow.stock.adjust(product_id, -1, "never committed")
+
+        def failing_rollback() -> None:
+            raise Broken("disk I/O error")
+
+        uow.session.rollback = failing_rollback
+
+    started = time.monotonic()
+    with container.product.uow() as uow:
+        uow.stock.adjust(product_id, -2, "the next write")
+        uow.commit()
+    assert time.monotonic() - started < 1.0, "the next write waited for the write turn"
+    assert available(container, product["id"]) == 8
+
+
+def test_a_shared_transaction_refuses_a_write_on_a_second_database(shop: Shop, container: ApplicationContainer) -> None:
+    """A batched subscriber writes its own context's database: a second one could not commit
+    with the first, so it is refused rather than joined, and nothing is written."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    product_id = uuid.UUID(product["id"])
+
+    with shared_transaction():
+        with container.product.uow() as uow:
+            uow.stock.adjust(product_id, -1, "in the batch")
+            uow.commit()
+        with pytest.raises(RuntimeError, match="writes one database"), container.order.uow():
+            pass
+        with container.order.uow(write=False):
+            pass  # reading another database is allowed: reads do not join the transaction
+
+    assert available(container, product["id"]) == 10, "never committed"
 
 
 def test_the_app_batches_its_database_only_subscribers_on_sqlite_only(
