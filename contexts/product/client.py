@@ -29,12 +29,9 @@ from contexts.product.api import (
 )
 from infrastructure.auth import TokenKeys
 from infrastructure.errors import DependencyMisconfigured
-from infrastructure.remote import ACCESS_SUFFIX, RemoteService, UnexpectedAnswer, check_access
+from infrastructure.remote import RemoteService, UnexpectedAnswer, check_access
 
 INTERNAL_PREFIX = "/internal/v1/product"
-# Answers a caller presenting the service token with the key ids of the product service's token
-# secrets: how a caller checks its configuration.
-ACCESS_PATH = INTERNAL_PREFIX + ACCESS_SUFFIX
 MAX_IDS_PER_CALL = 100
 MAX_RESERVATION_LINES = 1000
 

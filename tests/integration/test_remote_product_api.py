@@ -22,9 +22,9 @@ from app.config import read_settings, settings_problems
 from app.factory import container_of
 from app.ops import ServiceCheck
 from contexts.product.application.handlers import CreateProduct
-from contexts.product.client import ACCESS_PATH, RemoteProductApi
+from contexts.product.client import INTERNAL_PREFIX, RemoteProductApi
 from infrastructure.auth import TokenKeys
-from infrastructure.remote import BREAKERS
+from infrastructure.remote import ACCESS_SUFFIX, BREAKERS
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
 from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url, serve_app
@@ -367,7 +367,7 @@ def test_readiness_keeps_the_product_services_answer_and_asks_it_within_the_conn
     for probe in probes:
         assert assert_problem(probe, 503)["services"] == {"product": "misconfigured"}
     [access] = product_service.received
-    assert access.path == ACCESS_PATH
+    assert access.path == INTERNAL_PREFIX + ACCESS_SUFFIX
     assert 0 < int(access.headers["X-Deadline-Ms"]) <= 1000
 
 
