@@ -654,6 +654,29 @@ def test_a_batch_logs_each_delivery_once_it_has_committed(
     }
 
 
+def test_a_broker_message_is_logged_as_a_dispatcher_delivery_is(
+    shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker consumer's handler delivers through the dispatcher's helper: a first delivery
+    logs ``event.delivered`` at DEBUG, a redelivered message ``event.already_handled``."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    subscribe_batched(container, product["id"], Counter(), set(), [])
+    publish(container, Pinged("aggregate", 1))
+    (envelope,) = [envelope for envelope in events_in(container, "order") if envelope["type"] == Pinged.TYPE]
+    records: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    handle = dispatcher_module.deliver_from_broker(container.event_bus())
+
+    handle(BATCHED, envelope)
+    handle(BATCHED, envelope)
+
+    assert [(event, values["subscriber"], values["event_id"]) for event, values in records] == [
+        ("event.delivered", BATCHED, envelope["id"]),
+        ("event.already_handled", BATCHED, envelope["id"]),
+    ]
+    assert available(container, product["id"]) == 9
+
+
 def test_a_failing_after_commit_callback_does_not_run_a_committed_batch_again(
     shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
