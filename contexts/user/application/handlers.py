@@ -136,7 +136,7 @@ class _Decoy:
         made = self._made
         try:
             return made.result()
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever kept the decoy from being made, it is made again
             with self._lock:
                 if self._made is made:  # no other login has made it again meanwhile
                     remade: Future[str] = Future()
