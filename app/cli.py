@@ -69,7 +69,7 @@ def main() -> None:
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
-    default=lambda: int(os.environ.get("PORT", "8000")),
+    default=lambda: os.environ.get("PORT") or "8000",  # a bad PORT is a usage error, as a bad --port is
     show_default="$PORT or 8000",
 )
 @click.option(
