@@ -69,7 +69,7 @@ def main() -> None:
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
-    default=lambda: int(os.environ.get("PORT", "8000")),
+    default=lambda: os.environ.get("PORT") or "8000",  # a bad PORT is a usage error, as a bad --port is
     show_default="$PORT or 8000",
 )
 @click.option(
@@ -91,7 +91,7 @@ def main() -> None:
 def serve(ctx: click.Context, host: str, port: int, prod: bool, contexts: str | None, migrate: bool) -> None:
     """Serve the API and deliver events in the background (unless EVENTS_DISPATCH_IN_WEB is
     false): one threaded process by default, gunicorn's worker processes with --prod. SIGTERM
-    or Ctrl-C stop it cleanly (exit status 0)."""
+    or Ctrl-C stop it cleanly (exit status 0); a second Ctrl-C ends it at once (130)."""
     if contexts is not None:
         # Through the environment, so that gunicorn's workers read the same settings.
         os.environ["SERVED_CONTEXTS"] = contexts
@@ -137,11 +137,17 @@ def _stop_on_signal(_signum: int, _frame: FrameType | None) -> None:
     """SIGTERM or Ctrl-C: a stop that was asked for, so the exit status is 0 (``make run``
     reports no error), after the dispatcher hands back what it has not started.
 
-    Later ones are ignored: make sends its child a SIGTERM of its own after the one to the
-    process group, and a second Ctrl-C must not cut that hand-back short."""
+    A later SIGTERM is ignored: make sends its child one of its own after the one to the
+    process group, and that must not cut the hand-back short. A second Ctrl-C is someone who
+    will not wait for it: the process ends at once, as an interrupted one (status 130)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, _exit_now)
     raise SystemExit(0)
+
+
+def _exit_now(_signum: int, _frame: FrameType | None) -> None:
+    """The second Ctrl-C: ``os._exit``, as the threads still stopping would hold up a SystemExit."""
+    os._exit(128 + signal.SIGINT)
 
 
 main.add_command(events)

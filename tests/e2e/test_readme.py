@@ -4,7 +4,8 @@ The first block starts the server (``make run``); the test starts what it starts
 upgrade`` then ``shop serve`` on a free port given as ``PORT``, in a folder of its own whose
 ``.venv`` is the running one. The second block is then run by bash, unchanged, with that
 ``PORT`` in its environment and the administrator's password typed on its standard input, as a
-reader in a second terminal would. Every answer it prints is checked, so a README whose
+reader in a second terminal would. The blocks after it hold placeholders; they are only checked
+to use the same ``$SHOP`` address. Every answer it prints is checked, so a README whose
 commands no longer work, or work but no longer place the order, fails.
 """
 
@@ -50,7 +51,9 @@ def printed_documents(stdout: str) -> list[Any]:
 
 
 def test_trying_it_runs_as_written(tmp_path: Path) -> None:
-    server_block, commands = trying_it_blocks()
+    # The blocks after these two are examples with placeholders (<yours>, <user id>), not run.
+    server_block, commands, *examples = trying_it_blocks()
+    assert not [block for block in examples if "localhost:8000" in block], "examples honour PORT: use $SHOP"
     assert server_block.strip() == "make run", "the test starts what `make run` starts; teach it the new way"
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     env = shop_env(tmp_path / "instance")

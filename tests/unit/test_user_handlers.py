@@ -28,6 +28,7 @@ from contexts.user.domain.exceptions import EmailAlreadyRegistered, InvalidCrede
 from contexts.user.domain.model import Role
 from contexts.user.events import UserRegistered
 from infrastructure.auth import TokenService
+from infrastructure.errors import Busy
 from tests.unit.fakes import CommitFailed, UserStore
 
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1, "concurrency": 2, "wait_seconds": 30}
@@ -226,6 +227,31 @@ def test_the_decoy_hash_is_made_beside_the_start_up_and_waited_for_by_an_unknown
     hasher.gate.set()
     with pytest.raises(InvalidCredentials):
         attempt.result(timeout=10)
+
+
+class BusyOnceHasher(Argon2PasswordHasher):
+    """Its first hash (the decoy's, at start-up) finds every hashing slot taken."""
+
+    def __init__(self) -> None:
+        super().__init__(**CHEAP)
+        self.hashed = 0
+
+    def hash(self, password: str) -> str:
+        self.hashed += 1
+        if self.hashed == 1:
+            raise Busy("password hashing", retry_after_seconds=1)
+        return super().hash(password)
+
+
+def test_a_decoy_hash_that_failed_at_start_up_is_made_again_not_kept(store: UserStore, tokens: TokenService) -> None:
+    hasher = BusyOnceHasher()
+    login = IssueTokenHandler(uow=store, hasher=hasher, tokens=tokens)
+
+    # Kept, the failure would answer every unknown email with a 503 where a known one gets a 401.
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            login(IssueToken(email="nobody@example.com", password="whatever1"))
+    assert hasher.hashed == 2  # the failed one, then one made again by the first login, reused after
 
 
 # --- the administrators' listing -------------------------------------------------------------

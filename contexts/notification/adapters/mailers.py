@@ -151,8 +151,9 @@ class FileMailer:
             _write_atomically(target, data)
         except OSError as error:
             raise MailNotSent(f"could not write {mail.message_id} into {self.folder}: {error}") from error
-        # Where to look for it; not the address, which is personal data a log need not keep.
-        logger.info("mail.written", path=str(target), subject=mail.subject, message_id=mail.message_id)
+        # Where to look for it; not the address nor the subject (a welcome's holds the name), which
+        # are personal data a log need not keep. The message id names the mail's kind.
+        logger.info("mail.written", path=str(target), message_id=mail.message_id)
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
@@ -226,9 +227,8 @@ class SmtpMailer:
                 client.send_message(message)
         except (smtplib.SMTPException, OSError) as error:
             raise MailNotSent(f"{self!r} did not accept {mail.message_id}: {error!r}") from error
-        logger.info(
-            "mail.sent", server=f"{endpoint.host}:{endpoint.port}", subject=mail.subject, message_id=mail.message_id
-        )
+        # No address nor subject: personal data (see FileMailer.send).
+        logger.info("mail.sent", server=f"{endpoint.host}:{endpoint.port}", message_id=mail.message_id)
 
     def _connect(self) -> smtplib.SMTP:
         endpoint = self.endpoint

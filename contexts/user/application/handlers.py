@@ -82,13 +82,13 @@ class IssueTokenHandler:
         self._tokens = tokens
         # Verified against when the email is unknown, so both failures cost the same time. Made
         # beside the start-up, which it would otherwise hold up by a whole argon2 hash.
-        self._decoy_hash = _in_background(lambda: hasher.hash(uuid.uuid4().hex), name="decoy-password-hash")
+        self._decoy_hash = _Decoy(lambda: hasher.hash(uuid.uuid4().hex))
 
     def __call__(self, command: IssueToken) -> IssuedToken:
         with self._uow(write=False) as uow:
             user = uow.users.get_by_email(command.email)
         if user is None:
-            self._hasher.verify(self._decoy_hash.result(), command.password)
+            self._hasher.verify(self._decoy_hash.get(), command.password)
             raise exceptions.InvalidCredentials()
         if not self._hasher.verify(user.password_hash, command.password):
             raise exceptions.InvalidCredentials()
@@ -118,6 +118,31 @@ def _in_background(make: Callable[[], str], *, name: str) -> Future[str]:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+class _Decoy:
+    """The decoy hash: made in the background at start-up; if that failed (``Busy`` while the
+    hashing slots were taken, ``MemoryError``), made again by the next login that needs it.
+
+    A failure kept for good would answer every unknown email with it (a 503) while known ones
+    get a 401: an oracle telling which addresses have accounts."""
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._made = _in_background(make, name="decoy-password-hash")
+
+    def get(self) -> str:
+        made = self._made
+        try:
+            return made.result()
+        except Exception:  # noqa: BLE001 - whatever kept the decoy from being made, it is made again
+            with self._lock:
+                if self._made is made:  # no other login has made it again meanwhile
+                    remade: Future[str] = Future()
+                    remade.set_result(self._make())  # raises to this login only; the next one tries again
+                    self._made = remade
+            return self._made.result()
 
 
 class GetUserHandler:
