@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from app.config import Settings
-from contexts.notification.adapters import orm
+from contexts.notification.adapters import mailers, orm
 from contexts.notification.adapters.mailers import (
     FileMailer,
     SmtpEndpoint,
@@ -196,13 +197,24 @@ def test_the_file_mailer_writes_a_parseable_mime_message(tmp_path: Path) -> None
     assert_is(parse(file.read_bytes()), mail)
 
 
-def test_each_written_mail_is_one_info_line_naming_its_file_not_its_address_or_subject(tmp_path: Path) -> None:
+@pytest.fixture
+def mail_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
+    """What the mailers log. Their module logger may already be cached by an earlier test with
+    the app's processors (``cache_logger_on_first_use``), which ``capture_logs`` cannot replace:
+    a fresh logger, first used under the capture, sees only the capture."""
+    with capture_logs() as logs:
+        monkeypatch.setattr(mailers, "logger", structlog.get_logger(mailers.__name__))
+        yield logs
+
+
+def test_each_written_mail_is_one_info_line_naming_its_file_not_its_address_or_subject(
+    tmp_path: Path, mail_logs: list[MutableMapping[str, Any]]
+) -> None:
     mail = a_mail()
 
-    with capture_logs() as logs:
-        FileMailer(tmp_path, SENDER).send(mail)
+    FileMailer(tmp_path, SENDER).send(mail)
 
-    assert logs == [
+    assert mail_logs == [
         {
             "event": "mail.written",
             "log_level": "info",
@@ -379,15 +391,14 @@ def test_plain_smtp_delivers_the_message_to_the_server(smtp_server: tuple[Collec
 
 
 def test_each_mail_an_smtp_server_accepted_is_one_info_line_without_personal_data(
-    smtp_server: tuple[Collecting, Accounts, int],
+    smtp_server: tuple[Collecting, Accounts, int], mail_logs: list[MutableMapping[str, Any]]
 ) -> None:
     _, _, port = smtp_server
     mail = a_mail()
 
-    with capture_logs() as logs:
-        SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER, timeout=5).send(mail)
+    SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER, timeout=5).send(mail)
 
-    assert logs == [
+    assert mail_logs == [
         {
             "event": "mail.sent",
             "log_level": "info",
