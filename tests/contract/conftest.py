@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -77,6 +78,27 @@ class OrderHarness:
     """``place_order(*, price, quantity) -> PlacedOrder``: a new customer buys one new product."""
 
 
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+Client = TypeVar("Client", bound=_Closeable)
+
+
+@contextmanager
+def _served_remotely(
+    request: pytest.FixtureRequest, context: str, client: Callable[[RemoteService], Client]
+) -> Iterator[tuple[Client, ApplicationContainer]]:
+    """A client of ``context`` talking over real HTTP to an app serving it (with the service
+    token), and that app's container, where the tests put their data."""
+    make_app: MakeApp = request.getfixturevalue("make_app")
+    service = make_app(service_token=SERVICE_TOKEN)
+    with serve_app(service) as url:
+        remote = RemoteService(context, url, SERVICE_TOKEN, REMOTE_OPTIONS, breakers=BreakerRegistry())
+        with closing(client(remote)) as api:
+            yield api, container_of(service)
+
+
 def _unknown(implementation: str) -> ValueError:
     return ValueError(f"no harness for implementation {implementation!r}")
 
@@ -123,12 +145,8 @@ def product_harness(request: pytest.FixtureRequest, backend: Backend) -> Iterato
         container: ApplicationContainer = request.getfixturevalue("container")
         yield ProductHarness(api=container.product.api(), add_product=_in_process_products(container))
     elif request.param == HTTP:
-        make_app: MakeApp = request.getfixturevalue("make_app")
-        service = make_app(service_token=SERVICE_TOKEN)
-        with serve_app(service) as url:
-            remote = RemoteService("product", url, SERVICE_TOKEN, REMOTE_OPTIONS, breakers=BreakerRegistry())
-            with closing(RemoteProductApi(remote)) as api:
-                yield ProductHarness(api=api, add_product=_in_process_products(container_of(service)))
+        with _served_remotely(request, "product", RemoteProductApi) as (api, service):
+            yield ProductHarness(api=api, add_product=_in_process_products(service))
     else:
         raise _unknown(request.param)
 
@@ -139,12 +157,8 @@ def user_harness(request: pytest.FixtureRequest, backend: Backend) -> Iterator[U
         container: ApplicationContainer = request.getfixturevalue("container")
         yield UserHarness(api=container.user.api(), add_user=_in_process_users(container))
     elif request.param == HTTP:
-        make_app: MakeApp = request.getfixturevalue("make_app")
-        service = make_app(service_token=SERVICE_TOKEN)
-        with serve_app(service) as url:
-            remote = RemoteService("user", url, SERVICE_TOKEN, REMOTE_OPTIONS, breakers=BreakerRegistry())
-            with closing(RemoteUserApi(remote)) as api:
-                yield UserHarness(api=api, add_user=_in_process_users(container_of(service)))
+        with _served_remotely(request, "user", RemoteUserApi) as (api, service):
+            yield UserHarness(api=api, add_user=_in_process_users(service))
     else:
         raise _unknown(request.param)
 
