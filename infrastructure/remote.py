@@ -14,7 +14,10 @@ decodes the answers; this module makes each call safe to make from a request:
 * one circuit breaker per target URL and process (pybreaker) counts transport failures and 5xx
   answers; while it is open calls fail at once, without touching the network. A timeout that
   only fired because the caller's deadline cut the attempt short says nothing about the
-  target, and is not counted.
+  target, and is not counted. While it is open, a call at most every ``probe_seconds`` asks
+  the target's readiness endpoint first (no token, the connect timeout): a target that is
+  ready again half-opens the breaker at once, so callers are back within about half a second
+  of a restarted service answering, not after the rest of ``breaker_reset_seconds``.
 
 Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503 at the edge).
 A 401 means the target refuses the service token: :class:`DependencyMisconfigured` (a 503 that
@@ -94,6 +97,10 @@ class RemoteOptions:
     backoff_max_seconds: float = 2.0
     breaker_failures: int = 5  # consecutive failures that open the breaker
     breaker_reset_seconds: float = 10.0  # open this long, then trial calls decide
+    # While open: the target's readiness endpoint, asked at most every probe_seconds; its 200
+    # half-opens the breaker before the reset timeout. None: only the reset timeout does.
+    ready_path: str | None = "/readyz"
+    probe_seconds: float = 0.5
 
 
 class UnexpectedAnswer(Exception):
@@ -146,11 +153,31 @@ class TargetBreaker:
     ``reset_seconds`` have passed on ``clock``, half-opens it so that calls go through until
     one outcome decides; the outcome is then fed to pybreaker as a call of a function that
     only returns or raises, which updates its counts and state under its lock.
+
+    ``probe`` (whether the target says it is ready) lets a restarted target end the wait
+    early: while open, once ``probe_seconds`` have passed since the opening or the last probe,
+    the next call admitted runs it (one call at a time; the others fail fast meanwhile) and,
+    when the target is ready, half-opens the breaker and goes through as its trial call. The
+    probe runs in the caller's thread rather than in a thread of the breaker's own, so an idle
+    process asks nothing, and a probe happens only when someone is waiting for the target.
     """
 
-    def __init__(self, target: str, *, failures: int, reset_seconds: float, clock: Clock = _utc_now) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        failures: int,
+        reset_seconds: float,
+        clock: Clock = _utc_now,
+        probe: Callable[[], bool] | None = None,
+        probe_seconds: float = 0.5,
+    ) -> None:
         self._clock = clock
         self._opened_at: datetime | None = None
+        self._probe = probe
+        self._probe_every = timedelta(seconds=probe_seconds)
+        self._next_probe_at: datetime | None = None
+        self._probing = False
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=failures, reset_timeout=reset_seconds, listeners=[_Watch(on_open=self._note_opening)], name=target
         )
@@ -162,7 +189,15 @@ class TargetBreaker:
         return self._breaker.current_state
 
     def seconds_until_trial(self) -> float:
-        """While open, how long until a trial call is let through; 0 otherwise."""
+        """While open, how long until a trial call may be let through (the reset timeout's end,
+        or the next probe's turn if sooner); 0 otherwise."""
+        reset_left = self._seconds_until_reset()
+        next_probe_at = self._next_probe_at
+        if reset_left <= 0 or self._probe is None or next_probe_at is None:
+            return reset_left
+        return max(0.0, min(reset_left, (next_probe_at - self._clock()).total_seconds()))
+
+    def _seconds_until_reset(self) -> float:
         opened_at = self._opened_at
         if self.state != pybreaker.STATE_OPEN or opened_at is None:
             return 0.0
@@ -170,14 +205,41 @@ class TargetBreaker:
         return max(0.0, (reopens - self._clock()).total_seconds())
 
     def admit(self) -> None:
-        """Raise :class:`_CircuitOpen` while calls must not be made."""
+        """Raise :class:`_CircuitOpen` while calls must not be made; while open, probe the
+        target first when a probe is due (see the class's docstring)."""
         with self._admission:
             if self.state != pybreaker.STATE_OPEN:
                 return
-            seconds_left = self.seconds_until_trial()
-            if seconds_left > 0:
-                raise _CircuitOpen(seconds_left)
-            self._breaker.half_open()
+            if self._seconds_until_reset() <= 0:
+                self._breaker.half_open()
+                return
+            if not self._probe_due():
+                raise _CircuitOpen(self.seconds_until_trial())
+            self._probing = True
+        ready = False
+        try:
+            ready = self._probe is not None and self._probe()
+        finally:
+            with self._admission:
+                self._probing = False
+                self._next_probe_at = self._clock() + self._probe_every
+                reopened = ready and self.state == pybreaker.STATE_OPEN
+                if reopened:
+                    self._breaker.half_open()
+        if not ready:
+            raise _CircuitOpen(self.seconds_until_trial())
+        if reopened:
+            logger.info("remote.breaker_probe_answered", target=self._breaker.name)
+
+    def _probe_due(self) -> bool:
+        """With the admission lock held: whether this call is to probe the target."""
+        next_probe_at = self._next_probe_at
+        return (
+            self._probe is not None
+            and not self._probing
+            and next_probe_at is not None
+            and self._clock() >= next_probe_at
+        )
 
     def record_success(self) -> None:
         with contextlib.suppress(pybreaker.CircuitBreakerError):
@@ -188,7 +250,10 @@ class TargetBreaker:
             self._breaker.call(_fail)
 
     def _note_opening(self) -> None:
+        """The breaker opened (again, when a trial call failed): the reset timeout and the
+        probes count from now."""
         self._opened_at = self._clock()
+        self._next_probe_at = self._opened_at + self._probe_every
 
 
 class _Watch(pybreaker.CircuitBreakerListener):
@@ -218,12 +283,25 @@ class BreakerRegistry:
         self._breakers: dict[str, TargetBreaker] = {}
         self._lock = threading.Lock()
 
-    def breaker_for(self, target: str, *, failures: int, reset_seconds: float) -> TargetBreaker:
-        """The target's breaker; the options of the first client of a target make it."""
+    def breaker_for(
+        self,
+        target: str,
+        *,
+        failures: int,
+        reset_seconds: float,
+        probe: Callable[[], bool] | None = None,
+        probe_seconds: float = 0.5,
+    ) -> TargetBreaker:
+        """The target's breaker; the options (and probe) of the first client of a target make it."""
         with self._lock:
             if target not in self._breakers:
                 self._breakers[target] = TargetBreaker(
-                    target, failures=failures, reset_seconds=reset_seconds, clock=self._clock
+                    target,
+                    failures=failures,
+                    reset_seconds=reset_seconds,
+                    clock=self._clock,
+                    probe=probe,
+                    probe_seconds=probe_seconds,
                 )
             return self._breakers[target]
 
@@ -264,7 +342,11 @@ class RemoteService:
         self._options = options
         target = base_url.rstrip("/")
         self._breaker = breakers.breaker_for(
-            target, failures=options.breaker_failures, reset_seconds=options.breaker_reset_seconds
+            target,
+            failures=options.breaker_failures,
+            reset_seconds=options.breaker_reset_seconds,
+            probe=self._ready if options.ready_path else None,
+            probe_seconds=options.probe_seconds,
         )
         # trust_env=False: service-to-service calls go straight to the target, never through
         # a proxy picked up from the environment.
@@ -326,6 +408,20 @@ class RemoteService:
 
     def close(self) -> None:
         self._client.close()
+
+    def _ready(self) -> bool:
+        """The breaker's probe: whether the target's readiness endpoint answers 200 within the
+        connect timeout. Sent without the service token (readiness is public, and the token
+        goes only where it is needed); a failure is an answer (not ready), never counted."""
+        assert self._options.ready_path is not None
+        request = self._client.build_request(
+            "GET", self._options.ready_path, timeout=self._options.connect_timeout_seconds
+        )
+        del request.headers["Authorization"]
+        try:
+            return self._client.send(request).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _deadline(self, at_most: float | None = None) -> _Deadline:
         """The read timeout, or the caller's deadline (or ``at_most``, the caller's own limit)

@@ -408,3 +408,69 @@ def test_a_callers_deadline_never_lengthens_a_call_past_the_read_timeout(make_se
 
     [received] = server.received
     assert 0 < int(received.headers[DEADLINE_HEADER]) <= 3000
+
+
+# --- a restarted target ends the breaker's wait ----------------------------------------------
+
+
+def calls_and_probes(server: ScriptedServer) -> list[str]:
+    """What the target was asked, in order: ``"call"`` or ``"probe"`` (its readiness)."""
+    return ["probe" if received.path == "/readyz" else "call" for received in server.received]
+
+
+def test_while_open_a_target_that_answers_ready_takes_the_next_call_before_the_reset_timeout(
+    make_service: MakeService,
+) -> None:
+    clock = FakeClock()
+    with ScriptedServer(then=Answer(503)) as server:
+        service = opened_on(clock, make_service, server.url)
+        server.then = Answer(200, {"back": True})
+        clock.advance(0.6)  # a probe is due; the reset timeout (10 s) is far off
+
+        assert get(service).json() == {"back": True}
+        assert service.breaker.state == "closed"
+
+    assert calls_and_probes(server) == ["call", "call", "probe", "call"]
+    assert "Authorization" not in server.received[2].headers
+
+
+def test_while_open_the_target_is_probed_at_most_every_half_second_and_an_unready_one_keeps_it_open(
+    make_service: MakeService,
+) -> None:
+    clock = FakeClock()
+    with ScriptedServer(then=Answer(503)) as server:
+        service = opened_on(clock, make_service, server.url)
+        with pytest.raises(DependencyUnavailable):
+            get(service)  # just opened: no probe yet
+        clock.advance(0.6)
+        for _ in range(3):  # the first probes and fails, the others come before the next probe is due
+            with pytest.raises(DependencyUnavailable) as raised:
+                get(service)
+        clock.advance(0.6)
+        with pytest.raises(DependencyUnavailable):
+            get(service)
+
+    assert calls_and_probes(server) == ["call", "call", "probe", "probe"]
+    assert service.breaker.state == "open"
+    assert raised.value.reason == "circuit open"
+    assert raised.value.retry_after_seconds == 1  # the next probe, not the reset timeout's end
+
+
+def test_without_a_readiness_path_only_the_reset_timeout_ends_the_wait(make_service: MakeService) -> None:
+    clock = FakeClock()
+    with ScriptedServer(then=Answer(503)) as server:
+        service = make_service(
+            server.url,
+            breakers=BreakerRegistry(clock),
+            attempts=1,
+            breaker_failures=2,
+            breaker_reset_seconds=10,
+            ready_path=None,
+        )
+        fail(service, 2)
+        server.then = Answer(200)
+        clock.advance(5)
+        with pytest.raises(DependencyUnavailable):
+            get(service)
+
+    assert calls_and_probes(server) == ["call", "call"]
