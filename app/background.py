@@ -29,15 +29,25 @@ class BackgroundWork:
         self._retention = timedelta(hours=settings.events_retention_hours)
         self._maintenance = Periodic("maintenance", settings.maintenance_interval_seconds, self.maintain)
         self._consumer = _consumer_of(container)
+        publisher = container.broker_publisher()
+        # While the broker is away, try it every poll: once it answers, the relay's backlog
+        # goes at once (see BrokerPublisher.when_back), even when no delivery is due to try.
+        self._broker_watch = (
+            Periodic("broker-watch", settings.events_poll_seconds, publisher.check_back) if publisher else None
+        )
 
     def start(self) -> None:
         self._container.dispatcher().start()
         if self._consumer is not None:
             self._consumer.start()
+        if self._broker_watch is not None:
+            self._broker_watch.start()
         self._maintenance.start()
 
     def stop(self) -> None:
         self._maintenance.stop()
+        if self._broker_watch is not None:
+            self._broker_watch.stop()
         if self._consumer is not None:
             self._consumer.stop()
         self._container.dispatcher().stop()

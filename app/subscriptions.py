@@ -10,6 +10,7 @@ context is served with the order context; across the broker a retried message le
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from app.topology import RELAY, Subscription
@@ -95,3 +96,6 @@ def subscribe_all(container: ApplicationContainer) -> None:
 
         for event_type in relayed:
             bus.subscribe(event_type, relay, name=RELAY)
+        # After an outage, the relay's backlog goes as soon as the broker is back, not when
+        # each delivery's backoff (up to EVENTS_RETRY_MAX_SECONDS) runs out.
+        publisher.when_back(partial(container.dispatcher().hasten, RELAY))

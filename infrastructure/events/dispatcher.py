@@ -174,6 +174,20 @@ class Dispatcher:
         """Claim soon: a commit recorded events (see :meth:`_wait` for how soon)."""
         self._wake.set()
 
+    def hasten(self, subscriber: str) -> None:
+        """Run ``subscriber``'s deliveries that wait for a retry now (the relay's, when the
+        broker is back); an outbox that cannot be reached is logged, its deliveries keep their
+        retry times."""
+        for outbox in self._outboxes:
+            try:
+                hastened = outbox.hasten(subscriber)
+            except Exception:
+                logger.exception("events.hasten_failed", context=outbox.context, subscriber=subscriber)
+                continue
+            if hastened:
+                logger.info("events.hastened", context=outbox.context, subscriber=subscriber, deliveries=hastened)
+        self.wake()
+
     def _run(self) -> None:
         # Wake often enough to renew leases well before they run out.
         idle_wait = min(self._poll_interval, self._lease.total_seconds() / 3)

@@ -11,21 +11,29 @@ from __future__ import annotations
 import json
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from kombu import Connection, Queue
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, insert, select
 
+from app.background import BackgroundWork
+from app.factory import container_of
+from app.topology import RELAY
+from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
+from contexts.user.application.handlers import RegisterUser
 from infrastructure.db import Database
 from infrastructure.events import codec
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler
@@ -35,6 +43,7 @@ from infrastructure.events.bus import EventBus
 from infrastructure.events.envelope import Envelope
 from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, current_delivery, delivering
 from infrastructure.events.tables import inbox_table
+from tests.conftest import MakeApp
 
 AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
 DEADLINE_SECONDS = 30.0
@@ -560,3 +569,139 @@ def test_events_published_around_a_broker_outage_all_arrive_each_with_one_effect
 
     assert consumer.consuming
     assert subscribers.effects_per_event() == every_effect
+
+
+class BrokerLine:
+    """A TCP forwarder between one app and RabbitMQ that the test cuts and mends: cut, it drops
+    every connection through it and every new one at once, as a broker that went away; mended,
+    it forwards again on the same port. An outage of one process's broker, while the real one
+    stays up for everybody else on the machine."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 5672)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        port = self._listener.getsockname()[1]
+        self.url = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}"))
+        self._up = True
+        self._closed = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="broker-line", daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._up = False
+            sockets, self._sockets = self._sockets, []
+        for each in sockets:
+            with suppress(OSError):
+                each.shutdown(socket.SHUT_RDWR)
+            each.close()
+
+    def mend(self) -> None:
+        with self._lock:
+            self._up = True
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with self._lock:
+                up = self._up
+            if not up:
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for each in (source, sink):
+        with suppress(OSError):
+            each.shutdown(socket.SHUT_RDWR)
+
+
+# The relay's retries after a failure: an hour, so a drain after the outage can only come from
+# the broker's return, never from a retry falling due while the test waits.
+RELAY_RETRY_SECONDS = "3600"
+# Subscribers served elsewhere that take the user context's UserRegistered.
+USER_EVENT_SUBSCRIBERS = ("audit.user_log", "notification.welcome_email", "recommendation.profile")
+
+
+def relay_deliveries(database: Database) -> list[tuple[str, int]]:
+    """The relay's deliveries in the user context's outbox: (status, attempts), sorted."""
+    d = USER_OUTBOX.deliveries
+    with database.session(write=False) as session:
+        return sorted((row.status, row.attempts) for row in session.execute(select(d).where(d.c.subscriber == RELAY)))
+
+
+@pytest.mark.usefixtures("backend")
+def test_after_a_broker_outage_the_relay_drains_as_soon_as_the_broker_is_back(
+    broker: Broker, make_app: MakeApp
+) -> None:
+    """A process serving user relays UserRegistered to the other contexts' queues. Registered
+    while its broker is away, each relay delivery fails once and is put off for an hour; once
+    the broker is back, every one goes at its second attempt, without that hour passing."""
+    line = BrokerLine(broker.url)
+    user_events = broker.topology({name: {"user.UserRegistered"} for name in USER_EVENT_SUBSCRIBERS})
+    app = make_app(
+        served_contexts="user",
+        events_broker_url=line.url,
+        events_broker_exchange=user_events.exchange,
+        events_broker_queue_prefix=user_events.queue_prefix,
+        events_retry_base_seconds=RELAY_RETRY_SECONDS,
+        events_retry_max_seconds=RELAY_RETRY_SECONDS,
+        events_poll_seconds="0.1",
+        service_token="s" * 40,
+        token_secret="t" * 40,
+    )
+    container = container_of(app)
+    register = container.user.register_user()
+    users = container.user_database()
+    background = BackgroundWork(container)
+    background.start()
+    during = 5
+    try:
+        register(RegisterUser(email="before@example.com", password="correct horse", name="Before"))
+        eventually(lambda: relay_deliveries(users) == [("done", 1)], "the relay publishes while the broker is up")
+
+        line.cut()
+        for number in range(during):
+            register(RegisterUser(email=f"during{number}@example.com", password="correct horse", name="During"))
+        eventually(
+            lambda: relay_deliveries(users) == [("done", 1)] + [("pending", 1)] * during,
+            "every relay delivery of the outage fails once and waits for its retry",
+        )
+        line.mend()
+
+        eventually(
+            lambda: relay_deliveries(users) == [("done", 1)] + [("done", 2)] * during,
+            "the relay's backlog goes once the broker is back",
+        )
+    finally:
+        background.stop()
+        publisher = container.broker_publisher()
+        assert publisher is not None
+        publisher.close()
+        line.close()
+
+    queues = [user_events.queue(name) for name in USER_EVENT_SUBSCRIBERS]
+    assert {name: broker.message_count(name) for name in queues} == dict.fromkeys(queues, during + 1)

@@ -6,6 +6,12 @@ queue and stored it, and raises :class:`PublishFailed` otherwise (refused, unrou
 confirmed in time, broker down). That is what makes the outbox the relay's retry queue: an
 outbox delivery that publishes is done only when the broker holds the event, and a failure is
 retried by the dispatcher with its backoff while the outbox keeps every event.
+
+That backoff grows to minutes, so an outage would be followed by as long a wait before the
+backlog moves. The publisher therefore knows when the broker is away (a publish failed) and
+says when it is back (:meth:`BrokerPublisher.when_back`): the first publish confirmed after
+failures, or :meth:`BrokerPublisher.check_back`, which a background task calls to reconnect
+while nothing else would publish.
 """
 
 from __future__ import annotations
@@ -73,6 +79,13 @@ class ConfirmedLink:
                 except Exception as second:
                     self._drop()
                     raise PublishFailed(f"broker did not confirm {routing_key!r}: {second!r}") from second
+
+    def open(self) -> None:
+        """Connect now, unless connected (declaring the topology); raises when the broker does
+        not answer. The next :meth:`send` uses the connection."""
+        with self._lock:
+            if self._producer is None:
+                self._connect()
 
     def close(self) -> None:
         with self._lock:
@@ -150,6 +163,35 @@ class BrokerPublisher:
         self._free: queue.LifoQueue[ConfirmedLink] = queue.LifoQueue()
         for link in reversed(self._links):
             self._free.put(link)
+        self._away = False  # a publish failed, and none has been confirmed since
+        self._away_lock = threading.Lock()
+        self._back_listeners: list[Callable[[], None]] = []
+
+    def when_back(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the broker takes messages again after publishes failed
+        (in the thread that found out; a failing listener is logged): what waits for a
+        retry after the outage can go now."""
+        self._back_listeners.append(listener)
+
+    @property
+    def away(self) -> bool:
+        """Whether the last publish failed and none has been confirmed since."""
+        return self._away
+
+    def check_back(self) -> None:
+        """While the broker is away: connect (one attempt) and, if it answers, say it is back.
+        Does nothing while publishes succeed; for a task repeated every second or so."""
+        if not self._away:
+            return
+        link = self._free.get()
+        try:
+            link.open()
+        except Exception as error:  # noqa: BLE001 - any failure: still away, the next check tries again
+            logger.debug("broker.still_away", error=repr(error))
+            return
+        finally:
+            self._free.put(link)
+        self._back()
 
     def publish(self, envelope: Mapping[str, Any]) -> None:
         """Send one envelope (``Envelope.to_dict()``, as the outbox stores it); raises
@@ -167,8 +209,28 @@ class BrokerPublisher:
             link.send(
                 json.dumps(envelope), exchange=self._exchange, routing_key=str(envelope["type"]), properties=properties
             )
+        except PublishFailed:
+            self._away = True
+            raise
         finally:
             self._free.put(link)
+        if self._away:
+            self._back()
+
+    def _back(self) -> None:
+        """The broker took a message or a connection after failures: tell the listeners, once."""
+        with self._away_lock:
+            if not self._away:
+                return  # another thread found out first
+            self._away = False
+        logger.info("broker.back")
+        for listener in self._back_listeners:
+            try:
+                listener()
+            except Exception:
+                # The publish that found out succeeded and must not fail; the backlog still
+                # goes at its retry times.
+                logger.exception("broker.back_listener_failed")
 
     def close(self) -> None:
         for link in self._links:
