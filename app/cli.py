@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli_app import load_settings, script_info, unusable_files_named, with_app
+from app.cli_app import load_settings, refusal, script_info, unusable_files_named, with_app
 from app.events_cli import events
 
 if TYPE_CHECKING:
@@ -220,18 +220,16 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"databases downgraded to {revision}")
 
 
-def _served_here(*contexts: str) -> None:
-    """Stop a command that changes ``contexts`` in a process that does not serve them: the
+def _served_here(command: str, context: str) -> None:
+    """Stop ``command``, which changes ``context``, in a process that does not serve it: the
     change would miss its events' subscribers (and perhaps the context's real database)."""
     from flask import current_app
 
-    from app.containers import elsewhere
     from app.factory import container_of
 
     hosted = container_of(current_app).settings().hosted_contexts()
-    for context in contexts:
-        if context not in hosted:
-            raise click.ClickException(elsewhere(context))
+    if context not in hosted:
+        raise refusal(command, hosted, f"the process serving {context}")
 
 
 @main.group("users")
@@ -261,7 +259,7 @@ def create_admin(email: str, password: str, name: str) -> None:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise click.ClickException(problems) from error
-    _served_here("user")
+    _served_here("users create-admin", "user")
     register = container_of(current_app).user.register_user()
     try:
         user = register(RegisterUser(email=valid.email, password=valid.password, name=valid.name, role=Role.ADMIN))
@@ -286,9 +284,10 @@ def seed_demo() -> None:
     container = container_of(current_app)
     hosted = container.settings().hosted_contexts()
     if "product" not in hosted and "user" not in hosted:
-        raise click.ClickException(
-            "this process serves neither the product nor the user context (SERVED_CONTEXTS): run seed-demo with"
-            " the settings of the process serving product (demo products) and of the one serving user (demo customer)"
+        raise refusal(
+            "seed-demo",
+            hosted,
+            "the process serving product (demo products) and of the one serving user (demo customer)",
         )
     if "product" in hosted:
         _seed_products(container.product.create_product())

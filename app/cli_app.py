@@ -9,7 +9,7 @@ context, Flask, SQLAlchemy) is imported and built only by the commands that use 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +46,14 @@ def unusable_files_named() -> Iterator[None]:
         yield
     except OSError as error:
         raise click.ClickException(f"cannot use {error.filename}: {error.strerror}") from None
+
+
+def refusal(command: str, served: Sequence[str], where: str) -> click.ClickException:
+    """The one-line error of a command this process is not the one to run: what it serves, and
+    with whose settings to run ``command`` (``where``) instead."""
+    return click.ClickException(
+        f"this process serves {', '.join(served)} (SERVED_CONTEXTS): run `shop {command}` with the settings of {where}"
+    )
 
 
 def load_settings() -> Settings:

@@ -462,6 +462,34 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
 
+class DeliverySettings(Settings):
+    """The settings of the commands that only read and steer event delivery (``shop events
+    status|dead|retry``): the databases and the broker. The secrets and URLs that calls between
+    services need are checked as usual when given, but not required, so that an operator can
+    look at a process's deliveries with little more than its SERVED_CONTEXTS, database and
+    broker settings."""
+
+    @field_validator("product_service_url")
+    @classmethod
+    def _product_service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _service_url("product", (), value, info)
+
+    @field_validator("user_service_url")
+    @classmethod
+    def _user_service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _service_url("user", (), value, info)
+
+    @field_validator("service_token")
+    @classmethod
+    def _service_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return _long_enough(value) if value is not None and value.get_secret_value() else None
+
+    @field_validator("token_secret")
+    @classmethod
+    def _token_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return _long_enough(value) if value is not None and value.get_secret_value() else None
+
+
 def _hosted(info: ValidationInfo) -> tuple[str, ...]:
     """The contexts served, from the settings validated so far (all of them when
     SERVED_CONTEXTS was not valid: its own error says so)."""
@@ -507,9 +535,10 @@ def hosted_contexts(served_contexts: str) -> tuple[str, ...]:
     return tuple(context for context in CONTEXTS if not chosen or context in chosen)
 
 
-def read_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
-    """The settings from the environment and ``.env``, with ``overrides`` (tests) on top."""
-    return Settings(**dict(overrides or {}))
+def read_settings(overrides: Mapping[str, Any] | None = None, *, kind: type[Settings] = Settings) -> Settings:
+    """The settings from the environment and ``.env``, with ``overrides`` (tests) on top;
+    ``kind``: :class:`DeliverySettings` for the commands that need only part of them."""
+    return kind(**dict(overrides or {}))
 
 
 def settings_problems(error: ValidationError) -> str:

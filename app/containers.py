@@ -7,7 +7,8 @@ and which outboxes the event dispatcher serves.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from dependency_injector import containers, providers
@@ -18,11 +19,14 @@ from app.topology import RELAY, Placement
 from contexts.audit.container import AuditContainer
 from contexts.notification.adapters.mailers import mailer_from_settings
 from contexts.notification.container import NotificationContainer
+from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.order.container import OrderContainer
+from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from contexts.product.api import ProductApi
 from contexts.product.client import RemoteProductApi
 from contexts.product.container import ProductContainer
 from contexts.recommendation.container import RecommendationContainer
+from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
 from contexts.user.client import RemoteUserApi
@@ -34,6 +38,7 @@ from infrastructure.events.broker.topology import Topology as BrokerTopology
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.outbox import Outbox
+from infrastructure.events.tables import OutboxTables
 from infrastructure.remote import RemoteService
 
 
@@ -61,6 +66,34 @@ def broker_publisher_for(settings: Settings, topology: BrokerTopology, placement
 def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
     """The outboxes of the publishing contexts this process serves: its dispatcher's work."""
     return [outbox for outbox in outboxes if outbox.context in settings.hosted_contexts()]
+
+
+# The contexts that publish events, and so keep delivery records.
+OUTBOX_TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
+
+
+@contextmanager
+def delivery_records(settings: Settings) -> Iterator[list[Outbox]]:
+    """The outboxes of the publishing contexts this process serves, on their databases and
+    nothing else: for the commands that read and steer delivery (``shop events``), which need
+    neither the app nor the settings of the calls between services."""
+    engines = Engines(settings.database_pool())
+    databases = {
+        context: Database(
+            context,
+            settings.database_url_for(context),
+            schema=settings.database_schema_for(context),
+            engines=engines,
+        )
+        for context in settings.hosted_contexts()
+        if context in OUTBOX_TABLES
+    }
+    try:
+        # No subscriber is asked of these outboxes: they record no events.
+        yield [Outbox(context, database, OUTBOX_TABLES[context], EventBus()) for context, database in databases.items()]
+    finally:
+        for database in databases.values():
+            database.dispose()
 
 
 def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) -> ProductApi:

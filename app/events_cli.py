@@ -1,6 +1,9 @@
 """``shop events ...``: what an operator needs to see and steer event delivery.
 
-Imports what the commands need when they run, so that ``shop --help`` stays quick.
+Imports what the commands need when they run, so that ``shop --help`` stays quick. ``status``,
+``dead`` and ``retry`` build no app: they read the delivery records of the publishing contexts
+this process serves (user, product, order) and the broker's queues of the subscribers it
+consumes, with the settings those need (SERVED_CONTEXTS, databases, broker).
 """
 
 from __future__ import annotations
@@ -16,18 +19,45 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli_app import with_app
+from app.cli_app import refusal, settings_named_when_invalid, with_app
 
 if TYPE_CHECKING:
+    from app.config import Settings
     from infrastructure.events.outbox import Outbox
 
 
-def _outboxes() -> tuple[Outbox, ...]:
-    from flask import current_app
+def _delivery_settings() -> Settings:
+    """The settings of the app a test runner handed in, else those the delivery commands need
+    (:class:`DeliverySettings`: no app is built, no secret of the calls between services asked)."""
+    from flask.cli import ScriptInfo
 
-    from app.factory import container_of
+    info = click.get_current_context().find_object(ScriptInfo)
+    if info is not None:
+        from app.factory import container_of
 
-    return container_of(current_app).dispatcher().outboxes
+        return container_of(info.load_app()).settings()
+    from app.config import DeliverySettings, read_settings
+
+    with settings_named_when_invalid():
+        return read_settings(kind=DeliverySettings)
+
+
+@contextmanager
+def _outboxes(settings: Settings, command: str) -> Iterator[list[Outbox]]:
+    """The delivery records of this process's publishing contexts; ``command`` is refused in a
+    process that serves none (its subscribers' events wait in broker queues instead)."""
+    from app.containers import delivery_records
+
+    with delivery_records(settings) as outboxes:
+        if not outboxes:
+            raise refusal(
+                f"events {command}",
+                settings.hosted_contexts(),
+                "a process serving user, product or order: their outboxes hold the deliveries (here, the"
+                " subscribers' broker queues are listed by `shop events status`)",
+            )
+        with _database_errors_explained():
+            yield outboxes
 
 
 @contextmanager
@@ -56,29 +86,57 @@ def events() -> None:
 
 
 @events.command("status")
-@with_app
 def status() -> None:
-    """Pending, retrying and dead deliveries per subscriber, and the age of the oldest one;
-    subscribers that have finished every delivery are not listed."""
-    with _database_errors_explained():
-        rows = [row for outbox in _outboxes() for row in outbox.status()]
-    click.echo(f"{'SOURCE':<10} {'SUBSCRIBER':<52} {'PENDING':>8} {'RETRYING':>9} {'DEAD':>6}  OLDEST")
-    for row in rows:
-        click.echo(
-            f"{row.context:<10} {row.subscriber:<52} {row.pending:>8} {row.retrying:>9} {row.dead:>6}"
-            f"  {_age(row.oldest_incomplete)}"
-        )
-    if not rows:
-        click.echo("no deliveries waiting")
+    """Pending, retrying and dead deliveries per subscriber, and the age of the oldest one
+    (subscribers that have finished every delivery are not listed); and the broker queues of
+    the subscribers this process consumes: messages waiting, consumers, dead-lettered."""
+    from app.containers import delivery_records, placement_of
+
+    settings = _delivery_settings()
+    with delivery_records(settings) as outboxes, _database_errors_explained():
+        rows = [row for outbox in outboxes for row in outbox.status()]
+    if outboxes:
+        click.echo(f"{'SOURCE':<10} {'SUBSCRIBER':<52} {'PENDING':>8} {'RETRYING':>9} {'DEAD':>6}  OLDEST")
+        for row in rows:
+            click.echo(
+                f"{row.context:<10} {row.subscriber:<52} {row.pending:>8} {row.retrying:>9} {row.dead:>6}"
+                f"  {_age(row.oldest_incomplete)}"
+            )
+        if not rows:
+            click.echo("no deliveries waiting")
+    consumed = placement_of(settings).consumed()
+    if consumed:
+        _broker_queues(settings, consumed)
+
+
+def _broker_queues(settings: Settings, subscribers: list[str]) -> None:
+    """The broker's counts for the queues of ``subscribers``; a broker that does not answer
+    fails the command, after the delivery records were shown."""
+    from app.containers import broker_topology_for, placement_of
+    from infrastructure.events.broker.topology import queue_status
+
+    url = settings.events_broker_url_value()
+    assert url is not None, "the settings require EVENTS_BROKER_URL where subscribers consume from the broker"
+    topology = broker_topology_for(settings, placement_of(settings))
+    try:
+        queues = queue_status(url, topology, subscribers)
+    except Exception as error:
+        raise click.ClickException(f"the broker does not answer ({type(error).__name__}: {error})") from error
+    click.echo(f"{'BROKER QUEUE':<63} {'READY':>8} {'CONSUMERS':>9} {'DEAD-LETTERED':>13}")
+    for queue in queues:
+        if queue.ready is None:
+            click.echo(f"{queue.queue:<63} {'(missing: no process declared it yet)':>32}")
+            continue
+        dead = "-" if queue.dead_lettered is None else str(queue.dead_lettered)
+        click.echo(f"{queue.queue:<63} {queue.ready:>8} {queue.consumers:>9} {dead:>13}")
 
 
 @events.command("dead")
 @click.option("--full", is_flag=True, help="print each error's whole traceback, not its last line")
-@with_app
 def dead(full: bool) -> None:
     """Deliveries that used up their attempts, with the error of the last one."""
-    with _database_errors_explained():
-        letters = [letter for outbox in _outboxes() for letter in outbox.dead_letters()]
+    with _outboxes(_delivery_settings(), "dead") as outboxes:
+        letters = [letter for outbox in outboxes for letter in outbox.dead_letters()]
     for letter in letters:
         error = (letter.last_error or "").strip()
         click.echo(
@@ -92,14 +150,13 @@ def dead(full: bool) -> None:
 @events.command("retry")
 @click.argument("ids", nargs=-1, type=click.UUID)
 @click.option("--all-dead", is_flag=True, help="retry every dead letter")
-@with_app
 def retry(ids: tuple[uuid.UUID, ...], all_dead: bool) -> None:
     """Make dead deliveries (by ID, as `shop events dead` lists them) due again, attempts reset."""
     if bool(ids) == all_dead:
         raise click.UsageError("give delivery IDs or --all-dead, not both and not neither")
     wanted = set(ids)
-    with _database_errors_explained():
-        count = sum(outbox.retry(None if all_dead else wanted) for outbox in _outboxes())
+    with _outboxes(_delivery_settings(), "retry") as outboxes:
+        count = sum(outbox.retry(None if all_dead else wanted) for outbox in outboxes)
     if wanted and count < len(wanted):
         raise click.ClickException(f"{len(wanted) - count} of the IDs are not dead letters; retried {count}")
     click.echo(f"{count} delivery(ies) due again")

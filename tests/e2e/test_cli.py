@@ -15,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from sqlalchemy import inspect, text
 
 from app.config import CONTEXTS
 from app.migrations import script_location, version_table
+from app.subscriptions import SUBSCRIPTIONS
+from app.topology import Placement
+from infrastructure.events.broker._kombu import Connection, Producer  # typed as Any for mypy --strict
+from infrastructure.events.broker.topology import Topology
 from tests.conftest import Backend, database_for
 from tests.e2e.server import (
     API,
@@ -330,6 +336,70 @@ def test_a_command_refuses_to_change_a_context_this_process_does_not_serve(
 
     assert refused.returncode == 1
     assert "Traceback" not in refused.stderr
-    assert refused.stderr.startswith(f"Error: this process does not serve the {missing} context"), refused.stderr
-    assert f"with the settings of the process serving {missing}" in refused.stderr
+    assert refused.stderr.splitlines() == [
+        f"Error: this process serves {served} (SERVED_CONTEXTS): run `shop {' '.join(command[:2])}` with the"
+        f" settings of the process serving {missing}"
+    ]
     assert "created" not in refused.stdout
+
+
+@pytest.fixture
+def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology]]:
+    """RabbitMQ's URL, and the queues a process serving audit consumes, declared under a prefix
+    of the test's own (deleted afterwards): ``audit.user_log`` holds two UserRegistered events
+    and one dead letter, ``audit.order_log`` nothing."""
+    url = os.environ.get("SHOP_TEST_AMQP_URL")
+    if not url:
+        pytest.skip("RabbitMQ: set SHOP_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    topology = Topology(
+        Placement(SUBSCRIPTIONS, frozenset({"audit"})).broker_map(), exchange=f"{prefix}.events", queue_prefix=prefix
+    )
+    with Connection(url, transport_options={"confirm_publish": True}) as connection:
+        channel = connection.channel()
+        topology.declare(channel)
+        producer = Producer(channel)
+        for _ in range(2):
+            producer.publish({"id": str(uuid.uuid4())}, exchange=topology.exchange, routing_key="user.UserRegistered")
+        producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=topology.dead_queue("audit.user_log"))
+    try:
+        yield url, topology
+    finally:
+        with Connection(url) as connection:
+            channel = connection.channel()
+            for name in topology.queue_names():
+                channel.queue_delete(name)
+            channel.exchange_delete(topology.exchange)
+
+
+def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_settings_of_calls_between_services(
+    tmp_path: Path, audit_queues: tuple[str, Topology]
+) -> None:
+    """A process serving audit records no events: what waits for it is in its broker queues.
+    It needs no TOKEN_SECRET, SERVICE_TOKEN or USER_SERVICE_URL to show them, though serving
+    it would."""
+    url, topology = audit_queues
+    env = shop_env(
+        tmp_path / "instance",
+        SERVED_CONTEXTS="audit",
+        EVENTS_BROKER_URL=url,
+        EVENTS_BROKER_EXCHANGE=topology.exchange,
+        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
+    )
+    assert not {"TOKEN_SECRET", "SERVICE_TOKEN", "USER_SERVICE_URL"} & set(env)
+
+    status = shop("events", "status", env=env, cwd=tmp_path, check=False)
+    refused = shop("events", "dead", env=env, cwd=tmp_path, check=False)
+
+    assert status.returncode == 0, status.stderr
+    assert [line.split() for line in status.stdout.splitlines()] == [
+        ["BROKER", "QUEUE", "READY", "CONSUMERS", "DEAD-LETTERED"],
+        [topology.queue("audit.order_log"), "0", "0", "0"],
+        [topology.queue("audit.user_log"), "2", "0", "1"],
+    ]
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        "Error: this process serves audit (SERVED_CONTEXTS): run `shop events dead` with the settings of a process"
+        " serving user, product or order: their outboxes hold the deliveries (here, the subscribers' broker queues"
+        " are listed by `shop events status`)"
+    ]

@@ -84,6 +84,6 @@ def test_a_process_serving_neither_refuses_naming_where_to_run_it(make_app: Make
 
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        "Error: this process serves neither the product nor the user context (SERVED_CONTEXTS): run seed-demo with"
-        " the settings of the process serving product (demo products) and of the one serving user (demo customer)"
+        f"Error: this process serves {served.replace(',', ', ')} (SERVED_CONTEXTS): run `shop seed-demo` with the"
+        " settings of the process serving product (demo products) and of the one serving user (demo customer)"
     ]

@@ -20,9 +20,11 @@ starts before the consumers of an event must find their queues, or the broker wo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
-from infrastructure.events.broker._kombu import Exchange, Queue, binding
+from infrastructure.events.broker._kombu import Connection, Exchange, Queue, binding
 
 QUORUM = {"x-queue-type": "quorum"}
 # Quorum queues move dead letters safely only when they may refuse publishes when full.
@@ -121,3 +123,53 @@ class Topology:
             "x-dead-letter-exchange": DEFAULT_EXCHANGE,
             "x-dead-letter-routing-key": self.retry_queue(subscriber),
         }
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """A subscriber's queues as the broker counts them; None where the queue does not exist
+    (no process declared it yet)."""
+
+    subscriber: str
+    queue: str
+    ready: int | None  # messages waiting in the subscriber's queue (not those in a consumer's hands)
+    consumers: int | None
+    dead_lettered: int | None  # messages in its dead-letter queue
+
+
+def queue_status(
+    url: str, topology: Topology, subscribers: Iterable[str], *, connect_timeout: float = 5.0
+) -> list[QueueStatus]:
+    """Ask the broker about each subscriber's queue and dead-letter queue, declaring nothing
+    (a passive declare answers the counts, or that the queue is missing). Raises what kombu
+    raises when the broker does not answer."""
+    with Connection(url, connect_timeout=connect_timeout) as connection:
+        connection.ensure_connection(max_retries=0)
+        rows = []
+        for subscriber in subscribers:
+            main = _counts(connection, topology.queue(subscriber))
+            dead = _counts(connection, topology.dead_queue(subscriber))
+            rows.append(
+                QueueStatus(
+                    subscriber,
+                    topology.queue(subscriber),
+                    ready=main[0] if main else None,
+                    consumers=main[1] if main else None,
+                    dead_lettered=dead[0] if dead else None,
+                )
+            )
+        return rows
+
+
+def _counts(connection: Any, name: str) -> tuple[int, int] | None:
+    """(messages ready, consumers) of the queue ``name``, or None if it does not exist. A
+    channel of its own: the broker closes the channel on which a passive declare missed."""
+    channel = connection.channel()
+    try:
+        _, messages, consumers = channel.queue_declare(queue=name, passive=True)
+    except connection.channel_errors:
+        return None
+    finally:
+        with suppress(*connection.channel_errors, *connection.connection_errors):
+            channel.close()
+    return int(messages), int(consumers)
