@@ -264,7 +264,9 @@ class Settings(BaseSettings):
         5, description="consecutive failures of calls to a service that open its circuit breaker"
     )
     remote_breaker_reset_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
-        10.0, description="how long an open circuit breaker fails calls at once before it lets a trial call through"
+        10.0,
+        description="how long an open circuit breaker fails calls at once before it lets a trial call through,"
+        " unless the service's /readyz (asked at most every 0.5 s) answers first",
     )
 
     @field_validator("token_previous_secrets")
