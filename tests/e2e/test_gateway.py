@@ -66,9 +66,7 @@ def every_context_apart(tmp_path: Path, **settings: str) -> Iterator[Placed]:
 
 
 def client(url: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=url, timeout=REQUEST_TIMEOUT, transport=httpx.HTTPTransport(local_address=CLIENT)
-    )
+    return httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT, transport=httpx.HTTPTransport(local_address=CLIENT))
 
 
 def raw_get(url: str, target: str) -> int:
