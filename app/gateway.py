@@ -23,6 +23,10 @@ from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
 
 INTERNAL_PREFIX = "/internal"
+# What may stand for a host and port in the configuration: a name, IPv4 or bracketed IPv6 address.
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+_SERVER = re.compile(rf"{_HOST}:[0-9]{{1,5}}")
+_LISTEN = re.compile(rf"(?:{_HOST}:)?[0-9]{{1,5}}")
 _VARIABLE = re.compile(r"<[^>]*>")
 # Less than this between the shop closing an idle connection and nginx reusing it is a race.
 KEEPALIVE_MARGIN_SECONDS = 1
@@ -61,7 +65,9 @@ def placement(upstreams: Sequence[str]) -> list[Upstream]:
     context with public endpoints by one."""
     found: dict[tuple[str, ...], list[str]] = {}
     for option in upstreams:
-        contexts_value, _, url = option.rpartition("=")
+        contexts_value, separator, url = option.partition("=")
+        if not separator or "://" in contexts_value:  # a URL alone (which may hold an "=")
+            contexts_value, url = "", option
         try:
             contexts = named_contexts(contexts_value)
         except ValueError as error:
@@ -84,15 +90,11 @@ def placement(upstreams: Sequence[str]) -> list[Upstream]:
 
 def _server(option: str, url: str) -> str:
     """``http://host:port`` → ``host:port``: nginx speaks plain HTTP to the shop's processes, at
-    their root, as ``shop serve`` serves."""
+    their root, as ``shop serve`` serves. Nothing else gets into the configuration."""
     parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "http" or not parts.hostname or port is None or parts.path not in ("", "/"):
+    if parts.scheme != "http" or not _SERVER.fullmatch(parts.netloc) or parts.path not in ("", "/"):
         raise PlacementError(f"{option}: the upstream must be http://HOST:PORT (no path, no credentials)")
-    if parts.username or parts.password or parts.query or parts.fragment:
+    if parts.query or parts.fragment or int(parts.netloc.rpartition(":")[2]) > 65535:
         raise PlacementError(f"{option}: the upstream must be http://HOST:PORT (no path, no credentials)")
     return parts.netloc
 
@@ -157,6 +159,8 @@ class _Node:
 
 def nginx_config(upstreams: Sequence[Upstream], settings: Settings, *, listen: str) -> str:
     """The configuration, for nginx's ``http`` block (``/etc/nginx/conf.d/shop.conf``)."""
+    if not _LISTEN.fullmatch(listen) or int(listen.rpartition(":")[2]) > 65535:
+        raise PlacementError(f"--listen {listen}: must be PORT or HOST:PORT")
     hops = settings.trusted_proxy_hops
     if hops < 1:
         raise PlacementError(

@@ -45,6 +45,7 @@ from sqlalchemy import text
 from werkzeug.wrappers import Request, Response
 
 from app.config import CONTEXTS
+from app.gateway import routes
 from tests.conftest import database_for
 from tests.e2e.nginx import nginx_gateway, nginx_or_skip
 from tests.e2e.server import HOST, ShopServer, free_port, shop, shop_env, start_all
@@ -66,14 +67,10 @@ USER_CALLERS = frozenset({"product", "order", "audit", "recommendation"})
 # The contexts whose outbox holds deliveries: they publish events some subscriber takes.
 PUBLISHERS = ("user", "product", "order")
 
-# Longest prefix first: the recommendations live under the user context's path.
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("/api/v1/users/me/recommendations", "recommendation"),
-    ("/api/v1/users", "user"),
-    ("/api/v1/auth", "user"),
-    ("/api/v1/products", "product"),
-    ("/api/v1/orders", "order"),
-    ("/api/v1/audit-log", "audit"),
+# What `shop gateway nginx` routes, read from the contexts' endpoints; longest prefix first (the
+# recommendations live under the user context's path).
+ROUTES: tuple[tuple[str, str], ...] = tuple(
+    sorted(((route.prefix, route.context) for route in routes()), key=lambda route: -len(route[0]))
 )
 
 # What every process of a test gets: the same secrets, quick event retries (a confirmation whose

@@ -130,6 +130,8 @@ def test_the_placement_is_read_as_served_contexts_is() -> None:
         (["http://a:1/shop"], "must be http://HOST:PORT"),
         (["http://u:p@a:1"], "must be http://HOST:PORT"),
         (["http://a:99999"], "must be http://HOST:PORT"),
+        (["http://a;b:1"], "must be http://HOST:PORT"),
+        (["http://a:1?x=1"], "must be http://HOST:PORT"),
     ],
 )
 def test_a_placement_the_gateway_cannot_route_is_refused_saying_why(upstreams: list[str], message: str) -> None:
@@ -173,6 +175,17 @@ def test_the_forwarded_headers_are_those_trusted_proxy_hops_and_the_request_id_r
     behind_another = config(*PRODUCT_EXTRACTED, trusted_proxy_hops=2)
     assert "proxy_set_header X-Forwarded-Proto $shop_forwarded_proto;" in behind_another
     assert "TRUSTED_PROXY_HOPS=2" in behind_another
+
+
+@pytest.mark.parametrize("listen", ["80; include /etc/passwd", "host", "a:99999", ""])
+def test_a_listen_address_is_an_address_and_nothing_more(listen: str) -> None:
+    with pytest.raises(PlacementError, match="must be PORT or HOST:PORT"):
+        nginx_config(placement(PRODUCT_EXTRACTED), settings(), listen=listen)
+
+
+def test_listen_addresses_nginx_takes_are_taken() -> None:
+    for listen in ("8080", "127.0.0.1:8080", "[::1]:8080", "gateway.internal:80"):
+        assert f"    listen {listen};" in nginx_config(placement(PRODUCT_EXTRACTED), settings(), listen=listen)
 
 
 def test_a_shop_that_ignores_forwarded_headers_gets_no_gateway() -> None:
