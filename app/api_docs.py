@@ -6,17 +6,18 @@ the app itself, so the docs work on a machine with no internet access.
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import version
 from typing import Any
 
 import swagger_ui_bundle
-from flask import Blueprint, Flask, Response, current_app, send_from_directory
+from flask import Blueprint, Response, send_from_directory
 
+from app.public_api import whole_api
 from infrastructure.http.openapi import build_document
 from infrastructure.http.problems import Problem
 
 bp = Blueprint("api_docs", __name__)
-DOCUMENT = "shop.openapi"
 TITLE = "modular-shop API"
 DESCRIPTION = (
     "An online shop: users, a product catalog with inventory, and orders. Money is a two-place decimal "
@@ -54,14 +55,12 @@ _DOCS_POLICY = (
 )
 
 
-def openapi_document(app: Flask) -> dict[str, Any]:
-    """Built once per app, on first use: the URL map is fixed by then."""
-    if DOCUMENT not in app.extensions:
-        app.extensions[DOCUMENT] = build_document(
-            app, title=TITLE, version=version("modular-shop"), description=DESCRIPTION
-        )
-    document: dict[str, Any] = app.extensions[DOCUMENT]
-    return document
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The whole public API, whichever contexts this process serves: behind a gateway clients
+    see one API whatever process answers them, so every process describes all of it, the same
+    document a process serving every context does. Built once per process."""
+    return build_document(whole_api(), title=TITLE, version=version("modular-shop"), description=DESCRIPTION)
 
 
 def _with_policy(response: Response) -> Response:
@@ -71,7 +70,7 @@ def _with_policy(response: Response) -> Response:
 
 @bp.get("/openapi.json")
 def openapi_json() -> dict[str, Any]:
-    return openapi_document(current_app)
+    return openapi_document()
 
 
 @bp.get("/docs")

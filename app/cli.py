@@ -168,14 +168,45 @@ def routes(ctx: click.Context, arguments: tuple[str, ...]) -> None:
 
 
 @main.command("openapi")
-@with_app
 def openapi() -> None:
-    """Print the OpenAPI 3.1 document of the API (the same as GET /openapi.json)."""
-    from flask import current_app
-
+    """Print the OpenAPI 3.1 document of the whole API (the same as GET /openapi.json), whichever
+    contexts this process serves."""
     from app.api_docs import openapi_document
 
-    click.echo(json.dumps(openapi_document(current_app), indent=2))
+    # The document depends on no setting, but a bad one stops every command: no app is built,
+    # no database touched.
+    load_settings()
+    click.echo(json.dumps(openapi_document(), indent=2))
+
+
+@main.group("gateway")
+def gateway() -> None:
+    """A reverse proxy in front of the shop's processes, for a placement of the contexts."""
+
+
+@gateway.command("nginx")
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    required=True,
+    metavar="[CONTEXTS=]URL",
+    help="A process and the contexts it serves, as its SERVED_CONTEXTS says (e.g. product=http://10.0.0.2:8000;"
+    " a URL alone: every context). Repeat for each process; the same contexts again add a server. The first"
+    " also answers the documentation, /healthz and /readyz.",
+)
+@click.option("--listen", default="80", show_default=True, help="nginx's listen address: PORT or HOST:PORT.")
+def gateway_nginx(upstreams: tuple[str, ...], listen: str) -> None:
+    """Print an nginx configuration (for its http block) that routes each public path to the process
+    serving its context and refuses /internal/, with the timeouts, keep-alive, body limit and
+    TRUSTED_PROXY_HOPS of these settings (those of the processes behind it)."""
+    from app.gateway import PlacementError, nginx_config, placement
+
+    settings = load_settings()
+    try:
+        click.echo(nginx_config(placement(upstreams), settings, listen=listen), nl=False)
+    except PlacementError as error:
+        raise click.UsageError(str(error)) from None
 
 
 @main.group("db")

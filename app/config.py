@@ -323,9 +323,7 @@ class Settings(BaseSettings):
     @field_validator("served_contexts")
     @classmethod
     def _served_contexts(cls, value: str) -> str:
-        unknown = [name for name in split_list(value) if name not in CONTEXTS]
-        if unknown:
-            raise ValueError(f"unknown context {', '.join(unknown)}; the contexts are {', '.join(CONTEXTS)}")
+        named_contexts(value)
         return value
 
     @field_validator("events_broker_url")
@@ -529,6 +527,16 @@ def _long_enough(secret: SecretStr) -> SecretStr:
     if len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
         raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
     return secret
+
+
+def named_contexts(served_contexts: str) -> tuple[str, ...]:
+    """The contexts a ``SERVED_CONTEXTS`` value names (``shop serve --contexts``, and each
+    upstream of ``shop gateway``), in the order of ``CONTEXTS``; empty: all. ``ValueError``
+    naming any unknown one: one reading of a placement for the processes and their gateway."""
+    unknown = [name for name in split_list(served_contexts) if name not in CONTEXTS]
+    if unknown:
+        raise ValueError(f"unknown context {', '.join(unknown)}; the contexts are {', '.join(CONTEXTS)}")
+    return hosted_contexts(served_contexts)
 
 
 def hosted_contexts(served_contexts: str) -> tuple[str, ...]:

@@ -11,12 +11,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import api_docs, ops
 from app.config import read_settings
 from app.containers import ApplicationContainer, build_container, databases, remote_services
+from app.public_api import API_PREFIX, HTTP_MODULES, register_endpoints
 from app.subscriptions import subscribe_all
-from contexts.audit import http as audit_http
-from contexts.order import http as order_http
-from contexts.product import http as product_http
-from contexts.recommendation import http as recommendation_http
-from contexts.user import http as user_http
 from infrastructure.http.auth import init_auth
 from infrastructure.http.body_limit import StreamedBodyLimit
 from infrastructure.http.problems import install_problem_handlers
@@ -31,16 +27,7 @@ from infrastructure.http.security import install_cors, install_security_headers
 from infrastructure.http.service_auth import init_service_auth
 from infrastructure.logging import configure_logging
 
-API_PREFIX = "/api/v1"
 CONTAINER = "shop.container"
-# Each context's public endpoints (notification serves none), registered where it is served.
-HTTP_MODULES = {
-    "user": user_http,
-    "product": product_http,
-    "order": order_http,
-    "audit": audit_http,
-    "recommendation": recommendation_http,
-}
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -67,9 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_request_ids(app)
     install_problem_handlers(app)
     init_auth(app, container.tokens(), container.current_roles())
-    served = [module for context, module in HTTP_MODULES.items() if context in settings.hosted_contexts()]
-    for module in served:
-        app.register_blueprint(module.bp, url_prefix=API_PREFIX)
+    served = register_endpoints(app, settings.hosted_contexts())
     service_token = settings.service_token_value()
     if service_token is not None:
         init_service_auth(app, service_token)

@@ -27,7 +27,8 @@ from infrastructure.request_context import (
 )
 
 HEADER = REQUEST_ID_HEADER
-_SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+# A gateway in front of the shop passes on the same ids (see app/gateway.py).
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 # W3C Trace Context, version 00: version-trace id-parent id-flags, ids not all zeros.
 _TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 _DEADLINE_MS = re.compile(r"[0-9]{1,7}")  # up to about 2.8 hours: anything longer is no deadline
@@ -37,7 +38,7 @@ logger = structlog.get_logger("shop.access")
 
 def _accept_or_create() -> str:
     offered = request.headers.get(HEADER, "")
-    return offered if _SANE.fullmatch(offered) else uuid.uuid4().hex
+    return offered if SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
 
 
 def _offered_traceparent() -> str | None:

@@ -281,9 +281,9 @@ def test_help_lists_the_commands_of_a_shop_operator_only(tmp_path: Path) -> None
 
     listed = result.stdout.partition("Commands:")[2].split()
     commands = {word for word in listed if re.fullmatch(r"[a-z-]+", word)} & {
-        "db", "events", "openapi", "routes", "seed-demo", "serve", "users", "run", "shell", "limiter"
+        "db", "events", "gateway", "openapi", "routes", "seed-demo", "serve", "users", "run", "shell", "limiter"
     }
-    assert commands == {"db", "events", "openapi", "routes", "seed-demo", "serve", "users"}
+    assert commands == {"db", "events", "gateway", "openapi", "routes", "seed-demo", "serve", "users"}
     assert "--app" not in result.stdout and "--debug" not in result.stdout
 
 
@@ -292,7 +292,8 @@ def test_help_and_version_import_neither_flask_nor_the_shop(tmp_path: Path) -> N
     probe = (
         "import sys\n"
         "from app.cli import main\n"
-        "for arguments in (['--help'], ['--version'], ['events', '--help'], ['db', '--help']):\n"
+        "for arguments in (['--help'], ['--version'], ['events', '--help'], ['db', '--help'],"
+        " ['gateway', '--help'], ['gateway', 'nginx', '--help']):\n"
         "    main(arguments, standalone_mode=False)\n"
         "loaded = {name.split('.')[0] for name in sys.modules}\n"
         "print('imported:', sorted(loaded & {'flask', 'sqlalchemy', 'pydantic', 'contexts', 'infrastructure'}))\n"

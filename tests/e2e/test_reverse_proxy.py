@@ -1,6 +1,7 @@
 """``shop serve`` behind a real reverse proxy (nginx): per-address limits see the client.
 
-nginx appends the address it was connected from to ``X-Forwarded-For``, as proxies do; with
+nginx, running the configuration ``shop gateway nginx`` generates, appends the address it was
+connected from to ``X-Forwarded-For``, as proxies do; with
 ``TRUSTED_PROXY_HOPS=1`` the shop counts logins by that address, and whatever a client wrote
 into the header itself is ignored. With ``0`` the header is ignored altogether: behind a proxy
 every client then shares the proxy's budget, and no forged header gets anyone out of it.
@@ -12,9 +13,6 @@ nginx really sees several clients. Skips, saying so, when nginx is not installed
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,12 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server import API, HOST, REQUEST_TIMEOUT, ShopServer, free_port, shop, shop_env, wait_until_healthy
+from tests.e2e.nginx import nginx_gateway, nginx_or_skip
+from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, shop, shop_env
 
 pytestmark = pytest.mark.slow
 
-NGINX = shutil.which("nginx")
-STARTUP_TIMEOUT = 10.0
 # Loopback addresses the clients connect from: three different clients, as nginx sees them.
 ALICE, BOB, MALLORY = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 PER_ADDRESS = 3
@@ -36,68 +33,18 @@ LIMITS = {
     "LOGIN_RATE_LIMIT_PER_ACCOUNT": "1000/minute",
 }
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/body;
-    proxy_temp_path {folder}/proxy;
-    fastcgi_temp_path {folder}/fastcgi;
-    uwsgi_temp_path {folder}/uwsgi;
-    scgi_temp_path {folder}/scgi;
-    server {{
-        listen {host}:{port};
-        location / {{
-            proxy_pass {upstream};
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }}
-    }}
-}}
-"""
-
-
-@contextmanager
-def nginx_in_front_of(upstream: str, folder: Path) -> Iterator[str]:
-    """nginx on a free loopback port, proxying to ``upstream``; yields its URL."""
-    if NGINX is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(folder=folder, host=HOST, port=port, upstream=upstream))
-    log = (folder / "nginx.out").open("wb")
-    process = subprocess.Popen(
-        [NGINX, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(conf)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://{HOST}:{port}"
-    try:
-        wait_until_healthy(process, url, STARTUP_TIMEOUT, "nginx", (folder / "error.log").read_text)
-        yield url
-    finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
 
 @contextmanager
 def shop_behind_nginx(tmp_path: Path, hops: int, options: tuple[str, ...] = ()) -> Iterator[str]:
+    """The shop, trusting ``hops`` proxies, behind the gateway ``shop gateway nginx`` generates
+    (for a shop that trusts its one hop: with ``hops=0`` the two disagree, as they would if an
+    operator forgot the setting in the shop)."""
+    nginx_or_skip()
     env = shop_env(tmp_path / "instance", TRUSTED_PROXY_HOPS=str(hops), WEB_WORKERS="1", **LIMITS)
     shop("db", "upgrade", env=env, cwd=tmp_path)
     with (
         ShopServer(env, tmp_path / "server.log", options=options) as server,
-        nginx_in_front_of(server.url, tmp_path / "nginx") as url,
+        nginx_gateway([server.url], tmp_path / "nginx", env={**env, "TRUSTED_PROXY_HOPS": "1"}) as url,
     ):
         yield url
 

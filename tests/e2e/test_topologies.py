@@ -10,6 +10,10 @@ every delivery done, no dead letter on the
 broker. Only the processes differ between the runs, so what passes in the monolith and fails
 apart is a fault of the split, not of the scenario.
 
+The scenario runs through a real nginx with the configuration ``shop gateway nginx`` generates for
+the topology (skipped, saying so, without nginx; ``.ci/run`` installs it), which must also refuse
+the services' internal endpoints and serve the whole API's one document from whichever process.
+
 Each run prints what an order placement cost in that topology (median latency one at a time,
 throughput from concurrent clients), measured through the same gateway in the same run.
 """
@@ -30,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.api_docs import openapi_document
 from tests.conftest import Backend
 from tests.e2e.server import API, REQUEST_TIMEOUT, bearer, register
 from tests.e2e.topology import (
@@ -283,6 +288,20 @@ def figures_of(latencies: Sequence[float], concurrent: Sequence[Placed], elapsed
     )
 
 
+def assert_one_front_door(topology: Topology, client: httpx.Client) -> None:
+    """Through the gateway: the whole API's document whichever process answers it, and no way in
+    to the services' internal endpoints, not even with the service token they take directly."""
+    document = client.get("/openapi.json")
+    assert document.status_code == 200 and document.json() == openapi_document()
+    assert client.get("/docs").status_code == 200
+    token = {"Authorization": f"Bearer {topology.services[0].env['SERVICE_TOKEN']}"}
+    internal = "/internal/v1/product/products"
+    direct = httpx.get(f"{topology.service_for('product').url}{internal}", headers=token, timeout=REQUEST_TIMEOUT)
+    assert direct.status_code != 404, "the product service serves its internal endpoints to the service token"
+    refused = client.get(internal, headers=token)
+    assert refused.status_code == 404 and refused.headers["content-type"] == PROBLEM_JSON, refused.text
+
+
 # --- the test ------------------------------------------------------------------------------
 
 
@@ -291,7 +310,7 @@ def figures_of(latencies: Sequence[float], concurrent: Sequence[Placed], elapsed
 def test_the_same_scenario_passes_in_every_topology(topology_name: str, backend: Backend, tmp_path: Path) -> None:
     amqp_url = amqp_url_or_skip() if len(TOPOLOGIES[topology_name]) > 1 else None
     with (
-        running_topology(topology_name, tmp_path, amqp_url=amqp_url) as topology,
+        running_topology(topology_name, tmp_path, amqp_url=amqp_url, front="nginx") as topology,
         httpx.Client(base_url=topology.url, timeout=REQUEST_TIMEOUT) as client,
     ):
         customers = [
@@ -337,3 +356,4 @@ def test_the_same_scenario_passes_in_every_topology(topology_name: str, backend:
         kept_winners = [order for order in winners if order not in cancelled]
         assert_teapot_recommended_to_those_without(client, customers, kept_winners, scarce)
         topology.assert_broker_drained()
+        assert_one_front_door(topology, client)

@@ -8,8 +8,11 @@ the test's PostgreSQL schemas (and RabbitMQ where events leave a process), behin
 
 Every process gets the same databases (one PostgreSQL database, the same schema names), the same
 token secret and service token, and its own instance folder (the notification service writes its
-mail there). A small gateway in the test process forwards each request by path prefix to the
-process serving that context, so a test talks to one base URL whatever the topology. Each
+mail there). A gateway forwards each request by path prefix to the process serving that context,
+so a test talks to one base URL whatever the topology: a real nginx running the configuration
+``shop gateway nginx`` generates for the topology (``front="nginx"``; skips without nginx), or a
+small one in the test process, which marks its own failures so that fault tests can tell them
+from the services'. Each
 topology gets an exchange and queue prefix of its own on the broker, deleted afterwards with its
 queues, so runs never see each other's messages.
 
@@ -33,7 +36,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -42,7 +45,9 @@ from sqlalchemy import text
 from werkzeug.wrappers import Request, Response
 
 from app.config import CONTEXTS
+from app.gateway import routes
 from tests.conftest import database_for
+from tests.e2e.nginx import nginx_gateway, nginx_or_skip
 from tests.e2e.server import HOST, ShopServer, free_port, shop, shop_env, start_all
 from tests.http_servers import serve_app
 
@@ -62,14 +67,10 @@ USER_CALLERS = frozenset({"product", "order", "audit", "recommendation"})
 # The contexts whose outbox holds deliveries: they publish events some subscriber takes.
 PUBLISHERS = ("user", "product", "order")
 
-# Longest prefix first: the recommendations live under the user context's path.
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("/api/v1/users/me/recommendations", "recommendation"),
-    ("/api/v1/users", "user"),
-    ("/api/v1/auth", "user"),
-    ("/api/v1/products", "product"),
-    ("/api/v1/orders", "order"),
-    ("/api/v1/audit-log", "audit"),
+# What `shop gateway nginx` routes, read from the contexts' endpoints; longest prefix first (the
+# recommendations live under the user context's path).
+ROUTES: tuple[tuple[str, str], ...] = tuple(
+    sorted(((route.prefix, route.context) for route in routes()), key=lambda route: -len(route[0]))
 )
 
 # What every process of a test gets: the same secrets, quick event retries (a confirmation whose
@@ -82,6 +83,11 @@ COMMON_SETTINGS = {
     "EVENTS_RETRY_MAX_SECONDS": "1",
     "LOGIN_RATE_LIMIT_PER_ADDRESS": "10000/minute",
 }
+
+# What stands in front of the processes: the generated nginx configuration, or the test's gateway.
+Front = Literal["nginx", "test gateway"]
+# The generated gateway is one proxy that appends to X-Forwarded-For: what the shop must trust.
+NGINX_SETTINGS = {"TRUSTED_PROXY_HOPS": "1"}
 
 GATEWAY_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 180.0
@@ -294,6 +300,11 @@ class Topology:
         self.gateway = Gateway(self._upstream_for)
         self.url = ""  # the one base URL tests call: the gateway's, once it is served
 
+    def upstreams(self) -> list[str]:
+        """The placement as ``shop gateway nginx --upstream`` takes it: each process's
+        ``SERVED_CONTEXTS=URL``."""
+        return [f"{','.join(service.contexts)}={service.url}" for service in self.services]
+
     def service_for(self, context: str) -> Service:
         return next(service for service in self.services if context in service.contexts)
 
@@ -482,13 +493,17 @@ def running_topology(
     *,
     amqp_url: str | None = None,
     settings: Mapping[str, str] | None = None,
+    front: Front = "test gateway",
 ) -> Iterator[Topology]:
-    """``name``'s processes started in ``folder`` (logs under ``folder/logs``) behind a gateway;
+    """``name``'s processes started in ``folder`` (logs under ``folder/logs``) behind ``front``;
     everything stopped and its broker queues and exchange deleted on the way out.
 
     ``settings`` go to every process. The databases are those of the running test's backend,
     whose fixture drops the schemas afterwards. Services are named ``monolith``; ``product`` and
     ``rest``; or after their context."""
+    if front == "nginx":
+        nginx_or_skip()  # before any process starts
+        settings = {**NGINX_SETTINGS, **(settings or {})}
     topology = _build(name, folder, amqp_url, settings or {})
     with ExitStack() as cleanup:
         if topology.broker is not None:
@@ -498,7 +513,13 @@ def running_topology(
             cleanup.callback(service.server.stop)
         start_all([service.server for service in topology.services])
         cleanup.callback(topology.gateway.close)
-        topology.url = cleanup.enter_context(serve_app(topology.gateway))
+        if front == "nginx":
+            # Generated with the settings the processes run with (the first one's, as any would do).
+            first = topology.services[0]
+            gateway = nginx_gateway(topology.upstreams(), folder / "nginx", env=first.env)
+            topology.url = cleanup.enter_context(gateway)
+        else:
+            topology.url = cleanup.enter_context(serve_app(topology.gateway))
         try:
             yield topology
             topology.assert_running()

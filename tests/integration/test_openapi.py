@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from app.cli import main as shop
-from tests.conftest import Shop
+from app.config import BEARER_CONTEXTS, CONTEXTS, PRODUCT_CALLERS
+from tests.conftest import MakeApp, Shop
 
 EXPECTED_OPERATIONS = {
     ("post", "/api/v1/users"),
@@ -95,3 +97,39 @@ def test_the_shop_openapi_command_prints_the_same_document(app: Flask, client: F
     result = app.test_cli_runner().invoke(shop, ["openapi"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == document(client)
+
+
+# Each placement of test_topologies' processes, and a process serving each context alone.
+PLACEMENTS = ("product", "user,order,notification,audit,recommendation", *CONTEXTS[:1], *CONTEXTS[2:])
+
+
+def apart_settings(served: str) -> dict[str, Any]:
+    """What a process serving only ``served`` needs besides (the services it calls are never called)."""
+    hosted = set(served.split(","))
+    settings: dict[str, Any] = {
+        "served_contexts": served,
+        "events_broker_url": "amqp://guest:guest@127.0.0.1:5672//",
+        "service_token": "s" * 40,
+        "token_secret": "t" * 40,
+    }
+    if hosted & set(PRODUCT_CALLERS) and "product" not in hosted:
+        settings["product_service_url"] = "http://127.0.0.1:9"
+    if hosted & set(BEARER_CONTEXTS) and "user" not in hosted:
+        settings["user_service_url"] = "http://127.0.0.1:9"
+    return settings
+
+
+@pytest.mark.parametrize("served", PLACEMENTS)
+def test_every_process_documents_the_whole_api_whatever_it_serves(
+    served: str, client: FlaskClient, make_app: MakeApp
+) -> None:
+    """Behind a gateway clients see one API whichever process answers /openapi.json: the
+    document of a process serving only some contexts is the monolith's, and so is what `shop
+    openapi` prints there."""
+    apart = make_app(**apart_settings(served))
+    whole = document(client)
+
+    assert document(apart.test_client()) == whole
+    printed = apart.test_cli_runner().invoke(shop, ["openapi"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output) == whole

@@ -132,13 +132,9 @@ def test_the_product_service_serves_its_endpoints_databases_and_subscribers_only
     assert client.get("/api/v1/orders").status_code == 404
     assert client.post("/api/v1/users", json={}).status_code == 404
     assert client.get("/internal/v1/product/products", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 400
-    assert {path for path in client.get("/openapi.json").json["paths"]} == {
-        "/api/v1/products",
-        "/api/v1/products/{product_id}",
-        "/api/v1/products/{product_id}/stock-adjustments",
-        "/healthz",
-        "/readyz",
-    }
+    # It serves product's endpoints only, but documents the whole API (behind a gateway the
+    # document may come from any process): tests/integration/test_openapi.py.
+    assert "/api/v1/orders" in client.get("/openapi.json").json["paths"]
     assert [outbox.context for outbox in container.dispatcher().outboxes] == ["product"]
     assert subscribed(container) == {"product.confirm_reservation", "product.release_cancelled_order"}
     assert container.broker_publisher() is None, "nothing published here goes elsewhere"
