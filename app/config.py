@@ -431,9 +431,7 @@ class Settings(BaseSettings):
         """
         if self.events_workers is not None:
             return self.events_workers
-        on_a_server = any(
-            not self.database_url_for(context).startswith("sqlite") for context in self.hosted_contexts()
-        )
+        on_a_server = any(not self.database_url_for(context).startswith("sqlite") for context in self.hosted_contexts())
         return SERVER_DELIVERY_WORKERS if on_a_server else SQLITE_DELIVERY_WORKERS
 
     def database_schema_for(self, context: str) -> str:
