@@ -34,6 +34,9 @@ SchemaName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 BEARER_CONTEXTS = ("product", "order", "audit", "recommendation")
 # The contexts that call the product context through its published ProductApi.
 PRODUCT_CALLERS = ("order", "recommendation")
+# EVENTS_WORKERS when unset (see Settings.delivery_workers).
+SQLITE_DELIVERY_WORKERS = 4
+SERVER_DELIVERY_WORKERS = 8
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
         description="connections a process keeps open to a database server, shared by the contexts on it (not SQLite)",
     )
     database_max_overflow: Annotated[int, Field(ge=0, le=1000)] = Field(
-        10, description="connections a process may open to a database server beyond its pool under load"
+        13, description="connections a process may open to a database server beyond its pool under load"
     )
     database_pool_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         30.0, description="how long a request waits for a free connection before it fails"
@@ -174,7 +177,13 @@ class Settings(BaseSettings):
     events_dispatch_in_web: bool = Field(
         True, description="run the event dispatcher inside `shop serve`; false when `shop events relay` runs apart"
     )
-    events_workers: Annotated[int, Field(ge=1, le=64)] = Field(4, description="deliveries run at the same time")
+    events_workers: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        None,
+        description=(
+            "deliveries run at the same time per dispatcher; unset: 4 when the contexts it serves are"
+            " on SQLite, 8 when any is on PostgreSQL"
+        ),
+    )
     events_max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
         8, description="attempts before a delivery becomes a dead letter"
     )
@@ -410,6 +419,20 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.instance_path.resolve() / f'{context}.db'}"
+
+    def delivery_workers(self) -> int:
+        """``EVENTS_WORKERS``, else its default for the databases of the contexts served here.
+
+        On SQLite a file has one writer at a time, so deliveries beyond a few only queue for its
+        write turn. On PostgreSQL a delivery mostly waits for the server's answers (a handful of
+        round trips and the commit's WAL flush), which more workers overlap: under the
+        benchmark's saturating orders, 4 workers per process let the deliveries fall seconds
+        behind where 8 kept up (bench/README.md, order-e2e, fourth pass).
+        """
+        if self.events_workers is not None:
+            return self.events_workers
+        on_a_server = any(not self.database_url_for(context).startswith("sqlite") for context in self.hosted_contexts())
+        return SERVER_DELIVERY_WORKERS if on_a_server else SQLITE_DELIVERY_WORKERS
 
     def database_schema_for(self, context: str) -> str:
         """The context's PostgreSQL schema: its own setting, else the context's name."""

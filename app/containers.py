@@ -60,7 +60,7 @@ def broker_publisher_for(settings: Settings, topology: BrokerTopology, placement
     url = settings.events_broker_url_value()
     if url is None or not placement.relayed():
         return None
-    return BrokerPublisher(url, topology, connections=settings.events_workers)
+    return BrokerPublisher(url, topology, connections=settings.delivery_workers())
 
 
 def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
@@ -201,7 +201,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         Dispatcher,
         outboxes=providers.Callable(served_outboxes, settings, user.outbox, product.outbox, order.outbox),
         bus=event_bus,
-        workers=settings.provided.events_workers,
+        workers=settings.provided.delivery_workers.call(),
         retry=providers.Factory(
             RetryPolicy,
             max_attempts=settings.provided.events_max_attempts,

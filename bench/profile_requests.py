@@ -8,9 +8,14 @@ PostgreSQL schemas with ``--postgres URL``), one product and one customer, warms
 - ``read`` / ``order``: a pyinstrument profile of that kind (``pip install pyinstrument``);
 - ``deliveries``: what delivering the events of 300 orders costs, per subscriber (wall and CPU
   time per delivery, and the claims and completions around them), then the functions that
-  take the most CPU in all of it (cProfile).
+  take the most CPU in all of it (cProfile);
+- ``statements``: what one order costs the database, request and deliveries: statements run,
+  and transactions begun, committed and rolled back (on PostgreSQL each of those is a round
+  trip to the server and a pass through SQLAlchemy and psycopg; a BEGIN is sent by psycopg
+  before a transaction's first statement, except in autocommit; on SQLite the shop's own
+  ``BEGIN`` statements are counted among the statements too).
 
-    .venv/bin/python bench/profile_requests.py time|read|order|deliveries [--postgres URL]
+    .venv/bin/python bench/profile_requests.py time|read|order|deliveries|statements [--postgres URL]
 
 Event delivery does not run while requests are timed (no dispatcher is started), so ``order``
 is the request path; ``deliveries`` runs the deliveries afterwards, in this thread, one
@@ -21,17 +26,20 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import pstats
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
+
+from sqlalchemy import Connection, Engine, event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -118,15 +126,75 @@ def requests(postgres_url: str | None) -> dict[str, Callable[[], None]]:
     return {"read": read, "order": order, "deliveries": deliveries}
 
 
+ORDERS_COUNTED = 50
+
+
+def count_statements(kinds: dict[str, Callable[[], None]]) -> None:
+    """Statements and transactions per order: the request path, then its deliveries."""
+    counts: Counter[str] = Counter()
+
+    def statement(*_args: object) -> None:
+        counts["statements"] += 1
+
+    def outside_transactions(connection: Connection) -> bool:
+        """Whether the connection runs statements on their own (``Database.reading``): no BEGIN
+        is sent, and its "rollback" costs no round trip."""
+        options = connection.get_execution_options()
+        return options.get("isolation_level") == "AUTOCOMMIT" or (
+            "sqlite_begin" in options and not options["sqlite_begin"]
+        )
+
+    def begin(connection: Connection) -> None:
+        counts["statements alone" if outside_transactions(connection) else "transactions begun"] += 1
+
+    def commit(_connection: Connection) -> None:
+        counts["commits"] += 1
+
+    def rollback(connection: Connection) -> None:
+        if not outside_transactions(connection):
+            counts["rollbacks"] += 1
+
+    hooks: dict[str, Callable[..., None]] = {
+        "before_cursor_execute": statement,
+        "begin": begin,
+        "commit": commit,
+        "rollback": rollback,
+    }
+
+    def place_orders() -> None:
+        for _ in range(ORDERS_COUNTED):
+            kinds["order"]()
+
+    def deliver_them() -> None:
+        with redirect_stdout(io.StringIO()):  # its report per subscriber: timings, not wanted here
+            kinds["deliveries"]()
+
+    deliver_them()  # what the warm-up left
+    for phase, run in (("request", place_orders), ("deliveries", deliver_them)):
+        counts.clear()
+        for name, hook in hooks.items():
+            event.listen(Engine, name, hook)
+        try:
+            run()
+        finally:
+            for name, hook in hooks.items():
+                event.remove(Engine, name, hook)
+        per_order = ", ".join(f"{name} {count / ORDERS_COUNTED:.1f}" for name, count in sorted(counts.items()))
+        print(f"per order, {phase}: {per_order}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["time", "read", "order", "deliveries"])
+    parser.add_argument("mode", choices=["time", "read", "order", "deliveries", "statements"])
     parser.add_argument("--postgres", metavar="URL")
     arguments = parser.parse_args()
     kinds = requests(arguments.postgres)
     for name in ("read", "order"):
         for _ in range(50):
             kinds[name]()
+    if arguments.mode == "statements":
+        count_statements(kinds)
+        return
     if arguments.mode == "deliveries":
         kinds["deliveries"]()  # the warm-up's, and the registrations'
         for profiled in (False, True):

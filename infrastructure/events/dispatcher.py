@@ -134,6 +134,11 @@ class Dispatcher:
             outbox.on_commit(self.wake)
 
     @property
+    def workers(self) -> int:
+        """How many deliveries run at the same time."""
+        return self._workers
+
+    @property
     def outboxes(self) -> tuple[Outbox, ...]:
         return tuple(self._outboxes)
 

@@ -9,6 +9,7 @@ test says so (:func:`make_due`), and no assertion depends on how long anything t
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -1204,6 +1205,29 @@ def test_a_burst_of_commits_is_claimed_together_not_one_claim_each(
     windows = burst / dispatcher_module.COALESCE_SECONDS
     assert windows < 20, f"the burst took {burst:.2f} s: too slow to tell coalesced wake-ups from others"
     assert writes["event-dispatcher"] <= windows + 4, (writes, burst)  # + the first, the last, and slack
+
+
+def test_a_claim_that_finds_nothing_due_runs_outside_any_transaction(container: ApplicationContainer) -> None:
+    """Most claims find nothing: every round looks at every outbox, also those nobody publishes
+    to. Such a claim is one statement outside any transaction (on PostgreSQL a BEGIN and a
+    ROLLBACK around it are two more round trips per outbox and round), and begins no write."""
+    dbapi_connections: list[Any] = []
+
+    def observe(connection: Any, *_args: Any) -> None:
+        dbapi = connection.connection.dbapi_connection
+        dbapi_connections.append(
+            dbapi.in_transaction if isinstance(dbapi, sqlite3.Connection) else dbapi.info.transaction_status
+        )
+
+    event.listen(Engine, "after_cursor_execute", observe)
+    try:
+        claimed = order_outbox(container).claim(10, owner="test", lease=timedelta(seconds=60))
+    finally:
+        event.remove(Engine, "after_cursor_execute", observe)
+
+    assert claimed == []
+    assert len(dbapi_connections) == 1, "one statement"
+    assert not dbapi_connections[0], "run outside a transaction (SQLite: False; psycopg: IDLE, 0)"
 
 
 def test_a_backlog_of_quick_deliveries_is_claimed_in_batches_of_hundreds(

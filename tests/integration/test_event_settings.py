@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from app.factory import container_of, create_app
 from contexts.notification.adapters.mailers import FileMailer, SmtpMailer
-from tests.conftest import settings_for, stop_app
+from tests.conftest import Backend, MakeApp, settings_for, stop_app
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,13 @@ def test_the_mailer_is_smtp_when_a_url_is_set_and_eml_files_otherwise(tmp_path: 
     finally:
         stop_app(files)
         stop_app(smtp)
+
+
+def test_deliveries_run_eight_at_a_time_on_postgresql_and_four_on_sqlite(make_app: MakeApp, backend: Backend) -> None:
+    """On PostgreSQL a delivery mostly waits for the server's answers, which more workers
+    overlap; on SQLite more would only queue for the file's one writer."""
+    unset = container_of(make_app()).dispatcher()
+    chosen = container_of(make_app(events_workers=3)).dispatcher()
+
+    assert unset.workers == (8 if backend.name == "postgresql" else 4)
+    assert chosen.workers == 3
