@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
 
@@ -20,21 +21,24 @@ from contexts.notification.adapters.mailers import mailer_from_settings
 from contexts.notification.container import NotificationContainer
 from contexts.order.container import OrderContainer
 from contexts.product.api import ProductApi
-from contexts.product.client import RemoteProductApi
 from contexts.product.container import ProductContainer
 from contexts.recommendation.container import RecommendationContainer
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
-from contexts.user.client import RemoteUserApi
 from contexts.user.container import UserContainer
 from infrastructure.auth import CurrentRoles, TokenService
 from infrastructure.db import Database, Engines
-from infrastructure.events.broker.publisher import BrokerPublisher
 from infrastructure.events.broker.topology import Topology as BrokerTopology
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.outbox import Outbox
-from infrastructure.remote import RemoteService
+
+if TYPE_CHECKING:
+    # The clients of other services and of the broker bring httpx, tenacity, pybreaker (and with
+    # it redis) and kombu: imported where a service URL or the broker is configured, not before.
+    from contexts.product.client import RemoteProductApi
+    from contexts.user.client import RemoteUserApi
+    from infrastructure.events.broker.publisher import BrokerPublisher
 
 
 def placement_of(settings: Settings) -> Placement:
@@ -55,6 +59,8 @@ def broker_publisher_for(settings: Settings, topology: BrokerTopology, placement
     url = settings.events_broker_url_value()
     if url is None or not placement.relayed():
         return None
+    from infrastructure.events.broker.publisher import BrokerPublisher
+
     return BrokerPublisher(url, topology, connections=settings.events_workers)
 
 
@@ -69,6 +75,9 @@ def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) ->
     the settings refuse the one without the other)."""
     if settings.product_service_url is None:
         return in_process()
+    from contexts.product.client import RemoteProductApi
+    from infrastructure.remote import RemoteService
+
     token = settings.service_token_value()
     assert token is not None, "the settings refuse PRODUCT_SERVICE_URL without SERVICE_TOKEN"
     service = RemoteService("product", settings.product_service_url, token, settings.remote_options())
@@ -81,6 +90,9 @@ def user_api_for(settings: Settings, in_process: Callable[[], UserApi]) -> UserA
     the settings refuse the one without the other)."""
     if settings.user_service_url is None:
         return in_process()
+    from contexts.user.client import RemoteUserApi
+    from infrastructure.remote import RemoteService
+
     token = settings.service_token_value()
     assert token is not None, "the settings refuse USER_SERVICE_URL without SERVICE_TOKEN"
     service = RemoteService("user", settings.user_service_url, token, settings.remote_options())
@@ -89,6 +101,12 @@ def user_api_for(settings: Settings, in_process: Callable[[], UserApi]) -> UserA
 
 def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi | RemoteUserApi]:
     """The clients of other services this process calls, by service name (for readiness)."""
+    settings = container.settings()
+    if settings.product_service_url is None and settings.user_service_url is None:
+        return {}  # all in process: nothing to import the clients (and httpx) for
+    from contexts.product.client import RemoteProductApi
+    from contexts.user.client import RemoteUserApi
+
     clients = {"product": container.product_api(), "user": container.user_api()}
     return {name: api for name, api in clients.items() if isinstance(api, RemoteProductApi | RemoteUserApi)}
 

@@ -20,9 +20,12 @@ starts before the consumers of an event must find their queues, or the broker wo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infrastructure.events.broker._kombu import Exchange, Queue, binding
+if TYPE_CHECKING:
+    # kombu is imported by the methods that make its entities: every process builds a Topology,
+    # only those given a broker (EVENTS_BROKER_URL) ever declare it.
+    from infrastructure.events.broker._kombu import Exchange, Queue
 
 QUORUM = {"x-queue-type": "quorum"}
 # Quorum queues move dead letters safely only when they may refuse publishes when full.
@@ -84,13 +87,19 @@ class Topology:
                 queue(channel).declare()
 
     def exchange_entity(self) -> Exchange:
+        from infrastructure.events.broker._kombu import Exchange
+
         return Exchange(self.exchange, type="topic", durable=True)
 
     def consumer_queue(self, subscriber: str) -> Queue:
         """The subscriber's queue, to consume from once declared (so without bindings)."""
+        from infrastructure.events.broker._kombu import Queue
+
         return Queue(self.queue(subscriber), durable=True, queue_arguments=self._main_arguments(subscriber))
 
     def _queues_of(self, subscriber: str) -> list[Queue]:
+        from infrastructure.events.broker._kombu import Queue, binding
+
         exchange = self.exchange_entity()
         main = Queue(
             self.queue(subscriber),
