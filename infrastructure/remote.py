@@ -230,7 +230,7 @@ class RemoteService:
         name: str,
         base_url: str,
         token: str,
-        options: RemoteOptions = RemoteOptions(),
+        options: RemoteOptions = RemoteOptions(),  # noqa: B008 - frozen, so one shared default is safe
         *,
         breakers: BreakerRegistry = BREAKERS,
         transport: httpx.BaseTransport | None = None,
