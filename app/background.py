@@ -9,15 +9,18 @@ at once (processes, hosts): deliveries are claimed with leases, and housekeeping
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.exc import OperationalError
 
 from app.containers import ApplicationContainer
 from infrastructure.errors import DependencyUnavailable
-from infrastructure.events.broker.consumer import BrokerConsumer
 from infrastructure.events.dispatcher import deliver_from_broker
 from infrastructure.periodic import Periodic
+
+if TYPE_CHECKING:
+    from infrastructure.events.broker.consumer import BrokerConsumer
 
 logger = structlog.get_logger(__name__)
 
@@ -80,6 +83,8 @@ def _consumer_of(container: ApplicationContainer) -> BrokerConsumer | None:
     url = settings.events_broker_url_value()
     if not consumed or url is None:
         return None
+    from infrastructure.events.broker.consumer import BrokerConsumer  # kombu: only with a broker
+
     return BrokerConsumer(
         url,
         container.broker_topology(),

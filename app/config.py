@@ -22,7 +22,7 @@ from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.logging import LogFormat
-from infrastructure.remote import RemoteOptions
+from infrastructure.remote_options import RemoteOptions
 from infrastructure.validation_messages import message_for
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
 
@@ -23,23 +24,26 @@ from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.order.container import OrderContainer
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from contexts.product.api import ProductApi
-from contexts.product.client import RemoteProductApi
 from contexts.product.container import ProductContainer
 from contexts.recommendation.container import RecommendationContainer
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
-from contexts.user.client import RemoteUserApi
 from contexts.user.container import UserContainer
 from infrastructure.auth import CurrentRoles, TokenService
 from infrastructure.db import Database, Engines
-from infrastructure.events.broker.publisher import BrokerPublisher
 from infrastructure.events.broker.topology import Topology as BrokerTopology
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.outbox import Outbox
 from infrastructure.events.tables import OutboxTables
-from infrastructure.remote import RemoteService
+
+if TYPE_CHECKING:
+    # The clients of other services and of the broker bring httpx, tenacity, pybreaker (and with
+    # it redis) and kombu: imported where a service URL or the broker is configured, not before.
+    from contexts.product.client import RemoteProductApi
+    from contexts.user.client import RemoteUserApi
+    from infrastructure.events.broker.publisher import BrokerPublisher
 
 
 def placement_of(settings: Settings) -> Placement:
@@ -60,6 +64,8 @@ def broker_publisher_for(settings: Settings, topology: BrokerTopology, placement
     url = settings.events_broker_url_value()
     if url is None or not placement.relayed():
         return None
+    from infrastructure.events.broker.publisher import BrokerPublisher
+
     return BrokerPublisher(url, topology, connections=settings.delivery_workers())
 
 
@@ -102,6 +108,9 @@ def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) ->
     the settings refuse the one without the other)."""
     if settings.product_service_url is None:
         return in_process()
+    from contexts.product.client import RemoteProductApi
+    from infrastructure.remote import RemoteService
+
     token = settings.service_token_value()
     assert token is not None, "the settings refuse PRODUCT_SERVICE_URL without SERVICE_TOKEN"
     service = RemoteService("product", settings.product_service_url, token, settings.remote_options())
@@ -114,6 +123,9 @@ def user_api_for(settings: Settings, in_process: Callable[[], UserApi]) -> UserA
     the settings refuse the one without the other)."""
     if settings.user_service_url is None:
         return in_process()
+    from contexts.user.client import RemoteUserApi
+    from infrastructure.remote import RemoteService
+
     token = settings.service_token_value()
     assert token is not None, "the settings refuse USER_SERVICE_URL without SERVICE_TOKEN"
     service = RemoteService("user", settings.user_service_url, token, settings.remote_options())
@@ -122,6 +134,12 @@ def user_api_for(settings: Settings, in_process: Callable[[], UserApi]) -> UserA
 
 def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi | RemoteUserApi]:
     """The clients of other services this process calls, by service name (for readiness)."""
+    settings = container.settings()
+    if settings.product_service_url is None and settings.user_service_url is None:
+        return {}  # all in process: nothing to import the clients (and httpx) for
+    from contexts.product.client import RemoteProductApi
+    from contexts.user.client import RemoteUserApi
+
     clients = {"product": container.product_api(), "user": container.user_api()}
     return {name: api for name, api in clients.items() if isinstance(api, RemoteProductApi | RemoteUserApi)}
 

@@ -1,4 +1,8 @@
-"""Every context's migration history, applied to that context's own database."""
+"""Every context's migration history, applied to that context's own database.
+
+Alembic (``infrastructure.migrations``) is imported only when a history has something to apply
+or revert: a start whose databases are up to date finds that out without it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import importlib
 from pathlib import Path
 
 from app.config import CONTEXTS
-from infrastructure import migrations
 from infrastructure.db import Database
+from infrastructure.migration_heads import at_heads
 
 
 def script_location(context: str) -> Path:
@@ -22,9 +26,16 @@ def version_table(context: str) -> str:
 def upgrade_all(databases: dict[str, Database], revision: str = "head") -> None:
     """Migrate the given contexts' databases (those a process serves), in ``CONTEXTS`` order."""
     for context in [name for name in CONTEXTS if name in databases]:
-        migrations.upgrade(databases[context], script_location(context), version_table(context), revision)
+        location, table = script_location(context), version_table(context)
+        if revision == "head" and at_heads(databases[context], location, table):
+            continue
+        from infrastructure import migrations
+
+        migrations.upgrade(databases[context], location, table, revision)
 
 
 def downgrade_all(databases: dict[str, Database], revision: str = "base") -> None:
+    from infrastructure import migrations
+
     for context in [name for name in reversed(CONTEXTS) if name in databases]:
         migrations.downgrade(databases[context], script_location(context), version_table(context), revision)

@@ -14,11 +14,10 @@ from sqlalchemy.pool import Pool
 
 from infrastructure.auth import TokenKeys
 from infrastructure.db import Database
-from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable, UnexpectedAnswer
 from infrastructure.http.auth import current_tokens
 from infrastructure.http.openapi import endpoint
 from infrastructure.http.problems import Problem
-from infrastructure.remote import UnexpectedAnswer
 
 bp = Blueprint("ops", __name__)
 DATABASES = "shop.databases"

@@ -31,6 +31,16 @@ class DependencyMisconfigured(DependencyUnavailable):
         self.problem = problem
 
 
+class UnexpectedAnswer(Exception):
+    """The target answered something its client cannot take: a bug on one side or the other.
+    Not retried; a 500 at the edge."""
+
+    def __init__(self, service: str, status: int, detail: str = "") -> None:
+        super().__init__(f"the {service} service answered {status}" + (f": {detail}" if detail else ""))
+        self.service = service
+        self.status = status
+
+
 class Busy(Exception):
     """This process has no capacity left for the request just now: every slot of a resource it
     bounds (password hashing, say) stayed taken for as long as a request may wait for one. Nothing

@@ -35,7 +35,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import ceil
 from typing import Any, NoReturn
@@ -47,7 +46,8 @@ import tenacity
 
 from infrastructure.auth import TokenKeys
 from infrastructure.backoff import equal_jitter
-from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable, UnexpectedAnswer
+from infrastructure.remote_options import ACCESS_SUFFIX, RemoteOptions
 from infrastructure.request_context import (
     DEADLINE_HEADER,
     REQUEST_ID_HEADER,
@@ -58,6 +58,7 @@ from infrastructure.request_context import (
 )
 
 __all__ = [
+    "ACCESS_SUFFIX",
     "BREAKERS",
     "BreakerRegistry",
     "DependencyMisconfigured",
@@ -76,41 +77,11 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 MIN_ATTEMPT_SECONDS = 0.05
 MAX_RETRY_AFTER_SECONDS = 300
 TOKEN_REFUSED = "it refuses this service's SERVICE_TOKEN; every service must be given the same one"
-# Below each service's internal prefix: answers a caller presenting the service token with the
-# key ids of the token secrets the service signs with and accepts.
-ACCESS_SUFFIX = "/access"
 OTHER_TOKEN_SECRET = (
     "it signs and accepts customers' tokens with another TOKEN_SECRET; every service must be given the same one"
 )
 Clock = Callable[[], datetime]
 QueryParams = Mapping[str, str | Sequence[str]]
-
-
-@dataclass(frozen=True)
-class RemoteOptions:
-    """How patient calls to one target are, and when its breaker opens."""
-
-    connect_timeout_seconds: float = 1.0
-    read_timeout_seconds: float = 5.0
-    attempts: int = 3  # for idempotent calls; others get one
-    backoff_seconds: float = 0.1  # ceiling of the first retry's delay; doubles per retry
-    backoff_max_seconds: float = 2.0
-    breaker_failures: int = 5  # consecutive failures that open the breaker
-    breaker_reset_seconds: float = 10.0  # open this long, then trial calls decide
-    # While open: the target's readiness endpoint, asked at most every probe_seconds; its 200
-    # half-opens the breaker before the reset timeout. None: only the reset timeout does.
-    ready_path: str | None = "/readyz"
-    probe_seconds: float = 0.5
-
-
-class UnexpectedAnswer(Exception):
-    """The target answered something its client cannot take: a bug on one side or the other.
-    Not retried; a 500 at the edge."""
-
-    def __init__(self, service: str, status: int, detail: str = "") -> None:
-        super().__init__(f"the {service} service answered {status}" + (f": {detail}" if detail else ""))
-        self.service = service
-        self.status = status
 
 
 class _CircuitOpen(Exception):
@@ -333,7 +304,7 @@ class RemoteService:
         name: str,
         base_url: str,
         token: str,
-        options: RemoteOptions = RemoteOptions(),
+        options: RemoteOptions = RemoteOptions(),  # noqa: B008 - frozen, so one shared default is safe
         *,
         breakers: BreakerRegistry = BREAKERS,
         transport: httpx.BaseTransport | None = None,

@@ -16,9 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, NoReturn
-
-import httpx
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from contexts.product.api import (
     InsufficientStock,
@@ -28,8 +26,14 @@ from contexts.product.api import (
     ReservationLine,
 )
 from infrastructure.auth import TokenKeys
-from infrastructure.errors import DependencyMisconfigured
-from infrastructure.remote import RemoteService, UnexpectedAnswer, check_access
+from infrastructure.errors import DependencyMisconfigured, UnexpectedAnswer
+
+if TYPE_CHECKING:
+    # The HTTP client (httpx, tenacity, pybreaker) is the caller's: a service serving this
+    # context's internal endpoints shares this module's wire format without it.
+    import httpx
+
+    from infrastructure.remote import RemoteService
 
 INTERNAL_PREFIX = "/internal/v1/product"
 MAX_IDS_PER_CALL = 100
@@ -91,6 +95,8 @@ class RemoteProductApi:
         shares no token secret with this service; :class:`DependencyUnavailable` when it does
         not answer within the connect timeout (a probe); :class:`UnexpectedAnswer` when its
         answer makes no sense."""
+        from infrastructure.remote import check_access
+
         check_access(self._service, INTERNAL_PREFIX, tokens, no_internal_endpoints=NO_INTERNAL_ENDPOINTS)
 
     def close(self) -> None:

@@ -16,14 +16,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from contexts.user.api import UserDTO, UserNotFound
 from infrastructure.auth import TokenKeys
-from infrastructure.errors import DependencyMisconfigured
-from infrastructure.remote import RemoteService, UnexpectedAnswer, check_access
+from infrastructure.errors import DependencyMisconfigured, UnexpectedAnswer
+
+if TYPE_CHECKING:
+    # The HTTP client (httpx, tenacity, pybreaker) is the caller's: a service serving this
+    # context's internal endpoints shares this module's wire format without it.
+    import httpx
+
+    from infrastructure.remote import RemoteService
 
 INTERNAL_PREFIX = "/internal/v1/user"
 # The ``code`` member of the problem an unknown user id is answered with.
@@ -59,6 +63,8 @@ class RemoteUserApi:
 
     def check_access(self, tokens: TokenKeys) -> None:
         """Readiness: see :func:`infrastructure.remote.check_access`."""
+        from infrastructure.remote import check_access
+
         check_access(self._service, INTERNAL_PREFIX, tokens, no_internal_endpoints=NO_INTERNAL_ENDPOINTS)
 
     def close(self) -> None:

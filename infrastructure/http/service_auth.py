@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, current_app, request
 
 from infrastructure.http.auth import current_tokens
 from infrastructure.http.problems import Problem
-from infrastructure.remote import ACCESS_SUFFIX
+from infrastructure.remote_options import ACCESS_SUFFIX
 
 EXTENSION = "shop.service_token"
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infrastructure.events.broker._kombu import Connection, Exchange, Queue, binding
+if TYPE_CHECKING:
+    # kombu is imported by the methods that make its entities: every process builds a Topology,
+    # only those given a broker (EVENTS_BROKER_URL) ever declare it.
+    from infrastructure.events.broker._kombu import Exchange, Queue
 
 QUORUM = {"x-queue-type": "quorum"}
 # Quorum queues move dead letters safely only when they may refuse publishes when full.
@@ -86,13 +89,19 @@ class Topology:
                 queue(channel).declare()
 
     def exchange_entity(self) -> Exchange:
+        from infrastructure.events.broker._kombu import Exchange
+
         return Exchange(self.exchange, type="topic", durable=True)
 
     def consumer_queue(self, subscriber: str) -> Queue:
         """The subscriber's queue, to consume from once declared (so without bindings)."""
+        from infrastructure.events.broker._kombu import Queue
+
         return Queue(self.queue(subscriber), durable=True, queue_arguments=self._main_arguments(subscriber))
 
     def _queues_of(self, subscriber: str) -> list[Queue]:
+        from infrastructure.events.broker._kombu import Queue, binding
+
         exchange = self.exchange_entity()
         main = Queue(
             self.queue(subscriber),
@@ -143,6 +152,8 @@ def queue_status(
     """Ask the broker about each subscriber's queue and dead-letter queue, declaring nothing
     (a passive declare answers the counts, or that the queue is missing). Raises what kombu
     raises when the broker does not answer."""
+    from infrastructure.events.broker._kombu import Connection
+
     with Connection(url, connect_timeout=connect_timeout) as connection:
         connection.ensure_connection(max_retries=0)
         rows = []

@@ -1,0 +1,151 @@
+"""A start imports and does only what the configuration needs (issue 16: a second `make run`
+answers within 2 s): no client of a service, a broker or Redis in the embedded default, no
+Alembic when the databases are up to date, no OpenAPI document until one is asked for.
+
+What a process imports is seen in a fresh interpreter: the suite's own process has them all.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from app.config import CONTEXTS
+from app.migrations import script_location, version_table
+from infrastructure import migrations
+from infrastructure.migration_heads import at_heads, script_heads
+from tests.conftest import Backend, database_for
+from tests.e2e.server import shop_env
+
+# What the embedded default (one process, every context, no broker, no Redis) never uses.
+CLIENTS = ("httpx", "tenacity", "pybreaker", "redis", "kombu", "amqp", "infrastructure.remote")
+
+
+def probe(code: str, env: dict[str, str], cwd: Path) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object last, which is returned."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer: dict[str, object] = json.loads(result.stdout.splitlines()[-1])
+    return answer
+
+
+BUILD_APP = f"""
+import json, sys
+from app.api_docs import DOCUMENT
+from app.factory import create_app
+
+app = create_app()
+with app.test_client() as client:
+    products = client.get("/api/v1/products").status_code
+print(json.dumps({{
+    "loaded": sorted(name for name in {CLIENTS!r} if name in sys.modules),
+    "document_built": DOCUMENT in app.extensions,
+}}))
+"""
+
+
+def test_the_embedded_default_imports_no_client_of_another_service_nor_of_the_broker(tmp_path: Path) -> None:
+    answer = probe(BUILD_APP, shop_env(tmp_path / "instance"), tmp_path)
+
+    assert answer == {"loaded": [], "document_built": False}
+
+
+def test_a_process_configured_to_call_services_and_a_broker_imports_their_clients(tmp_path: Path) -> None:
+    """The other side of the laziness: configured, the clients are there from the start (the
+    settings and the clients are checked then, not on the first call)."""
+    env = shop_env(
+        tmp_path / "instance",
+        SERVED_CONTEXTS="order",
+        PRODUCT_SERVICE_URL="http://127.0.0.1:9",
+        USER_SERVICE_URL="http://127.0.0.1:9",
+        SERVICE_TOKEN="s" * 40,
+        TOKEN_SECRET="t" * 40,
+        EVENTS_BROKER_URL="amqp://guest:guest@127.0.0.1:9//",
+    )
+
+    answer = probe(BUILD_APP, env, tmp_path)
+
+    assert answer["loaded"] == sorted(CLIENTS)
+
+
+UPGRADE = """
+import json, sys
+from app.cli import main
+
+main(["db", "upgrade"], standalone_mode=False)
+print(json.dumps({"alembic": "alembic" in sys.modules}))
+"""
+
+
+def test_upgrading_up_to_date_databases_needs_no_alembic_and_a_missing_revision_is_applied(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """`shop serve --migrate` (`make run`) and `shop db upgrade` share this path."""
+    env = shop_env(tmp_path / "instance")
+
+    assert probe(UPGRADE, env, tmp_path) == {"alembic": True}  # fresh databases: everything applied
+    assert probe(UPGRADE, env, tmp_path) == {"alembic": False}  # nothing to apply
+
+    user = database_for("user", tmp_path / "instance")
+    try:
+        scripts = ScriptDirectory.from_config(_config("user"))
+        head = scripts.get_revision("head")
+        assert head is not None
+        migrations.downgrade(user, script_location("user"), version_table("user"), str(head.down_revision))
+        assert not at_heads(user, script_location("user"), version_table("user"))
+
+        assert probe(UPGRADE, env, tmp_path) == {"alembic": True}
+        assert at_heads(user, script_location("user"), version_table("user"))
+    finally:
+        user.dispose()
+
+
+def _config(context: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location(context)))
+    return config
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_the_heads_read_from_the_scripts_are_alembics(context: str) -> None:
+    alembics = ScriptDirectory.from_config(_config(context)).get_heads()
+
+    assert script_heads(script_location(context)) == frozenset(alembics)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "branch_labels = ('feature',)",
+        "depends_on = 'other_0001'",
+        "down_revision = 'x' + '1'",
+    ],
+)
+def test_a_script_stating_more_than_a_plain_history_is_left_to_alembic(tmp_path: Path, statement: str) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "x_0001_first.py").write_text("revision = 'x1'\ndown_revision = None\n")
+    (versions / "x_0002_second.py").write_text(f"revision = 'x2'\ndown_revision = 'x1'\n{statement}\n")
+
+    assert script_heads(tmp_path) is None
+
+
+def test_merged_branches_and_annotated_assignments_are_read(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a.py").write_text("revision: str = 'a'\ndown_revision: str | None = None\n")
+    (versions / "b.py").write_text("revision = 'b'\ndown_revision = 'a'\n")
+    (versions / "c.py").write_text("revision = 'c'\ndown_revision = 'a'\n")
+    (versions / "d.py").write_text("revision = 'd'\ndown_revision = ('b', 'c')\n")
+    (versions / "e.py").write_text("revision = 'e'\ndown_revision = 'a'\n")
+    (versions / "__init__.py").write_text("revision = 'not a script'\n")
+
+    assert script_heads(tmp_path) == frozenset({"d", "e"})
