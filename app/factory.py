@@ -79,11 +79,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_cors(app, settings.cors_origins(), path_prefix=API_PREFIX)
 
     subscribe_all(container)
-    _wire_views(container, served)
+    wire_views(container, served)
     return app
 
 
-def _wire_views(container: ApplicationContainer, modules: Iterable[ModuleType]) -> None:
+def wire_views(container: ApplicationContainer, modules: Iterable[ModuleType]) -> None:
     """Bind the ``Provide`` markers of the ``@inject`` views of ``modules`` to ``container``.
 
     dependency-injector keeps every ``@inject`` function in a registry and binds those of the
