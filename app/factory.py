@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from types import ModuleType
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
@@ -79,21 +78,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_cors(app, settings.cors_origins(), path_prefix=API_PREFIX)
 
     subscribe_all(container)
-    wire_views(container, served)
+    container.wire(modules=served, warn_unresolved=True)
     return app
-
-
-def wire_views(container: ApplicationContainer, modules: Iterable[ModuleType]) -> None:
-    """Bind the ``Provide`` markers of the ``@inject`` views of ``modules`` to ``container``.
-
-    dependency-injector keeps every ``@inject`` function in a registry and binds those of the
-    modules it is given by module name; given the module itself, it would also take the
-    signature of every function, class and method the module holds (its pydantic models',
-    imported ones too) to patch undecorated ones: a tenth of a second or more of each start,
-    for nothing, since Flask serves the function a view was decorated with, so a view takes
-    injections only through ``@inject`` anyway. An empty module of the same name binds exactly
-    the views."""
-    container.wire(modules=[ModuleType(module.__name__) for module in modules], warn_unresolved=True)
 
 
 def container_of(app: Flask) -> ApplicationContainer:
