@@ -39,7 +39,7 @@ def probe(code: str, env: dict[str, str], cwd: Path) -> dict[str, object]:
 
 BUILD_APP = f"""
 import json, sys
-from app.api_docs import DOCUMENT
+from app.api_docs import openapi_document
 from app.factory import create_app
 
 app = create_app()
@@ -47,7 +47,7 @@ with app.test_client() as client:
     products = client.get("/api/v1/products").status_code
 print(json.dumps({{
     "loaded": sorted(name for name in {CLIENTS!r} if name in sys.modules),
-    "document_built": DOCUMENT in app.extensions,
+    "document_built": openapi_document.cache_info().currsize > 0,
 }}))
 """
 
