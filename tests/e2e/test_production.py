@@ -256,3 +256,51 @@ def test_the_claims_of_a_killed_worker_are_taken_over_by_the_others(
     resent = [message_id for message_id, count in welcomes.items() if count > 1]
     assert len(resent) <= int(env["EVENTS_WORKERS"]), resent
     print(f"\nkilled worker {victim}: {len(left_behind)} claims taken over, {len(resent)} mails resent")
+
+
+def delivering_pids(instance: Path) -> set[int]:
+    """The worker processes that claimed a welcome mail."""
+    return {pid_of(row.claimed_by) for row in welcome_deliveries(instance) if row.claimed_by}
+
+
+def test_on_sqlite_one_worker_delivers_and_another_takes_over_when_it_is_killed(
+    tmp_path: Path, mailbox: tuple[SlowMailbox, str], backend: Any
+) -> None:
+    if backend.name != "sqlite":
+        pytest.skip("on PostgreSQL every worker delivers (see app/production.py)")
+    handler, smtp_url = mailbox
+    instance = tmp_path / "instance"
+    env = prod_env(instance, smtp_url)
+    first = [f"early-{n}@example.com" for n in range(24)]
+    then = [f"late-{n}@example.com" for n in range(8)]
+
+    with ShopServer(env, tmp_path / "prod.log", options=("--prod",)) as server:
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client:
+            assert {register(client, address) for address in first} == {201}
+        # The slow mailbox makes these take seconds: time enough for both workers' dispatchers
+        # to claim some, were both delivering.
+        wait_for(
+            lambda: all(row.status == "done" for row in welcome_deliveries(instance)),
+            "the first welcome mails to be delivered",
+            server,
+        )
+        leaders = delivering_pids(instance)
+        assert len(leaders) == 1, f"welcome mails delivered by several workers: {leaders}"
+        (leader,) = leaders
+        assert server.process is not None and leader != server.process.pid, "the master runs no dispatcher"
+
+        os.kill(leader, signal.SIGKILL)
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client:
+            assert {register(client, address) for address in then} == {201}
+        wait_for(
+            lambda: (
+                len(welcome_deliveries(instance)) == len(first) + len(then)
+                and all(row.status == "done" for row in welcome_deliveries(instance))
+            ),
+            "the welcome mails of the customers registered after the kill to be delivered",
+            server,
+        )
+        successors = delivering_pids(instance) - {leader}
+        assert len(successors) == 1, f"after the kill, not one worker delivered: {successors}"
+
+    assert len(welcome_ids_in(handler)) == len(first) + len(then), "every customer got a welcome mail"
