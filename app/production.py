@@ -1,15 +1,9 @@
 """``shop serve --prod``: the API under gunicorn, several worker processes with threads each.
 
 The master only forks and supervises; every worker builds its own app (engines and pools are
-never shared across a fork). On PostgreSQL every worker runs its own event dispatcher and
-housekeeping beside its request threads; the dispatchers share the work through leased claims
-(``FOR UPDATE SKIP LOCKED``), so any number of workers deliver each event to each subscriber
-once, and their round trips to the server overlap. When every database served is SQLite, one
-worker at a time delivers (the one holding ``DISPATCH_LOCK`` in the instance folder; another
-takes over the moment it dies): each SQLite file has one writer at a time, and a writer in the
-other process waits in SQLite's busy handler, which sleeps in steps of up to 100 ms rather than
-being woken, so a second delivering process only makes the requests and the deliveries wait
-for each other across processes.
+never shared across a fork) and runs its own event dispatcher and housekeeping beside its
+request threads. The dispatchers share the work through leased claims (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL), so any number of workers deliver each event to each subscriber once.
 
 SIGTERM to the master is a graceful stop: workers stop accepting, finish the requests in
 flight (up to ``WEB_GRACEFUL_TIMEOUT_SECONDS``), then their dispatchers finish running
@@ -26,17 +20,10 @@ from gunicorn.app.base import BaseApplication
 
 from app.background import BackgroundWork
 from app.config import Settings
-from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
-from infrastructure.doorbell import Doorbell
-from infrastructure.leadership import Leadership
 
-# In the instance folder: whoever holds it is the one worker delivering on SQLite.
-DISPATCH_LOCK = "dispatcher.lock"
-
-# The dispatcher and housekeeping of this worker process, or its candidacy to run them;
-# ``None`` in the master.
-_background: BackgroundWork | Leadership | None = None
+# The dispatcher and housekeeping of this worker process; ``None`` in the master.
+_background: BackgroundWork | None = None
 
 
 def _start_background(worker: Any) -> None:
@@ -44,43 +31,9 @@ def _start_background(worker: Any) -> None:
     global _background
     app: Flask = worker.wsgi
     container = container_of(app)
-    if not container.settings().events_dispatch_in_web:
-        return
-    background = BackgroundWork(container)
-    _background = _one_of_the_workers(container, background) if one_delivering_worker(container) else background
-    _background.start()
-
-
-def _one_of_the_workers(container: ApplicationContainer, background: BackgroundWork) -> Leadership:
-    """``background`` run by whichever worker holds the lock, woken by the others' commits
-    through a doorbell (else it would see their events only at its next poll)."""
-    lock = container.settings().instance_path.resolve() / DISPATCH_LOCK
-    doorbell = Doorbell(str(lock))
-    dispatcher = container.dispatcher()
-
-    def lead() -> None:
-        background.start()
-        doorbell.listen(dispatcher.wake)
-
-    def resign() -> None:
-        doorbell.close()
-        background.stop()
-
-    leadership = Leadership(lock, lead=lead, resign=resign)
-
-    def ring() -> None:
-        if not leadership.leading:
-            doorbell.ring()
-
-    for outbox in dispatcher.outboxes:
-        outbox.on_commit(ring)
-    return leadership
-
-
-def one_delivering_worker(container: ApplicationContainer) -> bool:
-    """Whether only one worker at a time should deliver: when every database served
-    serializes its writers (SQLite), as the module's docstring explains."""
-    return all(database.serializes_writers for database in databases(container).values())
+    if container.settings().events_dispatch_in_web:
+        _background = BackgroundWork(container)
+        _background.start()
 
 
 def _stop_background(_server: Any, _worker: Any) -> None:
