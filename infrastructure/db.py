@@ -109,8 +109,9 @@ class Database:
 
     On SQLite a deferred transaction that reads and then writes fails at once with
     ``database is locked`` when another writer got in between (WAL has no lock upgrade
-    wait). Write transactions therefore begin ``IMMEDIATE`` and queue on the busy timeout;
-    read transactions stay deferred and run beside writers.
+    wait). Write transactions therefore begin ``IMMEDIATE``, queued on the process's writer
+    turn and waiting for other processes' writers up to the busy timeout (see
+    ``_begin_immediate``); read transactions stay deferred and run beside writers.
 
     ``engines`` are the process's shared engines; without them the database gets engines of
     its own, configured by ``pool`` and ``engine_options`` (tools and tests).
