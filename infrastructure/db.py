@@ -337,12 +337,12 @@ def _configure_sqlite(engine: Engine) -> None:
         # ``sqlite_begin=None``: statements run on their own (see ``Database.reading``).
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         if mode == "IMMEDIATE":
-            _begin_immediate(connection.connection.driver_connection)
+            _begin_immediate(connection)
         elif mode is not None:
             connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _begin_immediate(raw: sqlite3.Connection) -> None:
+def _begin_immediate(connection: Connection) -> None:
     """``BEGIN IMMEDIATE``, waiting for another process's writer by trying again every
     ``BEGIN_PAUSES`` rather than through SQLite's busy handler.
 
@@ -353,7 +353,11 @@ def _begin_immediate(raw: sqlite3.Connection) -> None:
     next: under load its writers get the file, this one's wait (its requests and deliveries
     queued behind it). Trying every millisecond at most, the waiter gets in at the next gap.
     The busy timeout stays what it was for everything else (reads, commits) and as the bound
-    of this wait."""
+    of this wait. The tries go straight to the driver; the last one, after the busy timeout or
+    any other error, goes through SQLAlchemy, so that its failure is raised and handled as
+    any statement's."""
+    raw = connection.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
     raw.execute("PRAGMA busy_timeout=0")
     try:
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -363,8 +367,9 @@ def _begin_immediate(raw: sqlite3.Connection) -> None:
                 return
             except sqlite3.OperationalError as error:
                 if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                    raise OperationalError("BEGIN IMMEDIATE", None, error) from error
+                    break
             time.sleep(pause)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     finally:
         raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
