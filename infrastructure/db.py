@@ -19,7 +19,9 @@ one writer at a time, and its write turn (see :meth:`Database.session`) belongs 
 from __future__ import annotations
 
 import select
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +34,9 @@ from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How often a writer tries BEGIN IMMEDIATE while another process writes (see _begin_immediate).
+BEGIN_FIRST_PAUSE = 0.0001
+BEGIN_LONGEST_PAUSE = 0.001
 # ``postgresql://`` and ``postgres://`` mean psycopg 3, the one PostgreSQL driver installed.
 _POSTGRESQL_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
 SUPPORTED_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
@@ -104,8 +109,9 @@ class Database:
 
     On SQLite a deferred transaction that reads and then writes fails at once with
     ``database is locked`` when another writer got in between (WAL has no lock upgrade
-    wait). Write transactions therefore begin ``IMMEDIATE`` and queue on the busy timeout;
-    read transactions stay deferred and run beside writers.
+    wait). Write transactions therefore begin ``IMMEDIATE``, queued on the process's writer
+    turn and waiting for other processes' writers up to the busy timeout (see
+    ``_begin_immediate``); read transactions stay deferred and run beside writers.
 
     ``engines`` are the process's shared engines; without them the database gets engines of
     its own, configured by ``pool`` and ``engine_options`` (tools and tests).
@@ -330,5 +336,47 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # ``sqlite_begin=None``: statements run on their own (see ``Database.reading``).
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        if mode is not None:
+        if mode == "IMMEDIATE":
+            _begin_immediate(connection)
+        elif mode is not None:
             connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _begin_immediate(connection: Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's writer by trying again every
+    ``BEGIN_PAUSES`` rather than through SQLite's busy handler.
+
+    The threads of one process queue on its writer turn (:class:`Server`); only the other
+    processes' writers are waited for here. SQLite's busy handler sleeps 1, 2, 5, 10, 15 … up to
+    100 ms between its tries, so a waiter oversleeps a transaction of a few milliseconds many
+    times over, and meanwhile the other process hands the file from one of its writers to the
+    next: under load its writers get the file, this one's wait (its requests and deliveries
+    queued behind it). Trying every millisecond at most, the waiter gets in at the next gap.
+    The busy timeout stays what it was for everything else (reads, commits) and as the bound
+    of this wait. The tries go straight to the driver; the last one, after the busy timeout or
+    any other error, goes through SQLAlchemy, so that its failure is raised and handled as
+    any statement's."""
+    raw = connection.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        for pause in _begin_pauses():
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    break
+            time.sleep(pause)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _begin_pauses() -> Iterator[float]:
+    """0.1 ms, doubling up to ``BEGIN_LONGEST_PAUSE``, then that for ever."""
+    pause = BEGIN_FIRST_PAUSE
+    while True:
+        yield pause
+        pause = min(pause * 2, BEGIN_LONGEST_PAUSE)
