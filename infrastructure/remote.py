@@ -17,7 +17,9 @@ decodes the answers; this module makes each call safe to make from a request:
   target, and is not counted. While it is open, a call at most every ``probe_seconds`` asks
   the target's readiness endpoint first (no token, the connect timeout): a target that is
   ready again half-opens the breaker at once, so callers are back within about half a second
-  of a restarted service answering, not after the rest of ``breaker_reset_seconds``.
+  of a restarted service answering, not after the rest of ``breaker_reset_seconds``. A target
+  that says it is ready but then fails the trial call is not asked again until the breaker
+  has closed: only the reset timeout lets its trials through, as if it had no probe.
 
 Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503 at the edge).
 A 401 means the target refuses the service token: :class:`DependencyMisconfigured` (a 503 that
@@ -131,6 +133,12 @@ class TargetBreaker:
     when the target is ready, half-opens the breaker and goes through as its trial call. The
     probe runs in the caller's thread rather than in a thread of the breaker's own, so an idle
     process asks nothing, and a probe happens only when someone is waiting for the target.
+    ``probe`` is given the seconds the caller has left, which it must not exceed.
+
+    A probe that said "ready" before a trial call that failed is not believed again until the
+    breaker closes: a target that answers its readiness endpoint but fails (or hangs on) real
+    calls would otherwise get a trial call every ``probe_seconds``, and ``reset_seconds`` would
+    mean nothing.
     """
 
     def __init__(
@@ -140,7 +148,7 @@ class TargetBreaker:
         failures: int,
         reset_seconds: float,
         clock: Clock = _utc_now,
-        probe: Callable[[], bool] | None = None,
+        probe: Callable[[float], bool] | None = None,
         probe_seconds: float = 0.5,
     ) -> None:
         self._clock = clock
@@ -149,8 +157,15 @@ class TargetBreaker:
         self._probe_every = timedelta(seconds=probe_seconds)
         self._next_probe_at: datetime | None = None
         self._probing = False
+        # The current half-open state began with a probe's "ready"; and whether probes are
+        # believed (not since such a trial failed, until the breaker closes).
+        self._probed_trial = False
+        self._probe_believed = True
         self._breaker = pybreaker.CircuitBreaker(
-            fail_max=failures, reset_timeout=reset_seconds, listeners=[_Watch(on_open=self._note_opening)], name=target
+            fail_max=failures,
+            reset_timeout=reset_seconds,
+            listeners=[_Watch(on_open=self._note_opening, on_close=self._note_closing)],
+            name=target,
         )
         self._admission = threading.Lock()
 
@@ -175,13 +190,14 @@ class TargetBreaker:
         reopens = opened_at + timedelta(seconds=self._breaker.reset_timeout)
         return max(0.0, (reopens - self._clock()).total_seconds())
 
-    def admit(self) -> None:
+    def admit(self, seconds_left: float) -> None:
         """Raise :class:`_CircuitOpen` while calls must not be made; while open, probe the
-        target first when a probe is due (see the class's docstring)."""
+        target first, within ``seconds_left``, when a probe is due (see the class's docstring)."""
         with self._admission:
             if self.state != pybreaker.STATE_OPEN:
                 return
             if self._seconds_until_reset() <= 0:
+                self._probed_trial = False
                 self._breaker.half_open()
                 return
             if not self._probe_due():
@@ -189,13 +205,14 @@ class TargetBreaker:
             self._probing = True
         ready = False
         try:
-            ready = self._probe is not None and self._probe()
+            ready = self._probe is not None and self._probe(seconds_left)
         finally:
             with self._admission:
                 self._probing = False
                 self._next_probe_at = self._clock() + self._probe_every
                 reopened = ready and self.state == pybreaker.STATE_OPEN
                 if reopened:
+                    self._probed_trial = True
                     self._breaker.half_open()
         if not ready:
             raise _CircuitOpen(self.seconds_until_trial())
@@ -222,17 +239,27 @@ class TargetBreaker:
 
     def _note_opening(self) -> None:
         """The breaker opened (again, when a trial call failed): the reset timeout and the
-        probes count from now."""
+        probes count from now; none while a trial a probe let through failed last."""
+        if self._probed_trial:
+            self._probed_trial = False
+            self._probe_believed = False
+            logger.warning("remote.breaker_probe_disbelieved", target=self._breaker.name)
         self._opened_at = self._clock()
-        self._next_probe_at = self._opened_at + self._probe_every
+        self._next_probe_at = self._opened_at + self._probe_every if self._probe_believed else None
+
+    def _note_closing(self) -> None:
+        """The target answered a trial call: its readiness is believed again."""
+        self._probed_trial = False
+        self._probe_believed = True
 
 
 class _Watch(pybreaker.CircuitBreakerListener):
     """Tells when the breaker opens (so its owner can note the time on its own clock), and logs
     every change of state."""
 
-    def __init__(self, *, on_open: Callable[[], None]) -> None:
+    def __init__(self, *, on_open: Callable[[], None], on_close: Callable[[], None]) -> None:
         self._on_open = on_open
+        self._on_close = on_close
 
     def state_change(
         self,
@@ -242,6 +269,8 @@ class _Watch(pybreaker.CircuitBreakerListener):
     ) -> None:
         if new_state.name == pybreaker.STATE_OPEN:
             self._on_open()
+        elif new_state.name == pybreaker.STATE_CLOSED:
+            self._on_close()
         log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
         log("remote.breaker", target=cb.name, state=new_state.name, previous=old_state.name if old_state else None)
 
@@ -260,7 +289,7 @@ class BreakerRegistry:
         *,
         failures: int,
         reset_seconds: float,
-        probe: Callable[[], bool] | None = None,
+        probe: Callable[[float], bool] | None = None,
         probe_seconds: float = 0.5,
     ) -> TargetBreaker:
         """The target's breaker; the options (and probe) of the first client of a target make it."""
@@ -380,18 +409,19 @@ class RemoteService:
     def close(self) -> None:
         self._client.close()
 
-    def _ready(self) -> bool:
+    def _ready(self, seconds_left: float) -> bool:
         """The breaker's probe: whether the target's readiness endpoint answers 200 within the
-        connect timeout. Sent without the service token (readiness is public, and the token
-        goes only where it is needed); a failure is an answer (not ready), never counted."""
+        connect timeout, or the ``seconds_left`` to the caller's deadline if fewer. Sent without
+        the service token (readiness is public, and the token goes only where it is needed); a
+        failure of any kind is an answer (not ready), never counted, never the caller's error."""
         assert self._options.ready_path is not None
-        request = self._client.build_request(
-            "GET", self._options.ready_path, timeout=self._options.connect_timeout_seconds
-        )
-        del request.headers["Authorization"]
+        timeout = max(0.0, min(self._options.connect_timeout_seconds, seconds_left))
         try:
+            request = self._client.build_request("GET", self._options.ready_path, timeout=timeout)
+            del request.headers["Authorization"]
             return self._client.send(request).status_code == 200
-        except httpx.HTTPError:
+        except Exception as error:  # noqa: BLE001 - whatever went wrong, the target is not shown ready
+            logger.info("remote.breaker_probe_failed", target=self.name, error=f"{type(error).__name__}: {error}")
             return False
 
     def _deadline(self, at_most: float | None = None) -> _Deadline:
@@ -408,10 +438,8 @@ class RemoteService:
     def _attempt(
         self, method: str, path: str, params: QueryParams | None, body: Any, deadline: _Deadline
     ) -> httpx.Response:
-        remaining = deadline.remaining()
-        if remaining < MIN_ATTEMPT_SECONDS:
-            raise _Unavailable("deadline passed")
-        self._breaker.admit()
+        self._breaker.admit(_time_left(deadline))
+        remaining = _time_left(deadline)  # after admit, which may have spent time on a probe
         try:
             response = self._client.request(
                 method,
@@ -471,6 +499,14 @@ class _NoTimeForAnother(tenacity.stop.stop_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return self._deadline.remaining() - retry_state.upcoming_sleep < MIN_ATTEMPT_SECONDS
+
+
+def _time_left(deadline: _Deadline) -> float:
+    """The seconds left for an attempt; raises :class:`_Unavailable` when too few are."""
+    remaining = deadline.remaining()
+    if remaining < MIN_ATTEMPT_SECONDS:
+        raise _Unavailable("deadline passed")
+    return remaining
 
 
 def _context_headers(seconds_left: float) -> dict[str, str]:

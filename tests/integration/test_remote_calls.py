@@ -474,3 +474,180 @@ def test_without_a_readiness_path_only_the_reset_timeout_ends_the_wait(make_serv
             get(service)
 
     assert calls_and_probes(server) == ["call", "call"]
+
+
+def ready_but_failing(asked: list[str], *, ready: Callable[[], int] = lambda: 200) -> httpx.MockTransport:
+    """A target whose readiness endpoint answers ``ready()`` and whose calls all answer 503;
+    ``asked`` gets ``"probe"`` or ``"call"`` for each request, in order."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        probe = request.url.path == "/readyz"
+        asked.append("probe" if probe else "call")
+        return httpx.Response(ready() if probe else 503)
+
+    return httpx.MockTransport(answer)
+
+
+def test_a_target_ready_but_failing_its_trial_is_let_through_once_per_reset_timeout(make_service: MakeService) -> None:
+    """A probe's "ready" that a failed trial belied is not believed again until the breaker
+    closes: the reset timeout alone lets trials through, as it would without a probe."""
+    clock = FakeClock()
+    asked: list[str] = []
+    service = make_service(
+        "http://product.test",
+        transport=ready_but_failing(asked),
+        breakers=BreakerRegistry(clock),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    fail(service, 2)
+    for _ in range(2):  # two reset periods, each probed every 0.6 s: one trial each
+        for _ in range(15):
+            clock.advance(0.6)
+            with pytest.raises(DependencyUnavailable):
+                get(service)
+        assert service.breaker.state == "open"
+
+    assert asked == ["call", "call", "probe", "call", "call"]  # the probed trial, then the reset's
+
+
+def test_the_breaker_believes_the_probe_again_once_a_trial_succeeded(make_service: MakeService) -> None:
+    clock = FakeClock()
+    asked: list[str] = []
+    calls_answer = [503]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        probe = request.url.path == "/readyz"
+        asked.append("probe" if probe else "call")
+        return httpx.Response(200 if probe else calls_answer[0], json={})
+
+    service = make_service(
+        "http://product.test",
+        transport=httpx.MockTransport(answer),
+        breakers=BreakerRegistry(clock),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    fail(service, 2)
+    clock.advance(0.6)
+    fail(service, 1)  # the probed trial fails: probes are not believed
+    calls_answer[0] = 200
+    clock.advance(11)
+    assert get(service).status_code == 200  # the reset's trial closes the breaker
+    calls_answer[0] = 503
+    fail(service, 2)  # open again
+    clock.advance(0.6)
+    fail(service, 1)  # probed, and let through
+
+    assert asked == ["call", "call", "probe", "call", "call", "call", "call", "probe", "call"]
+
+
+def test_a_probe_that_raises_means_not_ready(make_service: MakeService) -> None:
+    """Whatever goes wrong while probing (here a bug in the transport) is "not ready": the call
+    fails as if the breaker were open, never with the probe's error."""
+    clock = FakeClock()
+    asked: list[str] = []
+
+    def broken() -> int:
+        raise RuntimeError("a bug while probing")
+
+    service = make_service(
+        "http://product.test",
+        transport=ready_but_failing(asked, ready=broken),
+        breakers=BreakerRegistry(clock),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    fail(service, 2)
+    clock.advance(0.6)
+    with pytest.raises(DependencyUnavailable) as raised:
+        get(service)
+
+    assert raised.value.reason == "circuit open"
+    assert asked == ["call", "call", "probe"]
+    assert service.breaker.state == "open"
+
+
+def test_the_probe_spends_the_callers_deadline_and_the_call_gets_only_what_is_left(make_service: MakeService) -> None:
+    """The probe runs in the caller's thread, before its call: its timeout is within the
+    caller's deadline, and the call's own deadline is what the probe left of it."""
+    clock = FakeClock()
+    probe_took = 0.3
+    probe_timeouts: list[dict[str, float]] = []
+    deadlines: list[int] = []
+    failing = [True]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":
+            probe_timeouts.append(request.extensions["timeout"])
+            threading.Event().wait(probe_took)  # a slow readiness endpoint
+            return httpx.Response(200)
+        deadlines.append(int(request.headers[DEADLINE_HEADER]))
+        return httpx.Response(503 if failing[0] else 200, json={})
+
+    service = make_service(
+        "http://product.test",
+        transport=httpx.MockTransport(answer),
+        breakers=BreakerRegistry(clock),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+        connect_timeout_seconds=2,
+    )
+    fail(service, 2)
+    failing[0] = False
+    clock.advance(0.6)
+    bind_deadline(1.0)
+    get(service)
+
+    [probe_timeout] = probe_timeouts
+    assert 0 < probe_timeout["connect"] <= 1.0
+    assert 0 < probe_timeout["read"] <= 1.0
+    assert deadlines[-1] <= (1.0 - probe_took) * 1000
+
+
+def test_while_open_concurrent_callers_start_one_probe_and_the_others_fail_fast(make_service: MakeService) -> None:
+    clock = FakeClock()
+    callers = 6
+    probing, release = threading.Event(), threading.Event()
+    probes: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":
+            probes.append(request.url.path)
+            probing.set()
+            release.wait(SAFETY_NET_SECONDS)  # held until every other caller has been answered
+            return httpx.Response(503)
+        return httpx.Response(503)
+
+    service = make_service(
+        "http://product.test",
+        transport=httpx.MockTransport(answer),
+        breakers=BreakerRegistry(clock),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    fail(service, 2)
+    clock.advance(0.6)
+
+    def call() -> str:
+        try:
+            get(service)
+        except DependencyUnavailable as error:
+            return error.reason
+        return "answered"
+
+    with ThreadPoolExecutor(max_workers=callers) as pool:
+        prober = pool.submit(call)
+        assert probing.wait(SAFETY_NET_SECONDS), "no probe started"
+        others = [pool.submit(call) for _ in range(callers - 1)]
+        reasons = [other.result(timeout=SAFETY_NET_SECONDS) for other in others]
+        release.set()
+        reasons.append(prober.result(timeout=SAFETY_NET_SECONDS))
+
+    assert probes == ["/readyz"]
+    assert reasons == ["circuit open"] * callers
