@@ -23,6 +23,8 @@ from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
 
 INTERNAL_PREFIX = "/internal"
+# Where nginx's answers to requests it could not read live (internal locations: no client reaches them).
+UNREAD_PREFIX = "/_shop_unread_"
 # What may stand for a host and port in the configuration: a name, IPv4 or bracketed IPv6 address.
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
 _SERVER = re.compile(rf"{_HOST}:[0-9]{{1,5}}")
@@ -225,8 +227,12 @@ def nginx_config(upstreams: Sequence[Upstream], settings: Settings, *, listen: s
         f"    proxy_send_timeout {settings.web_timeout_seconds}s;  # WEB_TIMEOUT_SECONDS",
         f"    proxy_read_timeout {settings.web_timeout_seconds}s;  # WEB_TIMEOUT_SECONDS",
         "",
-        "    # nginx's own refusals and failures, as the shop's: problem details.",
+        "    # nginx's own refusals and failures, as the shop's: problem details. A request nginx",
+        "    # could not read (494: a header too large, answered as 400) may have no URI, and nginx",
+        "    # redirects such a one to a path only, never to a named location.",
+        f"    error_page 400 494 = {UNREAD_PREFIX}bad_request;",
         "    error_page 413 = @shop_too_large;",
+        f"    error_page 414 = {UNREAD_PREFIX}uri_too_long;",
         "    error_page 502 = @shop_unavailable;",
         "    error_page 504 = @shop_timed_out;",
         "    error_page 404 = @shop_not_found;",
@@ -249,7 +255,11 @@ def nginx_config(upstreams: Sequence[Upstream], settings: Settings, *, listen: s
         "    # /readyz, and any other path: the first upstream.",
         f"    location / {{ proxy_pass http://{default.name}; }}",
         *_problem_location("shop_not_found", 404, "no such resource"),
+        *_problem_location("bad_request", 400, "the request is malformed, or a header of it is too large", unread=True),
         *_problem_location("shop_too_large", 413, "the request body is larger than allowed"),
+        *_problem_location(
+            "uri_too_long", 414, "the request line (path and query) is longer than allowed", unread=True
+        ),
         *_problem_location(
             "shop_unavailable",
             503,
@@ -277,9 +287,13 @@ def _keepalive(settings: Settings, servers: int) -> list[str]:
     ]
 
 
-def _problem_location(name: str, status: int, detail: str, *, retry_after: int | None = None) -> Iterable[str]:
+def _problem_location(
+    name: str, status: int, detail: str, *, retry_after: int | None = None, unread: bool = False
+) -> Iterable[str]:
     """A named location answering ``status`` as the shop would: a problem document, with the
-    request's id."""
+    request's id. ``unread``: for requests nginx could not read, an internal location at
+    ``UNREAD_PREFIX + name`` instead, whose instance is empty (the path is unknown, or is the
+    part that was too long)."""
     body = ProblemDetails(
         type="about:blank",
         title=HTTPStatus(status).phrase,
@@ -290,10 +304,14 @@ def _problem_location(name: str, status: int, detail: str, *, retry_after: int |
         errors_omitted=None,
     ).model_dump_json(exclude_none=True)
     # nginx fills the variable in; its value is plain (see the map above).
-    body = body.replace('"INSTANCE"', '"$shop_problem_instance"')
+    body = body.replace('"INSTANCE"', '""' if unread else '"$shop_problem_instance"')
     lines = [
         "",
-        f"    location @{name} {{",
+        *(
+            [f"    location = {UNREAD_PREFIX}{name} {{", "        internal;"]
+            if unread
+            else [f"    location @{name} {{"]
+        ),
         "        default_type application/problem+json;",
         "        add_header X-Request-ID $shop_request_id always;",
         "        add_header X-Content-Type-Options nosniff always;",

@@ -16,7 +16,7 @@ from flask import Blueprint, Flask
 
 from app.cli import main as shop
 from app.config import CONTEXTS, Settings, read_settings
-from app.gateway import PlacementError, Route, Upstream, nginx_config, placement, routes
+from app.gateway import UNREAD_PREFIX, PlacementError, Route, Upstream, nginx_config, placement, routes
 from app.public_api import API_PREFIX, whole_api
 from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
@@ -216,21 +216,23 @@ def test_timeouts_keepalive_and_body_limit_follow_the_shops_settings() -> None:
 
 def test_nginx_own_answers_are_problem_details() -> None:
     text = config(*PRODUCT_EXTRACTED)
-    for status, name in (
-        (404, "shop_not_found"),
-        (413, "shop_too_large"),
-        (502, "shop_unavailable"),
-        (504, "shop_timed_out"),
+    for statuses, location, answered in (
+        ("400 494", f"{UNREAD_PREFIX}bad_request", 400),  # requests nginx could not read: a path
+        ("404", "@shop_not_found", 404),
+        ("413", "@shop_too_large", 413),
+        ("414", f"{UNREAD_PREFIX}uri_too_long", 414),
+        ("502", "@shop_unavailable", 503),
+        ("504", "@shop_timed_out", 504),
     ):
-        assert f"error_page {status} = @{name};" in text
-        body = re.search(rf"location @{name} {{\n(.*?)\n    }}", text, re.DOTALL)
-        assert body is not None, name
+        assert f"error_page {statuses} = {location};" in text
+        body = re.search(rf"location (?:= )?{location} {{\n(.*?)\n    }}", text, re.DOTALL)
+        assert body is not None, location
         assert "default_type application/problem+json;" in body.group(1)
         assert "add_header X-Request-ID $shop_request_id always;" in body.group(1)
         problem = re.search(r"return (\d+) '(.*)';", body.group(1))
         assert problem is not None
         document = json.loads(problem.group(2).replace("$shop_problem_instance", "/x"))
-        assert document["status"] == int(problem.group(1)) == (503 if status == 502 else status)
+        assert document["status"] == int(problem.group(1)) == answered
         ProblemDetails.model_validate(document)
 
 
