@@ -26,7 +26,8 @@ INTERNAL_PREFIX = "/internal"
 # Where nginx's answers to requests it could not read live (internal locations: no client reaches them).
 UNREAD_PREFIX = "/_shop_unread_"
 # What may stand for a host and port in the configuration: a name, IPv4 or bracketed IPv6 address.
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+# Names may hold "_": container and service names (product_service) do, and nginx resolves them.
+_HOST = r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
 _SERVER = re.compile(rf"{_HOST}:[0-9]{{1,5}}")
 _LISTEN = re.compile(rf"(?:{_HOST}:)?[0-9]{{1,5}}")
 _VARIABLE = re.compile(r"<[^>]*>")
@@ -92,13 +93,26 @@ def placement(upstreams: Sequence[str]) -> list[Upstream]:
 
 def _server(option: str, url: str) -> str:
     """``http://host:port`` → ``host:port``: nginx speaks plain HTTP to the shop's processes, at
-    their root, as ``shop serve`` serves. Nothing else gets into the configuration."""
+    their root, as ``shop serve`` serves. Nothing else gets into the configuration; what does
+    not fit is refused saying which part is wrong."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not _SERVER.fullmatch(parts.netloc) or parts.path not in ("", "/"):
-        raise PlacementError(f"{option}: the upstream must be http://HOST:PORT (no path, no credentials)")
-    if parts.query or parts.fragment or int(parts.netloc.rpartition(":")[2]) > 65535:
-        raise PlacementError(f"{option}: the upstream must be http://HOST:PORT (no path, no credentials)")
-    return parts.netloc
+    host, colon, port = parts.netloc.rpartition(":")
+    if parts.scheme != "http":
+        problem = f"the scheme is {parts.scheme or 'missing'!r}, not http (nginx speaks plain HTTP to the shop)"
+    elif "@" in parts.netloc:
+        problem = "no credentials"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = "no path, query or fragment: the shop is served at the root"
+    elif not colon or not port.isdigit() or not 0 < int(port) <= 65535:
+        problem = "the port is missing or not a number from 1 to 65535"
+    elif not _SERVER.fullmatch(parts.netloc):
+        problem = (
+            f"the host {host!r} is not a name (letters, digits, '.', '-', '_'), an IPv4 address or a"
+            " bracketed IPv6 address"
+        )
+    else:
+        return parts.netloc
+    raise PlacementError(f"{option}: the upstream must be http://HOST:PORT: {problem}")
 
 
 def routes(app: Flask | None = None) -> list[Route]:

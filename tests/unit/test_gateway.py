@@ -115,6 +115,9 @@ def test_the_placement_is_read_as_served_contexts_is() -> None:
         "product",
         "order",
     ), "spaces and order as SERVED_CONTEXTS allows"
+    assert placement(["http://product_service:8000"]) == [Upstream(CONTEXTS, ("product_service:8000",))], (
+        "container names hold underscores"
+    )
     twice = placement(["http://a:8000", "http://b:8000"])
     assert twice == [Upstream(CONTEXTS, ("a:8000", "b:8000"))], "the same contexts again: another server"
 
@@ -125,13 +128,14 @@ def test_the_placement_is_read_as_served_contexts_is() -> None:
         (["catalog=http://a:1", "http://b:2"], "unknown context catalog"),
         (["product=http://a:1", "product,user=http://b:2"], "product is served by two upstreams"),
         (["product=http://a:1"], "no upstream serves user, order, audit, recommendation"),
-        (["https://a:443"], "must be http://HOST:PORT"),
-        (["http://a"], "must be http://HOST:PORT"),
-        (["http://a:1/shop"], "must be http://HOST:PORT"),
-        (["http://u:p@a:1"], "must be http://HOST:PORT"),
-        (["http://a:99999"], "must be http://HOST:PORT"),
-        (["http://a;b:1"], "must be http://HOST:PORT"),
-        (["http://a:1?x=1"], "must be http://HOST:PORT"),
+        (["https://a:443"], "must be http://HOST:PORT: the scheme is 'https', not http"),
+        (["http://a"], "must be http://HOST:PORT: the port is missing"),
+        (["http://a:1/shop"], "must be http://HOST:PORT: no path, query or fragment"),
+        (["http://u:p@a:1"], "must be http://HOST:PORT: no credentials"),
+        (["http://a:99999"], "must be http://HOST:PORT: the port is missing or not a number from 1 to 65535"),
+        (["http://a;b:1"], "must be http://HOST:PORT: the host 'a;b' is not a name"),
+        (["http://a:1?x=1"], "must be http://HOST:PORT: no path, query or fragment"),
+        (["http://-a:1"], "must be http://HOST:PORT: the host '-a' is not a name"),
     ],
 )
 def test_a_placement_the_gateway_cannot_route_is_refused_saying_why(upstreams: list[str], message: str) -> None:
