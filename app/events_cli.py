@@ -89,7 +89,8 @@ def events() -> None:
 def status() -> None:
     """Pending, retrying and dead deliveries per subscriber, and the age of the oldest one
     (subscribers that have finished every delivery are not listed); and the broker queues of
-    the subscribers this process consumes: messages waiting, consumers, dead-lettered."""
+    the subscribers this process consumes: messages ready (not those a consumer holds
+    unacknowledged), consumers, messages held for a retry, dead-lettered."""
     from app.containers import delivery_records, placement_of
 
     settings = _delivery_settings()
@@ -122,13 +123,14 @@ def _broker_queues(settings: Settings, subscribers: list[str]) -> None:
         queues = queue_status(url, topology, subscribers)
     except Exception as error:
         raise click.ClickException(f"the broker does not answer ({type(error).__name__}: {error})") from error
-    click.echo(f"{'BROKER QUEUE':<63} {'READY':>8} {'CONSUMERS':>9} {'DEAD-LETTERED':>13}")
+    click.echo(f"{'BROKER QUEUE':<63} {'READY':>8} {'CONSUMERS':>9} {'RETRYING':>8} {'DEAD-LETTERED':>13}")
     for queue in queues:
         if queue.ready is None:
             click.echo(f"{queue.queue:<63} {'(missing: no process declared it yet)':>32}")
             continue
+        retrying = "-" if queue.retrying is None else str(queue.retrying)
         dead = "-" if queue.dead_lettered is None else str(queue.dead_lettered)
-        click.echo(f"{queue.queue:<63} {queue.ready:>8} {queue.consumers:>9} {dead:>13}")
+        click.echo(f"{queue.queue:<63} {queue.ready:>8} {queue.consumers:>9} {retrying:>8} {dead:>13}")
 
 
 @events.command("dead")

@@ -23,8 +23,11 @@ from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
 
 INTERNAL_PREFIX = "/internal"
+# Where nginx's answers to requests it could not read live (internal locations: no client reaches them).
+UNREAD_PREFIX = "/_shop_unread_"
 # What may stand for a host and port in the configuration: a name, IPv4 or bracketed IPv6 address.
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+# Names may hold "_": container and service names (product_service) do, and nginx resolves them.
+_HOST = r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
 _SERVER = re.compile(rf"{_HOST}:[0-9]{{1,5}}")
 _LISTEN = re.compile(rf"(?:{_HOST}:)?[0-9]{{1,5}}")
 _VARIABLE = re.compile(r"<[^>]*>")
@@ -90,13 +93,26 @@ def placement(upstreams: Sequence[str]) -> list[Upstream]:
 
 def _server(option: str, url: str) -> str:
     """``http://host:port`` → ``host:port``: nginx speaks plain HTTP to the shop's processes, at
-    their root, as ``shop serve`` serves. Nothing else gets into the configuration."""
+    their root, as ``shop serve`` serves. Nothing else gets into the configuration; what does
+    not fit is refused saying which part is wrong."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not _SERVER.fullmatch(parts.netloc) or parts.path not in ("", "/"):
-        raise PlacementError(f"{option}: the upstream must be http://HOST:PORT (no path, no credentials)")
-    if parts.query or parts.fragment or int(parts.netloc.rpartition(":")[2]) > 65535:
-        raise PlacementError(f"{option}: the upstream must be http://HOST:PORT (no path, no credentials)")
-    return parts.netloc
+    host, colon, port = parts.netloc.rpartition(":")
+    if parts.scheme != "http":
+        problem = f"the scheme is {parts.scheme or 'missing'!r}, not http (nginx speaks plain HTTP to the shop)"
+    elif "@" in parts.netloc:
+        problem = "no credentials"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = "no path, query or fragment: the shop is served at the root"
+    elif not colon or not port.isdigit() or not 0 < int(port) <= 65535:
+        problem = "the port is missing or not a number from 1 to 65535"
+    elif not _SERVER.fullmatch(parts.netloc):
+        problem = (
+            f"the host {host!r} is not a name (letters, digits, '.', '-', '_'), an IPv4 address or a"
+            " bracketed IPv6 address"
+        )
+    else:
+        return parts.netloc
+    raise PlacementError(f"{option}: the upstream must be http://HOST:PORT: {problem}")
 
 
 def routes(app: Flask | None = None) -> list[Route]:
@@ -225,8 +241,12 @@ def nginx_config(upstreams: Sequence[Upstream], settings: Settings, *, listen: s
         f"    proxy_send_timeout {settings.web_timeout_seconds}s;  # WEB_TIMEOUT_SECONDS",
         f"    proxy_read_timeout {settings.web_timeout_seconds}s;  # WEB_TIMEOUT_SECONDS",
         "",
-        "    # nginx's own refusals and failures, as the shop's: problem details.",
+        "    # nginx's own refusals and failures, as the shop's: problem details. A request nginx",
+        "    # could not read (494: a header too large, answered as 400) may have no URI, and nginx",
+        "    # redirects such a one to a path only, never to a named location.",
+        f"    error_page 400 494 = {UNREAD_PREFIX}bad_request;",
         "    error_page 413 = @shop_too_large;",
+        f"    error_page 414 = {UNREAD_PREFIX}uri_too_long;",
         "    error_page 502 = @shop_unavailable;",
         "    error_page 504 = @shop_timed_out;",
         "    error_page 404 = @shop_not_found;",
@@ -249,7 +269,11 @@ def nginx_config(upstreams: Sequence[Upstream], settings: Settings, *, listen: s
         "    # /readyz, and any other path: the first upstream.",
         f"    location / {{ proxy_pass http://{default.name}; }}",
         *_problem_location("shop_not_found", 404, "no such resource"),
+        *_problem_location("bad_request", 400, "the request is malformed, or a header of it is too large", unread=True),
         *_problem_location("shop_too_large", 413, "the request body is larger than allowed"),
+        *_problem_location(
+            "uri_too_long", 414, "the request line (path and query) is longer than allowed", unread=True
+        ),
         *_problem_location(
             "shop_unavailable",
             503,
@@ -277,9 +301,13 @@ def _keepalive(settings: Settings, servers: int) -> list[str]:
     ]
 
 
-def _problem_location(name: str, status: int, detail: str, *, retry_after: int | None = None) -> Iterable[str]:
+def _problem_location(
+    name: str, status: int, detail: str, *, retry_after: int | None = None, unread: bool = False
+) -> Iterable[str]:
     """A named location answering ``status`` as the shop would: a problem document, with the
-    request's id."""
+    request's id. ``unread``: for requests nginx could not read, an internal location at
+    ``UNREAD_PREFIX + name`` instead, whose instance is empty (the path is unknown, or is the
+    part that was too long)."""
     body = ProblemDetails(
         type="about:blank",
         title=HTTPStatus(status).phrase,
@@ -290,10 +318,14 @@ def _problem_location(name: str, status: int, detail: str, *, retry_after: int |
         errors_omitted=None,
     ).model_dump_json(exclude_none=True)
     # nginx fills the variable in; its value is plain (see the map above).
-    body = body.replace('"INSTANCE"', '"$shop_problem_instance"')
+    body = body.replace('"INSTANCE"', '""' if unread else '"$shop_problem_instance"')
     lines = [
         "",
-        f"    location @{name} {{",
+        *(
+            [f"    location = {UNREAD_PREFIX}{name} {{", "        internal;"]
+            if unread
+            else [f"    location @{name} {{"]
+        ),
         "        default_type application/problem+json;",
         "        add_header X-Request-ID $shop_request_id always;",
         "        add_header X-Content-Type-Options nosniff always;",

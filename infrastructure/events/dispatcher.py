@@ -182,7 +182,7 @@ class Dispatcher:
     def hasten(self, subscriber: str) -> None:
         """Run ``subscriber``'s deliveries that wait for a retry now (the relay's, when the
         broker is back); an outbox that cannot be reached is logged, its deliveries keep their
-        retry times."""
+        retry times. An outbox that hastened any wakes the dispatcher (its commit does)."""
         for outbox in self._outboxes:
             try:
                 hastened = outbox.hasten(subscriber)
@@ -191,7 +191,6 @@ class Dispatcher:
                 continue
             if hastened:
                 logger.info("events.hastened", context=outbox.context, subscriber=subscriber, deliveries=hastened)
-        self.wake()
 
     def _run(self) -> None:
         # Wake often enough to renew leases well before they run out.

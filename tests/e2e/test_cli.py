@@ -347,14 +347,17 @@ def test_a_command_refuses_to_change_a_context_this_process_does_not_serve(
 @pytest.fixture
 def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology]]:
     """RabbitMQ's URL, and the queues a process serving audit consumes, declared under a prefix
-    of the test's own (deleted afterwards): ``audit.user_log`` holds two UserRegistered events
-    and one dead letter, ``audit.order_log`` nothing."""
+    of the test's own (deleted afterwards): ``audit.user_log`` holds two UserRegistered events,
+    one message waiting for a retry and one dead letter, ``audit.order_log`` nothing."""
     url = os.environ.get("SHOP_TEST_AMQP_URL")
     if not url:
         pytest.skip("RabbitMQ: set SHOP_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
     prefix = f"t{uuid.uuid4().hex[:10]}"
     topology = Topology(
-        Placement(SUBSCRIPTIONS, frozenset({"audit"})).broker_map(), exchange=f"{prefix}.events", queue_prefix=prefix
+        Placement(SUBSCRIPTIONS, frozenset({"audit"})).broker_map(),
+        exchange=f"{prefix}.events",
+        queue_prefix=prefix,
+        retry_delay=3600,  # the message put in a retry queue stays there while the test looks
     )
     with Connection(url, transport_options={"confirm_publish": True}) as connection:
         channel = connection.channel()
@@ -362,6 +365,7 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology]]:
         producer = Producer(channel)
         for _ in range(2):
             producer.publish({"id": str(uuid.uuid4())}, exchange=topology.exchange, routing_key="user.UserRegistered")
+        producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=topology.retry_queue("audit.user_log"))
         producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=topology.dead_queue("audit.user_log"))
     try:
         yield url, topology
@@ -394,9 +398,9 @@ def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_setting
 
     assert status.returncode == 0, status.stderr
     assert [line.split() for line in status.stdout.splitlines()] == [
-        ["BROKER", "QUEUE", "READY", "CONSUMERS", "DEAD-LETTERED"],
-        [topology.queue("audit.order_log"), "0", "0", "0"],
-        [topology.queue("audit.user_log"), "2", "0", "1"],
+        ["BROKER", "QUEUE", "READY", "CONSUMERS", "RETRYING", "DEAD-LETTERED"],
+        [topology.queue("audit.order_log"), "0", "0", "0", "0"],
+        [topology.queue("audit.user_log"), "2", "0", "1", "1"],
     ]
     assert refused.returncode == 1
     assert refused.stderr.splitlines() == [

@@ -9,7 +9,9 @@ topologies' scenario) and ``test_reverse_proxy.py`` (``TRUSTED_PROXY_HOPS``).
 from __future__ import annotations
 
 import http.client
+import json
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -183,3 +185,40 @@ def test_nginx_own_refusals_and_failures_are_problem_details(tmp_path: Path) -> 
         assert answer.json()["status"] == answer.status_code
         assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
         assert "nginx" not in answer.text
+
+
+def raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """``request`` sent on a socket as written (no client would send a malformed one): the
+    status, headers (lower-case names) and body of the answer."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=REQUEST_TIMEOUT) as connection:
+        connection.sendall(request)
+        answer = http.client.HTTPResponse(connection)
+        answer.begin()
+        return answer.status, {name.lower(): value for name, value in answer.getheaders()}, answer.read()
+
+
+def test_requests_nginx_refuses_to_read_are_answered_with_problem_details(tmp_path: Path) -> None:
+    """A malformed request, a header over nginx's buffers (its 494), a request line over them:
+    refused by nginx before any process sees them, as problem details, never its HTML page."""
+    with every_context_apart(tmp_path) as placed:
+        answers = {
+            "malformed": raw_request(placed.url, b"GET /api/v1/products HTTP/1.1\r\nHost: shop\r\nno colon\r\n\r\n"),
+            "header": raw_request(
+                placed.url, b"GET /api/v1/products HTTP/1.1\r\nHost: shop\r\nX-Big: " + b"x" * 20000 + b"\r\n\r\n"
+            ),
+            "request line": raw_request(
+                placed.url, b"GET /api/v1/products?q=" + b"x" * 20000 + b" HTTP/1.1\r\nHost: shop\r\n\r\n"
+            ),
+        }
+
+    assert {what: status for what, (status, _, _) in answers.items()} == {
+        "malformed": 400,
+        "header": 400,
+        "request line": 414,
+    }
+    for status, headers, body in answers.values():
+        assert headers["content-type"] == "application/problem+json", body
+        assert json.loads(body)["status"] == status
+        assert b"nginx" not in body
+    assert placed.reached() == {context: [] for context in CONTEXTS}

@@ -315,6 +315,51 @@ def test_a_message_the_broker_refuses_is_not_confirmed_and_the_next_one_goes_thr
     assert broker.message_count(topology.queue("proof.happenings")) == 2
 
 
+def test_messages_the_broker_refuses_do_not_make_it_away_nor_back(broker: Broker) -> None:
+    """The relay's deliveries are hastened when the broker is back: a refusal is no outage, so
+    neither the next check nor the next confirmed publish may announce a return (which would
+    make every relay retry due at each check)."""
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(topology)
+    backs: list[None] = []
+    publisher.when_back(lambda: backs.append(None))
+    publisher.publish(envelope_of(ThingHappened("first")))
+
+    with pytest.raises(PublishFailed, match="NO_ROUTE") as unroutable:
+        publisher.publish(envelope_of(ThingUndone("unroutable")))
+    broker.declare_extra_queue(f"{broker.prefix}.full", UNDONE, {"x-max-length": 0, "x-overflow": "reject-publish"})
+    with pytest.raises(PublishFailed, match="MessageNacked") as nacked:
+        publisher.publish(envelope_of(ThingUndone("refused")))
+    publisher.check_back()
+    publisher.publish(envelope_of(ThingHappened("after")))
+
+    assert (unroutable.value.unreachable, nacked.value.unreachable) == (False, False)
+    assert backs == []
+
+
+def test_a_broker_that_cannot_be_reached_is_back_when_a_check_connects_again(broker: Broker) -> None:
+    line = BrokerLine(broker.url)
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    backs: list[None] = []
+    publisher = BrokerPublisher(line.url, topology, connect_timeout=2.0, confirm_timeout=5.0)
+    publisher.when_back(lambda: backs.append(None))
+    try:
+        publisher.publish(envelope_of(ThingHappened("before")))
+        line.cut()
+        with pytest.raises(PublishFailed) as failed:
+            publisher.publish(envelope_of(ThingHappened("during")))
+        publisher.check_back()
+        away = list(backs)
+        line.mend()
+        publisher.check_back()
+    finally:
+        publisher.close()
+        line.close()
+
+    assert failed.value.unreachable
+    assert (away, backs) == ([], [None])
+
+
 def test_a_publisher_whose_exchange_vanished_declares_it_again(broker: Broker) -> None:
     topology = broker.topology({"proof.happenings": {HAPPENED}})
     publisher = broker.publisher(topology)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -10,8 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
+from app.api_docs import DESCRIPTION, TITLE, openapi_document
 from app.cli import main as shop
 from app.config import BEARER_CONTEXTS, CONTEXTS, PRODUCT_CALLERS
+from infrastructure.http.openapi import build_document
 from tests.conftest import MakeApp, Shop
 
 EXPECTED_OPERATIONS = {
@@ -119,16 +122,25 @@ def apart_settings(served: str) -> dict[str, Any]:
     return settings
 
 
+def monoliths_own_document(monolith: Flask) -> dict[str, Any]:
+    """The document of every endpoint the monolith's ``create_app()`` registered, built from
+    the app itself: an endpoint it registers beside the contexts' blueprints and ops.bp, which
+    the whole-API document (built apart, once per process) would miss, shows as a difference."""
+    return build_document(monolith, title=TITLE, version=version("modular-shop"), description=DESCRIPTION)
+
+
 @pytest.mark.parametrize("served", PLACEMENTS)
 def test_every_process_documents_the_whole_api_whatever_it_serves(
-    served: str, client: FlaskClient, make_app: MakeApp
+    served: str, app: Flask, client: FlaskClient, make_app: MakeApp
 ) -> None:
     """Behind a gateway clients see one API whichever process answers /openapi.json: the
     document of a process serving only some contexts is the monolith's, and so is what `shop
     openapi` prints there."""
     apart = make_app(**apart_settings(served))
-    whole = document(client)
+    whole = monoliths_own_document(app)
 
+    assert openapi_document() == whole
+    assert document(client) == whole
     assert document(apart.test_client()) == whole
     printed = apart.test_cli_runner().invoke(shop, ["openapi"])
     assert printed.exit_code == 0, printed.output

@@ -16,7 +16,7 @@ from flask import Blueprint, Flask
 
 from app.cli import main as shop
 from app.config import CONTEXTS, Settings, read_settings
-from app.gateway import PlacementError, Route, Upstream, nginx_config, placement, routes
+from app.gateway import UNREAD_PREFIX, PlacementError, Route, Upstream, nginx_config, placement, routes
 from app.public_api import API_PREFIX, whole_api
 from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
@@ -115,6 +115,9 @@ def test_the_placement_is_read_as_served_contexts_is() -> None:
         "product",
         "order",
     ), "spaces and order as SERVED_CONTEXTS allows"
+    assert placement(["http://product_service:8000"]) == [Upstream(CONTEXTS, ("product_service:8000",))], (
+        "container names hold underscores"
+    )
     twice = placement(["http://a:8000", "http://b:8000"])
     assert twice == [Upstream(CONTEXTS, ("a:8000", "b:8000"))], "the same contexts again: another server"
 
@@ -125,13 +128,14 @@ def test_the_placement_is_read_as_served_contexts_is() -> None:
         (["catalog=http://a:1", "http://b:2"], "unknown context catalog"),
         (["product=http://a:1", "product,user=http://b:2"], "product is served by two upstreams"),
         (["product=http://a:1"], "no upstream serves user, order, audit, recommendation"),
-        (["https://a:443"], "must be http://HOST:PORT"),
-        (["http://a"], "must be http://HOST:PORT"),
-        (["http://a:1/shop"], "must be http://HOST:PORT"),
-        (["http://u:p@a:1"], "must be http://HOST:PORT"),
-        (["http://a:99999"], "must be http://HOST:PORT"),
-        (["http://a;b:1"], "must be http://HOST:PORT"),
-        (["http://a:1?x=1"], "must be http://HOST:PORT"),
+        (["https://a:443"], "must be http://HOST:PORT: the scheme is 'https', not http"),
+        (["http://a"], "must be http://HOST:PORT: the port is missing"),
+        (["http://a:1/shop"], "must be http://HOST:PORT: no path, query or fragment"),
+        (["http://u:p@a:1"], "must be http://HOST:PORT: no credentials"),
+        (["http://a:99999"], "must be http://HOST:PORT: the port is missing or not a number from 1 to 65535"),
+        (["http://a;b:1"], "must be http://HOST:PORT: the host 'a;b' is not a name"),
+        (["http://a:1?x=1"], "must be http://HOST:PORT: no path, query or fragment"),
+        (["http://-a:1"], "must be http://HOST:PORT: the host '-a' is not a name"),
     ],
 )
 def test_a_placement_the_gateway_cannot_route_is_refused_saying_why(upstreams: list[str], message: str) -> None:
@@ -216,21 +220,23 @@ def test_timeouts_keepalive_and_body_limit_follow_the_shops_settings() -> None:
 
 def test_nginx_own_answers_are_problem_details() -> None:
     text = config(*PRODUCT_EXTRACTED)
-    for status, name in (
-        (404, "shop_not_found"),
-        (413, "shop_too_large"),
-        (502, "shop_unavailable"),
-        (504, "shop_timed_out"),
+    for statuses, location, answered in (
+        ("400 494", f"{UNREAD_PREFIX}bad_request", 400),  # requests nginx could not read: a path
+        ("404", "@shop_not_found", 404),
+        ("413", "@shop_too_large", 413),
+        ("414", f"{UNREAD_PREFIX}uri_too_long", 414),
+        ("502", "@shop_unavailable", 503),
+        ("504", "@shop_timed_out", 504),
     ):
-        assert f"error_page {status} = @{name};" in text
-        body = re.search(rf"location @{name} {{\n(.*?)\n    }}", text, re.DOTALL)
-        assert body is not None, name
+        assert f"error_page {statuses} = {location};" in text
+        body = re.search(rf"location (?:= )?{location} {{\n(.*?)\n    }}", text, re.DOTALL)
+        assert body is not None, location
         assert "default_type application/problem+json;" in body.group(1)
         assert "add_header X-Request-ID $shop_request_id always;" in body.group(1)
         problem = re.search(r"return (\d+) '(.*)';", body.group(1))
         assert problem is not None
         document = json.loads(problem.group(2).replace("$shop_problem_instance", "/x"))
-        assert document["status"] == int(problem.group(1)) == (503 if status == 502 else status)
+        assert document["status"] == int(problem.group(1)) == answered
         ProblemDetails.model_validate(document)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import connection, entity, messaging
+from kombu import connection, entity, exceptions, messaging
 
 Connection: Any = connection.Connection
 Consumer: Any = messaging.Consumer
@@ -16,3 +16,4 @@ Producer: Any = messaging.Producer
 Exchange: Any = entity.Exchange
 Queue: Any = entity.Queue
 binding: Any = entity.binding
+OperationalError: Any = exceptions.OperationalError

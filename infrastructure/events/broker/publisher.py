@@ -8,10 +8,13 @@ outbox delivery that publishes is done only when the broker holds the event, and
 retried by the dispatcher with its backoff while the outbox keeps every event.
 
 That backoff grows to minutes, so an outage would be followed by as long a wait before the
-backlog moves. The publisher therefore knows when the broker is away (a publish failed) and
-says when it is back (:meth:`BrokerPublisher.when_back`): the first publish confirmed after
-failures, or :meth:`BrokerPublisher.check_back`, which a background task calls to reconnect
-while nothing else would publish.
+backlog moves. The publisher therefore knows when the broker is away (it could not be reached:
+see :attr:`PublishFailed.unreachable`) and says when it is back
+(:meth:`BrokerPublisher.when_back`): the first publish confirmed after that, or
+:meth:`BrokerPublisher.check_back`, which a background task calls to reconnect while nothing
+else would publish. A message the broker answered but refused (nacked, returned unroutable,
+not confirmed in time) does not make it away: a reconnect would succeed at once, and saying
+"back" then would make every retry due at each check, defeating the backoff.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from infrastructure.events.broker._kombu import Connection, Producer
+from infrastructure.events.broker._kombu import Connection, OperationalError, Producer
 from infrastructure.events.broker.topology import Topology
 
 logger = structlog.get_logger(__name__)
@@ -35,7 +38,15 @@ JSON = "application/json"
 
 
 class PublishFailed(Exception):
-    """The broker did not confirm the message: it may or may not have it, so send it again."""
+    """The broker did not confirm the message: it may or may not have it, so send it again.
+
+    ``unreachable`` says the broker could not be reached (connecting failed, or the connection
+    broke), as opposed to a broker that answered and refused the message: only the former is
+    an outage whose end is worth announcing."""
+
+    def __init__(self, message: str, *, unreachable: bool) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class ConfirmedLink:
@@ -63,6 +74,13 @@ class ConfirmedLink:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._producer: Any = None
+        # Connecting fails as kombu's OperationalError; a connection that breaks, with the
+        # transport's own errors. A confirm not received in time is a socket timeout, which is
+        # among those (an OSError) but says the broker is there: it answered the connect.
+        self._connection_errors: tuple[type[BaseException], ...] = (
+            OperationalError,
+            *Connection(url).connection_errors,
+        )
 
     def send(self, body: str | bytes, *, exchange: str, routing_key: str, properties: Mapping[str, Any]) -> None:
         with self._lock:
@@ -72,13 +90,19 @@ class ConfirmedLink:
             except Exception as first:
                 self._drop()
                 if not kept:
-                    raise PublishFailed(f"broker did not confirm {routing_key!r}: {first!r}") from first
+                    raise self._failed(routing_key, first) from first
                 logger.info("broker.reconnecting_publisher", error=repr(first))
                 try:
                     self._send(body, exchange, routing_key, properties)
                 except Exception as second:
                     self._drop()
-                    raise PublishFailed(f"broker did not confirm {routing_key!r}: {second!r}") from second
+                    raise self._failed(routing_key, second) from second
+
+    def _failed(self, routing_key: str, error: Exception) -> PublishFailed:
+        """The failure of a call's last attempt, which always connected afresh: unreachable
+        when that connection failed or broke, not when the broker refused the message."""
+        unreachable = isinstance(error, self._connection_errors) and not isinstance(error, TimeoutError)
+        return PublishFailed(f"broker did not confirm {routing_key!r}: {error!r}", unreachable=unreachable)
 
     def open(self) -> None:
         """Connect now, unless connected (declaring the topology); raises when the broker does
@@ -163,20 +187,15 @@ class BrokerPublisher:
         self._free: queue.LifoQueue[ConfirmedLink] = queue.LifoQueue()
         for link in reversed(self._links):
             self._free.put(link)
-        self._away = False  # a publish failed, and none has been confirmed since
+        self._away = False  # the broker could not be reached, and has not been since
         self._away_lock = threading.Lock()
         self._back_listeners: list[Callable[[], None]] = []
 
     def when_back(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` whenever the broker takes messages again after publishes failed
-        (in the thread that found out; a failing listener is logged): what waits for a
-        retry after the outage can go now."""
+        """Call ``listener`` whenever the broker takes messages or connections again after it
+        could not be reached (in the thread that found out; a failing listener is logged):
+        what waits for a retry after the outage can go now."""
         self._back_listeners.append(listener)
-
-    @property
-    def away(self) -> bool:
-        """Whether the last publish failed and none has been confirmed since."""
-        return self._away
 
     def check_back(self) -> None:
         """While the broker is away: connect (one attempt) and, if it answers, say it is back.
@@ -209,8 +228,9 @@ class BrokerPublisher:
             link.send(
                 json.dumps(envelope), exchange=self._exchange, routing_key=str(envelope["type"]), properties=properties
             )
-        except PublishFailed:
-            self._away = True
+        except PublishFailed as failed:
+            if failed.unreachable:
+                self._away = True
             raise
         finally:
             self._free.put(link)
@@ -218,7 +238,8 @@ class BrokerPublisher:
             self._back()
 
     def _back(self) -> None:
-        """The broker took a message or a connection after failures: tell the listeners, once."""
+        """The broker took a message or a connection after it could not be reached: tell the
+        listeners, once."""
         with self._away_lock:
             if not self._away:
                 return  # another thread found out first

@@ -143,13 +143,14 @@ class QueueStatus:
     queue: str
     ready: int | None  # messages waiting in the subscriber's queue (not those in a consumer's hands)
     consumers: int | None
+    retrying: int | None  # messages its retry queue holds until their next attempt
     dead_lettered: int | None  # messages in its dead-letter queue
 
 
 def queue_status(
     url: str, topology: Topology, subscribers: Iterable[str], *, connect_timeout: float = 5.0
 ) -> list[QueueStatus]:
-    """Ask the broker about each subscriber's queue and dead-letter queue, declaring nothing
+    """Ask the broker about each subscriber's queue, retry queue and dead-letter queue, declaring nothing
     (a passive declare answers the counts, or that the queue is missing). Raises what kombu
     raises when the broker does not answer."""
     from infrastructure.events.broker._kombu import Connection
@@ -159,6 +160,7 @@ def queue_status(
         rows = []
         for subscriber in subscribers:
             main = _counts(connection, topology.queue(subscriber))
+            retry = _counts(connection, topology.retry_queue(subscriber))
             dead = _counts(connection, topology.dead_queue(subscriber))
             rows.append(
                 QueueStatus(
@@ -166,6 +168,7 @@ def queue_status(
                     topology.queue(subscriber),
                     ready=main[0] if main else None,
                     consumers=main[1] if main else None,
+                    retrying=retry[0] if retry else None,
                     dead_lettered=dead[0] if dead else None,
                 )
             )
