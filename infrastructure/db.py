@@ -50,7 +50,7 @@ class PoolOptions:
     """
 
     size: int = 5
-    max_overflow: int = 10
+    max_overflow: int = 13  # DATABASE_MAX_OVERFLOW's default (see its description)
     timeout_seconds: float = 30.0
     statement_timeout_ms: int = 30_000  # 0: statements may run forever
     connect_timeout_seconds: int = 5
@@ -360,18 +360,36 @@ def _begin_immediate(connection: Connection) -> None:
     assert isinstance(raw, sqlite3.Connection)
     raw.execute("PRAGMA busy_timeout=0")
     try:
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        for pause in _begin_pauses():
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                    break
-            time.sleep(pause)
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    finally:
+        _try_begin_immediate(connection, raw)
+    except BaseException:
+        _restore_busy_timeout(connection, raw)
+        raise
+    raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _try_begin_immediate(connection: Connection, raw: sqlite3.Connection) -> None:
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    for pause in _begin_pauses():
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            # The extended code (SQLITE_BUSY_RECOVERY, ...) carries the primary one in its low byte.
+            busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                break
+        time.sleep(pause)
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _restore_busy_timeout(connection: Connection, raw: sqlite3.Connection) -> None:
+    """After a failed begin: the busy timeout back, or the connection out of the pool (with a
+    timeout of 0, its every later statement would fail at once under contention). The begin's
+    own error stays the one raised."""
+    try:
         raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    except sqlite3.Error:
+        connection.invalidate()
 
 
 def _begin_pauses() -> Iterator[float]:

@@ -52,7 +52,11 @@ def _stated(path: Path) -> dict[str, object] | None:
     """The literal values a script assigns to the names Alembic reads, or None if it assigns one
     of them anything but a literal."""
     stated: dict[str, object] = {}
-    for node in ast.parse(path.read_bytes(), filename=str(path)).body:
+    try:
+        body = ast.parse(path.read_bytes(), filename=str(path)).body
+    except (SyntaxError, ValueError):
+        return None  # Alembic reads it and says what is wrong
+    for node in body:
         if isinstance(node, ast.Assign):
             targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -63,7 +67,7 @@ def _stated(path: Path) -> dict[str, object] | None:
             if isinstance(target, ast.Name) and target.id in _STATED:
                 try:
                     stated[target.id] = ast.literal_eval(value)
-                except ValueError:
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                     return None
     return stated
 
