@@ -89,10 +89,11 @@ def fail(service: RemoteService, times: int) -> None:
             get(service)
 
 
-def opened_on(clock: FakeClock, make_service: MakeService, url: str) -> RemoteService:
-    """A service whose breaker (two failures, ten seconds open, on ``clock``) has just opened."""
+def opened_on(clock: FakeClock, make_service: MakeService, url: str, **options: Any) -> RemoteService:
+    """A service whose breaker (two failures, ten seconds open, on ``clock``) has just opened;
+    ``options`` are the service's others (its transport, its probe)."""
     service = make_service(
-        url, breakers=BreakerRegistry(clock), attempts=1, breaker_failures=2, breaker_reset_seconds=10
+        url, breakers=BreakerRegistry(clock), attempts=1, breaker_failures=2, breaker_reset_seconds=10, **options
     )
     fail(service, 2)
     return service
@@ -459,15 +460,7 @@ def test_while_open_the_target_is_probed_at_most_every_half_second_and_an_unread
 def test_without_a_readiness_path_only_the_reset_timeout_ends_the_wait(make_service: MakeService) -> None:
     clock = FakeClock()
     with ScriptedServer(then=Answer(503)) as server:
-        service = make_service(
-            server.url,
-            breakers=BreakerRegistry(clock),
-            attempts=1,
-            breaker_failures=2,
-            breaker_reset_seconds=10,
-            ready_path=None,
-        )
-        fail(service, 2)
+        service = opened_on(clock, make_service, server.url, ready_path=None)
         server.then = Answer(200)
         clock.advance(5)
         with pytest.raises(DependencyUnavailable):
@@ -493,15 +486,7 @@ def test_a_target_ready_but_failing_its_trial_is_let_through_once_per_reset_time
     closes: the reset timeout alone lets trials through, as it would without a probe."""
     clock = FakeClock()
     asked: list[str] = []
-    service = make_service(
-        "http://product.test",
-        transport=ready_but_failing(asked),
-        breakers=BreakerRegistry(clock),
-        attempts=1,
-        breaker_failures=2,
-        breaker_reset_seconds=10,
-    )
-    fail(service, 2)
+    service = opened_on(clock, make_service, "http://product.test", transport=ready_but_failing(asked))
     for _ in range(2):  # two reset periods, each probed every 0.6 s: one trial each
         for _ in range(15):
             clock.advance(0.6)
@@ -522,15 +507,7 @@ def test_the_breaker_believes_the_probe_again_once_a_trial_succeeded(make_servic
         asked.append("probe" if probe else "call")
         return httpx.Response(200 if probe else calls_answer[0], json={})
 
-    service = make_service(
-        "http://product.test",
-        transport=httpx.MockTransport(answer),
-        breakers=BreakerRegistry(clock),
-        attempts=1,
-        breaker_failures=2,
-        breaker_reset_seconds=10,
-    )
-    fail(service, 2)
+    service = opened_on(clock, make_service, "http://product.test", transport=httpx.MockTransport(answer))
     clock.advance(0.6)
     fail(service, 1)  # the probed trial fails: probes are not believed
     calls_answer[0] = 200
@@ -553,15 +530,7 @@ def test_a_probe_that_raises_means_not_ready(make_service: MakeService) -> None:
     def broken() -> int:
         raise RuntimeError("a bug while probing")
 
-    service = make_service(
-        "http://product.test",
-        transport=ready_but_failing(asked, ready=broken),
-        breakers=BreakerRegistry(clock),
-        attempts=1,
-        breaker_failures=2,
-        breaker_reset_seconds=10,
-    )
-    fail(service, 2)
+    service = opened_on(clock, make_service, "http://product.test", transport=ready_but_failing(asked, ready=broken))
     clock.advance(0.6)
     with pytest.raises(DependencyUnavailable) as raised:
         get(service)
@@ -588,16 +557,13 @@ def test_the_probe_spends_the_callers_deadline_and_the_call_gets_only_what_is_le
         deadlines.append(int(request.headers[DEADLINE_HEADER]))
         return httpx.Response(503 if failing[0] else 200, json={})
 
-    service = make_service(
+    service = opened_on(
+        clock,
+        make_service,
         "http://product.test",
         transport=httpx.MockTransport(answer),
-        breakers=BreakerRegistry(clock),
-        attempts=1,
-        breaker_failures=2,
-        breaker_reset_seconds=10,
         connect_timeout_seconds=2,
     )
-    fail(service, 2)
     failing[0] = False
     clock.advance(0.6)
     bind_deadline(1.0)
@@ -623,15 +589,7 @@ def test_while_open_concurrent_callers_start_one_probe_and_the_others_fail_fast(
             return httpx.Response(503)
         return httpx.Response(503)
 
-    service = make_service(
-        "http://product.test",
-        transport=httpx.MockTransport(answer),
-        breakers=BreakerRegistry(clock),
-        attempts=1,
-        breaker_failures=2,
-        breaker_reset_seconds=10,
-    )
-    fail(service, 2)
+    service = opened_on(clock, make_service, "http://product.test", transport=httpx.MockTransport(answer))
     clock.advance(0.6)
 
     def call() -> str:
