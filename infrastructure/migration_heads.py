@@ -6,7 +6,9 @@ revision script and the history's ``env.py``. The scripts Alembic writes state t
 the history in plain assignments (``revision = '...'``, ``down_revision = ...``): read those
 without running them, compare the heads with the version table, and leave Alembic to do the rest
 when they differ, or when a script says anything less plain (branch labels, dependencies,
-computed values), which only Alembic can interpret.
+computed values), which only Alembic can interpret, or when the history is not one line to a
+single head (several heads, a parent no script defines), which Alembic refuses to upgrade to
+``head`` with an error that says why.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ _STATED = ("revision", "down_revision", "branch_labels", "depends_on")
 
 
 def script_heads(script_location: Path) -> frozenset[str] | None:
-    """The head revisions of the history in ``script_location``, read from its scripts'
-    assignments; None when a script's place in the history is not stated plainly."""
+    """The head revision of the history in ``script_location``, read from its scripts'
+    assignments; None when a script's place in the history is not stated plainly, or when the
+    history has several heads or names a parent no script defines: Alembic's ``upgrade head``
+    fails on those, and skipping it would hide that."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in sorted((script_location / "versions").iterdir()):
@@ -45,7 +49,10 @@ def script_heads(script_location: Path) -> frozenset[str] | None:
         elif down is not None:
             return None
         revisions.add(revision)
-    return frozenset(revisions - parents)
+    heads = revisions - parents
+    if len(heads) > 1 or not parents <= revisions:
+        return None
+    return frozenset(heads)
 
 
 def _stated(path: Path) -> dict[str, object] | None:

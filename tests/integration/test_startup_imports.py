@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from app.config import CONTEXTS
 from app.migrations import script_location, version_table
 from infrastructure import migrations
+from infrastructure.db import Database
 from infrastructure.migration_heads import at_heads, script_heads
 from tests.conftest import Backend, database_for
 from tests.e2e.server import shop_env
@@ -145,7 +147,42 @@ def test_merged_branches_and_annotated_assignments_are_read(tmp_path: Path) -> N
     (versions / "b.py").write_text("revision = 'b'\ndown_revision = 'a'\n")
     (versions / "c.py").write_text("revision = 'c'\ndown_revision = 'a'\n")
     (versions / "d.py").write_text("revision = 'd'\ndown_revision = ('b', 'c')\n")
-    (versions / "e.py").write_text("revision = 'e'\ndown_revision = 'a'\n")
     (versions / "__init__.py").write_text("revision = 'not a script'\n")
 
-    assert script_heads(tmp_path) == frozenset({"d", "e"})
+    assert script_heads(tmp_path) == frozenset({"d"})
+
+
+@pytest.mark.parametrize(
+    "scripts",
+    [
+        pytest.param({"b": "'a'", "c": "'a'"}, id="several heads"),
+        pytest.param({"b": "'a'", "c": "'gone'"}, id="a parent no script defines"),
+        pytest.param({"b": "'a'", "c": "('b', 'gone')"}, id="a merge of a parent no script defines"),
+    ],
+)
+def test_a_history_that_is_not_one_line_to_one_head_is_left_to_alembic(tmp_path: Path, scripts: dict[str, str]) -> None:
+    """Alembic's ``upgrade head`` fails on these, saying why; at_heads must not skip it."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a.py").write_text("revision = 'a'\ndown_revision = None\n")
+    for revision, down in scripts.items():
+        (versions / f"{revision}.py").write_text(f"revision = {revision!r}\ndown_revision = {down}\n")
+
+    assert script_heads(tmp_path) is None
+
+
+def test_a_database_at_several_heads_is_not_taken_for_up_to_date(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a.py").write_text("revision = 'a'\ndown_revision = None\n")
+    (versions / "b.py").write_text("revision = 'b'\ndown_revision = 'a'\n")
+    (versions / "c.py").write_text("revision = 'c'\ndown_revision = 'a'\n")
+    database = Database("context", f"sqlite:///{tmp_path / 'context.db'}")
+    try:
+        with database.begin(write=True) as connection:
+            connection.execute(text("CREATE TABLE versions (version_num VARCHAR(32) PRIMARY KEY)"))
+            connection.execute(text("INSERT INTO versions (version_num) VALUES ('b'), ('c')"))
+
+        assert not at_heads(database, tmp_path, "versions")
+    finally:
+        database.dispose()
