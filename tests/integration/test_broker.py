@@ -36,6 +36,7 @@ from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.application.handlers import RegisterUser
 from infrastructure.db import Database
 from infrastructure.events import codec
+from infrastructure.events.broker import publisher as publisher_module
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler
 from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
 from infrastructure.events.broker.topology import Topology
@@ -358,6 +359,27 @@ def test_a_broker_that_cannot_be_reached_is_back_when_a_check_connects_again(bro
 
     assert failed.value.unreachable
     assert (away, backs) == ([], [None])
+
+
+def test_a_publisher_learns_its_transports_connection_errors_once_for_all_its_links(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kombu tells a transport's errors only through a Connection object: one per publisher,
+    not one per link (nor per reconnection)."""
+    built: list[str] = []
+    real = publisher_module.Connection
+
+    def counted(url: str, *args: Any, **kwargs: Any) -> Any:
+        built.append(url)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(publisher_module, "Connection", counted)
+    publisher = BrokerPublisher(
+        "amqp://guest:guest@127.0.0.1:1//", Topology({"proof.known": {HAPPENED}}), connections=8
+    )
+    publisher.close()
+
+    assert built == ["amqp://guest:guest@127.0.0.1:1//"]
 
 
 def test_a_publisher_whose_exchange_vanished_declares_it_again(broker: Broker) -> None:

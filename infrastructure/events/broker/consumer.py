@@ -28,7 +28,7 @@ import structlog
 
 from infrastructure.backoff import equal_jitter
 from infrastructure.events.broker._kombu import Connection, Consumer
-from infrastructure.events.broker.publisher import ConfirmedLink
+from infrastructure.events.broker.publisher import ConfirmedLink, connection_errors
 from infrastructure.events.broker.topology import DEFAULT_EXCHANGE, Topology
 
 logger = structlog.get_logger(__name__)
@@ -80,7 +80,11 @@ class BrokerConsumer:
         self._reconnect_max_delay = reconnect_max_delay
         self._poll_interval = poll_interval
         self._dead_letters = ConfirmedLink(
-            url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=10.0
+            url,
+            prepare=topology.declare,
+            connect_timeout=connect_timeout,
+            confirm_timeout=10.0,
+            connection_errors=connection_errors(url),
         )
         self._stopping = threading.Event()
         self._consuming = threading.Event()

@@ -49,6 +49,17 @@ class PublishFailed(Exception):
         self.unreachable = unreachable
 
 
+def connection_errors(url: str) -> tuple[type[BaseException], ...]:
+    """The errors that say the broker at ``url`` could not be reached or the connection broke.
+
+    Connecting fails as kombu's OperationalError; a connection that breaks, with the
+    transport's own errors. A confirm not received in time is a socket timeout, which is among
+    those (an OSError) but says the broker is there: it answered the connect. The transport
+    tells its errors only through a Connection (never connected here), so its links share the
+    answer rather than each building one."""
+    return (OperationalError, *Connection(url).connection_errors)
+
+
 class ConfirmedLink:
     """One connection whose channel publishes in confirm mode, one message at a time.
 
@@ -65,7 +76,9 @@ class ConfirmedLink:
         prepare: Callable[[Any], None],
         connect_timeout: float,
         confirm_timeout: float,
+        connection_errors: tuple[type[BaseException], ...],
     ) -> None:
+        """``connection_errors``: :func:`connection_errors` of ``url``."""
         self._url = url
         self._prepare = prepare
         self._connect_timeout = connect_timeout
@@ -74,13 +87,7 @@ class ConfirmedLink:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._producer: Any = None
-        # Connecting fails as kombu's OperationalError; a connection that breaks, with the
-        # transport's own errors. A confirm not received in time is a socket timeout, which is
-        # among those (an OSError) but says the broker is there: it answered the connect.
-        self._connection_errors: tuple[type[BaseException], ...] = (
-            OperationalError,
-            *Connection(url).connection_errors,
-        )
+        self._connection_errors = connection_errors
 
     def send(self, body: str | bytes, *, exchange: str, routing_key: str, properties: Mapping[str, Any]) -> None:
         with self._lock:
@@ -177,9 +184,14 @@ class BrokerPublisher:
         confirm_timeout: float = 10.0,
     ) -> None:
         self._exchange = topology.exchange
+        errors = connection_errors(url)
         self._links = [
             ConfirmedLink(
-                url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=confirm_timeout
+                url,
+                prepare=topology.declare,
+                connect_timeout=connect_timeout,
+                confirm_timeout=confirm_timeout,
+                connection_errors=errors,
             )
             for _ in range(connections)
         ]
