@@ -34,8 +34,10 @@ from app.factory import container_of
 from app.topology import RELAY
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.application.handlers import RegisterUser
+from infrastructure.backoff import equal_jitter
 from infrastructure.db import Database
 from infrastructure.events import codec
+from infrastructure.events.broker import consumer as consumer_module
 from infrastructure.events.broker import publisher as publisher_module
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler
 from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
@@ -704,6 +706,40 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
     for each in (source, sink):
         with suppress(OSError):
             each.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_consumer_keeps_trying_the_broker_every_couple_of_seconds_however_long_it_is_away(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So it consumes again soon after the broker is back, however long the outage. The waits
+    are recorded as the consumer draws them, and skipped: a long outage in an instant."""
+    waits: list[float] = []
+
+    def fast_forward(attempt: int, base: float, maximum: float) -> float:
+        waits.append(equal_jitter(attempt, base, maximum))
+        return 0.01
+
+    monkeypatch.setattr(consumer_module, "equal_jitter", fast_forward)
+    line = BrokerLine(broker.url)
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    recorder = Recorder()
+    # The backoff the application's consumers get: the class's own.
+    consumer = BrokerConsumer(line.url, topology, recorder, connect_timeout=2.0, poll_interval=0.2)
+    consumer.start()
+    try:
+        eventually(lambda: consumer.consuming, "the consumer consumes")
+        line.cut()
+        eventually(lambda: len(waits) >= 12, "the consumer tries again and again while the broker is away")
+        line.mend()
+        eventually(lambda: consumer.consuming, "the consumer consumes again once the broker is back")
+        envelope = envelope_of(ThingHappened("after"))
+        broker.publisher(topology).publish(envelope)
+        eventually(lambda: recorder.ids("proof.happenings") == [envelope["id"]], "the event after the outage arrives")
+    finally:
+        consumer.stop()
+        line.close()
+
+    assert max(waits) <= 2.0
 
 
 # The relay's retries after a failure: an hour, so a drain after the outage can only come from
