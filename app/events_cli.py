@@ -3,7 +3,8 @@
 Imports what the commands need when they run, so that ``shop --help`` stays quick. ``status``,
 ``dead`` and ``retry`` build no app: they read the delivery records of the publishing contexts
 this process serves (user, product, order) and the broker's queues of the subscribers it
-consumes, with the settings those need (SERVED_CONTEXTS, databases, broker).
+consumes (their dead-letter queues for ``dead`` and ``retry``), with the settings those need
+(SERVED_CONTEXTS, databases, broker).
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
-from app.cli_app import refusal, settings_named_when_invalid, with_app
+from app.cli_app import settings_named_when_invalid, with_app
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from infrastructure.events.broker.topology import Topology as BrokerTopology
     from infrastructure.events.outbox import Outbox
 
 
@@ -43,21 +46,43 @@ def _delivery_settings() -> Settings:
 
 
 @contextmanager
-def _outboxes(settings: Settings, command: str) -> Iterator[list[Outbox]]:
-    """The delivery records of this process's publishing contexts; ``command`` is refused in a
-    process that serves none (its subscribers' events wait in broker queues instead)."""
+def _outboxes(settings: Settings) -> Iterator[list[Outbox]]:
+    """The delivery records of this process's publishing contexts (user, product, order); none
+    in a process serving none of them."""
     from app.containers import delivery_records
 
-    with delivery_records(settings) as outboxes:
-        if not outboxes:
-            raise refusal(
-                f"events {command}",
-                settings.hosted_contexts(),
-                "a process serving user, product or order: their outboxes hold the deliveries (here, the"
-                " subscribers' broker queues are listed by `shop events status`)",
-            )
-        with _database_errors_explained():
-            yield outboxes
+    with delivery_records(settings) as outboxes, _database_errors_explained():
+        yield outboxes
+
+
+@dataclass(frozen=True)
+class _ConsumedQueues:
+    """The broker queues of the subscribers this process consumes."""
+
+    url: str
+    topology: BrokerTopology
+    subscribers: list[str]
+
+
+def _consumed_queues(settings: Settings) -> _ConsumedQueues | None:
+    """None in a process whose subscribers all take events published in it (the monolith)."""
+    from app.containers import broker_topology_for, placement_of
+
+    placement = placement_of(settings)
+    consumed = placement.consumed()
+    if not consumed:
+        return None
+    url = settings.events_broker_url_value()
+    assert url is not None, "the settings require EVENTS_BROKER_URL where subscribers consume from the broker"
+    return _ConsumedQueues(url, broker_topology_for(settings, placement), consumed)
+
+
+@contextmanager
+def _broker_errors_explained() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        raise click.ClickException(f"the broker does not answer ({type(error).__name__}: {error})") from error
 
 
 @contextmanager
@@ -91,7 +116,7 @@ def status() -> None:
     (subscribers that have finished every delivery are not listed); and the broker queues of
     the subscribers this process consumes: messages ready (not those a consumer holds
     unacknowledged), consumers, messages held for a retry, dead-lettered."""
-    from app.containers import delivery_records, placement_of
+    from app.containers import delivery_records
 
     settings = _delivery_settings()
     with delivery_records(settings) as outboxes, _database_errors_explained():
@@ -105,26 +130,20 @@ def status() -> None:
             )
         if not rows:
             click.echo("no deliveries waiting")
-    consumed = placement_of(settings).consumed()
-    if consumed:
-        _broker_queues(settings, consumed)
+    queues = _consumed_queues(settings)
+    if queues is not None:
+        _broker_queues(queues)
 
 
-def _broker_queues(settings: Settings, subscribers: list[str]) -> None:
-    """The broker's counts for the queues of ``subscribers``; a broker that does not answer
-    fails the command, after the delivery records were shown."""
-    from app.containers import broker_topology_for, placement_of
+def _broker_queues(queues: _ConsumedQueues) -> None:
+    """The broker's counts for the queues of the subscribers consumed here; a broker that does
+    not answer fails the command, after the delivery records were shown."""
     from infrastructure.events.broker.topology import queue_status
 
-    url = settings.events_broker_url_value()
-    assert url is not None, "the settings require EVENTS_BROKER_URL where subscribers consume from the broker"
-    topology = broker_topology_for(settings, placement_of(settings))
-    try:
-        queues = queue_status(url, topology, subscribers)
-    except Exception as error:
-        raise click.ClickException(f"the broker does not answer ({type(error).__name__}: {error})") from error
+    with _broker_errors_explained():
+        rows = queue_status(queues.url, queues.topology, queues.subscribers)
     click.echo(f"{'BROKER QUEUE':<63} {'READY':>8} {'CONSUMERS':>9} {'RETRYING':>8} {'DEAD-LETTERED':>13}")
-    for queue in queues:
+    for queue in rows:
         if queue.ready is None:
             click.echo(f"{queue.queue:<63} {'(missing: no process declared it yet)':>32}")
             continue
@@ -136,32 +155,70 @@ def _broker_queues(settings: Settings, subscribers: list[str]) -> None:
 @events.command("dead")
 @click.option("--full", is_flag=True, help="print each error's whole traceback, not its last line")
 def dead(full: bool) -> None:
-    """Deliveries that used up their attempts, with the error of the last one."""
-    with _outboxes(_delivery_settings(), "dead") as outboxes:
+    """Deliveries that used up their attempts, with the error of the last one: those of the
+    events this process's contexts publish, and the messages in the broker's dead-letter queues
+    of the subscribers it consumes (listed, left where they are)."""
+    settings = _delivery_settings()
+    with _outboxes(settings) as outboxes:
         letters = [letter for outbox in outboxes for letter in outbox.dead_letters()]
     for letter in letters:
-        error = (letter.last_error or "").strip()
         click.echo(
             f"{letter.id}  {letter.context}  {letter.subscriber}  {letter.event_type}  event {letter.event_id}"
             f"  attempts {letter.attempts}  recorded {letter.recorded_at.isoformat()}"
         )
-        click.echo(f"    {error if full else error.splitlines()[-1] if error else '(no error kept)'}")
-    click.echo(f"{len(letters)} dead letter(s)")
+        _echo_error(letter.last_error, full)
+    count = len(letters)
+    queues = _consumed_queues(settings)
+    if queues is not None:
+        from infrastructure.events.broker.dead_letters import dead_letters
+
+        with _broker_errors_explained():
+            broker_letters = dead_letters(queues.url, queues.topology, queues.subscribers)
+        for broker_letter in broker_letters:
+            click.echo(
+                f"broker  {broker_letter.subscriber}  {broker_letter.event_type or '-'}"
+                f"  event {broker_letter.event_id or '-'}"
+                f"  attempts {'-' if broker_letter.attempts is None else broker_letter.attempts}"
+            )
+            _echo_error(broker_letter.error, full)
+        count += len(broker_letters)
+    click.echo(f"{count} dead letter(s)")
+
+
+def _echo_error(error: str | None, full: bool) -> None:
+    error = (error or "").strip()
+    click.echo(f"    {error if full else error.splitlines()[-1] if error else '(no error kept)'}")
 
 
 @events.command("retry")
 @click.argument("ids", nargs=-1, type=click.UUID)
 @click.option("--all-dead", is_flag=True, help="retry every dead letter")
 def retry(ids: tuple[uuid.UUID, ...], all_dead: bool) -> None:
-    """Make dead deliveries (by ID, as `shop events dead` lists them) due again, attempts reset."""
+    """Make dead deliveries (by ID, as `shop events dead` lists them) due again, attempts reset;
+    a broker dead letter (by its event ID) goes back to its subscriber's queue, attempts reset.
+    Running it twice is harmless: the inbox makes a repeated event's second run do nothing."""
     if bool(ids) == all_dead:
         raise click.UsageError("give delivery IDs or --all-dead, not both and not neither")
-    wanted = set(ids)
-    with _outboxes(_delivery_settings(), "retry") as outboxes:
-        count = sum(outbox.retry(None if all_dead else wanted) for outbox in outboxes)
-    if wanted and count < len(wanted):
-        raise click.ClickException(f"{len(wanted) - count} of the IDs are not dead letters; retried {count}")
-    click.echo(f"{count} delivery(ies) due again")
+    wanted = {str(each) for each in ids}
+    settings = _delivery_settings()
+    with _outboxes(settings) as outboxes:
+        count = sum(outbox.retry(None if all_dead else set(ids)) for outbox in outboxes)
+    queues = _consumed_queues(settings)
+    moved = []
+    if queues is not None and (all_dead or count < len(wanted)):
+        from infrastructure.events.broker.dead_letters import retry_dead_letters
+
+        with _broker_errors_explained():
+            moved = retry_dead_letters(queues.url, queues.topology, queues.subscribers, None if all_dead else wanted)
+    found = count + len(wanted & {letter.event_id for letter in moved})
+    if wanted and found < len(wanted):
+        raise click.ClickException(
+            f"{len(wanted) - found} of the IDs are not dead letters; retried {count + len(moved)}"
+        )
+    if outboxes:
+        click.echo(f"{count} delivery(ies) due again")
+    if queues is not None:
+        click.echo(f"{len(moved)} broker dead letter(s) back in their subscribers' queues")
 
 
 @events.command("relay")

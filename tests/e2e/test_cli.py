@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from app.config import CONTEXTS
 from app.migrations import script_location, version_table
 from app.subscriptions import SUBSCRIPTIONS
 from app.topology import Placement
-from infrastructure.events.broker._kombu import Connection, Producer  # typed as Any for mypy --strict
+from infrastructure.events.broker._kombu import Connection, Producer, Queue  # typed as Any for mypy --strict
 from infrastructure.events.broker.topology import Topology
 from tests.conftest import Backend, database_for
 from tests.e2e.server import (
@@ -281,7 +282,17 @@ def test_help_lists_the_commands_of_a_shop_operator_only(tmp_path: Path) -> None
 
     listed = result.stdout.partition("Commands:")[2].split()
     commands = {word for word in listed if re.fullmatch(r"[a-z-]+", word)} & {
-        "db", "events", "gateway", "openapi", "routes", "seed-demo", "serve", "users", "run", "shell", "limiter"
+        "db",
+        "events",
+        "gateway",
+        "openapi",
+        "routes",
+        "seed-demo",
+        "serve",
+        "users",
+        "run",
+        "shell",
+        "limiter",
     }
     assert commands == {"db", "events", "gateway", "openapi", "routes", "seed-demo", "serve", "users"}
     assert "--app" not in result.stdout and "--debug" not in result.stdout
@@ -345,10 +356,11 @@ def test_a_command_refuses_to_change_a_context_this_process_does_not_serve(
 
 
 @pytest.fixture
-def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology]]:
-    """RabbitMQ's URL, and the queues a process serving audit consumes, declared under a prefix
-    of the test's own (deleted afterwards): ``audit.user_log`` holds two UserRegistered events,
-    one message waiting for a retry and one dead letter, ``audit.order_log`` nothing."""
+def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology, str]]:
+    """RabbitMQ's URL, the queues a process serving audit consumes, declared under a prefix
+    of the test's own (deleted afterwards), and the event id of the dead letter:
+    ``audit.user_log`` holds two UserRegistered events, one message waiting for a retry and one
+    dead letter (as its consumer would have put it there), ``audit.order_log`` nothing."""
     url = os.environ.get("SHOP_TEST_AMQP_URL")
     if not url:
         pytest.skip("RabbitMQ: set SHOP_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
@@ -366,9 +378,23 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology]]:
         for _ in range(2):
             producer.publish({"id": str(uuid.uuid4())}, exchange=topology.exchange, routing_key="user.UserRegistered")
         producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=topology.retry_queue("audit.user_log"))
-        producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=topology.dead_queue("audit.user_log"))
+        dead_id = str(uuid.uuid4())
+        producer.publish(
+            {"id": dead_id},
+            exchange="",
+            routing_key=topology.dead_queue("audit.user_log"),
+            message_id=dead_id,
+            type="user.UserRegistered",
+            headers={
+                "request_id": "r-1",
+                "event_version": 1,
+                "x-shop-subscriber": "audit.user_log",
+                "x-shop-attempts": 5,
+                "x-shop-error": "RuntimeError('audit store down')",
+            },
+        )
     try:
-        yield url, topology
+        yield url, topology, dead_id
     finally:
         with Connection(url) as connection:
             channel = connection.channel()
@@ -378,23 +404,16 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology]]:
 
 
 def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_settings_of_calls_between_services(
-    tmp_path: Path, audit_queues: tuple[str, Topology]
+    tmp_path: Path, audit_queues: tuple[str, Topology, str]
 ) -> None:
     """A process serving audit records no events: what waits for it is in its broker queues.
     It needs no TOKEN_SECRET, SERVICE_TOKEN or USER_SERVICE_URL to show them, though serving
     it would."""
-    url, topology = audit_queues
-    env = shop_env(
-        tmp_path / "instance",
-        SERVED_CONTEXTS="audit",
-        EVENTS_BROKER_URL=url,
-        EVENTS_BROKER_EXCHANGE=topology.exchange,
-        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
-    )
+    url, topology, _dead_id = audit_queues
+    env = audit_env(tmp_path, url, topology)
     assert not {"TOKEN_SECRET", "SERVICE_TOKEN", "USER_SERVICE_URL"} & set(env)
 
     status = shop("events", "status", env=env, cwd=tmp_path, check=False)
-    refused = shop("events", "dead", env=env, cwd=tmp_path, check=False)
 
     assert status.returncode == 0, status.stderr
     assert [line.split() for line in status.stdout.splitlines()] == [
@@ -402,9 +421,62 @@ def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_setting
         [topology.queue("audit.order_log"), "0", "0", "0", "0"],
         [topology.queue("audit.user_log"), "2", "0", "1", "1"],
     ]
-    assert refused.returncode == 1
-    assert refused.stderr.splitlines() == [
-        "Error: this process serves audit (SERVED_CONTEXTS): run `shop events dead` with the settings of a process"
-        " serving user, product or order: their outboxes hold the deliveries (here, the subscribers' broker queues"
-        " are listed by `shop events status`)"
-    ]
+
+
+def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_send_them_back(
+    tmp_path: Path, audit_queues: tuple[str, Topology, str]
+) -> None:
+    """Back in its subscriber's queue, the event is as it was published (its trace kept), its
+    attempts and error gone: the consumer starts its attempts afresh."""
+    url, topology, dead_id = audit_queues
+    env = audit_env(tmp_path, url, topology)
+
+    listed = shop("events", "dead", env=env, cwd=tmp_path)
+    unknown = shop("events", "retry", str(uuid.uuid4()), env=env, cwd=tmp_path, check=False)
+    listed_again = shop("events", "dead", env=env, cwd=tmp_path)
+    retried = shop("events", "retry", dead_id, env=env, cwd=tmp_path)
+    after = shop("events", "dead", env=env, cwd=tmp_path)
+
+    assert (
+        listed.stdout.splitlines()
+        == listed_again.stdout.splitlines()
+        == [
+            f"broker  audit.user_log  user.UserRegistered  event {dead_id}  attempts 5",
+            "    RuntimeError('audit store down')",
+            "1 dead letter(s)",
+        ]
+    )
+    assert unknown.returncode == 1
+    assert unknown.stderr.splitlines() == ["Error: 1 of the IDs are not dead letters; retried 0"]
+    assert retried.stdout.splitlines() == ["1 broker dead letter(s) back in their subscribers' queues"]
+    assert after.stdout.splitlines() == ["0 dead letter(s)"]
+    *ready, back = messages_in(url, topology.queue("audit.user_log"))
+    # The quorum queue counts deliveries in x-delivery-count: its own, added as it hands one out.
+    headers = {key: value for key, value in back.headers.items() if key != "x-delivery-count"}
+    assert (len(ready), back.properties["message_id"], back.properties["type"], headers) == (
+        2,
+        dead_id,
+        "user.UserRegistered",
+        {"request_id": "r-1", "event_version": 1},
+    )
+
+
+def audit_env(tmp_path: Path, url: str, topology: Topology) -> dict[str, str]:
+    """The settings of a process serving audit alone, on the test's broker queues."""
+    return shop_env(
+        tmp_path / "instance",
+        SERVED_CONTEXTS="audit",
+        EVENTS_BROKER_URL=url,
+        EVENTS_BROKER_EXCHANGE=topology.exchange,
+        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
+    )
+
+
+def messages_in(url: str, queue: str) -> list[Any]:
+    """Every message of ``queue`` (kombu ``Message`` objects), taken out of it."""
+    with Connection(url) as connection:
+        source = Queue(queue)(connection.channel())
+        messages = []
+        while (message := source.get(no_ack=True)) is not None:
+            messages.append(message)
+        return messages

@@ -40,6 +40,7 @@ from infrastructure.events import codec
 from infrastructure.events.broker import consumer as consumer_module
 from infrastructure.events.broker import publisher as publisher_module
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler
+from infrastructure.events.broker.dead_letters import dead_letters, retry_dead_letters
 from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
 from infrastructure.events.broker.topology import Topology
 from infrastructure.events.bus import EventBus
@@ -531,6 +532,65 @@ def test_stopping_finishes_the_message_in_hand_and_hands_the_others_back(broker:
     assert recorder.ids("proof.slow") == [envelopes[0]["id"]]
     assert not consumer.consuming
     assert broker.message_count(topology.queue("proof.slow")) == 4
+
+
+def dead_lettered(broker: Broker, topology: Topology, subscriber: str, count: int, attempts: int) -> list[str]:
+    """The ids of ``count`` events whose every attempt (``attempts``) failed, in the order
+    their consumer put them in ``subscriber``'s dead-letter queue."""
+    recorder = Recorder(failures_per_event=attempts)
+    consumer = broker.consumer(topology, recorder, max_attempts=attempts, prefetch=1)
+    publisher = broker.publisher(topology)
+    envelopes = [envelope_of(ThingHappened(f"doomed-{number}")) for number in range(count)]
+    for envelope in envelopes:
+        publisher.publish(envelope)
+    dead_queue = topology.dead_queue(subscriber)
+    eventually(lambda: broker.message_count(dead_queue) == count, "every event is dead-lettered")
+    consumer.stop()
+    # One message at a time, and the retry queue holds each as long: they die in their order.
+    return [envelope["id"] for envelope in envelopes]
+
+
+def test_the_dead_letters_are_listed_and_stay_in_their_queue_in_their_order(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
+    ids = dead_lettered(broker, topology, "proof.happenings", 3, attempts=2)
+
+    first = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+    again = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+
+    assert first == again
+    assert [letter.event_id for letter in first] == ids
+    assert {(letter.subscriber, letter.event_type, letter.attempts) for letter in first} == {
+        ("proof.happenings", HAPPENED, 2)
+    }
+    assert [letter.error for letter in first] == [f"RuntimeError('attempt 2 of {event_id} fails')" for event_id in ids]
+    assert broker.message_count(topology.dead_queue("proof.happenings")) == 3
+
+
+def test_a_dead_letter_retried_goes_back_to_its_subscriber_with_its_attempts_reset(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    first, second, third = dead_lettered(broker, topology, "proof.happenings", 3, attempts=2)
+
+    moved = retry_dead_letters(broker.url, topology, ["proof.happenings"], {second, str(uuid.uuid4())})
+    # Failing once more, it succeeds at its second attempt: had it kept its count, that first
+    # failure would have been its last.
+    recorder = Recorder(failures_per_event=1)
+    broker.consumer(topology, recorder, max_attempts=2)
+    eventually(lambda: recorder.ids("proof.happenings") == [second], "the retried event is handled")
+
+    assert [(letter.subscriber, letter.event_id) for letter in moved] == [("proof.happenings", second)]
+    assert [letter.event_id for letter in dead_letters(broker.url, topology, ["proof.happenings"])] == [first, third]
+    assert recorder.ids("proof.happenings", succeeded=False) == [second, second]
+
+
+def test_retrying_every_dead_letter_empties_the_dead_letter_queues(broker: Broker) -> None:
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    ids = dead_lettered(broker, topology, "proof.happenings", 2, attempts=1)
+
+    moved = retry_dead_letters(broker.url, topology, ["proof.happenings"])
+
+    assert [letter.event_id for letter in moved] == ids
+    assert broker.message_count(topology.dead_queue("proof.happenings")) == 0
+    assert broker.message_count(topology.queue("proof.happenings")) == 2
 
 
 def test_a_consumer_accepts_only_subscribers_of_its_topology() -> None:

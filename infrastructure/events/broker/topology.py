@@ -11,7 +11,8 @@ gets three quorum queues, all durable:
   each rejection in the message's ``x-death`` header, which is how a consumer knows the
   attempt; "at-least-once" dead-lettering keeps a move from losing it.
 - ``<prefix>.<subscriber>.dead``, where the consumer puts a message once its attempts are used
-  up, for an operator to look at and move back (e.g. the management UI's "move messages").
+  up, for an operator to look at and move back (``shop events dead|retry``, see
+  :mod:`.dead_letters`).
 
 The whole map is declared by every service, whatever subset it consumes: a publisher that
 starts before the consumers of an event must find their queues, or the broker would drop it.
@@ -159,9 +160,9 @@ def queue_status(
         connection.ensure_connection(max_retries=0)
         rows = []
         for subscriber in subscribers:
-            main = _counts(connection, topology.queue(subscriber))
-            retry = _counts(connection, topology.retry_queue(subscriber))
-            dead = _counts(connection, topology.dead_queue(subscriber))
+            main = queue_counts(connection, topology.queue(subscriber))
+            retry = queue_counts(connection, topology.retry_queue(subscriber))
+            dead = queue_counts(connection, topology.dead_queue(subscriber))
             rows.append(
                 QueueStatus(
                     subscriber,
@@ -175,7 +176,7 @@ def queue_status(
         return rows
 
 
-def _counts(connection: Any, name: str) -> tuple[int, int] | None:
+def queue_counts(connection: Any, name: str) -> tuple[int, int] | None:
     """(messages ready, consumers) of the queue ``name``, or None if it does not exist. A
     channel of its own: the broker closes the channel on which a passive declare missed."""
     channel = connection.channel()
