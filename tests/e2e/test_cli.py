@@ -378,21 +378,7 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology, str]]:
         for _ in range(2):
             producer.publish({"id": str(uuid.uuid4())}, exchange=topology.exchange, routing_key="user.UserRegistered")
         producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=topology.retry_queue("audit.user_log"))
-        dead_id = str(uuid.uuid4())
-        producer.publish(
-            {"id": dead_id},
-            exchange="",
-            routing_key=topology.dead_queue("audit.user_log"),
-            message_id=dead_id,
-            type="user.UserRegistered",
-            headers={
-                "request_id": "r-1",
-                "event_version": 1,
-                "x-shop-subscriber": "audit.user_log",
-                "x-shop-attempts": 5,
-                "x-shop-error": "RuntimeError('audit store down')",
-            },
-        )
+        dead_id = put_dead_letter(producer, topology, "audit.user_log", "user.UserRegistered")
     try:
         yield url, topology, dead_id
     finally:
@@ -401,6 +387,27 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology, str]]:
             for name in topology.queue_names():
                 channel.queue_delete(name)
             channel.exchange_delete(topology.exchange)
+
+
+def put_dead_letter(producer: Any, topology: Topology, subscriber: str, event_type: str) -> str:
+    """A dead letter in ``subscriber``'s dead-letter queue, as its consumer would have put it
+    there after five failed attempts; its event id."""
+    event_id = str(uuid.uuid4())
+    producer.publish(
+        {"id": event_id},
+        exchange="",
+        routing_key=topology.dead_queue(subscriber),
+        message_id=event_id,
+        type=event_type,
+        headers={
+            "request_id": "r-1",
+            "event_version": 1,
+            "x-shop-subscriber": subscriber,
+            "x-shop-attempts": 5,
+            "x-shop-error": "RuntimeError('audit store down')",
+        },
+    )
+    return event_id
 
 
 def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_settings_of_calls_between_services(
@@ -459,6 +466,52 @@ def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_se
         "user.UserRegistered",
         {"request_id": "r-1", "event_version": 1},
     )
+
+
+def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds_of_dead_letters(
+    tmp_path: Path,
+) -> None:
+    """The product service records its own events' deliveries and consumes order's events."""
+    url = os.environ.get("SHOP_TEST_AMQP_URL")
+    if not url:
+        pytest.skip("RabbitMQ: set SHOP_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    topology = Topology(
+        Placement(SUBSCRIPTIONS, frozenset({"product"})).broker_map(), exchange=f"{prefix}.events", queue_prefix=prefix
+    )
+    env = shop_env(
+        tmp_path / "instance",
+        SERVED_CONTEXTS="product",
+        **{**APART, "EVENTS_BROKER_URL": url},
+        EVENTS_BROKER_EXCHANGE=topology.exchange,
+        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
+    )
+    with Connection(url, transport_options={"confirm_publish": True}) as connection:
+        channel = connection.channel()
+        topology.declare(channel)
+        dead_id = put_dead_letter(Producer(channel), topology, "product.confirm_reservation", "order.OrderPlaced")
+    try:
+        shop("db", "upgrade", env=env, cwd=tmp_path)
+        listed = shop("events", "dead", env=env, cwd=tmp_path)
+        retried = shop("events", "retry", "--all-dead", env=env, cwd=tmp_path)
+        waiting = messages_in(url, topology.queue("product.confirm_reservation"))
+    finally:
+        with Connection(url) as connection:
+            channel = connection.channel()
+            for name in topology.queue_names():
+                channel.queue_delete(name)
+            channel.exchange_delete(topology.exchange)
+
+    assert listed.stdout.splitlines() == [
+        f"broker  product.confirm_reservation  order.OrderPlaced  event {dead_id}  attempts 5",
+        "    RuntimeError('audit store down')",
+        "1 dead letter(s)",
+    ]
+    assert retried.stdout.splitlines() == [
+        "0 delivery(ies) due again",
+        "1 broker dead letter(s) back in their subscribers' queues",
+    ]
+    assert [message.properties["message_id"] for message in waiting] == [dead_id]
 
 
 def audit_env(tmp_path: Path, url: str, topology: Topology) -> dict[str, str]:
