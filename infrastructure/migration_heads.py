@@ -26,11 +26,11 @@ _SCRIPT = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 _STATED = ("revision", "down_revision", "branch_labels", "depends_on")
 
 
-def script_heads(script_location: Path) -> frozenset[str] | None:
+def script_head(script_location: Path) -> str | None:
     """The head revision of the history in ``script_location``, read from its scripts'
-    assignments; None when a script's place in the history is not stated plainly, or when the
-    history has several heads or names a parent no script defines: Alembic's ``upgrade head``
-    fails on those, and skipping it would hide that."""
+    assignments; None when it has no script, when a script's place in the history is not
+    stated plainly, or when the history has several heads or names a parent no script defines:
+    Alembic's ``upgrade head`` fails on those, and skipping it would hide that."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in sorted((script_location / "versions").iterdir()):
@@ -50,9 +50,10 @@ def script_heads(script_location: Path) -> frozenset[str] | None:
             return None
         revisions.add(revision)
     heads = revisions - parents
-    if len(heads) > 1 or not parents <= revisions:
+    if len(heads) != 1 or not parents <= revisions:
         return None
-    return frozenset(heads)
+    (head,) = heads
+    return head
 
 
 def _stated(path: Path) -> dict[str, object] | None:
@@ -89,7 +90,7 @@ def current_revisions(database: Database, version_table: str) -> frozenset[str] 
 
 
 def at_heads(database: Database, script_location: Path, version_table: str) -> bool:
-    """Whether the database is at the heads of the history: upgrading to ``head`` would apply
-    nothing. False whenever in doubt (Alembic then finds out)."""
-    heads = script_heads(script_location)
-    return heads is not None and bool(heads) and current_revisions(database, version_table) == heads
+    """Whether the database is at the head of the history (a single one, or Alembic decides):
+    upgrading to ``head`` would apply nothing. False whenever in doubt (Alembic then finds out)."""
+    head = script_head(script_location)
+    return head is not None and current_revisions(database, version_table) == frozenset({head})
