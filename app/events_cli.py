@@ -61,7 +61,7 @@ class _ConsumedQueues:
 
     url: str
     topology: BrokerTopology
-    subscribers: list[str]
+    subscribers: tuple[str, ...]
 
 
 def _consumed_queues(settings: Settings) -> _ConsumedQueues | None:
@@ -74,14 +74,20 @@ def _consumed_queues(settings: Settings) -> _ConsumedQueues | None:
         return None
     url = settings.events_broker_url_value()
     assert url is not None, "the settings require EVENTS_BROKER_URL where subscribers consume from the broker"
-    return _ConsumedQueues(url, broker_topology_for(settings, placement), consumed)
+    return _ConsumedQueues(url, broker_topology_for(settings, placement), tuple(consumed))
 
 
 @contextmanager
-def _broker_errors_explained() -> Iterator[None]:
+def _broker_errors_explained(url: str) -> Iterator[None]:
+    """The broker failing (away, the connection lost, a copy not confirmed, an operation
+    refused) is the operator's to fix, and said in one line; any other error is a fault of
+    the shop's, and keeps its traceback for the bug report."""
+    from infrastructure.events.broker.publisher import PublishFailed, channel_errors, connection_errors
+
+    failures: tuple[type[BaseException], ...] = (*connection_errors(url), *channel_errors(url), PublishFailed)
     try:
         yield
-    except Exception as error:
+    except failures as error:
         raise click.ClickException(f"the broker does not answer ({type(error).__name__}: {error})") from error
 
 
@@ -140,7 +146,7 @@ def _broker_queues(queues: _ConsumedQueues) -> None:
     not answer fails the command, after the delivery records were shown."""
     from infrastructure.events.broker.topology import queue_status
 
-    with _broker_errors_explained():
+    with _broker_errors_explained(queues.url):
         rows = queue_status(queues.url, queues.topology, queues.subscribers)
     click.echo(f"{'BROKER QUEUE':<63} {'READY':>8} {'CONSUMERS':>9} {'RETRYING':>8} {'DEAD-LETTERED':>13}")
     for queue in rows:
@@ -150,39 +156,51 @@ def _broker_queues(queues: _ConsumedQueues) -> None:
         retrying = "-" if queue.retrying is None else str(queue.retrying)
         dead = "-" if queue.dead_lettered is None else str(queue.dead_lettered)
         click.echo(f"{queue.queue:<63} {queue.ready:>8} {queue.consumers:>9} {retrying:>8} {dead:>13}")
+    for queue in rows:
+        if queue.dead_consumers:
+            _warn_consumed(queue.dead_queue, queue.dead_consumers, "counted")
 
 
 @events.command("dead")
-@click.option("--full", is_flag=True, help="print each error's whole traceback, not its last line")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="print each delivery's whole traceback, not its last line (a broker dead letter keeps only its error's repr)",
+)
 def dead(full: bool) -> None:
     """Deliveries that used up their attempts, with the error of the last one: those of the
     events this process's contexts publish, and the messages in the broker's dead-letter queues
-    of the subscribers it consumes (listed, left where they are)."""
+    of the subscribers it consumes (listed, left where they are). The deliveries' total is
+    printed before the broker is asked, so that it is there even if the broker fails."""
     settings = _delivery_settings()
     with _outboxes(settings) as outboxes:
         letters = [letter for outbox in outboxes for letter in outbox.dead_letters()]
+    queues = _consumed_queues(settings)
     for letter in letters:
         click.echo(
             f"{letter.id}  {letter.context}  {letter.subscriber}  {letter.event_type}  event {letter.event_id}"
             f"  attempts {letter.attempts}  recorded {letter.recorded_at.isoformat()}"
         )
         _echo_error(letter.last_error, full)
-    count = len(letters)
-    queues = _consumed_queues(settings)
-    if queues is not None:
-        from infrastructure.events.broker.dead_letters import dead_letters
+    if queues is None:
+        click.echo(f"{len(letters)} dead letter(s)")
+        return
+    if outboxes:
+        click.echo(f"{len(letters)} dead delivery(ies)")
+    from infrastructure.events.broker.dead_letters import dead_letters
 
-        with _broker_errors_explained():
-            broker_letters = dead_letters(queues.url, queues.topology, queues.subscribers)
-        for broker_letter in broker_letters:
-            click.echo(
-                f"broker  {broker_letter.subscriber}  {broker_letter.event_type or '-'}"
-                f"  event {broker_letter.event_id or '-'}"
-                f"  attempts {'-' if broker_letter.attempts is None else broker_letter.attempts}"
-            )
-            _echo_error(broker_letter.error, full)
-        count += len(broker_letters)
-    click.echo(f"{count} dead letter(s)")
+    with _broker_errors_explained(queues.url), _dead_letters_busy_explained():
+        found = dead_letters(queues.url, queues.topology, queues.subscribers)
+    for broker_letter in found.letters:
+        click.echo(
+            f"broker  {broker_letter.subscriber}  {broker_letter.event_type or '-'}"
+            f"  event {broker_letter.event_id or '-'}"
+            f"  attempts {'-' if broker_letter.attempts is None else broker_letter.attempts}"
+        )
+        _echo_error(broker_letter.error, full)
+    click.echo(f"{len(found.letters)} broker dead letter(s)")
+    for queue, consumers in found.consumed:
+        _warn_consumed(queue, consumers, "listed")
 
 
 def _echo_error(error: str | None, full: bool) -> None:
@@ -190,35 +208,70 @@ def _echo_error(error: str | None, full: bool) -> None:
     click.echo(f"    {error if full else error.splitlines()[-1] if error else '(no error kept)'}")
 
 
+def _warn_consumed(queue: str, consumers: int, what: str) -> None:
+    """The broker counts only the messages of a queue that no consumer holds: a dead-letter
+    queue is for an operator to look at, and something consuming it hides its letters."""
+    click.echo(f"warning: {queue} has {consumers} consumer(s): their messages are not {what}", err=True)
+
+
+@contextmanager
+def _dead_letters_busy_explained() -> Iterator[None]:
+    from infrastructure.events.broker.dead_letters import Busy
+
+    try:
+        yield
+    except Busy as busy:
+        raise click.ClickException(
+            f"another `shop events dead|retry` is running on {busy.queue}; try again once it is done"
+        ) from busy
+
+
 @events.command("retry")
 @click.argument("ids", nargs=-1, type=click.UUID)
-@click.option("--all-dead", is_flag=True, help="retry every dead letter")
-def retry(ids: tuple[uuid.UUID, ...], all_dead: bool) -> None:
+@click.option(
+    "--event",
+    "event_ids",
+    multiple=True,
+    type=click.UUID,
+    metavar="EVENT_ID",
+    help="a broker dead letter to send back, by its event ID (repeatable)",
+)
+@click.option("--all-dead", is_flag=True, help="retry every dead letter, deliveries and broker dead letters")
+def retry(ids: tuple[uuid.UUID, ...], event_ids: tuple[uuid.UUID, ...], all_dead: bool) -> None:
     """Make dead deliveries (by ID, as `shop events dead` lists them) due again, attempts reset;
-    a broker dead letter (by its event ID) goes back to its subscriber's queue, attempts reset.
-    Running it twice is harmless: the inbox makes a repeated event's second run do nothing."""
-    if bool(ids) == all_dead:
-        raise click.UsageError("give delivery IDs or --all-dead, not both and not neither")
-    wanted = {str(each) for each in ids}
+    a broker dead letter (by its event ID, with --event) goes back to its subscriber's queue,
+    attempts reset. Running it twice is harmless: the inbox makes a repeated event's second run
+    do nothing. The deliveries made due are reported before the broker is asked."""
+    if bool(ids or event_ids) == all_dead:
+        raise click.UsageError(
+            "give delivery IDs and/or --event EVENT_ID (broker dead letters), or --all-dead; not both and not neither"
+        )
+    deliveries = set(ids)
+    events_wanted = {str(each) for each in event_ids}
     settings = _delivery_settings()
-    with _outboxes(settings) as outboxes:
-        count = sum(outbox.retry(None if all_dead else set(ids)) for outbox in outboxes)
+    count = 0
+    if all_dead or deliveries:
+        with _outboxes(settings) as outboxes:
+            count = sum(outbox.retry(None if all_dead else deliveries) for outbox in outboxes)
+        if outboxes:
+            click.echo(f"{count} delivery(ies) due again")
     queues = _consumed_queues(settings)
-    moved = []
-    if queues is not None and (all_dead or count < len(wanted)):
+    moved = 0
+    if queues is not None and (all_dead or events_wanted):
         from infrastructure.events.broker.dead_letters import retry_dead_letters
 
-        with _broker_errors_explained():
-            moved = retry_dead_letters(queues.url, queues.topology, queues.subscribers, None if all_dead else wanted)
-    found = count + len(wanted & {letter.event_id for letter in moved})
-    if wanted and found < len(wanted):
-        raise click.ClickException(
-            f"{len(wanted) - found} of the IDs are not dead letters; retried {count + len(moved)}"
-        )
-    if outboxes:
-        click.echo(f"{count} delivery(ies) due again")
-    if queues is not None:
-        click.echo(f"{len(moved)} broker dead letter(s) back in their subscribers' queues")
+        with _broker_errors_explained(queues.url), _dead_letters_busy_explained():
+            back = retry_dead_letters(
+                queues.url, queues.topology, queues.subscribers, None if all_dead else events_wanted
+            )
+        moved = len(back.letters)
+        click.echo(f"{moved} broker dead letter(s) back in their subscribers' queues")
+        for queue, consumers in back.consumed:
+            _warn_consumed(queue, consumers, "retried")
+        events_wanted -= {letter.event_id for letter in back.letters if letter.event_id is not None}
+    missing = 0 if all_dead else len(deliveries) - count + len(events_wanted)
+    if missing:
+        raise click.ClickException(f"{missing} of the IDs are not dead letters; retried {count + moved}")
 
 
 @events.command("relay")

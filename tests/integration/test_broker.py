@@ -17,17 +17,20 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from kombu import Connection, Queue
+import structlog
+from kombu import Connection, Producer, Queue
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, insert, select
+from structlog.testing import capture_logs
 
 from app.background import BackgroundWork
 from app.factory import container_of
@@ -40,7 +43,7 @@ from infrastructure.events import codec
 from infrastructure.events.broker import consumer as consumer_module
 from infrastructure.events.broker import publisher as publisher_module
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler
-from infrastructure.events.broker.dead_letters import dead_letters, retry_dead_letters
+from infrastructure.events.broker.dead_letters import BrokerDeadLetter, Busy, dead_letters, retry_dead_letters
 from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
 from infrastructure.events.broker.topology import Topology
 from infrastructure.events.bus import EventBus
@@ -364,11 +367,13 @@ def test_a_broker_that_cannot_be_reached_is_back_when_a_check_connects_again(bro
     assert (away, backs) == ([], [None])
 
 
-def test_a_publisher_learns_its_transports_connection_errors_once_for_all_its_links(
+def test_a_process_learns_a_transports_connection_errors_once_for_all_its_links(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """kombu tells a transport's errors only through a Connection object: one per publisher,
-    not one per link (nor per reconnection)."""
+    """kombu tells a transport's errors only through a Connection object: one per URL, not
+    one per link, publisher or failure; every other Connection built is a connection tried."""
+    # Nothing listens there: every publish fails at once. A vhost of its own: a URL no test used.
+    url = f"amqp://guest:guest@127.0.0.1:1/{uuid.uuid4().hex}"
     built: list[str] = []
     real = publisher_module.Connection
 
@@ -377,12 +382,19 @@ def test_a_publisher_learns_its_transports_connection_errors_once_for_all_its_li
         return real(url, *args, **kwargs)
 
     monkeypatch.setattr(publisher_module, "Connection", counted)
-    publisher = BrokerPublisher(
-        "amqp://guest:guest@127.0.0.1:1//", Topology({"proof.known": {HAPPENED}}), connections=8
-    )
-    publisher.close()
+    publishers = [
+        BrokerPublisher(url, Topology({"proof.known": {HAPPENED}}), connections=8, connect_timeout=1.0)
+        for _ in range(2)
+    ]
+    failures = []
+    for publisher in publishers * 2:
+        with pytest.raises(PublishFailed) as failed:
+            publisher.publish(envelope_of(ThingHappened("lost")))
+        failures.append(failed.value.unreachable)
+        publisher.close()
 
-    assert built == ["amqp://guest:guest@127.0.0.1:1//"]
+    assert failures == [True] * 4
+    assert built == [url] * (4 + 1)  # four connections tried, and the errors learnt once
 
 
 def test_a_publisher_whose_exchange_vanished_declares_it_again(broker: Broker) -> None:
@@ -556,14 +568,105 @@ def test_the_dead_letters_are_listed_and_stay_in_their_queue_in_their_order(brok
 
     first = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
     again = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+    dead_queue = topology.dead_queue("proof.happenings")
+    taken = [broker.take(dead_queue) for _ in ids]
 
     assert first == again
-    assert [letter.event_id for letter in first] == ids
-    assert {(letter.subscriber, letter.event_type, letter.attempts) for letter in first} == {
+    assert first.consumed == ()
+    assert [letter.event_id for letter in first.letters] == ids
+    assert {(letter.subscriber, letter.event_type, letter.attempts) for letter in first.letters} == {
         ("proof.happenings", HAPPENED, 2)
     }
-    assert [letter.error for letter in first] == [f"RuntimeError('attempt 2 of {event_id} fails')" for event_id in ids]
-    assert broker.message_count(topology.dead_queue("proof.happenings")) == 3
+    assert [letter.error for letter in first.letters] == [
+        f"RuntimeError('attempt 2 of {event_id} fails')" for event_id in ids
+    ]
+    # Why a listing moves each message round instead of handing it back: a quorum queue counts
+    # every return (x-delivery-count, from 1 on; checked on RabbitMQ 3.10) and drops a message
+    # past its delivery limit. After two listings, each is still a message never delivered.
+    assert [message.properties["message_id"] for message in taken] == ids
+    assert [
+        (message.headers.get("x-delivery-count", 0), message.delivery_info["redelivered"]) for message in taken
+    ] == [(0, False)] * 3
+
+
+def put_in_dead_letter_queue(broker: Broker, topology: Topology, subscriber: str, **properties: Any) -> None:
+    """A message in ``subscriber``'s dead-letter queue with ``properties``, however formed."""
+    with Connection(broker.url, transport_options={"confirm_publish": True}) as connection:
+        channel = connection.channel()
+        topology.declare(channel)
+        Producer(channel).publish(
+            {"id": "foreign"}, exchange="", routing_key=topology.dead_queue(subscriber), **properties
+        )
+
+
+def test_a_dead_letter_that_says_what_it_is_in_another_form_is_listed_and_moved_like_the_others(
+    broker: Broker,
+) -> None:
+    """A message another tool put there, or an older consumer: neither the listing nor the
+    message in hand must fail halfway on it."""
+    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    put_in_dead_letter_queue(
+        broker, topology, "proof.happenings", headers={"x-shop-attempts": "many", "x-shop-error": 42}
+    )
+    put_in_dead_letter_queue(
+        broker, topology, "proof.happenings", message_id="m-2", headers={"x-shop-attempts": "3", "x-shop-error": "E"}
+    )
+    put_in_dead_letter_queue(broker, topology, "proof.happenings", headers={"x-shop-attempts": 2.5})
+
+    listed = dead_letters(broker.url, topology, ["proof.happenings"])
+    moved = retry_dead_letters(broker.url, topology, ["proof.happenings"])
+
+    assert listed.letters == (
+        BrokerDeadLetter("proof.happenings", None, None, None, None),
+        BrokerDeadLetter("proof.happenings", "m-2", None, 3, "E"),
+        BrokerDeadLetter("proof.happenings", None, None, None, None),
+    )
+    assert moved.letters == listed.letters
+    assert broker.message_count(topology.dead_queue("proof.happenings")) == 0
+    assert broker.message_count(topology.queue("proof.happenings")) == 3
+
+
+def test_a_dead_letter_queue_that_something_consumes_is_reported_with_its_consumers(broker: Broker) -> None:
+    """The broker counts only the messages no consumer holds: those are not listed, and the
+    operator is told why the listing may be short."""
+    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
+    put_in_dead_letter_queue(broker, topology, "proof.happenings", message_id="held")
+    dead_queue = topology.dead_queue("proof.happenings")
+    held: list[Any] = []
+    with Connection(broker.url) as connection:
+        consumer = connection.Consumer(
+            Queue(dead_queue, no_declare=True), callbacks=[lambda _body, message: held.append(message)]
+        )
+        consumer.consume()
+        connection.drain_events(timeout=DEADLINE_SECONDS)
+
+        found = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+
+    assert [message.properties["message_id"] for message in held] == ["held"]
+    assert found.letters == ()
+    assert found.consumed == ((dead_queue, 1),)
+
+
+def test_a_pass_over_a_dead_letter_queue_another_pass_holds_is_refused_before_moving_anything(
+    broker: Broker,
+) -> None:
+    """Two at once would list some letters twice or not at all, and a retry could miss the one
+    it was asked for: the second pass is refused, and the first subscriber's letters, whose
+    queue is free, stay where they were."""
+    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
+    put_in_dead_letter_queue(broker, topology, "proof.happenings", message_id="waiting")
+    busy_queue = topology.dead_queue("proof.quiet")
+    with Connection(broker.url) as holder:
+        holder.channel().queue_declare(queue=f"{busy_queue}.lock", exclusive=True, auto_delete=True)
+
+        with pytest.raises(Busy) as refused:
+            retry_dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+        still_dead = broker.message_count(topology.dead_queue("proof.happenings"))
+    moved = retry_dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+
+    assert refused.value.queue == busy_queue
+    assert still_dead == 1
+    assert [letter.event_id for letter in moved.letters] == ["waiting"]
 
 
 def test_a_dead_letter_retried_goes_back_to_its_subscriber_with_its_attempts_reset(broker: Broker) -> None:
@@ -577,8 +680,11 @@ def test_a_dead_letter_retried_goes_back_to_its_subscriber_with_its_attempts_res
     broker.consumer(topology, recorder, max_attempts=2)
     eventually(lambda: recorder.ids("proof.happenings") == [second], "the retried event is handled")
 
-    assert [(letter.subscriber, letter.event_id) for letter in moved] == [("proof.happenings", second)]
-    assert [letter.event_id for letter in dead_letters(broker.url, topology, ["proof.happenings"])] == [first, third]
+    assert [(letter.subscriber, letter.event_id) for letter in moved.letters] == [("proof.happenings", second)]
+    assert [letter.event_id for letter in dead_letters(broker.url, topology, ["proof.happenings"]).letters] == [
+        first,
+        third,
+    ]
     assert recorder.ids("proof.happenings", succeeded=False) == [second, second]
 
 
@@ -588,7 +694,7 @@ def test_retrying_every_dead_letter_empties_the_dead_letter_queues(broker: Broke
 
     moved = retry_dead_letters(broker.url, topology, ["proof.happenings"])
 
-    assert [letter.event_id for letter in moved] == ids
+    assert [letter.event_id for letter in moved.letters] == ids
     assert broker.message_count(topology.dead_queue("proof.happenings")) == 0
     assert broker.message_count(topology.queue("proof.happenings")) == 2
 
@@ -800,6 +906,36 @@ def test_a_consumer_keeps_trying_the_broker_every_couple_of_seconds_however_long
         line.close()
 
     assert max(waits) <= 2.0
+
+
+def test_a_consumer_warns_of_an_outage_once_a_minute_not_at_each_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its attempts come every couple of seconds: a warning each would flood the logs of a
+    long outage. The clock moves 25 s per failure, so a minute passes every third one."""
+    now = iter(range(25, 10_000, 25))
+    monkeypatch.setattr(consumer_module, "time", SimpleNamespace(monotonic=lambda: float(next(now))))
+    consumer = BrokerConsumer(
+        "amqp://guest:guest@127.0.0.1:1//",  # nothing listens there: every connection fails at once
+        Topology({"proof.happenings": {HAPPENED}}),
+        Recorder(),
+        connect_timeout=1.0,
+        reconnect_delay=0.001,
+        reconnect_max_delay=0.001,
+    )
+    logs: list[MutableMapping[str, Any]]
+    with capture_logs() as logs:
+        # The module's logger may be cached with the app's processors by an earlier test.
+        monkeypatch.setattr(consumer_module, "logger", structlog.get_logger(consumer_module.__name__))
+        consumer.start()
+        try:
+            eventually(
+                lambda: sum(log["event"] == "broker.consumer_disconnected" for log in logs) >= 7,
+                "the consumer fails again and again",
+            )
+        finally:
+            consumer.stop()
+
+    levels = [log["log_level"] for log in logs if log["event"] == "broker.consumer_disconnected"][:7]
+    assert levels == ["warning", "debug", "debug", "warning", "debug", "debug", "warning"]
 
 
 # The relay's retries after a failure: an hour, so a drain after the outage can only come from

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from functools import partial
@@ -32,7 +33,7 @@ import structlog
 
 from infrastructure.backoff import equal_jitter
 from infrastructure.events.broker._kombu import Connection, Consumer
-from infrastructure.events.broker.publisher import ConfirmedLink, connection_errors
+from infrastructure.events.broker.publisher import ConfirmedLink
 from infrastructure.events.broker.topology import DEFAULT_EXCHANGE, Topology
 
 logger = structlog.get_logger(__name__)
@@ -41,6 +42,22 @@ Handler = Callable[[str, dict[str, Any]], None]
 
 MAX_ERROR_LENGTH = 1000
 RECONNECT_MAX_DELAY = 2.0
+WARNING_INTERVAL = 60.0
+
+# What a dead letter carries besides the message as it was published (see :mod:`.dead_letters`).
+SUBSCRIBER_HEADER = "x-shop-subscriber"
+ATTEMPTS_HEADER = "x-shop-attempts"
+ERROR_HEADER = "x-shop-error"  # repr() of the last attempt's error, its last MAX_ERROR_LENGTH characters
+# The properties of the message as published (see :class:`.BrokerPublisher`) that a copy keeps.
+KEPT_PROPERTIES = ("message_id", "type", "correlation_id")
+
+
+def forwarded_properties(message: Any, headers: dict[str, Any]) -> dict[str, Any]:
+    """The properties with which to publish a copy of ``message``: its own (the event's id,
+    type and request id), with ``headers``."""
+    properties = {key: message.properties[key] for key in KEPT_PROPERTIES if key in message.properties}
+    properties["headers"] = headers
+    return properties
 
 
 class BrokerConsumer:
@@ -58,6 +75,7 @@ class BrokerConsumer:
         reconnect_delay: float = 0.5,
         reconnect_max_delay: float = RECONNECT_MAX_DELAY,
         poll_interval: float = 1.0,
+        warning_interval: float = WARNING_INTERVAL,
         transient: Callable[[Exception], bool] = lambda _error: False,
     ) -> None:
         """``transient``: failures that say a dependency is away (its database, a server), not
@@ -84,12 +102,10 @@ class BrokerConsumer:
         self._reconnect_delay = reconnect_delay
         self._reconnect_max_delay = reconnect_max_delay
         self._poll_interval = poll_interval
+        self._warning_interval = warning_interval
+        self._warned_at = 0.0  # time.monotonic() of the last warning of a failure
         self._dead_letters = ConfirmedLink(
-            url,
-            prepare=topology.declare,
-            connect_timeout=connect_timeout,
-            confirm_timeout=10.0,
-            connection_errors=connection_errors(url),
+            url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=10.0
         )
         self._stopping = threading.Event()
         self._consuming = threading.Event()
@@ -130,7 +146,17 @@ class BrokerConsumer:
             except Exception as error:  # noqa: BLE001 - any failure means: reconnect and go on
                 self._failures += 1
                 delay = self._backoff()
-                logger.warning("broker.consumer_disconnected", error=repr(error), retry_in=round(delay, 2))
+                now = time.monotonic()
+                if self._failures == 1 or now - self._warned_at >= self._warning_interval:
+                    self._warned_at, log = now, logger.warning
+                else:
+                    log = logger.debug
+                log(
+                    "broker.consumer_disconnected",
+                    error=repr(error),
+                    failures=self._failures,
+                    retry_in=round(delay, 2),
+                )
                 self._stopping.wait(delay)
 
     def _backoff(self) -> float:
@@ -210,20 +236,15 @@ class BrokerConsumer:
         return rejected + 1
 
     def _dead_letter(self, subscriber: str, message: Any, attempts: int, error: Exception) -> None:
-        properties = {
-            key: message.properties[key]
-            for key in ("message_id", "type", "correlation_id")
-            if key in message.properties
-        }
-        properties["headers"] = {
+        headers = {
             **(message.headers or {}),
-            "x-shop-subscriber": subscriber,
-            "x-shop-attempts": attempts,
-            "x-shop-error": repr(error)[-MAX_ERROR_LENGTH:],
+            SUBSCRIBER_HEADER: subscriber,
+            ATTEMPTS_HEADER: attempts,
+            ERROR_HEADER: repr(error)[-MAX_ERROR_LENGTH:],
         }
         self._dead_letters.send(
             message.body,
             exchange=DEFAULT_EXCHANGE,
             routing_key=self._topology.dead_queue(subscriber),
-            properties=properties,
+            properties=forwarded_properties(message, headers),
         )

@@ -24,6 +24,7 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -49,15 +50,23 @@ class PublishFailed(Exception):
         self.unreachable = unreachable
 
 
+@lru_cache(maxsize=None)
 def connection_errors(url: str) -> tuple[type[BaseException], ...]:
     """The errors that say the broker at ``url`` could not be reached or the connection broke.
 
     Connecting fails as kombu's OperationalError; a connection that breaks, with the
     transport's own errors. A confirm not received in time is a socket timeout, which is among
     those (an OSError) but says the broker is there: it answered the connect. The transport
-    tells its errors only through a Connection (never connected here), so its links share the
-    answer rather than each building one."""
+    tells its errors only through a Connection (never connected here): learnt once per URL (a
+    process has one or two), not per link or per reconnection."""
     return (OperationalError, *Connection(url).connection_errors)
+
+
+@lru_cache(maxsize=None)
+def channel_errors(url: str) -> tuple[type[BaseException], ...]:
+    """The errors with which the broker at ``url`` refuses an operation and closes the channel
+    (a queue missing or locked, a precondition failed); learnt as :func:`connection_errors`."""
+    return tuple(Connection(url).channel_errors)
 
 
 class ConfirmedLink:
@@ -76,9 +85,7 @@ class ConfirmedLink:
         prepare: Callable[[Any], None],
         connect_timeout: float,
         confirm_timeout: float,
-        connection_errors: tuple[type[BaseException], ...],
     ) -> None:
-        """``connection_errors``: :func:`connection_errors` of ``url``."""
         self._url = url
         self._prepare = prepare
         self._connect_timeout = connect_timeout
@@ -87,7 +94,6 @@ class ConfirmedLink:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._producer: Any = None
-        self._connection_errors = connection_errors
 
     def send(self, body: str | bytes, *, exchange: str, routing_key: str, properties: Mapping[str, Any]) -> None:
         with self._lock:
@@ -108,7 +114,7 @@ class ConfirmedLink:
     def _failed(self, routing_key: str, error: Exception) -> PublishFailed:
         """The failure of a call's last attempt, which always connected afresh: unreachable
         when that connection failed or broke, not when the broker refused the message."""
-        unreachable = isinstance(error, self._connection_errors) and not isinstance(error, TimeoutError)
+        unreachable = isinstance(error, connection_errors(self._url)) and not isinstance(error, TimeoutError)
         return PublishFailed(f"broker did not confirm {routing_key!r}: {error!r}", unreachable=unreachable)
 
     def open(self) -> None:
@@ -184,14 +190,9 @@ class BrokerPublisher:
         confirm_timeout: float = 10.0,
     ) -> None:
         self._exchange = topology.exchange
-        errors = connection_errors(url)
         self._links = [
             ConfirmedLink(
-                url,
-                prepare=topology.declare,
-                connect_timeout=connect_timeout,
-                confirm_timeout=confirm_timeout,
-                connection_errors=errors,
+                url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=confirm_timeout
             )
             for _ in range(connections)
         ]

@@ -145,7 +145,9 @@ class QueueStatus:
     ready: int | None  # messages waiting in the subscriber's queue (not those in a consumer's hands)
     consumers: int | None
     retrying: int | None  # messages its retry queue holds until their next attempt
-    dead_lettered: int | None  # messages in its dead-letter queue
+    dead_lettered: int | None  # messages in its dead-letter queue (not those a consumer of it holds)
+    dead_queue: str
+    dead_consumers: int | None  # consumers of its dead-letter queue: none, unless something takes its letters
 
 
 def queue_status(
@@ -171,6 +173,8 @@ def queue_status(
                     consumers=main[1] if main else None,
                     retrying=retry[0] if retry else None,
                     dead_lettered=dead[0] if dead else None,
+                    dead_queue=topology.dead_queue(subscriber),
+                    dead_consumers=dead[1] if dead else None,
                 )
             )
         return rows
