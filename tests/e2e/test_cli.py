@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,16 @@ from typing import Any
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text
 
 from app.config import CONTEXTS
 from app.migrations import script_location, version_table
 from app.subscriptions import SUBSCRIPTIONS
-from app.topology import Placement
+from app.topology import RELAY, Placement
+from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from infrastructure.events.broker._kombu import Connection, Producer, Queue  # typed as Any for mypy --strict
 from infrastructure.events.broker.topology import Topology
+from infrastructure.events.outbox import DEAD
 from tests.conftest import Backend, database_for
 from tests.e2e.server import (
     API,
@@ -439,9 +442,9 @@ def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_se
     env = audit_env(tmp_path, url, topology)
 
     listed = shop("events", "dead", env=env, cwd=tmp_path)
-    unknown = shop("events", "retry", str(uuid.uuid4()), env=env, cwd=tmp_path, check=False)
+    unknown = shop("events", "retry", "--event", str(uuid.uuid4()), env=env, cwd=tmp_path, check=False)
     listed_again = shop("events", "dead", env=env, cwd=tmp_path)
-    retried = shop("events", "retry", dead_id, env=env, cwd=tmp_path)
+    retried = shop("events", "retry", "--event", dead_id, env=env, cwd=tmp_path)
     after = shop("events", "dead", env=env, cwd=tmp_path)
 
     assert (
@@ -450,13 +453,14 @@ def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_se
         == [
             f"broker  audit.user_log  user.UserRegistered  event {dead_id}  attempts 5",
             "    RuntimeError('audit store down')",
-            "1 dead letter(s)",
+            "1 broker dead letter(s)",
         ]
     )
     assert unknown.returncode == 1
+    assert unknown.stdout.splitlines() == ["0 broker dead letter(s) back in their subscribers' queues"]
     assert unknown.stderr.splitlines() == ["Error: 1 of the IDs are not dead letters; retried 0"]
     assert retried.stdout.splitlines() == ["1 broker dead letter(s) back in their subscribers' queues"]
-    assert after.stdout.splitlines() == ["0 dead letter(s)"]
+    assert after.stdout.splitlines() == ["0 broker dead letter(s)"]
     *ready, back = messages_in(url, topology.queue("audit.user_log"))
     # The quorum queue counts deliveries in x-delivery-count: its own, added as it hands one out.
     headers = {key: value for key, value in back.headers.items() if key != "x-delivery-count"}
@@ -468,10 +472,104 @@ def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_se
     )
 
 
+def test_events_dead_and_status_say_when_something_consumes_a_dead_letter_queue(
+    tmp_path: Path, audit_queues: tuple[str, Topology, str]
+) -> None:
+    """The broker counts only the messages no consumer holds: the listing would say nothing
+    is dead while the consumer holds the dead letter."""
+    url, topology, _dead_id = audit_queues
+    env = audit_env(tmp_path, url, topology)
+    dead_queue = topology.dead_queue("audit.user_log")
+    with Connection(url) as connection:
+        held: list[Any] = []
+        consumer = connection.Consumer(Queue(dead_queue, no_declare=True), callbacks=[lambda _b, m: held.append(m)])
+        consumer.consume()
+        connection.drain_events(timeout=30)
+
+        listed = shop("events", "dead", env=env, cwd=tmp_path)
+        status = shop("events", "status", env=env, cwd=tmp_path)
+
+    assert len(held) == 1
+    assert listed.stdout.splitlines() == ["0 broker dead letter(s)"]
+    warning = f"warning: {dead_queue} has 1 consumer(s): their messages are not"
+    assert listed.stderr.splitlines() == [f"{warning} listed"]
+    assert status.stderr.splitlines() == [f"{warning} counted"]
+    assert status.stdout.splitlines()[-1].split() == [topology.queue("audit.user_log"), "2", "0", "1", "0"]
+
+
+def test_events_dead_and_retry_refuse_while_another_runs_on_the_same_dead_letter_queue(
+    tmp_path: Path, audit_queues: tuple[str, Topology, str]
+) -> None:
+    """Two at once would list letters twice or not at all, and a retry miss the one asked for."""
+    url, topology, dead_id = audit_queues
+    env = audit_env(tmp_path, url, topology)
+    dead_queue = topology.dead_queue("audit.user_log")
+    with Connection(url) as holder:  # holds the lock as a running `shop events dead` would
+        holder.channel().queue_declare(queue=f"{dead_queue}.lock", exclusive=True, auto_delete=True)
+
+        listed = shop("events", "dead", env=env, cwd=tmp_path, check=False)
+        retried = shop("events", "retry", "--event", dead_id, env=env, cwd=tmp_path, check=False)
+
+    refusal = f"Error: another `shop events dead|retry` is running on {dead_queue}; try again once it is done"
+    assert (listed.returncode, listed.stdout, listed.stderr.splitlines()) == (1, "", [refusal])
+    assert (retried.returncode, retried.stdout, retried.stderr.splitlines()) == (1, "", [refusal])
+    assert [message.properties["message_id"] for message in messages_in(url, dead_queue)] == [dead_id]
+
+
+def product_env(tmp_path: Path, url: str, topology: Topology) -> dict[str, str]:
+    """The settings of a process serving product alone (it records deliveries of its events
+    and consumes order's from the broker), on the test's broker queues."""
+    return shop_env(
+        tmp_path / "instance",
+        SERVED_CONTEXTS="product",
+        **{**APART, "EVENTS_BROKER_URL": url},
+        EVENTS_BROKER_EXCHANGE=topology.exchange,
+        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
+    )
+
+
+def put_dead_delivery(env: dict[str, str]) -> str:
+    """A delivery of an event of product's to the broker relay that used up its attempts, in
+    the product database; its ID."""
+    now = datetime.now(timezone.utc)
+    outbox, deliveries = PRODUCT_OUTBOX.outbox, PRODUCT_OUTBOX.deliveries
+    event_id, delivery_id = uuid.uuid4(), uuid.uuid4()
+    database = database_for("product", instance_of(env))
+    try:
+        with database.begin(write=True) as connection:
+            position = connection.execute(
+                insert(outbox).values(
+                    event_id=event_id,
+                    event_type="product.ProductCreated",
+                    aggregate_id="p-1",
+                    occurred_at=now,
+                    envelope={"id": str(event_id)},
+                )
+            ).inserted_primary_key[0]
+            connection.execute(
+                insert(deliveries).values(
+                    id=delivery_id,
+                    event_position=position,
+                    subscriber=RELAY,
+                    event_type="product.ProductCreated",
+                    aggregate_id="p-1",
+                    status=DEAD,
+                    attempts=5,
+                    available_at=now,
+                    last_error="PublishFailed: broker did not confirm",
+                    recorded_at=now,
+                )
+            )
+    finally:
+        database.dispose()
+    return str(delivery_id)
+
+
 def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds_of_dead_letters(
     tmp_path: Path,
 ) -> None:
-    """The product service records its own events' deliveries and consumes order's events."""
+    """The product service records its own events' deliveries and consumes order's events. A
+    delivery is retried by its ID, a broker dead letter by --event: one never moves the other."""
     url = os.environ.get("SHOP_TEST_AMQP_URL")
     if not url:
         pytest.skip("RabbitMQ: set SHOP_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
@@ -479,21 +577,19 @@ def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds
     topology = Topology(
         Placement(SUBSCRIPTIONS, frozenset({"product"})).broker_map(), exchange=f"{prefix}.events", queue_prefix=prefix
     )
-    env = shop_env(
-        tmp_path / "instance",
-        SERVED_CONTEXTS="product",
-        **{**APART, "EVENTS_BROKER_URL": url},
-        EVENTS_BROKER_EXCHANGE=topology.exchange,
-        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
-    )
+    env = product_env(tmp_path, url, topology)
     with Connection(url, transport_options={"confirm_publish": True}) as connection:
         channel = connection.channel()
         topology.declare(channel)
         dead_id = put_dead_letter(Producer(channel), topology, "product.confirm_reservation", "order.OrderPlaced")
     try:
         shop("db", "upgrade", env=env, cwd=tmp_path)
+        first, second = put_dead_delivery(env), put_dead_delivery(env)
         listed = shop("events", "dead", env=env, cwd=tmp_path)
+        one = shop("events", "retry", first, env=env, cwd=tmp_path)
+        listed_again = shop("events", "dead", env=env, cwd=tmp_path)
         retried = shop("events", "retry", "--all-dead", env=env, cwd=tmp_path)
+        after = shop("events", "dead", env=env, cwd=tmp_path)
         waiting = messages_in(url, topology.queue("product.confirm_reservation"))
     finally:
         with Connection(url) as connection:
@@ -502,16 +598,47 @@ def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds
                 channel.queue_delete(name)
             channel.exchange_delete(topology.exchange)
 
-    assert listed.stdout.splitlines() == [
+    lines = listed.stdout.splitlines()
+    assert [line.split("  ")[:4] for line in lines[0:4:2]] == [
+        [delivery, "product", RELAY, "product.ProductCreated"] for delivery in (first, second)
+    ]
+    assert lines[1:4:2] == ["    PublishFailed: broker did not confirm"] * 2
+    assert lines[4:] == [
+        "2 dead delivery(ies)",
         f"broker  product.confirm_reservation  order.OrderPlaced  event {dead_id}  attempts 5",
         "    RuntimeError('audit store down')",
-        "1 dead letter(s)",
+        "1 broker dead letter(s)",
     ]
+    assert one.stdout.splitlines() == ["1 delivery(ies) due again"]
+    # The delivery retried is no longer dead; the broker dead letter is where it was.
+    assert listed_again.stdout.splitlines()[0].startswith(f"{second}  ")
+    assert listed_again.stdout.splitlines()[2:] == ["1 dead delivery(ies)", *lines[5:]]
     assert retried.stdout.splitlines() == [
-        "0 delivery(ies) due again",
+        "1 delivery(ies) due again",
         "1 broker dead letter(s) back in their subscribers' queues",
     ]
-    assert [message.properties["message_id"] for message in waiting] == [dead_id]
+    assert after.stdout.splitlines() == ["0 dead delivery(ies)", "0 broker dead letter(s)"]
+    assert len(waiting) == 1
+
+
+def test_events_dead_and_retry_report_the_deliveries_before_asking_a_broker_that_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    """What was done in the delivery records is said even though the command then fails."""
+    env = shop_env(tmp_path / "instance", SERVED_CONTEXTS="product", **APART)  # no broker listens there
+    shop("db", "upgrade", env=env, cwd=tmp_path)
+    delivery = put_dead_delivery(env)
+
+    listed = shop("events", "dead", env=env, cwd=tmp_path, check=False)
+    retried = shop("events", "retry", "--all-dead", env=env, cwd=tmp_path, check=False)
+
+    assert (listed.returncode, retried.returncode) == (1, 1)
+    assert listed.stdout.splitlines()[0].startswith(f"{delivery}  product  {RELAY}")
+    assert listed.stdout.splitlines()[2:] == ["1 dead delivery(ies)"]
+    assert retried.stdout.splitlines() == ["1 delivery(ies) due again"]
+    for failed in (listed, retried):
+        assert failed.stderr.startswith("Error: the broker does not answer ("), failed.stderr
+        assert "Traceback" not in failed.stderr
 
 
 def audit_env(tmp_path: Path, url: str, topology: Topology) -> dict[str, str]:

@@ -239,7 +239,14 @@ def test_retry_of_an_id_that_is_no_dead_letter_fails_with_a_message(
     assert rows(container, "test.mirror")[0].status == DONE
 
 
-@pytest.mark.parametrize("args", [[], ["--all-dead", "00000000-0000-0000-0000-000000000001"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--all-dead", "00000000-0000-0000-0000-000000000001"],
+        ["--all-dead", "--event", "00000000-0000-0000-0000-000000000001"],
+    ],
+)
 def test_retry_wants_ids_or_all_dead_not_both_nor_neither(
     app: Flask, container: ApplicationContainer, subscribers: Subscribers, args: list[str]
 ) -> None:
@@ -249,7 +256,10 @@ def test_retry_wants_ids_or_all_dead_not_both_nor_neither(
     result = shop_events(app, "retry", *args)
 
     assert result.exit_code == 2
-    assert "give delivery IDs or --all-dead, not both and not neither" in result.output
+    assert (
+        "give delivery IDs and/or --event EVENT_ID (broker dead letters), or --all-dead; not both and not neither"
+        in " ".join(result.output.split())
+    )
     assert {row.status for row in rows(container, "test.archive")} == {DEAD}
 
 
