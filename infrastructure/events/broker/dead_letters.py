@@ -37,7 +37,6 @@ from infrastructure.events.broker.publisher import ConfirmedLink
 from infrastructure.events.broker.topology import DEFAULT_EXCHANGE, Topology, queue_counts
 
 RESOURCE_LOCKED = 405  # AMQP: the queue is exclusive to another connection
-DELIVERY_COUNT_HEADER = "x-delivery-count"  # a quorum queue's count of a message's deliveries
 
 
 @dataclass(frozen=True)
@@ -208,9 +207,9 @@ def _count(value: object) -> int | None:
 
 
 def _headers(message: Any, *, fresh: bool) -> dict[str, Any]:
-    """The message's headers but ``x-delivery-count``, which the broker adds to each delivery
-    (the copy is a new message, never delivered); ``fresh``: without any of the broker's and the
-    consumer's bookkeeping either (``x-death``, ``x-shop-*``: they all start ``x-``), so that its
-    next attempt counts as its first."""
-    headers = {key: value for key, value in (message.headers or {}).items() if key != DELIVERY_COUNT_HEADER}
+    """The message's headers (a quorum queue sets ``x-delivery-count`` afresh on each delivery,
+    whatever a copy carries); ``fresh``: without the broker's and the consumer's bookkeeping
+    (``x-death``, ``x-shop-*``: they all start ``x-``), so that its next attempt counts as its
+    first."""
+    headers = dict(message.headers or {})
     return {key: value for key, value in headers.items() if not key.startswith("x-")} if fresh else headers
