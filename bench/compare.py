@@ -108,6 +108,8 @@ class Options:
     wrk_threads: int
     pool_size: int
     events_workers: int | None
+    guarded_threads: int
+    postgres_pid: int | None
     products: int
     drain_timeout: float
     shop: Path
@@ -226,7 +228,12 @@ def make_setup(options: Options, folder: Path) -> Setup:
         "DATABASE_MAX_OVERFLOW": shop_env.get("DATABASE_MAX_OVERFLOW", "10"),
     }
     # The guarded floor: its own database (schema or file), so it never delivers the plain floor's orders.
-    guarded_env = {**floor_env, "FLOOR_DELIVER": "1", "FLOOR_MAIL_DIR": str(folder / "guarded" / "mail")}
+    guarded_env = {
+        **floor_env,
+        "FLOOR_DELIVER": "1",
+        "FLOOR_DELIVER_THREADS": str(options.guarded_threads),
+        "FLOOR_MAIL_DIR": str(folder / "guarded" / "mail"),
+    }
     if postgres:
         prefix = shop_env["USER_DATABASE_SCHEMA"].rsplit("_", 1)[0]
         floor_env.update(FLOOR_DATABASE_URL=postgres, FLOOR_DATABASE_SCHEMA=f"{prefix}_floor")
@@ -602,17 +609,23 @@ class CpuPerRequest:
         return self.app_ms + self.db_ms
 
 
-def read_cpu(app_pid: int, *, postgres: bool) -> CpuReading:
+def db_ticks(processes: Sequence[ProcStat], postmaster: int | None) -> int:
+    """The PostgreSQL server's ticks: its postmaster's tree when given (a server of the benchmark's
+    own, which nobody else loads), else every process named postgres on the machine."""
+    return tree_ticks(processes, postmaster) if postmaster is not None else named_ticks(processes, "postgres")
+
+
+def read_cpu(app_pid: int, options: Options) -> CpuReading:
     processes = read_processes()
-    db_ticks = named_ticks(processes, "postgres") if postgres else None
-    return CpuReading(tree_ticks(processes, app_pid), db_ticks, children_cpu_s())
+    db = db_ticks(processes, options.postgres_pid) if options.db == "postgres" else None
+    return CpuReading(tree_ticks(processes, app_pid), db, children_cpu_s())
 
 
-def idle_db_ms_per_s(seconds: float = 2.0) -> float:
+def idle_db_ms_per_s(options: Options, seconds: float = 2.0) -> float:
     """The PostgreSQL server's CPU while neither app is loaded: what others' use adds to each round."""
-    before = named_ticks(read_processes(), "postgres")
+    before = db_ticks(read_processes(), options.postgres_pid)
     time.sleep(seconds)
-    return (named_ticks(read_processes(), "postgres") - before) / CLOCK_TICKS_PER_S * 1000 / seconds
+    return (db_ticks(read_processes(), options.postgres_pid) - before) / CLOCK_TICKS_PER_S * 1000 / seconds
 
 
 # --- wrk -------------------------------------------------------------------------------------
@@ -777,14 +790,13 @@ def measure(
     backlog is timed until it has drained it too. CPU is read over the same window."""
     settled = all([backlog.wait_until_drained(options.drain_timeout)[1] for backlog in backlogs.values()])
     assert server.process is not None
-    postgres = options.db == "postgres"
     began = datetime.now(timezone.utc)
-    before = read_cpu(server.process.pid, postgres=postgres)
+    before = read_cpu(server.process.pid, options)
     result = Round(kind, number, app, run_wrk(options, server.url, script, options.duration), settled=settled)
     backlog = backlogs.get(app)
     if kind in DRAINED and backlog is not None:
         result.drain_s, result.drained = backlog.wait_until_drained(options.drain_timeout)
-    result.cpu = Cpu.between(before, read_cpu(server.process.pid, postgres=postgres))
+    result.cpu = Cpu.between(before, read_cpu(server.process.pid, options))
     if kind in DRAINED and backlog is not None:
         lags, result.dead = backlog.since(began)
         result.lag_p95_ms = percentile(lags, 0.95) * 1000 if lags else None
@@ -799,7 +811,7 @@ def run_kind(
     script = write_script(setup, kind)
     for app in apps:
         run_wrk(options, servers[app].url, script, options.warmup)
-    idle = idle_db_ms_per_s() if options.db == "postgres" else None
+    idle = idle_db_ms_per_s(options) if options.db == "postgres" else None
     print_header(kind, apps, idle)
     rounds: list[Round] = []
     for number in range(1, options.rounds + 1):
@@ -1042,6 +1054,15 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--pool-size", type=int, help="DATABASE_POOL_SIZE of both apps (default: --threads)")
     parser.add_argument("--events-workers", type=int, help="the shop's EVENTS_WORKERS (default: the shop's own)")
+    parser.add_argument(
+        "--guarded-threads", type=int, default=1, help="the guarded floor's delivery threads per worker (default 1)"
+    )
+    parser.add_argument(
+        "--postgres-pid",
+        type=int,
+        help="postmaster whose process tree is the database's CPU (a server of the benchmark's own); "
+        "default: every process named postgres",
+    )
     parser.add_argument("--products", type=int, default=100, help="products ordered at random (default 100)")
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="longest wait for the shop's deliveries")
     parser.add_argument("--shop", type=Path, default=REPO, help="checkout whose .venv/bin/shop is measured")

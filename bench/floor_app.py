@@ -33,6 +33,7 @@ gunicorn's gthread workers, with the shop's gunicorn options. Configured by envi
     TOKEN_SECRET            the HMAC key the shop signs its tokens with (required)
     DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW   as the shop's settings (default 5, 10)
     FLOOR_DELIVER           1: deliver the outbox as described above (default 0)
+    FLOOR_DELIVER_THREADS   delivery threads per worker (default 1)
     FLOOR_MAIL_DIR          where the confirmation mails are written (required with FLOOR_DELIVER=1)
 
     .venv/bin/python bench/floor_app.py --port 8001 --workers 2 --threads 4
@@ -196,6 +197,7 @@ class FloorConfig:
     pool_size: int = 5
     max_overflow: int = 10
     deliver: bool = False
+    deliver_threads: int = 1
     mail_dir: Path | None = None
 
     @classmethod
@@ -208,6 +210,7 @@ class FloorConfig:
             pool_size=int(environ.get("DATABASE_POOL_SIZE", "5")),
             max_overflow=int(environ.get("DATABASE_MAX_OVERFLOW", "10")),
             deliver=environ.get("FLOOR_DELIVER", "0") == "1",
+            deliver_threads=int(environ.get("FLOOR_DELIVER_THREADS", "1")),
             mail_dir=Path(environ["FLOOR_MAIL_DIR"]) if environ.get("FLOOR_MAIL_DIR") else None,
         )
 
@@ -484,8 +487,9 @@ def place_order(engines: Engines, user_id: str, wanted: dict[str, int]) -> dict[
 
 class Deliverer:
     """Delivers the outbox to the four effects, each exactly once through the inbox (see the
-    module's docstring). One per worker, on its own thread; ``wake`` is set by the worker's
-    requests after each commit."""
+    module's docstring). One per worker, on its threads (one by default; more overlap the waits
+    for PostgreSQL's answers, their claims skipping each other's rows); ``wake`` is set by the
+    worker's requests after each commit."""
 
     def __init__(self, engines: Engines, mail_dir: Path) -> None:
         self.engines = engines
@@ -535,8 +539,9 @@ class Deliverer:
             ("purchases", self._purchases),
         )
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="floor-deliverer", daemon=True).start()
+    def start(self, threads: int = 1) -> None:
+        for number in range(threads):
+            threading.Thread(target=self._run, name=f"floor-deliverer-{number}", daemon=True).start()
 
     def _run(self) -> None:
         while True:
@@ -660,7 +665,7 @@ def create_app(config: FloorConfig | None = None) -> Flask:
             raise RuntimeError("FLOOR_DELIVER=1 needs FLOOR_MAIL_DIR")
         config.mail_dir.mkdir(parents=True, exist_ok=True)
         deliverer = Deliverer(engines, config.mail_dir)
-        deliverer.start()
+        deliverer.start(config.deliver_threads)
 
     @app.errorhandler(Refused)
     def _refused(error: Refused) -> Response:
