@@ -763,6 +763,7 @@ class Round:
     lag_p95_ms: float | None = None
     dead: int = 0
     cpu: Cpu | None = None  # over wrk's run and the drain
+    began: str = ""  # when wrk started (UTC, ISO 8601), to find the round in the servers' logs
 
     @property
     def rate(self) -> float:
@@ -793,6 +794,7 @@ def measure(
     began = datetime.now(timezone.utc)
     before = read_cpu(server.process.pid, options)
     result = Round(kind, number, app, run_wrk(options, server.url, script, options.duration), settled=settled)
+    result.began = began.isoformat()
     backlog = backlogs.get(app)
     if kind in DRAINED and backlog is not None:
         result.drain_s, result.drained = backlog.wait_until_drained(options.drain_timeout)
@@ -811,6 +813,8 @@ def run_kind(
     script = write_script(setup, kind)
     for app in apps:
         run_wrk(options, servers[app].url, script, options.warmup)
+    for backlog in backlogs.values():  # the warm-up's deliveries are not idle
+        backlog.wait_until_drained(options.drain_timeout)
     idle = idle_db_ms_per_s(options) if options.db == "postgres" else None
     print_header(kind, apps, idle)
     rounds: list[Round] = []
