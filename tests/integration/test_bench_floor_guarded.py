@@ -55,7 +55,9 @@ def test_an_orders_event_reaches_the_four_effects_and_the_outbox_row_is_done(tmp
     [mail_file] = (tmp_path / "mail").iterdir()
     mail = email.message_from_bytes(mail_file.read_bytes())
     assert mail["To"] == "Bea Buyer <buyer@example.com>"
-    assert placed["id"] in mail.get_payload(decode=True).decode()
+    body = mail.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    assert placed["id"] in body.decode()
     assert deliverer.deliver_once() == 0
 
 
