@@ -22,9 +22,10 @@ Request kinds (``--kinds``):
   an inbox, drained like the shop): shop/floor, shop/guarded and guarded/floor.
 
 Every round also reads the CPU time (utime + stime, and that of reaped children, from
-``/proc/<pid>/stat``) of the measured app's process tree, of every ``postgres`` process (on
-PostgreSQL; the rounds run one app at a time, so the delta is that app's, plus whatever else
-uses the server meanwhile: the idle rate is printed per kind) and of wrk, over wrk's run and,
+``/proc/<pid>/stat``) of the measured app's process tree, of the PostgreSQL server (every
+process named ``postgres``, or with ``--postgres-pid`` one postmaster's tree; the rounds run one
+app at a time, so the delta is that app's, plus whatever else uses the server meanwhile: the
+idle rate is printed per kind) and of wrk, over wrk's run and,
 for the drained kinds, the drain: CPU milliseconds per successful request, beside the
 throughput, and the ratio of the CPU per request (the other app's / this one's).
 
