@@ -64,8 +64,14 @@ def load(database: Database, first_position: int, events: int, status: str) -> N
                         "event_type": EVENT_TYPE,
                         "aggregate_id": aggregate,
                         "occurred_at": now,
-                        "envelope": {"id": str(event_id), "type": EVENT_TYPE, "version": 1,
-                                     "occurred_at": now.isoformat(), "data": {"n": position}, "trace": {}},
+                        "envelope": {
+                            "id": str(event_id),
+                            "type": EVENT_TYPE,
+                            "version": 1,
+                            "occurred_at": now.isoformat(),
+                            "data": {"n": position},
+                            "trace": {},
+                        },
                     }
                 )
                 delivery_rows.extend(

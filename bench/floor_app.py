@@ -12,6 +12,17 @@ interfaces, dependency injection, unit of work, reservations, problem details, l
   its lines and one outbox row (the shop's event envelope, as JSON), commit, 201 with a body
   shaped like the shop's order.
 
+With ``FLOOR_DELIVER=1`` it is the *guarded* floor: what the shop's guarantees cost a bare app.
+One background thread per worker claims the outbox rows (a batch at a time, with a lease, ``SKIP
+LOCKED`` on PostgreSQL) and delivers each order's event to the four effects the shop's
+subscribers have: the order confirmed, a confirmation mail (an ``.eml`` file written aside,
+fsynced and renamed, then its record), an audit entry, the products' purchase counts upserted.
+Each effect is its own transaction, committed with an inbox row unique on (subscriber, event
+id), so a redelivered event changes nothing twice; the mail is checked against the inbox before
+it is written, as the shop's is. The outbox row is marked delivered once all four are done; a
+failure leaves it to be claimed again when its lease ends. All in the floor's one database: a
+lower bound for any app that keeps these guarantees.
+
 Its own tables (created at start) live in a SQLite file (WAL, busy timeout, write transactions
 ``BEGIN IMMEDIATE`` queued on a lock per process, as ``infrastructure/db.py`` does) or in a
 PostgreSQL schema (psycopg 3, a QueuePool sized like one of the shop's pools). Served by
@@ -21,6 +32,9 @@ gunicorn's gthread workers, with the shop's gunicorn options. Configured by envi
     FLOOR_DATABASE_SCHEMA   the PostgreSQL schema (default: floor)
     TOKEN_SECRET            the HMAC key the shop signs its tokens with (required)
     DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW   as the shop's settings (default 5, 10)
+    FLOOR_DELIVER           1: deliver the outbox as described above (default 0)
+    FLOOR_DELIVER_THREADS   delivery threads per worker (default 1)
+    FLOOR_MAIL_DIR          where the confirmation mails are written (required with FLOOR_DELIVER=1)
 
     .venv/bin/python bench/floor_app.py --port 8001 --workers 2 --threads 4
 """
@@ -28,13 +42,18 @@ gunicorn's gthread workers, with the shop's gunicorn options. Configured by envi
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate
+from pathlib import Path
 from typing import Annotated, Any
 
 import jwt
@@ -53,13 +72,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     insert,
+    or_,
     select,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
 
 # The shop's token rules (infrastructure/auth.py): HS256 only, these claims required, its issuer.
 ALGORITHM = "HS256"
@@ -69,6 +91,12 @@ LEEWAY = timedelta(seconds=5)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MAX_LINES = 50
 MAX_QUANTITY = 1000
+DELIVERY_BATCH = 32  # outbox rows claimed at a time by a worker's delivery thread
+DELIVERY_LEASE = timedelta(seconds=60)  # a claim not completed by then is taken again
+DELIVERY_IDLE_WAIT_S = 0.2  # the other worker's orders do not wake this one's thread
+SENDER = "floor <floor@example.com>"
+
+logger = logging.getLogger("floor")
 
 metadata = MetaData()
 products = Table(
@@ -116,6 +144,48 @@ outbox = Table(
     Column("aggregate_id", String(64), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("envelope", JSON, nullable=False),
+    # Used by the guarded floor only (FLOOR_DELIVER=1); the plain floor leaves them NULL.
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+)
+# The guarded floor's own tables: the customers its mails go to, the inbox, the four effects.
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("name", String(200), nullable=False),
+)
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("subscriber", String(64), primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+)
+sent_mails = Table(
+    "sent_mails",
+    metadata,
+    Column("message_id", String(200), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("to_address", String(320), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("position", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("aggregate_id", String(64), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+purchase_counts = Table(
+    "purchase_counts",
+    metadata,
+    Column("product_id", String(36), primary_key=True),
+    Column("purchases", BigInteger, nullable=False),
 )
 
 
@@ -126,6 +196,9 @@ class FloorConfig:
     token_secret: str
     pool_size: int = 5
     max_overflow: int = 10
+    deliver: bool = False
+    deliver_threads: int = 1
+    mail_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> FloorConfig:
@@ -136,6 +209,9 @@ class FloorConfig:
             token_secret=environ["TOKEN_SECRET"],
             pool_size=int(environ.get("DATABASE_POOL_SIZE", "5")),
             max_overflow=int(environ.get("DATABASE_MAX_OVERFLOW", "10")),
+            deliver=environ.get("FLOOR_DELIVER", "0") == "1",
+            deliver_threads=int(environ.get("FLOOR_DELIVER_THREADS", "1")),
+            mail_dir=Path(environ["FLOOR_MAIL_DIR"]) if environ.get("FLOOR_MAIL_DIR") else None,
         )
 
 
@@ -196,6 +272,10 @@ def init_db(config: FloorConfig) -> None:
     engines = make_engines(config)
     with engines.writer.begin() as connection:
         metadata.create_all(connection)
+        if config.deliver:  # the claim's index; the plain floor's inserts do not pay for it
+            connection.exec_driver_sql(
+                "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (position) WHERE delivered_at IS NULL"
+            )
     engines.reader.dispose()
 
 
@@ -210,10 +290,20 @@ class SeedProduct:
     stock: int
 
 
-def seed(config: FloorConfig, items: list[SeedProduct]) -> None:
-    """Load the products the benchmark orders (the floor has no endpoint to create them)."""
+@dataclass(frozen=True)
+class SeedCustomer:
+    id: str
+    email: str
+    name: str
+
+
+def seed(config: FloorConfig, items: list[SeedProduct], buyers: Sequence[SeedCustomer] = ()) -> None:
+    """Load the products the benchmark orders and the customers the guarded floor mails (the
+    floor has no endpoint to create them)."""
     engines = make_engines(config)
     with engines.writer.begin() as connection:
+        if buyers:
+            connection.execute(insert(customers), [{"id": b.id, "email": b.email, "name": b.name} for b in buyers])
         connection.execute(
             insert(products),
             [
@@ -392,11 +482,190 @@ def place_order(engines: Engines, user_id: str, wanted: dict[str, int]) -> dict[
     }
 
 
+# --- the guarded floor's deliveries ---------------------------------------------------------
+
+
+class Deliverer:
+    """Delivers the outbox to the four effects, each exactly once through the inbox (see the
+    module's docstring). One per worker, on its threads (one by default; more overlap the waits
+    for PostgreSQL's answers, their claims skipping each other's rows); ``wake`` is set by the
+    worker's requests after each commit."""
+
+    def __init__(self, engines: Engines, mail_dir: Path) -> None:
+        self.engines = engines
+        self.mail_dir = mail_dir
+        self.wake = threading.Event()
+        dialect_insert = postgresql.insert if engines.writer.dialect.name == "postgresql" else sqlite.insert
+        self._record = dialect_insert(inbox).on_conflict_do_nothing()
+        pending = (
+            select(outbox.c.position)
+            .where(
+                outbox.c.delivered_at.is_(None),
+                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < bindparam("now")),
+            )
+            .order_by(outbox.c.position)
+            .limit(DELIVERY_BATCH)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE serialises claims
+        )
+        self._claim = (
+            update(outbox)
+            .where(outbox.c.position.in_(pending.scalar_subquery()))
+            .values(claimed_until=bindparam("until"))
+            .returning(outbox.c.position, outbox.c.envelope)
+        )
+        self._complete = (
+            update(outbox)
+            .where(outbox.c.position.in_(bindparam("done", expanding=True)))
+            .values(delivered_at=bindparam("now"))
+        )
+        self._handled = select(inbox.c.event_id).where(
+            inbox.c.subscriber == bindparam("subscriber"), inbox.c.event_id == bindparam("event_id")
+        )
+        self._log, self._sent = insert(audit_log), insert(sent_mails)
+        self._recipient = select(customers.c.email, customers.c.name).where(customers.c.id == bindparam("id"))
+        self._confirm = (
+            update(orders)
+            .where(orders.c.id == bindparam("order_id"), orders.c.status == "placed")
+            .values(status="confirmed")
+        )
+        upsert = dialect_insert(purchase_counts)
+        self._count = upsert.on_conflict_do_update(
+            index_elements=[purchase_counts.c.product_id],
+            set_={"purchases": purchase_counts.c.purchases + upsert.excluded.purchases},
+        )
+        self._effects: tuple[tuple[str, Callable[[Connection, dict[str, Any]], None]], ...] = (
+            ("confirm_order", self._confirm_order),
+            ("audit", self._audit),
+            ("purchases", self._purchases),
+        )
+
+    def start(self, threads: int = 1) -> None:
+        for number in range(threads):
+            threading.Thread(target=self._run, name=f"floor-deliverer-{number}", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.clear()
+            try:
+                delivered = self.deliver_once()
+            except Exception:  # its claims expire and are taken again; the thread lives on
+                logger.exception("delivery failed")
+                delivered = 0
+            if not delivered:
+                self.wake.wait(DELIVERY_IDLE_WAIT_S)
+
+    def deliver_once(self) -> int:
+        """Claim a batch, deliver each event to every effect, mark the batch delivered; returns
+        how many events were delivered."""
+        now = datetime.now(timezone.utc)
+        with self.engines.writer_turn, self.engines.writer.begin() as connection:
+            claimed = connection.execute(self._claim, {"now": now, "until": now + DELIVERY_LEASE}).all()
+        for row in claimed:
+            for subscriber, effect in self._effects:
+                self._exactly_once(subscriber, row.envelope, effect)
+            self._mail_confirmation(row.envelope)
+        if claimed:
+            done = [row.position for row in claimed]
+            with self.engines.writer_turn, self.engines.writer.begin() as connection:
+                connection.execute(self._complete, {"done": done, "now": datetime.now(timezone.utc)})
+        return len(claimed)
+
+    def _exactly_once(
+        self, subscriber: str, envelope: dict[str, Any], effect: Callable[[Connection, dict[str, Any]], None]
+    ) -> None:
+        """The effect and its inbox row in one transaction; nothing if the row was there already."""
+        with self.engines.writer_turn, self.engines.writer.begin() as connection:
+            if connection.execute(self._record, {"subscriber": subscriber, "event_id": envelope["id"]}).rowcount:
+                effect(connection, envelope)
+
+    def _confirm_order(self, connection: Connection, envelope: dict[str, Any]) -> None:
+        connection.execute(self._confirm, {"order_id": envelope["data"]["order_id"]})
+
+    def _audit(self, connection: Connection, envelope: dict[str, Any]) -> None:
+        connection.execute(
+            self._log,
+            {
+                "event_id": envelope["id"],
+                "event_type": envelope["type"],
+                "aggregate_id": envelope["data"]["order_id"],
+                "occurred_at": datetime.fromisoformat(envelope["occurred_at"]),
+                "data": envelope["data"],
+            },
+        )
+
+    def _purchases(self, connection: Connection, envelope: dict[str, Any]) -> None:
+        lines = envelope["data"]["lines"]
+        connection.execute(
+            self._count, [{"product_id": line["product_id"], "purchases": line["quantity"]} for line in lines]
+        )
+
+    def _mail_confirmation(self, envelope: dict[str, Any]) -> None:
+        """Check, write, record, as the shop's mail: sent once, twice only if a crash falls
+        between the file and its record."""
+        key = {"subscriber": "confirmation_mail", "event_id": envelope["id"]}
+        data = envelope["data"]
+        with self.engines.reader.connect() as connection:
+            if connection.execute(self._handled, key).first() is not None:
+                return
+            recipient = connection.execute(self._recipient, {"id": data["user_id"]}).one()
+        message_id = f"<{envelope['id']}.order-confirmation@floor>"
+        subject = f"Your floor order {data['order_id']}"
+        text = "\n".join(
+            [
+                f"Hello {recipient.name},",
+                "",
+                f"thank you for your order {data['order_id']}. You ordered:",
+                *(
+                    f"  {item['name']} ({item['sku']}): {item['quantity']} x {item['unit_price']}"
+                    f" = {item['line_total']}"
+                    for item in data["lines"]
+                ),
+                f"Total: {data['total']} {data['currency']}",
+            ]
+        )
+        mail = MIMEText(text, "plain", "utf-8")
+        mail["From"] = SENDER
+        mail["To"] = formataddr((recipient.name, recipient.email))
+        mail["Subject"] = subject
+        mail["Date"] = formatdate(usegmt=True)
+        mail["Message-ID"] = message_id
+        write_durably(self.mail_dir / f"{envelope['id']}.eml", mail.as_bytes())
+        with self.engines.writer_turn, self.engines.writer.begin() as connection:
+            if connection.execute(self._record, key).rowcount:
+                connection.execute(
+                    self._sent,
+                    {
+                        "message_id": message_id,
+                        "event_id": envelope["id"],
+                        "to_address": recipient.email,
+                        "subject": subject,
+                        "sent_at": datetime.now(timezone.utc),
+                    },
+                )
+
+
+def write_durably(target: Path, data: bytes) -> None:
+    """Written aside, fsynced, renamed over: the file is whole or absent, as the shop's are."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, target)
+
+
 def create_app(config: FloorConfig | None = None) -> Flask:
     """The floor app; engines are built here, in each worker after the fork."""
     config = config or FloorConfig.from_env()
     engines = make_engines(config)
     app = Flask(__name__)
+    deliverer: Deliverer | None = None
+    if config.deliver:
+        if config.mail_dir is None:
+            raise RuntimeError("FLOOR_DELIVER=1 needs FLOOR_MAIL_DIR")
+        config.mail_dir.mkdir(parents=True, exist_ok=True)
+        deliverer = Deliverer(engines, config.mail_dir)
+        deliverer.start(config.deliver_threads)
 
     @app.errorhandler(Refused)
     def _refused(error: Refused) -> Response:
@@ -438,6 +707,8 @@ def create_app(config: FloorConfig | None = None) -> Flask:
         except ValidationError as error:
             raise Refused(400, f"invalid order: {error.error_count()} error(s)") from error
         order = place_order(engines, user_id, merged_quantities(body))
+        if deliverer is not None:
+            deliverer.wake.set()
         return order, 201, {"Location": f"/api/v1/orders/{order['id']}"}
 
     return app
