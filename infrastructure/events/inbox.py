@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, insert, select
+from sqlalchemy import Exists, Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,13 @@ class delivering:  # lower case: used like a function, ``with delivering(deliver
         _current.reset(self._token)
 
 
+def handled(table: Table) -> Exists:
+    """Whether ``table`` (an inbox) holds the delivery ``:subscriber``, ``:event_id``: an
+    expression, so that a subscriber may ask it in the same statement as a read of its own."""
+    columns = table.c
+    return exists().where(columns.subscriber == bindparam("subscriber"), columns.event_id == bindparam("event_id"))
+
+
 class Inbox:
     """One context's inbox. It records only deliveries to that context's own subscribers
     (named ``<context>.…``): a subscriber that calls another context's API during its delivery
@@ -63,22 +70,26 @@ class Inbox:
         self.table = table
         self._prefix = f"{context}."
         # Built once, so that SQLAlchemy compiles each once: one of them runs in every delivery.
-        columns = table.c
-        self._handled = select(
-            exists().where(columns.subscriber == bindparam("subscriber"), columns.event_id == bindparam("event_id"))
-        )
+        self._handled = select(handled(table))
         self._record = insert(table)  # its columns: the keys of the parameters
 
     def _ours(self) -> Delivery | None:
         delivery = current_delivery()
         return delivery if delivery and delivery.subscriber.startswith(self._prefix) else None
 
-    def has_handled(self, session: Session) -> bool:
-        """Whether the delivery being run already had its effect (for effects outside the DB)."""
+    def handled_parameters(self) -> dict[str, Any] | None:
+        """The parameters of :func:`handled` for the delivery being run; None when none of this
+        context's subscribers is being delivered to (nothing of it can have been handled)."""
         delivery = self._ours()
         if delivery is None:
+            return None
+        return {"subscriber": delivery.subscriber, "event_id": delivery.event_id}
+
+    def has_handled(self, session: Session) -> bool:
+        """Whether the delivery being run already had its effect (for effects outside the DB)."""
+        parameters = self.handled_parameters()
+        if parameters is None:
             return False
-        parameters = {"subscriber": delivery.subscriber, "event_id": delivery.event_id}
         return bool(session.execute(self._handled, parameters).scalar())
 
     def record(self, session: Session) -> None:
