@@ -22,8 +22,10 @@ from contexts.product.adapters.orm import ReservationRow, StockRow
 from contexts.product.api import ReservationLine
 from contexts.product.domain.model import ReservationStatus
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
+from infrastructure.events.inbox import Delivery, delivering
 from infrastructure.events.outbox import DEAD, DONE
 from tests.conftest import Shop
+from tests.round_trips import counted
 
 CONFIRM = "product.confirm_reservation"
 DEADLINE_SECONDS = 30.0
@@ -133,6 +135,26 @@ def test_a_reservation_confirmed_by_its_placed_order_never_expires(shop: Shop, c
     assert status(container, order["id"]) is ReservationStatus.CONFIRMED
     assert stock(container, product) == (8, 2)
     assert released_events(container) == []
+
+
+def test_confirming_a_reservation_still_reserved_is_one_update_beside_its_inbox_row(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """Every placed order's confirmation: one conditional UPDATE, not a read of the reservation
+    and its lines before the write (two round trips more on PostgreSQL, per order)."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    reservation = uuid.uuid4()
+    container.product.api().reserve(reservation, [ReservationLine(uuid.UUID(product["id"]), 3)])
+
+    with delivering(Delivery(CONFIRM, uuid.uuid4())), counted() as confirming:
+        container.product.confirm_reservation()(reservation)
+
+    assert (confirming.kinds(), confirming.transactions) == (["UPDATE", "INSERT"], 1)
+    assert status(container, reservation) is ReservationStatus.CONFIRMED
+    assert stock(container, product) == (7, 3)
+    assert reserved_events(container) == [
+        {"reservation_id": str(reservation), "lines": [{"product_id": product["id"], "quantity": 3}]}
+    ], "confirmed as it was reserved: no second StockReserved"
 
 
 def test_an_order_placed_delivered_after_the_sweep_takes_the_stock_again(

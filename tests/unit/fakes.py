@@ -377,6 +377,14 @@ class FakeReservationRepository:
         self._reservations.put(reservation.id, _detached(reservation))
         self._seen.append(reservation)
 
+    def confirm_if_reserved(self, reservation_id: uuid.UUID) -> bool:
+        reservation = self._reservations.get(reservation_id)
+        if reservation is None or reservation.status is not product_model.ReservationStatus.RESERVED:
+            return False
+        confirmed = dataclasses.replace(reservation, status=product_model.ReservationStatus.CONFIRMED, events=[])
+        self._reservations.put(reservation_id, confirmed)
+        return True
+
 
 class FakeProductUnitOfWork(_FakeUnitOfWork):
     products: product_ports.ProductRepository

@@ -76,6 +76,10 @@ class ReservationRepository(Protocol):
 
     def save(self, reservation: model.Reservation) -> None: ...
 
+    def confirm_if_reserved(self, reservation_id: uuid.UUID) -> bool:
+        """Mark the reservation confirmed if it is still only reserved, as
+        :meth:`model.Reservation.confirm` would (no event, no stock moved); whether it was."""
+
     def unconfirmed_before(self, moment: datetime, limit: int) -> list[uuid.UUID]:
         """Ids of reservations still only reserved that were made before ``moment``, oldest first."""
 
