@@ -106,6 +106,6 @@ class Inbox:
             "handled_at": datetime.now(timezone.utc),
         }
         try:
-            session.execute(self._record, parameters)
+            session.connection().execute(self._record, parameters)
         except IntegrityError as error:
             raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error

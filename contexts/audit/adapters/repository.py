@@ -13,6 +13,7 @@ from contexts.audit.application.ports import LoggedEntry
 from contexts.audit.domain import model
 
 _ENTRIES = cast(Table, AuditEntryRow.__table__)
+_INSERT_ENTRY = insert(_ENTRIES)  # built once: every event's audit entry runs it
 
 
 class SqlAlchemyAuditEntryRepository:
@@ -22,7 +23,7 @@ class SqlAlchemyAuditEntryRepository:
     def append(self, entry: model.AuditEntry) -> None:
         # A Core insert: an entry is written once and never read back in the same transaction.
         self._session.connection().execute(
-            insert(_ENTRIES),
+            _INSERT_ENTRY,
             {
                 "id": entry.id,
                 "event_id": entry.event_id,

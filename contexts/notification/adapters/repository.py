@@ -50,7 +50,7 @@ class SqlAlchemySentMailRepository:
         self._session = session
 
     def add(self, sent: model.SentMail) -> None:
-        self._session.execute(
+        self._session.connection().execute(
             _INSERT_SENT_MAIL,
             {
                 "message_id": sent.message_id,

@@ -88,20 +88,31 @@ def _create_profile(dialect: str) -> sqlite.Insert | postgresql.Insert:
     return _insert(dialect, PROFILES).on_conflict_do_nothing(index_elements=[PROFILES.c.user_id])
 
 
+@functools.cache
+def _remember_order(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    """A counted order's INSERT that leaves a known one alone and says whether it was new,
+    built once per dialect: every order's delivery runs it."""
+    statement = _insert(dialect, ORDERS).on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
+    return statement.returning(ORDERS.c.order_id)
+
+
+_INSERT_ORDER_LINES = ORDER_LINES.insert()
+
+
 class SqlAlchemyProfileRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
     def create(self, user_id: uuid.UUID, *, now: datetime) -> None:
         statement = _create_profile(self._session.get_bind().dialect.name)
-        self._session.execute(statement, {"user_id": user_id, "created_at": now})
+        self._session.connection().execute(statement, {"user_id": user_id, "created_at": now})
 
     def record(self, order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket) -> None:
         products = basket.products
         if not products or not self._remember(order_id, user_id, cancelled=False):
             return
-        self._session.execute(
-            ORDER_LINES.insert(), [{"order_id": order_id, "product_id": p, "units": basket.units[p]} for p in products]
+        self._session.connection().execute(
+            _INSERT_ORDER_LINES, [{"order_id": order_id, "product_id": p, "units": basket.units[p]} for p in products]
         )
         for table, rows, counters in _counted_rows(user_id, basket):
             self._add(table, rows, counters=counters)
@@ -132,10 +143,9 @@ class SqlAlchemyProfileRepository:
 
     def _remember(self, order_id: uuid.UUID, user_id: uuid.UUID, *, cancelled: bool) -> bool:
         """Note the order; False if it was known already."""
-        dialect = self._session.get_bind().dialect.name
-        statement = _insert(dialect, ORDERS).values(order_id=order_id, user_id=user_id, cancelled=cancelled)
-        statement = statement.on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
-        return self._session.execute(statement.returning(ORDERS.c.order_id)).first() is not None
+        statement = _remember_order(self._session.get_bind().dialect.name)
+        parameters = {"order_id": order_id, "user_id": user_id, "cancelled": cancelled}
+        return self._session.connection().execute(statement, parameters).first() is not None
 
     def _subtract(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: Sequence[str]) -> None:
         """Take ``rows``' counters off the rows with their keys, then drop the rows left counting
@@ -153,7 +163,7 @@ class SqlAlchemyProfileRepository:
 
     def _add(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: tuple[str, ...]) -> None:
         dialect = self._session.get_bind().dialect.name
-        self._session.execute(_prebuilt_upsert(dialect, table, counters), list(rows))
+        self._session.connection().execute(_prebuilt_upsert(dialect, table, counters), list(rows))
 
     def history(self, user_id: uuid.UUID, *, top: int) -> model.History:
         """The ranking's input, bounded by ``top``: the database ranks and cuts, Python ranks the rest.
