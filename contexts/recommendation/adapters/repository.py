@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from contexts.recommendation.adapters.orm import (
     CountedOrderLineRow,
@@ -89,7 +90,7 @@ def _create_profile(dialect: str) -> sqlite.Insert | postgresql.Insert:
 
 
 @functools.cache
-def _remember_order(dialect: str) -> sqlite.Insert | postgresql.Insert:
+def _remember_order(dialect: str) -> ReturningInsert[Any]:
     """A counted order's INSERT that leaves a known one alone and says whether it was new,
     built once per dialect: every order's delivery runs it."""
     statement = _insert(dialect, ORDERS).on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
