@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Exists, Table, bindparam, exists, insert, select
+from sqlalchemy import Connection, Exists, Insert, Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,16 @@ class Inbox:
         # Built once, so that SQLAlchemy compiles each once: one of them runs in every delivery.
         self._handled = select(handled(table))
         self._record = insert(table)  # its columns: the keys of the parameters
+        self._recorded_cte = (
+            insert(table)
+            .values(
+                subscriber=bindparam("inbox_subscriber"),
+                event_id=bindparam("inbox_event_id"),
+                handled_at=bindparam("inbox_handled_at"),
+            )
+            .cte("inbox_record")
+        )
+        self._with_record: dict[Insert, Insert] = {}
 
     def _ours(self) -> Delivery | None:
         delivery = current_delivery()
@@ -109,3 +119,29 @@ class Inbox:
             session.connection().execute(self._record, parameters)
         except IntegrityError as error:
             raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
+
+    def record_with(self, connection: Connection, effect: Insert, parameters: Mapping[str, Any]) -> bool:
+        """Run ``effect`` (an INSERT of one row) with ``parameters`` and record the delivery
+        being run, in ONE statement on ``connection`` (the inbox row in a WITH; PostgreSQL), so
+        that one statement outside any transaction does what a transaction of two did: a
+        statement is atomic, both rows are written or neither. False, and nothing run, when no
+        delivery of this context is being run; raise :class:`AlreadyHandled` on a repeat (its
+        inbox row there already), any other failure as it comes (the effect's own constraints)."""
+        delivery = self._ours()
+        if delivery is None:
+            return False
+        statement = self._with_record.get(effect)
+        if statement is None:  # built once per effect, so that SQLAlchemy compiles it once
+            statement = self._with_record[effect] = effect.add_cte(self._recorded_cte)
+        recording = {
+            "inbox_subscriber": delivery.subscriber,
+            "inbox_event_id": delivery.event_id,
+            "inbox_handled_at": datetime.now(timezone.utc),
+        }
+        try:
+            connection.execute(statement, {**parameters, **recording})
+        except IntegrityError as error:
+            if getattr(getattr(error.orig, "diag", None), "table_name", None) == self.table.name:
+                raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
+            raise
+        return True

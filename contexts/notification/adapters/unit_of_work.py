@@ -34,7 +34,7 @@ class SqlAlchemyNotificationUnitOfWork(SqlAlchemyUnitOfWork):
 
     def _open(self, session: Session) -> None:
         self.recipients = SqlAlchemyRecipientRepository(session)
-        self.sent = SqlAlchemySentMailRepository(session)
+        self.sent = SqlAlchemySentMailRepository(session, stage=self.stage, write_staged=self.write_staged)
 
     def recipient_unless_handled(self, user_id: uuid.UUID) -> tuple[bool, model.Recipient | None]:
         """Whether the delivered event was already answered, and else whom to write to (None if
