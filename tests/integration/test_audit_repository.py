@@ -266,10 +266,9 @@ def test_an_entry_refused_by_its_own_key_in_a_delivery_fails_and_leaves_the_deli
     append(uow, first)
     delivery = Delivery("audit.user_log", uuid.uuid4())
 
-    with delivering(delivery), pytest.raises(IntegrityError):
-        with uow() as unit:
-            unit.entries.append(entry(entry_id=first.id))
-            unit.commit()
+    with delivering(delivery), pytest.raises(IntegrityError), uow() as unit:
+        unit.entries.append(entry(entry_id=first.id))
+        unit.commit()
     with delivering(delivery):
         append(uow, entry())
 
