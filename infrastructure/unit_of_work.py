@@ -27,6 +27,7 @@ from typing import Any, Protocol, Self
 
 from sqlalchemy import Insert
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox, current_delivery
@@ -200,23 +201,42 @@ class SqlAlchemyUnitOfWork(ABC):
         COMMIT were four round trips. Only on PostgreSQL (SQLite has no INSERT in a WITH, and
         there a transaction costs no round trip), only when the session has not begun one and
         holds no change of its own, and never in a shared transaction (a batch's savepoints)."""
-        if (
-            len(self._staged) != 1
-            or self._inbox is None
-            or self._shared is not None
-            or self._database.engine.dialect.name != "postgresql"
-            or self.session.in_transaction()
-            or self.session.new
-            or self.session.dirty
-            or self.session.deleted
-        ):
+        if len(self._staged) != 1 or not self._may_commit_alone():
             return False
+        assert self._inbox is not None
         effect, parameters = self._staged[0]
         with self._database.reading() as connection:
             if not self._inbox.record_with(connection, effect, parameters):
                 return False
         self._staged = []
         return True
+
+    def _may_commit_alone(self) -> bool:
+        """Whether a commit may be one statement on its own (see :meth:`_commit_alone`)."""
+        return not (
+            self._inbox is None
+            or self._shared is not None
+            or self._database.engine.dialect.name != "postgresql"
+            or self.session.in_transaction()
+            or self.session.new
+            or self.session.dirty
+            or self.session.deleted
+            or any(aggregate.events for aggregate in self.seen)
+        )
+
+    def commit_alone_if(self, effect: ReturningUpdate[Any], parameters: dict[str, Any]) -> bool | None:
+        """Run ``effect``, an UPDATE … RETURNING of at most one row, and commit it with the
+        delivery's inbox row if it changed its row, as ONE statement outside any transaction
+        (:meth:`Inbox.record_if`), where BEGIN, the UPDATE, the inbox's INSERT and COMMIT were
+        four round trips. Whether it changed its row (committed then: the unit of work is done);
+        None, and nothing run, where a commit cannot be one statement (as for
+        :meth:`_commit_alone`, with nothing done in the unit of work yet), for the caller to
+        run it in the unit of work instead."""
+        if self._staged or not self._may_commit_alone():
+            return None
+        assert self._inbox is not None
+        with self._database.reading() as connection:
+            return self._inbox.record_if(connection, effect, parameters)
 
     def commit(self) -> None:
         events = [(aggregate.id, event) for aggregate in self.seen for event in aggregate.events]

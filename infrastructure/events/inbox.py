@@ -5,6 +5,10 @@ commits inside it records ``(subscriber, event id)`` in its own context's inbox 
 same transaction as the effect; a redelivered event hits the primary key, the transaction
 rolls back, and :class:`AlreadyHandled` tells the dispatcher the work was done before.
 Subscribers therefore need no code of their own for deduplication.
+
+On PostgreSQL an effect that is one statement may carry the inbox row in the same statement
+(:meth:`Inbox.record_with`, :meth:`Inbox.record_if`), run on its own: a statement is atomic, so
+the guarantee is the transaction's, in one round trip.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Exists, Insert, Table, bindparam, exists, insert, select
+from sqlalchemy import Connection, CursorResult, Exists, Insert, Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class Inbox:
             .cte("inbox_record")
         )
         self._with_record: dict[Insert, Insert] = {}
+        self._recorded_if: dict[ReturningUpdate[Any], Insert] = {}
 
     def _ours(self) -> Delivery | None:
         delivery = current_delivery()
@@ -133,15 +139,52 @@ class Inbox:
         statement = self._with_record.get(effect)
         if statement is None:  # built once per effect, so that SQLAlchemy compiles it once
             statement = self._with_record[effect] = effect.add_cte(self._recorded_cte)
+        self._run_recording(connection, statement, parameters, delivery)
+        return True
+
+    def record_if(
+        self, connection: Connection, effect: ReturningUpdate[Any], parameters: Mapping[str, Any]
+    ) -> bool | None:
+        """Run ``effect`` (an UPDATE … RETURNING of at most one row) with ``parameters`` and,
+        only if it changed its row, record the delivery being run, in ONE statement on
+        ``connection`` (the UPDATE in a WITH the inbox's INSERT selects from; PostgreSQL): atomic,
+        so the row is changed and the delivery recorded together or not at all. Whether it
+        changed its row; None, and nothing run, when no delivery of this context is being run;
+        :class:`AlreadyHandled` on a repeat whose effect could run again."""
+        delivery = self._ours()
+        if delivery is None:
+            return None
+        statement = self._recorded_if.get(effect)
+        if statement is None:  # built once per effect, so that SQLAlchemy compiles it once
+            changed = effect.cte("effect")
+            columns = self.table.c
+            statement = self._recorded_if[effect] = (
+                insert(self.table)
+                .from_select(
+                    ["subscriber", "event_id", "handled_at"],
+                    select(
+                        bindparam("inbox_subscriber", type_=columns.subscriber.type),
+                        bindparam("inbox_event_id", type_=columns.event_id.type),
+                        bindparam("inbox_handled_at", type_=columns.handled_at.type),
+                    ).select_from(changed),
+                )
+                .add_cte(changed)
+                .returning(columns.event_id)  # what counts the row: a WITH of RETURNING hides rowcount
+            )
+        return self._run_recording(connection, statement, parameters, delivery).first() is not None
+
+    def _run_recording(
+        self, connection: Connection, statement: Insert, parameters: Mapping[str, Any], delivery: Delivery
+    ) -> CursorResult[Any]:
+        """Run a statement that records ``delivery`` with an effect."""
         recording = {
             "inbox_subscriber": delivery.subscriber,
             "inbox_event_id": delivery.event_id,
             "inbox_handled_at": datetime.now(timezone.utc),
         }
         try:
-            connection.execute(statement, {**parameters, **recording})
+            return connection.execute(statement, {**parameters, **recording})
         except IntegrityError as error:
             if getattr(getattr(error.orig, "diag", None), "table_name", None) == self.table.name:
                 raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
             raise
-        return True

@@ -401,6 +401,12 @@ class FakeProductUnitOfWork(_FakeUnitOfWork):
         self.stock = FakeStockRepository(self._stage(store.stock), self._stage(store.adjustments), store.lock)
         self.reservations = FakeReservationRepository(self._stage(store.reservations), self.seen, store)
 
+    def confirm_reserved_and_commit(self, reservation_id: uuid.UUID) -> bool:
+        if not self.reservations.confirm_if_reserved(reservation_id):
+            return False
+        self.commit()
+        return True
+
 
 class FakeCatalogue:
     """The product read side over the store's committed rows."""

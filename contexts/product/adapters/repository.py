@@ -169,6 +169,7 @@ _CONFIRM_IF_RESERVED = (
     )
     .values(status=model.ReservationStatus.CONFIRMED.value)
 )
+CONFIRM_IF_RESERVED_RETURNING = _CONFIRM_IF_RESERVED.returning(_RESERVATIONS.c.id)
 
 
 class SqlAlchemyReservationRepository:

@@ -252,8 +252,7 @@ class ConfirmReservationHandler:
         with self._uow() as uow:
             # Every placed order's reservation is still reserved but when the sweep was first:
             # that common case in one statement, the others read whole.
-            if uow.reservations.confirm_if_reserved(reservation_id):
-                uow.commit()
+            if uow.confirm_reserved_and_commit(reservation_id):
                 return
             reservation = uow.reservations.get(reservation_id, for_update=True)
             if reservation is None:

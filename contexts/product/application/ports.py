@@ -95,6 +95,11 @@ class ProductUnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
+    def confirm_reserved_and_commit(self, reservation_id: uuid.UUID) -> bool:
+        """If the reservation is still only reserved, confirm it (as
+        :meth:`ReservationRepository.confirm_if_reserved`) and commit; whether it was. False:
+        nothing done, the unit of work still open. The first thing done in a unit of work."""
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool = True) -> ProductUnitOfWork: ...
