@@ -4,9 +4,10 @@ Rolls back unless told to commit. A commit also writes, in the same transaction,
 recorded by the aggregates it saw into the context's outbox, and, when it runs inside an
 event delivery, the delivery into the context's inbox. Repositories never commit.
 
-A delivery whose whole effect is one row (an audit entry, a mail's record: repositories
-:meth:`~SqlAlchemyUnitOfWork.stage` it) commits on PostgreSQL as one statement outside any
-transaction, the inbox row in its WITH: atomic as the transaction was, one round trip for four.
+A delivery whose whole effect is one INSERT (an audit entry, a mail's record, an order's
+purchase counts in WITHs; see :meth:`~SqlAlchemyUnitOfWork.stage`) commits on PostgreSQL as
+one statement outside any transaction, the inbox row in a WITH of it: atomic as the
+transaction was, one round trip where BEGIN, the statements and COMMIT were several.
 
 Inside :func:`shared_transaction` (the dispatcher delivering several events to one subscriber)
 the write units of work share one session: each is a SAVEPOINT in it, its commit a RELEASE, and
@@ -180,10 +181,10 @@ class SqlAlchemyUnitOfWork(ABC):
         return delivery.event_id if delivery is not None else None
 
     def stage(self, effect: Insert, parameters: dict[str, Any]) -> None:
-        """Have ``effect``, an INSERT of one row with ``parameters``, run by :meth:`commit` (or
-        :meth:`write_staged`): for repositories whose write is a row nothing in the unit of work
-        reads back (an audit entry, a mail's record), so that the commit may send it with the
-        delivery's inbox row as one statement."""
+        """Have ``effect``, an INSERT (with any WITHs of its own), run with ``parameters`` by
+        :meth:`commit` (or :meth:`write_staged`): for writes that nothing in the unit of work
+        reads back (an audit entry, a mail's record, an order's counts), so that the commit may
+        send the one staged with the delivery's inbox row as one statement."""
         self._staged.append((effect, parameters))
 
     def write_staged(self) -> None:
@@ -195,10 +196,10 @@ class SqlAlchemyUnitOfWork(ABC):
                 connection.execute(effect, parameters)
 
     def _commit_alone(self) -> bool:
-        """Commit a unit of work whose whole change is one staged row, inside one of its context's
-        deliveries, as ONE statement outside any transaction that writes the row and the
-        delivery's inbox row (:meth:`Inbox.record_with`), where BEGIN, the two INSERTs and
-        COMMIT were four round trips. Only on PostgreSQL (SQLite has no INSERT in a WITH, and
+        """Commit a unit of work whose whole change is one staged INSERT, inside one of its
+        context's deliveries, as ONE statement outside any transaction that runs it and writes
+        the delivery's inbox row (:meth:`Inbox.record_with`), where BEGIN, the INSERTs and
+        COMMIT were four round trips or more. Only on PostgreSQL (SQLite has no INSERT in a WITH, and
         there a transaction costs no round trip), only when the session has not begun one and
         holds no change of its own, and never in a shared transaction (a batch's savepoints)."""
         if len(self._staged) != 1 or not self._may_commit_alone():

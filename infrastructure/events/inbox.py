@@ -127,8 +127,8 @@ class Inbox:
             raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
 
     def record_with(self, connection: Connection, effect: Insert, parameters: Mapping[str, Any]) -> bool:
-        """Run ``effect`` (an INSERT of one row) with ``parameters`` and record the delivery
-        being run, in ONE statement on ``connection`` (the inbox row in a WITH; PostgreSQL), so
+        """Run ``effect`` (an INSERT, with any WITHs of its own) with ``parameters`` and record the
+        delivery being run, in ONE statement on ``connection`` (the inbox row in a WITH; PostgreSQL), so
         that one statement outside any transaction does what a transaction of two did: a
         statement is atomic, both rows are written or neither. False, and nothing run, when no
         delivery of this context is being run; raise :class:`AlreadyHandled` on a repeat (its
