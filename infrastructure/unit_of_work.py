@@ -4,6 +4,11 @@ Rolls back unless told to commit. A commit also writes, in the same transaction,
 recorded by the aggregates it saw into the context's outbox, and, when it runs inside an
 event delivery, the delivery into the context's inbox. Repositories never commit.
 
+A delivery whose whole effect is one INSERT (an audit entry, a mail's record, an order's
+purchase counts in WITHs; see :meth:`~SqlAlchemyUnitOfWork.stage`) commits on PostgreSQL as
+one statement outside any transaction, the inbox row in a WITH of it: atomic as the
+transaction was, one round trip where BEGIN, the statements and COMMIT were several.
+
 Inside :func:`shared_transaction` (the dispatcher delivering several events to one subscriber)
 the write units of work share one session: each is a SAVEPOINT in it, its commit a RELEASE, and
 the block commits them together, so many deliveries cost one write transaction (one BEGIN, one
@@ -21,7 +26,9 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from sqlalchemy import Insert
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox, current_delivery
@@ -122,6 +129,7 @@ class SqlAlchemyUnitOfWork(ABC):
         self.seen: list[RecordsEvents] = []
         self._shared: SharedTransaction | None = None
         self._savepoint: SessionTransaction | None = None
+        self._staged: list[tuple[Insert, dict[str, Any]]] = []
 
     def __enter__(self) -> Self:
         self._shared = _shared.get() if self._write else None
@@ -131,6 +139,7 @@ class SqlAlchemyUnitOfWork(ABC):
         else:
             self.session = self._database.session(write=self._write)
         self.seen = []
+        self._staged = []
         try:
             self._open(self.session)
         except BaseException:
@@ -171,8 +180,70 @@ class SqlAlchemyUnitOfWork(ABC):
         delivery = current_delivery()
         return delivery.event_id if delivery is not None else None
 
+    def stage(self, effect: Insert, parameters: dict[str, Any]) -> None:
+        """Have ``effect``, an INSERT (with any WITHs of its own), run with ``parameters`` by
+        :meth:`commit` (or :meth:`write_staged`): for writes that nothing in the unit of work
+        reads back (an audit entry, a mail's record, an order's counts), so that the commit may
+        send the one staged with the delivery's inbox row as one statement."""
+        self._staged.append((effect, parameters))
+
+    def write_staged(self) -> None:
+        """Run what was staged, in order, on the session: before anything that must see it."""
+        staged, self._staged = self._staged, []
+        if staged:
+            connection = self.session.connection()
+            for effect, parameters in staged:
+                connection.execute(effect, parameters)
+
+    def _commit_alone(self) -> bool:
+        """Commit a unit of work whose whole change is one staged INSERT, inside one of its
+        context's deliveries, as ONE statement outside any transaction that runs it and writes
+        the delivery's inbox row (:meth:`Inbox.record_with`), where BEGIN, the INSERTs and
+        COMMIT were four round trips or more. Only on PostgreSQL (SQLite has no INSERT in a WITH, and
+        there a transaction costs no round trip), only when the session has not begun one and
+        holds no change of its own, and never in a shared transaction (a batch's savepoints)."""
+        if len(self._staged) != 1 or not self._may_commit_alone():
+            return False
+        assert self._inbox is not None
+        effect, parameters = self._staged[0]
+        with self._database.reading() as connection:
+            if not self._inbox.record_with(connection, effect, parameters):
+                return False
+        self._staged = []
+        return True
+
+    def _may_commit_alone(self) -> bool:
+        """Whether a commit may be one statement on its own (see :meth:`_commit_alone`)."""
+        return not (
+            self._inbox is None
+            or self._shared is not None
+            or self._database.engine.dialect.name != "postgresql"
+            or self.session.in_transaction()
+            or self.session.new
+            or self.session.dirty
+            or self.session.deleted
+            or any(aggregate.events for aggregate in self.seen)
+        )
+
+    def commit_alone_if(self, effect: ReturningUpdate[Any], parameters: dict[str, Any]) -> bool | None:
+        """Run ``effect``, an UPDATE … RETURNING of at most one row, and commit it with the
+        delivery's inbox row if it changed its row, as ONE statement outside any transaction
+        (:meth:`Inbox.record_if`), where BEGIN, the UPDATE, the inbox's INSERT and COMMIT were
+        four round trips. Whether it changed its row (committed then: the unit of work is done);
+        None, and nothing run, where a commit cannot be one statement (as for
+        :meth:`_commit_alone`, with nothing done in the unit of work yet), for the caller to
+        run it in the unit of work instead."""
+        if self._staged or not self._may_commit_alone():
+            return None
+        assert self._inbox is not None
+        with self._database.reading() as connection:
+            return self._inbox.record_if(connection, effect, parameters)
+
     def commit(self) -> None:
         events = [(aggregate.id, event) for aggregate in self.seen for event in aggregate.events]
+        if not events and self._commit_alone():
+            return
+        self.write_staged()
         if events:
             if self._outbox is None:
                 raise RuntimeError(f"{type(self).__name__} has events to publish but no outbox")

@@ -5,6 +5,10 @@ commits inside it records ``(subscriber, event id)`` in its own context's inbox 
 same transaction as the effect; a redelivered event hits the primary key, the transaction
 rolls back, and :class:`AlreadyHandled` tells the dispatcher the work was done before.
 Subscribers therefore need no code of their own for deduplication.
+
+On PostgreSQL an effect that is one statement may carry the inbox row in the same statement
+(:meth:`Inbox.record_with`, :meth:`Inbox.record_if`), run on its own: a statement is atomic, so
+the guarantee is the transaction's, in one round trip.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, insert, select
+from sqlalchemy import Connection, CursorResult, Exists, Insert, Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,13 @@ class delivering:  # lower case: used like a function, ``with delivering(deliver
         _current.reset(self._token)
 
 
+def handled(table: Table) -> Exists:
+    """Whether ``table`` (an inbox) holds the delivery ``:subscriber``, ``:event_id``: an
+    expression, so that a subscriber may ask it in the same statement as a read of its own."""
+    columns = table.c
+    return exists().where(columns.subscriber == bindparam("subscriber"), columns.event_id == bindparam("event_id"))
+
+
 class Inbox:
     """One context's inbox. It records only deliveries to that context's own subscribers
     (named ``<context>.…``): a subscriber that calls another context's API during its delivery
@@ -63,22 +75,37 @@ class Inbox:
         self.table = table
         self._prefix = f"{context}."
         # Built once, so that SQLAlchemy compiles each once: one of them runs in every delivery.
-        columns = table.c
-        self._handled = select(
-            exists().where(columns.subscriber == bindparam("subscriber"), columns.event_id == bindparam("event_id"))
-        )
+        self._handled = select(handled(table))
         self._record = insert(table)  # its columns: the keys of the parameters
+        self._recorded_cte = (
+            insert(table)
+            .values(
+                subscriber=bindparam("inbox_subscriber"),
+                event_id=bindparam("inbox_event_id"),
+                handled_at=bindparam("inbox_handled_at"),
+            )
+            .cte("inbox_record")
+        )
+        self._with_record: dict[Insert, Insert] = {}
+        self._recorded_if: dict[ReturningUpdate[Any], Insert] = {}
 
     def _ours(self) -> Delivery | None:
         delivery = current_delivery()
         return delivery if delivery and delivery.subscriber.startswith(self._prefix) else None
 
-    def has_handled(self, session: Session) -> bool:
-        """Whether the delivery being run already had its effect (for effects outside the DB)."""
+    def handled_parameters(self) -> dict[str, Any] | None:
+        """The parameters of :func:`handled` for the delivery being run; None when none of this
+        context's subscribers is being delivered to (nothing of it can have been handled)."""
         delivery = self._ours()
         if delivery is None:
+            return None
+        return {"subscriber": delivery.subscriber, "event_id": delivery.event_id}
+
+    def has_handled(self, session: Session) -> bool:
+        """Whether the delivery being run already had its effect (for effects outside the DB)."""
+        parameters = self.handled_parameters()
+        if parameters is None:
             return False
-        parameters = {"subscriber": delivery.subscriber, "event_id": delivery.event_id}
         return bool(session.execute(self._handled, parameters).scalar())
 
     def record(self, session: Session) -> None:
@@ -95,6 +122,69 @@ class Inbox:
             "handled_at": datetime.now(timezone.utc),
         }
         try:
-            session.execute(self._record, parameters)
+            session.connection().execute(self._record, parameters)
         except IntegrityError as error:
             raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
+
+    def record_with(self, connection: Connection, effect: Insert, parameters: Mapping[str, Any]) -> bool:
+        """Run ``effect`` (an INSERT, with any WITHs of its own) with ``parameters`` and record the
+        delivery being run, in ONE statement on ``connection`` (the inbox row in a WITH; PostgreSQL), so
+        that one statement outside any transaction does what a transaction of two did: a
+        statement is atomic, both rows are written or neither. False, and nothing run, when no
+        delivery of this context is being run; raise :class:`AlreadyHandled` on a repeat (its
+        inbox row there already), any other failure as it comes (the effect's own constraints)."""
+        delivery = self._ours()
+        if delivery is None:
+            return False
+        statement = self._with_record.get(effect)
+        if statement is None:  # built once per effect, so that SQLAlchemy compiles it once
+            statement = self._with_record[effect] = effect.add_cte(self._recorded_cte)
+        self._run_recording(connection, statement, parameters, delivery)
+        return True
+
+    def record_if(
+        self, connection: Connection, effect: ReturningUpdate[Any], parameters: Mapping[str, Any]
+    ) -> bool | None:
+        """Run ``effect`` (an UPDATE … RETURNING of at most one row) with ``parameters`` and,
+        only if it changed its row, record the delivery being run, in ONE statement on
+        ``connection`` (the UPDATE in a WITH the inbox's INSERT selects from; PostgreSQL): atomic,
+        so the row is changed and the delivery recorded together or not at all. Whether it
+        changed its row; None, and nothing run, when no delivery of this context is being run;
+        :class:`AlreadyHandled` on a repeat whose effect could run again."""
+        delivery = self._ours()
+        if delivery is None:
+            return None
+        statement = self._recorded_if.get(effect)
+        if statement is None:  # built once per effect, so that SQLAlchemy compiles it once
+            changed = effect.cte("effect")
+            columns = self.table.c
+            statement = self._recorded_if[effect] = (
+                insert(self.table)
+                .from_select(
+                    ["subscriber", "event_id", "handled_at"],
+                    select(
+                        bindparam("inbox_subscriber", type_=columns.subscriber.type),
+                        bindparam("inbox_event_id", type_=columns.event_id.type),
+                        bindparam("inbox_handled_at", type_=columns.handled_at.type),
+                    ).select_from(changed),
+                )
+                .add_cte(changed)
+                .returning(columns.event_id)  # what counts the row: a WITH of RETURNING hides rowcount
+            )
+        return self._run_recording(connection, statement, parameters, delivery).first() is not None
+
+    def _run_recording(
+        self, connection: Connection, statement: Insert, parameters: Mapping[str, Any], delivery: Delivery
+    ) -> CursorResult[Any]:
+        """Run a statement that records ``delivery`` with an effect."""
+        recording = {
+            "inbox_subscriber": delivery.subscriber,
+            "inbox_event_id": delivery.event_id,
+            "inbox_handled_at": datetime.now(timezone.utc),
+        }
+        try:
+            return connection.execute(statement, {**parameters, **recording})
+        except IntegrityError as error:
+            if getattr(getattr(error.orig, "diag", None), "table_name", None) == self.table.name:
+                raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
+            raise

@@ -25,6 +25,7 @@ from infrastructure import migrations
 from infrastructure.db import Database
 from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, delivering
 from tests.conftest import Backend
+from tests.round_trips import counted
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "contexts" / "audit" / "migrations"
 PLACED = "order.OrderPlaced"
@@ -237,3 +238,38 @@ def test_each_subscribers_deliveries_add_their_own_entries(
         when_order_placed_audit(placed, uow=uow)
 
     assert [logged.entry.event_type for logged in listed(uow)] == [PLACED, REGISTERED]
+
+
+def test_an_entry_and_its_inbox_row_are_one_statement_on_postgresql(uow: UnitOfWorkFactory, database: Database) -> None:
+    """Every event's entry: on PostgreSQL one INSERT with the inbox row's in a WITH, on its own
+    (where BEGIN, two INSERTs and COMMIT were four round trips); on SQLite, which has no INSERT
+    in a WITH and no round trips, the two INSERTs in one transaction as before."""
+    event = UserRegistered(user_id=uuid.uuid4(), email="ada@example.com", name="Ada")
+
+    with delivering(Delivery("audit.user_log", uuid.uuid4())), counted() as audited:
+        when_user_registered_audit(event, uow=uow)
+
+    if database.engine.dialect.name == "postgresql":
+        assert (audited.kinds(), audited.alone, audited.transactions) == (["WITH"], 1, 0)
+    else:
+        assert (audited.kinds(), audited.alone, audited.transactions) == (["INSERT", "INSERT"], 0, 1)
+    [logged] = listed(uow)
+    assert logged.entry.entity_id == event.user_id
+
+
+def test_an_entry_refused_by_its_own_key_in_a_delivery_fails_and_leaves_the_delivery_to_its_retry(
+    uow: UnitOfWorkFactory,
+) -> None:
+    """A failure of the entry itself is a failure to retry, not a sign of an earlier delivery:
+    the inbox keeps no row of it (in one statement or in a transaction alike)."""
+    first = entry()
+    append(uow, first)
+    delivery = Delivery("audit.user_log", uuid.uuid4())
+
+    with delivering(delivery), pytest.raises(IntegrityError), uow() as unit:
+        unit.entries.append(entry(entry_id=first.id))
+        unit.commit()
+    with delivering(delivery):
+        append(uow, entry())
+
+    assert len(listed(uow)) == 2

@@ -49,6 +49,7 @@ from infrastructure.db import Database
 from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, delivering
 from infrastructure.migrations import upgrade
 from tests.conftest import Backend
+from tests.round_trips import counted
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "contexts" / "notification" / "migrations"
 SENDER = "modular-shop <shop@localhost>"
@@ -685,3 +686,27 @@ def test_a_mail_from_that_would_break_every_mail_stops_start_up_naming_it(tmp_pa
 )
 def test_an_ordinary_mail_from_is_accepted(tmp_path: Path, sender: str) -> None:
     assert Settings(instance_path=tmp_path, mail_from=sender).mail_from == sender
+
+
+def test_a_confirmation_is_checked_for_in_one_statement_outside_any_transaction(
+    notification: NotificationContainer, database: Database, tmp_path: Path
+) -> None:
+    """Before sending, whether the event was answered and to whom: one read on its own, not a
+    transaction of two (on PostgreSQL a BEGIN, two SELECTs and a ROLLBACK); then the record
+    and the inbox row: on PostgreSQL one statement on its own (the inbox row in a WITH), on
+    SQLite one write transaction. A repeat reads once and sends nothing."""
+    with delivering(Delivery(RECIPIENTS, uuid.uuid4())):
+        notification.when_user_registered_remember_recipient(zoe_registered())
+    placed, order_event = zoe_ordered(), uuid.uuid4()
+
+    with delivering(Delivery(CONFIRMATION, order_event)), counted() as first:
+        notification.when_order_placed_send_confirmation(placed)
+    with delivering(Delivery(CONFIRMATION, order_event)), counted() as repeat:
+        notification.when_order_placed_send_confirmation(placed)
+
+    if database.engine.dialect.name == "postgresql":
+        assert (first.kinds(), first.alone, first.transactions) == (["SELECT", "WITH"], 2, 0)
+    else:
+        assert (first.kinds(), first.alone, first.transactions) == (["SELECT", "INSERT", "INSERT"], 1, 1)
+    assert (repeat.kinds(), repeat.alone, repeat.transactions) == (["SELECT"], 1, 0)
+    assert len(list((tmp_path / "mail").iterdir())) == 1

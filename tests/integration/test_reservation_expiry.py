@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
@@ -22,8 +23,10 @@ from contexts.product.adapters.orm import ReservationRow, StockRow
 from contexts.product.api import ReservationLine
 from contexts.product.domain.model import ReservationStatus
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
+from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
 from infrastructure.events.outbox import DEAD, DONE
 from tests.conftest import Shop
+from tests.round_trips import counted
 
 CONFIRM = "product.confirm_reservation"
 DEADLINE_SECONDS = 30.0
@@ -133,6 +136,49 @@ def test_a_reservation_confirmed_by_its_placed_order_never_expires(shop: Shop, c
     assert status(container, order["id"]) is ReservationStatus.CONFIRMED
     assert stock(container, product) == (8, 2)
     assert released_events(container) == []
+
+
+def test_confirming_a_reservation_still_reserved_is_one_update_beside_its_inbox_row(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """Every placed order's confirmation: one conditional UPDATE, not a read of the reservation
+    and its lines before the write (two round trips more on PostgreSQL, per order); on
+    PostgreSQL with the inbox row in the same statement, on its own (the UPDATE in a WITH)."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    reservation = uuid.uuid4()
+    container.product.api().reserve(reservation, [ReservationLine(uuid.UUID(product["id"]), 3)])
+
+    with delivering(Delivery(CONFIRM, uuid.uuid4())), counted() as confirming:
+        container.product.confirm_reservation()(reservation)
+
+    if databases(container)["product"].engine.dialect.name == "postgresql":
+        assert (confirming.kinds(), confirming.alone, confirming.transactions) == (["WITH"], 1, 0)
+    else:
+        assert (confirming.kinds(), confirming.alone, confirming.transactions) == (["UPDATE", "INSERT"], 0, 1)
+    assert status(container, reservation) is ReservationStatus.CONFIRMED
+    assert stock(container, product) == (7, 3)
+    assert reserved_events(container) == [
+        {"reservation_id": str(reservation), "lines": [{"product_id": product["id"], "quantity": 3}]}
+    ], "confirmed as it was reserved: no second StockReserved"
+
+
+def test_a_confirmation_delivered_again_changes_nothing_and_is_refused_by_the_inbox(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """The repeat finds the reservation confirmed already: the one-statement path changes no row
+    and records nothing, and the reservation read whole is refused by the inbox at its commit."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    reservation = uuid.uuid4()
+    container.product.api().reserve(reservation, [ReservationLine(uuid.UUID(product["id"]), 3)])
+    delivery = Delivery(CONFIRM, uuid.uuid4())
+
+    with delivering(delivery):
+        container.product.confirm_reservation()(reservation)
+    with delivering(delivery), pytest.raises(AlreadyHandled):
+        container.product.confirm_reservation()(reservation)
+
+    assert status(container, reservation) is ReservationStatus.CONFIRMED
+    assert stock(container, product) == (7, 3)
 
 
 def test_an_order_placed_delivered_after_the_sweep_takes_the_stock_again(

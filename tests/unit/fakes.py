@@ -377,6 +377,14 @@ class FakeReservationRepository:
         self._reservations.put(reservation.id, _detached(reservation))
         self._seen.append(reservation)
 
+    def confirm_if_reserved(self, reservation_id: uuid.UUID) -> bool:
+        reservation = self._reservations.get(reservation_id)
+        if reservation is None or reservation.status is not product_model.ReservationStatus.RESERVED:
+            return False
+        confirmed = dataclasses.replace(reservation, status=product_model.ReservationStatus.CONFIRMED, events=[])
+        self._reservations.put(reservation_id, confirmed)
+        return True
+
 
 class FakeProductUnitOfWork(_FakeUnitOfWork):
     products: product_ports.ProductRepository
@@ -392,6 +400,12 @@ class FakeProductUnitOfWork(_FakeUnitOfWork):
         self.products = FakeProductRepository(self._stage(store.products), self.seen)
         self.stock = FakeStockRepository(self._stage(store.stock), self._stage(store.adjustments), store.lock)
         self.reservations = FakeReservationRepository(self._stage(store.reservations), self.seen, store)
+
+    def confirm_reserved_and_commit(self, reservation_id: uuid.UUID) -> bool:
+        if not self.reservations.confirm_if_reserved(reservation_id):
+            return False
+        self.commit()
+        return True
 
 
 class FakeCatalogue:

@@ -94,6 +94,11 @@ class FakeUnitOfWork:
     def already_handled(self) -> bool:
         return self._store.delivering in self._store.handled
 
+    def recipient_unless_handled(self, user_id: uuid.UUID) -> tuple[bool, Recipient | None]:
+        if self.already_handled():
+            return True, None
+        return False, self._recipients.get(user_id)
+
     def delivered_event_id(self) -> uuid.UUID | None:
         return self._store.delivering[1] if self._store.delivering else None
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Insert, Table, insert, select
 from sqlalchemy.orm import Session
 
 from contexts.audit.adapters.orm import AuditEntryRow
@@ -13,16 +14,23 @@ from contexts.audit.application.ports import LoggedEntry
 from contexts.audit.domain import model
 
 _ENTRIES = cast(Table, AuditEntryRow.__table__)
+_INSERT_ENTRY = insert(_ENTRIES)  # built once: every event's audit entry runs it
+Stage = Callable[[Insert, dict[str, Any]], None]
 
 
 class SqlAlchemyAuditEntryRepository:
-    def __init__(self, session: Session) -> None:
+    """``stage`` and ``write_staged`` are the unit of work's (see ``SqlAlchemyUnitOfWork.stage``):
+    an entry is written once and never read back in the same unit of work, so its INSERT waits
+    for the commit, which may send it with the delivery's inbox row as one statement."""
+
+    def __init__(self, session: Session, *, stage: Stage, write_staged: Callable[[], None]) -> None:
         self._session = session
+        self._stage = stage
+        self._write_staged = write_staged
 
     def append(self, entry: model.AuditEntry) -> None:
-        # A Core insert: an entry is written once and never read back in the same transaction.
-        self._session.connection().execute(
-            insert(_ENTRIES),
+        self._stage(
+            _INSERT_ENTRY,
             {
                 "id": entry.id,
                 "event_id": entry.event_id,
@@ -44,6 +52,7 @@ class SqlAlchemyAuditEntryRepository:
         event_type: str | None = None,
         entity_id: uuid.UUID | None = None,
     ) -> list[LoggedEntry]:
+        self._write_staged()
         statement = select(AuditEntryRow).order_by(AuditEntryRow.position.desc()).limit(limit)
         if before_position is not None:
             statement = statement.where(AuditEntryRow.position < before_position)

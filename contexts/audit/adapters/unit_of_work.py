@@ -12,5 +12,5 @@ class SqlAlchemyAuditUnitOfWork(SqlAlchemyUnitOfWork):
     entries: SqlAlchemyAuditEntryRepository
 
     def _open(self, session: Session) -> None:
-        self.entries = SqlAlchemyAuditEntryRepository(session)
+        self.entries = SqlAlchemyAuditEntryRepository(session, stage=self.stage, write_staged=self.write_staged)
 

@@ -8,10 +8,11 @@ ORM's bookkeeping for a row read once or written once cost more than the stateme
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Insert, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from contexts.notification.adapters.orm import RecipientRow, SentMailRow
@@ -19,6 +20,7 @@ from contexts.notification.domain import model
 
 _RECIPIENT = select(RecipientRow.email, RecipientRow.name).where(RecipientRow.user_id == bindparam("user_id"))
 _INSERT_SENT_MAIL = insert(cast(Table, SentMailRow.__table__))  # its columns: the keys of the parameters
+Stage = Callable[[Insert, dict[str, Any]], None]
 
 
 class SqlAlchemyRecipientRepository:
@@ -46,11 +48,15 @@ class SqlAlchemySentMailRepository:
     """One row per message id. Should two deliveries of one event race (a lease ran out), the
     later one's insert fails on the key and its retry finds the event handled."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, stage: Stage, write_staged: Callable[[], None]) -> None:
         self._session = session
+        self._stage = stage
+        self._write_staged = write_staged
 
     def add(self, sent: model.SentMail) -> None:
-        self._session.execute(
+        """Staged for the commit (see ``SqlAlchemyUnitOfWork.stage``), which may send it with
+        the delivery's inbox row as one statement."""
+        self._stage(
             _INSERT_SENT_MAIL,
             {
                 "message_id": sent.message_id,
@@ -63,6 +69,7 @@ class SqlAlchemySentMailRepository:
         )
 
     def get(self, message_id: str) -> model.SentMail | None:
+        self._write_staged()
         row = self._session.get(SentMailRow, message_id)
         if row is None:
             return None

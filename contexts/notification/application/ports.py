@@ -42,6 +42,11 @@ class NotificationUnitOfWork(Protocol):
         """Whether the event being delivered already had its effect (its mail was recorded)."""
         ...
 
+    def recipient_unless_handled(self, user_id: uuid.UUID) -> tuple[bool, model.Recipient | None]:
+        """Whether the event being delivered already had its effect, and if not the recipient
+        ``user_id`` (None if unknown): a mail's check before it is sent, in one read."""
+        ...
+
     def delivered_event_id(self) -> uuid.UUID | None:
         """The id of the event being delivered to the running subscriber; None outside a delivery."""
         ...

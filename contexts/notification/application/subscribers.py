@@ -105,9 +105,9 @@ def _mail_the_buyer(
     (see the module's docstring for the one crash that can send it twice)."""
     with uow(write=False) as reading:
         answering = _answering(reading)
-        if reading.already_handled():
-            return
-        recipient = reading.recipients.get(user_id)
+        answered, recipient = reading.recipient_unless_handled(user_id)
+    if answered:
+        return
     if recipient is None:
         raise RecipientUnknown(user_id)
     mail = compose(answering, recipient)

@@ -161,6 +161,15 @@ _SAVE_RESERVATION = (
     .where(_RESERVATIONS.c.id == bindparam("reservation_id"))
     .values(status=bindparam("new_status", type_=_RESERVATIONS.c.status.type))
 )
+_CONFIRM_IF_RESERVED = (
+    update(_RESERVATIONS)
+    .where(
+        _RESERVATIONS.c.id == bindparam("reservation_id"),
+        _RESERVATIONS.c.status == model.ReservationStatus.RESERVED.value,
+    )
+    .values(status=model.ReservationStatus.CONFIRMED.value)
+)
+CONFIRM_IF_RESERVED_RETURNING = _CONFIRM_IF_RESERVED.returning(_RESERVATIONS.c.id)
 
 
 class SqlAlchemyReservationRepository:
@@ -203,6 +212,14 @@ class SqlAlchemyReservationRepository:
             status=model.ReservationStatus(header.status),
             created_at=header.created_at,
         )
+
+    def confirm_if_reserved(self, reservation_id: uuid.UUID) -> bool:
+        """One conditional UPDATE, where reading the reservation and its lines then writing it
+        took three statements: it locks the row as ``get(for_update=True)`` does, and the
+        database checks the status under that lock (PostgreSQL re-reads a row another
+        transaction changed meanwhile)."""
+        result = self._session.connection().execute(_CONFIRM_IF_RESERVED, {"reservation_id": reservation_id})
+        return bool(result.rowcount)
 
     def unconfirmed_before(self, moment: datetime, limit: int) -> list[uuid.UUID]:
         statement = (

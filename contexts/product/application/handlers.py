@@ -250,6 +250,10 @@ class ConfirmReservationHandler:
 
     def __call__(self, reservation_id: uuid.UUID) -> None:
         with self._uow() as uow:
+            # Every placed order's reservation is still reserved but when the sweep was first:
+            # that common case in one statement, the others read whole.
+            if uow.confirm_reserved_and_commit(reservation_id):
+                return
             reservation = uow.reservations.get(reservation_id, for_update=True)
             if reservation is None:
                 return

@@ -76,6 +76,10 @@ class ReservationRepository(Protocol):
 
     def save(self, reservation: model.Reservation) -> None: ...
 
+    def confirm_if_reserved(self, reservation_id: uuid.UUID) -> bool:
+        """Mark the reservation confirmed if it is still only reserved, as
+        :meth:`model.Reservation.confirm` would (no event, no stock moved); whether it was."""
+
     def unconfirmed_before(self, moment: datetime, limit: int) -> list[uuid.UUID]:
         """Ids of reservations still only reserved that were made before ``moment``, oldest first."""
 
@@ -90,6 +94,11 @@ class ProductUnitOfWork(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
     def commit(self) -> None: ...
+
+    def confirm_reserved_and_commit(self, reservation_id: uuid.UUID) -> bool:
+        """If the reservation is still only reserved, confirm it (as
+        :meth:`ReservationRepository.confirm_if_reserved`) and commit; whether it was. False:
+        nothing done, the unit of work still open. The first thing done in a unit of work."""
 
 
 class UnitOfWorkFactory(Protocol):

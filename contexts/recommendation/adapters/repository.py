@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, Select, Table, and_, bindparam, delete, func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from contexts.recommendation.adapters.orm import (
     CountedOrderLineRow,
@@ -88,20 +89,121 @@ def _create_profile(dialect: str) -> sqlite.Insert | postgresql.Insert:
     return _insert(dialect, PROFILES).on_conflict_do_nothing(index_elements=[PROFILES.c.user_id])
 
 
+@functools.cache
+def _remember_order(dialect: str) -> ReturningInsert[Any]:
+    """A counted order's INSERT that leaves a known one alone and says whether it was new,
+    built once per dialect: every order's delivery runs it."""
+    statement = _insert(dialect, ORDERS).on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
+    return statement.returning(ORDERS.c.order_id)
+
+
+_INSERT_ORDER_LINES = ORDER_LINES.insert()
+
+
+@functools.cache
+def count_order_at_once() -> postgresql.Insert:
+    """PostgreSQL: what :meth:`SqlAlchemyProfileRepository.create` and ``record`` do for one
+    order, in ONE statement (built once): the profile and the counted order inserted in a
+    WITH, the basket's lines and counts inserted and added from ``unnest`` of its arrays in
+    WITHs that select from the counted order's RETURNING, so that nothing is counted when the
+    order was known already. Every row of a table is written once, in key order, as ``record``
+    writes them. Parameters: ``user_id``, ``now``, ``order_id``, ``products`` and ``units``
+    (in product order), ``pair_products`` and ``pair_others`` (the basket's pairs, in order)."""
+    user_id = bindparam("user_id", type_=PROFILES.c.user_id.type)
+    profile = (
+        postgresql.insert(PROFILES)
+        .values(user_id=user_id, created_at=bindparam("now", type_=PROFILES.c.created_at.type))
+        .on_conflict_do_nothing(index_elements=[PROFILES.c.user_id])
+        .cte("profile")
+    )
+    counted = (
+        postgresql.insert(ORDERS)
+        .values(order_id=bindparam("order_id", type_=ORDERS.c.order_id.type), user_id=user_id, cancelled=False)
+        .on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
+        .returning(ORDERS.c.order_id)
+        .cte("counted")
+    )
+    basket = (
+        func.unnest(
+            bindparam("products", type_=postgresql.ARRAY(ORDER_LINES.c.product_id.type)),
+            bindparam("units", type_=postgresql.ARRAY(ORDER_LINES.c.units.type)),
+        )
+        .table_valued("product_id", "units")
+        .render_derived("basket")
+    )
+    pairs = (
+        func.unnest(
+            bindparam("pair_products", type_=postgresql.ARRAY(PAIRS.c.product_id.type)),
+            bindparam("pair_others", type_=postgresql.ARRAY(PAIRS.c.other_product_id.type)),
+        )
+        .table_valued("product_id", "other_product_id")
+        .render_derived("pair")
+    )
+    one = literal(1, BigInteger)
+
+    def of_the_basket(*columns: Any) -> Select[Any]:
+        return select(*columns).select_from(counted).join(basket, true()).order_by(basket.c.product_id)
+
+    lines = (
+        postgresql.insert(ORDER_LINES)
+        .from_select(["order_id", "product_id", "units"], of_the_basket(counted.c.order_id, *basket.c))
+        .cte("lines")
+    )
+    purchases = _counting(
+        PURCHASES, of_the_basket(user_id, basket.c.product_id, basket.c.units, one), ("units", "orders")
+    ).cte("purchases")
+    counted_pairs = _counting(
+        PAIRS,
+        select(pairs.c.product_id, pairs.c.other_product_id, one)
+        .select_from(counted)
+        .join(pairs, true())
+        .order_by(pairs.c.product_id, pairs.c.other_product_id),
+        ("count",),
+    ).cte("pairs")
+    popularity = _counting(POPULARITY, of_the_basket(basket.c.product_id, one), ("orders",))
+    return popularity.add_cte(profile, counted, lines, purchases, counted_pairs)
+
+
+def _counting(table: Table, rows: Select[Any], counters: tuple[str, ...]) -> postgresql.Insert:
+    """INSERT ``rows`` (all of ``table``'s columns, in order) into ``table``, adding their
+    ``counters`` where the primary key exists (PostgreSQL)."""
+    statement = postgresql.insert(table).from_select([column.name for column in table.c], rows)
+    return statement.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={name: table.c[name] + statement.excluded[name] for name in counters},
+    )
+
+
+def count_order_parameters(
+    order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket, now: datetime
+) -> dict[str, Any]:
+    """The parameters of :func:`count_order_at_once`."""
+    products, pairs = basket.products, basket.pairs
+    return {
+        "user_id": user_id,
+        "now": now,
+        "order_id": order_id,
+        "products": products,
+        "units": [basket.units[p] for p in products],
+        "pair_products": [p for p, _ in pairs],
+        "pair_others": [other for _, other in pairs],
+    }
+
+
 class SqlAlchemyProfileRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
     def create(self, user_id: uuid.UUID, *, now: datetime) -> None:
         statement = _create_profile(self._session.get_bind().dialect.name)
-        self._session.execute(statement, {"user_id": user_id, "created_at": now})
+        self._session.connection().execute(statement, {"user_id": user_id, "created_at": now})
 
     def record(self, order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket) -> None:
         products = basket.products
         if not products or not self._remember(order_id, user_id, cancelled=False):
             return
-        self._session.execute(
-            ORDER_LINES.insert(), [{"order_id": order_id, "product_id": p, "units": basket.units[p]} for p in products]
+        self._session.connection().execute(
+            _INSERT_ORDER_LINES, [{"order_id": order_id, "product_id": p, "units": basket.units[p]} for p in products]
         )
         for table, rows, counters in _counted_rows(user_id, basket):
             self._add(table, rows, counters=counters)
@@ -132,10 +234,9 @@ class SqlAlchemyProfileRepository:
 
     def _remember(self, order_id: uuid.UUID, user_id: uuid.UUID, *, cancelled: bool) -> bool:
         """Note the order; False if it was known already."""
-        dialect = self._session.get_bind().dialect.name
-        statement = _insert(dialect, ORDERS).values(order_id=order_id, user_id=user_id, cancelled=cancelled)
-        statement = statement.on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
-        return self._session.execute(statement.returning(ORDERS.c.order_id)).first() is not None
+        statement = _remember_order(self._session.get_bind().dialect.name)
+        parameters = {"order_id": order_id, "user_id": user_id, "cancelled": cancelled}
+        return self._session.connection().execute(statement, parameters).first() is not None
 
     def _subtract(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: Sequence[str]) -> None:
         """Take ``rows``' counters off the rows with their keys, then drop the rows left counting
@@ -153,7 +254,7 @@ class SqlAlchemyProfileRepository:
 
     def _add(self, table: Table, rows: Sequence[dict[str, Any]], *, counters: tuple[str, ...]) -> None:
         dialect = self._session.get_bind().dialect.name
-        self._session.execute(_prebuilt_upsert(dialect, table, counters), list(rows))
+        self._session.connection().execute(_prebuilt_upsert(dialect, table, counters), list(rows))
 
     def history(self, user_id: uuid.UUID, *, top: int) -> model.History:
         """The ranking's input, bounded by ``top``: the database ranks and cuts, Python ranks the rest.
