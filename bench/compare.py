@@ -44,7 +44,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import Engine, column, create_engine, func, select, table
@@ -488,7 +488,17 @@ class Wrk:
         return self.ok / self.duration_s
 
 
-def run_wrk(options: Options, url: str, script: Path, seconds: int) -> Wrk:
+class Load(Protocol):
+    """How hard wrk drives a server: what ``run_wrk`` reads of its options (``split.py``'s too)."""
+
+    @property
+    def wrk_threads(self) -> int: ...
+
+    @property
+    def connections(self) -> int: ...
+
+
+def run_wrk(options: Load, url: str, script: Path, seconds: int) -> Wrk:
     command = [
         "wrk",
         f"-t{options.wrk_threads}",
