@@ -367,6 +367,7 @@ class RemoteService:
             base_url=target,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             transport=transport,
+            limits=_limits(options),
             trust_env=False,
             follow_redirects=False,
         )
@@ -502,6 +503,17 @@ class _NoTimeForAnother(tenacity.stop.stop_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         deadline: _Deadline = retry_state.kwargs["deadline"]
         return deadline.remaining() - retry_state.upcoming_sleep < MIN_ATTEMPT_SECONDS
+
+
+def _limits(options: RemoteOptions) -> httpx.Limits:
+    """httpx's pool sizes, its idle connections dropped after ``idle_connection_seconds``."""
+    idle = options.idle_connection_seconds
+    defaults = httpx.Limits()
+    return httpx.Limits(
+        max_connections=defaults.max_connections,
+        max_keepalive_connections=defaults.max_keepalive_connections if idle > 0 else 0,
+        keepalive_expiry=idle,
+    )
 
 
 def _time_left(deadline: _Deadline) -> float:
