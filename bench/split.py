@@ -12,8 +12,10 @@ behind a real nginx running what ``shop gateway nginx`` generates for it, events
 RabbitMQ where they leave a process. Loads the same products (ample stock) and one customer
 into each, then drives each gateway with wrk (``bench/compare.py``'s scripts and runner), the
 topologies interleaved round by round (A B C A B C ...), every round starting once no topology
-has a delivery pending or a message queued. Prints each round's requests/s and p50/p99, then
-the median ratio of each topology to the monolith.
+has a delivery pending or a message queued. Prints each round's requests/s and p50/p99 and the
+CPU time each service's processes (gunicorn master and workers) spent per successful request,
+then the median ratio of each topology to the monolith. The CPU of nginx, PostgreSQL and
+RabbitMQ is not counted.
 
 Before the rounds, a remote call's own cost (``bench/split_calls.py``, with the measured
 checkout's interpreter): the published ProductApi in process against the product-extracted
@@ -183,6 +185,42 @@ def print_calls(figures: dict[str, Any]) -> None:
         )
 
 
+# --- CPU per process ---------------------------------------------------------------------------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> dict[int, tuple[int, float]]:
+    """Every process's parent and the CPU seconds (user + system, all its threads) it has used."""
+    found: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) "
+        found[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS)
+    return found
+
+
+def service_cpu(topology: Topology) -> dict[str, float]:
+    """CPU seconds used so far by each service: its gunicorn master and every worker under it."""
+    processes = cpu_seconds()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    used: dict[str, float] = {}
+    for service in topology.services:
+        process = service.server.process
+        family = [process.pid] if process is not None else []
+        for pid in family:
+            family += children.get(pid, [])
+        used[service.name] = sum(processes[pid][1] for pid in family if pid in processes)
+    return used
+
+
 # --- rounds ----------------------------------------------------------------------------------
 
 
@@ -193,6 +231,16 @@ class Round:
     topology: str
     wrk: Wrk
     settled: bool
+    cpu_ms: dict[str, float]  # per successful request, by service: its processes' CPU time
+
+
+def measure(options: Options, topology: Topology, script: Path, calm: bool, kind: str, number: int) -> Round:
+    """One wrk round through the topology's gateway, and the CPU its services spent on it."""
+    before = service_cpu(topology)
+    wrk = run_wrk(options, topology.url, script, options.duration)
+    after = service_cpu(topology)
+    cpu_ms = {name: (after[name] - before[name]) * 1000 / max(1, wrk.ok) for name in after}
+    return Round(kind, number, topology.name, wrk, calm, cpu_ms)
 
 
 def run_rounds(options: Options, topologies: Sequence[Topology], setups: dict[str, Setup]) -> list[Round]:
@@ -207,8 +255,7 @@ def run_rounds(options: Options, topologies: Sequence[Topology], setups: dict[st
             batch = []
             for topology in topologies:
                 calm = wait_until_settled(topologies)
-                wrk = run_wrk(options, topology.url, scripts[topology.name], options.duration)
-                batch.append(Round(kind, number, topology.name, wrk, calm))
+                batch.append(measure(options, topology, scripts[topology.name], calm, kind, number))
             print_round(number, batch)
             rounds += batch
     return rounds
@@ -221,6 +268,9 @@ def print_round(number: int, batch: Sequence[Round]) -> None:
         ratio = f" ({result.wrk.rate / monolith.wrk.rate:.2f}x)" if monolith and result is not monolith else ""
         cells.append(f"{result.wrk.rate:9.1f}{ratio:>9} {result.wrk.p50_ms:5.1f} {result.wrk.p99_ms:5.0f}")
     line = f"{number:5d} | " + " | ".join(cells)
+    line += "\n      CPU ms per request: " + " | ".join(
+        f"{result.topology} " + " ".join(f"{name} {ms:.1f}" for name, ms in result.cpu_ms.items()) for result in batch
+    )
     for result in batch:
         if result.wrk.errors:
             line += f"\n      ! {result.topology}: {result.wrk.errors} errors ({describe_errors(result.wrk)})"
@@ -247,6 +297,9 @@ def summary(rounds: Sequence[Round]) -> dict[str, dict[str, Any]]:
                 "ratios": ratios,
                 "ratio_median": statistics.median(ratios) if ratios else None,
                 "errors": sum(r.wrk.errors for r in mine),
+                "cpu_ms_median": {
+                    service: statistics.median(r.cpu_ms[service] for r in mine) for service in mine[0].cpu_ms
+                },
             }
     return result
 
@@ -267,6 +320,9 @@ def print_summary(options: Options, figures: dict[str, dict[str, Any]]) -> None:
                 f"  {name:<18} {row['rate_median']:8.1f}/s  p50 {row['p50_median_ms']:6.1f} ms  "
                 f"p99 {row['p99_median_ms']:6.0f} ms{ratio}{errors}"
             )
+            cpu = row["cpu_ms_median"]
+            total = f"{sum(cpu.values()):.1f}"
+            print(f"  {'':<18} CPU ms per request {total} = " + " + ".join(f"{s} {ms:.1f}" for s, ms in cpu.items()))
 
 
 # --- main ------------------------------------------------------------------------------------
