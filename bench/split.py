@@ -23,7 +23,7 @@ topology's product service over loopback HTTP, call after call alternately.
 
     flock /tmp/bench.lock .venv/bin/python bench/split.py [--postgres-url URL] [--amqp-url URL]
         [--rounds 3] [--duration 5] [--workers 2 --threads 4] [--shop /path/to/checkout]
-        [--profile bench/profiles] [--json FILE]
+        [--profile bench/profiles] [--py-spy bench/profiles] [--json FILE]
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class Options:
     calls: int
     shop: Path
     profile: Path | None
+    py_spy: Path | None
     json_path: Path | None
     logs: Path | None
 
@@ -188,6 +189,7 @@ def print_calls(figures: dict[str, Any]) -> None:
 # --- CPU per process ---------------------------------------------------------------------------
 
 TICKS = os.sysconf("SC_CLK_TCK")
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
 def cpu_seconds() -> dict[int, tuple[int, float]]:
@@ -235,12 +237,31 @@ class Round:
 
 
 def measure(options: Options, topology: Topology, script: Path, calm: bool, kind: str, number: int) -> Round:
-    """One wrk round through the topology's gateway, and the CPU its services spent on it."""
+    """One wrk round through the topology's gateway, and the CPU its services spent on it; with
+    ``--py-spy``, the first order round of each topology is sampled too."""
+    spies = spy(options, topology) if options.py_spy is not None and kind == "order" and number == 1 else []
     before = service_cpu(topology)
     wrk = run_wrk(options, topology.url, script, options.duration)
     after = service_cpu(topology)
+    for process in spies:
+        process.wait(timeout=60)
     cpu_ms = {name: (after[name] - before[name]) * 1000 / max(1, wrk.ok) for name in after}
     return Round(kind, number, topology.name, wrk, calm, cpu_ms)
+
+
+def spy(options: Options, topology: Topology) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every service of ``topology`` (master and workers), sampling the thread that
+    holds the GIL (Python's CPU) for the round's duration, as collapsed stacks."""
+    assert options.py_spy is not None
+    options.py_spy.mkdir(parents=True, exist_ok=True)
+    started = []
+    for service in topology.services:
+        assert service.server.process is not None
+        output = options.py_spy / f"split-{topology.name}-{service.name}.txt"
+        command = [PY_SPY, "record", "--pid", str(service.server.process.pid), "--subprocesses", "--gil"]
+        command += ["--duration", str(options.duration), "--rate", "100", "--format", "raw", "--output", str(output)]
+        started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return started
 
 
 def run_rounds(options: Options, topologies: Sequence[Topology], setups: dict[str, Setup]) -> list[Round]:
@@ -387,6 +408,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--calls", type=int, default=300, help="timed calls per operation and side; 0: none")
     parser.add_argument("--shop", type=Path, default=REPO, help="checkout whose .venv/bin/shop is measured")
     parser.add_argument("--profile", type=Path, help="write cProfile dumps of the remote calls into this folder")
+    parser.add_argument(
+        "--py-spy", type=Path, help="sample every service with py-spy in the first order round, into this folder"
+    )
     parser.add_argument("--json", type=Path, dest="json_path", help="write the raw results here")
     parser.add_argument("--logs", type=Path, help="copy every process's log into this folder at the end")
     args = parser.parse_args(argv)
