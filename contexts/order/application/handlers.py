@@ -4,9 +4,10 @@ Placing an order is a small saga across two contexts: reserve stock through the 
 context's published interface, learning the products' prices in the same call (the order id
 is the reservation id, so a retry reserves nothing twice), then save the order. If the order
 cannot be made of what was reserved (mixed currencies), saving fails, or the product context
-could not say whether it reserved (unreachable, timed out), the reservation is released; should even that
-fail, the product context expires the unconfirmed reservation after its time-to-live. Either
-way no order exists without its stock and no stock stays held without its order.
+could not say whether it reserved (unreachable, timed out), the reservation is released;
+should even that fail, the product context expires the unconfirmed reservation after its
+time-to-live. Either way no order exists without its stock and no stock stays held without
+its order.
 """
 
 from __future__ import annotations
