@@ -22,7 +22,7 @@ from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.logging import LogFormat
-from infrastructure.remote_options import RemoteOptions
+from infrastructure.remote_options import KEEPALIVE_MARGIN_SECONDS, RemoteOptions
 from infrastructure.validation_messages import message_for
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
@@ -463,6 +463,9 @@ class Settings(BaseSettings):
             attempts=self.remote_attempts,
             breaker_failures=self.remote_breaker_failures,
             breaker_reset_seconds=self.remote_breaker_reset_seconds,
+            # The services share their settings: the target keeps connections as long as this
+            # process does, and the caller lets them go first, as the generated gateway does.
+            idle_connection_seconds=max(0, self.web_keepalive_seconds - KEEPALIVE_MARGIN_SECONDS),
         )
 
     def service_token_value(self) -> str | None:

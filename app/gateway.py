@@ -21,6 +21,7 @@ from app.config import CONTEXTS, Settings, named_contexts
 from app.public_api import context_of_endpoint
 from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
+from infrastructure.remote_options import KEEPALIVE_MARGIN_SECONDS
 
 INTERNAL_PREFIX = "/internal"
 # Where nginx's answers to requests it could not read live (internal locations: no client reaches them).
@@ -31,8 +32,6 @@ _HOST = r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
 _SERVER = re.compile(rf"{_HOST}:[0-9]{{1,5}}")
 _LISTEN = re.compile(rf"(?:{_HOST}:)?[0-9]{{1,5}}")
 _VARIABLE = re.compile(r"<[^>]*>")
-# Less than this between the shop closing an idle connection and nginx reusing it is a race.
-KEEPALIVE_MARGIN_SECONDS = 1
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 

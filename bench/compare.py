@@ -59,7 +59,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import jwt
@@ -721,7 +721,17 @@ class Wrk:
         return self.ok / self.duration_s
 
 
-def run_wrk(options: Options, url: str, script: Path, seconds: int) -> Wrk:
+class Load(Protocol):
+    """How hard wrk drives a server: what ``run_wrk`` reads of its options (``split.py``'s too)."""
+
+    @property
+    def wrk_threads(self) -> int: ...
+
+    @property
+    def connections(self) -> int: ...
+
+
+def run_wrk(options: Load, url: str, script: Path, seconds: int) -> Wrk:
     command = [
         "wrk",
         f"-t{options.wrk_threads}",

@@ -348,12 +348,26 @@ class RemoteService:
             probe=self._ready if options.ready_path else None,
             probe_seconds=options.probe_seconds,
         )
+        # One retry policy per kind of call, built once (tenacity keeps each call's state per
+        # thread); a call's deadline reaches the stop condition with the attempt's arguments.
+        self._retrying = {
+            idempotent: tenacity.Retrying(
+                stop=tenacity.stop_any(
+                    tenacity.stop_after_attempt(options.attempts if idempotent else 1), _NoTimeForAnother()
+                ),
+                wait=self._backoff,
+                retry=tenacity.retry_if_exception_type(_Unavailable),
+                reraise=True,
+            )
+            for idempotent in (True, False)
+        }
         # trust_env=False: service-to-service calls go straight to the target, never through
         # a proxy picked up from the environment.
         self._client = httpx.Client(
             base_url=target,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             transport=transport,
+            limits=_limits(options),
             trust_env=False,
             follow_redirects=False,
         )
@@ -390,17 +404,8 @@ class RemoteService:
             deadline = self._deadline(self._options.connect_timeout_seconds)
         else:
             deadline = self._deadline()
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_any(
-                tenacity.stop_after_attempt(self._options.attempts if idempotent else 1),
-                _NoTimeForAnother(deadline),
-            ),
-            wait=self._backoff,
-            retry=tenacity.retry_if_exception_type(_Unavailable),
-            reraise=True,
-        )
         try:
-            return retrying(self._attempt, method, path, params, json, deadline)
+            return self._retrying[idempotent](self._attempt, method, path, params, json, deadline=deadline)
         except _CircuitOpen as error:
             raise DependencyUnavailable(self.name, ceil(error.seconds_left), "circuit open") from error
         except _Unavailable as error:
@@ -492,13 +497,23 @@ class RemoteService:
 
 
 class _NoTimeForAnother(tenacity.stop.stop_base):
-    """Stop when the next attempt would start too close to the deadline, or after it."""
-
-    def __init__(self, deadline: _Deadline) -> None:
-        self._deadline = deadline
+    """Stop when the next attempt would start too close to the call's deadline (the attempt's
+    ``deadline`` argument), or after it."""
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return self._deadline.remaining() - retry_state.upcoming_sleep < MIN_ATTEMPT_SECONDS
+        deadline: _Deadline = retry_state.kwargs["deadline"]
+        return deadline.remaining() - retry_state.upcoming_sleep < MIN_ATTEMPT_SECONDS
+
+
+def _limits(options: RemoteOptions) -> httpx.Limits:
+    """httpx's pool sizes, its idle connections dropped after ``idle_connection_seconds``."""
+    idle = options.idle_connection_seconds
+    defaults = httpx.Limits()
+    return httpx.Limits(
+        max_connections=defaults.max_connections,
+        max_keepalive_connections=defaults.max_keepalive_connections if idle > 0 else 0,
+        keepalive_expiry=idle,
+    )
 
 
 def _time_left(deadline: _Deadline) -> float:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 # Below each service's internal prefix: answers a caller presenting the service token with the
 # key ids of the token secrets the service signs with and accepts.
 ACCESS_SUFFIX = "/access"
+# Less than this between a server closing an idle connection and a client (the generated
+# gateway, another service) reusing it is a race.
+KEEPALIVE_MARGIN_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,7 @@ class RemoteOptions:
     # half-opens the breaker before the reset timeout. None: only the reset timeout does.
     ready_path: str | None = "/readyz"
     probe_seconds: float = 0.5
+    # Connections are kept for the next call (keep-alive), each dropped once idle this long:
+    # before the target would close it (its WEB_KEEPALIVE_SECONDS), so that no call goes down a
+    # connection the target is closing, and fails, and counts toward the breaker. 0: none kept.
+    idle_connection_seconds: float = 4.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,6 @@ _current: Backend = _SQLITE
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    global _current
     if request.param == "sqlite":
         chosen = _SQLITE
     else:
@@ -104,6 +104,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         if not url:
             pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
         chosen = PostgresBackend(url)
+    with on_backend(chosen):
+        yield chosen
+
+
+@contextmanager
+def on_backend(chosen: Backend) -> Iterator[Backend]:
+    """``chosen`` is the current backend within the block and cleaned up after it: what the
+    ``backend`` fixture does, for code that runs outside pytest (``bench/split.py``)."""
+    global _current
     _current = chosen
     try:
         yield chosen

@@ -66,6 +66,7 @@ class Received:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    client_port: int = 0  # which connection it came on
 
 
 class ScriptedServer:
@@ -118,7 +119,8 @@ class ScriptedServer:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                answer = owner._next_answer(Received(self.command, self.path, dict(self.headers.items()), body))
+                port = self.client_address[1]
+                answer = owner._next_answer(Received(self.command, self.path, dict(self.headers.items()), body, port))
                 payload = b"" if answer.status == 204 else json.dumps(answer.body).encode()
                 self.send_response(answer.status)
                 content_type = "application/problem+json" if answer.status >= 400 else "application/json"

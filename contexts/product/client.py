@@ -70,12 +70,24 @@ class RemoteProductApi:
         return found
 
     def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
-        body = {"lines": [{"product_id": str(line.product_id), "quantity": line.quantity} for line in lines]}
         response = self._service.request(
-            "PUT", f"{INTERNAL_PREFIX}/reservations/{reservation_id}", json=body, idempotent=True
+            "PUT", f"{INTERNAL_PREFIX}/reservations/{reservation_id}", json=_reservation(lines), idempotent=True
         )
         if response.status_code != 204:
             self._refused(response)
+
+    def reserve_priced(
+        self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
+    ) -> Mapping[uuid.UUID, ProductDTO]:
+        response = self._service.request(
+            "PUT", f"{INTERNAL_PREFIX}/priced-reservations/{reservation_id}", json=_reservation(lines), idempotent=True
+        )
+        if response.status_code != 200:
+            self._refused(response)
+        priced = {product.id: product for product in self._products(response)}
+        if not {line.product_id for line in lines} <= priced.keys():
+            raise UnexpectedAnswer(self._service.name, response.status_code, "not the reserved products")
+        return priced
 
     def release(self, reservation_id: uuid.UUID, reason: str) -> None:
         response = self._service.request(
@@ -126,6 +138,10 @@ class RemoteProductApi:
         if response.status_code == 404:
             raise DependencyMisconfigured(self._service.name, NO_INTERNAL_ENDPOINTS)
         raise UnexpectedAnswer(self._service.name, response.status_code, detail)
+
+
+def _reservation(lines: Sequence[ReservationLine]) -> dict[str, Any]:
+    return {"lines": [{"product_id": str(line.product_id), "quantity": line.quantity} for line in lines]}
 
 
 def _product(item: Mapping[str, Any]) -> ProductDTO:

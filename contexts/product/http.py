@@ -388,6 +388,17 @@ def internal_reserve(reservation_id: str, api: ProductFacade = Provide["product.
     return "", 204
 
 
+@internal_bp.put("/priced-reservations/<reservation_id>")
+@inject
+def internal_reserve_priced(reservation_id: str, api: ProductFacade = Provide["product.api"]) -> dict[str, Any]:
+    """The reservation ``PUT /reservations/<id>`` makes (and as idempotent), answered with the
+    reserved products as ``GET /products`` answers them: placing an order in one round trip."""
+    target = reservation_id_from_path(reservation_id)
+    body = parse_body(ReservationBody)
+    priced = api.reserve_priced(target, [ReservationLine(line.product_id, line.quantity) for line in body.lines])
+    return {"items": [_wire_product(product) for product in priced.values()]}
+
+
 @internal_bp.post("/reservations/<reservation_id>/release")
 @inject
 def internal_release(reservation_id: str, api: ProductFacade = Provide["product.api"]) -> tuple[str, int]:

@@ -118,3 +118,45 @@ def test_a_release_touches_only_its_own_reservation(product_harness: ProductHarn
     product_harness.api.reserve(theirs, [ReservationLine(product, 3)])
     product_harness.api.release(mine, "order_cancelled")
     assert stock(product_harness, product) == [2]
+
+
+def test_reserve_priced_holds_the_stock_and_answers_the_reserved_products(product_harness: ProductHarness) -> None:
+    mug = product_harness.add_product(sku="MUG-2", name="Mug", price="7.50", currency="EUR", stock=5)
+    cup = product_harness.add_product(stock=5)
+
+    priced = product_harness.api.reserve_priced(uuid.uuid4(), [ReservationLine(mug, 2), ReservationLine(cup, 5)])
+
+    assert set(priced) == {mug, cup}
+    assert priced[mug] == ProductDTO(id=mug, sku="MUG-2", name="Mug", description=None, price=Decimal("7.50"),
+                                     currency="EUR", stock=3)
+    assert priced[cup].stock == 0
+    assert stock(product_harness, mug, cup) == [3, 0]
+
+
+def test_repeating_a_priced_reservation_changes_nothing_and_answers_again(product_harness: ProductHarness) -> None:
+    product = product_harness.add_product(price="4.20", stock=5)
+    reservation_id = uuid.uuid4()
+    first = product_harness.api.reserve_priced(reservation_id, [ReservationLine(product, 2)])
+    again = product_harness.api.reserve_priced(reservation_id, [ReservationLine(product, 2)])
+    assert first == again
+    assert again[product].price == Decimal("4.20")
+    assert stock(product_harness, product) == [3]
+    product_harness.api.reserve(reservation_id, [ReservationLine(product, 2)])  # the same reservation
+    assert stock(product_harness, product) == [3]
+
+
+def test_a_refused_priced_reservation_holds_nothing(product_harness: ProductHarness) -> None:
+    plenty = product_harness.add_product(stock=10)
+    scarce = product_harness.add_product(sku="SCARCE-2", stock=1)
+    missing = uuid.uuid4()
+    with pytest.raises(InsufficientStock) as short:
+        product_harness.api.reserve_priced(uuid.uuid4(), [ReservationLine(plenty, 3), ReservationLine(scarce, 2)])
+    assert (short.value.product_id, short.value.sku, short.value.requested) == (scarce, "SCARCE-2", 2)
+    with pytest.raises(ProductNotFound) as unknown:
+        product_harness.api.reserve_priced(uuid.uuid4(), [ReservationLine(plenty, 1), ReservationLine(missing, 1)])
+    assert unknown.value.product_ids == (missing,)
+    used = uuid.uuid4()
+    product_harness.api.reserve_priced(used, [ReservationLine(plenty, 1)])
+    with pytest.raises(ReservationConflict):
+        product_harness.api.reserve_priced(used, [ReservationLine(plenty, 2)])
+    assert stock(product_harness, plenty, scarce) == [9, 1]

@@ -37,9 +37,16 @@ STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
+# Another checkout's ``shop`` to run instead of this one's (``bench/split.py --shop`` measures a
+# checkout against another with the same harness).
+EXECUTABLE_VARIABLE = "SHOP_EXECUTABLE"
+
+
 def shop_executable() -> Path:
-    """The ``shop`` console script installed beside the running interpreter."""
-    path = Path(sys.executable).parent / ("shop.exe" if os.name == "nt" else "shop")
+    """The ``shop`` console script installed beside the running interpreter, or the one
+    ``$SHOP_EXECUTABLE`` names."""
+    chosen = os.environ.get(EXECUTABLE_VARIABLE)
+    path = Path(chosen) if chosen else Path(sys.executable).parent / ("shop.exe" if os.name == "nt" else "shop")
     if not path.exists():
         raise FileNotFoundError(f"no shop executable beside {sys.executable}; is the project installed?")
     return path

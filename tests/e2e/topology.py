@@ -48,7 +48,7 @@ from app.config import CONTEXTS
 from app.gateway import routes
 from tests.conftest import database_for
 from tests.e2e.nginx import nginx_gateway, nginx_or_skip
-from tests.e2e.server import HOST, ShopServer, free_port, shop, shop_env, start_all
+from tests.e2e.server import HOST, STARTUP_TIMEOUT, ShopServer, free_port, shop, shop_env, start_all
 from tests.http_servers import serve_app
 
 AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
@@ -432,6 +432,8 @@ def _build(
     folder: Path,
     amqp_url: str | None,
     settings: Mapping[str, str],
+    serve_options: Sequence[str] = (),
+    startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Topology:
     layout = TOPOLOGIES[name]
     split = len(layout) > 1
@@ -458,7 +460,14 @@ def _build(
             broker=broker,
             settings=settings,
         )
-        server = ShopServer(env, folder / "logs" / f"{service_name}.log", cwd=service_folder, port=ports[service_name])
+        server = ShopServer(
+            env,
+            folder / "logs" / f"{service_name}.log",
+            cwd=service_folder,
+            port=ports[service_name],
+            options=serve_options,
+            startup_timeout=startup_timeout,
+        )
         services.append(Service(service_name, contexts, service_folder, env, server))
     return Topology(name, data, services, broker)
 
@@ -494,17 +503,20 @@ def running_topology(
     amqp_url: str | None = None,
     settings: Mapping[str, str] | None = None,
     front: Front = "test gateway",
+    serve_options: Sequence[str] = (),
+    startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Iterator[Topology]:
     """``name``'s processes started in ``folder`` (logs under ``folder/logs``) behind ``front``;
     everything stopped and its broker queues and exchange deleted on the way out.
 
-    ``settings`` go to every process. The databases are those of the running test's backend,
+    ``settings`` go to every process, ``serve_options`` to each ``shop serve`` (``("--prod",)``:
+    gunicorn, as bench/split.py measures it). The databases are those of the running test's backend,
     whose fixture drops the schemas afterwards. Services are named ``monolith``; ``product`` and
     ``rest``; or after their context."""
     if front == "nginx":
         nginx_or_skip()  # before any process starts
         settings = {**NGINX_SETTINGS, **(settings or {})}
-    topology = _build(name, folder, amqp_url, settings or {})
+    topology = _build(name, folder, amqp_url, settings or {}, serve_options, startup_timeout)
     with ExitStack() as cleanup:
         if topology.broker is not None:
             cleanup.callback(topology.broker.remove)

@@ -6,6 +6,7 @@ carry the caller's context. Faults come from small servers in threads (tests/htt
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import read_settings
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, UnexpectedAnswer
 from infrastructure.request_context import (
@@ -97,6 +99,30 @@ def opened_on(clock: FakeClock, make_service: MakeService, url: str, **options: 
     )
     fail(service, 2)
     return service
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+def test_calls_reuse_a_connection_until_it_has_been_idle_for_idle_connection_seconds(
+    make_service: MakeService,
+) -> None:
+    """Kept alive for the next call, and dropped before the target (which keeps an idle
+    connection WEB_KEEPALIVE_SECONDS) would close it under a call's feet."""
+    with ScriptedServer(then=Answer(200, {})) as server:
+        service = make_service(server.url, idle_connection_seconds=0.3)
+        get(service)
+        get(service)
+        time.sleep(0.6)
+        get(service)
+    first, second, after_idling = (received.client_port for received in server.received)
+    assert first == second
+    assert after_idling != first
+
+
+def test_idle_connections_are_let_go_a_second_before_the_services_keep_alive_ends() -> None:
+    assert read_settings({"web_keepalive_seconds": 5}).remote_options().idle_connection_seconds == 4
+    assert read_settings({"web_keepalive_seconds": 1}).remote_options().idle_connection_seconds == 0
 
 
 # --- what each call carries ---------------------------------------------------------------

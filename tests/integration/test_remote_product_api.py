@@ -158,13 +158,18 @@ def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(m
         )
         remote_product_api(app).close()
 
-    [lookup] = product_service.received
-    assert lookup.method == "GET"
-    assert lookup.path == "/internal/v1/product/products?ids=7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e"
-    assert lookup.headers["Authorization"] == f"Bearer {SERVICE_TOKEN}"
-    assert lookup.headers["X-Request-ID"] == "order-req-1"
-    assert lookup.headers["traceparent"] == TRACEPARENT
-    assert 0 < int(lookup.headers["X-Deadline-Ms"]) <= 5000  # REMOTE_READ_TIMEOUT_SECONDS
+    # One call reserves and prices the order; its answer lacks the product, so the reservation
+    # is released again.
+    reservation, release = product_service.received
+    assert reservation.method == "PUT"
+    assert reservation.path.startswith("/internal/v1/product/priced-reservations/")
+    assert reservation.body == b'{"lines":[{"product_id":"7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e","quantity":1}]}'
+    assert (release.method, release.path) == ("POST", reservation.path.replace("priced-", "") + "/release")
+    for call in (reservation, release):
+        assert call.headers["Authorization"] == f"Bearer {SERVICE_TOKEN}"
+        assert call.headers["X-Request-ID"] == "order-req-1"
+        assert call.headers["traceparent"] == TRACEPARENT
+    assert 0 < int(reservation.headers["X-Deadline-Ms"]) <= 5000  # REMOTE_READ_TIMEOUT_SECONDS
 
 
 class SlowService:
@@ -239,7 +244,10 @@ def test_a_service_may_shorten_the_deadline_of_the_calls_its_request_makes(make_
             app.do_teardown_request()
         remote_product_api(app).close()
 
-    from_customer, from_service = (int(received.headers["X-Deadline-Ms"]) for received in product_service.received)
+    # The order's reservation (its release follows it: the scripted answer prices nothing), then
+    # the service's own call.
+    calls = product_service.received
+    from_customer, from_service = (int(received.headers["X-Deadline-Ms"]) for received in (calls[0], calls[-1]))
     assert from_customer > 1500
     assert 0 < from_service <= 1500
 

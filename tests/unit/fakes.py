@@ -585,6 +585,7 @@ class FakeProductApi:
         self.products: dict[uuid.UUID, ProductDTO] = {}
         self.reservations: dict[uuid.UUID, _FakeReservation] = {}
         self.reserve_calls: list[tuple[uuid.UUID, tuple[ReservationLine, ...]]] = []
+        self.lookups: list[list[uuid.UUID]] = []
         self.release_calls: list[tuple[uuid.UUID, str]] = []
 
     def add(
@@ -615,7 +616,15 @@ class FakeProductApi:
         return self.products[product_id].stock
 
     def get_products(self, product_ids: Collection[uuid.UUID]) -> Mapping[uuid.UUID, ProductDTO]:
+        self.lookups.append(list(product_ids))
         return {product_id: self.products[product_id] for product_id in product_ids if product_id in self.products}
+
+    def reserve_priced(
+        self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
+    ) -> Mapping[uuid.UUID, ProductDTO]:
+        """Recorded as a reservation (``reserve_calls``), not as a lookup."""
+        self.reserve(reservation_id, lines)
+        return {line.product_id: self.products[line.product_id] for line in lines}
 
     def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
         self.reserve_calls.append((reservation_id, tuple(lines)))

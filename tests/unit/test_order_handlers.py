@@ -115,26 +115,40 @@ def test_a_product_listed_twice_becomes_one_line(
     assert products.reserve_calls == [(order.id, (ReservationLine(mug.id, 4), ReservationLine(cup.id, 2)))]
 
 
-def test_mixed_currencies_are_refused_before_anything_is_reserved(
+def test_placing_asks_the_product_context_once_reserving_and_pricing_together(
+    place: PlaceOrderHandler, products: FakeProductApi
+) -> None:
+    """One round trip where the product context is served elsewhere, not a lookup and then a reservation."""
+    mug = products.add(price="2.50", stock=5)
+    order = place(order_of((mug, 2)))
+    assert order.total == Decimal("5.00")
+    assert products.lookups == []
+    assert products.reserve_calls == [(order.id, (ReservationLine(mug.id, 2),))]
+
+
+def test_mixed_currencies_are_refused_and_their_stock_given_back_at_once(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
+    """The currencies are learnt with the reservation: the order that cannot be made of it
+    releases it before the refusal is answered."""
     dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=5)
     with pytest.raises(MixedCurrencies):
         place(order_of((dollars, 1), (euros, 1)))
-    assert products.reserve_calls == []
+    ((reserved_id, _),) = products.reserve_calls
+    assert products.release_calls == [(reserved_id, "order_not_placed")]
     assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 5)
     assert store.orders.rows == {}
     assert store.publisher.published == []
 
 
-def test_unknown_products_are_refused_before_anything_is_reserved(
+def test_unknown_products_are_refused_and_nothing_is_reserved(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
     known, missing = products.add(stock=5), uuid.uuid4()
     with pytest.raises(UnknownProducts) as raised:
         place(order_of((known, 1), (missing, 2)))
     assert raised.value.product_ids == {missing}
-    assert products.reserve_calls == []
+    assert products.reservations == {}
     assert products.stock_of(known.id) == 5
     assert store.orders.rows == {}
 

@@ -420,6 +420,11 @@ class FakeCatalog:
     def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
         raise AssertionError("recommendations never reserve stock")
 
+    def reserve_priced(
+        self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
+    ) -> Mapping[uuid.UUID, ProductDTO]:
+        raise AssertionError("recommendations never reserve stock")
+
     def release(self, reservation_id: uuid.UUID, reason: str) -> None:
         raise AssertionError("recommendations never release stock")
 

@@ -1,11 +1,13 @@
 """The order context's use cases, one verb each.
 
 Placing an order is a small saga across two contexts: reserve stock through the product
-context's published interface (the order id is the reservation id, so a retry reserves
-nothing twice), then save the order. If saving fails, or the product context could not say
-whether it reserved (unreachable, timed out), the reservation is released; should even that
-fail, the product context expires the unconfirmed reservation after its time-to-live. Either
-way no order exists without its stock and no stock stays held without its order.
+context's published interface, learning the products' prices in the same call (the order id
+is the reservation id, so a retry reserves nothing twice), then save the order. If the order
+cannot be made of what was reserved (mixed currencies), saving fails, or the product context
+could not say whether it reserved (unreachable, timed out), the reservation is released;
+should even that fail, the product context expires the unconfirmed reservation after its
+time-to-live. Either way no order exists without its stock and no stock stays held without
+its order.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -25,6 +28,7 @@ from contexts.order.events import CANCELLED_BY_ADMIN, CANCELLED_BY_CUSTOMER
 from contexts.product.api import (
     InsufficientStock,
     ProductApi,
+    ProductDTO,
     ProductNotFound,
     ReservationConflict,
     ReservationLine,
@@ -111,6 +115,27 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _order(
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    items: Sequence[model.Item],
+    products: Mapping[uuid.UUID, ProductDTO],
+) -> model.Order:
+    """The order of ``items``, each line a snapshot of its product as reserved."""
+    lines = [
+        model.OrderLine(
+            product_id=item.product_id,
+            sku=products[item.product_id].sku,
+            name=products[item.product_id].name,
+            unit_price=products[item.product_id].price,
+            currency=products[item.product_id].currency,
+            quantity=item.quantity,
+        )
+        for item in items
+    ]
+    return model.Order.place(order_id=order_id, user_id=user_id, lines=lines, now=_now())
+
+
 class PlaceOrderHandler:
     def __init__(self, *, uow: UnitOfWorkFactory, products: ProductApi) -> None:
         self._uow = uow
@@ -134,29 +159,26 @@ class PlaceOrderHandler:
             raise
 
     def _place(self, command: PlaceOrder) -> model.Order:
+        """Reserve and learn the prices in one call (one round trip when the product context is
+        served elsewhere), then build and save the order; an order that cannot be built from
+        what was reserved (mixed currencies) gives its stock back at once."""
         items = model.merge_items(command.items)
-        products = self._products.get_products([item.product_id for item in items])
-        unknown = [item.product_id for item in items if item.product_id not in products]
-        if unknown:
-            raise exceptions.UnknownProducts(unknown)
-        lines = [
-            model.OrderLine(
-                product_id=item.product_id,
-                sku=products[item.product_id].sku,
-                name=products[item.product_id].name,
-                unit_price=products[item.product_id].price,
-                currency=products[item.product_id].currency,
-                quantity=item.quantity,
-            )
-            for item in items
-        ]
-        order = model.Order.place(order_id=uuid.uuid4(), user_id=command.user_id, lines=lines, now=_now())
+        order_id = uuid.uuid4()
         try:
-            self._products.reserve(order.id, [ReservationLine(item.product_id, item.quantity) for item in items])
+            products = self._products.reserve_priced(
+                order_id, [ReservationLine(item.product_id, item.quantity) for item in items]
+            )
+        except ProductNotFound as error:
+            raise exceptions.UnknownProducts(error.product_ids) from None
         except REFUSALS:
             raise
         except Exception:
-            self._release_quietly(order.id, reason="order_not_placed")
+            self._release_quietly(order_id, reason="order_not_placed")
+            raise
+        try:
+            order = _order(order_id, command.user_id, items, products)
+        except Exception:
+            self._release_quietly(order_id, reason="order_not_placed")
             raise
         try:
             with self._uow() as uow:
