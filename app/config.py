@@ -78,12 +78,15 @@ class Settings(BaseSettings):
     notification_database_schema: SchemaName | None = _own_schema("notification")
     audit_database_schema: SchemaName | None = _own_schema("audit")
     recommendation_database_schema: SchemaName | None = _own_schema("recommendation")
+    # The pool holds a worker's steady concurrency (8 request threads + 8 deliveries on a server):
+    # a connection beyond the pool is closed when returned, so a pool smaller than that opened
+    # and closed server connections all through a busy spell (bench/README.md, "Pool churn").
     database_pool_size: Annotated[int, Field(ge=1, le=1000)] = Field(
-        5,
+        16,
         description="connections a process keeps open to a database server, shared by the contexts on it (not SQLite)",
     )
     database_max_overflow: Annotated[int, Field(ge=0, le=1000)] = Field(
-        13, description="connections a process may open to a database server beyond its pool under load"
+        2, description="connections a process may open to a database server beyond its pool under load"
     )
     database_pool_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         30.0, description="how long a request waits for a free connection before it fails"

@@ -107,7 +107,7 @@ class Options:
     threads: int
     connections: int
     wrk_threads: int
-    pool_size: int
+    pool_size: int | None
     events_workers: int | None
     guarded_threads: int
     postgres_pid: int | None
@@ -214,23 +214,29 @@ def make_setup(options: Options, folder: Path) -> Setup:
     shop_env.update(
         WEB_WORKERS=str(options.workers),
         WEB_THREADS=str(options.threads),
-        DATABASE_POOL_SIZE=str(options.pool_size),
         TOKEN_SECRET=secrets.token_urlsafe(48),
         TOKEN_TTL_SECONDS="86400",  # one token for the whole run
     )
-    # The shop as deployed: its own EVENTS_WORKERS default, not order_placement's smaller one.
+    # The shop as deployed: its own EVENTS_WORKERS and pool defaults, not order_placement's smaller
+    # ones. Each app's pool holds its own steady concurrency (the shop's request threads and
+    # delivery workers; the floor's threads, the guarded floor's delivery threads too): a pool
+    # smaller than that closes and reopens connections all through a round (README, "Pool churn").
     shop_env.pop("EVENTS_WORKERS", None)
+    shop_env.pop("DATABASE_POOL_SIZE", None)
+    if options.pool_size is not None:
+        shop_env["DATABASE_POOL_SIZE"] = str(options.pool_size)
     if options.events_workers is not None:
         shop_env["EVENTS_WORKERS"] = str(options.events_workers)
     floor_env = {
         "PATH": os.environ.get("PATH", ""),
         "TOKEN_SECRET": shop_env["TOKEN_SECRET"],
-        "DATABASE_POOL_SIZE": str(options.pool_size),
+        "DATABASE_POOL_SIZE": str(options.pool_size or options.threads),
         "DATABASE_MAX_OVERFLOW": shop_env.get("DATABASE_MAX_OVERFLOW", "10"),
     }
     # The guarded floor: its own database (schema or file), so it never delivers the plain floor's orders.
     guarded_env = {
         **floor_env,
+        "DATABASE_POOL_SIZE": str(options.pool_size or options.threads + options.guarded_threads),
         "FLOOR_DELIVER": "1",
         "FLOOR_DELIVER_THREADS": str(options.guarded_threads),
         "FLOOR_MAIL_DIR": str(folder / "guarded" / "mail"),
@@ -1067,7 +1073,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--pool-size", type=int, help="DATABASE_POOL_SIZE of both apps (default: --threads)")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        help="DATABASE_POOL_SIZE of every app (default: each its own concurrency: the shop's default, "
+        "the floor's --threads, the guarded floor's --threads + --guarded-threads)",
+    )
     parser.add_argument("--events-workers", type=int, help="the shop's EVENTS_WORKERS (default: the shop's own)")
     parser.add_argument(
         "--guarded-threads", type=int, default=1, help="the guarded floor's delivery threads per worker (default 1)"
@@ -1084,7 +1095,6 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--json", type=Path, dest="json_path", help="write the raw results here")
     parser.add_argument("--logs", type=Path, help="copy both servers' logs into this folder at the end")
     args = parser.parse_args(argv)
-    args.pool_size = args.pool_size or args.threads
     args.kinds = tuple(args.kinds)
     args.shop = args.shop.resolve()
     return Options(**vars(args))

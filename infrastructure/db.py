@@ -49,8 +49,8 @@ class PoolOptions:
     The pool is per server and process, shared by every context on the server.
     """
 
-    size: int = 5
-    max_overflow: int = 13  # DATABASE_MAX_OVERFLOW's default (see its description)
+    size: int = 16  # DATABASE_POOL_SIZE's default (see the comment on it)
+    max_overflow: int = 2  # DATABASE_MAX_OVERFLOW's default
     timeout_seconds: float = 30.0
     statement_timeout_ms: int = 30_000  # 0: statements may run forever
     connect_timeout_seconds: int = 5

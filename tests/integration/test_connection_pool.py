@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
 
+from app.config import SERVER_DELIVERY_WORKERS, Settings
 from app.containers import databases
 from app.factory import container_of
 from infrastructure.db import Database, Engines
@@ -184,3 +185,31 @@ def test_readiness_asks_each_server_once_and_answers_for_every_context_on_it(mak
     assert ready.status_code == 200, ready.get_data(as_text=True)
     assert ready.json is not None and set(ready.json["databases"]) == set(databases(container_of(app)))
     assert len(checkouts) == 1, "six contexts on one server: one ping"
+
+
+def test_a_worker_busy_at_its_default_concurrency_reuses_its_connections(server_url: str) -> None:
+    """The default pool holds what a production worker on a server runs at once (its request
+    threads and its delivery workers): a connection beyond the pool is closed when returned, so
+    a smaller pool opened a server connection for every such burst (bench/README.md, "Pool churn")."""
+    settings = Settings()
+    concurrency = settings.web_threads + SERVER_DELIVERY_WORKERS
+    database = Database("user", server_url, pool=settings.database_pool())
+    opened: list[object] = []
+    event.listen(database.engine, "connect", lambda connection, record: opened.append(connection))
+    try:
+        for _burst in range(3):
+            barrier = threading.Barrier(concurrency)
+
+            def hold_one() -> None:
+                with database.reading() as connection:
+                    connection.execute(text("SELECT 1"))
+                    barrier.wait(timeout=10)
+
+            threads = [threading.Thread(target=hold_one) for _ in range(concurrency)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert len(opened) == concurrency, f"{len(opened)} connections opened for 3 bursts of {concurrency}"
+    finally:
+        database.dispose()
