@@ -27,11 +27,10 @@ from contexts.recommendation.adapters.repository import PAIRS, POPULARITY, PROFI
 from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendationUnitOfWork
 from contexts.recommendation.domain.model import MAX_RECOMMENDATIONS, Basket, History, Reason, recommend
 from infrastructure.db import Database
-from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, delivering
+from infrastructure.events.inbox import Inbox
 from infrastructure.migrations import downgrade, upgrade
 from tests.conftest import Backend
 from tests.query_plans import plans_of
-from tests.round_trips import counted
 
 MIGRATIONS = Path(str(contexts.recommendation.__file__)).parent / "migrations"
 VERSION_TABLE = "recommendation_alembic_version"
@@ -57,11 +56,11 @@ def unit(database: Database, *, write: bool = True) -> SqlAlchemyRecommendationU
 
 
 def order(database: Database, user_id: uuid.UUID, *lines: tuple[int, int]) -> uuid.UUID:
-    """Count an order as its delivery does (on PostgreSQL the one statement of all its counts)."""
     order_id = uuid.uuid4()
     with unit(database) as uow:
-        basket = Basket.of((p(number), units) for number, units in lines)
-        uow.count_order_and_commit(order_id, user_id, basket, now=NOW)
+        uow.profiles.create(user_id, now=NOW)
+        uow.profiles.record(order_id, user_id, Basket.of((p(number), units) for number, units in lines))
+        uow.commit()
     return order_id
 
 
@@ -370,42 +369,10 @@ def test_an_order_recorded_while_its_cancellation_is_uncommitted_is_never_counte
 
     def place() -> None:
         with unit(database) as uow:
-            uow.count_order_and_commit(order_id, ALICE, Basket.of([(p(1), 1), (p(2), 1)]), now=NOW)
+            uow.profiles.record(order_id, ALICE, Basket.of([(p(1), 1), (p(2), 1)]))
+            uow.commit()
 
     while_uncommitted(database, lambda uow: uow.profiles.cancel(order_id, ALICE), place)
 
     for table in (PURCHASES, POPULARITY, PAIRS):
         assert rows(database, table) == set()
-
-
-def test_an_order_delivered_is_counted_in_one_statement_on_postgresql_and_once(database: Database) -> None:
-    """Every order's delivery: on PostgreSQL the profile, the order, its lines, the purchases,
-    popularity and pairs and the inbox row in ONE statement on its own (where BEGIN, seven
-    statements and COMMIT were nine round trips); on SQLite the statements in one transaction.
-    Delivered again, it is refused by the inbox and counts nothing more."""
-    order_id, basket = uuid.uuid4(), Basket.of([(p(2), 3), (p(1), 1)])
-    delivery = Delivery("recommendation.purchases", uuid.uuid4())
-
-    with delivering(delivery), counted() as counting, unit(database) as uow:
-        uow.count_order_and_commit(order_id, ALICE, basket, now=NOW)
-    with delivering(delivery), pytest.raises(AlreadyHandled), unit(database) as uow:
-        uow.count_order_and_commit(order_id, ALICE, basket, now=NOW)
-
-    if database.engine.dialect.name == "postgresql":
-        assert (counting.kinds(), counting.alone, counting.transactions) == (["WITH"], 1, 0)
-    else:
-        assert counting.transactions == 1
-    assert rows(database, PROFILES) == {(ALICE, NOW)}
-    assert rows(database, PURCHASES) == {(ALICE, p(1), 1, 1), (ALICE, p(2), 3, 1)}
-    assert rows(database, POPULARITY) == {(p(1), 1), (p(2), 1)}
-    assert rows(database, PAIRS) == {(p(1), p(2), 1), (p(2), p(1), 1)}
-
-
-def test_an_order_known_already_is_not_counted_again_by_the_one_statement(database: Database) -> None:
-    order_id = order(database, ALICE, (1, 1))
-
-    with delivering(Delivery("recommendation.purchases", uuid.uuid4())), unit(database) as uow:
-        uow.count_order_and_commit(order_id, ALICE, Basket.of([(p(1), 1)]), now=NOW)
-
-    assert rows(database, PURCHASES) == {(ALICE, p(1), 1, 1)}
-    assert rows(database, POPULARITY) == {(p(1), 1)}

@@ -378,13 +378,6 @@ class FakeUnitOfWork:
         self._store.committed = self._draft
         self._store.commits += 1
 
-    def count_order_and_commit(
-        self, order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket, *, now: datetime
-    ) -> None:
-        self.profiles.create(user_id, now=now)
-        self.profiles.record(order_id, user_id, basket)
-        self.commit()
-
 
 class FakeStore:
     """The unit-of-work factory: changes are seen by others only after a commit."""

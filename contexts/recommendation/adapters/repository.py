@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, Table, and_, bindparam, delete, func, literal, select, true, update
+from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
@@ -98,96 +98,6 @@ def _remember_order(dialect: str) -> ReturningInsert[Any]:
 
 
 _INSERT_ORDER_LINES = ORDER_LINES.insert()
-
-
-@functools.cache
-def count_order_at_once() -> postgresql.Insert:
-    """PostgreSQL: what :meth:`SqlAlchemyProfileRepository.create` and ``record`` do for one
-    order, in ONE statement (built once): the profile and the counted order inserted in a
-    WITH, the basket's lines and counts inserted and added from ``unnest`` of its arrays in
-    WITHs that select from the counted order's RETURNING, so that nothing is counted when the
-    order was known already. Every row of a table is written once, in key order, as ``record``
-    writes them. Parameters: ``user_id``, ``now``, ``order_id``, ``products`` and ``units``
-    (in product order), ``pair_products`` and ``pair_others`` (the basket's pairs, in order)."""
-    user_id = bindparam("user_id", type_=PROFILES.c.user_id.type)
-    profile = (
-        postgresql.insert(PROFILES)
-        .values(user_id=user_id, created_at=bindparam("now", type_=PROFILES.c.created_at.type))
-        .on_conflict_do_nothing(index_elements=[PROFILES.c.user_id])
-        .cte("profile")
-    )
-    counted = (
-        postgresql.insert(ORDERS)
-        .values(order_id=bindparam("order_id", type_=ORDERS.c.order_id.type), user_id=user_id, cancelled=False)
-        .on_conflict_do_nothing(index_elements=[ORDERS.c.order_id])
-        .returning(ORDERS.c.order_id)
-        .cte("counted")
-    )
-    basket = (
-        func.unnest(
-            bindparam("products", type_=postgresql.ARRAY(ORDER_LINES.c.product_id.type)),
-            bindparam("units", type_=postgresql.ARRAY(ORDER_LINES.c.units.type)),
-        )
-        .table_valued("product_id", "units")
-        .render_derived("basket")
-    )
-    pairs = (
-        func.unnest(
-            bindparam("pair_products", type_=postgresql.ARRAY(PAIRS.c.product_id.type)),
-            bindparam("pair_others", type_=postgresql.ARRAY(PAIRS.c.other_product_id.type)),
-        )
-        .table_valued("product_id", "other_product_id")
-        .render_derived("pair")
-    )
-    one = literal(1, BigInteger)
-
-    def of_the_basket(*columns: Any) -> Select[Any]:
-        return select(*columns).select_from(counted).join(basket, true()).order_by(basket.c.product_id)
-
-    lines = (
-        postgresql.insert(ORDER_LINES)
-        .from_select(["order_id", "product_id", "units"], of_the_basket(counted.c.order_id, *basket.c))
-        .cte("lines")
-    )
-    purchases = _counting(
-        PURCHASES, of_the_basket(user_id, basket.c.product_id, basket.c.units, one), ("units", "orders")
-    ).cte("purchases")
-    counted_pairs = _counting(
-        PAIRS,
-        select(pairs.c.product_id, pairs.c.other_product_id, one)
-        .select_from(counted)
-        .join(pairs, true())
-        .order_by(pairs.c.product_id, pairs.c.other_product_id),
-        ("count",),
-    ).cte("pairs")
-    popularity = _counting(POPULARITY, of_the_basket(basket.c.product_id, one), ("orders",))
-    return popularity.add_cte(profile, counted, lines, purchases, counted_pairs)
-
-
-def _counting(table: Table, rows: Select[Any], counters: tuple[str, ...]) -> postgresql.Insert:
-    """INSERT ``rows`` (all of ``table``'s columns, in order) into ``table``, adding their
-    ``counters`` where the primary key exists (PostgreSQL)."""
-    statement = postgresql.insert(table).from_select([column.name for column in table.c], rows)
-    return statement.on_conflict_do_update(
-        index_elements=list(table.primary_key.columns),
-        set_={name: table.c[name] + statement.excluded[name] for name in counters},
-    )
-
-
-def count_order_parameters(
-    order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket, now: datetime
-) -> dict[str, Any]:
-    """The parameters of :func:`count_order_at_once`."""
-    products, pairs = basket.products, basket.pairs
-    return {
-        "user_id": user_id,
-        "now": now,
-        "order_id": order_id,
-        "products": products,
-        "units": [basket.units[p] for p in products],
-        "pair_products": [p for p, _ in pairs],
-        "pair_others": [other for _, other in pairs],
-    }
 
 
 class SqlAlchemyProfileRepository:

@@ -47,12 +47,6 @@ class RecommendationUnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
-    def count_order_and_commit(
-        self, order_id: uuid.UUID, user_id: uuid.UUID, basket: model.Basket, *, now: datetime
-    ) -> None:
-        """``profiles.create(user_id)``, ``profiles.record(order_id, user_id, basket)``, then
-        ``commit()``, in as few round trips as the store allows: every order runs it."""
-
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool = True) -> RecommendationUnitOfWork: ...

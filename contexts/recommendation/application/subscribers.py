@@ -41,7 +41,9 @@ def when_order_placed_record_purchase(event: OrderPlaced, *, uow: UnitOfWorkFact
     """
     basket = model.Basket.of((line.product_id, line.quantity) for line in event.lines)
     with uow() as work:
-        work.count_order_and_commit(event.order_id, event.user_id, basket, now=_now())
+        work.profiles.create(event.user_id, now=_now())
+        work.profiles.record(event.order_id, event.user_id, basket)
+        work.commit()
 
 
 def when_order_cancelled_subtract_purchase(event: OrderCancelled, *, uow: UnitOfWorkFactory) -> None:
