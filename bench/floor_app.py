@@ -31,7 +31,7 @@ gunicorn's gthread workers, with the shop's gunicorn options. Configured by envi
     FLOOR_DATABASE_URL      sqlite:///path/floor.db or postgresql://...  (required)
     FLOOR_DATABASE_SCHEMA   the PostgreSQL schema (default: floor)
     TOKEN_SECRET            the HMAC key the shop signs its tokens with (required)
-    DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW   as the shop's settings (default 5, 10)
+    DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW   the pool (default 5, 10; compare.py sizes it to the threads)
     FLOOR_DELIVER           1: deliver the outbox as described above (default 0)
     FLOOR_DELIVER_THREADS   delivery threads per worker (default 1)
     FLOOR_MAIL_DIR          where the confirmation mails are written (required with FLOOR_DELIVER=1)
