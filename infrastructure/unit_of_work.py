@@ -206,7 +206,7 @@ class SqlAlchemyUnitOfWork(ABC):
             return False
         assert self._inbox is not None
         effect, parameters = self._staged[0]
-        with self._database.reading() as connection:
+        with self._database.autocommit() as connection:
             if not self._inbox.record_with(connection, effect, parameters):
                 return False
         self._staged = []
@@ -236,7 +236,7 @@ class SqlAlchemyUnitOfWork(ABC):
         if self._staged or not self._may_commit_alone():
             return None
         assert self._inbox is not None
-        with self._database.reading() as connection:
+        with self._database.autocommit() as connection:
             return self._inbox.record_if(connection, effect, parameters)
 
     def commit(self) -> None:
