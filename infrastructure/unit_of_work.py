@@ -34,6 +34,9 @@ from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox, current_delivery
 from infrastructure.events.outbox import Outbox
 
+# What a repository is handed to stage a write with (:meth:`SqlAlchemyUnitOfWork.stage`).
+Stage = Callable[[Insert, dict[str, Any]], None]
+
 
 class RecordsEvents(Protocol):
     id: Any
@@ -241,7 +244,7 @@ class SqlAlchemyUnitOfWork(ABC):
 
     def commit(self) -> None:
         events = [(aggregate.id, event) for aggregate in self.seen for event in aggregate.events]
-        if not events and self._commit_alone():
+        if self._commit_alone():
             return
         self.write_staged()
         if events:
