@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,15 +174,28 @@ class Database:
         return (self._writer_engine if write else self.engine).connect()
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection for reads that are one statement each, outside any transaction.
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection whose every statement runs alone, outside any transaction, committed
+        as it ends: for a read that is one statement, or a write that is one atomic statement
+        (an effect and its delivery's inbox row, :meth:`Inbox.record_with`), where BEGIN and
+        COMMIT would be two more round trips. Statements that must agree or commit together
+        use :meth:`session` or :meth:`begin` instead.
+
+        On SQLite a write here takes no write turn (:meth:`session`): it waits for the file's
+        lock within the busy timeout instead. The units of work write here on PostgreSQL only.
+        """
+        with self._statement_engine.connect() as connection:
+            yield connection
+
+    def reading(self) -> AbstractContextManager[Connection]:
+        """A connection for reads that are one statement each, outside any transaction
+        (:meth:`autocommit`).
 
         A single statement sees a consistent snapshot by itself, so the BEGIN and ROLLBACK
         around it would be two round trips (and, on SQLite, a read lock) that buy nothing.
         Reads that must agree across several statements use :meth:`session` instead.
         """
-        with self._statement_engine.connect() as connection:
-            yield connection
+        return self.autocommit()
 
     @contextmanager
     def begin(self, *, write: bool = False) -> Iterator[Connection]:

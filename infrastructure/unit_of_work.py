@@ -34,6 +34,9 @@ from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox, current_delivery
 from infrastructure.events.outbox import Outbox
 
+# What a repository is handed to stage a write with (:meth:`SqlAlchemyUnitOfWork.stage`).
+Stage = Callable[[Insert, dict[str, Any]], None]
+
 
 class RecordsEvents(Protocol):
     id: Any
@@ -206,7 +209,7 @@ class SqlAlchemyUnitOfWork(ABC):
             return False
         assert self._inbox is not None
         effect, parameters = self._staged[0]
-        with self._database.reading() as connection:
+        with self._database.autocommit() as connection:
             if not self._inbox.record_with(connection, effect, parameters):
                 return False
         self._staged = []
@@ -236,12 +239,12 @@ class SqlAlchemyUnitOfWork(ABC):
         if self._staged or not self._may_commit_alone():
             return None
         assert self._inbox is not None
-        with self._database.reading() as connection:
+        with self._database.autocommit() as connection:
             return self._inbox.record_if(connection, effect, parameters)
 
     def commit(self) -> None:
         events = [(aggregate.id, event) for aggregate in self.seen for event in aggregate.events]
-        if not events and self._commit_alone():
+        if self._commit_alone():
             return
         self.write_staged()
         if events:

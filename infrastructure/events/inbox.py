@@ -13,6 +13,7 @@ the guarantee is the transaction's, in one round trip.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -24,6 +25,10 @@ from sqlalchemy import Connection, CursorResult, Exists, Insert, Table, bindpara
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
+
+# How each database names a unique violation: PostgreSQL's SQLSTATE, SQLite's extended codes.
+_UNIQUE_VIOLATION = "23505"
+_SQLITE_UNIQUE = frozenset({sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE})
 
 
 @dataclass(frozen=True)
@@ -76,16 +81,13 @@ class Inbox:
         self._prefix = f"{context}."
         # Built once, so that SQLAlchemy compiles each once: one of them runs in every delivery.
         self._handled = select(handled(table))
-        self._record = insert(table)  # its columns: the keys of the parameters
-        self._recorded_cte = (
-            insert(table)
-            .values(
-                subscriber=bindparam("inbox_subscriber"),
-                event_id=bindparam("inbox_event_id"),
-                handled_at=bindparam("inbox_handled_at"),
-            )
-            .cte("inbox_record")
+        # Its parameters are :meth:`_recording`'s, named apart from any effect's it joins.
+        self._record = insert(table).values(
+            subscriber=bindparam("inbox_subscriber"),
+            event_id=bindparam("inbox_event_id"),
+            handled_at=bindparam("inbox_handled_at"),
         )
+        self._recorded_cte = self._record.cte("inbox_record")
         self._with_record: dict[Insert, Insert] = {}
         self._recorded_if: dict[ReturningUpdate[Any], Insert] = {}
 
@@ -116,15 +118,12 @@ class Inbox:
         # The subscriber's own changes go to the database first: their constraint errors are
         # failures to retry, not signs of an earlier delivery.
         session.flush()
-        parameters = {
-            "subscriber": delivery.subscriber,
-            "event_id": delivery.event_id,
-            "handled_at": datetime.now(timezone.utc),
-        }
         try:
-            session.connection().execute(self._record, parameters)
+            session.connection().execute(self._record, self._recording(delivery))
         except IntegrityError as error:
-            raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
+            if self._is_repeat(error):
+                raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
+            raise
 
     def record_with(self, connection: Connection, effect: Insert, parameters: Mapping[str, Any]) -> bool:
         """Run ``effect`` (an INSERT, with any WITHs of its own) with ``parameters`` and record the
@@ -132,7 +131,12 @@ class Inbox:
         that one statement outside any transaction does what a transaction of two did: a
         statement is atomic, both rows are written or neither. False, and nothing run, when no
         delivery of this context is being run; raise :class:`AlreadyHandled` on a repeat (its
-        inbox row there already), any other failure as it comes (the effect's own constraints)."""
+        inbox row there already), any other failure as it comes (the effect's own constraints).
+
+        The effect's INSERT runs before the inbox's WITH is reached: on a repeat, an effect whose
+        key comes from the event (not one made anew per delivery) fails on its own key first,
+        an IntegrityError retried like any failure, not :class:`AlreadyHandled`. Its subscriber
+        asks :func:`handled` first (as the mail's does), so that the retry ends there."""
         delivery = self._ours()
         if delivery is None:
             return False
@@ -177,14 +181,28 @@ class Inbox:
         self, connection: Connection, statement: Insert, parameters: Mapping[str, Any], delivery: Delivery
     ) -> CursorResult[Any]:
         """Run a statement that records ``delivery`` with an effect."""
-        recording = {
+        try:
+            return connection.execute(statement, {**parameters, **self._recording(delivery)})
+        except IntegrityError as error:
+            if self._is_repeat(error):
+                raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
+            raise
+
+    @staticmethod
+    def _recording(delivery: Delivery) -> dict[str, Any]:
+        """The parameters of the inbox row that records ``delivery``."""
+        return {
             "inbox_subscriber": delivery.subscriber,
             "inbox_event_id": delivery.event_id,
             "inbox_handled_at": datetime.now(timezone.utc),
         }
-        try:
-            return connection.execute(statement, {**parameters, **recording})
-        except IntegrityError as error:
-            if getattr(getattr(error.orig, "diag", None), "table_name", None) == self.table.name:
-                raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
-            raise
+
+    def _is_repeat(self, error: IntegrityError) -> bool:
+        """Whether ``error`` is the inbox's key refusing a delivery recorded before: a unique
+        violation naming the inbox's table. Any other (a NOT NULL or check on the inbox, the
+        effect's own constraints) is a failure to retry, never a sign the work was done."""
+        orig = error.orig
+        if isinstance(orig, sqlite3.IntegrityError):
+            return orig.sqlite_errorcode in _SQLITE_UNIQUE and f" {self.table.name}." in str(orig)
+        table = getattr(getattr(orig, "diag", None), "table_name", None)
+        return getattr(orig, "sqlstate", None) == _UNIQUE_VIOLATION and table == self.table.name

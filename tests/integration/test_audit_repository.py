@@ -273,3 +273,27 @@ def test_an_entry_refused_by_its_own_key_in_a_delivery_fails_and_leaves_the_deli
         append(uow, entry())
 
     assert len(listed(uow)) == 2
+
+
+def test_a_delivery_the_inbox_refuses_for_anything_but_its_key_fails_and_is_no_repeat(
+    uow: UnitOfWorkFactory,
+) -> None:
+    """Only the inbox's key refusing a row recorded before means the work was done: an inbox
+    row refused otherwise (here NOT NULL) was once taken for a repeat on both paths (any
+    IntegrityError in a transaction, any naming the inbox's table in one statement), and the
+    delivery's effect was lost as handled."""
+    with delivering(Delivery("audit.user_log", None)), pytest.raises(IntegrityError):  # type: ignore[arg-type]
+        append(uow, entry())
+
+    assert listed(uow) == []
+
+
+def test_a_delivery_recorded_before_is_a_repeat_on_both_paths(uow: UnitOfWorkFactory) -> None:
+    delivery = Delivery("audit.user_log", uuid.uuid4())
+    with delivering(delivery):
+        append(uow, entry())
+
+    with delivering(delivery), pytest.raises(AlreadyHandled):
+        append(uow, entry())
+
+    assert len(listed(uow)) == 1

@@ -13,21 +13,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Dialect, inspect, select
+from sqlalchemy import Dialect, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 import contexts.recommendation
+from contexts.order.events import OrderedLine, OrderPlaced
 from contexts.recommendation.adapters import orm
 from contexts.recommendation.adapters.repository import PAIRS, POPULARITY, PROFILES, PURCHASES, counting_upsert
 from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendationUnitOfWork
+from contexts.recommendation.application.subscribers import when_order_placed_record_purchase
 from contexts.recommendation.domain.model import MAX_RECOMMENDATIONS, Basket, History, Reason, recommend
 from infrastructure.db import Database
-from infrastructure.events.inbox import Inbox
+from infrastructure.events.inbox import Delivery, Inbox, delivering
 from infrastructure.migrations import downgrade, upgrade
 from tests.conftest import Backend
 from tests.query_plans import plans_of
@@ -321,10 +324,15 @@ def blocked_by(database: Database, pid: int) -> bool:
 
 
 def while_uncommitted(
-    database: Database, first: Callable[[SqlAlchemyRecommendationUnitOfWork], None], second: Callable[[], None]
+    database: Database,
+    first: Callable[[SqlAlchemyRecommendationUnitOfWork], None],
+    second: Callable[[], None],
+    *,
+    then: Callable[[SqlAlchemyRecommendationUnitOfWork], None] = lambda uow: None,
 ) -> None:
     """Run ``first`` in a transaction held open until ``second``, in another thread and
-    transaction, waits for it; then commit ``first`` and let ``second`` finish."""
+    transaction, waits for it; then ``then`` in the same transaction, commit it and let
+    ``second`` finish."""
     if database.engine.dialect.name != "postgresql":
         pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): the interleaving needs PostgreSQL")
     errors: list[BaseException] = []
@@ -344,6 +352,7 @@ def while_uncommitted(
         while not blocked_by(database, pid):
             assert thread.is_alive() and time.monotonic() < deadline, "the second transaction never waited"
             time.sleep(0.01)
+        then(uow)
         uow.commit()
     thread.join()
     assert errors == []
@@ -376,3 +385,47 @@ def test_an_order_recorded_while_its_cancellation_is_uncommitted_is_never_counte
 
     for table in (PURCHASES, POPULARITY, PAIRS):
         assert rows(database, table) == set()
+
+
+def test_an_order_counted_while_a_cancellation_of_the_same_product_runs_deadlocks_with_nothing(
+    database: Database,
+) -> None:
+    """A cancellation locks the buyer's purchases row, then the product's popularity. The
+    delivered count once was one statement of WITHs (1d92300, reverted), which PostgreSQL ran
+    popularity first: it took the popularity row, waited for the purchases row, and the
+    cancellation's next UPDATE closed the cycle (DeadlockDetected). The repository's
+    statements take purchases first, so the count waits for the cancellation and then adds."""
+    order(database, ALICE, (1, 1))
+    placed = OrderPlaced(
+        order_id=uuid.uuid4(),
+        user_id=ALICE,
+        lines=(OrderedLine(product_id=p(1), quantity=2, unit_price=Decimal("1.00"), sku="P1", name="One"),),
+        total=Decimal("2.00"),
+        currency="EUR",
+    )
+
+    def units(*, write: bool = True) -> SqlAlchemyRecommendationUnitOfWork:
+        return unit(database, write=write)
+
+    def count() -> None:
+        with delivering(Delivery("recommendation.purchases", uuid.uuid4())):
+            # The adapter does not match the port to mypy (its __exit__ and repository types); the
+            # container wires it unchecked the same way.
+            when_order_placed_record_purchase(placed, uow=units)  # type: ignore[arg-type]
+
+    def lock_purchases(uow: SqlAlchemyRecommendationUnitOfWork) -> None:
+        uow.session.execute(
+            update(PURCHASES)
+            .where(PURCHASES.c.user_id == ALICE, PURCHASES.c.product_id == p(1))
+            .values(units=PURCHASES.c.units + 10)
+        )
+
+    def then_popularity(uow: SqlAlchemyRecommendationUnitOfWork) -> None:
+        uow.session.execute(
+            update(POPULARITY).where(POPULARITY.c.product_id == p(1)).values(orders=POPULARITY.c.orders + 10)
+        )
+
+    while_uncommitted(database, lock_purchases, count, then=then_popularity)
+
+    assert rows(database, PURCHASES) == {(ALICE, p(1), 13, 2)}
+    assert rows(database, POPULARITY) == {(p(1), 12)}

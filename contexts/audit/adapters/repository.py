@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Insert, Table, insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from contexts.audit.adapters.orm import AuditEntryRow
 from contexts.audit.application.ports import LoggedEntry
 from contexts.audit.domain import model
+from infrastructure.unit_of_work import Stage
 
 _ENTRIES = cast(Table, AuditEntryRow.__table__)
 _INSERT_ENTRY = insert(_ENTRIES)  # built once: every event's audit entry runs it
-Stage = Callable[[Insert, dict[str, Any]], None]
 
 
 class SqlAlchemyAuditEntryRepository:

@@ -10,17 +10,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Insert, Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from contexts.notification.adapters.orm import RecipientRow, SentMailRow
 from contexts.notification.domain import model
+from infrastructure.unit_of_work import Stage
 
 _RECIPIENT = select(RecipientRow.email, RecipientRow.name).where(RecipientRow.user_id == bindparam("user_id"))
 _INSERT_SENT_MAIL = insert(cast(Table, SentMailRow.__table__))  # its columns: the keys of the parameters
-Stage = Callable[[Insert, dict[str, Any]], None]
 
 
 class SqlAlchemyRecipientRepository:
