@@ -196,16 +196,16 @@ def test_a_worker_busy_at_its_default_concurrency_reuses_its_connections(server_
     database = Database("user", server_url, pool=settings.database_pool())
     opened: list[object] = []
     event.listen(database.engine, "connect", lambda connection, record: opened.append(connection))
+
+    def hold_one(barrier: threading.Barrier) -> None:
+        with database.reading() as connection:
+            connection.execute(text("SELECT 1"))
+            barrier.wait(timeout=10)  # all of them held at once
+
     try:
         for _burst in range(3):
             barrier = threading.Barrier(concurrency)
-
-            def hold_one() -> None:
-                with database.reading() as connection:
-                    connection.execute(text("SELECT 1"))
-                    barrier.wait(timeout=10)
-
-            threads = [threading.Thread(target=hold_one) for _ in range(concurrency)]
+            threads = [threading.Thread(target=hold_one, args=(barrier,)) for _ in range(concurrency)]
             for thread in threads:
                 thread.start()
             for thread in threads:
