@@ -107,8 +107,8 @@ def opened_on(clock: FakeClock, make_service: MakeService, url: str, **options: 
 def test_calls_reuse_a_connection_until_it_has_been_idle_for_idle_connection_seconds(
     make_service: MakeService,
 ) -> None:
-    """Kept alive for the next call, and dropped before the target (which keeps an idle
-    connection WEB_KEEPALIVE_SECONDS) would close it under a call's feet."""
+    """Kept alive for the next call, and dropped before the target (or a load balancer before it)
+    would close it under a call's feet."""
     with ScriptedServer(then=Answer(200, {})) as server:
         service = make_service(server.url, idle_connection_seconds=0.3)
         get(service)
@@ -120,9 +120,17 @@ def test_calls_reuse_a_connection_until_it_has_been_idle_for_idle_connection_sec
     assert after_idling != first
 
 
-def test_idle_connections_are_let_go_a_second_before_the_services_keep_alive_ends() -> None:
-    assert read_settings({"web_keepalive_seconds": 5}).remote_options().idle_connection_seconds == 4
-    assert read_settings({"web_keepalive_seconds": 1}).remote_options().idle_connection_seconds == 0
+def test_idle_connections_are_let_go_after_their_own_setting_not_this_processs_keep_alive() -> None:
+    """A 65 s WEB_KEEPALIVE_SECONDS behind a 60 s load balancer must not keep calls' connections
+    idle 64 s: the target's idle timeout is not this process's to know."""
+    assert read_settings({}).remote_options().idle_connection_seconds == 4
+    assert read_settings({"web_keepalive_seconds": 65}).remote_options().idle_connection_seconds == 4
+    assert (
+        read_settings({"web_keepalive_seconds": 65, "remote_idle_connection_seconds": 0.5})
+        .remote_options()
+        .idle_connection_seconds
+        == 0.5
+    )
 
 
 # --- what each call carries ---------------------------------------------------------------
