@@ -141,6 +141,23 @@ def test_mixed_currencies_are_refused_and_their_stock_given_back_at_once(
     assert store.publisher.published == []
 
 
+def test_retrying_a_key_after_mixed_currencies_is_refused_again_and_holds_nothing(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
+) -> None:
+    """The refusal frees the key and stores no replay: the retry is placed afresh, reserves
+    under a new id, is refused the same way and gives that stock back too."""
+    dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=5)
+    for _ in range(2):
+        with pytest.raises(MixedCurrencies):
+            place(order_of((dollars, 1), (euros, 1), key="k-1"))
+        assert store.keys.rows == {}
+    first, second = (reserved_id for reserved_id, _ in products.reserve_calls)
+    assert first != second
+    assert products.release_calls == [(first, "order_not_placed"), (second, "order_not_placed")]
+    assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 5)
+    assert store.orders.rows == {}
+
+
 def test_unknown_products_are_refused_and_nothing_is_reserved(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
