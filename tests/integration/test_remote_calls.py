@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from infrastructure.request_context import (
     bind_request_id,
     bind_traceparent,
 )
-from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url
+from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url, serve_app
 
 TOKEN = "remote-calls-test-service-token-0123456789"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -302,6 +303,53 @@ def test_a_500_is_unexpected_and_not_retried(make_service: MakeService) -> None:
 
     assert raised.value.status == 500
     assert len(server.received) == 1
+
+
+def test_calls_on_one_service_in_two_threads_keep_their_own_attempts_and_deadline(make_service: MakeService) -> None:
+    """The service's one retry policy serves every thread: a call that keeps retrying against
+    503s with a short deadline, and a call that succeeds in the middle of it, each count their
+    own attempts and stop at their own deadline."""
+    received: list[tuple[str, int]] = []
+    failing_attempted, succeeded = threading.Event(), threading.Event()
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path, deadline = environ["PATH_INFO"], int(environ["HTTP_X_DEADLINE_MS"])
+        received.append((path, deadline))
+        if path == "/ok":
+            failing_attempted.wait(SAFETY_NET_SECONDS)
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b"{}"]
+        failing_attempted.set()
+        succeeded.wait(SAFETY_NET_SECONDS)  # the other call runs while this one is mid-attempt
+        time.sleep(0.1)  # ten attempts take longer than the short deadline
+        start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    with serve_app(app) as url:
+        service = make_service(url, attempts=10, breaker_failures=1000)
+
+        def failing() -> float:
+            bind_deadline(0.5)
+            started = time.monotonic()
+            with pytest.raises(DependencyUnavailable):
+                service.request("GET", "/fail", idempotent=True)
+            return time.monotonic() - started
+
+        def succeeding() -> int:
+            try:
+                return service.request("GET", "/ok", idempotent=True).status_code
+            finally:
+                succeeded.set()
+
+        with ThreadPoolExecutor(2) as pool:
+            failed_after, status = pool.submit(failing), pool.submit(succeeding)
+            assert status.result(timeout=SAFETY_NET_SECONDS) == 200
+            assert failed_after.result(timeout=SAFETY_NET_SECONDS) < 1.0
+
+    failing_deadlines = [deadline for path, deadline in received if path == "/fail"]
+    assert 2 <= len(failing_deadlines) < 10
+    assert all(deadline <= 500 for deadline in failing_deadlines)
+    assert [deadline > 4000 for path, deadline in received if path == "/ok"] == [True]  # the read timeout's
 
 
 # --- the circuit breaker --------------------------------------------------------------------
