@@ -195,9 +195,7 @@ class PlaceOrderHandler:
             raise
         return order
 
-    def _refuse_an_invalid_order(
-        self, order_id: uuid.UUID, user_id: uuid.UUID, items: Sequence[model.Item]
-    ) -> None:
+    def _refuse_an_invalid_order(self, order_id: uuid.UUID, user_id: uuid.UUID, items: Sequence[model.Item]) -> None:
         """Stock is short, but an order that is invalid as asked (mixed currencies: a 400) is
         refused for that first, as it was when the prices were looked up before reserving. The
         lookup costs a round trip on this refusal only; if it fails, or a product went missing
