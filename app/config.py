@@ -22,7 +22,7 @@ from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.logging import LogFormat
-from infrastructure.remote_options import KEEPALIVE_MARGIN_SECONDS, RemoteOptions
+from infrastructure.remote_options import RemoteOptions
 from infrastructure.validation_messages import message_for
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
@@ -280,6 +280,11 @@ class Settings(BaseSettings):
         description="how long an open circuit breaker fails calls at once before it lets a trial call through,"
         " unless the service's /readyz (asked at most every 0.5 s) answers first",
     )
+    remote_idle_connection_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
+        4.0,
+        description="calls to another service: a kept-alive connection is dropped once idle this long;"
+        " below the target's idle timeout (its WEB_KEEPALIVE_SECONDS) and its load balancer's; 0: none kept",
+    )
 
     @field_validator("token_previous_secrets")
     @classmethod
@@ -466,9 +471,9 @@ class Settings(BaseSettings):
             attempts=self.remote_attempts,
             breaker_failures=self.remote_breaker_failures,
             breaker_reset_seconds=self.remote_breaker_reset_seconds,
-            # The services share their settings: the target keeps connections as long as this
-            # process does, and the caller lets them go first, as the generated gateway does.
-            idle_connection_seconds=max(0, self.web_keepalive_seconds - KEEPALIVE_MARGIN_SECONDS),
+            # Its own setting, not this process's WEB_KEEPALIVE_SECONDS: the target, or a load
+            # balancer before it, may close idle connections sooner than this process does.
+            idle_connection_seconds=self.remote_idle_connection_seconds,
         )
 
     def service_token_value(self) -> str | None:

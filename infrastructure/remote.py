@@ -348,8 +348,11 @@ class RemoteService:
             probe=self._ready if options.ready_path else None,
             probe_seconds=options.probe_seconds,
         )
-        # One retry policy per kind of call, built once (tenacity keeps each call's state per
-        # thread); a call's deadline reaches the stop condition with the attempt's arguments.
+        # One retry policy per kind of call, built once (tenacity >= 9 keeps each call's state
+        # per thread); a call's deadline reaches the stop condition with the attempt's arguments.
+        # So no call may re-enter request() on the same service from inside _attempt (the
+        # breaker's probe, which runs there, uses the client directly): the inner call would
+        # reset the outer one's per-thread iteration state (tenacity's iter_state) mid-call.
         self._retrying = {
             idempotent: tenacity.Retrying(
                 stop=tenacity.stop_any(

@@ -33,7 +33,8 @@ class RemoteOptions:
     # half-opens the breaker before the reset timeout. None: only the reset timeout does.
     ready_path: str | None = "/readyz"
     probe_seconds: float = 0.5
-    # Connections are kept for the next call (keep-alive), each dropped once idle this long:
-    # before the target would close it (its WEB_KEEPALIVE_SECONDS), so that no call goes down a
-    # connection the target is closing, and fails, and counts toward the breaker. 0: none kept.
+    # Connections are kept for the next call (keep-alive), each dropped once idle this long
+    # (REMOTE_IDLE_CONNECTION_SECONDS): before the target, or a load balancer in front of it,
+    # would close it, so that no call goes down a connection being closed, and fails, and
+    # counts toward the breaker. 0: none kept.
     idle_connection_seconds: float = 4.0

@@ -68,8 +68,10 @@ class ProductApi(Protocol):
         what placing an order needs, in one call where the product context is served elsewhere
         (one round trip instead of two).
 
-        Raises as :meth:`reserve` does, and then holds nothing. Repeating a successful call with
-        the same id and lines reserves nothing more and answers the products again.
+        Raises as :meth:`reserve` does, and then holds nothing. Any other error (a timeout, an
+        answer lacking a reserved product) may come after the stock was reserved: the caller
+        must then :meth:`release` ``reservation_id``. Repeating a successful call with the same
+        id and lines reserves nothing more and answers the products again.
         """
         ...
 

@@ -94,6 +94,18 @@ def test_reserving_a_released_id_is_a_conflict(product_harness: ProductHarness) 
     assert stock(product_harness, product) == [5]
 
 
+def test_reserving_a_released_id_priced_is_a_conflict(product_harness: ProductHarness) -> None:
+    """An order's retry (its id reused after its reservation was given back) cannot hold the
+    stock again through the priced operation either."""
+    product = product_harness.add_product(stock=5)
+    reservation_id = uuid.uuid4()
+    product_harness.api.reserve_priced(reservation_id, [ReservationLine(product, 2)])
+    product_harness.api.release(reservation_id, "order_not_placed")
+    with pytest.raises(ReservationConflict):
+        product_harness.api.reserve_priced(reservation_id, [ReservationLine(product, 2)])
+    assert stock(product_harness, product) == [5]
+
+
 def test_release_returns_the_stock_once(product_harness: ProductHarness) -> None:
     a, b = product_harness.add_product(stock=5), product_harness.add_product(stock=5)
     reservation_id = uuid.uuid4()

@@ -48,6 +48,8 @@ def shop_executable() -> Path:
     chosen = os.environ.get(EXECUTABLE_VARIABLE)
     path = Path(chosen) if chosen else Path(sys.executable).parent / ("shop.exe" if os.name == "nt" else "shop")
     if not path.exists():
+        if chosen:
+            raise FileNotFoundError(f"no shop executable at {path}, which ${EXECUTABLE_VARIABLE} names")
         raise FileNotFoundError(f"no shop executable beside {sys.executable}; is the project installed?")
     return path
 

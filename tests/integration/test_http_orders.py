@@ -251,6 +251,20 @@ def test_lines_in_different_currencies_are_400(client: FlaskClient, shop: Shop) 
     assert listed_ids(client, customer) == []
 
 
+def test_lines_in_different_currencies_are_400_even_when_a_line_is_short(client: FlaskClient, shop: Shop) -> None:
+    """What the order is decides before what the stock allows, as when prices were looked up first."""
+    admin = shop.admin()
+    dollars = shop.product(admin, currency="USD", initial_stock=10)
+    euros = shop.product(admin, currency="EUR", initial_stock=1)
+    customer = shop.customer()
+
+    response = place(client, customer, (dollars["id"], 1), (euros["id"], 2))
+
+    assert response.status_code == 400, response.json
+    assert (stock_of(client, dollars), stock_of(client, euros)) == (10, 1)
+    assert listed_ids(client, customer) == []
+
+
 def test_not_enough_stock_for_one_line_is_409_and_takes_no_stock_at_all(client: FlaskClient, shop: Shop) -> None:
     """The short product is the last one in product-id order too, so the others are taken first
     by any line-by-line reservation, and must be put back."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from infrastructure.request_context import (
     bind_request_id,
     bind_traceparent,
 )
-from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url
+from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url, serve_app
 
 TOKEN = "remote-calls-test-service-token-0123456789"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -107,8 +108,8 @@ def opened_on(clock: FakeClock, make_service: MakeService, url: str, **options: 
 def test_calls_reuse_a_connection_until_it_has_been_idle_for_idle_connection_seconds(
     make_service: MakeService,
 ) -> None:
-    """Kept alive for the next call, and dropped before the target (which keeps an idle
-    connection WEB_KEEPALIVE_SECONDS) would close it under a call's feet."""
+    """Kept alive for the next call, and dropped before the target (or a load balancer before it)
+    would close it under a call's feet."""
     with ScriptedServer(then=Answer(200, {})) as server:
         service = make_service(server.url, idle_connection_seconds=0.3)
         get(service)
@@ -120,9 +121,17 @@ def test_calls_reuse_a_connection_until_it_has_been_idle_for_idle_connection_sec
     assert after_idling != first
 
 
-def test_idle_connections_are_let_go_a_second_before_the_services_keep_alive_ends() -> None:
-    assert read_settings({"web_keepalive_seconds": 5}).remote_options().idle_connection_seconds == 4
-    assert read_settings({"web_keepalive_seconds": 1}).remote_options().idle_connection_seconds == 0
+def test_idle_connections_are_let_go_after_their_own_setting_not_this_processs_keep_alive() -> None:
+    """A 65 s WEB_KEEPALIVE_SECONDS behind a 60 s load balancer must not keep calls' connections
+    idle 64 s: the target's idle timeout is not this process's to know."""
+    assert read_settings({}).remote_options().idle_connection_seconds == 4
+    assert read_settings({"web_keepalive_seconds": 65}).remote_options().idle_connection_seconds == 4
+    assert (
+        read_settings({"web_keepalive_seconds": 65, "remote_idle_connection_seconds": 0.5})
+        .remote_options()
+        .idle_connection_seconds
+        == 0.5
+    )
 
 
 # --- what each call carries ---------------------------------------------------------------
@@ -294,6 +303,53 @@ def test_a_500_is_unexpected_and_not_retried(make_service: MakeService) -> None:
 
     assert raised.value.status == 500
     assert len(server.received) == 1
+
+
+def test_calls_on_one_service_in_two_threads_keep_their_own_attempts_and_deadline(make_service: MakeService) -> None:
+    """The service's one retry policy serves every thread: a call that keeps retrying against
+    503s with a short deadline, and a call that succeeds in the middle of it, each count their
+    own attempts and stop at their own deadline."""
+    received: list[tuple[str, int]] = []
+    failing_attempted, succeeded = threading.Event(), threading.Event()
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path, deadline = environ["PATH_INFO"], int(environ["HTTP_X_DEADLINE_MS"])
+        received.append((path, deadline))
+        if path == "/ok":
+            failing_attempted.wait(SAFETY_NET_SECONDS)
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b"{}"]
+        failing_attempted.set()
+        succeeded.wait(SAFETY_NET_SECONDS)  # the other call runs while this one is mid-attempt
+        time.sleep(0.1)  # ten attempts take longer than the short deadline
+        start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    with serve_app(app) as url:
+        service = make_service(url, attempts=10, breaker_failures=1000)
+
+        def failing() -> float:
+            bind_deadline(0.5)
+            started = time.monotonic()
+            with pytest.raises(DependencyUnavailable):
+                service.request("GET", "/fail", idempotent=True)
+            return time.monotonic() - started
+
+        def succeeding() -> int:
+            try:
+                return service.request("GET", "/ok", idempotent=True).status_code
+            finally:
+                succeeded.set()
+
+        with ThreadPoolExecutor(2) as pool:
+            failed_after, status = pool.submit(failing), pool.submit(succeeding)
+            assert status.result(timeout=SAFETY_NET_SECONDS) == 200
+            assert failed_after.result(timeout=SAFETY_NET_SECONDS) < 1.0
+
+    failing_deadlines = [deadline for path, deadline in received if path == "/fail"]
+    assert 2 <= len(failing_deadlines) < 10
+    assert all(deadline <= 500 for deadline in failing_deadlines)
+    assert [deadline > 4000 for path, deadline in received if path == "/ok"] == [True]  # the read timeout's
 
 
 # --- the circuit breaker --------------------------------------------------------------------

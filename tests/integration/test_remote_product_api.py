@@ -5,6 +5,7 @@ a product service that does not answer makes placing an order a 503 that leaves 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -163,7 +164,9 @@ def test_the_request_id_trace_and_remaining_deadline_reach_the_product_service(m
     reservation, release = product_service.received
     assert reservation.method == "PUT"
     assert reservation.path.startswith("/internal/v1/product/priced-reservations/")
-    assert reservation.body == b'{"lines":[{"product_id":"7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e","quantity":1}]}'
+    assert json.loads(reservation.body) == {
+        "lines": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]
+    }
     assert (release.method, release.path) == ("POST", reservation.path.replace("priced-", "") + "/release")
     for call in (reservation, release):
         assert call.headers["Authorization"] == f"Bearer {SERVICE_TOKEN}"

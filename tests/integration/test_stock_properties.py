@@ -1,4 +1,4 @@
-"""Stock is conserved under any sequence of reserve / repeat / release / confirm / adjust.
+"""Stock is conserved under any sequence of reserve / reserve_priced / repeat / release / confirm / adjust.
 
 A hypothesis state machine drives the product context's handlers and published API on real
 databases (SQLite files, and PostgreSQL when ``SHOP_TEST_POSTGRES_URL`` is set), and the same
@@ -21,7 +21,7 @@ import tempfile
 import unittest
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -43,11 +43,13 @@ from contexts.product.api import (
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain.exceptions import StockWouldGoNegative
+from infrastructure.events.inbox import Delivery, delivering
 from tests.conftest import POSTGRES_URL_VARIABLE, Backend, PostgresBackend, start_app, stop_app
 from tests.unit.fakes import ProductStore
 
 Levels = dict[uuid.UUID, tuple[int, int]]  # product id -> (available, reserved)
 REFUSALS = (InsufficientStock, ReservationConflict, ProductNotFound, StockWouldGoNegative)
+CONFIRM_SUBSCRIBER = "product.confirm_reservation"  # the product context's, so its inbox records it
 
 product_stock = table("product_stock", column("product_id", Uuid()), column("available"), column("reserved"))
 
@@ -58,6 +60,10 @@ class StockBackend(Protocol):
     def create_product(self, initial_stock: int) -> uuid.UUID: ...
 
     def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None: ...
+
+    def reserve_priced(
+        self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
+    ) -> Mapping[uuid.UUID, ProductDTO]: ...
 
     def release(self, reservation_id: uuid.UUID) -> None: ...
 
@@ -100,11 +106,19 @@ class AppBackend:
     def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
         self._api.reserve(reservation_id, lines)
 
+    def reserve_priced(
+        self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
+    ) -> Mapping[uuid.UUID, ProductDTO]:
+        return self._api.reserve_priced(reservation_id, lines)
+
     def release(self, reservation_id: uuid.UUID) -> None:
         self._api.release(reservation_id, "property test")
 
     def confirm(self, reservation_id: uuid.UUID) -> None:
-        self._container.product.confirm_reservation()(reservation_id)
+        """As an OrderPlaced delivery confirms: on PostgreSQL, one statement that confirms and
+        records the delivery in the inbox, outside any transaction."""
+        with delivering(Delivery(CONFIRM_SUBSCRIBER, uuid.uuid4())):
+            self._container.product.confirm_reservation()(reservation_id)
 
     def adjust(self, product_id: uuid.UUID, delta: int) -> None:
         self._container.product.adjust_stock()(handlers.AdjustStock(product_id, delta, "property test"))
@@ -140,6 +154,11 @@ class FakeBackend:
 
     def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
         self._api.reserve(reservation_id, lines)
+
+    def reserve_priced(
+        self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
+    ) -> Mapping[uuid.UUID, ProductDTO]:
+        return self._api.reserve_priced(reservation_id, lines)
 
     def release(self, reservation_id: uuid.UUID) -> None:
         self._api.release(reservation_id, "property test")
@@ -242,13 +261,29 @@ class StockMachine(RuleBasedStateMachine):
         Random, not drawn: examples share the SQLite database, and hypothesis repeats its draws."""
         return multiple(*(uuid.uuid4() for _ in range(count)))
 
-    def try_reserve(self, reservation_id: uuid.UUID, lines: list[ReservationLine]) -> None:
+    def try_reserve(self, reservation_id: uuid.UUID, lines: list[ReservationLine], *, priced: bool = False) -> None:
+        """``priced``: through ``reserve_priced``, whose answer must be the reserved products
+        with their stock as it is once reserved."""
         expected = self.predict_reserve(reservation_id, lines)
         before = self.levels()
-        outcome = self.refused_or_none(lambda: self.backend.reserve(reservation_id, lines))
+        answered: list[Mapping[uuid.UUID, ProductDTO]] = []
+
+        def reserve() -> None:
+            if priced:
+                answered.append(self.backend.reserve_priced(reservation_id, lines))
+            else:
+                self.backend.reserve(reservation_id, lines)
+
+        outcome = self.refused_or_none(reserve)
         assert outcome is expected, f"reserve {lines} as {reservation_id}: got {outcome}, expected {expected}"
         if outcome is None:
             self.held.setdefault(reservation_id, Held(merged(lines)))
+            if priced:
+                levels = self.levels()
+                (products,) = answered
+                assert {product_id: product.stock for product_id, product in products.items()} == {
+                    product_id: levels[product_id][0] for product_id in merged(lines)
+                }, "reserve_priced answered other products, or other stock, than it reserved"
         else:
             assert self.levels() == before, "a refused reservation changed stock"
         self.attempted[reservation_id] = lines
@@ -286,6 +321,14 @@ class StockMachine(RuleBasedStateMachine):
         request = [*lines, edge] if edge.quantity > 0 else lines
         if request:  # nothing left and no other lines: there is no edge to try
             self.try_reserve(reservation_id, request)
+
+    @rule(
+        reservation_id=reservation_ids,
+        lines=st.lists(st.builds(ReservationLine, products, quantities), min_size=1, max_size=3),
+    )
+    def reserve_priced(self, reservation_id: uuid.UUID, lines: list[ReservationLine]) -> None:
+        """What placing an order asks: the reservation and the products' prices in one call."""
+        self.try_reserve(reservation_id, lines, priced=True)
 
     @rule(reservation_id=reservation_ids)
     def repeat_a_reservation_with_the_same_lines(self, reservation_id: uuid.UUID) -> None:

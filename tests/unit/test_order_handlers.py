@@ -141,6 +141,50 @@ def test_mixed_currencies_are_refused_and_their_stock_given_back_at_once(
     assert store.publisher.published == []
 
 
+def test_mixed_currencies_are_refused_before_a_shortage_as_when_prices_came_first(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
+) -> None:
+    """A 400 for what the order is, not a 409 for the stock: the refused reservation held
+    nothing, and the prices are looked up on this refusal only."""
+    dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=1)
+    with pytest.raises(MixedCurrencies):
+        place(order_of((dollars, 1), (euros, 2)))
+    assert len(products.lookups) == 1
+    assert products.release_calls == []
+    assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 1)
+    assert store.orders.rows == {}
+
+
+def test_a_shortage_stands_when_the_prices_cannot_be_looked_up_after_it(
+    place: PlaceOrderHandler, products: FakeProductApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=1)
+
+    def unavailable(product_ids: object) -> None:
+        raise TimeoutError("no answer from the product service")
+
+    monkeypatch.setattr(products, "get_products", unavailable)
+    with pytest.raises(InsufficientStock):
+        place(order_of((dollars, 1), (euros, 2)))
+
+
+def test_retrying_a_key_after_mixed_currencies_is_refused_again_and_holds_nothing(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
+) -> None:
+    """The refusal frees the key and stores no replay: the retry is placed afresh, reserves
+    under a new id, is refused the same way and gives that stock back too."""
+    dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=5)
+    for _ in range(2):
+        with pytest.raises(MixedCurrencies):
+            place(order_of((dollars, 1), (euros, 1), key="k-1"))
+        assert store.keys.rows == {}
+    first, second = (reserved_id for reserved_id, _ in products.reserve_calls)
+    assert first != second
+    assert products.release_calls == [(first, "order_not_placed"), (second, "order_not_placed")]
+    assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 5)
+    assert store.orders.rows == {}
+
+
 def test_unknown_products_are_refused_and_nothing_is_reserved(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:

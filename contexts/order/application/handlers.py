@@ -161,7 +161,8 @@ class PlaceOrderHandler:
     def _place(self, command: PlaceOrder) -> model.Order:
         """Reserve and learn the prices in one call (one round trip when the product context is
         served elsewhere), then build and save the order; an order that cannot be built from
-        what was reserved (mixed currencies) gives its stock back at once."""
+        what was reserved (mixed currencies) gives its stock back at once, so it holds stock
+        for that moment, or until the reservation's expiry if the release fails too."""
         items = model.merge_items(command.items)
         order_id = uuid.uuid4()
         try:
@@ -170,6 +171,9 @@ class PlaceOrderHandler:
             )
         except ProductNotFound as error:
             raise exceptions.UnknownProducts(error.product_ids) from None
+        except InsufficientStock:
+            self._refuse_an_invalid_order(order_id, command.user_id, items)
+            raise
         except REFUSALS:
             raise
         except Exception:
@@ -190,6 +194,19 @@ class PlaceOrderHandler:
             self._release_quietly(order.id, reason="order_not_saved")
             raise
         return order
+
+    def _refuse_an_invalid_order(self, order_id: uuid.UUID, user_id: uuid.UUID, items: Sequence[model.Item]) -> None:
+        """Stock is short, but an order that is invalid as asked (mixed currencies: a 400) is
+        refused for that first, as it was when the prices were looked up before reserving. The
+        lookup costs a round trip on this refusal only; if it fails, or a product went missing
+        meanwhile, the shortage stands as the answer."""
+        try:
+            products = self._products.get_products([item.product_id for item in items])
+        except Exception:
+            logger.warning("order.products_not_looked_up_after_shortage", exc_info=True)
+            return
+        if all(item.product_id in products for item in items):
+            _order(order_id, user_id, items, products)
 
     def _release_quietly(self, reservation_id: uuid.UUID, reason: str) -> None:
         """Undo a reservation the order will not have; the caller's error is the one to report,
