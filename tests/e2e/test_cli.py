@@ -385,11 +385,16 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology, str]]:
     try:
         yield url, topology, dead_id
     finally:
-        with Connection(url) as connection:
-            channel = connection.channel()
-            for name in topology.queue_names():
-                channel.queue_delete(name)
-            channel.exchange_delete(topology.exchange)
+        delete_topology(url, topology)
+
+
+def delete_topology(url: str, topology: Topology) -> None:
+    """A test's queues and exchange gone from the shared broker, whatever the test left in them."""
+    with Connection(url) as connection:
+        channel = connection.channel()
+        for name in topology.queue_names():
+            channel.queue_delete(name)
+        channel.exchange_delete(topology.exchange)
 
 
 def put_dead_letter(producer: Any, topology: Topology, subscriber: str, event_type: str) -> str:
@@ -592,11 +597,7 @@ def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds
         after = shop("events", "dead", env=env, cwd=tmp_path)
         waiting = messages_in(url, topology.queue("product.confirm_reservation"))
     finally:
-        with Connection(url) as connection:
-            channel = connection.channel()
-            for name in topology.queue_names():
-                channel.queue_delete(name)
-            channel.exchange_delete(topology.exchange)
+        delete_topology(url, topology)
 
     lines = listed.stdout.splitlines()
     assert [line.split("  ")[:4] for line in lines[0:4:2]] == [
