@@ -84,25 +84,17 @@ def test_reusing_a_reservation_id_for_other_lines_is_a_conflict(product_harness:
     assert stock(product_harness, a, b) == [3, 5]
 
 
-def test_reserving_a_released_id_is_a_conflict(product_harness: ProductHarness) -> None:
-    product = product_harness.add_product(stock=5)
-    reservation_id = uuid.uuid4()
-    product_harness.api.reserve(reservation_id, [ReservationLine(product, 2)])
-    product_harness.api.release(reservation_id, "order_cancelled")
-    with pytest.raises(ReservationConflict):
-        product_harness.api.reserve(reservation_id, [ReservationLine(product, 2)])
-    assert stock(product_harness, product) == [5]
-
-
-def test_reserving_a_released_id_priced_is_a_conflict(product_harness: ProductHarness) -> None:
+@pytest.mark.parametrize("operation", ["reserve", "reserve_priced"])
+def test_reserving_a_released_id_is_a_conflict(product_harness: ProductHarness, operation: str) -> None:
     """An order's retry (its id reused after its reservation was given back) cannot hold the
-    stock again through the priced operation either."""
+    stock again, through either operation."""
+    reserve = getattr(product_harness.api, operation)
     product = product_harness.add_product(stock=5)
     reservation_id = uuid.uuid4()
-    product_harness.api.reserve_priced(reservation_id, [ReservationLine(product, 2)])
+    reserve(reservation_id, [ReservationLine(product, 2)])
     product_harness.api.release(reservation_id, "order_not_placed")
     with pytest.raises(ReservationConflict):
-        product_harness.api.reserve_priced(reservation_id, [ReservationLine(product, 2)])
+        reserve(reservation_id, [ReservationLine(product, 2)])
     assert stock(product_harness, product) == [5]
 
 
