@@ -88,12 +88,14 @@ class Options:
 
 
 def process_settings(options: Options) -> dict[str, str]:
-    """What every process gets beyond the topology's own: gunicorn's size, a pool per thread,
-    quiet logs, and the shop's default dispatcher polling (the e2e tests poll faster)."""
+    """What every process gets beyond the topology's own: gunicorn's size, quiet logs, and the
+    shop's default dispatcher polling (the e2e tests poll faster). The database pool stays the
+    shop's default in every topology: a worker holds its request threads and its delivery
+    workers' connections at once, and a pool smaller than that closes and reopens PostgreSQL
+    connections all through a round (bench/README.md, "Pool churn")."""
     return {
         "WEB_WORKERS": str(options.workers),
         "WEB_THREADS": str(options.threads),
-        "DATABASE_POOL_SIZE": str(options.threads),
         "LOG_LEVEL": "ERROR",
         "EVENTS_POLL_SECONDS": "1",
         "TOKEN_TTL_SECONDS": "86400",
@@ -105,7 +107,7 @@ def process_settings(options: Options) -> dict[str, str]:
 
 def load_data(options: Options, topology: Topology, folder: Path) -> Setup:
     """Products through the admin API and one customer, through the gateway; what wrk's scripts need."""
-    setup = Setup(folder=folder, shop_env={}, floor_env={})
+    setup = Setup(folder=folder, shop_env={}, floor_env={}, guarded_env={})
     with httpx.Client(base_url=topology.url, timeout=60) as client:
         admin = bearer(client, ADMIN_EMAIL, ADMIN_PASSWORD)
         for n in range(options.products):

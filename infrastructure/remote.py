@@ -78,6 +78,7 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # An attempt that would have less time than this before the deadline is not started.
 MIN_ATTEMPT_SECONDS = 0.05
 MAX_RETRY_AFTER_SECONDS = 300
+JSON = "application/json"
 TOKEN_REFUSED = "it refuses this service's SERVICE_TOKEN; every service must be given the same one"
 OTHER_TOKEN_SECRET = (
     "it signs and accepts customers' tokens with another TOKEN_SECRET; every service must be given the same one"
@@ -364,16 +365,11 @@ class RemoteService:
             )
             for idempotent in (True, False)
         }
-        # trust_env=False: service-to-service calls go straight to the target, never through
-        # a proxy picked up from the environment.
-        self._client = httpx.Client(
-            base_url=target,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            transport=transport,
-            limits=_limits(options),
-            trust_env=False,
-            follow_redirects=False,
-        )
+        # Requests go straight to the transport (see _send). trust_env=False: service-to-service
+        # calls never take settings (certificates here; proxies are never read) from the environment.
+        self._target = target
+        self._transport = transport or httpx.HTTPTransport(limits=_limits(options), trust_env=False)
+        self._token_header = f"Bearer {token}"
 
     @property
     def breaker(self) -> TargetBreaker:
@@ -415,7 +411,37 @@ class RemoteService:
             raise DependencyUnavailable(self.name, self._retry_after(error), error.reason) from error
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,
+        params: QueryParams | None = None,
+        body: Any = None,
+    ) -> httpx.Response:
+        """One request, read to its end, sent straight to the transport. ``httpx.Client``'s
+        layers around it do nothing a call between services needs and cost about a third of the
+        client's CPU per call (bench/README.md, split.py): its cookie jar (which would also send
+        a cookie the target set once with every later call, whoever's request it serves), its
+        auth and redirect flows (no redirect is followed) and the URL merging."""
+        request = httpx.Request(
+            method,
+            self._target + path,
+            params=params,
+            json=body,
+            headers=headers,
+            extensions={"timeout": timeout.as_dict()},
+        )
+        response = self._transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
     def _ready(self, seconds_left: float) -> bool:
         """The breaker's probe: whether the target's readiness endpoint answers 200 within the
@@ -425,9 +451,8 @@ class RemoteService:
         assert self._options.ready_path is not None
         timeout = max(0.0, min(self._options.connect_timeout_seconds, seconds_left))
         try:
-            request = self._client.build_request("GET", self._options.ready_path, timeout=timeout)
-            del request.headers["Authorization"]
-            return self._client.send(request).status_code == 200
+            answer = self._send("GET", self._options.ready_path, {"Accept": JSON}, httpx.Timeout(timeout))
+            return answer.status_code == 200
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the target is not shown ready
             logger.info("remote.breaker_probe_failed", target=self.name, error=f"{type(error).__name__}: {error}")
             return False
@@ -449,13 +474,8 @@ class RemoteService:
         self._breaker.admit(_time_left(deadline))
         remaining = _time_left(deadline)  # after admit, which may have spent time on a probe
         try:
-            response = self._client.request(
-                method,
-                path,
-                params=params,
-                json=body,
-                headers=_context_headers(remaining),
-                timeout=self._timeout(remaining),
+            response = self._send(
+                method, path, self._headers(remaining), self._timeout(remaining), params=params, body=body
             )
         except httpx.TransportError as error:
             if self._cut_short_by_caller(error, deadline, remaining):
@@ -481,6 +501,9 @@ class RemoteService:
         connecting = isinstance(error, (httpx.ConnectTimeout, httpx.PoolTimeout))
         configured = self._options.connect_timeout_seconds if connecting else self._options.read_timeout_seconds
         return remaining < configured
+
+    def _headers(self, remaining: float) -> dict[str, str]:
+        return _context_headers(self._token_header, remaining)
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
         connect = min(self._options.connect_timeout_seconds, remaining)
@@ -527,8 +550,13 @@ def _time_left(deadline: _Deadline) -> float:
     return remaining
 
 
-def _context_headers(seconds_left: float) -> dict[str, str]:
-    headers = {DEADLINE_HEADER: str(max(1, int(seconds_left * 1000)))}
+def _context_headers(token_header: str, seconds_left: float) -> dict[str, str]:
+    """An attempt's headers: the service token, JSON accepted, and the caller's context."""
+    headers = {
+        "Authorization": token_header,
+        "Accept": JSON,
+        DEADLINE_HEADER: str(max(1, int(seconds_left * 1000))),
+    }
     request_id, traceparent = current_request_id(), current_traceparent()
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id

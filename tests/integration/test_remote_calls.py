@@ -153,6 +153,17 @@ def test_every_call_carries_the_token_the_request_id_the_trace_and_the_deadline(
     assert 0 < int(received.headers[DEADLINE_HEADER]) <= 2000
 
 
+def test_a_cookie_the_target_sets_is_not_sent_with_later_calls(make_service: MakeService) -> None:
+    """One client serves every request of the process: a cookie kept from one answer would go
+    with every later call, whoever's request it serves."""
+    with ScriptedServer(Answer(200, {}, {"Set-Cookie": "session=someones; Path=/"})) as server:
+        service = make_service(server.url)
+        get(service)
+        get(service)
+
+    assert [received.headers.get("Cookie") for received in server.received] == [None, None]
+
+
 def test_outside_a_request_the_deadline_is_the_read_timeout_and_no_ids_are_made_up(make_service: MakeService) -> None:
     with ScriptedServer() as server:
         get(make_service(server.url, read_timeout_seconds=3))
