@@ -308,6 +308,18 @@ def floor_config(setup: Setup, *, guarded: bool = False) -> floor_app.FloorConfi
     return floor_app.FloorConfig.from_env(setup.guarded_env if guarded else setup.floor_env)
 
 
+def product_body(sku_prefix: str, n: int) -> dict[str, Any]:
+    """The n-th product of a benchmark's catalogue: prices varied, stock that never runs out."""
+    return {
+        "sku": f"{sku_prefix}-{n:03d}",
+        "name": f"Bench product {n}",
+        "description": f"Product number {n} of the benchmark",
+        "price": f"{1 + n % 40}.{(n * 7) % 100:02d}",
+        "currency": "USD",
+        "initial_stock": STOCK,
+    }
+
+
 def load_data(options: Options, setup: Setup, shop_url: str) -> None:
     """The products through the shop's admin API, then the same rows (same ids) into the floor's
     tables; one customer registered with the shop, whose token the floor accepts as well."""
@@ -315,14 +327,7 @@ def load_data(options: Options, setup: Setup, shop_url: str) -> None:
         admin = bearer(client, *ADMIN)
         seeds = []
         for n in range(options.products):
-            body = {
-                "sku": f"BENCH-{n:03d}",
-                "name": f"Bench product {n}",
-                "description": f"Product number {n} of the benchmark",
-                "price": f"{1 + n % 40}.{(n * 7) % 100:02d}",
-                "currency": "USD",
-                "initial_stock": STOCK,
-            }
+            body = product_body("BENCH", n)
             response = client.post(f"{API}/products", json=body, headers=admin)
             assert response.status_code == 201, (response.status_code, response.text)
             created = response.json()

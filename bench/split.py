@@ -48,7 +48,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compare import STOCK, Setup, Wrk, describe_errors, run_wrk, write_script
+from bench.compare import Setup, Wrk, describe_errors, product_body, run_wrk, write_script
 from tests.conftest import PostgresBackend, on_backend
 from tests.e2e.server import API, EXECUTABLE_VARIABLE, bearer, register
 from tests.e2e.topology import ADMIN_EMAIL, ADMIN_PASSWORD, Topology, running_topology
@@ -111,15 +111,7 @@ def load_data(options: Options, topology: Topology, folder: Path) -> Setup:
     with httpx.Client(base_url=topology.url, timeout=60) as client:
         admin = bearer(client, ADMIN_EMAIL, ADMIN_PASSWORD)
         for n in range(options.products):
-            body = {
-                "sku": f"SPLIT-{n:03d}",
-                "name": f"Split product {n}",
-                "description": f"Product number {n} of the benchmark",
-                "price": f"{1 + n % 40}.{(n * 7) % 100:02d}",
-                "currency": "USD",
-                "initial_stock": STOCK,
-            }
-            response = client.post(f"{API}/products", json=body, headers=admin)
+            response = client.post(f"{API}/products", json=product_body("SPLIT", n), headers=admin)
             assert response.status_code == 201, (response.status_code, response.text)
             setup.product_ids.append(response.json()["id"])
         setup.token = register(client, *CUSTOMER)["Authorization"].removeprefix("Bearer ")
