@@ -1062,6 +1062,18 @@ def report_logs(options: Options, folder: Path) -> None:
             shutil.copy(log, options.logs / log.name)
 
 
+def add_load_options(parser: argparse.ArgumentParser, measured: str) -> None:
+    """The rounds and the load, the same options in every harness that drives servers with wrk;
+    ``measured`` names what is compared ("app", "topology")."""
+    parser.add_argument("--rounds", type=int, default=3, help=f"rounds per {measured} and kind (default 3)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per round (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help=f"seconds of warm-up per {measured} and kind (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of each server process (default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+
+
 def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -1071,13 +1083,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="server for the throwaway schemas (default: $SHOP_TEST_POSTGRES_URL, else %(default)s)",
     )
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per app and kind (default 3)")
-    parser.add_argument("--duration", type=int, default=5, help="seconds per round (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per app and kind (default 2)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of each app (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+    add_load_options(parser, "app")
     parser.add_argument(
         "--pool-size",
         type=int,

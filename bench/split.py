@@ -48,7 +48,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compare import Setup, Wrk, describe_errors, product_body, run_wrk, write_script
+from bench.compare import Setup, Wrk, add_load_options, describe_errors, product_body, run_wrk, write_script
 from tests.conftest import PostgresBackend, on_backend
 from tests.e2e.server import API, EXECUTABLE_VARIABLE, bearer, register
 from tests.e2e.topology import ADMIN_EMAIL, ADMIN_PASSWORD, Topology, running_topology
@@ -391,13 +391,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--topologies", nargs="+", choices=TOPOLOGIES, default=list(TOPOLOGIES))
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per topology and kind (default 3)")
-    parser.add_argument("--duration", type=int, default=5, help="seconds per round (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per topology and kind (default 2)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of each process (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+    add_load_options(parser, "topology")
     parser.add_argument("--products", type=int, default=100, help="products ordered at random (default 100)")
     parser.add_argument("--calls", type=int, default=300, help="timed calls per operation and side; 0: none")
     parser.add_argument("--shop", type=Path, default=REPO, help="checkout whose .venv/bin/shop is measured")

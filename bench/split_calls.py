@@ -108,15 +108,20 @@ def write_profile(profile: cProfile.Profile, path: Path) -> None:
     path.with_suffix(".txt").write_text(text.getvalue())
 
 
+def profile_calls(call: Callable[[], object], calls: int, path: Path) -> None:
+    """``calls`` calls profiled after one unprofiled (connections and caches warm), written to ``path``."""
+    call()
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(calls):
+        call()
+    profile.disable()
+    write_profile(profile, path)
+
+
 def profile_client(remote: ProductApi, product_ids: Sequence[uuid.UUID], calls: int, folder: Path) -> None:
     for name, operation in operations(remote, product_ids).items():
-        operation()
-        profile = cProfile.Profile()
-        profile.enable()
-        for _ in range(calls):
-            operation()
-        profile.disable()
-        write_profile(profile, folder / f"split-client-{name}")
+        profile_calls(operation, calls, folder / f"split-client-{name}")
 
 
 def profile_service(product_ids: Sequence[uuid.UUID], calls: int, folder: Path) -> None:
@@ -140,13 +145,7 @@ def profile_service(product_ids: Sequence[uuid.UUID], calls: int, folder: Path) 
         assert answer.status_code in (200, 204), answer.data
 
     for name, call in (("get_products", get_products), ("reserve", reserve)):
-        call()
-        profile = cProfile.Profile()
-        profile.enable()
-        for _ in range(calls):
-            call()
-        profile.disable()
-        write_profile(profile, folder / f"split-service-{name}")
+        profile_calls(call, calls, folder / f"split-service-{name}")
 
 
 def main() -> None:
