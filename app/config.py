@@ -22,7 +22,7 @@ from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.logging import LogFormat
-from infrastructure.remote_options import RemoteOptions
+from infrastructure.remote_options import KEEPALIVE_MARGIN_SECONDS, RemoteOptions
 from infrastructure.validation_messages import message_for
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
@@ -37,6 +37,8 @@ PRODUCT_CALLERS = ("order", "recommendation")
 # EVENTS_WORKERS when unset (see Settings.delivery_workers).
 SQLITE_DELIVERY_WORKERS = 4
 SERVER_DELIVERY_WORKERS = 8
+# How long a call to another service keeps an idle connection, unless told or the keep-alive is shorter.
+DEFAULT_REMOTE_IDLE_SECONDS = 4.0
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
@@ -280,10 +282,11 @@ class Settings(BaseSettings):
         description="how long an open circuit breaker fails calls at once before it lets a trial call through,"
         " unless the service's /readyz (asked at most every 0.5 s) answers first",
     )
-    remote_idle_connection_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
-        4.0,
+    remote_idle_connection_seconds: Annotated[float, Field(ge=0, le=300)] | None = Field(
+        None,
         description="calls to another service: a kept-alive connection is dropped once idle this long;"
-        " below the target's idle timeout (its WEB_KEEPALIVE_SECONDS) and its load balancer's; 0: none kept",
+        " below the target's idle timeout (its WEB_KEEPALIVE_SECONDS) and its load balancer's; 0: none kept;"
+        " unset: 4, or less when this deployment's WEB_KEEPALIVE_SECONDS is shorter",
     )
 
     @field_validator("token_previous_secrets")
@@ -471,10 +474,18 @@ class Settings(BaseSettings):
             attempts=self.remote_attempts,
             breaker_failures=self.remote_breaker_failures,
             breaker_reset_seconds=self.remote_breaker_reset_seconds,
-            # Its own setting, not this process's WEB_KEEPALIVE_SECONDS: the target, or a load
-            # balancer before it, may close idle connections sooner than this process does.
-            idle_connection_seconds=self.remote_idle_connection_seconds,
+            idle_connection_seconds=self.remote_idle_seconds(),
         )
+
+    def remote_idle_seconds(self) -> float:
+        """``REMOTE_IDLE_CONNECTION_SECONDS``, else 4 s, or less when the shop's own
+        ``WEB_KEEPALIVE_SECONDS`` (which its services share unless told otherwise) is shorter: a
+        connection reused as the target closes it fails the call. Its own setting rather than
+        derived alone, because a load balancer before the target may close idle connections
+        sooner than the target does."""
+        if self.remote_idle_connection_seconds is not None:
+            return self.remote_idle_connection_seconds
+        return min(DEFAULT_REMOTE_IDLE_SECONDS, max(0.0, self.web_keepalive_seconds - KEEPALIVE_MARGIN_SECONDS))
 
     def service_token_value(self) -> str | None:
         return self.service_token.get_secret_value() if self.service_token else None

@@ -133,10 +133,11 @@ class Inbox:
         delivery of this context is being run; raise :class:`AlreadyHandled` on a repeat (its
         inbox row there already), any other failure as it comes (the effect's own constraints).
 
-        The effect's INSERT runs before the inbox's WITH is reached: on a repeat, an effect whose
-        key comes from the event (not one made anew per delivery) fails on its own key first,
-        an IntegrityError retried like any failure, not :class:`AlreadyHandled`. Its subscriber
-        asks :func:`handled` first (as the mail's does), so that the retry ends there."""
+        PostgreSQL runs the data-modifying parts of a statement in an order of its choosing, so
+        on a repeat either key may refuse it first: an effect whose key comes from the event (not
+        one made anew per delivery) may fail on its own key, an IntegrityError retried like any
+        failure, not :class:`AlreadyHandled`. Its subscriber asks :func:`handled` first (as the
+        mail's does), so that the retry ends there."""
         delivery = self._ours()
         if delivery is None:
             return False

@@ -166,6 +166,19 @@ def test_a_shortage_stands_when_the_prices_cannot_be_looked_up_after_it(
     monkeypatch.setattr(products, "get_products", unavailable)
     with pytest.raises(InsufficientStock):
         place(order_of((dollars, 1), (euros, 2)))
+    assert products.release_calls == []  # the refused reservation held nothing to give back
+    assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 1)
+
+
+def test_a_shortage_of_one_product_is_answered_without_asking_for_prices(
+    place: PlaceOrderHandler, products: FakeProductApi
+) -> None:
+    """One product cannot mix currencies: the hot refusal path (something sold out) costs the
+    product service no second call."""
+    mug = products.add(stock=1)
+    with pytest.raises(InsufficientStock):
+        place(order_of((mug, 2)))
+    assert products.lookups == []
 
 
 def test_retrying_a_key_after_mixed_currencies_is_refused_again_and_holds_nothing(

@@ -198,8 +198,11 @@ class PlaceOrderHandler:
     def _refuse_an_invalid_order(self, order_id: uuid.UUID, user_id: uuid.UUID, items: Sequence[model.Item]) -> None:
         """Stock is short, but an order that is invalid as asked (mixed currencies: a 400) is
         refused for that first, as it was when the prices were looked up before reserving. The
-        lookup costs a round trip on this refusal only; if it fails, or a product went missing
-        meanwhile, the shortage stands as the answer."""
+        lookup costs a round trip on this refusal only, and only when the order has several
+        products to mix; if it fails, or a product went missing meanwhile, the shortage stands
+        as the answer."""
+        if len({item.product_id for item in items}) < 2:
+            return
         try:
             products = self._products.get_products([item.product_id for item in items])
         except Exception:
