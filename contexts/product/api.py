@@ -48,6 +48,14 @@ class ReservationConflict(Exception):
     """The reservation id is already used for other lines, or was released."""
 
 
+class CurrenciesDiffer(Exception):
+    """A priced reservation's products are priced in more than one currency: nothing reserved."""
+
+    def __init__(self, currencies: Collection[str]) -> None:
+        self.currencies = tuple(sorted(set(currencies)))
+        super().__init__(f"the products are priced in more than one currency: {', '.join(self.currencies)}")
+
+
 class ProductApi(Protocol):
     def get_products(self, product_ids: Collection[uuid.UUID]) -> Mapping[uuid.UUID, ProductDTO]:
         """The products that exist among ``product_ids``; unknown ids are simply absent."""
@@ -68,9 +76,11 @@ class ProductApi(Protocol):
         what placing an order needs, in one call where the product context is served elsewhere
         (one round trip instead of two).
 
-        Raises as :meth:`reserve` does, and then holds nothing. Any other error (a timeout, an
-        answer lacking a reserved product) may come after the stock was reserved: the caller
-        must then :meth:`release` ``reservation_id``. Repeating a successful call with the same
+        The products must share one currency (what an order's lines need): otherwise
+        :class:`CurrenciesDiffer`, before any stock is looked at, nothing reserved and no event
+        recorded. Raises as :meth:`reserve` does too, and then holds nothing. Any other error (a
+        timeout, an answer lacking a reserved product) may come after the stock was reserved:
+        the caller must then :meth:`release` ``reservation_id``. Repeating a successful call with the same
         id and lines reserves nothing more and answers the products again.
         """
         ...

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from contexts.product.api import (
+    CurrenciesDiffer,
     InsufficientStock,
     ProductDTO,
     ProductNotFound,
@@ -43,6 +44,7 @@ MAX_RESERVATION_LINES = 1000
 PRODUCT_NOT_FOUND = "product_not_found"
 INSUFFICIENT_STOCK = "insufficient_stock"
 RESERVATION_CONFLICT = "reservation_conflict"
+CURRENCIES_DIFFER = "currencies_differ"
 
 NO_INTERNAL_ENDPOINTS = (
     "PRODUCT_SERVICE_URL does not lead to a product service serving internal endpoints"
@@ -174,4 +176,6 @@ def _published_error(problem: Mapping[str, Any]) -> Exception | None:
         return InsufficientStock(uuid.UUID(problem["product_id"]), str(problem["sku"]), int(problem["requested"]))
     if code == RESERVATION_CONFLICT:
         return ReservationConflict(str(problem["detail"]))
+    if code == CURRENCIES_DIFFER:
+        return CurrenciesDiffer([str(currency) for currency in problem["currencies"]])
     return None

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from contexts.product import client
 from contexts.product.api import (
+    CurrenciesDiffer,
     InsufficientStock,
     ProductDTO,
     ProductNotFound,
@@ -346,6 +347,11 @@ def _insufficient_stock(error: InsufficientStock) -> Response:
         sku=error.sku,
         requested=error.requested,
     )
+
+
+@internal_bp.errorhandler(CurrenciesDiffer)
+def _currencies_differ(error: CurrenciesDiffer) -> Response:
+    return _refusal(422, error, client.CURRENCIES_DIFFER, currencies=list(error.currencies))
 
 
 @internal_bp.errorhandler(ReservationConflict)

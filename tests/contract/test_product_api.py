@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from contexts.product.api import (
+    CurrenciesDiffer,
     InsufficientStock,
     ProductDTO,
     ProductNotFound,
@@ -126,7 +127,7 @@ def test_a_release_touches_only_its_own_reservation(product_harness: ProductHarn
 
 def test_reserve_priced_holds_the_stock_and_answers_the_reserved_products(product_harness: ProductHarness) -> None:
     mug = product_harness.add_product(sku="MUG-2", name="Mug", price="7.50", currency="EUR", stock=5)
-    cup = product_harness.add_product(stock=5)
+    cup = product_harness.add_product(currency="EUR", stock=5)
 
     priced = product_harness.api.reserve_priced(uuid.uuid4(), [ReservationLine(mug, 2), ReservationLine(cup, 5)])
 
@@ -164,3 +165,21 @@ def test_a_refused_priced_reservation_holds_nothing(product_harness: ProductHarn
     with pytest.raises(ReservationConflict):
         product_harness.api.reserve_priced(used, [ReservationLine(plenty, 2)])
     assert stock(product_harness, plenty, scarce) == [9, 1]
+
+
+def test_a_priced_reservation_of_several_currencies_is_refused_before_the_stock_and_stores_nothing(
+    product_harness: ProductHarness,
+) -> None:
+    """What an order's lines need: one currency. The refusal comes before a shortage would (an
+    invalid order is a 400 before a 409) and stores nothing: the same id reserves afresh after it."""
+    dollars = product_harness.add_product(currency="USD", stock=5)
+    scarce_euros = product_harness.add_product(currency="EUR", stock=1)
+    reservation_id = uuid.uuid4()
+    with pytest.raises(CurrenciesDiffer) as refused:
+        product_harness.api.reserve_priced(
+            reservation_id, [ReservationLine(dollars, 1), ReservationLine(scarce_euros, 2)]
+        )
+    assert refused.value.currencies == ("EUR", "USD")
+    assert stock(product_harness, dollars, scarce_euros) == [5, 1]
+    product_harness.api.reserve_priced(reservation_id, [ReservationLine(dollars, 2)])
+    assert stock(product_harness, dollars, scarce_euros) == [3, 1]

@@ -32,6 +32,7 @@ from contexts.order.application.ports import Claim, OrderFilter, OrderKey
 from contexts.order.domain import exceptions as order_exceptions
 from contexts.order.domain import model as order_model
 from contexts.product.api import (
+    CurrenciesDiffer,
     InsufficientStock,
     ProductApi,
     ProductDTO,
@@ -622,7 +623,13 @@ class FakeProductApi:
     def reserve_priced(
         self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
     ) -> Mapping[uuid.UUID, ProductDTO]:
-        """Recorded as a reservation (``reserve_calls``), not as a lookup."""
+        """Recorded as a reservation (``reserve_calls``), not as a lookup; as the product
+        context does, products of several currencies are refused before the stock, holding nothing."""
+        wanted = _merged(lines)
+        currencies = {self.products[product_id].currency for product_id in wanted if product_id in self.products}
+        if reservation_id not in self.reservations and wanted.keys() <= self.products.keys() and len(currencies) > 1:
+            self.reserve_calls.append((reservation_id, tuple(lines)))
+            raise CurrenciesDiffer(currencies)
         self.reserve(reservation_id, lines)
         return {line.product_id: self.products[line.product_id] for line in lines}
 

@@ -64,8 +64,9 @@ def cancel(store: OrderStore, products: FakeProductApi) -> CancelOrderHandler:
     return CancelOrderHandler(uow=store, products=products)
 
 
-def order_of(*items: tuple[ProductDTO | uuid.UUID, int], key: str | None = None,
-             user_id: uuid.UUID = CUSTOMER) -> PlaceOrder:
+def order_of(
+    *items: tuple[ProductDTO | uuid.UUID, int], key: str | None = None, user_id: uuid.UUID = CUSTOMER
+) -> PlaceOrder:
     return PlaceOrder(
         user_id=user_id,
         items=tuple(Item(p.id if isinstance(p, ProductDTO) else p, quantity) for p, quantity in items),
@@ -106,9 +107,7 @@ def test_the_order_id_is_the_reservation_id(place: PlaceOrderHandler, products: 
     assert [reservation_id for reservation_id, _ in products.reserve_calls] == [order.id]
 
 
-def test_a_product_listed_twice_becomes_one_line(
-    place: PlaceOrderHandler, products: FakeProductApi
-) -> None:
+def test_a_product_listed_twice_becomes_one_line(place: PlaceOrderHandler, products: FakeProductApi) -> None:
     mug, cup = products.add(sku="MUG"), products.add(sku="CUP")
     order = place(order_of((mug, 1), (cup, 2), (mug, 3)))
     assert [(line.sku, line.quantity) for line in order.items] == [("MUG", 4), ("CUP", 2)]
@@ -126,16 +125,16 @@ def test_placing_asks_the_product_context_once_reserving_and_pricing_together(
     assert products.reserve_calls == [(order.id, (ReservationLine(mug.id, 2),))]
 
 
-def test_mixed_currencies_are_refused_and_their_stock_given_back_at_once(
+def test_mixed_currencies_are_refused_by_the_reservation_holding_nothing(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
-    """The currencies are learnt with the reservation: the order that cannot be made of it
-    releases it before the refusal is answered."""
+    """One call: the product context refuses products of several currencies before it takes
+    any stock, so there is nothing to give back and nothing was published."""
     dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=5)
     with pytest.raises(MixedCurrencies):
         place(order_of((dollars, 1), (euros, 1)))
-    ((reserved_id, _),) = products.reserve_calls
-    assert products.release_calls == [(reserved_id, "order_not_placed")]
+    assert len(products.reserve_calls) == 1
+    assert products.lookups == products.release_calls == []
     assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 5)
     assert store.orders.rows == {}
     assert store.publisher.published == []
@@ -144,30 +143,14 @@ def test_mixed_currencies_are_refused_and_their_stock_given_back_at_once(
 def test_mixed_currencies_are_refused_before_a_shortage_as_when_prices_came_first(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
-    """A 400 for what the order is, not a 409 for the stock: the refused reservation held
-    nothing, and the prices are looked up on this refusal only."""
+    """A 400 for what the order is, not a 409 for the stock: the reservation judges the
+    currencies before the stock, and held nothing."""
     dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=1)
     with pytest.raises(MixedCurrencies):
         place(order_of((dollars, 1), (euros, 2)))
-    assert len(products.lookups) == 1
-    assert products.release_calls == []
+    assert products.lookups == products.release_calls == []
     assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 1)
     assert store.orders.rows == {}
-
-
-def test_a_shortage_stands_when_the_prices_cannot_be_looked_up_after_it(
-    place: PlaceOrderHandler, products: FakeProductApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=1)
-
-    def unavailable(product_ids: object) -> None:
-        raise TimeoutError("no answer from the product service")
-
-    monkeypatch.setattr(products, "get_products", unavailable)
-    with pytest.raises(InsufficientStock):
-        place(order_of((dollars, 1), (euros, 2)))
-    assert products.release_calls == []  # the refused reservation held nothing to give back
-    assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 1)
 
 
 def test_a_shortage_of_one_product_is_answered_without_asking_for_prices(
@@ -184,8 +167,8 @@ def test_a_shortage_of_one_product_is_answered_without_asking_for_prices(
 def test_retrying_a_key_after_mixed_currencies_is_refused_again_and_holds_nothing(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
-    """The refusal frees the key and stores no replay: the retry is placed afresh, reserves
-    under a new id, is refused the same way and gives that stock back too."""
+    """The refusal frees the key and stores no replay: the retry is placed afresh under a new
+    reservation id and refused the same way, holding nothing either time."""
     dollars, euros = products.add(currency="USD", stock=5), products.add(currency="EUR", stock=5)
     for _ in range(2):
         with pytest.raises(MixedCurrencies):
@@ -193,7 +176,7 @@ def test_retrying_a_key_after_mixed_currencies_is_refused_again_and_holds_nothin
         assert store.keys.rows == {}
     first, second = (reserved_id for reserved_id, _ in products.reserve_calls)
     assert first != second
-    assert products.release_calls == [(first, "order_not_placed"), (second, "order_not_placed")]
+    assert products.release_calls == []
     assert (products.stock_of(dollars.id), products.stock_of(euros.id)) == (5, 5)
     assert store.orders.rows == {}
 
@@ -335,8 +318,9 @@ def test_keys_belong_to_one_user(place: PlaceOrderHandler, products: FakeProduct
 def _claim(store: OrderStore, command: PlaceOrder, now: datetime) -> None:
     assert command.idempotency_key is not None
     with store() as uow:
-        uow.idempotency.claim(user_id=command.user_id, key=command.idempotency_key,
-                              fingerprint=command.fingerprint(), now=now)
+        uow.idempotency.claim(
+            user_id=command.user_id, key=command.idempotency_key, fingerprint=command.fingerprint(), now=now
+        )
         uow.commit()
 
 
@@ -398,7 +382,10 @@ def test_cancelling_again_changes_nothing_but_still_asks_for_the_release(
 
 
 def test_a_release_that_fails_does_not_fail_the_cancel_and_cancelling_again_heals_it(
-    place: PlaceOrderHandler, cancel: CancelOrderHandler, products: FakeProductApi, store: OrderStore,
+    place: PlaceOrderHandler,
+    cancel: CancelOrderHandler,
+    products: FakeProductApi,
+    store: OrderStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mug = products.add(stock=5)

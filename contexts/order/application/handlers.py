@@ -26,6 +26,7 @@ from contexts.order.application.ports import OrderFilter, OrderKey, UnitOfWorkFa
 from contexts.order.domain import exceptions, model
 from contexts.order.events import CANCELLED_BY_ADMIN, CANCELLED_BY_CUSTOMER
 from contexts.product.api import (
+    CurrenciesDiffer,
     InsufficientStock,
     ProductApi,
     ProductDTO,
@@ -37,7 +38,7 @@ from contexts.product.api import (
 logger = structlog.get_logger(__name__)
 
 # The product context answered: nothing was reserved.
-REFUSALS = (InsufficientStock, ProductNotFound, ReservationConflict)
+REFUSALS = (CurrenciesDiffer, InsufficientStock, ProductNotFound, ReservationConflict)
 
 IDEMPOTENCY_LEASE = timedelta(seconds=60)
 
@@ -160,9 +161,10 @@ class PlaceOrderHandler:
 
     def _place(self, command: PlaceOrder) -> model.Order:
         """Reserve and learn the prices in one call (one round trip when the product context is
-        served elsewhere), then build and save the order; an order that cannot be built from
-        what was reserved (mixed currencies) gives its stock back at once, so it holds stock
-        for that moment, or until the reservation's expiry if the release fails too."""
+        served elsewhere), then build and save the order. The product context refuses products
+        priced in several currencies before it looks at the stock, so such an order is a 400
+        that held nothing and published nothing, as when the prices were looked up first; an
+        order that fails after the reservation gives its stock back."""
         items = model.merge_items(command.items)
         order_id = uuid.uuid4()
         try:
@@ -171,9 +173,8 @@ class PlaceOrderHandler:
             )
         except ProductNotFound as error:
             raise exceptions.UnknownProducts(error.product_ids) from None
-        except InsufficientStock:
-            self._refuse_an_invalid_order(order_id, command.user_id, items)
-            raise
+        except CurrenciesDiffer as error:
+            raise exceptions.MixedCurrencies(error.currencies) from None
         except REFUSALS:
             raise
         except Exception:
@@ -194,22 +195,6 @@ class PlaceOrderHandler:
             self._release_quietly(order.id, reason="order_not_saved")
             raise
         return order
-
-    def _refuse_an_invalid_order(self, order_id: uuid.UUID, user_id: uuid.UUID, items: Sequence[model.Item]) -> None:
-        """Stock is short, but an order that is invalid as asked (mixed currencies: a 400) is
-        refused for that first, as it was when the prices were looked up before reserving. The
-        lookup costs a round trip on this refusal only, and only when the order has several
-        products to mix; if it fails, or a product went missing meanwhile, the shortage stands
-        as the answer."""
-        if len({item.product_id for item in items}) < 2:
-            return
-        try:
-            products = self._products.get_products([item.product_id for item in items])
-        except Exception:
-            logger.warning("order.products_not_looked_up_after_shortage", exc_info=True)
-            return
-        if all(item.product_id in products for item in items):
-            _order(order_id, user_id, items, products)
 
     def _release_quietly(self, reservation_id: uuid.UUID, reason: str) -> None:
         """Undo a reservation the order will not have; the caller's error is the one to report,

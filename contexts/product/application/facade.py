@@ -31,7 +31,9 @@ class ProductFacade:
     def reserve_priced(
         self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
     ) -> Mapping[uuid.UUID, ProductDTO]:
-        self.reserve(reservation_id, lines)
+        self._reserve(
+            reservation_id, [events.StockLine(line.product_id, line.quantity) for line in lines], one_currency=True
+        )
         return self._get_products([line.product_id for line in lines])
 
     def release(self, reservation_id: uuid.UUID, reason: str) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from contexts.product import events
-from contexts.product.api import InsufficientStock, ProductDTO, ProductNotFound, ReservationConflict
+from contexts.product.api import CurrenciesDiffer, InsufficientStock, ProductDTO, ProductNotFound, ReservationConflict
 from contexts.product.application.ports import (
     Catalogue,
     ProductUnitOfWork,
@@ -180,10 +180,15 @@ class ReserveStockHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, reservation_id: uuid.UUID, lines: Sequence[events.StockLine]) -> None:
+    def __call__(
+        self, reservation_id: uuid.UUID, lines: Sequence[events.StockLine], *, one_currency: bool = False
+    ) -> None:
+        """``one_currency``: refuse (:class:`CurrenciesDiffer`) products priced in several
+        currencies inside the reservation's transaction, before the stock, so that such a
+        refusal, like any other, holds nothing and records no event."""
         wanted = model.merge_lines(lines)
         try:
-            self._reserve(reservation_id, wanted)
+            self._reserve(reservation_id, wanted, one_currency)
         except ReservationExists:
             # A concurrent call with the same id won; judge this one against what it stored.
             with self._uow(write=False) as uow:
@@ -191,13 +196,19 @@ class ReserveStockHandler:
         except UnknownProducts:
             raise ProductNotFound(self._unknown(wanted)) from None
 
-    def _reserve(self, reservation_id: uuid.UUID, wanted: tuple[events.StockLine, ...]) -> None:
+    def _reserve(self, reservation_id: uuid.UUID, wanted: tuple[events.StockLine, ...], one_currency: bool) -> None:
         """Store the reservation, then take each line's stock; every statement on the way is a
         write that must happen anyway, and the lookups that explain a refusal run only then."""
         with self._uow() as uow:
             # The reservation row goes first: a twin (the same call again) meets its key and is
             # judged against what it stored, and a concurrent twin blocks on that key, not on stock.
             uow.reservations.add(model.Reservation.place(reservation_id, wanted, _now()))
+            if one_currency and len(wanted) > 1:
+                currencies = {
+                    product.currency for product in uow.products.get_many([line.product_id for line in wanted])
+                }
+                if len(currencies) > 1:
+                    raise CurrenciesDiffer(currencies)
             for line in wanted:
                 if not uow.stock.take(line.product_id, line.quantity):
                     product = uow.products.get(line.product_id)
