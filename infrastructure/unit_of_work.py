@@ -4,8 +4,8 @@ Rolls back unless told to commit. A commit also writes, in the same transaction,
 recorded by the aggregates it saw into the context's outbox, and, when it runs inside an
 event delivery, the delivery into the context's inbox. Repositories never commit.
 
-A delivery whose whole effect is one INSERT (an audit entry, a mail's record, an order's
-purchase counts in WITHs; see :meth:`~SqlAlchemyUnitOfWork.stage`) commits on PostgreSQL as
+A delivery whose whole effect is one INSERT (an audit entry, a mail's record; see
+:meth:`~SqlAlchemyUnitOfWork.stage`) commits on PostgreSQL as
 one statement outside any transaction, the inbox row in a WITH of it: atomic as the
 transaction was, one round trip where BEGIN, the statements and COMMIT were several.
 
@@ -186,7 +186,7 @@ class SqlAlchemyUnitOfWork(ABC):
     def stage(self, effect: Insert, parameters: dict[str, Any]) -> None:
         """Have ``effect``, an INSERT (with any WITHs of its own), run with ``parameters`` by
         :meth:`commit` (or :meth:`write_staged`): for writes that nothing in the unit of work
-        reads back (an audit entry, a mail's record, an order's counts), so that the commit may
+        reads back (an audit entry, a mail's record), so that the commit may
         send the one staged with the delivery's inbox row as one statement."""
         self._staged.append((effect, parameters))
 

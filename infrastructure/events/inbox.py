@@ -118,12 +118,7 @@ class Inbox:
         # The subscriber's own changes go to the database first: their constraint errors are
         # failures to retry, not signs of an earlier delivery.
         session.flush()
-        try:
-            session.connection().execute(self._record, self._recording(delivery))
-        except IntegrityError as error:
-            if self._is_repeat(error):
-                raise AlreadyHandled(f"{delivery.subscriber} already handled event {delivery.event_id}") from error
-            raise
+        self._run_recording(session.connection(), self._record, {}, delivery)
 
     def record_with(self, connection: Connection, effect: Insert, parameters: Mapping[str, Any]) -> bool:
         """Run ``effect`` (an INSERT, with any WITHs of its own) with ``parameters`` and record the
