@@ -19,7 +19,10 @@ decodes the answers; this module makes each call safe to make from a request:
   ready again half-opens the breaker at once, so callers are back within about half a second
   of a restarted service answering, not after the rest of ``breaker_reset_seconds``. A target
   that says it is ready but then fails the trial call is not asked again until the breaker
-  has closed: only the reset timeout lets its trials through, as if it had no probe.
+  has closed: only the reset timeout lets its trials through, as if it had no probe. The
+  outcome of a call admitted before the breaker last opened or half-opened (one that started
+  while the target was still down, and fails or answers only now) is the caller's alone: it
+  says nothing about the target as it is now, and the breaker ignores it.
 
 Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503 at the edge).
 A 401 means the target refuses the service token: :class:`DependencyMisconfigured` (a 503 that
@@ -140,6 +143,14 @@ class TargetBreaker:
     breaker closes: a target that answers its readiness endpoint but fails (or hangs on) real
     calls would otherwise get a trial call every ``probe_seconds``, and ``reset_seconds`` would
     mean nothing.
+
+    Admission generations: :meth:`admit` returns the breaker's generation, which the caller
+    gives back with the call's outcome; each opening and half-opening starts a new one. An
+    outcome from an earlier generation is not recorded. Otherwise a slow call that started
+    while the target was down, and failed after it came back, would re-open a half-open breaker
+    (and make its probe disbelieved, so recovery waited for ``reset_seconds``) or count against
+    the closed state that followed. Closing starts none: calls let through while half-open
+    were made to the target as it is now, and their failures count.
     """
 
     def __init__(
@@ -162,10 +173,15 @@ class TargetBreaker:
         # believed (not since such a trial failed, until the breaker closes).
         self._probed_trial = False
         self._probe_believed = True
+        # Bumped (under pybreaker's lock, within the admission lock) when the breaker opens or
+        # half-opens; the outcomes of calls admitted in an earlier one are ignored.
+        self._generation = 0
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=failures,
             reset_timeout=reset_seconds,
-            listeners=[_Watch(on_open=self._note_opening, on_close=self._note_closing)],
+            listeners=[
+                _Watch(on_open=self._note_opening, on_half_open=self._note_half_opening, on_close=self._note_closing)
+            ],
             name=target,
         )
         self._admission = threading.Lock()
@@ -191,16 +207,17 @@ class TargetBreaker:
         reopens = opened_at + timedelta(seconds=self._breaker.reset_timeout)
         return max(0.0, (reopens - self._clock()).total_seconds())
 
-    def admit(self, seconds_left: float) -> None:
-        """Raise :class:`_CircuitOpen` while calls must not be made; while open, probe the
-        target first, within ``seconds_left``, when a probe is due (see the class's docstring)."""
+    def admit(self, seconds_left: float) -> int:
+        """The generation the call is admitted in, to be given back with its outcome. Raise
+        :class:`_CircuitOpen` while calls must not be made; while open, probe the target first,
+        within ``seconds_left``, when a probe is due (see the class's docstring)."""
         with self._admission:
             if self.state != pybreaker.STATE_OPEN:
-                return
+                return self._generation
             if self._seconds_until_reset() <= 0:
                 self._probed_trial = False
                 self._breaker.half_open()
-                return
+                return self._generation
             if not self._probe_due():
                 raise _CircuitOpen(self.seconds_until_trial())
             self._probing = True
@@ -215,10 +232,12 @@ class TargetBreaker:
                 if reopened:
                     self._probed_trial = True
                     self._breaker.half_open()
+                admitted_in = self._generation
         if not ready:
             raise _CircuitOpen(self.seconds_until_trial())
         if reopened:
             logger.info("remote.breaker_probe_answered", target=self._breaker.name)
+        return admitted_in
 
     def _probe_due(self) -> bool:
         """With the admission lock held: whether this call is to probe the target."""
@@ -230,23 +249,37 @@ class TargetBreaker:
             and self._clock() >= next_probe_at
         )
 
-    def record_success(self) -> None:
-        with contextlib.suppress(pybreaker.CircuitBreakerError):
-            self._breaker.call(_succeed)
+    def record_success(self, admitted_in: int) -> None:
+        """A call admitted in generation ``admitted_in`` (see :meth:`admit`) was answered."""
+        with self._admission:
+            if admitted_in != self._generation:
+                return
+            with contextlib.suppress(pybreaker.CircuitBreakerError):
+                self._breaker.call(_succeed)
 
-    def record_failure(self) -> None:
-        with contextlib.suppress(pybreaker.CircuitBreakerError, _Failure):
-            self._breaker.call(_fail)
+    def record_failure(self, admitted_in: int) -> None:
+        """A call admitted in generation ``admitted_in`` (see :meth:`admit`) failed."""
+        with self._admission:
+            if admitted_in != self._generation:
+                logger.info("remote.breaker_stale_failure_ignored", target=self._breaker.name, state=self.state)
+                return
+            with contextlib.suppress(pybreaker.CircuitBreakerError, _Failure):
+                self._breaker.call(_fail)
 
     def _note_opening(self) -> None:
         """The breaker opened (again, when a trial call failed): the reset timeout and the
         probes count from now; none while a trial a probe let through failed last."""
+        self._generation += 1
         if self._probed_trial:
             self._probed_trial = False
             self._probe_believed = False
             logger.warning("remote.breaker_probe_disbelieved", target=self._breaker.name)
         self._opened_at = self._clock()
         self._next_probe_at = self._opened_at + self._probe_every if self._probe_believed else None
+
+    def _note_half_opening(self) -> None:
+        """The breaker half-opened: calls admitted from now on are its trials."""
+        self._generation += 1
 
     def _note_closing(self) -> None:
         """The target answered a trial call: its readiness is believed again."""
@@ -255,11 +288,14 @@ class TargetBreaker:
 
 
 class _Watch(pybreaker.CircuitBreakerListener):
-    """Tells when the breaker opens (so its owner can note the time on its own clock), and logs
-    every change of state."""
+    """Tells when the breaker opens (so its owner can note the time on its own clock),
+    half-opens or closes, and logs every change of state."""
 
-    def __init__(self, *, on_open: Callable[[], None], on_close: Callable[[], None]) -> None:
+    def __init__(
+        self, *, on_open: Callable[[], None], on_half_open: Callable[[], None], on_close: Callable[[], None]
+    ) -> None:
         self._on_open = on_open
+        self._on_half_open = on_half_open
         self._on_close = on_close
 
     def state_change(
@@ -270,6 +306,8 @@ class _Watch(pybreaker.CircuitBreakerListener):
     ) -> None:
         if new_state.name == pybreaker.STATE_OPEN:
             self._on_open()
+        elif new_state.name == pybreaker.STATE_HALF_OPEN:
+            self._on_half_open()
         elif new_state.name == pybreaker.STATE_CLOSED:
             self._on_close()
         log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
@@ -471,7 +509,7 @@ class RemoteService:
     def _attempt(
         self, method: str, path: str, params: QueryParams | None, body: Any, deadline: _Deadline
     ) -> httpx.Response:
-        self._breaker.admit(_time_left(deadline))
+        admitted_in = self._breaker.admit(_time_left(deadline))
         remaining = _time_left(deadline)  # after admit, which may have spent time on a probe
         try:
             response = self._send(
@@ -480,14 +518,14 @@ class RemoteService:
         except httpx.TransportError as error:
             if self._cut_short_by_caller(error, deadline, remaining):
                 raise _Unavailable(f"the caller's deadline passed ({type(error).__name__})") from error
-            self._breaker.record_failure()
+            self._breaker.record_failure(admitted_in)
             raise _Unavailable(f"{type(error).__name__}: {error}") from error
         if response.status_code < 500:
-            self._breaker.record_success()
+            self._breaker.record_success(admitted_in)
             if response.status_code == 401:
                 raise DependencyMisconfigured(self.name, TOKEN_REFUSED)
             return response
-        self._breaker.record_failure()
+        self._breaker.record_failure(admitted_in)
         if response.status_code in RETRYABLE_STATUSES:
             raise _Unavailable(f"answered {response.status_code}", _retry_after_header(response))
         raise UnexpectedAnswer(self.name, response.status_code, response.text[:200])

@@ -709,3 +709,116 @@ def test_while_open_concurrent_callers_start_one_probe_and_the_others_fail_fast(
 
     assert probes == ["/readyz"]
     assert reasons == ["circuit open"] * callers
+
+
+# --- a call admitted before the breaker opened says nothing about the target now -------------
+
+
+class StaleCallTarget:
+    """A target that is down (503) until ``back`` is set, then ready and answering 200; the
+    first call it gets (the stale one) hangs until :meth:`fail_the_stale_call` and then times
+    out. ``asked`` records ``"stale"``, ``"call"`` or ``"probe"`` for each request, in order."""
+
+    def __init__(self) -> None:
+        self.back = False
+        self.asked: list[str] = []
+        self.stale_sent = threading.Event()
+        self._stale_fails = threading.Event()
+        self.stale_outcome: Exception | None = None
+        self._stale_done = threading.Event()
+        self.during_call: Callable[[], None] = lambda: None
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":
+            self.asked.append("probe")
+            return httpx.Response(200 if self.back else 503)
+        if not self.asked:
+            self.asked.append("stale")
+            self.stale_sent.set()
+            assert self._stale_fails.wait(SAFETY_NET_SECONDS), "the stale call was never let fail"
+            raise httpx.ReadTimeout("the target was down when this call was sent", request=request)
+        self.asked.append("call")
+        self.during_call()
+        return httpx.Response(200, json={}) if self.back else httpx.Response(503)
+
+    def start_stale_call(self, service: RemoteService, pool: ThreadPoolExecutor) -> None:
+        """A call, admitted while the breaker is closed, that hangs in the target."""
+
+        def stale() -> None:
+            try:
+                get(service)
+            except DependencyUnavailable as error:
+                self.stale_outcome = error
+            finally:
+                self._stale_done.set()
+
+        pool.submit(stale)
+        assert self.stale_sent.wait(SAFETY_NET_SECONDS), "the stale call was not sent"
+
+    def fail_the_stale_call(self) -> None:
+        """Let the stale call fail, and return once its caller has its error (and the breaker
+        has been told)."""
+        self._stale_fails.set()
+        assert self._stale_done.wait(SAFETY_NET_SECONDS), "the stale call did not end"
+
+
+def test_a_stale_call_failing_during_the_probed_trial_neither_reopens_the_breaker_nor_discredits_the_probe(
+    make_service: MakeService,
+) -> None:
+    """A call sent while the target was down fails only after a probe found it ready again and
+    half-opened the breaker: the trial's success closes the breaker, and the stale call's
+    failure is its caller's alone (it would otherwise re-open the breaker, and recovery would
+    wait for the reset timeout)."""
+    clock = FakeClock()
+    target = StaleCallTarget()
+    service = make_service(
+        "http://product.test",
+        breakers=BreakerRegistry(clock),
+        transport=httpx.MockTransport(target.answer),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        target.start_stale_call(service, pool)
+        fail(service, 2)  # the breaker opens while the stale call hangs
+        assert service.breaker.state == "open"
+        target.back = True
+        clock.advance(0.6)
+        target.during_call = target.fail_the_stale_call  # while the probed trial is in flight
+        assert get(service).status_code == 200
+        target.during_call = lambda: None
+
+    assert isinstance(target.stale_outcome, DependencyUnavailable)
+    assert service.breaker.state == "closed"
+    assert get(service).status_code == 200  # not "circuit open" until the reset timeout
+    assert target.asked == ["stale", "call", "call", "probe", "call", "call"]
+
+
+def test_a_stale_call_failing_after_the_breaker_closed_does_not_count_against_it(make_service: MakeService) -> None:
+    """With two failures to open it, the stale failure and one fresh failure after recovery
+    leave the breaker closed: only failures of calls made to the target as it is now count."""
+    clock = FakeClock()
+    target = StaleCallTarget()
+    service = make_service(
+        "http://product.test",
+        breakers=BreakerRegistry(clock),
+        transport=httpx.MockTransport(target.answer),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        target.start_stale_call(service, pool)
+        fail(service, 2)
+        target.back = True
+        clock.advance(0.6)
+        assert get(service).status_code == 200  # probed, the trial closes the breaker
+        assert service.breaker.state == "closed"
+        target.fail_the_stale_call()
+    target.back = False
+    fail(service, 1)  # one fresh failure
+
+    assert isinstance(target.stale_outcome, DependencyUnavailable)
+    assert service.breaker.state == "closed"
+    assert target.asked == ["stale", "call", "call", "probe", "call", "call"]
