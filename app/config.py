@@ -286,7 +286,8 @@ class Settings(BaseSettings):
         None,
         description="calls to another service: a kept-alive connection is dropped once idle this long;"
         " below the target's idle timeout (its WEB_KEEPALIVE_SECONDS) and its load balancer's; 0: none kept;"
-        " unset: 4, or less when this deployment's WEB_KEEPALIVE_SECONDS is shorter",
+        " unset: 4, or less when this deployment's WEB_KEEPALIVE_SECONDS is shorter;"
+        " when set, also bounds the idle connections of `shop gateway nginx` to the services",
     )
 
     @field_validator("token_previous_secrets")
