@@ -10,6 +10,8 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -476,6 +478,7 @@ class Settings(BaseSettings):
             breaker_failures=self.remote_breaker_failures,
             breaker_reset_seconds=self.remote_breaker_reset_seconds,
             idle_connection_seconds=self.remote_idle_seconds(),
+            user_agent=f"modular-shop/{_shop_version()} ({','.join(self.hosted_contexts())})",
         )
 
     def remote_idle_seconds(self) -> float:
@@ -589,6 +592,12 @@ def hosted_contexts(served_contexts: str) -> tuple[str, ...]:
     """The contexts a ``SERVED_CONTEXTS`` value names, in the order of ``CONTEXTS``; empty: all."""
     chosen = split_list(served_contexts)
     return tuple(context for context in CONTEXTS if not chosen or context in chosen)
+
+
+@cache
+def _shop_version() -> str:
+    """The installed shop's version, read once: it names the shop in calls to other services."""
+    return version("modular-shop")
 
 
 def read_settings(overrides: Mapping[str, Any] | None = None, *, kind: type[Settings] = Settings) -> Settings:

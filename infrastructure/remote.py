@@ -7,7 +7,8 @@ decodes the answers; this module makes each call safe to make from a request:
   deadline: the read timeout, or what is left of the incoming request's ``X-Deadline-Ms`` if
   that is shorter (only another service of the shop can set it: ``http/request_id.py``). The
   remaining milliseconds travel on as ``X-Deadline-Ms``;
-* the service token, the request id and the caller's ``traceparent`` travel with each attempt;
+* the service token, the request id and the caller's ``traceparent`` travel with each attempt,
+  and a ``User-Agent`` naming the shop's version and the contexts the calling process serves;
 * only calls the caller marks idempotent are retried (tenacity), after connection errors,
   timeouts and 502/503/504, with exponential backoff drawn from the upper half of each step
   ("equal jitter"), and never past the deadline;
@@ -408,6 +409,7 @@ class RemoteService:
         self._target = target
         self._transport = transport or httpx.HTTPTransport(limits=_limits(options), trust_env=False)
         self._token_header = f"Bearer {token}"
+        self._user_agent = options.user_agent
 
     @property
     def breaker(self) -> TargetBreaker:
@@ -489,7 +491,8 @@ class RemoteService:
         assert self._options.ready_path is not None
         timeout = max(0.0, min(self._options.connect_timeout_seconds, seconds_left))
         try:
-            answer = self._send("GET", self._options.ready_path, {"Accept": JSON}, httpx.Timeout(timeout))
+            headers = {"Accept": JSON, "User-Agent": self._user_agent}
+            answer = self._send("GET", self._options.ready_path, headers, httpx.Timeout(timeout))
             return answer.status_code == 200
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the target is not shown ready
             logger.info("remote.breaker_probe_failed", target=self.name, error=f"{type(error).__name__}: {error}")
@@ -541,7 +544,7 @@ class RemoteService:
         return remaining < configured
 
     def _headers(self, remaining: float) -> dict[str, str]:
-        return _context_headers(self._token_header, remaining)
+        return _context_headers(self._token_header, self._user_agent, remaining)
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
         connect = min(self._options.connect_timeout_seconds, remaining)
@@ -588,11 +591,12 @@ def _time_left(deadline: _Deadline) -> float:
     return remaining
 
 
-def _context_headers(token_header: str, seconds_left: float) -> dict[str, str]:
-    """An attempt's headers: the service token, JSON accepted, and the caller's context."""
+def _context_headers(token_header: str, user_agent: str, seconds_left: float) -> dict[str, str]:
+    """An attempt's headers: the service token, JSON accepted, who calls, and the caller's context."""
     headers = {
         "Authorization": token_header,
         "Accept": JSON,
+        "User-Agent": user_agent,
         DEADLINE_HEADER: str(max(1, int(seconds_left * 1000))),
     }
     request_id, traceparent = current_request_id(), current_traceparent()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from typing import Any
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -158,6 +159,32 @@ def test_every_call_carries_the_token_the_request_id_the_trace_and_the_deadline(
     assert received.headers["X-Request-ID"] == "req-42"
     assert received.headers["traceparent"] == TRACEPARENT
     assert 0 < int(received.headers[DEADLINE_HEADER]) <= 2000
+
+
+def test_calls_and_probes_name_the_shop_its_version_and_the_calling_processs_contexts(
+    make_service: MakeService,
+) -> None:
+    """The target's logs (and a proxy's) tell which process of the shop called."""
+    settings = read_settings(
+        {
+            "served_contexts": "order,user",
+            "product_service_url": "http://product.test",
+            "service_token": TOKEN,
+            "token_secret": TOKEN,
+            "events_broker_url": "amqp://guest:guest@broker.test//",
+        }
+    )
+    options = settings.remote_options()
+    clock = FakeClock()
+    with ScriptedServer(then=Answer(503)) as server:
+        service = opened_on(clock, make_service, server.url, user_agent=options.user_agent)
+        clock.advance(0.6)
+        with pytest.raises(DependencyUnavailable):
+            get(service)  # probed: not ready
+
+    assert calls_and_probes(server) == ["call", "call", "probe"]
+    expected = f"modular-shop/{version('modular-shop')} (user,order)"
+    assert [received.headers.get("User-Agent") for received in server.received] == [expected] * 3
 
 
 def test_a_cookie_the_target_sets_is_not_sent_with_later_calls(make_service: MakeService) -> None:
