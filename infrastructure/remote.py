@@ -469,8 +469,7 @@ class RemoteService:
         auth and redirect flows (no redirect is followed) and the URL merging."""
         request = httpx.Request(
             method,
-            self._target + path,
-            params=params,
+            self._target + _with_params(path, params),
             json=body,
             headers=headers,
             extensions={"timeout": timeout.as_dict()},
@@ -605,6 +604,15 @@ def _context_headers(token_header: str, user_agent: str, seconds_left: float) ->
     if traceparent:
         headers[TRACEPARENT_HEADER] = traceparent
     return headers
+
+
+def _with_params(path: str, params: QueryParams | None) -> str:
+    """``path`` with ``params`` added after any query string it carries, which is kept (as
+    ``params`` of httpx would not keep it)."""
+    encoded = str(httpx.QueryParams(params)) if params else ""
+    if not encoded:
+        return path
+    return f"{path}{'&' if '?' in path else '?'}{encoded}"
 
 
 def _retry_after_header(response: httpx.Response) -> int | None:

@@ -187,6 +187,24 @@ def test_calls_and_probes_name_the_shop_its_version_and_the_calling_processs_con
     assert [received.headers.get("User-Agent") for received in server.received] == [expected] * 3
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "sent"),
+    [
+        ("/internal/v1/thing?expand=prices", {"ids": ["a", "b"]}, "/internal/v1/thing?expand=prices&ids=a&ids=b"),
+        ("/internal/v1/thing?ids=x", {"ids": ["a b"]}, "/internal/v1/thing?ids=x&ids=a+b"),
+        ("/internal/v1/thing?expand=prices", {}, "/internal/v1/thing?expand=prices"),
+    ],
+)
+def test_a_query_string_in_the_path_is_kept_beside_the_parameters(
+    make_service: MakeService, path: str, params: dict[str, Any], sent: str
+) -> None:
+    with ScriptedServer(then=Answer(200, {})) as server:
+        make_service(server.url).request("GET", path, params=params, idempotent=True)
+
+    [received] = server.received
+    assert received.path == sent
+
+
 def test_a_cookie_the_target_sets_is_not_sent_with_later_calls(make_service: MakeService) -> None:
     """One client serves every request of the process: a cookie kept from one answer would go
     with every later call, whoever's request it serves."""
