@@ -38,6 +38,7 @@ reads it.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -405,9 +406,12 @@ class RemoteService:
             for idempotent in (True, False)
         }
         # Requests go straight to the transport (see _send). trust_env=False: service-to-service
-        # calls never take settings (certificates here; proxies are never read) from the environment.
+        # calls never take settings (certificates here; proxies are never read) from the environment:
+        # an internal CA is given as REMOTE_CA_FILE.
         self._target = target
-        self._transport = transport or httpx.HTTPTransport(limits=_limits(options), trust_env=False)
+        self._transport = transport or httpx.HTTPTransport(
+            limits=_limits(options), trust_env=False, verify=_verify(options)
+        )
         self._token_header = f"Bearer {token}"
         self._user_agent = options.user_agent
 
@@ -580,6 +584,12 @@ def _limits(options: RemoteOptions) -> httpx.Limits:
         max_keepalive_connections=defaults.max_keepalive_connections if idle > 0 else 0,
         keepalive_expiry=idle,
     )
+
+
+def _verify(options: RemoteOptions) -> ssl.SSLContext | bool:
+    """How https targets' certificates are checked: against ``options.ca_file`` alone when
+    set (an internal CA), else httpx's public ones (certifi)."""
+    return ssl.create_default_context(cafile=options.ca_file) if options.ca_file else True
 
 
 def _time_left(deadline: _Deadline) -> float:

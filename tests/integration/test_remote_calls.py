@@ -5,19 +5,24 @@ carry the caller's context. Faults come from small servers in threads (tests/htt
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from app.config import read_settings
+from app.config import read_settings, settings_problems
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, UnexpectedAnswer
 from infrastructure.request_context import (
@@ -867,3 +872,83 @@ def test_a_stale_call_failing_after_the_breaker_closed_does_not_count_against_it
     assert isinstance(target.stale_outcome, DependencyUnavailable)
     assert service.breaker.state == "closed"
     assert target.asked == ["stale", "call", "call", "probe", "call", "call"]
+
+
+# --- https to a target whose certificate an internal CA signed ---------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_ca(folder: Path, name: str) -> None:
+    """``<name>.pem`` and ``<name>.key``: a certificate authority of a day."""
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "1", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=folder,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``ca.pem`` (an internal CA), ``server.pem``/``server.key`` (127.0.0.1's
+    certificate, signed by it) and ``other-ca.pem`` (a CA that signed nothing here), made with
+    the openssl command (no Python package for it is installed)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test CA")
+    folder = tmp_path_factory.mktemp("internal-ca")
+    make_ca(folder, "ca")
+    make_ca(folder, "other-ca")
+    (folder / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+        cwd=folder,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "1", "-extfile", "server.ext",
+        cwd=folder,
+    )  # fmt: skip
+    return folder
+
+
+def test_an_https_target_is_trusted_when_its_ca_is_the_remote_ca_file(
+    make_service: MakeService, internal_ca: Path
+) -> None:
+    """REMOTE_CA_FILE's certificate authorities, and only those, vouch for https targets."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(internal_ca / "server.pem", internal_ca / "server.key")
+    trusting = read_settings({"remote_ca_file": str(internal_ca / "ca.pem")}).remote_options()
+    trusting_another = read_settings({"remote_ca_file": str(internal_ca / "other-ca.pem")}).remote_options()
+    with ScriptedServer(then=Answer(200, {"ok": True}), tls=tls) as server:
+        assert server.url.startswith("https://")
+        assert get(make_service(server.url, ca_file=trusting.ca_file)).json() == {"ok": True}
+        with pytest.raises(DependencyUnavailable) as refused:
+            get(make_service(server.url, ca_file=trusting_another.ca_file, attempts=1))
+
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.value.reason
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("missing.pem", "does not exist"),
+        (".", "is not a file"),
+        ("server.ext", "holds no PEM certificate"),
+    ],
+)
+def test_a_remote_ca_file_that_cannot_serve_is_refused_at_start_up(internal_ca: Path, name: str, says: str) -> None:
+    path = internal_ca / name
+    with pytest.raises(ValidationError) as raised:
+        read_settings({"remote_ca_file": str(path)})
+
+    problems = settings_problems(raised.value)
+    assert problems.strip().startswith(f"REMOTE_CA_FILE: {path}"), problems
+    assert says in problems
