@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import ssl
 from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -286,7 +289,13 @@ class Settings(BaseSettings):
         None,
         description="calls to another service: a kept-alive connection is dropped once idle this long;"
         " below the target's idle timeout (its WEB_KEEPALIVE_SECONDS) and its load balancer's; 0: none kept;"
-        " unset: 4, or less when this deployment's WEB_KEEPALIVE_SECONDS is shorter",
+        " unset: 4, or less when this deployment's WEB_KEEPALIVE_SECONDS is shorter;"
+        " when set, also bounds the idle connections of `shop gateway nginx` to the services",
+    )
+    remote_ca_file: Path | None = Field(
+        None,
+        description="calls to https service URLs: a PEM file of the certificate authorities (e.g. an internal"
+        " one) their certificates must chain to, instead of the public ones",
     )
 
     @field_validator("token_previous_secrets")
@@ -402,6 +411,30 @@ class Settings(BaseSettings):
             return None
         return _long_enough(value)
 
+    @field_validator("remote_ca_file", mode="before")
+    @classmethod
+    def _unset_ca_file(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("remote_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        """Read at start-up, as each call would: a missing, unreadable or certificate-less
+        file is this setting's error now, not every https call's failure later."""
+        if value is None:
+            return None
+        if not value.exists():
+            raise ValueError(f"{value} does not exist")
+        if not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        try:
+            ssl.create_default_context(cafile=value)
+        except PermissionError as error:
+            raise ValueError(f"{value} cannot be read ({error.strerror})") from error
+        except (ssl.SSLError, OSError, ValueError) as error:
+            raise ValueError(f"{value} holds no PEM certificate that can be read ({error})") from error
+        return value
+
     @field_validator("cors_allowed_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
@@ -475,6 +508,8 @@ class Settings(BaseSettings):
             breaker_failures=self.remote_breaker_failures,
             breaker_reset_seconds=self.remote_breaker_reset_seconds,
             idle_connection_seconds=self.remote_idle_seconds(),
+            ca_file=str(self.remote_ca_file) if self.remote_ca_file else None,
+            user_agent=f"modular-shop/{_shop_version()} ({','.join(self.hosted_contexts())})",
         )
 
     def remote_idle_seconds(self) -> float:
@@ -588,6 +623,12 @@ def hosted_contexts(served_contexts: str) -> tuple[str, ...]:
     """The contexts a ``SERVED_CONTEXTS`` value names, in the order of ``CONTEXTS``; empty: all."""
     chosen = split_list(served_contexts)
     return tuple(context for context in CONTEXTS if not chosen or context in chosen)
+
+
+@cache
+def _shop_version() -> str:
+    """The installed shop's version, read once: it names the shop in calls to other services."""
+    return version("modular-shop")
 
 
 def read_settings(overrides: Mapping[str, Any] | None = None, *, kind: type[Settings] = Settings) -> Settings:

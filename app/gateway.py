@@ -289,14 +289,25 @@ def _keepalive(settings: Settings, servers: int) -> list[str]:
     """Idle connections kept to an upstream: as many as its processes serve requests at once,
     each closed by nginx before the shop would close it (``WEB_KEEPALIVE_SECONDS``), so nginx
     never sends a request down a connection the shop is closing. None when the shop keeps
-    idle connections too briefly for that."""
-    idle = settings.web_keepalive_seconds - KEEPALIVE_MARGIN_SECONDS
+    idle connections too briefly for that.
+
+    nginx is then a caller of the shop's processes like the shop's own services, so
+    ``REMOTE_IDLE_CONNECTION_SECONDS``, when set and shorter, bounds its idle time too: it is
+    set for a load balancer between callers and services that closes idle connections sooner
+    than the shop would, and nginx's requests to the services pass the same way."""
+    idle: float = settings.web_keepalive_seconds - KEEPALIVE_MARGIN_SECONDS
     if idle < 1:
         return ["    # WEB_KEEPALIVE_SECONDS is too short to reuse connections safely: none kept."]
+    bound = "below WEB_KEEPALIVE_SECONDS"
+    remote_idle = settings.remote_idle_connection_seconds
+    if remote_idle is not None and remote_idle < idle:
+        if remote_idle == 0:
+            return ["    # REMOTE_IDLE_CONNECTION_SECONDS is 0: none kept."]
+        idle, bound = max(remote_idle, 0.001), "REMOTE_IDLE_CONNECTION_SECONDS"
     connections = settings.web_workers * settings.web_threads * servers
     return [
         f"    keepalive {connections};  # WEB_WORKERS x WEB_THREADS per server",
-        f"    keepalive_timeout {idle}s;  # below WEB_KEEPALIVE_SECONDS",
+        f"    keepalive_timeout {_seconds(idle)};  # {bound}",
     ]
 
 

@@ -7,7 +7,8 @@ decodes the answers; this module makes each call safe to make from a request:
   deadline: the read timeout, or what is left of the incoming request's ``X-Deadline-Ms`` if
   that is shorter (only another service of the shop can set it: ``http/request_id.py``). The
   remaining milliseconds travel on as ``X-Deadline-Ms``;
-* the service token, the request id and the caller's ``traceparent`` travel with each attempt;
+* the service token, the request id and the caller's ``traceparent`` travel with each attempt,
+  and a ``User-Agent`` naming the shop's version and the contexts the calling process serves;
 * only calls the caller marks idempotent are retried (tenacity), after connection errors,
   timeouts and 502/503/504, with exponential backoff drawn from the upper half of each step
   ("equal jitter"), and never past the deadline;
@@ -19,7 +20,10 @@ decodes the answers; this module makes each call safe to make from a request:
   ready again half-opens the breaker at once, so callers are back within about half a second
   of a restarted service answering, not after the rest of ``breaker_reset_seconds``. A target
   that says it is ready but then fails the trial call is not asked again until the breaker
-  has closed: only the reset timeout lets its trials through, as if it had no probe.
+  has closed: only the reset timeout lets its trials through, as if it had no probe. The
+  outcome of a call admitted before the breaker last opened or half-opened (one that started
+  while the target was still down, and fails or answers only now) is the caller's alone: it
+  says nothing about the target as it is now, and the breaker ignores it.
 
 Whatever the cause, an unreachable target is :class:`DependencyUnavailable` (503 at the edge).
 A 401 means the target refuses the service token: :class:`DependencyMisconfigured` (a 503 that
@@ -34,6 +38,7 @@ reads it.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -140,6 +145,14 @@ class TargetBreaker:
     breaker closes: a target that answers its readiness endpoint but fails (or hangs on) real
     calls would otherwise get a trial call every ``probe_seconds``, and ``reset_seconds`` would
     mean nothing.
+
+    Admission generations: :meth:`admit` returns the breaker's generation, which the caller
+    gives back with the call's outcome; each opening and half-opening starts a new one. An
+    outcome from an earlier generation is not recorded. Otherwise a slow call that started
+    while the target was down, and failed after it came back, would re-open a half-open breaker
+    (and make its probe disbelieved, so recovery waited for ``reset_seconds``) or count against
+    the closed state that followed. Closing starts none: calls let through while half-open
+    were made to the target as it is now, and their failures count.
     """
 
     def __init__(
@@ -162,10 +175,15 @@ class TargetBreaker:
         # believed (not since such a trial failed, until the breaker closes).
         self._probed_trial = False
         self._probe_believed = True
+        # Bumped (under pybreaker's lock, within the admission lock) when the breaker opens or
+        # half-opens; the outcomes of calls admitted in an earlier one are ignored.
+        self._generation = 0
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=failures,
             reset_timeout=reset_seconds,
-            listeners=[_Watch(on_open=self._note_opening, on_close=self._note_closing)],
+            listeners=[
+                _Watch(on_open=self._note_opening, on_half_open=self._note_half_opening, on_close=self._note_closing)
+            ],
             name=target,
         )
         self._admission = threading.Lock()
@@ -191,16 +209,17 @@ class TargetBreaker:
         reopens = opened_at + timedelta(seconds=self._breaker.reset_timeout)
         return max(0.0, (reopens - self._clock()).total_seconds())
 
-    def admit(self, seconds_left: float) -> None:
-        """Raise :class:`_CircuitOpen` while calls must not be made; while open, probe the
-        target first, within ``seconds_left``, when a probe is due (see the class's docstring)."""
+    def admit(self, seconds_left: float) -> int:
+        """The generation the call is admitted in, to be given back with its outcome. Raise
+        :class:`_CircuitOpen` while calls must not be made; while open, probe the target first,
+        within ``seconds_left``, when a probe is due (see the class's docstring)."""
         with self._admission:
             if self.state != pybreaker.STATE_OPEN:
-                return
+                return self._generation
             if self._seconds_until_reset() <= 0:
                 self._probed_trial = False
                 self._breaker.half_open()
-                return
+                return self._generation
             if not self._probe_due():
                 raise _CircuitOpen(self.seconds_until_trial())
             self._probing = True
@@ -215,10 +234,12 @@ class TargetBreaker:
                 if reopened:
                     self._probed_trial = True
                     self._breaker.half_open()
+                admitted_in = self._generation
         if not ready:
             raise _CircuitOpen(self.seconds_until_trial())
         if reopened:
             logger.info("remote.breaker_probe_answered", target=self._breaker.name)
+        return admitted_in
 
     def _probe_due(self) -> bool:
         """With the admission lock held: whether this call is to probe the target."""
@@ -230,23 +251,37 @@ class TargetBreaker:
             and self._clock() >= next_probe_at
         )
 
-    def record_success(self) -> None:
-        with contextlib.suppress(pybreaker.CircuitBreakerError):
-            self._breaker.call(_succeed)
+    def record_success(self, admitted_in: int) -> None:
+        """A call admitted in generation ``admitted_in`` (see :meth:`admit`) was answered."""
+        with self._admission:
+            if admitted_in != self._generation:
+                return
+            with contextlib.suppress(pybreaker.CircuitBreakerError):
+                self._breaker.call(_succeed)
 
-    def record_failure(self) -> None:
-        with contextlib.suppress(pybreaker.CircuitBreakerError, _Failure):
-            self._breaker.call(_fail)
+    def record_failure(self, admitted_in: int) -> None:
+        """A call admitted in generation ``admitted_in`` (see :meth:`admit`) failed."""
+        with self._admission:
+            if admitted_in != self._generation:
+                logger.info("remote.breaker_stale_failure_ignored", target=self._breaker.name, state=self.state)
+                return
+            with contextlib.suppress(pybreaker.CircuitBreakerError, _Failure):
+                self._breaker.call(_fail)
 
     def _note_opening(self) -> None:
         """The breaker opened (again, when a trial call failed): the reset timeout and the
         probes count from now; none while a trial a probe let through failed last."""
+        self._generation += 1
         if self._probed_trial:
             self._probed_trial = False
             self._probe_believed = False
             logger.warning("remote.breaker_probe_disbelieved", target=self._breaker.name)
         self._opened_at = self._clock()
         self._next_probe_at = self._opened_at + self._probe_every if self._probe_believed else None
+
+    def _note_half_opening(self) -> None:
+        """The breaker half-opened: calls admitted from now on are its trials."""
+        self._generation += 1
 
     def _note_closing(self) -> None:
         """The target answered a trial call: its readiness is believed again."""
@@ -255,11 +290,14 @@ class TargetBreaker:
 
 
 class _Watch(pybreaker.CircuitBreakerListener):
-    """Tells when the breaker opens (so its owner can note the time on its own clock), and logs
-    every change of state."""
+    """Tells when the breaker opens (so its owner can note the time on its own clock),
+    half-opens or closes, and logs every change of state."""
 
-    def __init__(self, *, on_open: Callable[[], None], on_close: Callable[[], None]) -> None:
+    def __init__(
+        self, *, on_open: Callable[[], None], on_half_open: Callable[[], None], on_close: Callable[[], None]
+    ) -> None:
         self._on_open = on_open
+        self._on_half_open = on_half_open
         self._on_close = on_close
 
     def state_change(
@@ -270,6 +308,8 @@ class _Watch(pybreaker.CircuitBreakerListener):
     ) -> None:
         if new_state.name == pybreaker.STATE_OPEN:
             self._on_open()
+        elif new_state.name == pybreaker.STATE_HALF_OPEN:
+            self._on_half_open()
         elif new_state.name == pybreaker.STATE_CLOSED:
             self._on_close()
         log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
@@ -366,10 +406,14 @@ class RemoteService:
             for idempotent in (True, False)
         }
         # Requests go straight to the transport (see _send). trust_env=False: service-to-service
-        # calls never take settings (certificates here; proxies are never read) from the environment.
+        # calls never take settings (certificates here; proxies are never read) from the environment:
+        # an internal CA is given as REMOTE_CA_FILE.
         self._target = target
-        self._transport = transport or httpx.HTTPTransport(limits=_limits(options), trust_env=False)
+        self._transport = transport or httpx.HTTPTransport(
+            limits=_limits(options), trust_env=False, verify=_verify(options)
+        )
         self._token_header = f"Bearer {token}"
+        self._user_agent = options.user_agent
 
     @property
     def breaker(self) -> TargetBreaker:
@@ -429,8 +473,7 @@ class RemoteService:
         auth and redirect flows (no redirect is followed) and the URL merging."""
         request = httpx.Request(
             method,
-            self._target + path,
-            params=params,
+            self._target + _with_params(path, params),
             json=body,
             headers=headers,
             extensions={"timeout": timeout.as_dict()},
@@ -451,7 +494,8 @@ class RemoteService:
         assert self._options.ready_path is not None
         timeout = max(0.0, min(self._options.connect_timeout_seconds, seconds_left))
         try:
-            answer = self._send("GET", self._options.ready_path, {"Accept": JSON}, httpx.Timeout(timeout))
+            headers = {"Accept": JSON, "User-Agent": self._user_agent}
+            answer = self._send("GET", self._options.ready_path, headers, httpx.Timeout(timeout))
             return answer.status_code == 200
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the target is not shown ready
             logger.info("remote.breaker_probe_failed", target=self.name, error=f"{type(error).__name__}: {error}")
@@ -471,7 +515,7 @@ class RemoteService:
     def _attempt(
         self, method: str, path: str, params: QueryParams | None, body: Any, deadline: _Deadline
     ) -> httpx.Response:
-        self._breaker.admit(_time_left(deadline))
+        admitted_in = self._breaker.admit(_time_left(deadline))
         remaining = _time_left(deadline)  # after admit, which may have spent time on a probe
         try:
             response = self._send(
@@ -480,14 +524,14 @@ class RemoteService:
         except httpx.TransportError as error:
             if self._cut_short_by_caller(error, deadline, remaining):
                 raise _Unavailable(f"the caller's deadline passed ({type(error).__name__})") from error
-            self._breaker.record_failure()
+            self._breaker.record_failure(admitted_in)
             raise _Unavailable(f"{type(error).__name__}: {error}") from error
         if response.status_code < 500:
-            self._breaker.record_success()
+            self._breaker.record_success(admitted_in)
             if response.status_code == 401:
                 raise DependencyMisconfigured(self.name, TOKEN_REFUSED)
             return response
-        self._breaker.record_failure()
+        self._breaker.record_failure(admitted_in)
         if response.status_code in RETRYABLE_STATUSES:
             raise _Unavailable(f"answered {response.status_code}", _retry_after_header(response))
         raise UnexpectedAnswer(self.name, response.status_code, response.text[:200])
@@ -503,7 +547,7 @@ class RemoteService:
         return remaining < configured
 
     def _headers(self, remaining: float) -> dict[str, str]:
-        return _context_headers(self._token_header, remaining)
+        return _context_headers(self._token_header, self._user_agent, remaining)
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
         connect = min(self._options.connect_timeout_seconds, remaining)
@@ -542,6 +586,12 @@ def _limits(options: RemoteOptions) -> httpx.Limits:
     )
 
 
+def _verify(options: RemoteOptions) -> ssl.SSLContext | bool:
+    """How https targets' certificates are checked: against ``options.ca_file`` alone when
+    set (an internal CA), else httpx's public ones (certifi)."""
+    return ssl.create_default_context(cafile=options.ca_file) if options.ca_file else True
+
+
 def _time_left(deadline: _Deadline) -> float:
     """The seconds left for an attempt; raises :class:`_Unavailable` when too few are."""
     remaining = deadline.remaining()
@@ -550,11 +600,12 @@ def _time_left(deadline: _Deadline) -> float:
     return remaining
 
 
-def _context_headers(token_header: str, seconds_left: float) -> dict[str, str]:
-    """An attempt's headers: the service token, JSON accepted, and the caller's context."""
+def _context_headers(token_header: str, user_agent: str, seconds_left: float) -> dict[str, str]:
+    """An attempt's headers: the service token, JSON accepted, who calls, and the caller's context."""
     headers = {
         "Authorization": token_header,
         "Accept": JSON,
+        "User-Agent": user_agent,
         DEADLINE_HEADER: str(max(1, int(seconds_left * 1000))),
     }
     request_id, traceparent = current_request_id(), current_traceparent()
@@ -563,6 +614,15 @@ def _context_headers(token_header: str, seconds_left: float) -> dict[str, str]:
     if traceparent:
         headers[TRACEPARENT_HEADER] = traceparent
     return headers
+
+
+def _with_params(path: str, params: QueryParams | None) -> str:
+    """``path`` with ``params`` added after any query string it carries, which is kept (as
+    ``params`` of httpx would not keep it)."""
+    encoded = str(httpx.QueryParams(params)) if params else ""
+    if not encoded:
+        return path
+    return f"{path}{'&' if '?' in path else '?'}{encoded}"
 
 
 def _retry_after_header(response: httpx.Response) -> int | None:

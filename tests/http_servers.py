@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -75,10 +76,16 @@ class ScriptedServer:
     ``then`` may be changed between calls (``server.then = Answer(200)``), e.g. to let a
     service "come back". With a ``gate`` (a barrier), each request waits at it before being
     answered, and is answered 500 if the barrier breaks: so a test can require requests to be
-    in flight at the same time.
+    in flight at the same time. With ``tls`` (a server context), it speaks https.
     """
 
-    def __init__(self, *answers: Answer, then: Answer | None = None, gate: threading.Barrier | None = None) -> None:
+    def __init__(
+        self,
+        *answers: Answer,
+        then: Answer | None = None,
+        gate: threading.Barrier | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._script = list(answers)
         self.then = then or Answer()
         self._gate = gate
@@ -86,13 +93,17 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((HOST, 0), self._handler_class())
         self._server.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(POLL_SECONDS,), name="scripted-server", daemon=True
         )
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self._server.server_address[1]}"
+        return f"{self._scheme}://{HOST}:{self._server.server_address[1]}"
 
     @property
     def received(self) -> list[Received]:

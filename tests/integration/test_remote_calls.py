@@ -5,18 +5,24 @@ carry the caller's context. Faults come from small servers in threads (tests/htt
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from app.config import read_settings
+from app.config import read_settings, settings_problems
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
 from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, UnexpectedAnswer
 from infrastructure.request_context import (
@@ -158,6 +164,50 @@ def test_every_call_carries_the_token_the_request_id_the_trace_and_the_deadline(
     assert received.headers["X-Request-ID"] == "req-42"
     assert received.headers["traceparent"] == TRACEPARENT
     assert 0 < int(received.headers[DEADLINE_HEADER]) <= 2000
+
+
+def test_calls_and_probes_name_the_shop_its_version_and_the_calling_processs_contexts(
+    make_service: MakeService,
+) -> None:
+    """The target's logs (and a proxy's) tell which process of the shop called."""
+    settings = read_settings(
+        {
+            "served_contexts": "order,user",
+            "product_service_url": "http://product.test",
+            "service_token": TOKEN,
+            "token_secret": TOKEN,
+            "events_broker_url": "amqp://guest:guest@broker.test//",
+        }
+    )
+    options = settings.remote_options()
+    clock = FakeClock()
+    with ScriptedServer(then=Answer(503)) as server:
+        service = opened_on(clock, make_service, server.url, user_agent=options.user_agent)
+        clock.advance(0.6)
+        with pytest.raises(DependencyUnavailable):
+            get(service)  # probed: not ready
+
+    assert calls_and_probes(server) == ["call", "call", "probe"]
+    expected = f"modular-shop/{version('modular-shop')} (user,order)"
+    assert [received.headers.get("User-Agent") for received in server.received] == [expected] * 3
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "sent"),
+    [
+        ("/internal/v1/thing?expand=prices", {"ids": ["a", "b"]}, "/internal/v1/thing?expand=prices&ids=a&ids=b"),
+        ("/internal/v1/thing?ids=x", {"ids": ["a b"]}, "/internal/v1/thing?ids=x&ids=a+b"),
+        ("/internal/v1/thing?expand=prices", {}, "/internal/v1/thing?expand=prices"),
+    ],
+)
+def test_a_query_string_in_the_path_is_kept_beside_the_parameters(
+    make_service: MakeService, path: str, params: dict[str, Any], sent: str
+) -> None:
+    with ScriptedServer(then=Answer(200, {})) as server:
+        make_service(server.url).request("GET", path, params=params, idempotent=True)
+
+    [received] = server.received
+    assert received.path == sent
 
 
 def test_a_cookie_the_target_sets_is_not_sent_with_later_calls(make_service: MakeService) -> None:
@@ -709,3 +759,196 @@ def test_while_open_concurrent_callers_start_one_probe_and_the_others_fail_fast(
 
     assert probes == ["/readyz"]
     assert reasons == ["circuit open"] * callers
+
+
+# --- a call admitted before the breaker opened says nothing about the target now -------------
+
+
+class StaleCallTarget:
+    """A target that is down (503) until ``back`` is set, then ready and answering 200; the
+    first call it gets (the stale one) hangs until :meth:`fail_the_stale_call` and then times
+    out. ``asked`` records ``"stale"``, ``"call"`` or ``"probe"`` for each request, in order."""
+
+    def __init__(self) -> None:
+        self.back = False
+        self.asked: list[str] = []
+        self.stale_sent = threading.Event()
+        self._stale_fails = threading.Event()
+        self.stale_outcome: Exception | None = None
+        self._stale_done = threading.Event()
+        self.during_call: Callable[[], None] = lambda: None
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":
+            self.asked.append("probe")
+            return httpx.Response(200 if self.back else 503)
+        if not self.asked:
+            self.asked.append("stale")
+            self.stale_sent.set()
+            assert self._stale_fails.wait(SAFETY_NET_SECONDS), "the stale call was never let fail"
+            raise httpx.ReadTimeout("the target was down when this call was sent", request=request)
+        self.asked.append("call")
+        self.during_call()
+        return httpx.Response(200, json={}) if self.back else httpx.Response(503)
+
+    def start_stale_call(self, service: RemoteService, pool: ThreadPoolExecutor) -> None:
+        """A call, admitted while the breaker is closed, that hangs in the target."""
+
+        def stale() -> None:
+            try:
+                get(service)
+            except DependencyUnavailable as error:
+                self.stale_outcome = error
+            finally:
+                self._stale_done.set()
+
+        pool.submit(stale)
+        assert self.stale_sent.wait(SAFETY_NET_SECONDS), "the stale call was not sent"
+
+    def fail_the_stale_call(self) -> None:
+        """Let the stale call fail, and return once its caller has its error (and the breaker
+        has been told)."""
+        self._stale_fails.set()
+        assert self._stale_done.wait(SAFETY_NET_SECONDS), "the stale call did not end"
+
+
+def test_a_stale_call_failing_during_the_probed_trial_neither_reopens_the_breaker_nor_discredits_the_probe(
+    make_service: MakeService,
+) -> None:
+    """A call sent while the target was down fails only after a probe found it ready again and
+    half-opened the breaker: the trial's success closes the breaker, and the stale call's
+    failure is its caller's alone (it would otherwise re-open the breaker, and recovery would
+    wait for the reset timeout)."""
+    clock = FakeClock()
+    target = StaleCallTarget()
+    service = make_service(
+        "http://product.test",
+        breakers=BreakerRegistry(clock),
+        transport=httpx.MockTransport(target.answer),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        target.start_stale_call(service, pool)
+        fail(service, 2)  # the breaker opens while the stale call hangs
+        assert service.breaker.state == "open"
+        target.back = True
+        clock.advance(0.6)
+        target.during_call = target.fail_the_stale_call  # while the probed trial is in flight
+        assert get(service).status_code == 200
+        target.during_call = lambda: None
+
+    assert isinstance(target.stale_outcome, DependencyUnavailable)
+    assert service.breaker.state == "closed"
+    assert get(service).status_code == 200  # not "circuit open" until the reset timeout
+    assert target.asked == ["stale", "call", "call", "probe", "call", "call"]
+
+
+def test_a_stale_call_failing_after_the_breaker_closed_does_not_count_against_it(make_service: MakeService) -> None:
+    """With two failures to open it, the stale failure and one fresh failure after recovery
+    leave the breaker closed: only failures of calls made to the target as it is now count."""
+    clock = FakeClock()
+    target = StaleCallTarget()
+    service = make_service(
+        "http://product.test",
+        breakers=BreakerRegistry(clock),
+        transport=httpx.MockTransport(target.answer),
+        attempts=1,
+        breaker_failures=2,
+        breaker_reset_seconds=10,
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        target.start_stale_call(service, pool)
+        fail(service, 2)
+        target.back = True
+        clock.advance(0.6)
+        assert get(service).status_code == 200  # probed, the trial closes the breaker
+        assert service.breaker.state == "closed"
+        target.fail_the_stale_call()
+    target.back = False
+    fail(service, 1)  # one fresh failure
+
+    assert isinstance(target.stale_outcome, DependencyUnavailable)
+    assert service.breaker.state == "closed"
+    assert target.asked == ["stale", "call", "call", "probe", "call", "call"]
+
+
+# --- https to a target whose certificate an internal CA signed ---------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_ca(folder: Path, name: str) -> None:
+    """``<name>.pem`` and ``<name>.key``: a certificate authority of a day."""
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "1", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=folder,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``ca.pem`` (an internal CA), ``server.pem``/``server.key`` (127.0.0.1's
+    certificate, signed by it) and ``other-ca.pem`` (a CA that signed nothing here), made with
+    the openssl command (no Python package for it is installed)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test CA")
+    folder = tmp_path_factory.mktemp("internal-ca")
+    make_ca(folder, "ca")
+    make_ca(folder, "other-ca")
+    (folder / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+        cwd=folder,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "1", "-extfile", "server.ext",
+        cwd=folder,
+    )  # fmt: skip
+    return folder
+
+
+def test_an_https_target_is_trusted_when_its_ca_is_the_remote_ca_file(
+    make_service: MakeService, internal_ca: Path
+) -> None:
+    """REMOTE_CA_FILE's certificate authorities, and only those, vouch for https targets."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(internal_ca / "server.pem", internal_ca / "server.key")
+    trusting = read_settings({"remote_ca_file": str(internal_ca / "ca.pem")}).remote_options()
+    trusting_another = read_settings({"remote_ca_file": str(internal_ca / "other-ca.pem")}).remote_options()
+    with ScriptedServer(then=Answer(200, {"ok": True}), tls=tls) as server:
+        assert server.url.startswith("https://")
+        assert get(make_service(server.url, ca_file=trusting.ca_file)).json() == {"ok": True}
+        with pytest.raises(DependencyUnavailable) as refused:
+            get(make_service(server.url, ca_file=trusting_another.ca_file, attempts=1))
+
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.value.reason
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("missing.pem", "does not exist"),
+        (".", "is not a file"),
+        ("server.ext", "holds no PEM certificate"),
+    ],
+)
+def test_a_remote_ca_file_that_cannot_serve_is_refused_at_start_up(internal_ca: Path, name: str, says: str) -> None:
+    path = internal_ca / name
+    with pytest.raises(ValidationError) as raised:
+        read_settings({"remote_ca_file": str(path)})
+
+    problems = settings_problems(raised.value)
+    assert problems.strip().startswith(f"REMOTE_CA_FILE: {path}"), problems
+    assert says in problems

@@ -218,6 +218,22 @@ def test_timeouts_keepalive_and_body_limit_follow_the_shops_settings() -> None:
     assert directive(brief, "keepalive") == [] and directive(brief, "keepalive_timeout") == []
 
 
+def test_a_shorter_remote_idle_connection_setting_bounds_the_gateways_idle_connections_too() -> None:
+    """REMOTE_IDLE_CONNECTION_SECONDS is set for a load balancer between callers and the shop's
+    processes that closes idle connections sooner: nginx, a caller of them too, lets go first."""
+    assert directive(config(*PRODUCT_EXTRACTED, web_keepalive_seconds=65), "keepalive_timeout") == ["64s", "64s"]
+    behind_a_balancer = config(*PRODUCT_EXTRACTED, web_keepalive_seconds=65, remote_idle_connection_seconds=30)
+    assert directive(behind_a_balancer, "keepalive_timeout") == ["30s", "30s"]
+    assert "keepalive_timeout 30s;  # REMOTE_IDLE_CONNECTION_SECONDS" in behind_a_balancer
+    fraction = config(*PRODUCT_EXTRACTED, remote_idle_connection_seconds=0.5)
+    assert directive(fraction, "keepalive_timeout") == ["500ms", "500ms"]
+
+    longer = config(*PRODUCT_EXTRACTED, web_keepalive_seconds=10, remote_idle_connection_seconds=20)
+    assert directive(longer, "keepalive_timeout") == ["9s", "9s"], "never past the shop's own keep-alive"
+    none_kept = config(*PRODUCT_EXTRACTED, remote_idle_connection_seconds=0)
+    assert directive(none_kept, "keepalive") == [] and directive(none_kept, "keepalive_timeout") == []
+
+
 def test_nginx_own_answers_are_problem_details() -> None:
     text = config(*PRODUCT_EXTRACTED)
     for statuses, location, answered in (
