@@ -423,10 +423,13 @@ class Settings(BaseSettings):
         file is this setting's error now, not every https call's failure later."""
         if value is None:
             return None
-        if not value.exists():
-            raise ValueError(f"{value} does not exist")
-        if not value.is_file():
-            raise ValueError(f"{value} is not a file")
+        try:
+            if not value.exists():
+                raise ValueError(f"{value} does not exist")
+            if not value.is_file():
+                raise ValueError(f"{value} is not a file")
+        except OSError as error:  # a folder on the way that cannot be searched
+            raise ValueError(f"{value} cannot be read ({error.strerror})") from error
         try:
             ssl.create_default_context(cafile=value)
         except PermissionError as error:

@@ -38,8 +38,8 @@ class RemoteOptions:
     # would close it, so that no call goes down a connection being closed, and fails, and
     # counts toward the breaker. 0: none kept.
     idle_connection_seconds: float = 4.0
-    # Sent with every call and probe, so that the target's logs (and anything between) tell
-    # which process of the shop called: the settings make it "modular-shop/<version> (<contexts>)".
+    # Sent with every call and probe, so that the proxies, load balancers and captures between
+    # tell which process of the shop called: the settings make it "modular-shop/<version> (<contexts>)".
     user_agent: str = "modular-shop"
     # REMOTE_CA_FILE: the certificate authorities https targets' certificates must chain to,
     # instead of the public ones (certifi); None: the public ones.

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from app.config import read_settings, settings_problems
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
-from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, UnexpectedAnswer
+from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, TargetBreaker, UnexpectedAnswer
 from infrastructure.request_context import (
     DEADLINE_HEADER,
     bind_deadline,
@@ -874,6 +874,28 @@ def test_a_stale_call_failing_after_the_breaker_closed_does_not_count_against_it
     assert target.asked == ["stale", "call", "call", "probe", "call", "call"]
 
 
+def test_a_trial_failing_after_another_trial_closed_the_breaker_still_counts_against_it() -> None:
+    """Closing starts no generation: two calls let through while half-open were both made to the
+    target as it is now, so when one closes the breaker and the other then fails, that failure
+    counts, and one more opens it (with two failures to open)."""
+    clock = FakeClock()
+    breaker = TargetBreaker("product.test", failures=2, reset_seconds=10, clock=clock)
+    for _ in range(2):
+        breaker.record_failure(breaker.admit(1.0))
+    assert breaker.state == "open"
+    clock.advance(10.1)
+    first_trial, second_trial = breaker.admit(1.0), breaker.admit(1.0)
+    assert breaker.state == "half-open"
+
+    breaker.record_success(first_trial)
+    assert breaker.state == "closed"
+    breaker.record_failure(second_trial)
+    assert breaker.state == "closed"
+    breaker.record_failure(breaker.admit(1.0))
+
+    assert breaker.state == "open"
+
+
 # --- https to a target whose certificate an internal CA signed ---------------------------------
 
 
@@ -952,3 +974,21 @@ def test_a_remote_ca_file_that_cannot_serve_is_refused_at_start_up(internal_ca: 
     problems = settings_problems(raised.value)
     assert problems.strip().startswith(f"REMOTE_CA_FILE: {path}"), problems
     assert says in problems
+
+
+def test_a_remote_ca_file_behind_a_folder_that_cannot_be_searched_is_refused_at_start_up(
+    internal_ca: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a non-root process finds a file in a root-only folder: Path.exists raises (the tests
+    run as root, which any folder lets through, so the refusal is played by Path itself)."""
+
+    def unsearchable(self: Path, **_: object) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "exists", unsearchable)
+    path = internal_ca / "ca.pem"
+    with pytest.raises(ValidationError) as raised:
+        read_settings({"remote_ca_file": str(path)})
+
+    problems = settings_problems(raised.value)
+    assert problems.strip().startswith(f"REMOTE_CA_FILE: {path} cannot be read (Permission denied)"), problems
