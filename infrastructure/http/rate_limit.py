@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
@@ -118,10 +119,7 @@ def install_rate_limits(
         in_memory_fallback_enabled=bool(storage_url),
     )
     limiter.init_app(app)
-    # Every limit here is a view's own, and the decorated view checks it when it runs. The
-    # app-wide hook Flask-Limiter adds looks only for default limits, of which there are none,
-    # yet it resolved the view's limits on every request (a tenth of a product read's time).
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    _drop_app_wide_hooks(app, limiter)
     app.extensions[EXTENSION] = limiter
 
     for endpoint, view in list(app.view_functions.items()):
@@ -142,6 +140,22 @@ def install_rate_limits(
 
     app.register_error_handler(RateLimitExceeded, lambda error: _too_many_requests(limiter, error))
     return limiter
+
+
+def _drop_app_wide_hooks(app: Flask, limiter: Limiter) -> None:
+    """Every limit here is a view's own, and the decorated view checks it when it runs. The
+    app-wide hooks Flask-Limiter adds serve default limits, conditional deductions and rate-limit
+    headers, none of which the shop uses, yet they ran on every request: the one before resolved
+    the view's limits (a tenth of a product read's time), the one after looked the current limit
+    up again. Its teardown, which releases the request's limiter state, stays."""
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    app.after_request_funcs[None] = [
+        hook for hook in app.after_request_funcs[None] if not _bound_to(hook, limiter)
+    ]
+
+
+def _bound_to(hook: Callable[..., Any], limiter: Limiter) -> bool:
+    return isinstance(hook, partial) and hook.args == (limiter,)
 
 
 def _never_none(key: Key) -> Callable[[], str]:
