@@ -220,9 +220,7 @@ class SqlAlchemyUnitOfWork(ABC):
     def _may_commit_alone(self) -> bool:
         """Whether a commit may be one statement on its own (see :meth:`_commit_alone`)."""
         return not (
-            self._inbox is None
-            or not self._may_run_alone()
-            or any(aggregate.events for aggregate in self.seen)
+            self._inbox is None or not self._may_run_alone() or any(aggregate.events for aggregate in self.seen)
         )
 
     def _may_run_alone(self) -> bool:

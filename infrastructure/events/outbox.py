@@ -256,8 +256,9 @@ class Outbox:
             ["event_position", *_DELIVERY_COLUMNS],
             _all(
                 [
-                    select(recorded.c.position, *(parameter("delivery", index, column) for column in delivery_columns))
-                    .where(recorded.c.event_id == parameter("delivery", index, o.c.event_id))
+                    select(
+                        recorded.c.position, *(parameter("delivery", index, column) for column in delivery_columns)
+                    ).where(recorded.c.event_id == parameter("delivery", index, o.c.event_id))
                     for index in range(deliveries)
                 ]
             ),

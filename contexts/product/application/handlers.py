@@ -239,9 +239,7 @@ class ReserveStockHandler:
         return None
 
     @staticmethod
-    def _not_taken(
-        uow: ProductUnitOfWork, wanted: tuple[events.StockLine, ...], line: events.StockLine
-    ) -> Exception:
+    def _not_taken(uow: ProductUnitOfWork, wanted: tuple[events.StockLine, ...], line: events.StockLine) -> Exception:
         """Why ``line``'s stock could not be taken: an unknown product among ``wanted`` (it has
         no stock to take), or too little of it."""
         products = {product.id: product for product in uow.products.get_many([each.product_id for each in wanted])}
