@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import CompoundSelect, Select
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 from sqlalchemy.sql.elements import BindParameter
 
@@ -205,8 +205,9 @@ class Outbox:
         and its events are stored together or not at all.
 
         Built once per effect and shape (how many events, how many deliveries), so that
-        SQLAlchemy compiles each once; the rows are its parameters, named apart from the
-        effect's (``outbox_…``)."""
+        SQLAlchemy compiles each once: the rows are parameters (named apart from the effect's,
+        ``outbox_…``) of SELECTs in a UNION ALL, not a multi-row VALUES, which SQLAlchemy
+        would compile anew at every call. The effect must be cacheable likewise."""
         event_rows, delivery_rows = self._rows(events)
         shape = (effect, len(event_rows), len(delivery_rows))
         statement = self._with_effect.get(shape)
@@ -237,11 +238,11 @@ class Outbox:
             insert(o)
             .from_select(
                 _EVENT_COLUMNS,
-                _all(
-                    [
+                union_all(
+                    *(
                         select(*(parameter("event", index, column) for column in event_columns)).select_from(done)
                         for index in range(events)
-                    ]
+                    )
                 ),
             )
             .returning(o.c.position, o.c.event_id)
@@ -254,13 +255,13 @@ class Outbox:
         # Each delivery names its event by id, and takes its position from the events' RETURNING.
         stored = insert(d).from_select(
             ["event_position", *_DELIVERY_COLUMNS],
-            _all(
-                [
+            union_all(
+                *(
                     select(
                         recorded.c.position, *(parameter("delivery", index, column) for column in delivery_columns)
                     ).where(recorded.c.event_id == parameter("delivery", index, o.c.event_id))
                     for index in range(deliveries)
-                ]
+                )
             ),
         )
         return statement.add_cte(stored.cte("recorded_deliveries"))
@@ -533,11 +534,6 @@ class Outbox:
             )
             session.commit()
         return int(pruned)
-
-
-def _all(selects: list[Select[Any]]) -> Select[Any] | CompoundSelect[Any]:
-    """The rows of every one of ``selects``: a UNION ALL of them, or the one."""
-    return selects[0] if len(selects) == 1 else union_all(*selects)
 
 
 def _claims(deliveries: Sequence[ClaimedDelivery]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, insert, select, tuple_
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, tuple_, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
@@ -124,18 +124,22 @@ def add_in_one_statement(order: model.Order) -> tuple[ReturningInsert[Any], dict
     """The order and its lines as ONE INSERT (PostgreSQL: the lines' INSERT a WITH of the
     order's; the lines' foreign key is checked at the statement's end, once both are in),
     returning the order's id, and its parameters: for a commit that is this one statement
-    with the order's events (``commit_with_events_if``)."""
+    with the order's events (``commit_with_events_if``). The lines are a UNION ALL of one
+    SELECT of parameters each: a multi-row VALUES would be compiled anew at every call."""
     row, lines = _order_row(order), _line_rows(order)
     statement = _ADD_ONE_STATEMENT.get(len(lines))
     if statement is None:
-        line_values = [
-            {name: bindparam(f"line{index}_{name}", type_=_ORDER_LINES.c[name].type) for name in lines[0]}
-            for index in range(len(lines))
-        ]
+        columns = list(lines[0])
+        each_line = union_all(
+            *(
+                select(*(bindparam(f"line{index}_{name}", type_=_ORDER_LINES.c[name].type) for name in columns))
+                for index in range(len(lines))
+            )
+        )
         statement = _ADD_ONE_STATEMENT[len(lines)] = (
             insert(_ORDERS)
             .values({name: bindparam(f"order_{name}", type_=_ORDERS.c[name].type) for name in row})
-            .add_cte(insert(_ORDER_LINES).values(line_values).cte("order_lines"))
+            .add_cte(insert(_ORDER_LINES).from_select(columns, each_line).cte("order_lines"))
             .returning(_ORDERS.c.id)
         )
     parameters = {f"order_{name}": value for name, value in row.items()}
