@@ -226,8 +226,8 @@ class ReserveStockHandler:
                 return None
             if one_currency and len(wanted) > 1:
                 products = uow.products.get_many([line.product_id for line in wanted])
-                if len(products) < len(wanted):
-                    return ProductNotFound({line.product_id for line in wanted} - {p.id for p in products})
+                if unknown := self._missing(wanted, products):
+                    return ProductNotFound(unknown)
                 currencies = {product.currency for product in products}
                 if len(currencies) > 1:
                     return CurrenciesDiffer(currencies)
@@ -238,20 +238,25 @@ class ReserveStockHandler:
             uow.commit()
         return None
 
-    @staticmethod
-    def _not_taken(uow: ProductUnitOfWork, wanted: tuple[events.StockLine, ...], line: events.StockLine) -> Exception:
+    def _not_taken(
+        self, uow: ProductUnitOfWork, wanted: tuple[events.StockLine, ...], line: events.StockLine
+    ) -> Exception:
         """Why ``line``'s stock could not be taken: an unknown product among ``wanted`` (it has
         no stock to take), or too little of it."""
-        products = {product.id: product for product in uow.products.get_many([each.product_id for each in wanted])}
-        unknown = {each.product_id for each in wanted} - products.keys()
-        if unknown:
+        products = uow.products.get_many([each.product_id for each in wanted])
+        if unknown := self._missing(wanted, products):
             return ProductNotFound(unknown)
-        return InsufficientStock(line.product_id, products[line.product_id].sku, line.quantity)
+        (product,) = (product for product in products if product.id == line.product_id)
+        return InsufficientStock(line.product_id, product.sku, line.quantity)
 
     def _unknown(self, wanted: tuple[events.StockLine, ...]) -> set[uuid.UUID]:
         with self._uow(write=False) as uow:
-            found = {product.id for product in uow.products.get_many([line.product_id for line in wanted])}
-        return {line.product_id for line in wanted} - found
+            return self._missing(wanted, uow.products.get_many([line.product_id for line in wanted]))
+
+    @staticmethod
+    def _missing(wanted: tuple[events.StockLine, ...], found: Sequence[model.Product]) -> set[uuid.UUID]:
+        """The products of ``wanted`` not among those the store ``found``."""
+        return {line.product_id for line in wanted} - {product.id for product in found}
 
     @staticmethod
     def _check_repeat(existing: model.Reservation | None, wanted: tuple[events.StockLine, ...]) -> None:
