@@ -7,7 +7,9 @@ event delivery, the delivery into the context's inbox. Repositories never commit
 A delivery whose whole effect is one INSERT (an audit entry, a mail's record; see
 :meth:`~SqlAlchemyUnitOfWork.stage`) commits on PostgreSQL as
 one statement outside any transaction, the inbox row in a WITH of it: atomic as the
-transaction was, one round trip where BEGIN, the statements and COMMIT were several.
+transaction was, one round trip where BEGIN, the statements and COMMIT were several. So does, with its events
+and their deliveries in WITHs of it, a use case whose change is one statement (an order, a
+one-line reservation; :meth:`~SqlAlchemyUnitOfWork.commit_with_events_if`).
 
 Inside :func:`shared_transaction` (the dispatcher delivering several events to one subscriber)
 the write units of work share one session: each is a SAVEPOINT in it, its commit a RELEASE, and
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -32,7 +34,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 
 from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox, current_delivery
-from infrastructure.events.outbox import Outbox
+from infrastructure.events.outbox import Outbox, ReturningDML
 
 # What a repository is handed to stage a write with (:meth:`SqlAlchemyUnitOfWork.stage`).
 Stage = Callable[[Insert, dict[str, Any]], None]
@@ -218,15 +220,52 @@ class SqlAlchemyUnitOfWork(ABC):
     def _may_commit_alone(self) -> bool:
         """Whether a commit may be one statement on its own (see :meth:`_commit_alone`)."""
         return not (
-            self._inbox is None
-            or self._shared is not None
+            self._inbox is None or not self._may_run_alone() or any(aggregate.events for aggregate in self.seen)
+        )
+
+    def _may_run_alone(self) -> bool:
+        """Whether the unit of work may commit as one statement outside any transaction: on
+        PostgreSQL (SQLite has no INSERT or UPDATE in a WITH, and there a transaction costs no
+        round trip), never in a shared transaction (a batch's savepoints), and only when the
+        session has not begun one and holds no change of its own."""
+        return not (
+            self._shared is not None
             or self._database.engine.dialect.name != "postgresql"
             or self.session.in_transaction()
             or self.session.new
             or self.session.dirty
             or self.session.deleted
-            or any(aggregate.events for aggregate in self.seen)
         )
+
+    def commit_with_events_if(
+        self, effect: ReturningDML, parameters: dict[str, Any], aggregates: Sequence[RecordsEvents]
+    ) -> bool | None:
+        """Run ``effect``, an INSERT or UPDATE … RETURNING at most one row, and commit it with the
+        events ``aggregates`` recorded if it returned its row, as ONE statement outside any
+        transaction (:meth:`Outbox.record_with`), where BEGIN, the effect's statements, the
+        outbox's two INSERTs and COMMIT were five round trips or more. Whether it returned its
+        row (committed then, the events handed to the outbox: the unit of work is done; else
+        nothing was changed); None, and nothing run, where a commit cannot be one statement (as
+        for :meth:`_commit_alone`, with nothing done in the unit of work yet, and outside any
+        delivery of this context, whose inbox row it would have to write too), for the caller to
+        do it in steps instead. The effect's own failures (its constraints) come as they are."""
+        if (
+            self._outbox is None
+            or self._staged
+            or self.seen
+            or not self._may_run_alone()
+            or (self._inbox is not None and self._inbox.handled_parameters() is not None)
+        ):
+            return None
+        events = [(aggregate.id, event) for aggregate in aggregates for event in aggregate.events]
+        with self._database.autocommit() as connection:
+            happened = self._outbox.record_with(connection, effect, parameters, events)
+        if happened:
+            for aggregate in aggregates:
+                aggregate.events.clear()
+            if events:
+                self._outbox.committed()
+        return happened
 
     def commit_alone_if(self, effect: ReturningUpdate[Any], parameters: dict[str, Any]) -> bool | None:
         """Run ``effect``, an UPDATE … RETURNING of at most one row, and commit it with the

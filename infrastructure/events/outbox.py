@@ -8,13 +8,15 @@ in its own short write transaction on the context's database.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
+    Connection,
     String,
     and_,
     bindparam,
@@ -24,10 +26,13 @@ from sqlalchemy import (
     literal_column,
     not_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
+from sqlalchemy.sql.elements import BindParameter
 
 from infrastructure.db import Database
 from infrastructure.events.envelope import Envelope, Event
@@ -89,6 +94,22 @@ class DeadLetter:
     recorded_at: datetime
 
 
+# What an INSERT … RETURNING or UPDATE … RETURNING is to :meth:`Outbox.record_with`.
+ReturningDML = ReturningInsert[Any] | ReturningUpdate[Any]
+# The columns :meth:`Outbox._rows` gives values for: an event's, a delivery's but its position.
+_EVENT_COLUMNS = ["event_id", "event_type", "aggregate_id", "occurred_at", "envelope"]
+_DELIVERY_COLUMNS = [
+    "id",
+    "subscriber",
+    "event_type",
+    "aggregate_id",
+    "status",
+    "attempts",
+    "available_at",
+    "recorded_at",
+]
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -111,6 +132,7 @@ class Outbox:
         self._subscribers = subscribers
         self._listeners: list[Callable[[], None]] = []
         self._refusal: str | None = None
+        self._with_effect: dict[tuple[ReturningDML, int, int], Select[Any]] = {}
         # The statements run per commit or per batch are built once, so that SQLAlchemy
         # compiles each once; what varies are parameters.
         d, o = self._deliveries, self._outbox
@@ -159,6 +181,95 @@ class Outbox:
         in one executemany. A delivery finds its event's position by ``event_id`` in a
         subquery, so no INSERT has to return the position first (a round trip per event).
         """
+        event_rows, delivery_rows = self._rows(events)
+        if event_rows:
+            session.execute(insert(self._outbox), event_rows)
+        if delivery_rows:
+            session.execute(self._insert_deliveries, delivery_rows)
+
+    def record_with(
+        self,
+        connection: Connection,
+        effect: ReturningDML,
+        parameters: Mapping[str, Any],
+        events: Sequence[tuple[Any, Event]],
+    ) -> bool:
+        """Run ``effect``, an INSERT or UPDATE … RETURNING at most one row (with any WITHs of its
+        own), and, only if it returned its row, store ``events`` and their deliveries as
+        :meth:`record` does, all in ONE statement on ``connection`` (PostgreSQL: the effect, the
+        events and the deliveries each a WITH; the events select from the effect's row, the
+        deliveries their positions from the events' RETURNING). Whether the effect returned its
+        row. Run outside any transaction, that statement is the whole commit of a use case whose
+        change is one statement (an order, a one-line reservation), where BEGIN, three or more
+        INSERTs and COMMIT were as many round trips: atomic as the transaction was, the change
+        and its events are stored together or not at all.
+
+        Built once per effect and shape (how many events, how many deliveries), so that
+        SQLAlchemy compiles each once: the rows are parameters (named apart from the effect's,
+        ``outbox_…``) of SELECTs in a UNION ALL, not a multi-row VALUES, which SQLAlchemy
+        would compile anew at every call. The effect must be cacheable likewise."""
+        event_rows, delivery_rows = self._rows(events)
+        shape = (effect, len(event_rows), len(delivery_rows))
+        statement = self._with_effect.get(shape)
+        if statement is None:
+            statement = self._with_effect[shape] = self._recording_with(effect, len(event_rows), len(delivery_rows))
+        rows = {
+            f"outbox_{kind}{index}_{name}": value
+            for kind, kind_rows in (("event", event_rows), ("delivery", delivery_rows))
+            for index, row in enumerate(kind_rows)
+            for name, value in row.items()
+        }
+        return bool(connection.execute(statement, {**parameters, **rows}).scalar_one())
+
+    def _recording_with(self, effect: ReturningDML, events: int, deliveries: int) -> Select[Any]:
+        """The statement of :meth:`record_with` for ``events`` events and ``deliveries`` deliveries:
+        it answers how many rows the effect returned."""
+        o, d = self._outbox, self._deliveries
+        done = effect.cte("effect")
+        statement = select(func.count()).select_from(done)
+        if not events:
+            return statement
+
+        def parameter(kind: str, index: int, column: Column[Any]) -> BindParameter[Any]:
+            return bindparam(f"outbox_{kind}{index}_{column.name}", type_=column.type)
+
+        event_columns = [o.c[name] for name in _EVENT_COLUMNS]
+        recorded = (
+            insert(o)
+            .from_select(
+                _EVENT_COLUMNS,
+                union_all(
+                    *(
+                        select(*(parameter("event", index, column) for column in event_columns)).select_from(done)
+                        for index in range(events)
+                    )
+                ),
+            )
+            .returning(o.c.position, o.c.event_id)
+            .cte("recorded_events")
+        )
+        statement = statement.add_cte(recorded)
+        if not deliveries:
+            return statement
+        delivery_columns = [d.c[name] for name in _DELIVERY_COLUMNS]
+        # Each delivery names its event by id, and takes its position from the events' RETURNING.
+        stored = insert(d).from_select(
+            ["event_position", *_DELIVERY_COLUMNS],
+            union_all(
+                *(
+                    select(
+                        recorded.c.position, *(parameter("delivery", index, column) for column in delivery_columns)
+                    ).where(recorded.c.event_id == parameter("delivery", index, o.c.event_id))
+                    for index in range(deliveries)
+                )
+            ),
+        )
+        return statement.add_cte(stored.cte("recorded_deliveries"))
+
+    def _rows(self, events: Sequence[tuple[Any, Event]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The outbox's rows for ``(aggregate id, event)`` pairs, and their deliveries' (each
+        naming its event by ``event_id``); :class:`PublishingRefused` where this process may
+        not publish."""
         if self._refusal is not None and events:
             raise PublishingRefused(self._refusal)
         now = _now()
@@ -189,10 +300,7 @@ class Outbox:
                 }
                 for subscriber in self._subscribers.subscribers(envelope.type)
             )
-        if event_rows:
-            session.execute(insert(self._outbox), event_rows)
-        if delivery_rows:
-            session.execute(self._insert_deliveries, delivery_rows)
+        return event_rows, delivery_rows
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every commit that recorded events (the dispatcher's wake-up)."""

@@ -402,6 +402,10 @@ class FakeProductUnitOfWork(_FakeUnitOfWork):
         self.stock = FakeStockRepository(self._stage(store.stock), self._stage(store.adjustments), store.lock)
         self.reservations = FakeReservationRepository(self._stage(store.reservations), self.seen, store)
 
+    def reserve_and_commit(self, reservation: product_model.Reservation) -> bool | None:
+        """No one-step reservation here: the handler's steps are what these tests exercise."""
+        return None
+
     def confirm_reserved_and_commit(self, reservation_id: uuid.UUID) -> bool:
         if not self.reservations.confirm_if_reserved(reservation_id):
             return False
@@ -550,6 +554,10 @@ class FakeOrderUnitOfWork(_FakeUnitOfWork):
     def _open(self) -> None:
         self.orders = FakeOrderRepository(self._stage(self._store.orders), self.seen)
         self.idempotency = FakeIdempotencyStore(self._stage(self._store.keys))
+
+    def add_and_commit(self, order: order_model.Order) -> None:
+        self.orders.add(order)
+        self.commit()
 
 
 class OrderStore(_Store):

@@ -8,9 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, insert, select, tuple_
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, tuple_, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from contexts.order.adapters.orm import IdempotencyKeyRow, OrderLineRow, OrderRow
 from contexts.order.application.handlers import IDEMPOTENCY_LEASE
@@ -34,32 +35,8 @@ class SqlAlchemyOrderRepository:
         # Core statements: a new order is written once and whole, so the ORM's unit of work
         # (flush planning, identity map, relationship cascade) would only add work per order.
         connection = self._session.connection()
-        connection.execute(
-            insert(_ORDERS),
-            {
-                "id": order.id,
-                "user_id": order.user_id,
-                "status": order.status.value,
-                "currency": order.currency,
-                "created_at": order.created_at,
-            },
-        )
-        connection.execute(
-            insert(_ORDER_LINES),
-            [
-                {
-                    "order_id": order.id,
-                    "position": position,
-                    "product_id": line.product_id,
-                    "sku": line.sku,
-                    "name": line.name,
-                    "unit_price": line.unit_price,
-                    "currency": line.currency,
-                    "quantity": line.quantity,
-                }
-                for position, line in enumerate(order.lines)
-            ],
-        )
+        connection.execute(insert(_ORDERS), _order_row(order))
+        connection.execute(insert(_ORDER_LINES), _line_rows(order))
         self._seen.append(order)
 
     def save(self, order: model.Order) -> None:
@@ -111,6 +88,64 @@ class SqlAlchemyOrderRepository:
             # A plain tuple on the right takes the columns' types (UtcDateTime, Uuid) for its values.
             statement = statement.where(tuple_(OrderRow.created_at, OrderRow.id) < (before.created_at, before.order_id))
         return [_order(row) for row in self._session.scalars(statement)]
+
+
+def _order_row(order: model.Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "user_id": order.user_id,
+        "status": order.status.value,
+        "currency": order.currency,
+        "created_at": order.created_at,
+    }
+
+
+def _line_rows(order: model.Order) -> list[dict[str, Any]]:
+    return [
+        {
+            "order_id": order.id,
+            "position": position,
+            "product_id": line.product_id,
+            "sku": line.sku,
+            "name": line.name,
+            "unit_price": line.unit_price,
+            "currency": line.currency,
+            "quantity": line.quantity,
+        }
+        for position, line in enumerate(order.lines)
+    ]
+
+
+# One statement per number of lines, built on first use so that SQLAlchemy compiles each once.
+_ADD_ONE_STATEMENT: dict[int, ReturningInsert[Any]] = {}
+
+
+def add_in_one_statement(order: model.Order) -> tuple[ReturningInsert[Any], dict[str, Any]]:
+    """The order and its lines as ONE INSERT (PostgreSQL: the lines' INSERT a WITH of the
+    order's; the lines' foreign key is checked at the statement's end, once both are in),
+    returning the order's id, and its parameters: for a commit that is this one statement
+    with the order's events (``commit_with_events_if``). The lines are a UNION ALL of one
+    SELECT of parameters each: a multi-row VALUES would be compiled anew at every call."""
+    row, lines = _order_row(order), _line_rows(order)
+    statement = _ADD_ONE_STATEMENT.get(len(lines))
+    if statement is None:
+        columns = list(lines[0])
+        each_line = union_all(
+            *(
+                select(*(bindparam(f"line{index}_{name}", type_=_ORDER_LINES.c[name].type) for name in columns))
+                for index in range(len(lines))
+            )
+        )
+        statement = _ADD_ONE_STATEMENT[len(lines)] = (
+            insert(_ORDERS)
+            .values({name: bindparam(f"order_{name}", type_=_ORDERS.c[name].type) for name in row})
+            .add_cte(insert(_ORDER_LINES).from_select(columns, each_line).cte("order_lines"))
+            .returning(_ORDERS.c.id)
+        )
+    parameters = {f"order_{name}": value for name, value in row.items()}
+    for index, line in enumerate(lines):
+        parameters.update({f"line{index}_{name}": value for name, value in line.items()})
+    return statement, parameters
 
 
 class SqlAlchemyIdempotencyStore:

@@ -187,10 +187,12 @@ class PlaceOrderHandler:
             raise
         try:
             with self._uow() as uow:
-                uow.orders.add(order)
-                if command.idempotency_key is not None:
+                if command.idempotency_key is None:
+                    uow.add_and_commit(order)
+                else:
+                    uow.orders.add(order)
                     uow.idempotency.complete(user_id=command.user_id, key=command.idempotency_key, order=order)
-                uow.commit()
+                    uow.commit()
         except Exception:
             self._release_quietly(order.id, reason="order_not_saved")
             raise

@@ -73,6 +73,10 @@ class OrderUnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
+    def add_and_commit(self, order: model.Order) -> None:
+        """``orders.add(order)`` and ``commit()``, as one step of the store where it can (the
+        first thing done in a unit of work)."""
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool = True) -> OrderUnitOfWork: ...

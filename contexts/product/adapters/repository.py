@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.elements import BindParameter
 
 from contexts.product import events
@@ -170,6 +171,57 @@ _CONFIRM_IF_RESERVED = (
     .values(status=model.ReservationStatus.CONFIRMED.value)
 )
 CONFIRM_IF_RESERVED_RETURNING = _CONFIRM_IF_RESERVED.returning(_RESERVATIONS.c.id)
+
+
+def _reserve_one_line() -> ReturningInsert[Any]:
+    """A one-line reservation as one statement (PostgreSQL): the line's stock taken by the
+    conditional UPDATE of :data:`_TAKE`, first, then, from its RETURNING, so only if it took the
+    stock, the reservation and its line inserted. It returns the reservation's id, or no row
+    when the stock was not there (nothing written then). Stock row first, reservation key
+    second: the order in which the steps of ``ReserveStockHandler`` lock them too, so the
+    two ways never deadlock. A twin (the reservation's key already there) fails it whole on
+    that key, the stock given back with it. Parameters: ``stock_of``, ``units``,
+    ``reservation_id``, ``status``, ``created_at``."""
+    taken = _TAKE.returning(_STOCK.c.product_id).cte("taken")
+    reservation_id = bindparam("reservation_id", type_=_RESERVATIONS.c.id.type)
+    line = insert(_RESERVATION_LINES).from_select(
+        ["reservation_id", "product_id", "quantity"],
+        select(
+            reservation_id, taken.c.product_id, bindparam("units", type_=_RESERVATION_LINES.c.quantity.type)
+        ).select_from(taken),
+    )
+    return (
+        insert(_RESERVATIONS)
+        .from_select(
+            ["id", "status", "created_at"],
+            select(
+                reservation_id,
+                bindparam("status", type_=_RESERVATIONS.c.status.type),
+                bindparam("created_at", type_=_RESERVATIONS.c.created_at.type),
+            ).select_from(taken),
+        )
+        .add_cte(line.cte("reserved_line"))
+        .returning(_RESERVATIONS.c.id)
+    )
+
+
+# Built once, so that SQLAlchemy compiles it once (and the outbox its WITHs once).
+RESERVE_ONE_LINE = _reserve_one_line()
+
+
+def reserve_one_line_parameters(reservation: model.Reservation) -> dict[str, Any] | None:
+    """The parameters of :data:`RESERVE_ONE_LINE` for ``reservation``; None when it has more
+    than one line (their stock is taken by the steps, one conditional UPDATE each)."""
+    if len(reservation.lines) != 1:
+        return None
+    (line,) = reservation.lines
+    return {
+        "stock_of": line.product_id,
+        "units": line.quantity,
+        "reservation_id": reservation.id,
+        "status": reservation.status.value,
+        "created_at": reservation.created_at,
+    }
 
 
 class SqlAlchemyReservationRepository:

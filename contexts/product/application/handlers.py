@@ -185,41 +185,78 @@ class ReserveStockHandler:
     ) -> None:
         """``one_currency``: refuse (:class:`CurrenciesDiffer`) products priced in several
         currencies inside the reservation's transaction, before the stock, so that such a
-        refusal, like any other, holds nothing and records no event."""
+        refusal, like any other, holds nothing and records no event.
+
+        A call with an id already used (a twin: the same call again, or a concurrent one) is
+        judged against what that one stored, whatever the stock now: a repeat of a held
+        reservation changes nothing, other lines or a released one are a conflict."""
         wanted = model.merge_lines(lines)
         try:
-            self._reserve(reservation_id, wanted, one_currency)
+            refusal = self._reserve(model.Reservation.place(reservation_id, wanted, _now()), one_currency)
         except ReservationExists:
             # A concurrent call with the same id won; judge this one against what it stored.
-            with self._uow(write=False) as uow:
-                self._check_repeat(uow.reservations.get(reservation_id), wanted)
+            refusal = None
         except UnknownProducts:
-            raise ProductNotFound(self._unknown(wanted)) from None
+            refusal = ProductNotFound(self._unknown(wanted))
+        else:
+            if refusal is None:
+                return
+        # Nothing was reserved: a twin is judged against what it stored (the stock a held one
+        # took is no longer there to take); anything else gets its refusal.
+        with self._uow(write=False) as uow:
+            existing = uow.reservations.get(reservation_id)
+        if existing is None and refusal is not None:
+            raise refusal
+        self._check_repeat(existing, wanted)
 
-    def _reserve(self, reservation_id: uuid.UUID, wanted: tuple[events.StockLine, ...], one_currency: bool) -> None:
-        """Store the reservation, then take each line's stock; every statement on the way is a
-        write that must happen anyway, and the lookups that explain a refusal run only then."""
+    def _reserve(self, reservation: model.Reservation, one_currency: bool) -> Exception | None:
+        """Take each line's stock, then store the reservation; the refusal, when nothing could be
+        reserved (nothing written then), else None. Every statement on the way is a write that
+        must happen anyway, and the lookups that explain a refusal run only then.
+
+        Stock rows first (in product-id order, :func:`model.merge_lines`), the reservation's key
+        last: the order in which the store's one-step reservation locks them too, so that
+        neither way deadlocks the other. A twin of a reservation in progress waits on the stock
+        it takes, then meets the key (:class:`ReservationExists`) or finds no stock left."""
+        wanted = reservation.lines
         with self._uow() as uow:
-            # The reservation row goes first: a twin (the same call again) meets its key and is
-            # judged against what it stored, and a concurrent twin blocks on that key, not on stock.
-            uow.reservations.add(model.Reservation.place(reservation_id, wanted, _now()))
+            # A one-line reservation in one step of the store where it has one (its stock
+            # taken first too); when that step found no stock, the steps below say why.
+            if uow.reserve_and_commit(reservation):
+                return None
             if one_currency and len(wanted) > 1:
-                currencies = {
-                    product.currency for product in uow.products.get_many([line.product_id for line in wanted])
-                }
+                products = uow.products.get_many([line.product_id for line in wanted])
+                if unknown := self._missing(wanted, products):
+                    return ProductNotFound(unknown)
+                currencies = {product.currency for product in products}
                 if len(currencies) > 1:
-                    raise CurrenciesDiffer(currencies)
+                    return CurrenciesDiffer(currencies)
             for line in wanted:
                 if not uow.stock.take(line.product_id, line.quantity):
-                    product = uow.products.get(line.product_id)
-                    assert product is not None, "a reservation line's product exists: add() checked it"
-                    raise InsufficientStock(line.product_id, product.sku, line.quantity)
+                    return self._not_taken(uow, wanted, line)
+            uow.reservations.add(reservation)
             uow.commit()
+        return None
+
+    def _not_taken(
+        self, uow: ProductUnitOfWork, wanted: tuple[events.StockLine, ...], line: events.StockLine
+    ) -> Exception:
+        """Why ``line``'s stock could not be taken: an unknown product among ``wanted`` (it has
+        no stock to take), or too little of it."""
+        products = uow.products.get_many([each.product_id for each in wanted])
+        if unknown := self._missing(wanted, products):
+            return ProductNotFound(unknown)
+        (product,) = (product for product in products if product.id == line.product_id)
+        return InsufficientStock(line.product_id, product.sku, line.quantity)
 
     def _unknown(self, wanted: tuple[events.StockLine, ...]) -> set[uuid.UUID]:
         with self._uow(write=False) as uow:
-            found = {product.id for product in uow.products.get_many([line.product_id for line in wanted])}
-        return {line.product_id for line in wanted} - found
+            return self._missing(wanted, uow.products.get_many([line.product_id for line in wanted]))
+
+    @staticmethod
+    def _missing(wanted: tuple[events.StockLine, ...], found: Sequence[model.Product]) -> set[uuid.UUID]:
+        """The products of ``wanted`` not among those the store ``found``."""
+        return {line.product_id for line in wanted} - {product.id for product in found}
 
     @staticmethod
     def _check_repeat(existing: model.Reservation | None, wanted: tuple[events.StockLine, ...]) -> None:

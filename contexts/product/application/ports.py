@@ -95,6 +95,14 @@ class ProductUnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
+    def reserve_and_commit(self, reservation: model.Reservation) -> bool | None:
+        """Take the stock of ``reservation``'s line and store it with its events, committed, in
+        one atomic step of the store where it has one (a reservation of one line); whether it
+        took the stock (False: it was not there, nothing done, the unit of work still open).
+        None, nothing done: no such step here, for the caller to take the stock and add the
+        reservation in steps. Raises :class:`ReservationExists` (nothing done) when a twin
+        stored a reservation with this id first. The first thing done in a unit of work."""
+
     def confirm_reserved_and_commit(self, reservation_id: uuid.UUID) -> bool:
         """If the reservation is still only reserved, confirm it (as
         :meth:`ReservationRepository.confirm_if_reserved`) and commit; whether it was. False:
