@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 # PostgreSQL's class 08 (connection exception), and a server shutting down or starting up.
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
+# How each database names a unique violation: PostgreSQL's SQLSTATE, SQLite's extended codes.
+_UNIQUE_VIOLATION = "23505"
+_SQLITE_UNIQUE = frozenset({sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE})
 
 
 def operator_message(error: BaseException) -> str | None:
@@ -48,6 +52,17 @@ def missing_table(error: DBAPIError) -> bool:
     if psycopg is not None and isinstance(cause, psycopg.errors.UndefinedTable):
         return True
     return isinstance(cause, sqlite3.OperationalError) and str(cause).startswith("no such table")
+
+
+def unique_violation_on(error: IntegrityError, tables: Collection[str]) -> bool:
+    """Whether ``error`` is a key of one of ``tables`` refusing a row already there: a row
+    stored before, by a repeat of the same work. Any other refusal (a NOT NULL, a check, a
+    foreign key, another table's key) is a failure, never a sign that the work was done."""
+    cause = error.orig
+    if isinstance(cause, sqlite3.IntegrityError):
+        return cause.sqlite_errorcode in _SQLITE_UNIQUE and any(f" {table}." in str(cause) for table in tables)
+    table = getattr(getattr(cause, "diag", None), "table_name", None)
+    return getattr(cause, "sqlstate", None) == _UNIQUE_VIOLATION and table in tables
 
 
 def _unreachable(cause: BaseException | None) -> bool:

@@ -13,7 +13,6 @@ the guarantee is the transaction's, in one round trip.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -26,9 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
-# How each database names a unique violation: PostgreSQL's SQLSTATE, SQLite's extended codes.
-_UNIQUE_VIOLATION = "23505"
-_SQLITE_UNIQUE = frozenset({sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE})
+from infrastructure.database_failures import unique_violation_on
 
 
 @dataclass(frozen=True)
@@ -194,11 +191,7 @@ class Inbox:
         }
 
     def _is_repeat(self, error: IntegrityError) -> bool:
-        """Whether ``error`` is the inbox's key refusing a delivery recorded before: a unique
-        violation naming the inbox's table. Any other (a NOT NULL or check on the inbox, the
-        effect's own constraints) is a failure to retry, never a sign the work was done."""
-        orig = error.orig
-        if isinstance(orig, sqlite3.IntegrityError):
-            return orig.sqlite_errorcode in _SQLITE_UNIQUE and f" {self.table.name}." in str(orig)
-        table = getattr(getattr(orig, "diag", None), "table_name", None)
-        return getattr(orig, "sqlstate", None) == _UNIQUE_VIOLATION and table == self.table.name
+        """Whether ``error`` is the inbox's key refusing a delivery recorded before. Any other
+        refusal (a NOT NULL or check on the inbox, the effect's own constraints) is a failure
+        to retry, never a sign the work was done."""
+        return unique_violation_on(error, (self.table.name,))

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.containers import ApplicationContainer, databases
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
@@ -135,15 +136,18 @@ def test_a_one_line_reservation_is_one_statement_alone_on_postgresql(
 def test_a_one_line_reservation_refused_holds_and_publishes_nothing(
     shop: Shop, container: ApplicationContainer
 ) -> None:
-    """The one statement takes no stock and writes nothing; the steps then say why, as ever."""
+    """The one statement takes no stock and writes nothing; then only why is read, as ever."""
     product = shop.product(shop.admin(), initial_stock=2)
     product_id = uuid.UUID(product["id"])
     before = recorded(container, "product", PRODUCT_OUTBOX)
     api = container.product.api()
 
-    with pytest.raises(InsufficientStock) as refused:
+    with counted() as refusing, pytest.raises(InsufficientStock) as refused:
         api.reserve(uuid.uuid4(), [ReservationLine(product_id, 3)])
     assert (refused.value.product_id, refused.value.sku, refused.value.requested) == (product_id, product["sku"], 3)
+    if on_postgresql(container):
+        # The one statement tried the stock; the refusal only reads why (no second try).
+        assert refusing.kinds() == ["WITH", "SELECT", "SELECT"]
     missing = uuid.uuid4()
     with pytest.raises(ProductNotFound) as unknown:
         api.reserve(uuid.uuid4(), [ReservationLine(missing, 1)])
@@ -180,6 +184,27 @@ def test_a_twin_of_a_one_line_reservation_is_judged_against_what_the_first_store
         "product.StockReserved",
         "product.StockReleased",
     ]
+
+
+def test_a_fault_in_the_one_statement_is_raised_not_judged_as_a_twin(
+    shop: Shop, container: ApplicationContainer
+) -> None:
+    """Only the reservation's key makes a twin: any other refusal of the one statement (here a
+    check the reservation row breaks) is a fault that reaches the caller as it is, not a
+    ReservationConflict about an id nobody used, and nothing is written."""
+    if not on_postgresql(container):
+        pytest.skip("the one-statement reservation is PostgreSQL's")
+    product_id = uuid.UUID(shop.product(shop.admin(), initial_stock=5)["id"])
+    with databases(container)["product"].begin(write=True) as connection:
+        connection.exec_driver_sql(
+            "ALTER TABLE product_reservations ADD CONSTRAINT ck_test_refuses CHECK (status <> 'reserved') NOT VALID"
+        )
+
+    with pytest.raises(IntegrityError, match="ck_test_refuses"):
+        container.product.api().reserve(uuid.uuid4(), [ReservationLine(product_id, 1)])
+
+    assert stock(container, product_id) == (5, 0)
+    assert reservations(container) == 0
 
 
 def run_together(calls: list[Callable[[], None]]) -> list[BaseException | None]:

@@ -42,7 +42,7 @@ from contexts.product.api import (
 )
 from contexts.product.application import ports as product_ports
 from contexts.product.application.handlers import product_dto
-from contexts.product.application.ports import ReservationExists, UnknownProducts
+from contexts.product.application.ports import ReservationExists
 from contexts.product.domain import exceptions as product_exceptions
 from contexts.product.domain import model as product_model
 from contexts.user.application import ports as user_ports
@@ -362,9 +362,9 @@ class FakeReservationRepository:
         # The primary key is checked against committed rows too, as a flush would be.
         if self._reservations.get(reservation.id) is not None or reservation.id in self._store.reservations.rows:
             raise ReservationExists(str(reservation.id))
-        # The lines' foreign keys, as the database checks them.
-        if any(line.product_id not in self._store.products.rows for line in reservation.lines):
-            raise UnknownProducts(str(reservation.id))
+        # The lines' foreign keys, as the database checks them (the handler takes their stock
+        # first, so a product it names is there).
+        assert all(line.product_id in self._store.products.rows for line in reservation.lines)
         self._reservations.put(reservation.id, _detached(reservation))
         self._seen.append(reservation)
 

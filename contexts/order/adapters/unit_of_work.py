@@ -27,6 +27,9 @@ class SqlAlchemyOrderUnitOfWork(SqlAlchemyUnitOfWork):
         round trips; elsewhere (SQLite, where a transaction costs no round trip, or once the
         unit of work has begun one) the repository's INSERTs and a commit."""
         statement, parameters = add_in_one_statement(order)
-        if self.commit_with_events_if(statement, parameters, [order]) is None:
+        stored = self.commit_with_events_if(statement, parameters, [order])
+        if stored is None:
             self.orders.add(order)
             self.commit()
+        elif not stored:
+            raise RuntimeError(f"the order {order.id} was not stored: its INSERT returned no row")

@@ -26,7 +26,7 @@ from contexts.product.adapters.orm import (
     StockAdjustmentRow,
     StockRow,
 )
-from contexts.product.application.ports import ReservationExists, UnknownProducts
+from contexts.product.application.ports import ReservationExists
 from contexts.product.domain import exceptions, model
 
 
@@ -147,6 +147,7 @@ class SqlAlchemyStockRepository:
 
 _RESERVATIONS = cast(Table, ReservationRow.__table__)
 _RESERVATION_LINES = cast(Table, ReservationLineRow.__table__)
+RESERVATIONS_TABLE, RESERVATION_LINES_TABLE = _RESERVATIONS.name, _RESERVATION_LINES.name
 # Built once, so that SQLAlchemy compiles each once: every order's confirmation runs them.
 _RESERVATION = select(_RESERVATIONS.c.status, _RESERVATIONS.c.created_at).where(
     _RESERVATIONS.c.id == bindparam("reservation_id")
@@ -240,16 +241,13 @@ class SqlAlchemyReservationRepository:
             )
         except IntegrityError as error:
             raise ReservationExists(str(reservation.id)) from error
-        try:
-            self._session.connection().execute(
-                insert(_RESERVATION_LINES),
-                [
-                    {"reservation_id": reservation.id, "product_id": line.product_id, "quantity": line.quantity}
-                    for line in reservation.lines
-                ],
-            )
-        except IntegrityError as error:
-            raise UnknownProducts(str(reservation.id)) from error
+        self._session.connection().execute(
+            insert(_RESERVATION_LINES),
+            [
+                {"reservation_id": reservation.id, "product_id": line.product_id, "quantity": line.quantity}
+                for line in reservation.lines
+            ],
+        )
         self._seen.append(reservation)
 
     def get(self, reservation_id: uuid.UUID, *, for_update: bool = False) -> model.Reservation | None:

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from contexts.product.adapters.repository import (
     CONFIRM_IF_RESERVED_RETURNING,
+    RESERVATION_LINES_TABLE,
+    RESERVATIONS_TABLE,
     RESERVE_ONE_LINE,
     SqlAlchemyProductRepository,
     SqlAlchemyReservationRepository,
@@ -17,6 +19,7 @@ from contexts.product.adapters.repository import (
 )
 from contexts.product.application.ports import ReservationExists
 from contexts.product.domain import model
+from infrastructure.database_failures import unique_violation_on
 from infrastructure.unit_of_work import SqlAlchemyUnitOfWork
 
 
@@ -52,6 +55,8 @@ class SqlAlchemyProductUnitOfWork(SqlAlchemyUnitOfWork):
         try:
             return self.commit_with_events_if(RESERVE_ONE_LINE, parameters, [reservation])
         except IntegrityError as error:
-            # The stock is there to take and the line's product exists: the only key the
-            # statement can meet is the reservation's (or its line's), stored by a twin.
-            raise ReservationExists(str(reservation.id)) from error
+            # A twin stored the reservation first: its key (or its line's, which PostgreSQL
+            # may check first). Any other refusal is a fault, not a twin to judge.
+            if unique_violation_on(error, (RESERVATIONS_TABLE, RESERVATION_LINES_TABLE)):
+                raise ReservationExists(str(reservation.id)) from error
+            raise

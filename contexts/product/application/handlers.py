@@ -15,7 +15,6 @@ from contexts.product.application.ports import (
     ProductUnitOfWork,
     ReservationExists,
     UnitOfWorkFactory,
-    UnknownProducts,
 )
 from contexts.product.domain import exceptions, model
 
@@ -189,15 +188,15 @@ class ReserveStockHandler:
 
         A call with an id already used (a twin: the same call again, or a concurrent one) is
         judged against what that one stored, whatever the stock now: a repeat of a held
-        reservation changes nothing, other lines or a released one are a conflict."""
+        reservation changes nothing, other lines or a released one are a conflict. A concurrent
+        twin for other lines that finds their stock gone before the first one is stored gets the
+        refusal instead (nothing is held either way)."""
         wanted = model.merge_lines(lines)
         try:
             refusal = self._reserve(model.Reservation.place(reservation_id, wanted, _now()), one_currency)
         except ReservationExists:
             # A concurrent call with the same id won; judge this one against what it stored.
             refusal = None
-        except UnknownProducts:
-            refusal = ProductNotFound(self._unknown(wanted))
         else:
             if refusal is None:
                 return
@@ -221,9 +220,10 @@ class ReserveStockHandler:
         wanted = reservation.lines
         with self._uow() as uow:
             # A one-line reservation in one step of the store where it has one (its stock
-            # taken first too); when that step found no stock, the steps below say why.
-            if uow.reserve_and_commit(reservation):
-                return None
+            # taken first too); when that step found no stock, only why is left to say.
+            reserved = uow.reserve_and_commit(reservation)
+            if reserved is not None:
+                return None if reserved else self._not_taken(uow, wanted, wanted[0])
             if one_currency and len(wanted) > 1:
                 products = uow.products.get_many([line.product_id for line in wanted])
                 if unknown := self._missing(wanted, products):
@@ -248,10 +248,6 @@ class ReserveStockHandler:
             return ProductNotFound(unknown)
         (product,) = (product for product in products if product.id == line.product_id)
         return InsufficientStock(line.product_id, product.sku, line.quantity)
-
-    def _unknown(self, wanted: tuple[events.StockLine, ...]) -> set[uuid.UUID]:
-        with self._uow(write=False) as uow:
-            return self._missing(wanted, uow.products.get_many([line.product_id for line in wanted]))
 
     @staticmethod
     def _missing(wanted: tuple[events.StockLine, ...], found: Sequence[model.Product]) -> set[uuid.UUID]:

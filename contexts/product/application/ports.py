@@ -63,14 +63,10 @@ class ReservationExists(Exception):
     """Another transaction stored a reservation with this id first."""
 
 
-class UnknownProducts(Exception):
-    """A reservation names a product that does not exist (the store refused its line)."""
-
-
 class ReservationRepository(Protocol):
     def add(self, reservation: model.Reservation) -> None:
-        """Raises :class:`ReservationExists`, or :class:`UnknownProducts` for a line whose
-        product does not exist."""
+        """Raises :class:`ReservationExists`. Its lines' stock is taken first, so their products
+        exist (a product is never deleted)."""
 
     def get(self, reservation_id: uuid.UUID, *, for_update: bool = False) -> model.Reservation | None: ...
 
