@@ -14,7 +14,6 @@ twin judged against what the first stored, a refusal that holds and publishes no
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +30,7 @@ from contexts.product.api import InsufficientStock, ProductNotFound, Reservation
 from infrastructure.events.tables import OutboxTables
 from tests.conftest import Shop
 from tests.round_trips import counted
+from tests.together import run_together
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -205,27 +205,6 @@ def test_a_fault_in_the_one_statement_is_raised_not_judged_as_a_twin(
 
     assert stock(container, product_id) == (5, 0)
     assert reservations(container) == 0
-
-
-def run_together(calls: list[Callable[[], None]]) -> list[BaseException | None]:
-    """Run ``calls`` in threads released at once; what each raised, or None."""
-    start = threading.Barrier(len(calls))
-    outcomes: list[BaseException | None] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        start.wait()
-        try:
-            calls[index]()
-        except BaseException as error:  # noqa: BLE001 - every outcome is asserted by the caller
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a reservation never finished"
-    return outcomes
 
 
 def test_concurrent_twins_reserve_once(shop: Shop, container: ApplicationContainer) -> None:

@@ -9,7 +9,6 @@ hold. (SQLite runs one writer at a time: there is nothing to interleave.)"""
 from __future__ import annotations
 
 import random
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,32 +22,12 @@ from contexts.product.api import InsufficientStock, ReservationConflict, Reserva
 from contexts.product.application.handlers import AdjustStock, ExpireReservationsHandler
 from contexts.product.domain.exceptions import StockWouldGoNegative
 from tests.conftest import Shop
+from tests.together import run_together
 
 pytestmark = pytest.mark.usefixtures("backend")
 
 # What a writer may answer when another got there first; anything else is a defect.
 REFUSALS = (ReservationConflict, InsufficientStock, StockWouldGoNegative)
-
-
-def run_together(calls: list[Callable[[], object]]) -> list[BaseException | None]:
-    """Run ``calls`` in threads released at once; what each raised, or None."""
-    start = threading.Barrier(len(calls))
-    outcomes: list[BaseException | None] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        start.wait()
-        try:
-            calls[index]()
-        except BaseException as error:  # noqa: BLE001 - every outcome is asserted by the caller
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a writer never finished"
-    return outcomes
 
 
 def held(container: ApplicationContainer) -> dict[uuid.UUID, int]:
