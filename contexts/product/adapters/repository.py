@@ -28,6 +28,7 @@ from contexts.product.adapters.orm import (
 )
 from contexts.product.application.ports import ReservationExists
 from contexts.product.domain import exceptions, model
+from infrastructure.database_failures import unique_violation_on
 
 
 class SqlAlchemyProductRepository:
@@ -240,7 +241,10 @@ class SqlAlchemyReservationRepository:
                 {"id": reservation.id, "status": reservation.status.value, "created_at": reservation.created_at},
             )
         except IntegrityError as error:
-            raise ReservationExists(str(reservation.id)) from error
+            # The same test of a twin as the one-statement reservation's (unit_of_work).
+            if unique_violation_on(error, (RESERVATIONS_TABLE,)):
+                raise ReservationExists(str(reservation.id)) from error
+            raise
         self._session.connection().execute(
             insert(_RESERVATION_LINES),
             [
