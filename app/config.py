@@ -207,6 +207,17 @@ class Settings(BaseSettings):
     events_poll_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
         1.0, description="how often the dispatcher looks for work committed by other processes"
     )
+    events_hold_writes_after_seconds: Annotated[float, Field(ge=0, le=60)] = Field(
+        0.5,
+        description=(
+            "write requests wait while the dispatcher of their process runs more than this behind"
+            " the events it delivers, so that under more load than it keeps up with the delivery"
+            " lag stays bounded; 0: never (only where the dispatcher runs in `shop serve`)"
+        ),
+    )
+    events_hold_writes_max_seconds: Annotated[float, Field(gt=0, le=30)] = Field(
+        2.0, description="the longest a write request waits for that; then it is served all the same"
+    )
     events_retention_hours: Annotated[float, Field(ge=0)] = Field(
         168.0, description="completed deliveries (and their events) are pruned after this"
     )

@@ -229,6 +229,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         lease=providers.Factory(timedelta, seconds=settings.provided.events_claim_timeout_seconds),
         poll_interval=settings.provided.events_poll_seconds,
         persistent=(RELAY,),
+        hold_writes_after=settings.provided.events_hold_writes_after_seconds,
     )
 
 

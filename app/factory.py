@@ -14,6 +14,7 @@ from app.containers import ApplicationContainer, build_container, databases, rem
 from app.public_api import API_PREFIX, HTTP_MODULES, register_endpoints
 from app.subscriptions import subscribe_all
 from infrastructure.http.auth import init_auth
+from infrastructure.http.backpressure import install_write_backpressure
 from infrastructure.http.body_limit import StreamedBodyLimit
 from infrastructure.http.problems import install_problem_handlers
 from infrastructure.http.rate_limit import (
@@ -74,6 +75,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         storage_url=settings.ratelimit_storage_url,
         key_prefix=settings.ratelimit_key_prefix,
     )
+    if settings.events_dispatch_in_web and settings.events_hold_writes_after_seconds:
+        install_write_backpressure(
+            app,
+            lambda timeout: container.dispatcher().wait_until_caught_up(timeout),
+            timeout=settings.events_hold_writes_max_seconds,
+        )
     install_security_headers(app, hsts_seconds=settings.hsts_seconds)
     install_cors(app, settings.cors_origins(), path_prefix=API_PREFIX)
 

@@ -109,6 +109,7 @@ class Options:
     wrk_threads: int
     pool_size: int | None
     events_workers: int | None
+    shop_env: tuple[str, ...]
     guarded_threads: int
     postgres_pid: int | None
     products: int
@@ -227,6 +228,9 @@ def make_setup(options: Options, folder: Path) -> Setup:
         shop_env["DATABASE_POOL_SIZE"] = str(options.pool_size)
     if options.events_workers is not None:
         shop_env["EVENTS_WORKERS"] = str(options.events_workers)
+    for setting in options.shop_env:
+        name, _, value = setting.partition("=")
+        shop_env[name] = value
     floor_env = {
         "PATH": os.environ.get("PATH", ""),
         "TOKEN_SECRET": shop_env["TOKEN_SECRET"],
@@ -1092,6 +1096,14 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--events-workers", type=int, help="the shop's EVENTS_WORKERS (default: the shop's own)")
     parser.add_argument(
+        "--shop-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        type=_setting,
+        help="a setting of the shop's, e.g. EVENTS_HOLD_WRITES_AFTER_SECONDS=0 (repeatable)",
+    )
+    parser.add_argument(
         "--guarded-threads", type=int, default=1, help="the guarded floor's delivery threads per worker (default 1)"
     )
     parser.add_argument(
@@ -1107,8 +1119,16 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--logs", type=Path, help="copy both servers' logs into this folder at the end")
     args = parser.parse_args(argv)
     args.kinds = tuple(args.kinds)
+    args.shop_env = tuple(args.shop_env)
     args.shop = args.shop.resolve()
     return Options(**vars(args))
+
+
+def _setting(text: str) -> str:
+    name, equals, _value = text.partition("=")
+    if not equals or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return text
 
 
 def check_tools(options: Options) -> None:

@@ -17,6 +17,13 @@ several queued deliveries to one such subscriber and runs them in one shared tra
 BEGIN, one writer turn on SQLite, one commit; each delivery's inbox row and effect a savepoint
 in it). Should any of them fail, the batch is rolled back and its deliveries run again one at a
 time, so retries, dead letters and poison events stay per delivery.
+
+A process whose requests record events faster than its deliveries complete them would let the
+backlog, and the delay from an event to its effects, grow without bound. With
+``hold_writes_after``, each round judges how far behind the deliveries run (the age of the
+oldest event whose first delivery waits in the queue) and :meth:`wait_until_caught_up` holds
+the process's write requests while that passes the bound: back-pressure that slows the
+admission of new work to the pace its deliveries keep, on the same cores.
 """
 
 from __future__ import annotations
@@ -94,9 +101,12 @@ class Dispatcher:
         lease: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
         persistent: Collection[str] = (),
+        hold_writes_after: float = 0.0,
     ) -> None:
         """``persistent``: subscribers retried until they succeed, never dead letters — the
-        relay, whose failures mean the broker is away, and which must resume by itself."""
+        relay, whose failures mean the broker is away, and which must resume by itself.
+        ``hold_writes_after``: how many seconds behind its events the deliveries may run before
+        :meth:`wait_until_caught_up` holds its callers; 0: never."""
         self._outboxes = list(outboxes)
         self._bus = bus
         self._workers = workers
@@ -105,6 +115,10 @@ class Dispatcher:
         self._retry_persistent = replace(retry, max_attempts=None)
         self._lease = lease
         self._poll_interval = poll_interval
+        self._hold_writes_after = hold_writes_after
+        # Set while the deliveries keep up: what write requests wait for (see _judge_lag).
+        self._caught_up = threading.Event()
+        self._caught_up.set()
         # Host and process id say whose claim a delivery is under; short enough for claimed_by.
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
@@ -173,7 +187,18 @@ class Dispatcher:
             outbox.release([claim for owner, claim in unstarted if owner is outbox])
         self._let_go(claim for _, claim in unstarted)
         self._loop, self._pool = None, None
+        self._caught_up.set()  # nothing stopped may hold a request
         logger.info("events.dispatcher_stopped", owner=self.owner, handed_back=len(unstarted))
+
+    def wait_until_caught_up(self, timeout: float) -> bool:
+        """Hold the caller, at most ``timeout`` seconds, while the deliveries run more than
+        ``hold_writes_after`` behind their events; whether they caught up meanwhile.
+
+        For the write requests of the process: a request that would record more events waits
+        until the work already recorded is done, so under a load the process cannot keep up
+        with, orders are taken at the pace their deliveries complete rather than piling up
+        events whose effects come ever later. Free while the deliveries keep up."""
+        return self._caught_up.is_set() or self._caught_up.wait(timeout)
 
     def wake(self) -> None:
         """Claim soon: a commit recorded events (see :meth:`_wait` for how soon)."""
@@ -311,6 +336,29 @@ class Dispatcher:
                 self._pool.submit(self._drain)
         with self._lock:
             self._backlog = backlog
+        self._judge_lag()
+
+    def _judge_lag(self) -> None:
+        """Hold write requests while the deliveries run more than the bound behind, let them
+        go as soon as a round finds them within it again.
+
+        How far behind: since the oldest event whose delivery is queued here, not started,
+        occurred. Claims take the oldest events first, so under a backlog that is the age of
+        the backlog's head; while the workers keep up the queue is short and young. Retries
+        are left out: their events are old by design."""
+        if not self._hold_writes_after:
+            return
+        with self._lock:
+            waiting = [_first_attempt(self._queue, outbox) for outbox in self._outboxes]
+        now = datetime.now(timezone.utc)
+        lag = max((_seconds_since_it_occurred(delivery, now) for delivery in waiting if delivery), default=0.0)
+        behind = lag > self._hold_writes_after
+        if behind == self._caught_up.is_set():
+            logger.debug("events.writes_held" if behind else "events.writes_let_go", lag_seconds=round(lag, 3))
+        if behind:
+            self._caught_up.clear()
+        else:
+            self._caught_up.set()
 
     def _drain(self) -> None:
         """A worker's turn: run queued deliveries until none is left or the dispatcher stops.
@@ -490,6 +538,17 @@ class Dispatcher:
         except Exception:
             # Not lost: its lease runs out and it is tried again.
             log.exception("event.failure_not_recorded")
+
+
+def _first_attempt(queue: Iterable[tuple[Outbox, ClaimedDelivery]], outbox: Outbox) -> ClaimedDelivery | None:
+    """The first delivery of ``outbox`` in the queue that is not a retry: its oldest waiting
+    event, since each claim queues its deliveries oldest first and deliveries handed back from
+    a worker go back to the front."""
+    return next((d for owner, d in queue if owner is outbox and d.attempts == 0), None)
+
+
+def _seconds_since_it_occurred(delivery: ClaimedDelivery, now: datetime) -> float:
+    return (now - datetime.fromisoformat(delivery.envelope["occurred_at"])).total_seconds()
 
 
 def _by_subscriber(deliveries: Iterable[ClaimedDelivery]) -> list[tuple[str, list[ClaimedDelivery]]]:
