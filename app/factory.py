@@ -80,6 +80,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             app,
             lambda timeout: container.dispatcher().wait_until_caught_up(timeout),
             timeout=settings.events_hold_writes_max_seconds,
+            blueprints=[module.bp.name for module in served],
         )
     install_security_headers(app, hsts_seconds=settings.hsts_seconds)
     install_cors(app, settings.cors_origins(), path_prefix=API_PREFIX)

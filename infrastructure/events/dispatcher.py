@@ -187,7 +187,6 @@ class Dispatcher:
             outbox.release([claim for owner, claim in unstarted if owner is outbox])
         self._let_go(claim for _, claim in unstarted)
         self._loop, self._pool = None, None
-        self._caught_up.set()  # nothing stopped may hold a request
         logger.info("events.dispatcher_stopped", owner=self.owner, handed_back=len(unstarted))
 
     def wait_until_caught_up(self, timeout: float) -> bool:
@@ -197,7 +196,8 @@ class Dispatcher:
         For the write requests of the process: a request that would record more events waits
         until the work already recorded is done, so under a load the process cannot keep up
         with, orders are taken at the pace their deliveries complete rather than piling up
-        events whose effects come ever later. Free while the deliveries keep up."""
+        events whose effects come ever later. Free while the deliveries keep up (``is_set`` is
+        a plain read; ``wait`` takes a lock even then)."""
         return self._caught_up.is_set() or self._caught_up.wait(timeout)
 
     def wake(self) -> None:
@@ -220,16 +220,19 @@ class Dispatcher:
     def _run(self) -> None:
         # Wake often enough to renew leases well before they run out.
         idle_wait = min(self._poll_interval, self._lease.total_seconds() / 3)
-        while not self._stopping.is_set():
-            self._wake.clear()
-            with self._lock:
-                self._wanted = False
-            self._round_at = time.monotonic()
-            self._renew_leases()
-            self._size_claims()
-            self._complete_and_claim()
-            self._wait(idle_wait)
-        self._record_completed()
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                with self._lock:
+                    self._wanted = False
+                self._round_at = time.monotonic()
+                self._renew_leases()
+                self._size_claims()
+                self._complete_and_claim()
+                self._wait(idle_wait)
+            self._record_completed()
+        finally:
+            self._caught_up.set()  # stopped or crashed, no round will judge again: hold nothing on its last
 
     def _wait(self, idle_wait: float) -> None:
         """Until the workers want more, the poll is due, or the loop is woken otherwise.
@@ -342,16 +345,30 @@ class Dispatcher:
         """Hold write requests while the deliveries run more than the bound behind, let them
         go as soon as a round finds them within it again.
 
-        How far behind: since the oldest event whose delivery is queued here, not started,
-        occurred. Claims take the oldest events first, so under a backlog that is the age of
-        the backlog's head; while the workers keep up the queue is short and young. Retries
-        are left out: their events are old by design."""
+        How far behind: since the oldest event whose first delivery is queued here, not yet
+        started, occurred. Claims take the oldest events first, so under a backlog that is the
+        age of the backlog's head; while the workers keep up the queue is short and young.
+        Per outbox the first such delivery in the queue is taken for its oldest; an older one
+        queued behind it (an aggregate's event held back until an earlier one was done) makes
+        the figure low, never high, so the error is on the side of holding less. Left out:
+        retries, whose events are old by design, and events older than a lease, which are not
+        the pace of this process's requests but a backlog it did not make (claims taken over
+        from a process that died, what an outage left): holding writes would only delay them.
+        A judgement that fails lets writes go rather than stopping the loop."""
         if not self._hold_writes_after:
             return
         with self._lock:
-            waiting = [_first_attempt(self._queue, outbox) for outbox in self._outboxes]
-        now = datetime.now(timezone.utc)
-        lag = max((_seconds_since_it_occurred(delivery, now) for delivery in waiting if delivery), default=0.0)
+            oldest: dict[str, Any] = {}  # per outbox, its first queued first attempt's occurred_at
+            for outbox, delivery in self._queue:
+                if delivery.attempts == 0 and outbox.context not in oldest:
+                    oldest[outbox.context] = delivery.envelope.get("occurred_at")
+                    if len(oldest) == len(self._outboxes):
+                        break
+        try:
+            lag = _lag(oldest.values(), within=self._lease)
+        except (TypeError, ValueError):
+            logger.exception("events.lag_not_judged")
+            lag = 0.0
         behind = lag > self._hold_writes_after
         if behind == self._caught_up.is_set():
             logger.debug("events.writes_held" if behind else "events.writes_let_go", lag_seconds=round(lag, 3))
@@ -540,15 +557,12 @@ class Dispatcher:
             log.exception("event.failure_not_recorded")
 
 
-def _first_attempt(queue: Iterable[tuple[Outbox, ClaimedDelivery]], outbox: Outbox) -> ClaimedDelivery | None:
-    """The first delivery of ``outbox`` in the queue that is not a retry: its oldest waiting
-    event, since each claim queues its deliveries oldest first and deliveries handed back from
-    a worker go back to the front."""
-    return next((d for owner, d in queue if owner is outbox and d.attempts == 0), None)
-
-
-def _seconds_since_it_occurred(delivery: ClaimedDelivery, now: datetime) -> float:
-    return (now - datetime.fromisoformat(delivery.envelope["occurred_at"])).total_seconds()
+def _lag(occurred: Iterable[Any], *, within: timedelta) -> float:
+    """Seconds since the oldest of these ISO 8601 times, leaving out those older than ``within``;
+    0 when none is left. Raises ``TypeError``/``ValueError`` for a value that is not an aware time."""
+    now = datetime.now(timezone.utc)
+    ages = [(now - datetime.fromisoformat(text)).total_seconds() for text in occurred]
+    return max((age for age in ages if age < within.total_seconds()), default=0.0)
 
 
 def _by_subscriber(deliveries: Iterable[ClaimedDelivery]) -> list[tuple[str, list[ClaimedDelivery]]]:

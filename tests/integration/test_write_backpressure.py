@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -81,8 +81,11 @@ def test_a_write_waits_while_the_deliveries_run_behind_and_goes_once_they_catch_
     try:
         with ThreadPoolExecutor(1) as pool:
             order = pool.submit(place_order, app.test_client(), customer, product_id)
-            read = app.test_client().get(f"/api/v1/products/{product_id}")
-            assert read.status_code == 200, "a read is never held"
+            others, started = app.test_client(), time.monotonic()
+            assert others.get(f"/api/v1/products/{product_id}").status_code == 200, "a read is never held"
+            assert others.head(f"/api/v1/products/{product_id}").status_code == 200
+            assert others.post("/api/v1/no-such-thing").status_code == 404, "what matches no endpoint is answered"
+            assert time.monotonic() - started < DEADLINE_SECONDS / 2, "none of them was held to the maximum"
             time.sleep(3 * BOUND_SECONDS)
             assert not order.done(), "the order waits while the deliveries run behind"
 
@@ -111,13 +114,37 @@ def test_a_write_is_held_no_longer_than_the_maximum_and_then_served(
         background.stop()
 
 
-def test_a_dispatcher_that_stops_holds_no_write(make_app: Callable[..., Flask], stuck: Stuck) -> None:
+def test_a_dispatcher_whose_loop_ends_holds_no_write(make_app: Callable[..., Flask], stuck: Stuck) -> None:
+    """Stopping ends the loop first (no round will judge again), then waits for the stuck
+    delivery: the writes go as soon as the loop has ended, not only once the delivery has."""
     _app, shop, _customer, _product_id = held_app(make_app)
     background = fall_behind(shop.container, stuck)
-    stuck.let_go.set()  # stop() waits for the running delivery
-    background.stop()
+    loop = background._loop
+    assert loop is not None
+    with ThreadPoolExecutor(1) as pool:
+        stopping = pool.submit(background.stop)
+        eventually(lambda: not loop.is_alive(), "the dispatcher's loop to end")
+        assert background.wait_until_caught_up(0)
+        assert not stopping.done(), "stop still waits for the stuck delivery"
+        stuck.let_go.set()
+        stopping.result(DEADLINE_SECONDS)
 
-    assert background.wait_until_caught_up(0)
+
+def test_writes_are_not_held_where_the_dispatcher_runs_apart(make_app: Callable[..., Flask], stuck: Stuck) -> None:
+    """With ``EVENTS_DISPATCH_IN_WEB`` off, the deliveries run in another process (``shop events
+    relay``), whose lag this one does not see: the hook is not installed, even though this
+    process's own dispatcher (started here by the test) falls behind."""
+    app, shop, customer, product_id = held_app(
+        make_app, events_dispatch_in_web=False, events_hold_writes_max_seconds=DEADLINE_SECONDS
+    )
+    background = fall_behind(shop.container, stuck)
+    try:
+        started = time.monotonic()
+        assert place_order(app.test_client(), customer, product_id).status_code == 201
+        assert time.monotonic() - started < DEADLINE_SECONDS / 2
+    finally:
+        stuck.let_go.set()
+        background.stop()
 
 
 class Idle:
@@ -161,3 +188,37 @@ def test_no_bound_holds_nothing(shop: Shop) -> None:
 
     assert len(unbounded._queue) == 1
     assert unbounded.wait_until_caught_up(0)
+
+
+def test_events_older_than_a_lease_are_not_this_processes_pace(shop: Shop) -> None:
+    """A backlog older than a lease (claims taken over, what an outage left) is not held against
+    the requests: holding them would only delay it."""
+    container = shop.container
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    publish(container, Pinged("a", 1))
+    time.sleep(2 * BOUND_SECONDS)
+
+    run = dispatcher(container, hold_writes_after=BOUND_SECONDS, lease=timedelta(seconds=1))
+    claim_once(run)
+    assert not run.wait_until_caught_up(0)
+
+    time.sleep(1.0)
+    run._judge_lag()
+    assert run.wait_until_caught_up(0)
+
+
+def test_an_event_whose_time_cannot_be_read_lets_writes_go_and_the_loop_live(shop: Shop) -> None:
+    container = shop.container
+    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    publish(container, Pinged("a", 1))
+    time.sleep(2 * BOUND_SECONDS)
+    run = dispatcher(container, hold_writes_after=BOUND_SECONDS)
+    claim_once(run)
+    assert not run.wait_until_caught_up(0)
+
+    (claimed,) = [delivery for _, delivery in run._queue]
+    for unreadable in ("yesterday", None, "2026-12-04T10:00:00"):  # not a time; none; no time zone
+        claimed.envelope["occurred_at"] = unreadable
+        run._caught_up.clear()
+        run._judge_lag()
+        assert run.wait_until_caught_up(0), unreadable
