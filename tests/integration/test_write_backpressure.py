@@ -159,47 +159,39 @@ def claim_once(run: Dispatcher) -> None:
     run._complete_and_claim()
 
 
-def test_the_lag_is_the_age_of_the_oldest_queued_first_attempt_retries_left_out(shop: Shop) -> None:
+def queued_past_the_bound(shop: Shop, **options: Any) -> Dispatcher:
+    """A dispatcher of the test's own (``options`` for it) holding one first attempt queued,
+    unstarted, for twice the bound."""
     container = shop.container
     container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
     publish(container, Pinged("a", 1))
     time.sleep(2 * BOUND_SECONDS)
+    run = dispatcher(container, **{"hold_writes_after": BOUND_SECONDS, **options})
+    claim_once(run)
+    assert len(run._queue) == 1
+    return run
 
-    fresh = dispatcher(container, hold_writes_after=BOUND_SECONDS)
-    claim_once(fresh)
+
+def test_the_lag_is_the_age_of_the_oldest_queued_first_attempt_retries_left_out(shop: Shop) -> None:
+    fresh = queued_past_the_bound(shop)
     assert not fresh.wait_until_caught_up(0), "a first attempt queued past the bound holds writes"
 
     (claimed,) = [delivery for _, delivery in fresh._queue]
-    order_outbox(container).fail(claimed, "failed once", retry_at=datetime.now(timezone.utc))
-    retried = dispatcher(container, hold_writes_after=BOUND_SECONDS)
+    order_outbox(shop.container).fail(claimed, "failed once", retry_at=datetime.now(timezone.utc))
+    retried = dispatcher(shop.container, hold_writes_after=BOUND_SECONDS)
     claim_once(retried)
     assert [delivery.attempts for _, delivery in retried._queue] == [1]
     assert retried.wait_until_caught_up(0), "a retry's event is old by design: it holds nothing"
 
 
 def test_no_bound_holds_nothing(shop: Shop) -> None:
-    container = shop.container
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
-    publish(container, Pinged("a", 1))
-    time.sleep(2 * BOUND_SECONDS)
-
-    unbounded = dispatcher(container, hold_writes_after=0.0)
-    claim_once(unbounded)
-
-    assert len(unbounded._queue) == 1
-    assert unbounded.wait_until_caught_up(0)
+    assert queued_past_the_bound(shop, hold_writes_after=0.0).wait_until_caught_up(0)
 
 
 def test_events_older_than_a_lease_are_not_this_processes_pace(shop: Shop) -> None:
     """A backlog older than a lease (claims taken over, what an outage left) is not held against
     the requests: holding them would only delay it."""
-    container = shop.container
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
-    publish(container, Pinged("a", 1))
-    time.sleep(2 * BOUND_SECONDS)
-
-    run = dispatcher(container, hold_writes_after=BOUND_SECONDS, lease=timedelta(seconds=1))
-    claim_once(run)
+    run = queued_past_the_bound(shop, lease=timedelta(seconds=1))
     assert not run.wait_until_caught_up(0)
 
     time.sleep(1.0)
@@ -208,12 +200,7 @@ def test_events_older_than_a_lease_are_not_this_processes_pace(shop: Shop) -> No
 
 
 def test_an_event_whose_time_cannot_be_read_lets_writes_go_and_the_loop_live(shop: Shop) -> None:
-    container = shop.container
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
-    publish(container, Pinged("a", 1))
-    time.sleep(2 * BOUND_SECONDS)
-    run = dispatcher(container, hold_writes_after=BOUND_SECONDS)
-    claim_once(run)
+    run = queued_past_the_bound(shop)
     assert not run.wait_until_caught_up(0)
 
     (claimed,) = [delivery for _, delivery in run._queue]
