@@ -132,6 +132,10 @@ class _Store:
     def __init__(self) -> None:
         self.publisher = RecordingPublisher()
         self.before_commit: Callable[[Any], None] | None = None
+        # Runs once a commit has stored its changes: raising there is an answer lost after the commit.
+        self.after_commit: Callable[[Any], None] | None = None
+        # Runs as each unit of work begins: raising there is a database that cannot be reached.
+        self.on_begin: Callable[[Any], None] | None = None
         self.commits = 0
 
 
@@ -146,6 +150,8 @@ class _FakeUnitOfWork:
     def __enter__(self) -> Self:
         if self._active:
             raise AssertionError("a unit of work was entered twice")
+        if self._base_store.on_begin is not None:
+            self._base_store.on_begin(self)
         self.seen = []
         self._staged = []
         self._active = True
@@ -179,6 +185,8 @@ class _FakeUnitOfWork:
         for aggregate in self.seen:
             aggregate.events.clear()
         self._base_store.publisher.publish(events)
+        if self._base_store.after_commit is not None:
+            self._base_store.after_commit(self)
 
 
 # --- user ------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from contexts.order.domain.exceptions import (
     MixedCurrencies,
     UnknownProducts,
 )
-from contexts.order.domain.model import Item, OrderStatus
+from contexts.order.domain.model import Item, Order, OrderStatus
 from contexts.order.events import OrderCancelled, OrderedLine, OrderPlaced
 from contexts.product.api import InsufficientStock, ProductDTO, ReservationLine
 from tests.unit.fakes import (
@@ -226,6 +226,49 @@ def test_if_the_order_cannot_be_saved_its_reservation_is_released(
     assert products.stock_of(mug.id) == 5
     assert store.orders.rows == {}
     assert store.publisher.published == []
+
+
+def test_an_order_stored_though_its_commit_failed_is_placed_and_keeps_its_stock(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
+) -> None:
+    """The connection lost after the server committed: the read back finds the order."""
+    mug = products.add(stock=5)
+
+    def lose_the_answer(uow: Any) -> None:
+        if any(isinstance(aggregate, Order) for aggregate in uow.seen):
+            raise CommitFailed("the connection was lost with the commit's answer")
+
+    store.after_commit = lose_the_answer
+
+    order = place(order_of((mug, 2)))
+
+    assert store.orders.rows[order.id].status is OrderStatus.PLACED
+    assert products.release_calls == []
+    assert products.stock_of(mug.id) == 3
+    assert [type(event) for event in store.publisher.published] == [OrderPlaced]
+
+
+def test_an_order_whose_saving_cannot_be_told_leaves_its_reservation_to_expire(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
+) -> None:
+    """The commit failed and the read back fails too: a release could strand a stored order
+    without its stock, so the reservation is left to the product context's expiry."""
+    mug = products.add(stock=5)
+
+    def unreachable(_uow: Any) -> None:
+        raise CommitFailed("the order database is away")
+
+    def fail_and_go_away(uow: Any) -> None:
+        store.on_begin = unreachable
+        fail_commits_that_place_orders(uow)
+
+    store.before_commit = fail_and_go_away
+    with pytest.raises(CommitFailed):
+        place(order_of((mug, 2)))
+
+    assert products.release_calls == []
+    assert products.stock_of(mug.id) == 3, "still held, until it expires"
+    assert store.orders.rows == {}
 
 
 def test_if_the_order_cannot_be_saved_its_idempotency_key_is_freed(

@@ -6,8 +6,9 @@ is the reservation id, so a retry reserves nothing twice), then save the order. 
 cannot be made of what was reserved (mixed currencies), saving fails, or the product context
 could not say whether it reserved (unreachable, timed out), the reservation is released;
 should even that fail, the product context expires the unconfirmed reservation after its
-time-to-live. Either way no order exists without its stock and no stock stays held without
-its order.
+time-to-live. A save that failed is read back first: an order stored all the same (its
+commit's answer lost with the connection) is placed and keeps its stock. Either way no order
+exists without its stock and no stock stays held without its order.
 """
 
 from __future__ import annotations
@@ -194,9 +195,30 @@ class PlaceOrderHandler:
                     uow.idempotency.complete(user_id=command.user_id, key=command.idempotency_key, order=order)
                     uow.commit()
         except Exception:
-            self._release_quietly(order.id, reason="order_not_saved")
-            raise
+            stored = self._stored(order.id)
+            if stored is False:
+                self._release_quietly(order.id, reason="order_not_saved")
+            if not stored:
+                raise
+            logger.warning("order.stored_though_its_commit_failed", order_id=str(order.id), exc_info=True)
         return order
+
+    def _stored(self, order_id: uuid.UUID) -> bool | None:
+        """Whether an order whose saving failed is stored all the same; None when that cannot
+        be told either.
+
+        A connection lost while the commit ran leaves the outcome unknown: the server may have
+        committed before the answer was lost. An order stored is placed (its ``OrderPlaced``
+        will confirm the reservation), so it is answered as placed and keeps its stock, where a
+        release would be final and its confirmation would find nothing held: an oversell. When
+        even the read fails, the reservation is left to expire after its time-to-live, which a
+        late confirmation undoes by taking the stock again, or fails visibly."""
+        try:
+            with self._uow(write=False) as uow:
+                return uow.orders.get(order_id) is not None
+        except Exception:
+            logger.warning("order.outcome_unknown_reservation_left_to_expire", order_id=str(order_id), exc_info=True)
+            return None
 
     def _release_quietly(self, reservation_id: uuid.UUID, reason: str) -> None:
         """Undo a reservation the order will not have; the caller's error is the one to report,
