@@ -1,0 +1,87 @@
+"""An order whose saving failed is read back before its reservation is released, on real databases.
+
+The commit's answer can be lost after the server committed (the connection dropped in between):
+such an order is placed, and a release would leave it without its stock. The tests make the
+order's unit of work store the order and then fail, or fail without storing while the database
+cannot even be read, and look at what the caller and the product context are left with.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from app.containers import ApplicationContainer, databases
+from contexts.order.adapters.orm import OrderRow
+from contexts.order.adapters.unit_of_work import SqlAlchemyOrderUnitOfWork
+from contexts.product.adapters.orm import ReservationRow, StockRow
+from tests.conftest import Shop
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+LOST = OperationalError("COMMIT", {}, ConnectionError("server closed the connection unexpectedly"))
+
+
+def place(shop: Shop, product_id: str, customer: dict[str, str]) -> Any:
+    body = {"items": [{"product_id": product_id, "quantity": 2}]}
+    return shop.client.post("/api/v1/orders", json=body, headers=customer)
+
+
+def reservation_statuses(container: ApplicationContainer) -> list[str]:
+    with databases(container)["product"].session(write=False) as session:
+        return list(session.scalars(select(ReservationRow.status)))
+
+
+def stock(container: ApplicationContainer, product_id: str) -> tuple[int, int]:
+    with databases(container)["product"].session(write=False) as session:
+        row = session.get_one(StockRow, uuid.UUID(product_id))
+        return row.available, row.reserved
+
+
+def test_an_order_stored_though_its_commits_answer_was_lost_is_placed_with_its_stock(
+    shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    product_id = shop.product(shop.admin(), initial_stock=5)["id"]
+    customer = shop.customer()
+    store = SqlAlchemyOrderUnitOfWork.add_and_commit
+
+    def store_then_lose_the_answer(uow: SqlAlchemyOrderUnitOfWork, order: Any) -> None:
+        store(uow, order)
+        raise LOST
+
+    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "add_and_commit", store_then_lose_the_answer)
+    response = place(shop, product_id, customer)
+
+    assert response.status_code == 201, response.json
+    with databases(container)["order"].session(write=False) as session:
+        assert session.get(OrderRow, uuid.UUID(response.json["id"])) is not None
+    assert reservation_statuses(container) == ["reserved"], "held for the order's confirmation"
+    assert stock(container, product_id) == (3, 2)
+
+
+def test_an_order_whose_saving_cannot_be_told_leaves_its_reservation_to_expire(
+    shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    product_id = shop.product(shop.admin(), initial_stock=5)["id"]
+    customer = shop.customer()
+    enter = SqlAlchemyOrderUnitOfWork.__enter__
+
+    def fail(uow: SqlAlchemyOrderUnitOfWork, order: Any) -> None:
+        raise LOST
+
+    def unreadable_once_failed(uow: SqlAlchemyOrderUnitOfWork) -> SqlAlchemyOrderUnitOfWork:
+        if not uow._write:
+            raise LOST
+        return enter(uow)
+
+    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "add_and_commit", fail)
+    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "__enter__", unreadable_once_failed)
+    response = place(shop, product_id, customer)
+
+    assert response.status_code == 503, response.json
+    assert reservation_statuses(container) == ["reserved"], "left to the expiry, not released"
+    assert stock(container, product_id) == (3, 2)
