@@ -1,44 +1,53 @@
 """Which subscriber listens to which event: the event side of the context map, in one place.
 
-A subscription names the subscriber and the provider of a context's container that handles
-the event. The name is the subscriber's identity in the delivery records (renaming one leaves
-its pending deliveries to nobody) and the unit of ordering: one name over several event types
-gets one aggregate's events in the order they were recorded, so the audit log sees an order
-placed before it is cancelled even when the first delivery had to be retried — when the audit
-context is served with the order context; across the broker a retried message lets later ones pass.
+A subscription names the subscriber and the provider of its context's container class that
+handles the event, by reference: a misspelt handler fails in mypy and at import, and one of
+another context than its subscriber's fails at start-up (:func:`served_copy`). The name is the
+subscriber's identity in the delivery records (renaming one leaves its pending deliveries to
+nobody) and the unit of ordering: one name over several event types gets one aggregate's
+events in the order they were recorded, so the audit log sees an order placed before it is
+cancelled even when the first delivery had to be retried — when the audit context is served
+with the order context; across the broker a retried message lets later ones pass.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from dependency_injector import providers
 
 from app.topology import RELAY, Subscription
+from contexts.audit.container import AuditContainer
+from contexts.notification.container import NotificationContainer
 from contexts.order.events import OrderCancelled, OrderPlaced
+from contexts.product.container import ProductContainer
+from contexts.recommendation.container import RecommendationContainer
 from contexts.user.events import UserRegistered
 from infrastructure.events.inbox import current_delivery
 
 if TYPE_CHECKING:
     from app.containers import ApplicationContainer
 
+# One name for both order mails: a buyer is told of a cancellation only after the confirmation
+# of that order went out (the name predates the cancellation notice).
+ORDER_MAILS = "notification.order_confirmation_email"
+
 SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(
     Subscription(event_type, name, handler)
     for event_type, name, handler in (
-        # (event type, subscriber name, "<context>.<provider>")
-        (UserRegistered, "notification.recipients", "notification.when_user_registered_remember_recipient"),
-        (UserRegistered, "notification.welcome_email", "notification.when_user_registered_send_welcome"),
-        (UserRegistered, "audit.user_log", "audit.when_user_registered_audit"),
-        (UserRegistered, "recommendation.profile", "recommendation.when_user_registered_create_profile"),
-        (OrderPlaced, "product.confirm_reservation", "product.when_order_placed_confirm_reservation"),
-        (OrderPlaced, "notification.order_confirmation_email", "notification.when_order_placed_send_confirmation"),
-        # One name for both order mails: a buyer is told of a cancellation only after the
-        # confirmation of that order went out (the name predates the cancellation notice).
-        (OrderCancelled, "notification.order_confirmation_email", "notification.when_order_cancelled_send_notice"),
-        (OrderPlaced, "audit.order_log", "audit.when_order_placed_audit"),
-        (OrderCancelled, "audit.order_log", "audit.when_order_cancelled_audit"),
-        (OrderCancelled, "product.release_cancelled_order", "product.when_order_cancelled_release_stock"),
-        (OrderPlaced, "recommendation.purchases", "recommendation.when_order_placed_record_purchase"),
-        (OrderCancelled, "recommendation.purchases", "recommendation.when_order_cancelled_subtract_purchase"),
+        (UserRegistered, "notification.recipients", NotificationContainer.when_user_registered_remember_recipient),
+        (UserRegistered, "notification.welcome_email", NotificationContainer.when_user_registered_send_welcome),
+        (UserRegistered, "audit.user_log", AuditContainer.when_user_registered_audit),
+        (UserRegistered, "recommendation.profile", RecommendationContainer.when_user_registered_create_profile),
+        (OrderPlaced, "product.confirm_reservation", ProductContainer.when_order_placed_confirm_reservation),
+        (OrderPlaced, ORDER_MAILS, NotificationContainer.when_order_placed_send_confirmation),
+        (OrderCancelled, ORDER_MAILS, NotificationContainer.when_order_cancelled_send_notice),
+        (OrderPlaced, "audit.order_log", AuditContainer.when_order_placed_audit),
+        (OrderCancelled, "audit.order_log", AuditContainer.when_order_cancelled_audit),
+        (OrderCancelled, "product.release_cancelled_order", ProductContainer.when_order_cancelled_release_stock),
+        (OrderPlaced, "recommendation.purchases", RecommendationContainer.when_order_placed_record_purchase),
+        (OrderCancelled, "recommendation.purchases", RecommendationContainer.when_order_cancelled_subtract_purchase),
     )
 )
 
@@ -76,10 +85,9 @@ def subscribe_all(container: ApplicationContainer) -> None:
     bus = container.event_bus()
     placement = container.placement()
     for subscription in placement.local():
-        context, provider = subscription.handler.split(".")
         bus.subscribe(
             subscription.event_type,
-            getattr(getattr(container, context), provider),
+            served_copy(getattr(container, subscription.subscriber), subscription.handler),
             name=subscription.name,
             batched=subscription.name in BATCHED
             and getattr(container, f"{subscription.subscriber}_database")().serializes_writers,
@@ -99,3 +107,14 @@ def subscribe_all(container: ApplicationContainer) -> None:
         # After an outage, the relay's backlog goes as soon as the broker is back, not when
         # each delivery's backoff (up to EVENTS_RETRY_MAX_SECONDS) runs out.
         publisher.when_back(partial(container.dispatcher().hasten, RELAY))
+
+
+def served_copy(context: providers.Container[Any], handler: providers.Provider[Any]) -> providers.Provider[Any]:
+    """The app's own copy of ``handler``, a provider of the class of ``context``'s container:
+    the class holds templates, and each app's container copies them, wired to its settings."""
+    declared = context.container.declarative_parent
+    name = next((name for name, provider in declared.cls_providers.items() if provider is handler), None)
+    if name is None:
+        raise LookupError(f"{handler!r} is not a provider of {declared.__name__}, its subscriber's context")
+    copy: providers.Provider[Any] = getattr(context, name)
+    return copy

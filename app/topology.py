@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dependency_injector import providers
+
 RELAY = "broker.relay"
 
 
@@ -25,7 +27,7 @@ def context_of(name: str) -> str:
 class Subscription:
     event_type: type[Any]
     name: str  # the subscriber's identity in delivery records, inboxes and broker queues
-    handler: str  # "<context>.<provider of its container>"
+    handler: providers.Provider[Any]  # a provider of the subscriber's context's container class
 
     @property
     def publisher(self) -> str:

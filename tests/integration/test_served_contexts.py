@@ -18,8 +18,9 @@ from app.config import CONTEXTS, Settings, settings_problems
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
 from app.migrations import upgrade_all
-from app.subscriptions import SUBSCRIPTIONS
+from app.subscriptions import SUBSCRIPTIONS, served_copy
 from app.topology import RELAY, Placement
+from contexts.notification.container import NotificationContainer
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
 from infrastructure.events.outbox import PublishingRefused
@@ -48,6 +49,22 @@ def test_the_monolith_runs_every_subscriber_itself_and_relays_nothing() -> None:
     whole = placement()
     assert len(whole.local()) == len(SUBSCRIPTIONS)
     assert (whole.relayed(), whole.consumed()) == ([], [])
+
+
+def test_each_subscription_runs_its_handler_as_a_provider_of_its_subscribers_context(app: Any) -> None:
+    """The subscribers on the bus are the app's copies of the referenced providers, one per
+    subscription: the handler of the subscriber's context, called when the event is delivered."""
+    container = container_of(app)
+    for subscription in SUBSCRIPTIONS:
+        copy = served_copy(getattr(container, subscription.subscriber), subscription.handler)
+        assert copy is not subscription.handler, "the app's copy, wired to its settings"
+        assert copy.provides is subscription.handler.provides  # type: ignore[attr-defined]
+
+
+def test_a_handler_of_another_context_than_its_subscribers_fails_at_start_up(app: Any) -> None:
+    container = container_of(app)
+    with pytest.raises(LookupError, match="not a provider of AuditContainer"):
+        served_copy(container.audit, NotificationContainer.when_user_registered_send_welcome)
 
 
 def test_with_product_apart_order_events_cross_both_ways_through_the_broker() -> None:
