@@ -113,8 +113,9 @@ def served_copy(context: providers.Container[Any], handler: providers.Provider[A
     """The app's own copy of ``handler``, a provider of the class of ``context``'s container:
     the class holds templates, and each app's container copies them, wired to its settings."""
     declared = context.container.declarative_parent
-    name = next((name for name, provider in declared.cls_providers.items() if provider is handler), None)
-    if name is None:
-        raise LookupError(f"{handler!r} is not a provider of {declared.__name__}, its subscriber's context")
-    copy: providers.Provider[Any] = getattr(context, name)
+    # ``providers``, not ``cls_providers``: a provider inherited from a base container counts too.
+    names = [name for name, provider in (declared.providers if declared else {}).items() if provider is handler]
+    if not names:
+        raise LookupError(f"{handler!r} is not a provider of {declared!r}, its subscriber's context's container")
+    copy: providers.Provider[Any] = getattr(context, names[0])
     return copy

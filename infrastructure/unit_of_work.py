@@ -29,10 +29,12 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from sqlalchemy import Insert
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from infrastructure.db import Database
+from infrastructure.errors import OutcomeUnknown
 from infrastructure.events.inbox import Inbox, current_delivery
 from infrastructure.events.outbox import Outbox, ReturningDML
 
@@ -96,6 +98,23 @@ def _discard(session: Session) -> None:
         session.rollback()
     finally:
         session.close()
+
+
+class CommitAnswerLost(OperationalError, OutcomeUnknown):
+    """The connection was lost while the server ran a commit (a COMMIT, or a statement that
+    is a whole transaction): unlike a statement lost before its commit was sent, it may have
+    been committed. A database error still, answered as one (503)."""
+
+
+@contextmanager
+def _committing() -> Iterator[None]:
+    """Raise a connection lost during the commit in the block as :class:`CommitAnswerLost`."""
+    try:
+        yield
+    except DBAPIError as error:
+        if not error.connection_invalidated or error.orig is None:
+            raise
+        raise CommitAnswerLost(error.statement, error.params, error.orig, connection_invalidated=True) from error
 
 
 _shared: ContextVar[SharedTransaction | None] = ContextVar("shared_transaction", default=None)
@@ -258,7 +277,7 @@ class SqlAlchemyUnitOfWork(ABC):
         ):
             return None
         events = [(aggregate.id, event) for aggregate in aggregates for event in aggregate.events]
-        with self._database.autocommit() as connection:
+        with self._database.autocommit() as connection, _committing():
             happened = self._outbox.record_with(connection, effect, parameters, events)
         if happened:
             for aggregate in aggregates:
@@ -295,7 +314,8 @@ class SqlAlchemyUnitOfWork(ABC):
         if self._savepoint is not None:
             self._savepoint.commit()
         else:
-            self.session.commit()
+            with _committing():
+                self.session.commit()
         for aggregate in self.seen:
             aggregate.events.clear()
         if events and self._outbox is not None:

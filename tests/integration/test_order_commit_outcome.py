@@ -1,9 +1,11 @@
-"""An order whose saving failed is read back before its reservation is released, on real databases.
+"""An order whose commit's answer was lost is read back before anything is done about its stock,
+on real databases.
 
-The commit's answer can be lost after the server committed (the connection dropped in between):
-such an order is placed, and a release would leave it without its stock. The tests make the
-order's unit of work store the order and then fail, or fail without storing while the database
-cannot even be read, and look at what the caller and the product context are left with.
+The connection can drop after the server committed: such an order is placed, and a release
+(which is final) would leave it without its stock; and an order not found may still be
+committing. Any other failure stored nothing, and its reservation is released at once. The tests
+make the order's unit of work fail in each way and look at what the caller and the product
+context are left with.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from app.containers import ApplicationContainer, databases
 from contexts.order.adapters.orm import OrderRow
 from contexts.order.adapters.unit_of_work import SqlAlchemyOrderUnitOfWork
 from contexts.product.adapters.orm import ReservationRow, StockRow
+from infrastructure.unit_of_work import CommitAnswerLost
 from tests.conftest import Shop
 
 pytestmark = pytest.mark.usefixtures("backend")
 
-LOST = OperationalError("COMMIT", {}, ConnectionError("server closed the connection unexpectedly"))
+CAUSE = ConnectionError("server closed the connection unexpectedly")
+LOST = CommitAnswerLost("COMMIT", {}, CAUSE, connection_invalidated=True)
 
 
 def place(shop: Shop, product_id: str, customer: dict[str, str]) -> Any:
@@ -85,3 +89,20 @@ def test_an_order_whose_saving_cannot_be_told_leaves_its_reservation_to_expire(
     assert response.status_code == 503, response.json
     assert reservation_statuses(container) == ["reserved"], "left to the expiry, not released"
     assert stock(container, product_id) == (3, 2)
+
+
+def test_an_order_whose_saving_failed_before_its_commit_gives_its_reservation_back(
+    shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    product_id = shop.product(shop.admin(), initial_stock=5)["id"]
+    customer = shop.customer()
+
+    def fail(uow: SqlAlchemyOrderUnitOfWork, order: Any) -> None:
+        raise OperationalError("INSERT", {}, CAUSE)  # the connection was fine: nothing committed
+
+    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "add_and_commit", fail)
+    response = place(shop, product_id, customer)
+
+    assert response.status_code == 503, response.json
+    assert reservation_statuses(container) == ["released"]
+    assert stock(container, product_id) == (5, 0)

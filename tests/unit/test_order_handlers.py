@@ -34,6 +34,7 @@ from contexts.order.domain.exceptions import (
 from contexts.order.domain.model import Item, Order, OrderStatus
 from contexts.order.events import OrderCancelled, OrderedLine, OrderPlaced
 from contexts.product.api import InsufficientStock, ProductDTO, ReservationLine
+from infrastructure.errors import OutcomeUnknown
 from tests.unit.fakes import (
     CommitFailed,
     FakeProductApi,
@@ -228,17 +229,21 @@ def test_if_the_order_cannot_be_saved_its_reservation_is_released(
     assert store.publisher.published == []
 
 
-def test_an_order_stored_though_its_commit_failed_is_placed_and_keeps_its_stock(
+class AnswerLost(OutcomeUnknown):
+    """What the unit of work raises when the connection was lost while its commit ran."""
+
+
+def lose_the_answer_of_commits_that_place_orders(uow: Any) -> None:
+    if any(isinstance(aggregate, Order) for aggregate in uow.seen):
+        raise AnswerLost("the connection was lost while the order's commit ran")
+
+
+def test_an_order_stored_though_its_commits_answer_was_lost_is_placed_and_keeps_its_stock(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
-    """The connection lost after the server committed: the read back finds the order."""
+    """The server committed, then the connection went: the read back finds the order."""
     mug = products.add(stock=5)
-
-    def lose_the_answer(uow: Any) -> None:
-        if any(isinstance(aggregate, Order) for aggregate in uow.seen):
-            raise CommitFailed("the connection was lost with the commit's answer")
-
-    store.after_commit = lose_the_answer
+    store.after_commit = lose_the_answer_of_commits_that_place_orders
 
     order = place(order_of((mug, 2)))
 
@@ -248,27 +253,40 @@ def test_an_order_stored_though_its_commit_failed_is_placed_and_keeps_its_stock(
     assert [type(event) for event in store.publisher.published] == [OrderPlaced]
 
 
-def test_an_order_whose_saving_cannot_be_told_leaves_its_reservation_to_expire(
+def test_an_order_not_found_after_its_commits_answer_was_lost_leaves_its_reservation_to_expire(
     place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
 ) -> None:
-    """The commit failed and the read back fails too: a release could strand a stored order
-    without its stock, so the reservation is left to the product context's expiry."""
+    """Not found may mean not committed yet: a release, which is final, could strand the order
+    without its stock once the commit lands."""
     mug = products.add(stock=5)
+    store.before_commit = lose_the_answer_of_commits_that_place_orders
 
-    def unreachable(_uow: Any) -> None:
-        raise CommitFailed("the order database is away")
-
-    def fail_and_go_away(uow: Any) -> None:
-        store.on_begin = unreachable
-        fail_commits_that_place_orders(uow)
-
-    store.before_commit = fail_and_go_away
-    with pytest.raises(CommitFailed):
+    with pytest.raises(AnswerLost):
         place(order_of((mug, 2)))
 
     assert products.release_calls == []
     assert products.stock_of(mug.id) == 3, "still held, until it expires"
     assert store.orders.rows == {}
+
+
+def test_an_order_that_cannot_be_read_back_leaves_its_reservation_to_expire(
+    place: PlaceOrderHandler, products: FakeProductApi, store: OrderStore
+) -> None:
+    mug = products.add(stock=5)
+
+    def unreachable(_uow: Any) -> None:
+        raise CommitFailed("the order database is away")
+
+    def lose_the_answer_and_go_away(uow: Any) -> None:
+        store.on_begin = unreachable
+        lose_the_answer_of_commits_that_place_orders(uow)
+
+    store.before_commit = lose_the_answer_and_go_away
+    with pytest.raises(AnswerLost):
+        place(order_of((mug, 2)))
+
+    assert products.release_calls == []
+    assert products.stock_of(mug.id) == 3, "still held, until it expires"
 
 
 def test_if_the_order_cannot_be_saved_its_idempotency_key_is_freed(

@@ -6,9 +6,11 @@ is the reservation id, so a retry reserves nothing twice), then save the order. 
 cannot be made of what was reserved (mixed currencies), saving fails, or the product context
 could not say whether it reserved (unreachable, timed out), the reservation is released;
 should even that fail, the product context expires the unconfirmed reservation after its
-time-to-live. A save that failed is read back first: an order stored all the same (its
-commit's answer lost with the connection) is placed and keeps its stock. Either way no order
-exists without its stock and no stock stays held without its order.
+time-to-live. Either way no order exists without its stock, and no stock stays held without
+its order beyond that time. One failure is different: a connection lost while the order's
+commit ran, which may have committed it. The order is then read back: stored, it is placed
+and keeps its stock; not found, its reservation is left to expire rather than released, since
+the commit may still land.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from contexts.product.api import (
     ReservationConflict,
     ReservationLine,
 )
+from infrastructure.errors import OutcomeUnknown
 
 logger = structlog.get_logger(__name__)
 
@@ -194,31 +197,30 @@ class PlaceOrderHandler:
                     uow.orders.add(order)
                     uow.idempotency.complete(user_id=command.user_id, key=command.idempotency_key, order=order)
                     uow.commit()
-        except Exception:
-            stored = self._stored(order.id)
-            if stored is False:
-                self._release_quietly(order.id, reason="order_not_saved")
-            if not stored:
+        except OutcomeUnknown:
+            # The connection was lost while the commit ran: the server may have committed the
+            # order. Stored, it is placed (its OrderPlaced confirms the reservation). Not found,
+            # it may still be committing, and a release is final: its confirmation would then
+            # find nothing held, an oversell. So the reservation is left to expire after its
+            # time-to-live, which a late confirmation undoes by taking the stock again, or
+            # fails visibly (ReservationLapsed).
+            if not self._found(order.id):
+                logger.warning("order.outcome_unknown_reservation_left_to_expire", order_id=str(order.id))
                 raise
-            logger.warning("order.stored_though_its_commit_failed", order_id=str(order.id), exc_info=True)
+            logger.warning("order.stored_though_its_commit_answer_was_lost", order_id=str(order.id))
+        except Exception:
+            self._release_quietly(order.id, reason="order_not_saved")
+            raise
         return order
 
-    def _stored(self, order_id: uuid.UUID) -> bool | None:
-        """Whether an order whose saving failed is stored all the same; None when that cannot
-        be told either.
-
-        A connection lost while the commit ran leaves the outcome unknown: the server may have
-        committed before the answer was lost. An order stored is placed (its ``OrderPlaced``
-        will confirm the reservation), so it is answered as placed and keeps its stock, where a
-        release would be final and its confirmation would find nothing held: an oversell. When
-        even the read fails, the reservation is left to expire after its time-to-live, which a
-        late confirmation undoes by taking the stock again, or fails visibly."""
+    def _found(self, order_id: uuid.UUID) -> bool:
+        """Whether the order is stored; False when even the read fails."""
         try:
             with self._uow(write=False) as uow:
                 return uow.orders.get(order_id) is not None
         except Exception:
-            logger.warning("order.outcome_unknown_reservation_left_to_expire", order_id=str(order_id), exc_info=True)
-            return None
+            logger.warning("order.read_back_failed", order_id=str(order_id), exc_info=True)
+            return False
 
     def _release_quietly(self, reservation_id: uuid.UUID, reason: str) -> None:
         """Undo a reservation the order will not have; the caller's error is the one to report,
