@@ -30,79 +30,68 @@ CAUSE = ConnectionError("server closed the connection unexpectedly")
 LOST = CommitAnswerLost("COMMIT", {}, CAUSE, connection_invalidated=True)
 
 
-def place(shop: Shop, product_id: str, customer: dict[str, str]) -> Any:
+def place_with(shop: Shop, monkeypatch: pytest.MonkeyPatch, add_and_commit: Any) -> tuple[Any, str]:
+    """The answer to an order of 2 of a product with 5 in stock, placed with ``add_and_commit``
+    in the order's unit of work; and the product's id."""
+    product_id = shop.product(shop.admin(), initial_stock=5)["id"]
+    customer = shop.customer()
+    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "add_and_commit", add_and_commit)
     body = {"items": [{"product_id": product_id, "quantity": 2}]}
-    return shop.client.post("/api/v1/orders", json=body, headers=customer)
+    return shop.client.post("/api/v1/orders", json=body, headers=customer), product_id
 
 
-def reservation_statuses(container: ApplicationContainer) -> list[str]:
-    with databases(container)["product"].session(write=False) as session:
-        return list(session.scalars(select(ReservationRow.status)))
-
-
-def stock(container: ApplicationContainer, product_id: str) -> tuple[int, int]:
+def left(container: ApplicationContainer, product_id: str) -> tuple[tuple[int, int], list[str]]:
+    """The product's stock (available, reserved) and the reservations' statuses."""
     with databases(container)["product"].session(write=False) as session:
         row = session.get_one(StockRow, uuid.UUID(product_id))
-        return row.available, row.reserved
+        return (row.available, row.reserved), list(session.scalars(select(ReservationRow.status)))
 
 
 def test_an_order_stored_though_its_commits_answer_was_lost_is_placed_with_its_stock(
     shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    product_id = shop.product(shop.admin(), initial_stock=5)["id"]
-    customer = shop.customer()
     store = SqlAlchemyOrderUnitOfWork.add_and_commit
 
     def store_then_lose_the_answer(uow: SqlAlchemyOrderUnitOfWork, order: Any) -> None:
         store(uow, order)
         raise LOST
 
-    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "add_and_commit", store_then_lose_the_answer)
-    response = place(shop, product_id, customer)
+    response, product_id = place_with(shop, monkeypatch, store_then_lose_the_answer)
 
     assert response.status_code == 201, response.json
     with databases(container)["order"].session(write=False) as session:
         assert session.get(OrderRow, uuid.UUID(response.json["id"])) is not None
-    assert reservation_statuses(container) == ["reserved"], "held for the order's confirmation"
-    assert stock(container, product_id) == (3, 2)
+    assert left(container, product_id) == ((3, 2), ["reserved"]), "held for the order's confirmation"
+
+
+def lose_the_answer(uow: SqlAlchemyOrderUnitOfWork, order: Any) -> None:
+    raise LOST
 
 
 def test_an_order_whose_saving_cannot_be_told_leaves_its_reservation_to_expire(
     shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    product_id = shop.product(shop.admin(), initial_stock=5)["id"]
-    customer = shop.customer()
     enter = SqlAlchemyOrderUnitOfWork.__enter__
 
-    def fail(uow: SqlAlchemyOrderUnitOfWork, order: Any) -> None:
-        raise LOST
-
-    def unreadable_once_failed(uow: SqlAlchemyOrderUnitOfWork) -> SqlAlchemyOrderUnitOfWork:
+    def unreadable(uow: SqlAlchemyOrderUnitOfWork) -> SqlAlchemyOrderUnitOfWork:
         if not uow._write:
             raise LOST
         return enter(uow)
 
-    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "add_and_commit", fail)
-    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "__enter__", unreadable_once_failed)
-    response = place(shop, product_id, customer)
+    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "__enter__", unreadable)
+    response, product_id = place_with(shop, monkeypatch, lose_the_answer)
 
     assert response.status_code == 503, response.json
-    assert reservation_statuses(container) == ["reserved"], "left to the expiry, not released"
-    assert stock(container, product_id) == (3, 2)
+    assert left(container, product_id) == ((3, 2), ["reserved"]), "left to the expiry, not released"
 
 
 def test_an_order_whose_saving_failed_before_its_commit_gives_its_reservation_back(
     shop: Shop, container: ApplicationContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    product_id = shop.product(shop.admin(), initial_stock=5)["id"]
-    customer = shop.customer()
-
     def fail(uow: SqlAlchemyOrderUnitOfWork, order: Any) -> None:
         raise OperationalError("INSERT", {}, CAUSE)  # the connection was fine: nothing committed
 
-    monkeypatch.setattr(SqlAlchemyOrderUnitOfWork, "add_and_commit", fail)
-    response = place(shop, product_id, customer)
+    response, product_id = place_with(shop, monkeypatch, fail)
 
     assert response.status_code == 503, response.json
-    assert reservation_statuses(container) == ["released"]
-    assert stock(container, product_id) == (5, 0)
+    assert left(container, product_id) == ((5, 0), ["released"])
