@@ -21,6 +21,8 @@ from sqlalchemy import MetaData, inspect, text
 from structlog.testing import capture_logs
 
 from app.config import CONTEXTS
+from app.containers import databases as databases_of
+from app.factory import container_of
 from app.migrations import downgrade_all, script_location, upgrade_all, version_table
 from contexts.audit.adapters.orm import AuditBase
 from contexts.notification.adapters.orm import NotificationBase
@@ -33,7 +35,7 @@ from contexts.user.adapters.repository import SqlAlchemyUserRepository
 from contexts.user.domain.model import email_key
 from infrastructure import migrations
 from infrastructure.db import Database
-from tests.conftest import Backend
+from tests.conftest import Backend, start_app, stop_app
 
 METADATA: dict[str, MetaData] = {
     "user": UserBase.metadata,
@@ -98,6 +100,60 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(
     upgrade_all(databases)
     for context, database in databases.items():
         assert set(METADATA[context].tables) <= set(inspect(database.engine).get_table_names(schema=database.schema))
+
+
+def test_the_suites_quick_migration_builds_what_alembic_builds(
+    databases: dict[str, Database], tmp_path: Path, backend: Backend
+) -> None:
+    """``start_app`` copies migrated SQLite files and replays recorded PostgreSQL migrations
+    (tests/conftest.py) instead of running Alembic per app: the suite tests what Alembic
+    builds only if the two build the same thing, down to triggers, partial indexes and versions."""
+    upgrade_all(databases)
+    # The first app may be the one its migration is recorded from; the second is a copy.
+    apps = [start_app(tmp_path / name) for name in ("first", "second")]
+    try:
+        for context, database in databases.items():
+            built_by_alembic = _schema_of(database)
+            assert built_by_alembic, context
+            for app in apps:
+                assert _schema_of(databases_of(container_of(app))[context]) == built_by_alembic, context
+    finally:
+        for app in apps:
+            stop_app(app)
+
+
+def _schema_of(database: Database) -> list[tuple[str, ...]]:
+    """Everything a migration builds in ``database``, as text, its schema's name left out."""
+    with database.engine.connect() as connection:
+        if database.schema is None:
+            rows = connection.execute(text("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+            versions = connection.exec_driver_sql(f"SELECT version_num FROM {version_table(database.name)}")
+        else:
+            rows = connection.execute(_POSTGRES_SCHEMA, {"schema": database.schema})
+            versions = connection.exec_driver_sql(
+                f'SELECT version_num FROM "{database.schema}".{version_table(database.name)}'
+            )
+        described = [tuple(str(value) for value in row) for row in [*rows, *versions]]
+    schema = database.schema or "main"
+    return sorted(tuple(value.replace(schema, "<schema>") for value in row) for row in described)
+
+
+# Columns, constraints and indexes (with their definitions, partial ones included) of a schema.
+_POSTGRES_SCHEMA = text(
+    """
+    SELECT 'column', table_name, column_name, data_type, is_nullable, coalesce(column_default, ''),
+           coalesce(collation_name, '')
+    FROM information_schema.columns WHERE table_schema = :schema
+    UNION ALL
+    SELECT 'constraint', c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid), '', '', ''
+    FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = :schema
+    UNION ALL
+    SELECT 'index', tablename, indexname, indexdef, '', '', '' FROM pg_indexes WHERE schemaname = :schema
+    UNION ALL
+    SELECT 'trigger', event_object_table, trigger_name, action_statement, event_manipulation, '', ''
+    FROM information_schema.triggers WHERE trigger_schema = :schema
+    """
+)
 
 
 def test_all_contexts_can_share_one_database(tmp_path: Path, backend: Backend) -> None:
