@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from contexts.product.client import RemoteProductApi
     from contexts.user.client import RemoteUserApi
     from infrastructure.events.broker.publisher import BrokerPublisher
+    from infrastructure.remote import BreakerRegistry
 
 
 def placement_of(settings: Settings) -> Placement:
@@ -102,7 +103,9 @@ def delivery_records(settings: Settings) -> Iterator[list[Outbox]]:
             database.dispose()
 
 
-def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) -> ProductApi:
+def product_api_for(
+    settings: Settings, in_process: Callable[[], ProductApi], breakers: Callable[[], BreakerRegistry]
+) -> ProductApi:
     """The product context as its callers get it: its facade in this process, or the remote
     client when PRODUCT_SERVICE_URL names the product service (SERVICE_TOKEN is then set:
     the settings refuse the one without the other)."""
@@ -113,11 +116,15 @@ def product_api_for(settings: Settings, in_process: Callable[[], ProductApi]) ->
 
     token = settings.service_token_value()
     assert token is not None, "the settings refuse PRODUCT_SERVICE_URL without SERVICE_TOKEN"
-    service = RemoteService("product", settings.product_service_url, token, settings.remote_options())
+    service = RemoteService(
+        "product", settings.product_service_url, token, settings.remote_options(), breakers=breakers()
+    )
     return RemoteProductApi(service)
 
 
-def user_api_for(settings: Settings, in_process: Callable[[], UserApi]) -> UserApi:
+def user_api_for(
+    settings: Settings, in_process: Callable[[], UserApi], breakers: Callable[[], BreakerRegistry]
+) -> UserApi:
     """The user context as the rest of this process gets it: its facade in this process, or the
     remote client when USER_SERVICE_URL names the user service (SERVICE_TOKEN is then set:
     the settings refuse the one without the other)."""
@@ -128,8 +135,15 @@ def user_api_for(settings: Settings, in_process: Callable[[], UserApi]) -> UserA
 
     token = settings.service_token_value()
     assert token is not None, "the settings refuse USER_SERVICE_URL without SERVICE_TOKEN"
-    service = RemoteService("user", settings.user_service_url, token, settings.remote_options())
+    service = RemoteService("user", settings.user_service_url, token, settings.remote_options(), breakers=breakers())
     return RemoteUserApi(service)
+
+
+def breaker_registry() -> BreakerRegistry:
+    """The circuit breakers of the process's calls to other services, one per target."""
+    from infrastructure.remote import BreakerRegistry
+
+    return BreakerRegistry()
 
 
 def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi | RemoteUserApi]:
@@ -187,8 +201,12 @@ class ApplicationContainer(containers.DeclarativeContainer):
         event_bus=event_bus,
         reservation_ttl=providers.Factory(timedelta, seconds=settings.provided.reservation_ttl_seconds),
     )
+    # Made only when a service is called remotely (the first remote client asks for it).
+    breakers = providers.Singleton(breaker_registry)
     # What the order and recommendation contexts call: in process or remote, by configuration.
-    product_api = providers.Singleton(product_api_for, settings=settings, in_process=product.api.provider)
+    product_api = providers.Singleton(
+        product_api_for, settings=settings, in_process=product.api.provider, breakers=breakers.provider
+    )
     order = providers.Container(OrderContainer, database=order_database, event_bus=event_bus, product_api=product_api)
     notification = providers.Container(
         NotificationContainer,
@@ -202,7 +220,9 @@ class ApplicationContainer(containers.DeclarativeContainer):
         ),
     )
     # What checks bearer tokens against the user's record: in process or remote, by configuration.
-    user_api = providers.Singleton(user_api_for, settings=settings, in_process=user.api.provider)
+    user_api = providers.Singleton(
+        user_api_for, settings=settings, in_process=user.api.provider, breakers=breakers.provider
+    )
     current_roles = providers.Singleton(current_roles_for, settings=settings, users=user_api)
     audit = providers.Container(AuditContainer, database=audit_database)
     recommendation = providers.Container(

@@ -66,7 +66,6 @@ from infrastructure.request_context import (
 
 __all__ = [
     "ACCESS_SUFFIX",
-    "BREAKERS",
     "BreakerRegistry",
     "DependencyMisconfigured",
     "DependencyUnavailable",
@@ -317,7 +316,8 @@ class _Watch(pybreaker.CircuitBreakerListener):
 
 
 class BreakerRegistry:
-    """One breaker per target base URL, shared by every client of that target in the process."""
+    """One breaker per target base URL, shared by every client of that target it is given to:
+    the application container holds the process's (``ApplicationContainer.breakers``)."""
 
     def __init__(self, clock: Clock = _utc_now) -> None:
         self._clock = clock
@@ -347,9 +347,6 @@ class BreakerRegistry:
             return self._breakers[target]
 
 
-BREAKERS = BreakerRegistry()
-
-
 class _Deadline:
     """A point on the monotonic clock by which the whole call must be over; ``callers``: it is
     the caller's (shorter than the read timeout), not the call's own budget."""
@@ -376,7 +373,7 @@ class RemoteService:
         token: str,
         options: RemoteOptions = RemoteOptions(),  # noqa: B008 - frozen, so one shared default is safe
         *,
-        breakers: BreakerRegistry = BREAKERS,
+        breakers: BreakerRegistry,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = name

@@ -15,6 +15,7 @@ from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import pytest
+from dependency_injector import providers
 from flask import Flask
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -25,7 +26,7 @@ from app.ops import ServiceCheck
 from contexts.product.application.handlers import CreateProduct
 from contexts.product.client import INTERNAL_PREFIX, RemoteProductApi
 from infrastructure.auth import TokenKeys
-from infrastructure.remote import ACCESS_SUFFIX, BREAKERS
+from infrastructure.remote import ACCESS_SUFFIX
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
 from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url, serve_app
@@ -107,6 +108,29 @@ def test_with_a_product_service_url_order_and_recommendation_get_the_remote_clie
     assert isinstance(remote, RemoteProductApi)
     assert container.order.product_api() is remote
     assert container.recommendation.product_api() is remote
+
+
+def test_the_breakers_are_each_apps_own_and_made_only_for_remote_calls(make_app: MakeApp) -> None:
+    """ARCHITECTURE.md rule 7: the breakers are the application container's, not a module's.
+    One app's open breaker does not refuse another app's calls to the same URL, and an app
+    that calls nothing remotely makes none (nor imports the clients for them)."""
+    url = dead_url()
+    settings = {"product_service_url": url, **REMOTE, "remote_attempts": 1, "remote_breaker_failures": 1}
+    tripped = make_app(**settings)
+    client = tripped.test_client()
+    customer = Shop(client, container_of(tripped)).customer()
+    body = {"items": [{"product_id": "7d7ac1d8-86bd-4c8b-8a3f-0b8b1b1f5d6e", "quantity": 1}]}
+    assert_problem(client.post("/api/v1/orders", json=body, headers=customer), 503)
+    other = make_app(**settings)  # built after the call: the views are wired to the last app built
+
+    def state(app: Flask) -> str:
+        return str(container_of(app).breakers().breaker_for(url, failures=1, reset_seconds=10).state)
+
+    assert (state(tripped), state(other)) == ("open", "closed")
+    in_process = container_of(make_app())
+    with in_process.breakers.override(providers.Callable(pytest.fail, "breakers made for in-process calls")):
+        in_process.product_api()
+        in_process.user_api()
 
 
 # --- placing an order through a remote product context --------------------------------------
@@ -222,7 +246,7 @@ def test_a_customers_deadline_neither_shortens_the_calls_nor_opens_the_breaker(m
             )
             for attempt in range(3)
         ]
-        breaker = BREAKERS.breaker_for(product_url, failures=2, reset_seconds=10).state  # the order app's
+        breaker = container_of(app).breakers().breaker_for(product_url, failures=2, reset_seconds=10).state
         remote_product_api(app).close()
 
     assert [answer.status_code for answer in answers] == [201, 201, 201], answers[0].json
@@ -388,7 +412,7 @@ def test_a_probe_cut_short_by_its_own_budget_does_not_open_the_breaker(make_app:
     with SilentServer() as hanging:
         app = order_service(make_app, hanging.url, remote_breaker_failures=1)
         ready = app.test_client().get("/readyz")
-        breaker = BREAKERS.breaker_for(hanging.url, failures=1, reset_seconds=10).state
+        breaker = container_of(app).breakers().breaker_for(hanging.url, failures=1, reset_seconds=10).state
         remote_product_api(app).close()
 
     assert ready.status_code == 200
