@@ -87,7 +87,7 @@ def _consumer_of(container: ApplicationContainer) -> BrokerConsumer | None:
 
     return BrokerConsumer(
         url,
-        container.broker_topology(),
+        container.broker_layout(),
         deliver_from_broker(container.event_bus()),
         subscribers=consumed,
         max_attempts=settings.events_max_attempts,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from dependency_injector import containers, providers
 
 from app.config import BEARER_CONTEXTS, CONTEXTS, Settings
+from app.placement import RELAY, Placement
 from app.subscriptions import SUBSCRIPTIONS
-from app.topology import RELAY, Placement
 from contexts.audit.container import AuditContainer
 from contexts.notification.adapters.mailers import mailer_from_settings
 from contexts.notification.container import NotificationContainer
@@ -32,7 +32,7 @@ from contexts.user.api import UserApi, UserNotFound
 from contexts.user.container import UserContainer
 from infrastructure.auth import CurrentRoles, TokenService
 from infrastructure.db import Database, Engines
-from infrastructure.events.broker.topology import Topology as BrokerTopology
+from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.outbox import Outbox
@@ -51,8 +51,8 @@ def placement_of(settings: Settings) -> Placement:
     return Placement(SUBSCRIPTIONS, frozenset(settings.hosted_contexts()))
 
 
-def broker_topology_for(settings: Settings, placement: Placement) -> BrokerTopology:
-    return BrokerTopology(
+def broker_layout_for(settings: Settings, placement: Placement) -> QueueLayout:
+    return QueueLayout(
         placement.broker_map(),
         exchange=settings.events_broker_exchange,
         queue_prefix=settings.events_broker_queue_prefix,
@@ -60,14 +60,14 @@ def broker_topology_for(settings: Settings, placement: Placement) -> BrokerTopol
     )
 
 
-def broker_publisher_for(settings: Settings, topology: BrokerTopology, placement: Placement) -> BrokerPublisher | None:
+def broker_publisher_for(settings: Settings, layout: QueueLayout, placement: Placement) -> BrokerPublisher | None:
     """The relay's connection to the broker, when events published here go to other services."""
     url = settings.events_broker_url_value()
     if url is None or not placement.relayed():
         return None
     from infrastructure.events.broker.publisher import BrokerPublisher
 
-    return BrokerPublisher(url, topology, connections=settings.delivery_workers())
+    return BrokerPublisher(url, layout, connections=settings.delivery_workers())
 
 
 def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
@@ -230,9 +230,9 @@ class ApplicationContainer(containers.DeclarativeContainer):
     )
 
     placement = providers.Singleton(placement_of, settings=settings)
-    broker_topology = providers.Singleton(broker_topology_for, settings=settings, placement=placement)
+    broker_layout = providers.Singleton(broker_layout_for, settings=settings, placement=placement)
     broker_publisher = providers.Singleton(
-        broker_publisher_for, settings=settings, topology=broker_topology, placement=placement
+        broker_publisher_for, settings=settings, layout=broker_layout, placement=placement
     )
 
     dispatcher = providers.Singleton(

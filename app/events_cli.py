@@ -25,7 +25,7 @@ from app.cli_app import settings_named_when_invalid, with_app
 
 if TYPE_CHECKING:
     from app.config import Settings
-    from infrastructure.events.broker.topology import Topology as BrokerTopology
+    from infrastructure.events.broker.layout import QueueLayout
     from infrastructure.events.outbox import Outbox
 
 
@@ -60,13 +60,13 @@ class _ConsumedQueues:
     """The broker queues of the subscribers this process consumes."""
 
     url: str
-    topology: BrokerTopology
+    layout: QueueLayout
     subscribers: tuple[str, ...]
 
 
 def _consumed_queues(settings: Settings) -> _ConsumedQueues | None:
     """None in a process whose subscribers all take events published in it (the monolith)."""
-    from app.containers import broker_topology_for, placement_of
+    from app.containers import broker_layout_for, placement_of
 
     placement = placement_of(settings)
     consumed = placement.consumed()
@@ -74,7 +74,7 @@ def _consumed_queues(settings: Settings) -> _ConsumedQueues | None:
         return None
     url = settings.events_broker_url_value()
     assert url is not None, "the settings require EVENTS_BROKER_URL where subscribers consume from the broker"
-    return _ConsumedQueues(url, broker_topology_for(settings, placement), tuple(consumed))
+    return _ConsumedQueues(url, broker_layout_for(settings, placement), tuple(consumed))
 
 
 @contextmanager
@@ -144,10 +144,10 @@ def status() -> None:
 def _broker_queues(queues: _ConsumedQueues) -> None:
     """The broker's counts for the queues of the subscribers consumed here; a broker that does
     not answer fails the command, after the delivery records were shown."""
-    from infrastructure.events.broker.topology import queue_status
+    from infrastructure.events.broker.layout import queue_status
 
     with _broker_errors_explained(queues.url):
-        rows = queue_status(queues.url, queues.topology, queues.subscribers)
+        rows = queue_status(queues.url, queues.layout, queues.subscribers)
     click.echo(f"{'BROKER QUEUE':<63} {'READY':>8} {'CONSUMERS':>9} {'RETRYING':>8} {'DEAD-LETTERED':>13}")
     for queue in rows:
         if queue.ready is None:
@@ -190,7 +190,7 @@ def dead(full: bool) -> None:
     from infrastructure.events.broker.dead_letters import dead_letters
 
     with _broker_errors_explained(queues.url), _dead_letters_busy_explained():
-        found = dead_letters(queues.url, queues.topology, queues.subscribers)
+        found = dead_letters(queues.url, queues.layout, queues.subscribers)
     for broker_letter in found.letters:
         click.echo(
             f"broker  {broker_letter.subscriber}  {broker_letter.event_type or '-'}"
@@ -262,7 +262,7 @@ def retry(ids: tuple[uuid.UUID, ...], event_ids: tuple[uuid.UUID, ...], all_dead
 
         with _broker_errors_explained(queues.url), _dead_letters_busy_explained():
             back = retry_dead_letters(
-                queues.url, queues.topology, queues.subscribers, None if all_dead else events_wanted
+                queues.url, queues.layout, queues.subscribers, None if all_dead else events_wanted
             )
         moved = len(back.letters)
         click.echo(f"{moved} broker dead letter(s) back in their subscribers' queues")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dependency_injector import providers
 
-from app.topology import RELAY, Subscription
+from app.placement import RELAY, Subscription
 from contexts.audit.container import AuditContainer
 from contexts.notification.container import NotificationContainer
 from contexts.order.events import OrderCancelled, OrderPlaced

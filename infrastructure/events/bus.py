@@ -24,7 +24,11 @@ class UnknownSubscriber(LookupError):
 
 
 @dataclass(frozen=True)
-class Subscription:
+class NamedHandler:
+    """A subscriber as the bus holds it: its lasting name, and what it calls with an event.
+    (What the shop declares, which context's subscriber takes which event, is
+    ``app.placement.Subscription``.)"""
+
     name: str
     handler: Callable[[Any], None]
 
@@ -38,12 +42,10 @@ class EventBus:
         self._event_classes: dict[str, type[Any]] = {}
         # By (event type, name): one subscriber may take several event types of a publisher,
         # and its deliveries of one aggregate then stay in order across those types.
-        self._subscriptions: dict[tuple[str, str], Subscription] = {}
+        self._handlers: dict[tuple[str, str], NamedHandler] = {}
         self._batched: set[str] = set()
 
-    def subscribe(
-        self, event_type: type[E], handler: Callable[[E], None], *, name: str, batched: bool = False
-    ) -> None:
+    def subscribe(self, event_type: type[E], handler: Callable[[E], None], *, name: str, batched: bool = False) -> None:
         """Deliver every ``event_type`` to ``handler``; ``name`` is its lasting identity in the
         delivery records, so renaming a subscriber orphans its pending deliveries.
 
@@ -54,21 +56,21 @@ class EventBus:
         all its event types.
         """
         key = (_type_of(event_type), name)
-        if key in self._subscriptions:
+        if key in self._handlers:
             raise ValueError(f"a subscriber named {name!r} already takes {key[0]}")
-        if any(known == name for _, known in self._subscriptions) and (name in self._batched) != batched:
+        if any(known == name for _, known in self._handlers) and (name in self._batched) != batched:
             raise ValueError(f"the subscriber {name!r} is batched for some event types and not others")
         if batched:
             self._batched.add(name)
-        subscription = Subscription(name=name, handler=handler)
+        named = NamedHandler(name=name, handler=handler)
         self._event_classes[key[0]] = event_type
-        self._subscriptions[key] = subscription
-        self._signals.signal(key[0]).connect(subscription, weak=False)
+        self._handlers[key] = named
+        self._signals.signal(key[0]).connect(named, weak=False)
 
     def subscribers(self, event_type: type[Any] | str) -> list[str]:
         """Names of the subscribers of ``event_type``."""
         key = event_type if isinstance(event_type, str) else _type_of(event_type)
-        return [cast(Subscription, receiver).name for receiver in self._signals.signal(key).receivers_for(self)]
+        return [cast(NamedHandler, receiver).name for receiver in self._signals.signal(key).receivers_for(self)]
 
     def batched(self, subscriber: str) -> bool:
         """Whether ``subscriber``'s deliveries may share a transaction (see :meth:`subscribe`)."""
@@ -79,10 +81,10 @@ class EventBus:
 
     def deliver(self, envelope: Envelope, subscriber: str) -> None:
         """Run one subscriber on one event; its exceptions are the caller's to record."""
-        subscription = self._subscriptions.get((envelope.type, subscriber))
-        if subscription is None:
+        named = self._handlers.get((envelope.type, subscriber))
+        if named is None:
             raise UnknownSubscriber(f"no subscriber named {subscriber!r} takes {envelope.type} in this process")
-        subscription(envelope.event)
+        named(envelope.event)
 
 
 def _type_of(event_type: type[Any]) -> str:

@@ -29,11 +29,11 @@ from sqlalchemy import insert, inspect, text
 
 from app.config import CONTEXTS
 from app.migrations import script_location, version_table
+from app.placement import RELAY, Placement
 from app.subscriptions import SUBSCRIPTIONS
-from app.topology import RELAY, Placement
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from infrastructure.events.broker._kombu import Connection, Producer, Queue  # typed as Any for mypy --strict
-from infrastructure.events.broker.topology import Topology
+from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.outbox import DEAD
 from tests.conftest import Backend, database_for
 from tests.e2e.server import (
@@ -359,7 +359,7 @@ def test_a_command_refuses_to_change_a_context_this_process_does_not_serve(
 
 
 @pytest.fixture
-def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology, str]]:
+def audit_queues(tmp_path: Path) -> Iterator[tuple[str, QueueLayout, str]]:
     """RabbitMQ's URL, the queues a process serving audit consumes, declared under a prefix
     of the test's own (deleted afterwards), and the event id of the dead letter:
     ``audit.user_log`` holds two UserRegistered events, one message waiting for a retry and one
@@ -368,7 +368,7 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology, str]]:
     if not url:
         pytest.skip("RabbitMQ: set SHOP_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    topology = Topology(
+    layout = QueueLayout(
         Placement(SUBSCRIPTIONS, frozenset({"audit"})).broker_map(),
         exchange=f"{prefix}.events",
         queue_prefix=prefix,
@@ -376,35 +376,35 @@ def audit_queues(tmp_path: Path) -> Iterator[tuple[str, Topology, str]]:
     )
     with Connection(url, transport_options={"confirm_publish": True}) as connection:
         channel = connection.channel()
-        topology.declare(channel)
+        layout.declare(channel)
         producer = Producer(channel)
         for _ in range(2):
-            producer.publish({"id": str(uuid.uuid4())}, exchange=topology.exchange, routing_key="user.UserRegistered")
-        producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=topology.retry_queue("audit.user_log"))
-        dead_id = put_dead_letter(producer, topology, "audit.user_log", "user.UserRegistered")
+            producer.publish({"id": str(uuid.uuid4())}, exchange=layout.exchange, routing_key="user.UserRegistered")
+        producer.publish({"id": str(uuid.uuid4())}, exchange="", routing_key=layout.retry_queue("audit.user_log"))
+        dead_id = put_dead_letter(producer, layout, "audit.user_log", "user.UserRegistered")
     try:
-        yield url, topology, dead_id
+        yield url, layout, dead_id
     finally:
-        delete_topology(url, topology)
+        delete_layout(url, layout)
 
 
-def delete_topology(url: str, topology: Topology) -> None:
+def delete_layout(url: str, layout: QueueLayout) -> None:
     """A test's queues and exchange gone from the shared broker, whatever the test left in them."""
     with Connection(url) as connection:
         channel = connection.channel()
-        for name in topology.queue_names():
+        for name in layout.queue_names():
             channel.queue_delete(name)
-        channel.exchange_delete(topology.exchange)
+        channel.exchange_delete(layout.exchange)
 
 
-def put_dead_letter(producer: Any, topology: Topology, subscriber: str, event_type: str) -> str:
+def put_dead_letter(producer: Any, layout: QueueLayout, subscriber: str, event_type: str) -> str:
     """A dead letter in ``subscriber``'s dead-letter queue, as its consumer would have put it
     there after five failed attempts; its event id."""
     event_id = str(uuid.uuid4())
     producer.publish(
         {"id": event_id},
         exchange="",
-        routing_key=topology.dead_queue(subscriber),
+        routing_key=layout.dead_queue(subscriber),
         message_id=event_id,
         type=event_type,
         headers={
@@ -419,13 +419,13 @@ def put_dead_letter(producer: Any, topology: Topology, subscriber: str, event_ty
 
 
 def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_settings_of_calls_between_services(
-    tmp_path: Path, audit_queues: tuple[str, Topology, str]
+    tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
     """A process serving audit records no events: what waits for it is in its broker queues.
     It needs no TOKEN_SECRET, SERVICE_TOKEN or USER_SERVICE_URL to show them, though serving
     it would."""
-    url, topology, _dead_id = audit_queues
-    env = audit_env(tmp_path, url, topology)
+    url, layout, _dead_id = audit_queues
+    env = audit_env(tmp_path, url, layout)
     assert not {"TOKEN_SECRET", "SERVICE_TOKEN", "USER_SERVICE_URL"} & set(env)
 
     status = shop("events", "status", env=env, cwd=tmp_path, check=False)
@@ -433,18 +433,18 @@ def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_setting
     assert status.returncode == 0, status.stderr
     assert [line.split() for line in status.stdout.splitlines()] == [
         ["BROKER", "QUEUE", "READY", "CONSUMERS", "RETRYING", "DEAD-LETTERED"],
-        [topology.queue("audit.order_log"), "0", "0", "0", "0"],
-        [topology.queue("audit.user_log"), "2", "0", "1", "1"],
+        [layout.queue("audit.order_log"), "0", "0", "0", "0"],
+        [layout.queue("audit.user_log"), "2", "0", "1", "1"],
     ]
 
 
 def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_send_them_back(
-    tmp_path: Path, audit_queues: tuple[str, Topology, str]
+    tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
     """Back in its subscriber's queue, the event is as it was published (its trace kept), its
     attempts and error gone: the consumer starts its attempts afresh."""
-    url, topology, dead_id = audit_queues
-    env = audit_env(tmp_path, url, topology)
+    url, layout, dead_id = audit_queues
+    env = audit_env(tmp_path, url, layout)
 
     listed = shop("events", "dead", env=env, cwd=tmp_path)
     unknown = shop("events", "retry", "--event", str(uuid.uuid4()), env=env, cwd=tmp_path, check=False)
@@ -466,7 +466,7 @@ def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_se
     assert unknown.stderr.splitlines() == ["Error: 1 of the IDs are not dead letters; retried 0"]
     assert retried.stdout.splitlines() == ["1 broker dead letter(s) back in their subscribers' queues"]
     assert after.stdout.splitlines() == ["0 broker dead letter(s)"]
-    *ready, back = messages_in(url, topology.queue("audit.user_log"))
+    *ready, back = messages_in(url, layout.queue("audit.user_log"))
     # The quorum queue counts deliveries in x-delivery-count: its own, added as it hands one out.
     headers = {key: value for key, value in back.headers.items() if key != "x-delivery-count"}
     assert (len(ready), back.properties["message_id"], back.properties["type"], headers) == (
@@ -478,13 +478,13 @@ def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_se
 
 
 def test_events_dead_and_status_say_when_something_consumes_a_dead_letter_queue(
-    tmp_path: Path, audit_queues: tuple[str, Topology, str]
+    tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
     """The broker counts only the messages no consumer holds: the listing would say nothing
     is dead while the consumer holds the dead letter."""
-    url, topology, _dead_id = audit_queues
-    env = audit_env(tmp_path, url, topology)
-    dead_queue = topology.dead_queue("audit.user_log")
+    url, layout, _dead_id = audit_queues
+    env = audit_env(tmp_path, url, layout)
+    dead_queue = layout.dead_queue("audit.user_log")
     with Connection(url) as connection:
         held: list[Any] = []
         consumer = connection.Consumer(Queue(dead_queue, no_declare=True), callbacks=[lambda _b, m: held.append(m)])
@@ -499,16 +499,16 @@ def test_events_dead_and_status_say_when_something_consumes_a_dead_letter_queue(
     warning = f"warning: {dead_queue} has 1 consumer(s): their messages are not"
     assert listed.stderr.splitlines() == [f"{warning} listed"]
     assert status.stderr.splitlines() == [f"{warning} counted"]
-    assert status.stdout.splitlines()[-1].split() == [topology.queue("audit.user_log"), "2", "0", "1", "0"]
+    assert status.stdout.splitlines()[-1].split() == [layout.queue("audit.user_log"), "2", "0", "1", "0"]
 
 
 def test_events_dead_and_retry_refuse_while_another_runs_on_the_same_dead_letter_queue(
-    tmp_path: Path, audit_queues: tuple[str, Topology, str]
+    tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
     """Two at once would list letters twice or not at all, and a retry miss the one asked for."""
-    url, topology, dead_id = audit_queues
-    env = audit_env(tmp_path, url, topology)
-    dead_queue = topology.dead_queue("audit.user_log")
+    url, layout, dead_id = audit_queues
+    env = audit_env(tmp_path, url, layout)
+    dead_queue = layout.dead_queue("audit.user_log")
     with Connection(url) as holder:  # holds the lock as a running `shop events dead` would
         holder.channel().queue_declare(queue=f"{dead_queue}.lock", exclusive=True, auto_delete=True)
 
@@ -521,15 +521,15 @@ def test_events_dead_and_retry_refuse_while_another_runs_on_the_same_dead_letter
     assert [message.properties["message_id"] for message in messages_in(url, dead_queue)] == [dead_id]
 
 
-def product_env(tmp_path: Path, url: str, topology: Topology) -> dict[str, str]:
+def product_env(tmp_path: Path, url: str, layout: QueueLayout) -> dict[str, str]:
     """The settings of a process serving product alone (it records deliveries of its events
     and consumes order's from the broker), on the test's broker queues."""
     return shop_env(
         tmp_path / "instance",
         SERVED_CONTEXTS="product",
         **{**APART, "EVENTS_BROKER_URL": url},
-        EVENTS_BROKER_EXCHANGE=topology.exchange,
-        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
+        EVENTS_BROKER_EXCHANGE=layout.exchange,
+        EVENTS_BROKER_QUEUE_PREFIX=layout.queue_prefix,
     )
 
 
@@ -579,14 +579,14 @@ def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds
     if not url:
         pytest.skip("RabbitMQ: set SHOP_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    topology = Topology(
+    layout = QueueLayout(
         Placement(SUBSCRIPTIONS, frozenset({"product"})).broker_map(), exchange=f"{prefix}.events", queue_prefix=prefix
     )
-    env = product_env(tmp_path, url, topology)
+    env = product_env(tmp_path, url, layout)
     with Connection(url, transport_options={"confirm_publish": True}) as connection:
         channel = connection.channel()
-        topology.declare(channel)
-        dead_id = put_dead_letter(Producer(channel), topology, "product.confirm_reservation", "order.OrderPlaced")
+        layout.declare(channel)
+        dead_id = put_dead_letter(Producer(channel), layout, "product.confirm_reservation", "order.OrderPlaced")
     try:
         shop("db", "upgrade", env=env, cwd=tmp_path)
         first, second = put_dead_delivery(env), put_dead_delivery(env)
@@ -595,9 +595,9 @@ def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds
         listed_again = shop("events", "dead", env=env, cwd=tmp_path)
         retried = shop("events", "retry", "--all-dead", env=env, cwd=tmp_path)
         after = shop("events", "dead", env=env, cwd=tmp_path)
-        waiting = messages_in(url, topology.queue("product.confirm_reservation"))
+        waiting = messages_in(url, layout.queue("product.confirm_reservation"))
     finally:
-        delete_topology(url, topology)
+        delete_layout(url, layout)
 
     lines = listed.stdout.splitlines()
     assert [line.split("  ")[:4] for line in lines[0:4:2]] == [
@@ -642,14 +642,14 @@ def test_events_dead_and_retry_report_the_deliveries_before_asking_a_broker_that
         assert "Traceback" not in failed.stderr
 
 
-def audit_env(tmp_path: Path, url: str, topology: Topology) -> dict[str, str]:
+def audit_env(tmp_path: Path, url: str, layout: QueueLayout) -> dict[str, str]:
     """The settings of a process serving audit alone, on the test's broker queues."""
     return shop_env(
         tmp_path / "instance",
         SERVED_CONTEXTS="audit",
         EVENTS_BROKER_URL=url,
-        EVENTS_BROKER_EXCHANGE=topology.exchange,
-        EVENTS_BROKER_QUEUE_PREFIX=topology.queue_prefix,
+        EVENTS_BROKER_EXCHANGE=layout.exchange,
+        EVENTS_BROKER_QUEUE_PREFIX=layout.queue_prefix,
     )
 
 

@@ -1,7 +1,7 @@
 """Events through RabbitMQ: the broker publisher and consumer against a real server.
 
 The server is the one ``SHOP_TEST_AMQP_URL`` names; without it these tests skip, saying so.
-Every test declares a topology of its own (a fresh exchange name and queue prefix) and
+Every test declares a layout of its own (a fresh exchange name and queue prefix) and
 deletes it afterwards, so runs never see each other's messages. The outage test stops and
 restarts the broker's application with ``rabbitmqctl`` and always leaves it running.
 """
@@ -34,7 +34,7 @@ from structlog.testing import capture_logs
 
 from app.background import BackgroundWork
 from app.factory import container_of
-from app.topology import RELAY
+from app.placement import RELAY
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.application.handlers import RegisterUser
 from infrastructure.backoff import equal_jitter
@@ -44,8 +44,8 @@ from infrastructure.events.broker import consumer as consumer_module
 from infrastructure.events.broker import publisher as publisher_module
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler
 from infrastructure.events.broker.dead_letters import BrokerDeadLetter, Busy, dead_letters, retry_dead_letters
+from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
-from infrastructure.events.broker.topology import Topology
 from infrastructure.events.bus import EventBus
 from infrastructure.events.envelope import Envelope
 from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, current_delivery, delivering
@@ -90,42 +90,42 @@ def eventually(condition: Callable[[], bool], what: str, timeout: float = DEADLI
 
 
 class Broker:
-    """Makes the test's topologies, publishers and consumers, looks into queues, and removes it
+    """Makes the test's layouts, publishers and consumers, looks into queues, and removes it
     all afterwards. Each look opens its own connection: the broker may have restarted since."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
-        self._topologies: list[Topology] = []
+        self._layouts: list[QueueLayout] = []
         self._extra_queues: list[str] = []
         self._closers: list[Callable[[], None]] = []
 
-    def topology(self, subscriptions: dict[str, set[str]], **options: Any) -> Topology:
-        topology = Topology(
+    def layout(self, subscriptions: dict[str, set[str]], **options: Any) -> QueueLayout:
+        layout = QueueLayout(
             subscriptions,
             exchange=f"{self.prefix}.events",
             queue_prefix=self.prefix,
             retry_delay=options.pop("retry_delay", RETRY_DELAY),
         )
-        self._topologies.append(topology)
-        return topology
+        self._layouts.append(layout)
+        return layout
 
-    def publisher(self, topology: Topology, **options: Any) -> BrokerPublisher:
-        publisher = BrokerPublisher(self.url, topology, connect_timeout=2.0, confirm_timeout=5.0, **options)
+    def publisher(self, layout: QueueLayout, **options: Any) -> BrokerPublisher:
+        publisher = BrokerPublisher(self.url, layout, connect_timeout=2.0, confirm_timeout=5.0, **options)
         self._closers.append(publisher.close)
         return publisher
 
-    def consumer(self, topology: Topology, handler: Handler, **options: Any) -> BrokerConsumer:
+    def consumer(self, layout: QueueLayout, handler: Handler, **options: Any) -> BrokerConsumer:
         """A started consumer that reconnects fast; stopped at the end of the test."""
         options = {"max_attempts": 3, "reconnect_delay": 0.1, "reconnect_max_delay": 1.0, **options}
-        consumer = BrokerConsumer(self.url, topology, handler, connect_timeout=2.0, poll_interval=0.2, **options)
+        consumer = BrokerConsumer(self.url, layout, handler, connect_timeout=2.0, poll_interval=0.2, **options)
         self._closers.append(consumer.stop)
         consumer.start()
         eventually(lambda: consumer.consuming, "the consumer consumes")
         return consumer
 
     def declare_extra_queue(self, name: str, routing_key: str, arguments: dict[str, Any]) -> None:
-        """A queue of the test's own on the topology's exchange, beside the subscribers'."""
+        """A queue of the test's own on the layout's exchange, beside the subscribers'."""
         self._extra_queues.append(name)
         with Connection(self.url) as connection:
             channel = connection.channel()
@@ -150,7 +150,7 @@ class Broker:
     def cleanup(self) -> None:
         for close in reversed(self._closers):
             close()
-        names = [name for topology in self._topologies for name in topology.queue_names()] + self._extra_queues
+        names = [name for layout in self._layouts for name in layout.queue_names()] + self._extra_queues
         with Connection(self.url) as connection:
             channel = connection.channel()
             for name in names:
@@ -259,10 +259,10 @@ class InboxedSubscribers:
 
 
 def test_each_subscriber_queue_gets_the_types_it_takes_and_only_those(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.everything": {HAPPENED, UNDONE}})
-    publisher = broker.publisher(topology)
+    layout = broker.layout({"proof.happenings": {HAPPENED}, "proof.everything": {HAPPENED, UNDONE}})
+    publisher = broker.publisher(layout)
     recorder = Recorder()
-    broker.consumer(topology, recorder)
+    broker.consumer(layout, recorder)
 
     happened, undone, last = (
         envelope_of(ThingHappened("a")),
@@ -282,14 +282,14 @@ def test_each_subscriber_queue_gets_the_types_it_takes_and_only_those(broker: Br
 
 
 def test_a_message_is_persistent_and_carries_the_event_id_type_and_trace(broker: Broker) -> None:
-    # No consumer runs: the publisher declares the whole topology, so the event waits in the
+    # No consumer runs: the publisher declares the whole layout, so the event waits in the
     # queue of a service that has not started yet.
-    topology = broker.topology({"proof.later": {HAPPENED}})
+    layout = broker.layout({"proof.later": {HAPPENED}})
     envelope = envelope_of(ThingHappened("a"))
 
-    broker.publisher(topology).publish(envelope)
+    broker.publisher(layout).publish(envelope)
 
-    message = broker.take(topology.queue("proof.later"))
+    message = broker.take(layout.queue("proof.later"))
     assert message is not None
     assert message.properties["delivery_mode"] == 2
     assert message.properties["message_id"] == envelope["id"]
@@ -302,16 +302,16 @@ def test_a_message_is_persistent_and_carries_the_event_id_type_and_trace(broker:
 
 
 def test_an_event_no_queue_takes_is_not_confirmed(broker: Broker) -> None:
-    publisher = broker.publisher(broker.topology({"proof.happenings": {HAPPENED}}))
+    publisher = broker.publisher(broker.layout({"proof.happenings": {HAPPENED}}))
 
     with pytest.raises(PublishFailed, match="NO_ROUTE"):
         publisher.publish(envelope_of(ThingUndone("a")))
 
 
 def test_a_message_the_broker_refuses_is_not_confirmed_and_the_next_one_goes_through(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
-    publisher = broker.publisher(topology)
-    publisher.publish(envelope_of(ThingHappened("first")))  # connected, topology declared
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(layout)
+    publisher.publish(envelope_of(ThingHappened("first")))  # connected, layout declared
     # A queue that takes no message refuses it: the broker answers the publish with a nack.
     broker.declare_extra_queue(f"{broker.prefix}.full", UNDONE, {"x-max-length": 0, "x-overflow": "reject-publish"})
 
@@ -319,15 +319,15 @@ def test_a_message_the_broker_refuses_is_not_confirmed_and_the_next_one_goes_thr
         publisher.publish(envelope_of(ThingUndone("refused")))
     publisher.publish(envelope_of(ThingHappened("after")))
 
-    assert broker.message_count(topology.queue("proof.happenings")) == 2
+    assert broker.message_count(layout.queue("proof.happenings")) == 2
 
 
 def test_messages_the_broker_refuses_do_not_make_it_away_nor_back(broker: Broker) -> None:
     """The relay's deliveries are hastened when the broker is back: a refusal is no outage, so
     neither the next check nor the next confirmed publish may announce a return (which would
     make every relay retry due at each check)."""
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
-    publisher = broker.publisher(topology)
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(layout)
     backs: list[None] = []
     publisher.when_back(lambda: backs.append(None))
     publisher.publish(envelope_of(ThingHappened("first")))
@@ -346,9 +346,9 @@ def test_messages_the_broker_refuses_do_not_make_it_away_nor_back(broker: Broker
 
 def test_a_broker_that_cannot_be_reached_is_back_when_a_check_connects_again(broker: Broker) -> None:
     line = BrokerLine(broker.url)
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
     backs: list[None] = []
-    publisher = BrokerPublisher(line.url, topology, connect_timeout=2.0, confirm_timeout=5.0)
+    publisher = BrokerPublisher(line.url, layout, connect_timeout=2.0, confirm_timeout=5.0)
     publisher.when_back(lambda: backs.append(None))
     try:
         publisher.publish(envelope_of(ThingHappened("before")))
@@ -383,7 +383,7 @@ def test_a_process_learns_a_transports_connection_errors_once_for_all_its_links(
 
     monkeypatch.setattr(publisher_module, "Connection", counted)
     publishers = [
-        BrokerPublisher(url, Topology({"proof.known": {HAPPENED}}), connections=8, connect_timeout=1.0)
+        BrokerPublisher(url, QueueLayout({"proof.known": {HAPPENED}}), connections=8, connect_timeout=1.0)
         for _ in range(2)
     ]
     failures = []
@@ -398,19 +398,19 @@ def test_a_process_learns_a_transports_connection_errors_once_for_all_its_links(
 
 
 def test_a_publisher_whose_exchange_vanished_declares_it_again(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
-    publisher = broker.publisher(topology)
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(layout)
     publisher.publish(envelope_of(ThingHappened("before")))
-    broker.delete_exchange(topology.exchange)  # and with it every binding
+    broker.delete_exchange(layout.exchange)  # and with it every binding
 
     publisher.publish(envelope_of(ThingHappened("after")))
 
-    assert broker.message_count(topology.queue("proof.happenings")) == 2
+    assert broker.message_count(layout.queue("proof.happenings")) == 2
 
 
 def test_threads_publishing_at_once_share_the_connections_and_every_event_arrives(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
-    publisher = broker.publisher(topology, connections=3)
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
+    publisher = broker.publisher(layout, connections=3)
     batches = [[envelope_of(ThingHappened(f"{thread}-{number}")) for number in range(25)] for thread in range(8)]
 
     def publish_all(batch: list[dict[str, Any]]) -> None:
@@ -422,34 +422,34 @@ def test_threads_publishing_at_once_share_the_connections_and_every_event_arrive
         thread.start()
     eventually(lambda: not any(thread.is_alive() for thread in threads), "every thread has published")
 
-    assert broker.message_count(topology.queue("proof.happenings")) == 200
+    assert broker.message_count(layout.queue("proof.happenings")) == 200
 
 
-def test_declaring_the_topology_again_changes_nothing(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.everything": {HAPPENED, UNDONE}})
-    broker.publisher(topology).publish(envelope_of(ThingHappened("kept")))
+def test_declaring_the_layout_again_changes_nothing(broker: Broker) -> None:
+    layout = broker.layout({"proof.happenings": {HAPPENED}, "proof.everything": {HAPPENED, UNDONE}})
+    broker.publisher(layout).publish(envelope_of(ThingHappened("kept")))
 
     with Connection(broker.url) as connection:
-        topology.declare(connection.channel())
-        topology.declare(connection.channel())
-    broker.publisher(topology).publish(envelope_of(ThingUndone("routed")))
+        layout.declare(connection.channel())
+        layout.declare(connection.channel())
+    broker.publisher(layout).publish(envelope_of(ThingUndone("routed")))
 
-    assert broker.message_count(topology.queue("proof.happenings")) == 1
-    assert broker.message_count(topology.queue("proof.everything")) == 2
+    assert broker.message_count(layout.queue("proof.happenings")) == 1
+    assert broker.message_count(layout.queue("proof.everything")) == 2
 
 
 # -- failures, retries and dead letters ----------------------------------------------------
 
 
 def test_a_handler_that_keeps_failing_sends_the_event_to_the_dead_letter_queue(broker: Broker) -> None:
-    topology = broker.topology({"proof.fragile": {HAPPENED}})
+    layout = broker.layout({"proof.fragile": {HAPPENED}})
     recorder = Recorder(failures_per_event=1000)
-    broker.consumer(topology, recorder, max_attempts=3)
+    broker.consumer(layout, recorder, max_attempts=3)
     envelope = envelope_of(ThingHappened("poison"))
 
-    broker.publisher(topology).publish(envelope)
+    broker.publisher(layout).publish(envelope)
 
-    dead_queue = topology.dead_queue("proof.fragile")
+    dead_queue = layout.dead_queue("proof.fragile")
     eventually(lambda: broker.message_count(dead_queue) == 1, "the event is dead-lettered")
     assert len(recorder.calls) == 3
     message = broker.take(dead_queue)
@@ -459,49 +459,49 @@ def test_a_handler_that_keeps_failing_sends_the_event_to_the_dead_letter_queue(b
     assert message.headers["x-shop-subscriber"] == "proof.fragile"
     assert message.headers["x-shop-attempts"] == 3
     assert "attempt 3" in message.headers["x-shop-error"]
-    assert broker.message_count(topology.queue("proof.fragile")) == 0
-    assert broker.message_count(topology.retry_queue("proof.fragile")) == 0
+    assert broker.message_count(layout.queue("proof.fragile")) == 0
+    assert broker.message_count(layout.retry_queue("proof.fragile")) == 0
 
 
 def test_a_handler_waiting_for_a_dependency_is_retried_past_the_attempts_and_never_dead_lettered(
     broker: Broker,
 ) -> None:
     """Its database is down for longer than the attempts last: the message waits for it."""
-    topology = broker.topology({"proof.patient": {HAPPENED}})
+    layout = broker.layout({"proof.patient": {HAPPENED}})
     recorder = Recorder(failures_per_event=5)
-    broker.consumer(topology, recorder, max_attempts=3, transient=lambda error: isinstance(error, RuntimeError))
+    broker.consumer(layout, recorder, max_attempts=3, transient=lambda error: isinstance(error, RuntimeError))
     envelope = envelope_of(ThingHappened("patient"))
 
-    broker.publisher(topology).publish(envelope)
+    broker.publisher(layout).publish(envelope)
 
     eventually(lambda: recorder.ids("proof.patient") == [envelope["id"]], "the event is handled in the end")
     assert len(recorder.calls) == 6
-    assert broker.message_count(topology.dead_queue("proof.patient")) == 0
+    assert broker.message_count(layout.dead_queue("proof.patient")) == 0
 
 
 def test_a_handler_failing_once_then_succeeding_processes_the_event_once(broker: Broker) -> None:
-    topology = broker.topology({"proof.flaky": {HAPPENED}})
+    layout = broker.layout({"proof.flaky": {HAPPENED}})
     recorder = Recorder(failures_per_event=1)
-    consumer = broker.consumer(topology, recorder, max_attempts=3)
+    consumer = broker.consumer(layout, recorder, max_attempts=3)
     envelope = envelope_of(ThingHappened("flaky"))
 
-    broker.publisher(topology).publish(envelope)
+    broker.publisher(layout).publish(envelope)
 
     eventually(lambda: recorder.ids("proof.flaky") == [envelope["id"]], "the retry succeeds")
     consumer.stop()  # acks are settled: anything unacknowledged would now be back in a queue
     assert recorder.ids("proof.flaky", succeeded=False) == [envelope["id"], envelope["id"]]
     assert recorder.succeeded == [("proof.flaky", envelope)]
-    for queue_name in (topology.queue("proof.flaky"), topology.retry_queue("proof.flaky")):
+    for queue_name in (layout.queue("proof.flaky"), layout.retry_queue("proof.flaky")):
         assert broker.message_count(queue_name) == 0, queue_name
-    assert broker.message_count(topology.dead_queue("proof.flaky")) == 0
+    assert broker.message_count(layout.dead_queue("proof.flaky")) == 0
 
 
 def test_one_event_published_again_and_again_has_one_effect(broker: Broker, tmp_path: Path) -> None:
     subscribers = InboxedSubscribers(tmp_path)
     subscribers.subscribe("proof.effects", ThingHappened)
-    topology = broker.topology({"proof.effects": {HAPPENED}})
-    publisher = broker.publisher(topology)
-    broker.consumer(topology, subscribers.handle)
+    layout = broker.layout({"proof.effects": {HAPPENED}})
+    publisher = broker.publisher(layout)
+    broker.consumer(layout, subscribers.handle)
     envelopes = [envelope_of(ThingHappened(str(number))) for number in range(5)]
 
     for _ in range(3):  # e.g. confirms lost with the connection, so the outbox sent them again
@@ -518,7 +518,7 @@ def test_one_event_published_again_and_again_has_one_effect(broker: Broker, tmp_
 
 
 def test_stopping_finishes_the_message_in_hand_and_hands_the_others_back(broker: Broker) -> None:
-    topology = broker.topology({"proof.slow": {HAPPENED}})
+    layout = broker.layout({"proof.slow": {HAPPENED}})
     in_hand, may_finish = threading.Event(), threading.Event()
     recorder = Recorder()
 
@@ -527,8 +527,8 @@ def test_stopping_finishes_the_message_in_hand_and_hands_the_others_back(broker:
         assert may_finish.wait(DEADLINE_SECONDS)
         recorder(subscriber, envelope)
 
-    consumer = broker.consumer(topology, slow, prefetch=5)
-    publisher = broker.publisher(topology)
+    consumer = broker.consumer(layout, slow, prefetch=5)
+    publisher = broker.publisher(layout)
     envelopes = [envelope_of(ThingHappened(str(number))) for number in range(5)]
     for envelope in envelopes:
         publisher.publish(envelope)
@@ -543,19 +543,19 @@ def test_stopping_finishes_the_message_in_hand_and_hands_the_others_back(broker:
     assert not stopper.is_alive()
     assert recorder.ids("proof.slow") == [envelopes[0]["id"]]
     assert not consumer.consuming
-    assert broker.message_count(topology.queue("proof.slow")) == 4
+    assert broker.message_count(layout.queue("proof.slow")) == 4
 
 
-def dead_lettered(broker: Broker, topology: Topology, subscriber: str, count: int, attempts: int) -> list[str]:
+def dead_lettered(broker: Broker, layout: QueueLayout, subscriber: str, count: int, attempts: int) -> list[str]:
     """The ids of ``count`` events whose every attempt (``attempts``) failed, in the order
     their consumer put them in ``subscriber``'s dead-letter queue."""
     recorder = Recorder(failures_per_event=attempts)
-    consumer = broker.consumer(topology, recorder, max_attempts=attempts, prefetch=1)
-    publisher = broker.publisher(topology)
+    consumer = broker.consumer(layout, recorder, max_attempts=attempts, prefetch=1)
+    publisher = broker.publisher(layout)
     envelopes = [envelope_of(ThingHappened(f"doomed-{number}")) for number in range(count)]
     for envelope in envelopes:
         publisher.publish(envelope)
-    dead_queue = topology.dead_queue(subscriber)
+    dead_queue = layout.dead_queue(subscriber)
     eventually(lambda: broker.message_count(dead_queue) == count, "every event is dead-lettered")
     consumer.stop()
     # One message at a time, and the retry queue holds each as long: they die in their order.
@@ -563,12 +563,12 @@ def dead_lettered(broker: Broker, topology: Topology, subscriber: str, count: in
 
 
 def test_the_dead_letters_are_listed_and_stay_in_their_queue_in_their_order(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
-    ids = dead_lettered(broker, topology, "proof.happenings", 3, attempts=2)
+    layout = broker.layout({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
+    ids = dead_lettered(broker, layout, "proof.happenings", 3, attempts=2)
 
-    first = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
-    again = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
-    dead_queue = topology.dead_queue("proof.happenings")
+    first = dead_letters(broker.url, layout, ["proof.happenings", "proof.quiet"])
+    again = dead_letters(broker.url, layout, ["proof.happenings", "proof.quiet"])
+    dead_queue = layout.dead_queue("proof.happenings")
     taken = [broker.take(dead_queue) for _ in ids]
 
     assert first == again
@@ -589,13 +589,13 @@ def test_the_dead_letters_are_listed_and_stay_in_their_queue_in_their_order(brok
     ] == [(0, False)] * 3
 
 
-def put_in_dead_letter_queue(broker: Broker, topology: Topology, subscriber: str, **properties: Any) -> None:
+def put_in_dead_letter_queue(broker: Broker, layout: QueueLayout, subscriber: str, **properties: Any) -> None:
     """A message in ``subscriber``'s dead-letter queue with ``properties``, however formed."""
     with Connection(broker.url, transport_options={"confirm_publish": True}) as connection:
         channel = connection.channel()
-        topology.declare(channel)
+        layout.declare(channel)
         Producer(channel).publish(
-            {"id": "foreign"}, exchange="", routing_key=topology.dead_queue(subscriber), **properties
+            {"id": "foreign"}, exchange="", routing_key=layout.dead_queue(subscriber), **properties
         )
 
 
@@ -604,17 +604,17 @@ def test_a_dead_letter_that_says_what_it_is_in_another_form_is_listed_and_moved_
 ) -> None:
     """A message another tool put there, or an older consumer: neither the listing nor the
     message in hand must fail halfway on it."""
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
     put_in_dead_letter_queue(
-        broker, topology, "proof.happenings", headers={"x-shop-attempts": "many", "x-shop-error": 42}
+        broker, layout, "proof.happenings", headers={"x-shop-attempts": "many", "x-shop-error": 42}
     )
     put_in_dead_letter_queue(
-        broker, topology, "proof.happenings", message_id="m-2", headers={"x-shop-attempts": "3", "x-shop-error": "E"}
+        broker, layout, "proof.happenings", message_id="m-2", headers={"x-shop-attempts": "3", "x-shop-error": "E"}
     )
-    put_in_dead_letter_queue(broker, topology, "proof.happenings", headers={"x-shop-attempts": 2.5})
+    put_in_dead_letter_queue(broker, layout, "proof.happenings", headers={"x-shop-attempts": 2.5})
 
-    listed = dead_letters(broker.url, topology, ["proof.happenings"])
-    moved = retry_dead_letters(broker.url, topology, ["proof.happenings"])
+    listed = dead_letters(broker.url, layout, ["proof.happenings"])
+    moved = retry_dead_letters(broker.url, layout, ["proof.happenings"])
 
     assert listed.letters == (
         BrokerDeadLetter("proof.happenings", None, None, None, None),
@@ -622,16 +622,16 @@ def test_a_dead_letter_that_says_what_it_is_in_another_form_is_listed_and_moved_
         BrokerDeadLetter("proof.happenings", None, None, None, None),
     )
     assert moved.letters == listed.letters
-    assert broker.message_count(topology.dead_queue("proof.happenings")) == 0
-    assert broker.message_count(topology.queue("proof.happenings")) == 3
+    assert broker.message_count(layout.dead_queue("proof.happenings")) == 0
+    assert broker.message_count(layout.queue("proof.happenings")) == 3
 
 
 def test_a_dead_letter_queue_that_something_consumes_is_reported_with_its_consumers(broker: Broker) -> None:
     """The broker counts only the messages no consumer holds: those are not listed, and the
     operator is told why the listing may be short."""
-    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
-    put_in_dead_letter_queue(broker, topology, "proof.happenings", message_id="held")
-    dead_queue = topology.dead_queue("proof.happenings")
+    layout = broker.layout({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
+    put_in_dead_letter_queue(broker, layout, "proof.happenings", message_id="held")
+    dead_queue = layout.dead_queue("proof.happenings")
     held: list[Any] = []
     with Connection(broker.url) as connection:
         consumer = connection.Consumer(
@@ -640,7 +640,7 @@ def test_a_dead_letter_queue_that_something_consumes_is_reported_with_its_consum
         consumer.consume()
         connection.drain_events(timeout=DEADLINE_SECONDS)
 
-        found = dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+        found = dead_letters(broker.url, layout, ["proof.happenings", "proof.quiet"])
 
     assert [message.properties["message_id"] for message in held] == ["held"]
     assert found.letters == ()
@@ -653,16 +653,16 @@ def test_a_pass_over_a_dead_letter_queue_another_pass_holds_is_refused_before_mo
     """Two at once would list some letters twice or not at all, and a retry could miss the one
     it was asked for: the second pass is refused, and the first subscriber's letters, whose
     queue is free, stay where they were."""
-    topology = broker.topology({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
-    put_in_dead_letter_queue(broker, topology, "proof.happenings", message_id="waiting")
-    busy_queue = topology.dead_queue("proof.quiet")
+    layout = broker.layout({"proof.happenings": {HAPPENED}, "proof.quiet": {UNDONE}})
+    put_in_dead_letter_queue(broker, layout, "proof.happenings", message_id="waiting")
+    busy_queue = layout.dead_queue("proof.quiet")
     with Connection(broker.url) as holder:
         holder.channel().queue_declare(queue=f"{busy_queue}.lock", exclusive=True, auto_delete=True)
 
         with pytest.raises(Busy) as refused:
-            retry_dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
-        still_dead = broker.message_count(topology.dead_queue("proof.happenings"))
-    moved = retry_dead_letters(broker.url, topology, ["proof.happenings", "proof.quiet"])
+            retry_dead_letters(broker.url, layout, ["proof.happenings", "proof.quiet"])
+        still_dead = broker.message_count(layout.dead_queue("proof.happenings"))
+    moved = retry_dead_letters(broker.url, layout, ["proof.happenings", "proof.quiet"])
 
     assert refused.value.queue == busy_queue
     assert still_dead == 1
@@ -670,18 +670,18 @@ def test_a_pass_over_a_dead_letter_queue_another_pass_holds_is_refused_before_mo
 
 
 def test_a_dead_letter_retried_goes_back_to_its_subscriber_with_its_attempts_reset(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
-    first, second, third = dead_lettered(broker, topology, "proof.happenings", 3, attempts=2)
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
+    first, second, third = dead_lettered(broker, layout, "proof.happenings", 3, attempts=2)
 
-    moved = retry_dead_letters(broker.url, topology, ["proof.happenings"], {second, str(uuid.uuid4())})
+    moved = retry_dead_letters(broker.url, layout, ["proof.happenings"], {second, str(uuid.uuid4())})
     # Failing once more, it succeeds at its second attempt: had it kept its count, that first
     # failure would have been its last.
     recorder = Recorder(failures_per_event=1)
-    broker.consumer(topology, recorder, max_attempts=2)
+    broker.consumer(layout, recorder, max_attempts=2)
     eventually(lambda: recorder.ids("proof.happenings") == [second], "the retried event is handled")
 
     assert [(letter.subscriber, letter.event_id) for letter in moved.letters] == [("proof.happenings", second)]
-    assert [letter.event_id for letter in dead_letters(broker.url, topology, ["proof.happenings"]).letters] == [
+    assert [letter.event_id for letter in dead_letters(broker.url, layout, ["proof.happenings"]).letters] == [
         first,
         third,
     ]
@@ -689,21 +689,21 @@ def test_a_dead_letter_retried_goes_back_to_its_subscriber_with_its_attempts_res
 
 
 def test_retrying_every_dead_letter_empties_the_dead_letter_queues(broker: Broker) -> None:
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
-    ids = dead_lettered(broker, topology, "proof.happenings", 2, attempts=1)
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
+    ids = dead_lettered(broker, layout, "proof.happenings", 2, attempts=1)
 
-    moved = retry_dead_letters(broker.url, topology, ["proof.happenings"])
+    moved = retry_dead_letters(broker.url, layout, ["proof.happenings"])
 
     assert [letter.event_id for letter in moved.letters] == ids
-    assert broker.message_count(topology.dead_queue("proof.happenings")) == 0
-    assert broker.message_count(topology.queue("proof.happenings")) == 2
+    assert broker.message_count(layout.dead_queue("proof.happenings")) == 0
+    assert broker.message_count(layout.queue("proof.happenings")) == 2
 
 
-def test_a_consumer_accepts_only_subscribers_of_its_topology() -> None:
-    topology = Topology({"proof.known": {HAPPENED}})
+def test_a_consumer_accepts_only_subscribers_of_its_layout() -> None:
+    layout = QueueLayout({"proof.known": {HAPPENED}})
 
     with pytest.raises(ValueError, match=r"proof\.unknown"):
-        BrokerConsumer("amqp://unused", topology, Recorder(), subscribers=["proof.known", "proof.unknown"])
+        BrokerConsumer("amqp://unused", layout, Recorder(), subscribers=["proof.known", "proof.unknown"])
 
 
 # -- the broker goes away and comes back --------------------------------------------------
@@ -772,13 +772,13 @@ def test_events_published_around_a_broker_outage_all_arrive_each_with_one_effect
     subscribers = InboxedSubscribers(tmp_path)
     subscribers.subscribe("proof.effects", ThingHappened)
     subscribers.subscribe("proof.later", ThingHappened)
-    topology = broker.topology({"proof.effects": {HAPPENED}, "proof.later": {HAPPENED}})
-    consumer = broker.consumer(topology, subscribers.handle, subscribers=["proof.effects"], prefetch=20)
-    relay = Relay(broker.publisher(topology))
+    layout = broker.layout({"proof.effects": {HAPPENED}, "proof.later": {HAPPENED}})
+    consumer = broker.consumer(layout, subscribers.handle, subscribers=["proof.effects"], prefetch=20)
+    relay = Relay(broker.publisher(layout))
     before = [envelope_of(ThingHappened(f"before-{number}")) for number in range(300)]
     during = [envelope_of(ThingHappened(f"during-{number}")) for number in range(100)]
     every_effect = Counter(
-        {(subscriber, envelope["id"]): 1 for subscriber in topology.subscriptions for envelope in before + during}
+        {(subscriber, envelope["id"]): 1 for subscriber in layout.subscriptions for envelope in before + during}
     )
     try:
         for envelope in before:
@@ -795,7 +795,7 @@ def test_events_published_around_a_broker_outage_all_arrive_each_with_one_effect
             restart_broker_app()
 
         eventually(lambda: relay.confirmed == len(before) + len(during), "the relay catches up", timeout=60)
-        broker.consumer(topology, subscribers.handle, subscribers=["proof.later"], prefetch=20)
+        broker.consumer(layout, subscribers.handle, subscribers=["proof.later"], prefetch=20)
         eventually(lambda: subscribers.inbox_rows() == len(every_effect), "every event is handled", timeout=60)
     finally:
         relay.stop()
@@ -887,10 +887,10 @@ def test_a_consumer_keeps_trying_the_broker_every_couple_of_seconds_however_long
 
     monkeypatch.setattr(consumer_module, "equal_jitter", fast_forward)
     line = BrokerLine(broker.url)
-    topology = broker.topology({"proof.happenings": {HAPPENED}})
+    layout = broker.layout({"proof.happenings": {HAPPENED}})
     recorder = Recorder()
     # The backoff the application's consumers get: the class's own.
-    consumer = BrokerConsumer(line.url, topology, recorder, connect_timeout=2.0, poll_interval=0.2)
+    consumer = BrokerConsumer(line.url, layout, recorder, connect_timeout=2.0, poll_interval=0.2)
     consumer.start()
     try:
         eventually(lambda: consumer.consuming, "the consumer consumes")
@@ -899,7 +899,7 @@ def test_a_consumer_keeps_trying_the_broker_every_couple_of_seconds_however_long
         line.mend()
         eventually(lambda: consumer.consuming, "the consumer consumes again once the broker is back")
         envelope = envelope_of(ThingHappened("after"))
-        broker.publisher(topology).publish(envelope)
+        broker.publisher(layout).publish(envelope)
         eventually(lambda: recorder.ids("proof.happenings") == [envelope["id"]], "the event after the outage arrives")
     finally:
         consumer.stop()
@@ -915,7 +915,7 @@ def test_a_consumer_warns_of_an_outage_once_a_minute_not_at_each_attempt(monkeyp
     monkeypatch.setattr(consumer_module, "time", SimpleNamespace(monotonic=lambda: float(next(now))))
     consumer = BrokerConsumer(
         "amqp://guest:guest@127.0.0.1:1//",  # nothing listens there: every connection fails at once
-        Topology({"proof.happenings": {HAPPENED}}),
+        QueueLayout({"proof.happenings": {HAPPENED}}),
         Recorder(),
         connect_timeout=1.0,
         reconnect_delay=0.001,
@@ -960,7 +960,7 @@ def test_after_a_broker_outage_the_relay_drains_as_soon_as_the_broker_is_back(
     while its broker is away, each relay delivery fails once and is put off for an hour; once
     the broker is back, every one goes at its second attempt, without that hour passing."""
     line = BrokerLine(broker.url)
-    user_events = broker.topology({name: {"user.UserRegistered"} for name in USER_EVENT_SUBSCRIBERS})
+    user_events = broker.layout({name: {"user.UserRegistered"} for name in USER_EVENT_SUBSCRIBERS})
     app = make_app(
         served_contexts="user",
         events_broker_url=line.url,

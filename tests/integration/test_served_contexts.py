@@ -18,8 +18,8 @@ from app.config import CONTEXTS, Settings, settings_problems
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
 from app.migrations import upgrade_all
+from app.placement import RELAY, Placement
 from app.subscriptions import SUBSCRIPTIONS, served_copy
-from app.topology import RELAY, Placement
 from contexts.notification.container import NotificationContainer
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
@@ -63,7 +63,7 @@ def test_each_subscription_runs_its_handler_as_a_provider_of_its_subscribers_con
 
 def test_a_handler_of_another_context_than_its_subscribers_fails_at_start_up(app: Any) -> None:
     container = container_of(app)
-    with pytest.raises(LookupError, match="not a provider of .*AuditContainer"):
+    with pytest.raises(LookupError, match=r"not a provider of .*AuditContainer"):
         served_copy(container.audit, NotificationContainer.when_user_registered_send_welcome)
 
 

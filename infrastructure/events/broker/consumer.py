@@ -5,14 +5,14 @@ service hosts. Each message runs the handler ``(subscriber name, envelope)`` in 
 
 - it returns → the message is acked;
 - it raises, attempts left → the message is rejected, and the broker parks it in the
-  subscriber's retry queue for the topology's ``retry_delay``, then hands it back;
+  subscriber's retry queue for the layout's ``retry_delay``, then hands it back;
 - it raises on the last attempt → the message is copied, confirmed, to the subscriber's
   dead-letter queue (with the attempts and the error in its headers), then acked.
 
 Delivery is at least once: a message in hand when the connection drops comes back, so the
 handler must make a repeat harmless, as the inbox does for subscribers. The thread survives
 the broker going away: it reconnects with a jittered exponential backoff, declares the
-topology again and resumes consuming, without anyone's help. The backoff stops growing at a
+layout again and resumes consuming, without anyone's help. The backoff stops growing at a
 couple of seconds (``RECONNECT_MAX_DELAY``): a consumer tries a connection that often during an
 outage, a trifle for the broker, and resumes at most that long after the broker is back
 (with a 30 s ceiling it could sit idle for half a minute after a short outage, its queues
@@ -33,8 +33,8 @@ import structlog
 
 from infrastructure.backoff import equal_jitter
 from infrastructure.events.broker._kombu import Connection, Consumer
+from infrastructure.events.broker.layout import DEFAULT_EXCHANGE, QueueLayout
 from infrastructure.events.broker.publisher import ConfirmedLink
-from infrastructure.events.broker.topology import DEFAULT_EXCHANGE, Topology
 
 logger = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ class BrokerConsumer:
     def __init__(
         self,
         url: str,
-        topology: Topology,
+        layout: QueueLayout,
         handler: Handler,
         *,
         subscribers: Iterable[str] | None = None,
@@ -80,19 +80,19 @@ class BrokerConsumer:
     ) -> None:
         """``transient``: failures that say a dependency is away (its database, a server), not
         that the message is bad; they are retried however long it takes, never dead-lettered.
-        ``subscribers``: the ones this service hosts (default: every one in the topology,
+        ``subscribers``: the ones this service hosts (default: every one in the layout,
         which is declared whole anyway). ``prefetch``: unacked messages per subscriber queue.
         ``heartbeat`` must exceed the longest handler run: the handler runs in the thread that
         would answer the broker's heartbeats (a broker that misses two drops the connection,
         and the message comes back)."""
         self._url = url
         self._transient = transient
-        self._topology = topology
+        self._layout = layout
         self._handler = handler
-        self._subscribers = list(topology.subscriptions if subscribers is None else subscribers)
-        unknown = set(self._subscribers) - set(topology.subscriptions)
+        self._subscribers = list(layout.subscriptions if subscribers is None else subscribers)
+        unknown = set(self._subscribers) - set(layout.subscriptions)
         if unknown:
-            raise ValueError(f"subscribers not in the topology: {sorted(unknown)}")
+            raise ValueError(f"subscribers not in the layout: {sorted(unknown)}")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._max_attempts = max_attempts
@@ -105,7 +105,7 @@ class BrokerConsumer:
         self._warning_interval = warning_interval
         self._warned_at = 0.0  # time.monotonic() of the last warning of a failure
         self._dead_letters = ConfirmedLink(
-            url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=10.0
+            url, prepare=layout.declare, connect_timeout=connect_timeout, confirm_timeout=10.0
         )
         self._stopping = threading.Event()
         self._consuming = threading.Event()
@@ -182,11 +182,11 @@ class BrokerConsumer:
             self._consuming.clear()
 
     def _start_consuming(self, channel: Any) -> list[Any]:
-        self._topology.declare(channel)
+        self._layout.declare(channel)
         consumers = [
             Consumer(
                 channel,
-                queues=[self._topology.consumer_queue(subscriber)],
+                queues=[self._layout.consumer_queue(subscriber)],
                 on_message=partial(self._on_message, subscriber),
                 prefetch_count=self._prefetch,
                 auto_declare=False,
@@ -226,7 +226,7 @@ class BrokerConsumer:
 
     def _attempt(self, subscriber: str, message: Any) -> int:
         """This delivery's attempt: one more than the rejections the broker has counted."""
-        queue = self._topology.queue(subscriber)
+        queue = self._layout.queue(subscriber)
         deaths = (message.headers or {}).get("x-death") or []
         rejected = sum(
             int(death.get("count", 0))
@@ -245,6 +245,6 @@ class BrokerConsumer:
         self._dead_letters.send(
             message.body,
             exchange=DEFAULT_EXCHANGE,
-            routing_key=self._topology.dead_queue(subscriber),
+            routing_key=self._layout.dead_queue(subscriber),
             properties=forwarded_properties(message, headers),
         )

@@ -33,8 +33,8 @@ from typing import Any
 
 from infrastructure.events.broker._kombu import Connection, Queue
 from infrastructure.events.broker.consumer import ATTEMPTS_HEADER, ERROR_HEADER, forwarded_properties
+from infrastructure.events.broker.layout import DEFAULT_EXCHANGE, QueueLayout, queue_counts
 from infrastructure.events.broker.publisher import ConfirmedLink
-from infrastructure.events.broker.topology import DEFAULT_EXCHANGE, Topology, queue_counts
 
 RESOURCE_LOCKED = 405  # AMQP: the queue is exclusive to another connection
 
@@ -70,16 +70,16 @@ class Busy(Exception):
 
 
 def dead_letters(
-    url: str, topology: Topology, subscribers: Iterable[str], *, connect_timeout: float = 5.0
+    url: str, layout: QueueLayout, subscribers: Iterable[str], *, connect_timeout: float = 5.0
 ) -> DeadLetterPass:
     """The dead letters of ``subscribers``; each stays where it is."""
-    letters, consumed = _pass(url, topology, subscribers, lambda _letter: False, connect_timeout)
+    letters, consumed = _pass(url, layout, subscribers, lambda _letter: False, connect_timeout)
     return DeadLetterPass(tuple(letter for letter, _back in letters), consumed)
 
 
 def retry_dead_letters(
     url: str,
-    topology: Topology,
+    layout: QueueLayout,
     subscribers: Iterable[str],
     event_ids: Collection[str] | None = None,
     *,
@@ -90,14 +90,14 @@ def retry_dead_letters(
     stay where they are. Its letters are those moved."""
     wanted = None if event_ids is None else {str(event_id) for event_id in event_ids}
     letters, consumed = _pass(
-        url, topology, subscribers, lambda letter: wanted is None or letter.event_id in wanted, connect_timeout
+        url, layout, subscribers, lambda letter: wanted is None or letter.event_id in wanted, connect_timeout
     )
     return DeadLetterPass(tuple(letter for letter, back in letters if back), consumed)
 
 
 def _pass(
     url: str,
-    topology: Topology,
+    layout: QueueLayout,
     subscribers: Iterable[str],
     send_back: Callable[[BrokerDeadLetter], bool],
     connect_timeout: float,
@@ -117,9 +117,9 @@ def _pass(
         with Connection(url, connect_timeout=connect_timeout) as connection:
             connection.ensure_connection(max_retries=0)
             for subscriber in subscribers:  # every lock first: a pass refused has moved nothing
-                _lock(connection, topology.dead_queue(subscriber))
+                _lock(connection, layout.dead_queue(subscriber))
             for subscriber in subscribers:
-                dead_queue = topology.dead_queue(subscriber)
+                dead_queue = layout.dead_queue(subscriber)
                 counts = queue_counts(connection, dead_queue)
                 if counts is None:
                     continue  # not declared yet: nothing was dead-lettered there
@@ -127,7 +127,7 @@ def _pass(
                 if consumers:
                     consumed.append((dead_queue, consumers))
                 if ready:
-                    seen.extend(_go_through(connection, link, topology, subscriber, ready, send_back))
+                    seen.extend(_go_through(connection, link, layout, subscriber, ready, send_back))
     finally:
         link.close()
     return seen, tuple(consumed)
@@ -150,12 +150,12 @@ def _lock(connection: Any, dead_queue: str) -> None:
 def _go_through(
     connection: Any,
     link: ConfirmedLink,
-    topology: Topology,
+    layout: QueueLayout,
     subscriber: str,
     ready: int,
     send_back: Callable[[BrokerDeadLetter], bool],
 ) -> list[tuple[BrokerDeadLetter, bool]]:
-    dead_queue = topology.dead_queue(subscriber)
+    dead_queue = layout.dead_queue(subscriber)
     seen = []
     channel = connection.channel()
     try:
@@ -169,7 +169,7 @@ def _go_through(
             link.send(
                 message.body,
                 exchange=DEFAULT_EXCHANGE,
-                routing_key=topology.queue(subscriber) if back else dead_queue,
+                routing_key=layout.queue(subscriber) if back else dead_queue,
                 properties=forwarded_properties(message, _headers(message, fresh=back)),
             )
             message.ack()

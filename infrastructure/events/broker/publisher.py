@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from infrastructure.events.broker._kombu import Connection, OperationalError, Producer
-from infrastructure.events.broker.topology import Topology
+from infrastructure.events.broker.layout import QueueLayout
 
 logger = structlog.get_logger(__name__)
 
@@ -73,7 +73,7 @@ class ConfirmedLink:
     """One connection whose channel publishes in confirm mode, one message at a time.
 
     Opened on first use and kept; dropped on any failure, so the next call starts afresh
-    (``prepare`` then runs again, e.g. to declare the topology). A failure on a connection
+    (``prepare`` then runs again, e.g. to declare the layout). A failure on a connection
     kept from an earlier call may only mean it went stale (the broker restarted, an idle
     socket was cut), so such a call is tried once more on a new connection before it fails.
     """
@@ -118,7 +118,7 @@ class ConfirmedLink:
         return PublishFailed(f"broker did not confirm {routing_key!r}: {error!r}", unreachable=unreachable)
 
     def open(self) -> None:
-        """Connect now, unless connected (declaring the topology); raises when the broker does
+        """Connect now, unless connected (declaring the layout); raises when the broker does
         not answer. The next :meth:`send` uses the connection."""
         with self._lock:
             if self._producer is None:
@@ -169,11 +169,11 @@ class ConfirmedLink:
 
 
 class BrokerPublisher:
-    """Relays outbox envelopes to the topology's topic exchange, routing key = event type.
+    """Relays outbox envelopes to the layout's topic exchange, routing key = event type.
 
-    The topology is declared on every (re)connection, so events published before any consumer
+    The layout is declared on every (re)connection, so events published before any consumer
     ran still wait in their subscribers' queues. An event type nobody takes is unroutable and
-    raises: relay only :meth:`Topology.event_types`.
+    raises: relay only :meth:`QueueLayout.event_types`.
 
     A publish holds its connection until the broker confirms (a disk write away), so threads
     publishing at once each take one of ``connections``, opened as they are first needed;
@@ -183,17 +183,15 @@ class BrokerPublisher:
     def __init__(
         self,
         url: str,
-        topology: Topology,
+        layout: QueueLayout,
         *,
         connections: int = 4,
         connect_timeout: float = 5.0,
         confirm_timeout: float = 10.0,
     ) -> None:
-        self._exchange = topology.exchange
+        self._exchange = layout.exchange
         self._links = [
-            ConfirmedLink(
-                url, prepare=topology.declare, connect_timeout=connect_timeout, confirm_timeout=confirm_timeout
-            )
+            ConfirmedLink(url, prepare=layout.declare, connect_timeout=connect_timeout, confirm_timeout=confirm_timeout)
             for _ in range(connections)
         ]
         # Last in, first out: the connections in use stay warm, the spare ones are never opened.

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    # kombu is imported by the methods that make its entities: every process builds a Topology,
+    # kombu is imported by the methods that make its entities: every process builds a QueueLayout,
     # only those given a broker (EVENTS_BROKER_URL) ever declare it.
     from infrastructure.events.broker._kombu import Exchange, Queue
 
@@ -36,7 +36,7 @@ SAFE_DEAD_LETTERING = {"x-dead-letter-strategy": "at-least-once", "x-overflow": 
 DEFAULT_EXCHANGE = ""
 
 
-class Topology:
+class QueueLayout:
     """The exchange and each subscriber's queues.
 
     RabbitMQ refuses to redeclare a queue with other arguments: changing ``retry_delay`` or
@@ -71,7 +71,7 @@ class Topology:
         return f"{self.queue(subscriber)}.dead"
 
     def queue_names(self) -> list[str]:
-        """Every queue of the topology, e.g. for an operator's tooling or a test's cleanup."""
+        """Every queue of the layout, e.g. for an operator's tooling or a test's cleanup."""
         return [
             name
             for subscriber in self.subscriptions
@@ -151,7 +151,7 @@ class QueueStatus:
 
 
 def queue_status(
-    url: str, topology: Topology, subscribers: Iterable[str], *, connect_timeout: float = 5.0
+    url: str, layout: QueueLayout, subscribers: Iterable[str], *, connect_timeout: float = 5.0
 ) -> list[QueueStatus]:
     """Ask the broker about each subscriber's queue, retry queue and dead-letter queue, declaring nothing
     (a passive declare answers the counts, or that the queue is missing). Raises what kombu
@@ -162,18 +162,18 @@ def queue_status(
         connection.ensure_connection(max_retries=0)
         rows = []
         for subscriber in subscribers:
-            main = queue_counts(connection, topology.queue(subscriber))
-            retry = queue_counts(connection, topology.retry_queue(subscriber))
-            dead = queue_counts(connection, topology.dead_queue(subscriber))
+            main = queue_counts(connection, layout.queue(subscriber))
+            retry = queue_counts(connection, layout.retry_queue(subscriber))
+            dead = queue_counts(connection, layout.dead_queue(subscriber))
             rows.append(
                 QueueStatus(
                     subscriber,
-                    topology.queue(subscriber),
+                    layout.queue(subscriber),
                     ready=main[0] if main else None,
                     consumers=main[1] if main else None,
                     retrying=retry[0] if retry else None,
                     dead_lettered=dead[0] if dead else None,
-                    dead_queue=topology.dead_queue(subscriber),
+                    dead_queue=layout.dead_queue(subscriber),
                     dead_consumers=dead[1] if dead else None,
                 )
             )
