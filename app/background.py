@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from app.containers import ApplicationContainer
+from contexts.product.application.handlers import ExpireReservations
 from infrastructure.errors import DependencyUnavailable
 from infrastructure.events.dispatcher import deliver_from_broker
 from infrastructure.periodic import Periodic
@@ -60,7 +61,7 @@ class BackgroundWork:
         on its own, so that one failing does not keep the other from running."""
         if "product" in self._container.settings().hosted_contexts():
             try:
-                expired = self._container.product.expire_reservations()()
+                expired = self._container.product.expire_reservations()(ExpireReservations())
                 if expired:
                     logger.info("maintenance.reservations_expired", count=expired)
             except Exception:

@@ -245,7 +245,7 @@ def list_products(
 @endpoint(summary="Read a product", tag=TAG, responses={200: ProductOut}, errors=[404])
 @inject
 def get_product(product_id: str, get: handlers.GetProductHandler = Provide["product.get_product"]) -> dict[str, Any]:
-    return _product(get(product_id_from_path(product_id)))
+    return _product(get(handlers.GetProduct(product_id_from_path(product_id))))
 
 
 @bp.patch("/products/<product_id>")

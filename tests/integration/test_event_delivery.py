@@ -37,7 +37,7 @@ from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.product.adapters.orm import INBOX as PRODUCT_INBOX
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from contexts.product.adapters.orm import StockAdjustmentRow
-from contexts.product.application.handlers import CreateProduct, ListProducts
+from contexts.product.application.handlers import CreateProduct, GetProduct, ListProducts
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.events import UserRegistered
 from infrastructure.events import dispatcher as dispatcher_module
@@ -143,7 +143,7 @@ def place_order(client: FlaskClient, headers: dict[str, str], product_id: str, q
 
 
 def available(container: ApplicationContainer, product_id: str) -> int:
-    return int(container.product.get_product()(uuid.UUID(product_id)).stock)
+    return int(container.product.get_product()(GetProduct(uuid.UUID(product_id))).stock)
 
 
 class RecordingLogger:

@@ -21,6 +21,7 @@ from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from contexts.product.adapters.orm import ReservationRow, StockRow
 from contexts.product.api import ReservationLine
+from contexts.product.application.handlers import ConfirmReservation, ExpireReservations
 from contexts.product.domain.model import ReservationStatus
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
@@ -111,7 +112,7 @@ def test_a_reservation_no_order_confirmed_is_released_once_past_its_ttl(
     age(container, fresh, by=timedelta(seconds=container.settings().reservation_ttl_seconds - 60))
     expire = container.product.expire_reservations()
 
-    assert expire() == 1
+    assert expire(ExpireReservations()) == 1
     assert status(container, stale) is ReservationStatus.EXPIRED
     assert status(container, fresh) is ReservationStatus.RESERVED
     assert stock(container, product) == (8, 2)
@@ -119,7 +120,7 @@ def test_a_reservation_no_order_confirmed_is_released_once_past_its_ttl(
         {"reservation_id": str(stale), "lines": [{"product_id": product["id"], "quantity": 3}], "reason": "expired"}
     ]
 
-    assert expire() == 0, "the sweep is idempotent"
+    assert expire(ExpireReservations()) == 0, "the sweep is idempotent"
     assert stock(container, product) == (8, 2)
     assert len(released_events(container)) == 1
 
@@ -131,7 +132,7 @@ def test_a_reservation_confirmed_by_its_placed_order_never_expires(shop: Shop, c
     assert status(container, order["id"]) is ReservationStatus.CONFIRMED
     age(container, order["id"], by=timedelta(days=30))
 
-    assert container.product.expire_reservations()() == 0
+    assert container.product.expire_reservations()(ExpireReservations()) == 0
 
     assert status(container, order["id"]) is ReservationStatus.CONFIRMED
     assert stock(container, product) == (8, 2)
@@ -149,7 +150,7 @@ def test_confirming_a_reservation_still_reserved_is_one_update_beside_its_inbox_
     container.product.api().reserve(reservation, [ReservationLine(uuid.UUID(product["id"]), 3)])
 
     with delivering(Delivery(CONFIRM, uuid.uuid4())), counted() as confirming:
-        container.product.confirm_reservation()(reservation)
+        container.product.confirm_reservation()(ConfirmReservation(reservation))
 
     if databases(container)["product"].engine.dialect.name == "postgresql":
         assert (confirming.kinds(), confirming.alone, confirming.transactions) == (["WITH"], 1, 0)
@@ -173,9 +174,9 @@ def test_a_confirmation_delivered_again_changes_nothing_and_is_refused_by_the_in
     delivery = Delivery(CONFIRM, uuid.uuid4())
 
     with delivering(delivery):
-        container.product.confirm_reservation()(reservation)
+        container.product.confirm_reservation()(ConfirmReservation(reservation))
     with delivering(delivery), pytest.raises(AlreadyHandled):
-        container.product.confirm_reservation()(reservation)
+        container.product.confirm_reservation()(ConfirmReservation(reservation))
 
     assert status(container, reservation) is ReservationStatus.CONFIRMED
     assert stock(container, product) == (7, 3)
@@ -187,7 +188,7 @@ def test_an_order_placed_delivered_after_the_sweep_takes_the_stock_again(
     product = shop.product(shop.admin(), initial_stock=10)
     order = place(shop, shop.customer(), product, 3)
     age(container, order["id"])  # the dispatcher was down longer than the time-to-live
-    assert container.product.expire_reservations()() == 1
+    assert container.product.expire_reservations()(ExpireReservations()) == 1
     assert (status(container, order["id"]), stock(container, product)) == (ReservationStatus.EXPIRED, (10, 0))
 
     container.dispatcher().run_until_idle()
@@ -209,10 +210,10 @@ def test_an_order_cancelled_after_the_sweep_is_not_taken_again_by_its_late_place
     customer = shop.customer()
     order = place(shop, customer, product, 3)
     age(container, order["id"])
-    assert container.product.expire_reservations()() == 1
+    assert container.product.expire_reservations()(ExpireReservations()) == 1
 
     container.product.api().release(uuid.UUID(order["id"]), "order_cancelled")
-    container.product.confirm_reservation()(uuid.UUID(order["id"]))
+    container.product.confirm_reservation()(ConfirmReservation(uuid.UUID(order["id"])))
 
     assert status(container, order["id"]) is ReservationStatus.RELEASED
     assert stock(container, product) == (10, 0)
@@ -226,7 +227,7 @@ def test_a_lapsed_reservation_whose_stock_was_sold_ends_dead_and_never_oversells
     product = shop.product(shop.admin(), initial_stock=3)
     late = place(shop, shop.customer(), product, 3)
     age(container, late["id"])
-    assert container.product.expire_reservations()() == 1
+    assert container.product.expire_reservations()(ExpireReservations()) == 1
     sold = place(shop, shop.customer(), product, 3)  # the released stock is sold to someone else
     assert stock(container, product) == (0, 3)
 

@@ -118,7 +118,7 @@ class AppBackend:
         """As an OrderPlaced delivery confirms: on PostgreSQL, one statement that confirms and
         records the delivery in the inbox, outside any transaction."""
         with delivering(Delivery(CONFIRM_SUBSCRIBER, uuid.uuid4())):
-            self._container.product.confirm_reservation()(reservation_id)
+            self._container.product.confirm_reservation()(handlers.ConfirmReservation(reservation_id))
 
     def adjust(self, product_id: uuid.UUID, delta: int) -> None:
         self._container.product.adjust_stock()(handlers.AdjustStock(product_id, delta, "property test"))
@@ -164,7 +164,7 @@ class FakeBackend:
         self._api.release(reservation_id, "property test")
 
     def confirm(self, reservation_id: uuid.UUID) -> None:
-        handlers.ConfirmReservationHandler(uow=self._store)(reservation_id)
+        handlers.ConfirmReservationHandler(uow=self._store)(handlers.ConfirmReservation(reservation_id))
 
     def adjust(self, product_id: uuid.UUID, delta: int) -> None:
         handlers.AdjustStockHandler(uow=self._store)(handlers.AdjustStock(product_id, delta, "property test"))

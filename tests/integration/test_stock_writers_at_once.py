@@ -19,7 +19,13 @@ from sqlalchemy import func, select
 from app.containers import ApplicationContainer, databases
 from contexts.product.adapters.orm import ReservationLineRow, ReservationRow, StockRow
 from contexts.product.api import InsufficientStock, ReservationConflict, ReservationLine
-from contexts.product.application.handlers import AdjustStock, ExpireReservationsHandler
+from contexts.product.application.handlers import (
+    AdjustStock,
+    ConfirmReservation,
+    ExpireReservations,
+    ExpireReservationsHandler,
+    ReleaseStock,
+)
 from contexts.product.domain.exceptions import StockWouldGoNegative
 from tests.conftest import Shop
 from tests.together import run_together
@@ -73,8 +79,8 @@ def test_every_writer_at_once_never_deadlocks_and_reserved_stock_is_what_reserva
         calls += [
             lambda r=reservation_id, ls=lines: api.reserve(r, ls),
             lambda r=reservation_id, ls=lines[::-1]: api.reserve(r, ls),
-            lambda r=reservation_id: release(r, "test"),
-            lambda r=reservation_id: confirm(r),
+            lambda r=reservation_id: release(ReleaseStock(r, "test")),
+            lambda r=reservation_id: confirm(ConfirmReservation(r)),
         ]
     for _ in range(6):
         reservation_id, lines = uuid.uuid4(), some_lines()
@@ -84,7 +90,7 @@ def test_every_writer_at_once_never_deadlocks_and_reserved_stock_is_what_reserva
             lambda p=product_id: adjust(AdjustStock(product_id=p, delta=-1, reason="count")),
             lambda p=product_id: adjust(AdjustStock(product_id=p, delta=2, reason="delivery")),
         ]
-    calls.append(expire)
+    calls.append(lambda: expire(ExpireReservations()))
     chance.shuffle(calls)
 
     outcomes = run_together(calls)

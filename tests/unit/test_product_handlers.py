@@ -65,7 +65,7 @@ def available(store: ProductStore, product: ProductDTO) -> int:
 def test_creating_a_product_stores_it_with_its_stock_and_publishes_product_created(store: ProductStore) -> None:
     product = create(store, sku="MUG-1", price="7.5", stock=4, currency="EUR")
     assert (product.sku, product.price, product.currency, product.stock) == ("MUG-1", Decimal("7.50"), "EUR", 4)
-    assert handlers.GetProductHandler(catalogue=store.catalogue())(product.id) == product
+    assert handlers.GetProductHandler(catalogue=store.catalogue())(handlers.GetProduct(product.id)) == product
     assert store.level(product.id) == StockLevel(available=4, reserved=0)
     assert store.publisher.published == [
         ProductCreated(product_id=product.id, sku="MUG-1", name="Thing", price=Decimal("7.50"), currency="EUR")
@@ -118,7 +118,7 @@ def test_revising_changes_the_given_fields_and_keeps_the_rest(store: ProductStor
     assert (revised.name, revised.description, revised.price, revised.stock) == ("Thing", "blue", Decimal("6.00"), 3)
     cleared = handlers.ReviseProductHandler(uow=store)(handlers.ReviseProduct(product.id, description=None))
     assert (cleared.description, cleared.price) == (None, Decimal("6.00"))
-    assert handlers.GetProductHandler(catalogue=store.catalogue())(product.id) == cleared
+    assert handlers.GetProductHandler(catalogue=store.catalogue())(handlers.GetProduct(product.id)) == cleared
 
 
 def test_revising_or_getting_an_unknown_product_is_product_not_found(store: ProductStore) -> None:
@@ -127,15 +127,15 @@ def test_revising_or_getting_an_unknown_product_is_product_not_found(store: Prod
         handlers.ReviseProductHandler(uow=store)(handlers.ReviseProduct(missing, name="X"))
     assert raised.value.product_ids == (missing,)
     with pytest.raises(ProductNotFound):
-        handlers.GetProductHandler(catalogue=store.catalogue())(missing)
+        handlers.GetProductHandler(catalogue=store.catalogue())(handlers.GetProduct(missing))
 
 
 def test_get_products_returns_the_known_ones_with_current_stock(
     store: ProductStore, reserve: handlers.ReserveStockHandler
 ) -> None:
     a, b = create(store, stock=5), create(store, stock=2)
-    reserve(uuid.uuid4(), [StockLine(a.id, 3)])
-    found = handlers.GetProductsHandler(catalogue=store.catalogue())([a.id, b.id, uuid.uuid4()])
+    reserve(handlers.ReserveStock(uuid.uuid4(), [StockLine(a.id, 3)]))
+    found = handlers.GetProductsHandler(catalogue=store.catalogue())(handlers.GetProducts([a.id, b.id, uuid.uuid4()]))
     assert set(found) == {a.id, b.id}
     assert (found[a.id].stock, found[b.id].stock) == (2, 2)
 
@@ -188,7 +188,7 @@ def test_stock_over_the_maximum_can_be_reduced_but_not_raised(store: ProductStor
 def test_adjusting_only_counts_available_stock(store: ProductStore, reserve: handlers.ReserveStockHandler) -> None:
     """Reserved units are promised to someone: an adjustment cannot take them."""
     product = create(store, stock=5)
-    reserve(uuid.uuid4(), [StockLine(product.id, 4)])
+    reserve(handlers.ReserveStock(uuid.uuid4(), [StockLine(product.id, 4)]))
     with pytest.raises(StockWouldGoNegative):
         handlers.AdjustStockHandler(uow=store)(handlers.AdjustStock(product.id, -2, None))
     assert store.level(product.id) == StockLevel(available=1, reserved=4)
@@ -207,7 +207,7 @@ def test_reserving_takes_stock_for_every_line_and_publishes_stock_reserved(
 ) -> None:
     a, b = create(store, stock=5), create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 1), StockLine(a.id, 1)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 1), StockLine(a.id, 1)]))
     assert store.level(a.id) == StockLevel(available=2, reserved=3)
     assert store.level(b.id) == StockLevel(available=4, reserved=1)
     (event,) = store.publisher.of_type(StockReserved)
@@ -221,7 +221,7 @@ def test_reserving_is_all_or_nothing(store: ProductStore, reserve: handlers.Rese
     plenty, scarce = create(store, stock=10), create(store, stock=1)
     reservation_id = uuid.uuid4()
     with pytest.raises(InsufficientStock) as raised:
-        reserve(reservation_id, [StockLine(plenty.id, 3), StockLine(scarce.id, 2)])
+        reserve(handlers.ReserveStock(reservation_id, [StockLine(plenty.id, 3), StockLine(scarce.id, 2)]))
     assert (raised.value.product_id, raised.value.sku, raised.value.requested) == (scarce.id, scarce.sku, 2)
     assert store.level(plenty.id) == StockLevel(available=10, reserved=0)
     assert store.level(scarce.id) == StockLevel(available=1, reserved=0)
@@ -236,9 +236,9 @@ def test_a_refused_reservation_id_can_be_used_once_stock_arrives(
     product = create(store, stock=1)
     reservation_id = uuid.uuid4()
     with pytest.raises(InsufficientStock):
-        reserve(reservation_id, [StockLine(product.id, 2)])
+        reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
     handlers.AdjustStockHandler(uow=store)(handlers.AdjustStock(product.id, 1, "delivery"))
-    reserve(reservation_id, [StockLine(product.id, 2)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
     assert store.level(product.id) == StockLevel(available=0, reserved=2)
 
 
@@ -247,7 +247,7 @@ def test_reserving_an_unknown_product_is_product_not_found_and_takes_nothing(
 ) -> None:
     known, missing = create(store, stock=5), uuid.uuid4()
     with pytest.raises(ProductNotFound) as raised:
-        reserve(uuid.uuid4(), [StockLine(known.id, 1), StockLine(missing, 1)])
+        reserve(handlers.ReserveStock(uuid.uuid4(), [StockLine(known.id, 1), StockLine(missing, 1)]))
     assert raised.value.product_ids == (missing,)
     assert available(store, known) == 5
     assert store.reservations.rows == {}
@@ -258,9 +258,9 @@ def test_repeating_a_reservation_with_the_same_lines_changes_nothing(
 ) -> None:
     a, b = create(store, stock=5), create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 1)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 1)]))
     commits = store.commits
-    reserve(reservation_id, [StockLine(b.id, 1), StockLine(a.id, 1), StockLine(a.id, 1)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(b.id, 1), StockLine(a.id, 1), StockLine(a.id, 1)]))
     assert (available(store, a), available(store, b)) == (3, 4)
     assert store.commits == commits
     assert len(store.publisher.of_type(StockReserved)) == 1
@@ -272,9 +272,9 @@ def test_reusing_a_reservation_id_for_other_lines_is_a_conflict(
 ) -> None:
     product = create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(product.id, 2)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
     with pytest.raises(ReservationConflict):
-        reserve(reservation_id, [StockLine(product.id, other_quantity)])
+        reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, other_quantity)]))
     assert available(store, product) == 3
 
 
@@ -283,9 +283,9 @@ def test_reusing_a_reservation_id_for_another_product_is_a_conflict(
 ) -> None:
     a, b = create(store, stock=5), create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(a.id, 2)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(a.id, 2)]))
     with pytest.raises(ReservationConflict):
-        reserve(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 1)])
+        reserve(handlers.ReserveStock(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 1)]))
     assert (available(store, a), available(store, b)) == (3, 5)
 
 
@@ -294,10 +294,10 @@ def test_releasing_returns_the_stock_once(
 ) -> None:
     a, b = create(store, stock=5), create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 5)])
-    release(reservation_id, "order_cancelled")
-    release(reservation_id, "order_cancelled")
-    release(reservation_id, "something else")
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(a.id, 2), StockLine(b.id, 5)]))
+    release(handlers.ReleaseStock(reservation_id, "order_cancelled"))
+    release(handlers.ReleaseStock(reservation_id, "order_cancelled"))
+    release(handlers.ReleaseStock(reservation_id, "something else"))
     assert store.level(a.id) == StockLevel(available=5, reserved=0)
     assert store.level(b.id) == StockLevel(available=5, reserved=0)
     assert store.reservations.rows[reservation_id].status is ReservationStatus.RELEASED
@@ -311,7 +311,7 @@ def test_releasing_an_unknown_reservation_changes_nothing(
 ) -> None:
     product = create(store, stock=5)
     commits = store.commits
-    release(uuid.uuid4(), "order_not_saved")
+    release(handlers.ReleaseStock(uuid.uuid4(), "order_not_saved"))
     assert available(store, product) == 5
     assert store.commits == commits
     assert store.publisher.of_type(StockReleased) == []
@@ -322,10 +322,10 @@ def test_reserving_a_released_id_again_is_a_conflict(
 ) -> None:
     product = create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(product.id, 2)])
-    release(reservation_id, "order_cancelled")
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
+    release(handlers.ReleaseStock(reservation_id, "order_cancelled"))
     with pytest.raises(ReservationConflict):
-        reserve(reservation_id, [StockLine(product.id, 2)])
+        reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
     assert store.level(product.id) == StockLevel(available=5, reserved=0)
 
 
@@ -334,14 +334,14 @@ def test_a_confirmed_reservation_still_holds_and_can_be_released(
 ) -> None:
     product = create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(product.id, 2)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
     confirm = handlers.ConfirmReservationHandler(uow=store)
-    confirm(reservation_id)
-    confirm(uuid.uuid4())  # an unknown id is ignored
+    confirm(handlers.ConfirmReservation(reservation_id))
+    confirm(handlers.ConfirmReservation(uuid.uuid4()))  # an unknown id is ignored
     assert store.reservations.rows[reservation_id].status is ReservationStatus.CONFIRMED
-    reserve(reservation_id, [StockLine(product.id, 2)])  # still a harmless repeat
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))  # still a harmless repeat
     assert available(store, product) == 3
-    release(reservation_id, "order_cancelled")
+    release(handlers.ReleaseStock(reservation_id, "order_cancelled"))
     assert store.level(product.id) == StockLevel(available=5, reserved=0)
 
 
@@ -350,9 +350,9 @@ def test_a_released_reservation_stays_released_when_confirmed(
 ) -> None:
     product = create(store, stock=5)
     reservation_id = uuid.uuid4()
-    reserve(reservation_id, [StockLine(product.id, 2)])
-    release(reservation_id, "order_not_saved")
-    handlers.ConfirmReservationHandler(uow=store)(reservation_id)
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
+    release(handlers.ReleaseStock(reservation_id, "order_not_saved"))
+    handlers.ConfirmReservationHandler(uow=store)(handlers.ConfirmReservation(reservation_id))
     assert store.reservations.rows[reservation_id].status is ReservationStatus.RELEASED
     assert available(store, product) == 5
 
@@ -365,7 +365,7 @@ def _twin_wins_the_race(store: ProductStore, reserve: handlers.ReserveStockHandl
     def twin(_reservation: Any) -> None:
         if not done:
             done.append(True)
-            reserve(reservation_id, lines)
+            reserve(handlers.ReserveStock(reservation_id, lines))
 
     store.before_reservation_add = twin
 
@@ -376,7 +376,7 @@ def test_losing_the_insert_race_to_an_identical_twin_is_a_harmless_repeat(
     product = create(store, stock=5)
     reservation_id = uuid.uuid4()
     _twin_wins_the_race(store, reserve, reservation_id, [StockLine(product.id, 2)])
-    reserve(reservation_id, [StockLine(product.id, 2)])
+    reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
     assert store.level(product.id) == StockLevel(available=3, reserved=2)
     assert len(store.publisher.of_type(StockReserved)) == 1
 
@@ -388,7 +388,7 @@ def test_losing_the_insert_race_to_a_twin_with_other_lines_is_a_conflict(
     reservation_id = uuid.uuid4()
     _twin_wins_the_race(store, reserve, reservation_id, [StockLine(product.id, 1)])
     with pytest.raises(ReservationConflict):
-        reserve(reservation_id, [StockLine(product.id, 2)])
+        reserve(handlers.ReserveStock(reservation_id, [StockLine(product.id, 2)]))
     assert store.level(product.id) == StockLevel(available=4, reserved=1)
 
 
@@ -404,7 +404,7 @@ def test_events_are_published_only_once_the_reservation_is_committed(
                 seen_committed.append(event.reservation_id in store.reservations.rows)
 
     store.publisher.listeners.append(check)
-    reserve(uuid.uuid4(), [StockLine(product.id, 1)])
+    reserve(handlers.ReserveStock(uuid.uuid4(), [StockLine(product.id, 1)]))
     assert seen_committed == [True]
 
 

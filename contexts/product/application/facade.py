@@ -23,18 +23,20 @@ class ProductFacade:
         self._release = release
 
     def get_products(self, product_ids: Collection[uuid.UUID]) -> Mapping[uuid.UUID, ProductDTO]:
-        return self._get_products(product_ids)
+        return self._get_products(handlers.GetProducts(product_ids))
 
     def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
-        self._reserve(reservation_id, [events.StockLine(line.product_id, line.quantity) for line in lines])
+        self._reserve(handlers.ReserveStock(reservation_id, _stock_lines(lines)))
 
     def reserve_priced(
         self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
     ) -> Mapping[uuid.UUID, ProductDTO]:
-        self._reserve(
-            reservation_id, [events.StockLine(line.product_id, line.quantity) for line in lines], one_currency=True
-        )
-        return self._get_products([line.product_id for line in lines])
+        self._reserve(handlers.ReserveStock(reservation_id, _stock_lines(lines), one_currency=True))
+        return self._get_products(handlers.GetProducts([line.product_id for line in lines]))
 
     def release(self, reservation_id: uuid.UUID, reason: str) -> None:
-        self._release(reservation_id, reason)
+        self._release(handlers.ReleaseStock(reservation_id, reason))
+
+
+def _stock_lines(lines: Sequence[ReservationLine]) -> list[events.StockLine]:
+    return [events.StockLine(line.product_id, line.quantity) for line in lines]

@@ -52,6 +52,44 @@ class ListProducts:
 
 
 @dataclass(frozen=True)
+class GetProduct:
+    product_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class GetProducts:
+    product_ids: Collection[uuid.UUID]
+
+
+@dataclass(frozen=True)
+class ReserveStock:
+    """Hold ``lines`` under ``reservation_id``, all or none. ``one_currency``: refuse
+    (:class:`CurrenciesDiffer`) products priced in several currencies inside the reservation's
+    transaction, before the stock, so that such a refusal, like any other, holds nothing and
+    records no event."""
+
+    reservation_id: uuid.UUID
+    lines: Sequence[events.StockLine]
+    one_currency: bool = False
+
+
+@dataclass(frozen=True)
+class ReleaseStock:
+    reservation_id: uuid.UUID
+    reason: str
+
+
+@dataclass(frozen=True)
+class ConfirmReservation:
+    reservation_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class ExpireReservations:
+    """Every reservation left unconfirmed past the time-to-live (the handler's ``ttl``)."""
+
+
+@dataclass(frozen=True)
 class ProductPage:
     items: list[ProductDTO]
     last_sku: str | None
@@ -143,10 +181,10 @@ class GetProductHandler:
     def __init__(self, *, catalogue: Catalogue) -> None:
         self._catalogue = catalogue
 
-    def __call__(self, product_id: uuid.UUID) -> ProductDTO:
-        product = self._catalogue.product(product_id)
+    def __call__(self, query: GetProduct) -> ProductDTO:
+        product = self._catalogue.product(query.product_id)
         if product is None:
-            raise ProductNotFound([product_id])
+            raise ProductNotFound([query.product_id])
         return product
 
 
@@ -154,8 +192,8 @@ class GetProductsHandler:
     def __init__(self, *, catalogue: Catalogue) -> None:
         self._catalogue = catalogue
 
-    def __call__(self, product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ProductDTO]:
-        return {product.id: product for product in self._catalogue.products(set(product_ids))}
+    def __call__(self, query: GetProducts) -> dict[uuid.UUID, ProductDTO]:
+        return {product.id: product for product in self._catalogue.products(set(query.product_ids))}
 
 
 class ListProductsHandler:
@@ -179,21 +217,15 @@ class ReserveStockHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(
-        self, reservation_id: uuid.UUID, lines: Sequence[events.StockLine], *, one_currency: bool = False
-    ) -> None:
-        """``one_currency``: refuse (:class:`CurrenciesDiffer`) products priced in several
-        currencies inside the reservation's transaction, before the stock, so that such a
-        refusal, like any other, holds nothing and records no event.
-
-        A call with an id already used (a twin: the same call again, or a concurrent one) is
+    def __call__(self, command: ReserveStock) -> None:
+        """A call with an id already used (a twin: the same call again, or a concurrent one) is
         judged against what that one stored, whatever the stock now: a repeat of a held
         reservation changes nothing, other lines or a released one are a conflict. A concurrent
         twin for other lines that finds their stock gone before the first one is stored gets the
         refusal instead (nothing is held either way)."""
-        wanted = model.merge_lines(lines)
+        reservation_id, wanted = command.reservation_id, model.merge_lines(command.lines)
         try:
-            refusal = self._reserve(model.Reservation.place(reservation_id, wanted, _now()), one_currency)
+            refusal = self._reserve(model.Reservation.place(reservation_id, wanted, _now()), command.one_currency)
         except ReservationExists:
             # A concurrent call with the same id won; judge this one against what it stored.
             refusal = None
@@ -266,13 +298,13 @@ class ReleaseStockHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, reservation_id: uuid.UUID, reason: str) -> None:
+    def __call__(self, command: ReleaseStock) -> None:
         with self._uow() as uow:
-            reservation = uow.reservations.get(reservation_id, for_update=True)
+            reservation = uow.reservations.get(command.reservation_id, for_update=True)
             if reservation is None:
                 return
             before = reservation.status
-            if reservation.release(reason):
+            if reservation.release(command.reason):
                 for line in reservation.lines:
                     uow.stock.give_back(line.product_id, line.quantity)
             elif reservation.status is before:
@@ -292,7 +324,8 @@ class ConfirmReservationHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, reservation_id: uuid.UUID) -> None:
+    def __call__(self, command: ConfirmReservation) -> None:
+        reservation_id = command.reservation_id
         with self._uow() as uow:
             # Every placed order's reservation is still reserved but when the sweep was first:
             # that common case in one statement, the others read whole.
@@ -320,7 +353,7 @@ class ExpireReservationsHandler:
         self._uow = uow
         self._ttl = ttl
 
-    def __call__(self) -> int:
+    def __call__(self, _command: ExpireReservations) -> int:
         """Expire every overdue reservation, a batch at a time; returns how many were."""
         cutoff = _now() - self._ttl
         expired = 0

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from contexts.order.events import OrderCancelled, OrderPlaced
-from contexts.product.application.handlers import ConfirmReservationHandler, ReleaseStockHandler
+from contexts.product.application.handlers import (
+    ConfirmReservation,
+    ConfirmReservationHandler,
+    ReleaseStock,
+    ReleaseStockHandler,
+)
 
 
 def when_order_placed_confirm_reservation(event: OrderPlaced, *, confirm: ConfirmReservationHandler) -> None:
-    confirm(event.order_id)
+    confirm(ConfirmReservation(event.order_id))
 
 
 def when_order_cancelled_release_stock(event: OrderCancelled, *, release: ReleaseStockHandler) -> None:
     """The order context releases a cancelled order's stock at once, when it can reach this
     context; this makes sure of it when it could not (a no-op otherwise: release is idempotent,
     and a confirmation arriving later leaves a released reservation released)."""
-    release(event.order_id, "order_cancelled")
+    release(ReleaseStock(event.order_id, "order_cancelled"))
