@@ -253,7 +253,7 @@ def place_order(
 )
 @inject
 def get_order(order_id: str, get: handlers.GetOrderHandler = Provide["order.get_order"]) -> dict[str, Any]:
-    return _order(get(_order_id(order_id), _viewer()))
+    return _order(get(handlers.GetOrder(_order_id(order_id), _viewer())))
 
 
 @bp.get("/orders")

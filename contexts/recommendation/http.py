@@ -63,4 +63,4 @@ def _item(item: handlers.RecommendedProduct) -> dict[str, Any]:
 def get_recommendations(
     recommend: handlers.RecommendHandler = Provide["recommendation.recommend"],
 ) -> dict[str, Any]:
-    return {"items": [_item(item) for item in recommend(current_principal().user_id)]}
+    return {"items": [_item(item) for item in recommend(handlers.Recommend(current_principal().user_id))]}

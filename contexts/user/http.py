@@ -175,7 +175,7 @@ def issue_token(
 @endpoint(summary="Read the caller's account", tag=TAG, access=Access.CUSTOMER, responses={200: UserOut}, errors=[404])
 @inject
 def me(get_user: handlers.GetUserHandler = Provide["user.get_user"]) -> dict[str, Any]:
-    return _user(get_user(current_principal().user_id))
+    return _user(get_user(handlers.GetUser(current_principal().user_id)))
 
 
 @bp.get("/admin/users")

@@ -491,7 +491,7 @@ def test_the_handler_describes_each_pick_with_the_catalog() -> None:
     subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(3), 1)), uow=store)
     recommend_to = handlers.RecommendHandler(uow=store, products=FakeCatalog(p(1), p(2), p(3)))
 
-    assert recommend_to(USER) == [
+    assert recommend_to(handlers.Recommend(USER)) == [
         handlers.RecommendedProduct(p(2), "SKU-2", "Product 2", Decimal("2.50"), "EUR", 1, Reason.BOUGHT_TOGETHER),
         handlers.RecommendedProduct(p(3), "SKU-3", "Product 3", Decimal("3.50"), "EUR", 0, Reason.POPULAR),
     ]
@@ -502,12 +502,12 @@ def test_a_user_without_history_gets_popular_products_or_nothing() -> None:
     catalog = FakeCatalog(p(1))
     recommend_to = handlers.RecommendHandler(uow=store, products=catalog)
 
-    assert recommend_to(USER) == []
+    assert recommend_to(handlers.Recommend(USER)) == []
     assert catalog.calls == []
 
     subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(1), 1)), uow=store)
 
-    assert [item.product_id for item in recommend_to(USER)] == [p(1)]
+    assert [item.product_id for item in recommend_to(handlers.Recommend(USER))] == [p(1)]
 
 
 def test_products_gone_from_the_catalog_are_skipped_and_the_next_move_up() -> None:
@@ -521,7 +521,7 @@ def test_products_gone_from_the_catalog_are_skipped_and_the_next_move_up() -> No
     gone = {p(3), p(20), p(18)}
     catalog = FakeCatalog(*(p(n) for n in range(1, 21) if p(n) not in gone))
 
-    items = handlers.RecommendHandler(uow=store, products=catalog)(USER)
+    items = handlers.RecommendHandler(uow=store, products=catalog)(handlers.Recommend(USER))
 
     assert [item.product_id for item in items] == [p(2), p(4), *(p(n) for n in (19, 17, 16, 15, 14, 13, 12, 11))]
     assert all(item.product_id in catalog.products for item in items)

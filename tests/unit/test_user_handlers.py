@@ -16,6 +16,7 @@ import pytest
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserNotFound
 from contexts.user.application.handlers import (
+    GetUser,
     GetUserHandler,
     IssueToken,
     IssueTokenHandler,
@@ -75,7 +76,7 @@ def test_registering_stores_the_user_with_a_hashed_password(
     kept = store.users.rows[user.id]
     assert kept.password_hash != "correct horse"
     assert hasher.verify(kept.password_hash, "correct horse")
-    assert GetUserHandler(uow=store)(user.id) == user
+    assert GetUserHandler(uow=store)(GetUser(user.id)) == user
 
 
 def test_registering_an_admin_keeps_the_role(register: RegisterUserHandler) -> None:
@@ -199,7 +200,7 @@ def test_login_with_current_parameters_writes_nothing(
 def test_get_user_of_an_unknown_id_is_user_not_found(store: UserStore) -> None:
     missing = uuid.uuid4()
     with pytest.raises(UserNotFound) as raised:
-        GetUserHandler(uow=store)(missing)
+        GetUserHandler(uow=store)(GetUser(missing))
     assert raised.value.user_id == missing
 
 

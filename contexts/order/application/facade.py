@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from contexts.order.api import OrderDTO
-from contexts.order.application.handlers import GetOrderHandler
+from contexts.order.application.handlers import GetOrder, GetOrderHandler
 
 
 class OrderFacade:
@@ -13,4 +13,4 @@ class OrderFacade:
         self._get_order = get_order
 
     def get_order(self, order_id: uuid.UUID) -> OrderDTO:
-        return self._get_order(order_id)
+        return self._get_order(GetOrder(order_id))

@@ -66,6 +66,14 @@ class PlaceOrder:
 
 
 @dataclass(frozen=True)
+class GetOrder:
+    """The order, if ``viewer`` may see it (None: a trusted caller, such as another context)."""
+
+    order_id: uuid.UUID
+    viewer: Viewer | None = None
+
+
+@dataclass(frozen=True)
 class CancelOrder:
     order_id: uuid.UUID
     viewer: Viewer
@@ -245,12 +253,13 @@ class GetOrderHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, order_id: uuid.UUID, viewer: Viewer | None = None) -> OrderDTO:
-        """The order, if ``viewer`` (None: a trusted caller) may see it; others get not-found."""
+    def __call__(self, query: GetOrder) -> OrderDTO:
+        """The order, if the query's viewer may see it; others get not-found."""
         with self._uow(write=False) as uow:
-            order = uow.orders.get(order_id)
+            order = uow.orders.get(query.order_id)
+        viewer = query.viewer
         if order is None or (viewer and not order.is_visible_to(viewer.user_id, is_admin=viewer.is_admin)):
-            raise OrderNotFound(order_id)
+            raise OrderNotFound(query.order_id)
         return to_dto(order)
 
 

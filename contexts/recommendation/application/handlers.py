@@ -24,6 +24,13 @@ class RecommendedProduct:
     reason: model.Reason
 
 
+@dataclass(frozen=True)
+class Recommend:
+    """What to suggest to the customer ``user_id``."""
+
+    user_id: uuid.UUID
+
+
 def _recommended(pick: model.Recommendation, product: ProductDTO) -> RecommendedProduct:
     return RecommendedProduct(
         product_id=pick.product_id,
@@ -48,13 +55,13 @@ class RecommendHandler:
         self._uow = uow
         self._products = products
 
-    def __call__(self, user_id: uuid.UUID) -> list[RecommendedProduct]:
+    def __call__(self, query: Recommend) -> list[RecommendedProduct]:
         gone: set[uuid.UUID] = set()
         while True:
             # The candidates of each kind the ranking may need: enough to fill every place even
             # if all places go to one kind and each skipped product is among them.
             with self._uow(write=False) as uow:
-                history = uow.profiles.history(user_id, top=model.MAX_RECOMMENDATIONS + len(gone))
+                history = uow.profiles.history(query.user_id, top=model.MAX_RECOMMENDATIONS + len(gone))
             picks = model.recommend(history, skip=gone)
             found = self._products.get_products([pick.product_id for pick in picks]) if picks else {}
             missing = {pick.product_id for pick in picks} - set(found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from contexts.user.api import UserDTO
-from contexts.user.application.handlers import GetUserHandler
+from contexts.user.application.handlers import GetUser, GetUserHandler
 
 
 class UserFacade:
@@ -13,4 +13,4 @@ class UserFacade:
         self._get_user = get_user
 
     def get_user(self, user_id: uuid.UUID) -> UserDTO:
-        return self._get_user(user_id)
+        return self._get_user(GetUser(user_id))

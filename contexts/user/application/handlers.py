@@ -30,6 +30,11 @@ class IssueToken:
 
 
 @dataclass(frozen=True)
+class GetUser:
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True)
 class ListUsers:
     """An administrator's view of the accounts; ``email_prefix`` as typed, any letter case."""
 
@@ -149,11 +154,11 @@ class GetUserHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, user_id: uuid.UUID) -> UserDTO:
+    def __call__(self, query: GetUser) -> UserDTO:
         with self._uow(write=False) as uow:
-            user = uow.users.get(user_id)
+            user = uow.users.get(query.user_id)
             if user is None:
-                raise UserNotFound(user_id)
+                raise UserNotFound(query.user_id)
             return to_dto(user)
 
 
