@@ -45,7 +45,7 @@ from contexts.product.application.facade import ProductFacade
 from contexts.product.domain.exceptions import StockWouldGoNegative
 from infrastructure.events.inbox import Delivery, delivering
 from tests.conftest import POSTGRES_URL_VARIABLE, Backend, PostgresBackend, start_app, stop_app
-from tests.unit.fakes import ProductStore
+from tests.unit.fakes.product import ProductStore
 
 Levels = dict[uuid.UUID, tuple[int, int]]  # product id -> (available, reserved)
 REFUSALS = (InsufficientStock, ReservationConflict, ProductNotFound, StockWouldGoNegative)
@@ -139,7 +139,7 @@ class AppBackend:
 
 
 class FakeBackend:
-    """The same handlers on the in-memory fakes of tests/unit/fakes.py."""
+    """The same handlers on the in-memory fakes of tests/unit/fakes/product.py."""
 
     def __init__(self) -> None:
         self._store = ProductStore()

@@ -36,12 +36,9 @@ from contexts.order.domain.model import Item, Order, OrderStatus
 from contexts.order.events import OrderCancelled, OrderedLine, OrderPlaced
 from contexts.product.api import InsufficientStock, ProductDTO, ReservationLine
 from infrastructure.errors import OutcomeUnknown
-from tests.unit.fakes import (
-    CommitFailed,
-    FakeProductApi,
-    OrderStore,
-    fail_commits_that_place_orders,
-)
+from tests.unit.fakes.common import CommitFailed
+from tests.unit.fakes.order import OrderStore, fail_commits_that_place_orders
+from tests.unit.fakes.product import FakeProductApi
 
 CUSTOMER = uuid.uuid4()
 

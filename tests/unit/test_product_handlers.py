@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +30,8 @@ from contexts.product.domain.exceptions import (
 )
 from contexts.product.domain.model import MAX_STOCK, ReservationStatus
 from contexts.product.events import ProductCreated, StockLine, StockReleased, StockReserved
-from tests.unit.fakes import CommitFailed, ProductStore, StockAdjustment, StockLevel
+from tests.unit.fakes.common import CommitFailed
+from tests.unit.fakes.product import ProductStore, StockAdjustment, StockLevel
 
 
 @pytest.fixture
@@ -343,6 +345,25 @@ def test_a_confirmed_reservation_still_holds_and_can_be_released(
     assert available(store, product) == 3
     release(handlers.ReleaseStock(reservation_id, "order_cancelled"))
     assert store.level(product.id) == StockLevel(available=5, reserved=0)
+
+
+def test_the_sweep_expires_only_reservations_left_unconfirmed_past_the_time_to_live(
+    store: ProductStore, reserve: handlers.ReserveStockHandler
+) -> None:
+    product = create(store, stock=5)
+    left, confirmed = uuid.uuid4(), uuid.uuid4()
+    reserve(handlers.ReserveStock(left, [StockLine(product.id, 2)]))
+    reserve(handlers.ReserveStock(confirmed, [StockLine(product.id, 1)]))
+    handlers.ConfirmReservationHandler(uow=store)(handlers.ConfirmReservation(confirmed))
+
+    def sweep(ttl: timedelta) -> int:
+        return handlers.ExpireReservationsHandler(uow=store, ttl=ttl)(handlers.ExpireReservations())
+
+    assert sweep(timedelta(hours=1)) == 0
+    assert sweep(timedelta(seconds=-1)) == 1
+    assert sweep(timedelta(seconds=-1)) == 0
+    assert store.reservations.rows[left].status is ReservationStatus.EXPIRED
+    assert store.level(product.id) == StockLevel(available=4, reserved=1)
 
 
 def test_a_released_reservation_stays_released_when_confirmed(

@@ -30,7 +30,8 @@ from contexts.user.domain.model import Role
 from contexts.user.events import UserRegistered
 from infrastructure.auth import TokenService
 from infrastructure.errors import Busy
-from tests.unit.fakes import CommitFailed, UserStore
+from tests.unit.fakes.common import CommitFailed
+from tests.unit.fakes.user import UserStore
 
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1, "concurrency": 2, "wait_seconds": 30}
 STRONGER = {"time_cost": 2, "memory_cost": 16, "parallelism": 1, "concurrency": 2, "wait_seconds": 30}
