@@ -201,7 +201,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         event_bus=event_bus,
         reservation_ttl=providers.Factory(timedelta, seconds=settings.provided.reservation_ttl_seconds),
     )
-    # Made only when a service is called remotely (the first remote client asks for it).
+    # Made by the first remote client only (see build_container).
     breakers = providers.Singleton(breaker_registry)
     # What the order and recommendation contexts call: in process or remote, by configuration.
     product_api = providers.Singleton(
@@ -289,8 +289,12 @@ def build_container(settings: Settings) -> ApplicationContainer:
         },
     )
     container.check_dependencies()
+    # Everything made now, so that a misconfiguration stops the start; but the breakers, made
+    # by the first remote client (they bring the HTTP client's libraries, which a process that
+    # calls no other service never imports).
     for singleton in container.traverse(types=[providers.Singleton]):
-        singleton()
+        if singleton is not container.breakers:
+            singleton()
     _refuse_publishing_for_contexts_served_elsewhere(container)
     return container
 

@@ -57,7 +57,11 @@ class Backend:
 
     def migrate(self, instance: Path, served: dict[str, Database]) -> dict[str, Database]:
         """Migrate what it can of an app's databases quicker than Alembic; return the rest."""
-        return {context: db for context, db in served.items() if not _migrated_sqlite.copy_into(context, db)}
+        return {
+            context: database
+            for context, database in served.items()
+            if not _migrated_sqlite.copy_into(context, database)
+        }
 
     def cleanup(self) -> None:
         """Remove what the test created beyond its folder."""
@@ -117,21 +121,27 @@ class PostgresBackend(Backend):
 
 
 class _RecordedMigrations:
-    """What migrating a set of contexts' fresh PostgreSQL schemas runs, recorded once per test
-    run and replayed for the next app's schemas, renamed, as one script in one transaction: one
-    round trip where Alembic takes ~40 per app, with its Python around each.
+    """What migrating a set of contexts' fresh PostgreSQL schemas runs, recorded once per server
+    and set of contexts in a test run, and replayed for the next app's schemas, renamed: each
+    statement sent to the driver as Alembic sent it (with the same empty parameters, so that
+    ``%`` is read the same way), in one transaction, without Alembic's Python around each.
 
-    Every statement but the SELECTs (Alembic's and the migrations' questions, whose answers are
-    the same for every fresh schema, and advisory locks) is recorded in order, the transactions'
-    ``SET LOCAL search_path`` included, so hand-written SQL finds its tables on replay too. A
-    history that binds parameters to a statement that changes something cannot be replayed as
-    text: its contexts are migrated by Alembic every time instead."""
+    Recorded in order: every statement but the SELECTs (Alembic's and the migrations' questions,
+    whose answers are the same for every fresh schema on one server, and advisory locks), the
+    transactions' ``SET LOCAL search_path`` included, so hand-written SQL finds its tables on
+    replay too. Left out: ``CREATE EXTENSION``, which changes the server, not the schemas: a
+    recording that ran it leaves the extension there for every replay, where running it again
+    would fail. A history that binds parameters to a statement that changes something cannot be
+    replayed as recorded: its contexts are migrated by Alembic every time instead."""
 
     def __init__(self) -> None:
-        self._scripts: dict[tuple[str, ...], str | None] = {}
+        self._scripts: dict[tuple[str, tuple[str, ...]], list[tuple[str, Any]] | None] = {}
 
     def migrate(self, prefix: str, served: dict[str, Database]) -> None:
-        key = tuple(served)
+        """Migrate the fresh schemas ``<prefix>_<context>`` of ``served``: by Alembic the first
+        time for these contexts on this server (recording what it runs), by the recording after."""
+        engine = next(iter(served.values())).engine
+        key = (engine.url.render_as_string(hide_password=True), tuple(served))
         if key not in self._scripts:
             self._scripts[key] = self._record(prefix, served)
             return
@@ -139,21 +149,28 @@ class _RecordedMigrations:
         if script is None:
             upgrade_all(served)
             return
-        with next(iter(served.values())).engine.begin() as connection:
-            # The driver's own execute: several statements in one string, taken as they are.
-            connection.connection.driver_connection.execute(script.replace(_PREFIX, prefix))  # type: ignore[union-attr]
+        with engine.begin() as connection:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for statement, parameters in script:
+                    cursor.execute(statement.replace(_PREFIX, prefix), parameters)
+            finally:
+                cursor.close()
 
     @staticmethod
-    def _record(prefix: str, served: dict[str, Database]) -> str | None:
-        """Migrate ``served`` with Alembic; the script it ran, its prefix made a placeholder."""
+    def _record(prefix: str, served: dict[str, Database]) -> list[tuple[str, Any]] | None:
+        """Migrate ``served`` with Alembic; what it ran, its prefix made a placeholder."""
         thread = threading.get_ident()
-        statements: list[str] = []
+        statements: list[tuple[str, Any]] = []
         bound: list[str] = []
 
-        def record(_c: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
-            if threading.get_ident() != thread or statement.lstrip()[:6].upper() == "SELECT":
+        def record(_c: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+            words = statement.lstrip()[:16].upper()
+            if threading.get_ident() != thread or words.startswith(("SELECT", "CREATE EXTENSION")):
                 return
-            (bound if parameters else statements).append(statement)
+            if parameters:
+                bound.append(statement)
+            statements.append((statement.replace(prefix, _PREFIX), parameters))
 
         engines = list({id(database.engine): database.engine for database in served.values()}.values())
         for engine in engines:
@@ -163,10 +180,7 @@ class _RecordedMigrations:
         finally:
             for engine in engines:
                 event.remove(engine, "before_cursor_execute", record)
-        if bound:
-            return None
-        # On lines of their own: a statement ending in a comment does not swallow the separator.
-        return "\n;\n".join(statements).replace(prefix, _PREFIX)
+        return None if bound else statements
 
 
 _PREFIX = "{schema-prefix}"
@@ -248,7 +262,7 @@ class _MigratedSqlite:
         """Whether ``database`` was a new SQLite file of ``context`` and now holds the migrated
         content. A file that exists already, or a database on a server, is left to migrate."""
         target = database.engine.url.database
-        if database.engine.dialect.name != "sqlite" or not target or Path(target).exists():
+        if database.engine.dialect.name != "sqlite" or target in (None, "", ":memory:") or Path(target).exists():
             return False
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self._template(context), target)

@@ -13,4 +13,4 @@ class OrderFacade:
         self._get_order = get_order
 
     def get_order(self, order_id: uuid.UUID) -> OrderDTO:
-        return self._get_order(GetOrder(order_id))
+        return self._get_order(GetOrder(order_id, viewer=None))

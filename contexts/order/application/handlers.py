@@ -67,10 +67,12 @@ class PlaceOrder:
 
 @dataclass(frozen=True)
 class GetOrder:
-    """The order, if ``viewer`` may see it (None: a trusted caller, such as another context)."""
+    """The order, if ``viewer`` may see it. None is a trusted caller (another context, through
+    the published API), named so at each call: no default, so that no customer's read skips
+    the check by leaving it out."""
 
     order_id: uuid.UUID
-    viewer: Viewer | None = None
+    viewer: Viewer | None
 
 
 @dataclass(frozen=True)
