@@ -25,7 +25,7 @@ from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
 from infrastructure.logging import LogFormat
-from infrastructure.remote_options import KEEPALIVE_MARGIN_SECONDS, RemoteOptions
+from infrastructure.remote.options import KEEPALIVE_MARGIN_SECONDS, RemoteOptions
 from infrastructure.validation_messages import message_for
 
 CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from contexts.product.client import RemoteProductApi
     from contexts.user.client import RemoteUserApi
     from infrastructure.events.broker.publisher import BrokerPublisher
-    from infrastructure.remote import BreakerRegistry
+    from infrastructure.remote.breakers import BreakerRegistry
 
 
 def placement_of(settings: Settings) -> Placement:
@@ -112,7 +112,7 @@ def product_api_for(
     if settings.product_service_url is None:
         return in_process()
     from contexts.product.client import RemoteProductApi
-    from infrastructure.remote import RemoteService
+    from infrastructure.remote.service import RemoteService
 
     token = settings.service_token_value()
     assert token is not None, "the settings refuse PRODUCT_SERVICE_URL without SERVICE_TOKEN"
@@ -131,7 +131,7 @@ def user_api_for(
     if settings.user_service_url is None:
         return in_process()
     from contexts.user.client import RemoteUserApi
-    from infrastructure.remote import RemoteService
+    from infrastructure.remote.service import RemoteService
 
     token = settings.service_token_value()
     assert token is not None, "the settings refuse USER_SERVICE_URL without SERVICE_TOKEN"
@@ -141,7 +141,7 @@ def user_api_for(
 
 def breaker_registry() -> BreakerRegistry:
     """The circuit breakers of the process's calls to other services, one per target."""
-    from infrastructure.remote import BreakerRegistry
+    from infrastructure.remote.breakers import BreakerRegistry
 
     return BreakerRegistry()
 

@@ -21,7 +21,7 @@ from app.config import CONTEXTS, Settings, named_contexts
 from app.public_api import context_of_endpoint
 from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
-from infrastructure.remote_options import KEEPALIVE_MARGIN_SECONDS
+from infrastructure.remote.options import KEEPALIVE_MARGIN_SECONDS
 
 INTERNAL_PREFIX = "/internal"
 # Where nginx's answers to requests it could not read live (internal locations: no client reaches them).

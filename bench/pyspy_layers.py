@@ -19,7 +19,7 @@ import collections
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("event subscribers (when_*, their transactions)", ("when_",)),
     ("broker client (kombu/amqp)", ("kombu/", "amqp/")),
-    ("outbound HTTP client (httpx, httpcore, remote.py)", ("httpx/", "httpcore/", "infrastructure/remote.py")),
+    ("outbound HTTP client (httpx, httpcore, remote/)", ("httpx/", "httpcore/", "infrastructure/remote/")),
     ("dispatcher and relay bookkeeping (infrastructure/events)", ("infrastructure/events/",)),
     ("request: views and handlers (contexts/, DB work included)", ("contexts/",)),
     (

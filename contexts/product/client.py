@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     # context's internal endpoints shares this module's wire format without it.
     import httpx
 
-    from infrastructure.remote import RemoteService
+    from infrastructure.remote.service import RemoteService
 
 INTERNAL_PREFIX = "/internal/v1/product"
 MAX_IDS_PER_CALL = 100
@@ -109,7 +109,7 @@ class RemoteProductApi:
         shares no token secret with this service; :class:`DependencyUnavailable` when it does
         not answer within the connect timeout (a probe); :class:`UnexpectedAnswer` when its
         answer makes no sense."""
-        from infrastructure.remote import check_access
+        from infrastructure.remote.access import check_access
 
         check_access(self._service, INTERNAL_PREFIX, tokens, no_internal_endpoints=NO_INTERNAL_ENDPOINTS)
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     # context's internal endpoints shares this module's wire format without it.
     import httpx
 
-    from infrastructure.remote import RemoteService
+    from infrastructure.remote.service import RemoteService
 
 INTERNAL_PREFIX = "/internal/v1/user"
 # The ``code`` member of the problem an unknown user id is answered with.
@@ -62,8 +62,8 @@ class RemoteUserApi:
         raise UnexpectedAnswer(self._service.name, response.status_code, str(problem.get("detail", "")))
 
     def check_access(self, tokens: TokenKeys) -> None:
-        """Readiness: see :func:`infrastructure.remote.check_access`."""
-        from infrastructure.remote import check_access
+        """Readiness: see :func:`infrastructure.remote.access.check_access`."""
+        from infrastructure.remote.access import check_access
 
         check_access(self._service, INTERNAL_PREFIX, tokens, no_internal_endpoints=NO_INTERNAL_ENDPOINTS)
 

@@ -1,7 +1,7 @@
 """Accept a sane ``X-Request-ID`` or make one, answer with it, and log one line per request.
 
 A well-formed ``traceparent`` from the caller is bound for the request too, so calls it makes
-to other services carry it on (see ``infrastructure/remote.py``). So is ``X-Deadline-Ms``, but
+to other services carry it on (see ``infrastructure/remote/service.py``). So is ``X-Deadline-Ms``, but
 only from the shop's own services (callers presenting the service token): from anyone else it
 would let a customer shorten the timeouts of the calls their request makes, and so time them
 out on purpose and open the circuit breaker that every other customer's calls go through.

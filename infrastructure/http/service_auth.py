@@ -9,7 +9,7 @@ believed only from a request that presents the token: :func:`presents_service_to
 
 Each context serving internal endpoints gets its blueprint from :func:`internal_blueprint`:
 the service token required on every one, and the ``access`` endpoint callers check their
-configuration against (``infrastructure/remote.py``, ``check_access``).
+configuration against (``infrastructure/remote/access.py``, ``check_access``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, current_app, request
 
 from infrastructure.http.auth import current_tokens
 from infrastructure.http.problems import Problem
-from infrastructure.remote_options import ACCESS_SUFFIX
+from infrastructure.remote.options import ACCESS_SUFFIX
 
 EXTENSION = "shop.service_token"
 

@@ -37,7 +37,9 @@ from contexts.user.api import UserApi
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.client import RemoteUserApi
 from contexts.user.domain.model import Role
-from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService
+from infrastructure.remote.breakers import BreakerRegistry
+from infrastructure.remote.options import RemoteOptions
+from infrastructure.remote.service import RemoteService
 from tests.conftest import Backend, MakeApp
 from tests.http_servers import serve_app
 

@@ -1,4 +1,4 @@
-"""Calls that leave the process (infrastructure/remote.py) against real HTTP servers on loopback:
+"""Calls that leave the process (infrastructure/remote/) against real HTTP servers on loopback:
 timeouts, deadlines, retries only where idempotent, the circuit breaker, and the headers that
 carry the caller's context. Faults come from small servers in threads (tests/http_servers.py).
 """
@@ -23,8 +23,10 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import read_settings, settings_problems
-from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable
-from infrastructure.remote import BreakerRegistry, RemoteOptions, RemoteService, TargetBreaker, UnexpectedAnswer
+from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable, UnexpectedAnswer
+from infrastructure.remote.breakers import BreakerRegistry, TargetBreaker
+from infrastructure.remote.options import RemoteOptions
+from infrastructure.remote.service import RemoteService
 from infrastructure.request_context import (
     DEADLINE_HEADER,
     bind_deadline,

@@ -25,7 +25,7 @@ from app.ops import ServiceCheck
 from contexts.product.application.handlers import CreateProduct
 from contexts.product.client import INTERNAL_PREFIX, RemoteProductApi
 from infrastructure.auth import TokenKeys
-from infrastructure.remote import ACCESS_SUFFIX
+from infrastructure.remote.options import ACCESS_SUFFIX
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for
 from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url, serve_app

@@ -26,7 +26,16 @@ from tests.conftest import Backend, database_for
 from tests.e2e.server import shop_env
 
 # What the embedded default (one process, every context, no broker, no Redis) never uses.
-CLIENTS = ("httpx", "tenacity", "pybreaker", "redis", "kombu", "amqp", "infrastructure.remote")
+CLIENTS = (
+    "httpx",
+    "tenacity",
+    "pybreaker",
+    "redis",
+    "kombu",
+    "amqp",
+    "infrastructure.remote.service",
+    "infrastructure.remote.breakers",
+)
 
 
 def probe(code: str, env: dict[str, str], cwd: Path) -> dict[str, object]:

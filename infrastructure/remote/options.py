@@ -1,6 +1,6 @@
 """What the settings and the serving side know of calls to other services, without their client.
 
-The client (``infrastructure/remote.py``) brings httpx, tenacity and pybreaker, which a process
+The client (:mod:`.service`, :mod:`.breakers`) brings httpx, tenacity and pybreaker, which a process
 calling no other service (the embedded default) never needs: the settings build
 :class:`RemoteOptions` and the internal endpoints serve :data:`ACCESS_SUFFIX` from here, and the
 client is imported only where a service URL is configured.
