@@ -40,8 +40,10 @@ class Stuck:
 
     def __init__(self) -> None:
         self.let_go = threading.Event()
+        self.running = threading.Event()
 
     def __call__(self, event: Pinged) -> None:
+        self.running.set()
         self.let_go.wait(DEADLINE_SECONDS)
 
 
@@ -69,6 +71,9 @@ def fall_behind(container: ApplicationContainer, stuck: Stuck) -> Dispatcher:
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(4)))
     background: Dispatcher = container.dispatcher()
     background.start()
+    # The stuck delivery running, not only queued: a stop hands queued deliveries back at once,
+    # and on a loaded machine a round may judge the lag before the worker has taken the first.
+    assert stuck.running.wait(DEADLINE_SECONDS), "the stuck delivery never started"
     eventually(lambda: not background.wait_until_caught_up(0), "the queued deliveries to age past the bound")
     return background
 
