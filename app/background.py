@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from app.containers import ApplicationContainer
-from contexts.product.application.handlers import ExpireReservations
+from app.containers import ApplicationContainer, context_container
+from app.registry import BY_NAME
 from infrastructure.errors import DependencyUnavailable
 from infrastructure.events.dispatcher import deliver_from_broker
 from infrastructure.periodic import Periodic
@@ -57,15 +57,17 @@ class BackgroundWork:
         self._container.dispatcher().stop()
 
     def maintain(self) -> None:
-        """Release expired stock reservations, and prune deliveries past their retention; each
-        on its own, so that one failing does not keep the other from running."""
-        if "product" in self._container.settings().hosted_contexts():
-            try:
-                expired = self._container.product.expire_reservations()(ExpireReservations())
-                if expired:
-                    logger.info("maintenance.reservations_expired", count=expired)
-            except Exception:
-                logger.exception("maintenance.expiry_failed")
+        """Run the periodic tasks of the contexts served here (releasing expired stock
+        reservations), and prune deliveries past their retention; each on its own, so that one
+        failing does not keep the others from running."""
+        for name in self._container.settings().hosted_contexts():
+            for task in BY_NAME[name].periodic:
+                try:
+                    done = task.run(context_container(self._container, name))
+                    if done:
+                        logger.info(f"maintenance.{task.name}", count=done)
+                except Exception:
+                    logger.exception("maintenance.task_failed", context=name, task=task.name)
         cutoff = datetime.now(timezone.utc) - self._retention
         for outbox in self._container.dispatcher().outboxes:
             try:

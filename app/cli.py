@@ -278,6 +278,7 @@ def create_admin(email: str, password: str, name: str) -> None:
     from flask import current_app
     from pydantic import ValidationError
 
+    from app.containers import context_container
     from app.factory import container_of
     from contexts.user import http as user_http
     from contexts.user.application.handlers import RegisterUser
@@ -291,7 +292,7 @@ def create_admin(email: str, password: str, name: str) -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise click.ClickException(problems) from error
     _served_here("users create-admin", "user")
-    register = container_of(current_app).user.register_user()
+    register = context_container(container_of(current_app), "user").register_user()
     try:
         user = register(RegisterUser(email=valid.email, password=valid.password, name=valid.name, role=Role.ADMIN))
     except EmailAlreadyRegistered as error:
@@ -310,6 +311,7 @@ def seed_demo() -> None:
     each of those processes."""
     from flask import current_app
 
+    from app.containers import context_container
     from app.factory import container_of
 
     container = container_of(current_app)
@@ -321,11 +323,11 @@ def seed_demo() -> None:
             "the process serving product (demo products) and of the one serving user (demo customer)",
         )
     if "product" in hosted:
-        _seed_products(container.product.create_product())
+        _seed_products(context_container(container, "product").create_product())
     else:
         click.echo("demo products: not here; run seed-demo with the settings of the process serving product")
     if "user" in hosted:
-        _seed_customer(container.user.register_user())
+        _seed_customer(context_container(container, "user").register_user())
     else:
         click.echo("demo customer: not here; run seed-demo with the settings of the process serving user")
 

@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.registry import CONTEXTS, callers_of, remotely_callable
 from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
 from infrastructure.auth import MIN_SECRET_LENGTH
 from infrastructure.db import PoolOptions, database_url
@@ -28,15 +29,9 @@ from infrastructure.logging import LogFormat
 from infrastructure.remote.options import KEEPALIVE_MARGIN_SECONDS, RemoteOptions
 from infrastructure.validation_messages import message_for
 
-CONTEXTS = ("user", "product", "order", "notification", "audit", "recommendation")
 SECRET_FILE = "token-secret"
 RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 SchemaName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
-# The contexts whose endpoints authenticate bearer tokens: a process serving any of them checks
-# every token against the user's record, in process or at USER_SERVICE_URL.
-BEARER_CONTEXTS = ("product", "order", "audit", "recommendation")
-# The contexts that call the product context through its published ProductApi.
-PRODUCT_CALLERS = ("order", "recommendation")
 # EVENTS_WORKERS when unset (see Settings.delivery_workers).
 SQLITE_DELIVERY_WORKERS = 4
 SERVER_DELIVERY_WORKERS = 8
@@ -50,17 +45,7 @@ def split_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-def _own_database(context: str) -> Any:
-    """The field of a context's own database URL: six alike, described once."""
-    return Field(None, description=f"the {context} context's own database URL; unset = DATABASE_URL, else SQLite")
-
-
-def _own_schema(context: str) -> Any:
-    """The field of a context's own PostgreSQL schema: six alike, described once."""
-    return Field(None, description=f"PostgreSQL: the {context} context's schema; unset = {context}")
-
-
-class Settings(BaseSettings):
+class _SettingsBase(BaseSettings):
     # Errors name the setting and what is wrong, never the value: it may be a secret. An empty
     # variable is unset (``SETTING=`` in .env.example or a compose file keeps the default).
     model_config = SettingsConfigDict(
@@ -69,20 +54,43 @@ class Settings(BaseSettings):
 
     instance_path: Path = Field(Path("instance"), description="folder for SQLite files and the generated secret")
     database_url: str | None = Field(None, description="default database of every context")
-    user_database_url: str | None = _own_database("user")
-    product_database_url: str | None = _own_database("product")
-    order_database_url: str | None = _own_database("order")
-    notification_database_url: str | None = _own_database("notification")
-    audit_database_url: str | None = _own_database("audit")
-    recommendation_database_url: str | None = _own_database("recommendation")
+
+    @field_validator("database_url", *(f"{context}_database_url" for context in CONTEXTS), check_fields=False)
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        database_url(value)  # its errors never quote the URL's password
+        return value
+
+
+def _context_databases() -> type[_SettingsBase]:
+    """Each registered context's own database URL and PostgreSQL schema, ``<CONTEXT>_DATABASE_URL``
+    and ``<CONTEXT>_DATABASE_SCHEMA``: declared for every context of the registry, so that a new
+    context has its settings without a line here."""
+    fields: dict[str, Any] = {}
+    for context in CONTEXTS:
+        fields[f"{context}_database_url"] = (
+            str | None,
+            Field(None, description=f"the {context} context's own database URL; unset = DATABASE_URL, else SQLite"),
+        )
     # PostgreSQL only: each context's schema, by default the context's name (always quoted, so
     # the reserved words "user" and "order" are fine). Lower case, as unquoted SQL would fold it.
-    user_database_schema: SchemaName | None = _own_schema("user")
-    product_database_schema: SchemaName | None = _own_schema("product")
-    order_database_schema: SchemaName | None = _own_schema("order")
-    notification_database_schema: SchemaName | None = _own_schema("notification")
-    audit_database_schema: SchemaName | None = _own_schema("audit")
-    recommendation_database_schema: SchemaName | None = _own_schema("recommendation")
+    for context in CONTEXTS:
+        fields[f"{context}_database_schema"] = (
+            SchemaName | None,
+            Field(None, description=f"PostgreSQL: the {context} context's schema; unset = {context}"),
+        )
+    return create_model("ContextDatabases", __base__=_SettingsBase, __module__=__name__, **fields)
+
+
+if TYPE_CHECKING:
+    _ContextDatabases = _SettingsBase
+else:
+    _ContextDatabases = _context_databases()
+
+
+class Settings(_ContextDatabases):
     # The pool holds a worker's steady concurrency (8 request threads + 8 deliveries on a server):
     # a connection beyond the pool is closed when returned, so a pool smaller than that opened
     # and closed server connections all through a busy spell (bench/README.md, "Pool churn").
@@ -316,14 +324,6 @@ class Settings(BaseSettings):
             raise ValueError(f"every previous secret must be at least {MIN_SECRET_LENGTH} characters")
         return value
 
-    @field_validator("database_url", *(f"{context}_database_url" for context in CONTEXTS))
-    @classmethod
-    def _database_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        database_url(value)  # its errors never quote the URL's password
-        return value
-
     @field_validator(
         "login_rate_limit_per_account", "login_rate_limit_per_address", "registration_rate_limit_per_address"
     )
@@ -382,26 +382,27 @@ class Settings(BaseSettings):
     @field_validator("product_service_url")
     @classmethod
     def _product_service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _service_url("product", PRODUCT_CALLERS, value, info)
+        return _service_url("product", callers_of("product"), value, info)
 
     @field_validator("user_service_url")
     @classmethod
     def _user_service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _service_url("user", BEARER_CONTEXTS, value, info)
+        return _service_url("user", callers_of("user"), value, info)
 
     @field_validator("service_token")
     @classmethod
     def _service_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
-            for context in ("product", "user"):
+            served_apart = [context.name for context in remotely_callable()]
+            for context in served_apart:
                 if info.data.get(f"{context}_service_url"):
                     raise ValueError(
                         f"required when {context.upper()}_SERVICE_URL is set: the {context} service authenticates"
                         " calls by it"
                     )
             hosted = _hosted(info)
-            for context, callers in (("product", PRODUCT_CALLERS), ("user", BEARER_CONTEXTS)):
-                callers_elsewhere = [name for name in callers if name not in hosted]
+            for context in served_apart:
+                callers_elsewhere = [name for name in callers_of(context) if name not in hosted]
                 if context in hosted and callers_elsewhere:
                     raise ValueError(
                         f"required: this process serves {context} to {_listed(callers_elsewhere)} served"
@@ -491,6 +492,11 @@ class Settings(BaseSettings):
             return self.events_workers
         on_a_server = any(not self.database_url_for(context).startswith("sqlite") for context in self.hosted_contexts())
         return SERVER_DELIVERY_WORKERS if on_a_server else SQLITE_DELIVERY_WORKERS
+
+    def service_url_for(self, context: str) -> str | None:
+        """``<CONTEXT>_SERVICE_URL``: where the context's published API is served, when apart."""
+        url: str | None = getattr(self, f"{context}_service_url", None)
+        return url
 
     def database_schema_for(self, context: str) -> str:
         """The context's PostgreSQL schema: its own setting, else the context's name."""

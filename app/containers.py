@@ -1,48 +1,36 @@
-"""The application container: one container per context, assembled around shared infrastructure.
+"""The application container: the registry's contexts, each in its own container, assembled
+around what they share.
 
-This is the context map of the running process: which context's API another context gets,
-and which outboxes the event dispatcher serves.
+This is the context map of the running process: which context's API another context gets (its
+facade in process, or its remote client), and which outboxes the event dispatcher serves.
 """
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
-from app.config import BEARER_CONTEXTS, CONTEXTS, Settings
+from app.config import Settings
 from app.placement import RELAY, Placement
-from app.subscriptions import SUBSCRIPTIONS
-from contexts.audit.container import AuditContainer
-from contexts.notification.adapters.mailers import mailer_from_settings
-from contexts.notification.container import NotificationContainer
-from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
-from contexts.order.container import OrderContainer
-from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
-from contexts.product.api import ProductApi
-from contexts.product.container import ProductContainer
-from contexts.recommendation.container import RecommendationContainer
-from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
+from app.registry import BY_NAME, IDENTITY, REGISTRY, SUBSCRIPTIONS
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
-from contexts.user.container import UserContainer
 from infrastructure.auth import CurrentRoles, TokenService
 from infrastructure.db import Database, Engines
 from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.outbox import Outbox
-from infrastructure.events.tables import OutboxTables
 
 if TYPE_CHECKING:
     # The clients of other services and of the broker bring httpx, tenacity, pybreaker (and with
     # it redis) and kombu: imported where a service URL or the broker is configured, not before.
-    from contexts.product.client import RemoteProductApi
-    from contexts.user.client import RemoteUserApi
     from infrastructure.events.broker.publisher import BrokerPublisher
     from infrastructure.remote.breakers import BreakerRegistry
 
@@ -75,68 +63,55 @@ def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
     return [outbox for outbox in outboxes if outbox.context in settings.hosted_contexts()]
 
 
-# The contexts that publish events, and so keep delivery records.
-OUTBOX_TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
-
-
 @contextmanager
 def delivery_records(settings: Settings) -> Iterator[list[Outbox]]:
     """The outboxes of the publishing contexts this process serves, on their databases and
     nothing else: for the commands that read and steer delivery (``shop events``), which need
     neither the app nor the settings of the calls between services."""
     engines = Engines(settings.database_pool())
+    publishing = [BY_NAME[name] for name in settings.hosted_contexts() if BY_NAME[name].outbox is not None]
     databases = {
-        context: Database(
-            context,
-            settings.database_url_for(context),
-            schema=settings.database_schema_for(context),
+        context.name: Database(
+            context.name,
+            settings.database_url_for(context.name),
+            schema=settings.database_schema_for(context.name),
             engines=engines,
         )
-        for context in settings.hosted_contexts()
-        if context in OUTBOX_TABLES
+        for context in publishing
     }
     try:
         # No subscriber is asked of these outboxes: they record no events.
-        yield [Outbox(context, database, OUTBOX_TABLES[context], EventBus()) for context, database in databases.items()]
+        yield [
+            Outbox(context.name, databases[context.name], context.outbox, EventBus())
+            for context in publishing
+            if context.outbox is not None
+        ]
     finally:
         for database in databases.values():
             database.dispose()
 
 
-def product_api_for(
-    settings: Settings, in_process: Callable[[], ProductApi], breakers: Callable[[], BreakerRegistry]
-) -> ProductApi:
-    """The product context as its callers get it: its facade in this process, or the remote
-    client when PRODUCT_SERVICE_URL names the product service (SERVICE_TOKEN is then set:
-    the settings refuse the one without the other)."""
-    if settings.product_service_url is None:
+def published_api(
+    settings: Settings,
+    context: str,
+    in_process: Callable[[], Any],
+    breakers: Callable[[], BreakerRegistry],
+) -> Any:
+    """A context's published API as its callers get it: its facade in this process, or its
+    remote client when ``<CONTEXT>_SERVICE_URL`` names the service serving it (SERVICE_TOKEN is
+    then set: the settings refuse the one without the other)."""
+    url = settings.service_url_for(context)
+    if url is None:
         return in_process()
-    from contexts.product.client import RemoteProductApi
     from infrastructure.remote.service import RemoteService
 
+    client = BY_NAME[context].remote_client
+    assert client is not None, f"the settings have no service URL for {context}, which cannot be served apart"
     token = settings.service_token_value()
-    assert token is not None, "the settings refuse PRODUCT_SERVICE_URL without SERVICE_TOKEN"
-    service = RemoteService(
-        "product", settings.product_service_url, token, settings.remote_options(), breakers=breakers()
-    )
-    return RemoteProductApi(service)
-
-
-def user_api_for(
-    settings: Settings, in_process: Callable[[], UserApi], breakers: Callable[[], BreakerRegistry]
-) -> UserApi:
-    """The user context as the rest of this process gets it: its facade in this process, or the
-    remote client when USER_SERVICE_URL names the user service (SERVICE_TOKEN is then set:
-    the settings refuse the one without the other)."""
-    if settings.user_service_url is None:
-        return in_process()
-    from contexts.user.client import RemoteUserApi
-    from infrastructure.remote.service import RemoteService
-
-    token = settings.service_token_value()
-    assert token is not None, "the settings refuse USER_SERVICE_URL without SERVICE_TOKEN"
-    service = RemoteService("user", settings.user_service_url, token, settings.remote_options(), breakers=breakers())
-    return RemoteUserApi(service)
+    assert token is not None, "the settings refuse a service URL without SERVICE_TOKEN"
+    module, _, name = client.partition(":")
+    client_class = getattr(importlib.import_module(module), name)
+    return client_class(RemoteService(context, url, token, settings.remote_options(), breakers=breakers()))
 
 
 def breaker_registry() -> BreakerRegistry:
@@ -146,25 +121,24 @@ def breaker_registry() -> BreakerRegistry:
     return BreakerRegistry()
 
 
-def remote_services(container: ApplicationContainer) -> dict[str, RemoteProductApi | RemoteUserApi]:
+def remote_services(container: ApplicationContainer) -> dict[str, Any]:
     """The clients of other services this process calls, by service name (for readiness)."""
     settings = container.settings()
-    if settings.product_service_url is None and settings.user_service_url is None:
-        return {}  # all in process: nothing to import the clients (and httpx) for
-    from contexts.product.client import RemoteProductApi
-    from contexts.user.client import RemoteUserApi
-
-    clients = {"product": container.product_api(), "user": container.user_api()}
-    return {name: api for name, api in clients.items() if isinstance(api, RemoteProductApi | RemoteUserApi)}
+    return {
+        context.name: getattr(container, f"{context.name}_api")()
+        for context in REGISTRY
+        if settings.service_url_for(context.name) is not None and hasattr(container, f"{context.name}_api")
+    }
 
 
 def current_roles_for(settings: Settings, users: UserApi) -> CurrentRoles | None:
-    """Every bearer token is checked against the user's record, through the user context's
+    """Every bearer token is checked against the user's record, through the identity context's
     published API (in process, or the user service's when USER_SERVICE_URL is set): unknown
     users are refused, the role is the current one. A user service that does not answer makes
     the request a 503 (DependencyUnavailable): a token that cannot be checked is not trusted.
     A process serving no context whose endpoints take bearer tokens checks none."""
-    if not {"user", *BEARER_CONTEXTS} & set(settings.hosted_contexts()):
+    hosted = settings.hosted_contexts()
+    if IDENTITY not in hosted and not any(BY_NAME[name].bearer for name in hosted):
         return None
 
     def role_of(user_id: uuid.UUID) -> str | None:
@@ -177,57 +151,16 @@ def current_roles_for(settings: Settings, users: UserApi) -> CurrentRoles | None
 
 
 class ApplicationContainer(containers.DeclarativeContainer):
+    """What the app shares with its contexts. The contexts themselves, their databases and
+    published APIs, and what serves them all (the dispatcher, the token check) are added from
+    the registry by :func:`shop_container_class`; the annotations say what that adds for all."""
+
     settings = providers.Dependency(instance_of=Settings)
     event_bus = providers.Dependency(instance_of=EventBus)
     tokens = providers.Dependency(instance_of=TokenService)
     password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
-    user_database = providers.Dependency(instance_of=Database)
-    product_database = providers.Dependency(instance_of=Database)
-    order_database = providers.Dependency(instance_of=Database)
-    notification_database = providers.Dependency(instance_of=Database)
-    audit_database = providers.Dependency(instance_of=Database)
-    recommendation_database = providers.Dependency(instance_of=Database)
-
-    user = providers.Container(
-        UserContainer,
-        database=user_database,
-        event_bus=event_bus,
-        tokens=tokens,
-        password_hasher=password_hasher,
-    )
-    product = providers.Container(
-        ProductContainer,
-        database=product_database,
-        event_bus=event_bus,
-        reservation_ttl=providers.Factory(timedelta, seconds=settings.provided.reservation_ttl_seconds),
-    )
     # Made by the first remote client only (see build_container).
     breakers = providers.Singleton(breaker_registry)
-    # What the order and recommendation contexts call: in process or remote, by configuration.
-    product_api = providers.Singleton(
-        product_api_for, settings=settings, in_process=product.api.provider, breakers=breakers.provider
-    )
-    order = providers.Container(OrderContainer, database=order_database, event_bus=event_bus, product_api=product_api)
-    notification = providers.Container(
-        NotificationContainer,
-        database=notification_database,
-        mailer=providers.Singleton(
-            mailer_from_settings,
-            smtp_url=settings.provided.smtp_url_value.call(),
-            mail_folder=settings.provided.mail_folder.call(),
-            sender=settings.provided.mail_from,
-            timeout=settings.provided.smtp_timeout_seconds,
-        ),
-    )
-    # What checks bearer tokens against the user's record: in process or remote, by configuration.
-    user_api = providers.Singleton(
-        user_api_for, settings=settings, in_process=user.api.provider, breakers=breakers.provider
-    )
-    current_roles = providers.Singleton(current_roles_for, settings=settings, users=user_api)
-    audit = providers.Container(AuditContainer, database=audit_database)
-    recommendation = providers.Container(
-        RecommendationContainer, database=recommendation_database, product_api=product_api
-    )
 
     placement = providers.Singleton(placement_of, settings=settings)
     broker_layout = providers.Singleton(broker_layout_for, settings=settings, placement=placement)
@@ -235,22 +168,92 @@ class ApplicationContainer(containers.DeclarativeContainer):
         broker_publisher_for, settings=settings, layout=broker_layout, placement=placement
     )
 
-    dispatcher = providers.Singleton(
-        Dispatcher,
-        outboxes=providers.Callable(served_outboxes, settings, user.outbox, product.outbox, order.outbox),
-        bus=event_bus,
-        workers=settings.provided.delivery_workers.call(),
-        retry=providers.Factory(
-            RetryPolicy,
-            max_attempts=settings.provided.events_max_attempts,
-            base_delay=settings.provided.events_retry_base_seconds,
-            max_delay=settings.provided.events_retry_max_seconds,
+    current_roles: providers.Singleton[CurrentRoles | None]
+    dispatcher: providers.Singleton[Dispatcher]
+
+
+class Shared:
+    """What a registry entry wires its context's container to: the providers the app shares,
+    the context's own database, and the published APIs of the contexts it calls, in process or
+    remote by configuration."""
+
+    def __init__(self) -> None:
+        self.settings: providers.Dependency[Settings] = ApplicationContainer.settings
+        self.event_bus: providers.Dependency[EventBus] = ApplicationContainer.event_bus
+        self.tokens: providers.Dependency[TokenService] = ApplicationContainer.tokens
+        self.password_hasher: providers.Dependency[Argon2PasswordHasher] = ApplicationContainer.password_hasher
+        self.databases: dict[str, providers.Dependency[Database]] = {}
+        self.contexts: dict[str, providers.Container[Any]] = {}
+        self.apis: dict[str, providers.Singleton[Any]] = {}
+
+    def database(self, context: str) -> providers.Dependency[Database]:
+        return self.databases.setdefault(context, providers.Dependency(instance_of=Database))
+
+    def api(self, caller: str, context: str) -> providers.Singleton[Any]:
+        """``context``'s published API, for ``caller``, which must say it calls it."""
+        if context not in BY_NAME[caller].calls:
+            raise LookupError(f"the {caller} context calls {context}'s API without naming it in its calls")
+        return self.published(context)
+
+    def published(self, context: str) -> providers.Singleton[Any]:
+        if context not in self.contexts:
+            raise LookupError(f"the {context} context must be declared before the contexts that call it")
+        if context not in self.apis:
+            self.apis[context] = providers.Singleton(
+                published_api,
+                settings=self.settings,
+                context=context,
+                in_process=self.contexts[context].api.provider,
+                breakers=ApplicationContainer.breakers.provider,
+            )
+        return self.apis[context]
+
+
+def shop_container_class() -> type[ApplicationContainer]:
+    """The application container of the registry's contexts, each under its name."""
+    shared = Shared()
+    for context in REGISTRY:
+        shared.contexts[context.name] = context.container(shared)
+    users = shared.published(IDENTITY)
+    settings = ApplicationContainer.settings
+    outboxes = [shared.contexts[context.name].outbox for context in REGISTRY if context.outbox is not None]
+    serving: dict[str, providers.Provider[Any]] = {
+        "current_roles": providers.Singleton(current_roles_for, settings=settings, users=users),
+        "dispatcher": providers.Singleton(
+            Dispatcher,
+            outboxes=providers.Callable(served_outboxes, settings, *outboxes),
+            bus=ApplicationContainer.event_bus,
+            workers=settings.provided.delivery_workers.call(),
+            retry=providers.Factory(
+                RetryPolicy,
+                max_attempts=settings.provided.events_max_attempts,
+                base_delay=settings.provided.events_retry_base_seconds,
+                max_delay=settings.provided.events_retry_max_seconds,
+            ),
+            lease=providers.Factory(timedelta, seconds=settings.provided.events_claim_timeout_seconds),
+            poll_interval=settings.provided.events_poll_seconds,
+            persistent=(RELAY,),
+            hold_writes_after=settings.provided.events_hold_writes_after_seconds,
         ),
-        lease=providers.Factory(timedelta, seconds=settings.provided.events_claim_timeout_seconds),
-        poll_interval=settings.provided.events_poll_seconds,
-        persistent=(RELAY,),
-        hold_writes_after=settings.provided.events_hold_writes_after_seconds,
+    }
+    return type(
+        "ShopContainer",
+        (ApplicationContainer,),
+        {
+            **shared.contexts,
+            **{f"{name}_database": database for name, database in shared.databases.items()},
+            **{f"{name}_api": api for name, api in shared.apis.items()},
+            **serving,
+        },
     )
+
+
+ShopContainer = shop_container_class()
+
+
+def context_container(container: ApplicationContainer, context: str) -> Any:
+    """The container of ``context`` in the app's container."""
+    return getattr(container, context)
 
 
 def databases(container: ApplicationContainer) -> dict[str, Database]:
@@ -262,7 +265,7 @@ def build_container(settings: Settings) -> ApplicationContainer:
     """Build everything eagerly: dependency-injector's Singleton is not thread-safe, so
     nothing may be created lazily by the first concurrent requests."""
     engines = Engines(settings.database_pool())
-    container = ApplicationContainer(
+    container = ShopContainer(
         settings=settings,
         event_bus=EventBus(),
         tokens=TokenService(
@@ -279,13 +282,13 @@ def build_container(settings: Settings) -> ApplicationContainer:
         ),
         # One engine, and so one pool, per database server for every context on it.
         **{
-            f"{context}_database": Database(
-                context,
-                settings.database_url_for(context),
-                schema=settings.database_schema_for(context),
+            f"{context.name}_database": Database(
+                context.name,
+                settings.database_url_for(context.name),
+                schema=settings.database_schema_for(context.name),
                 engines=engines,
             )
-            for context in CONTEXTS
+            for context in REGISTRY
         },
     )
     container.check_dependencies()
@@ -304,9 +307,9 @@ def _refuse_publishing_for_contexts_served_elsewhere(container: ApplicationConta
     its subscribers and relay in that process only (which subscribers run with it, this one
     cannot know), so an event it recorded here would get no delivery at all."""
     hosted = container.settings().hosted_contexts()
-    for outbox in (container.user.outbox(), container.product.outbox(), container.order.outbox()):
-        if outbox.context not in hosted:
-            outbox.refuse_publishing(elsewhere(outbox.context))
+    for context in REGISTRY:
+        if context.outbox is not None and context.name not in hosted:
+            context_container(container, context.name).outbox().refuse_publishing(elsewhere(context.name))
 
 
 def elsewhere(context: str) -> str:

@@ -11,7 +11,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import api_docs, ops
 from app.config import read_settings
 from app.containers import ApplicationContainer, build_container, databases, remote_services
-from app.public_api import API_PREFIX, HTTP_MODULES, register_endpoints
+from app.public_api import API_PREFIX, http_modules, register_endpoints
+from app.registry import remotely_callable
 from app.subscriptions import subscribe_all
 from infrastructure.http.auth import init_auth
 from infrastructure.http.backpressure import install_write_backpressure
@@ -60,9 +61,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if service_token is not None:
         init_service_auth(app, service_token)
         # Without a token nobody could call them: not served at all.
-        for context in ("product", "user"):
-            if context in settings.hosted_contexts():
-                app.register_blueprint(HTTP_MODULES[context].internal_bp)
+        for context in remotely_callable():
+            if context.name in settings.hosted_contexts():
+                app.register_blueprint(http_modules()[context.name].internal_bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api_docs.bp)
     install_rate_limits(

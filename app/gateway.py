@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from app.config import CONTEXTS, Settings, named_contexts
+from app.config import Settings, named_contexts
 from app.public_api import context_of_endpoint
+from app.registry import CONTEXTS
 from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
 from infrastructure.remote.options import KEEPALIVE_MARGIN_SECONDS

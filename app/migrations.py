@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from app.config import CONTEXTS
+from app.registry import CONTEXTS
 from infrastructure.db import Database
 from infrastructure.migration_heads import at_heads
 

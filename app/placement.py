@@ -28,6 +28,8 @@ class Subscription:
     event_type: type[Any]
     name: str  # the subscriber's identity in delivery records, inboxes and broker queues
     handler: providers.Provider[Any]  # a provider of the subscriber's context's container class
+    # Deliveries to it may share one transaction on a database with one writer (app/registry.py).
+    batched: bool = False
 
     @property
     def publisher(self) -> str:

@@ -11,33 +11,29 @@ list kept beside them.
 from __future__ import annotations
 
 import functools
+import importlib
 from types import ModuleType
 
 from flask import Flask
 
 from app import ops
-from contexts.audit import http as audit_http
-from contexts.order import http as order_http
-from contexts.product import http as product_http
-from contexts.recommendation import http as recommendation_http
-from contexts.user import http as user_http
+from app.registry import REGISTRY
 
 API_PREFIX = "/api/v1"
-# Each context's public endpoints (notification serves none), registered where it is served.
-HTTP_MODULES: dict[str, ModuleType] = {
-    "user": user_http,
-    "product": product_http,
-    "order": order_http,
-    "audit": audit_http,
-    "recommendation": recommendation_http,
-}
+
+
+@functools.cache
+def http_modules() -> dict[str, ModuleType]:
+    """Each context's module of public endpoints, by context, for the contexts that serve some,
+    in the order of the registry."""
+    return {context.name: importlib.import_module(context.http) for context in REGISTRY if context.http is not None}
 
 
 def register_endpoints(app: Flask, contexts: tuple[str, ...]) -> list[ModuleType]:
     """Register the public endpoints of ``contexts`` on ``app``, in the order of
-    ``HTTP_MODULES`` (the document lists operations in registration order where paths tie);
-    the modules registered, for wiring."""
-    served = [module for context, module in HTTP_MODULES.items() if context in contexts]
+    the registry (the document lists operations in registration order where paths tie); the
+    modules registered, for wiring."""
+    served = [module for context, module in http_modules().items() if context in contexts]
     for module in served:
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     return served
@@ -49,7 +45,7 @@ def whole_api() -> Flask:
     registers them, and the operations endpoints every process serves. Never served: its views
     are only read (their declarations, their URL rules)."""
     app = Flask(__name__, static_folder=None)
-    register_endpoints(app, tuple(HTTP_MODULES))
+    register_endpoints(app, tuple(http_modules()))
     app.register_blueprint(ops.bp)
     return app
 
@@ -58,4 +54,4 @@ def context_of_endpoint(endpoint: str) -> str | None:
     """The context whose public blueprint holds ``endpoint`` (``"product.get_product"``), or
     None for the endpoints every process serves."""
     blueprint = endpoint.split(".", 1)[0]
-    return next((context for context, module in HTTP_MODULES.items() if module.bp.name == blueprint), None)
+    return next((context for context, module in http_modules().items() if module.bp.name == blueprint), None)

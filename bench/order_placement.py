@@ -33,7 +33,7 @@ from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import CONTEXTS
+from app.registry import CONTEXTS
 from tests.e2e.server import API, ShopServer, bearer, register, shop, shop_env
 
 ADMIN = ("bench-admin@example.com", "bench admin password")

@@ -43,10 +43,10 @@ from sqlalchemy import Connection, Engine, event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import CONTEXTS
 from app.containers import databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
+from app.registry import CONTEXTS
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
 

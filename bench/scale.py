@@ -59,10 +59,10 @@ from werkzeug.test import TestResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import CONTEXTS
 from app.containers import databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
+from app.registry import CONTEXTS
 from contexts.audit.adapters.orm import AuditEntryRow
 from contexts.audit.http import AuditCursor
 from contexts.order.adapters.orm import OrderLineRow, OrderRow

@@ -24,10 +24,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from app.config import CONTEXTS
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
+from app.registry import CONTEXTS
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
 from infrastructure.db import Database

@@ -27,10 +27,9 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, text
 
-from app.config import CONTEXTS
 from app.migrations import script_location, version_table
 from app.placement import RELAY, Placement
-from app.subscriptions import SUBSCRIPTIONS
+from app.registry import CONTEXTS, SUBSCRIPTIONS
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from infrastructure.events.broker._kombu import Connection, Producer, Queue  # typed as Any for mypy --strict
 from infrastructure.events.broker.layout import QueueLayout

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from app.config import CONTEXTS
+from app.registry import CONTEXTS
 from tests.e2e.nginx import nginx_gateway
 from tests.e2e.server import REQUEST_TIMEOUT, shop_env
 from tests.http_servers import Answer, ScriptedServer, SilentServer, dead_url

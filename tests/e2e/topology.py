@@ -44,8 +44,8 @@ from kombu import Connection
 from sqlalchemy import text
 from werkzeug.wrappers import Request, Response
 
-from app.config import CONTEXTS
 from app.gateway import routes
+from app.registry import CONTEXTS
 from tests.conftest import database_for
 from tests.e2e.nginx import nginx_gateway, nginx_or_skip
 from tests.e2e.server import HOST, STARTUP_TIMEOUT, ShopServer, free_port, shop, shop_env, start_all

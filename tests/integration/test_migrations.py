@@ -20,10 +20,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 from structlog.testing import capture_logs
 
-from app.config import CONTEXTS
 from app.containers import databases as databases_of
 from app.factory import container_of
 from app.migrations import downgrade_all, script_location, upgrade_all, version_table
+from app.registry import CONTEXTS
 from contexts.audit.adapters.orm import AuditBase
 from contexts.notification.adapters.orm import NotificationBase
 from contexts.order.adapters.orm import OrderBase

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 
 from app.api_docs import DESCRIPTION, TITLE, openapi_document
 from app.cli import main as shop
-from app.config import BEARER_CONTEXTS, CONTEXTS, PRODUCT_CALLERS
+from app.registry import CONTEXTS, callers_of
 from infrastructure.http.openapi import build_document
 from tests.conftest import MakeApp, Shop
 
@@ -115,9 +115,9 @@ def apart_settings(served: str) -> dict[str, Any]:
         "service_token": "s" * 40,
         "token_secret": "t" * 40,
     }
-    if hosted & set(PRODUCT_CALLERS) and "product" not in hosted:
+    if hosted & set(callers_of("product")) and "product" not in hosted:
         settings["product_service_url"] = "http://127.0.0.1:9"
-    if hosted & set(BEARER_CONTEXTS) and "user" not in hosted:
+    if hosted & set(callers_of("user")) and "user" not in hosted:
         settings["user_service_url"] = "http://127.0.0.1:9"
     return settings
 

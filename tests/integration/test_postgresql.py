@@ -17,8 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app.config import CONTEXTS, Settings
+from app.config import Settings
 from app.migrations import downgrade_all, upgrade_all, version_table
+from app.registry import CONTEXTS
 from infrastructure.db import Database, Engines, PoolOptions
 from tests.conftest import POSTGRES_URL_VARIABLE
 

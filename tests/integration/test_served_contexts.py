@@ -14,12 +14,13 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import inspect, text
 
-from app.config import CONTEXTS, Settings, settings_problems
+from app.config import Settings, settings_problems
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of
 from app.migrations import upgrade_all
 from app.placement import RELAY, Placement
-from app.subscriptions import SUBSCRIPTIONS, served_copy
+from app.registry import CONTEXTS, SUBSCRIPTIONS
+from app.subscriptions import served_copy
 from contexts.notification.container import NotificationContainer
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role

@@ -17,8 +17,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from app.config import CONTEXTS
 from app.migrations import script_location, version_table
+from app.registry import CONTEXTS
 from infrastructure import migrations
 from infrastructure.db import Database
 from infrastructure.migration_heads import at_heads, script_head

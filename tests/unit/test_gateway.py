@@ -15,9 +15,10 @@ from click.testing import CliRunner
 from flask import Blueprint, Flask
 
 from app.cli import main as shop
-from app.config import CONTEXTS, Settings, read_settings
+from app.config import Settings, read_settings
 from app.gateway import UNREAD_PREFIX, PlacementError, Route, Upstream, nginx_config, placement, routes
 from app.public_api import API_PREFIX, whole_api
+from app.registry import CONTEXTS
 from infrastructure.http.request_id import SANE_REQUEST_ID
 from infrastructure.http.schemas import ProblemDetails
 

@@ -1,0 +1,1 @@
+"""The wishlist context: every registered user gets a wishlist, which anyone may read."""
