@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dependency_injector import providers
 
 from app.placement import RELAY
-from infrastructure.events.inbox import current_delivery
+from infrastructure.events.delivery import Delivery
 
 if TYPE_CHECKING:
     from app.containers import ApplicationContainer
@@ -34,9 +34,7 @@ def subscribe_all(container: ApplicationContainer) -> None:
         publisher = container.broker_publisher()
         assert publisher is not None, "the settings require EVENTS_BROKER_URL when contexts are served apart"
 
-        def relay(_event: object) -> None:
-            delivery = current_delivery()
-            assert delivery is not None, "the relay runs as a delivery"
+        def relay(_event: object, delivery: Delivery) -> None:
             publisher.publish(delivery.envelope)
 
         for event_type in relayed:

@@ -1,8 +1,8 @@
 """The transaction boundary of a use case, on SQLAlchemy.
 
 Rolls back unless told to commit. A commit also writes, in the same transaction, the events
-recorded by the aggregates it saw into the context's outbox, and, when it runs inside an
-event delivery, the delivery into the context's inbox. Repositories never commit.
+recorded by the aggregates it saw into the context's outbox, and, when it was made for an event
+delivery (``delivery=``), the delivery into the context's inbox. Repositories never commit.
 
 A delivery whose whole effect is one INSERT (an audit entry, a mail's record; see
 :meth:`~SqlAlchemyUnitOfWork.stage`) commits on PostgreSQL as
@@ -11,22 +11,21 @@ transaction was, one round trip where BEGIN, the statements and COMMIT were seve
 and their deliveries in WITHs of it, a use case whose change is one statement (an order, a
 one-line reservation; :meth:`~SqlAlchemyUnitOfWork.commit_with_events_if`).
 
-Inside :func:`shared_transaction` (the dispatcher delivering several events to one subscriber)
-the write units of work share one session: each is a SAVEPOINT in it, its commit a RELEASE, and
-the block commits them together, so many deliveries cost one write transaction (one BEGIN, one
-writer turn on SQLite, one commit) instead of one each. They must all write one database: a
-second one could not be committed atomically with the first.
+The write units of work made for the deliveries of one batch (the dispatcher delivering several
+events to one subscriber; ``Delivery.transaction``, a :class:`SharedTransaction`) share one
+session: each is a SAVEPOINT in it, its commit a RELEASE, and the batch commits them together,
+so many deliveries cost one write transaction (one BEGIN, one writer turn on SQLite, one
+commit) instead of one each. They must all write one database: a second one could not be
+committed atomically with the first.
 """
 
 from __future__ import annotations
 
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 from sqlalchemy import Insert
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -35,7 +34,8 @@ from sqlalchemy.sql.dml import ReturningUpdate
 
 from infrastructure.db import Database
 from infrastructure.errors import OutcomeUnknown
-from infrastructure.events.inbox import Inbox, current_delivery
+from infrastructure.events.delivery import Delivery
+from infrastructure.events.inbox import Inbox
 from infrastructure.events.outbox import Outbox, ReturningDML
 
 # What a repository is handed to stage a write with (:meth:`SqlAlchemyUnitOfWork.stage`).
@@ -117,19 +117,15 @@ def _committing() -> Iterator[None]:
         raise CommitAnswerLost(error.statement, error.params, error.orig, connection_invalidated=True) from error
 
 
-_shared: ContextVar[SharedTransaction | None] = ContextVar("shared_transaction", default=None)
-
-
 @contextmanager
 def shared_transaction() -> Iterator[SharedTransaction]:
-    """Make the write units of work opened in this block (this thread) share one transaction, on
-    one database; nothing of theirs is committed unless the block calls ``commit()``."""
+    """A transaction for the write units of work made for the deliveries that carry it
+    (``Delivery.transaction``), on one database; nothing of theirs is committed unless the block
+    calls ``commit()``."""
     transaction = SharedTransaction()
-    token = _shared.set(transaction)
     try:
         yield transaction
     finally:
-        _shared.reset(token)
         transaction.close()
 
 
@@ -145,18 +141,23 @@ class SqlAlchemyUnitOfWork(ABC):
         outbox: Outbox | None = None,
         inbox: Inbox | None = None,
         write: bool = True,
+        delivery: Delivery | None = None,
     ) -> None:
+        if delivery is not None and inbox is None:
+            raise ValueError(f"{type(self).__name__} has no inbox to record the delivery to {delivery.subscriber} in")
         self._database = database
         self._outbox = outbox
         self._inbox = inbox
         self._write = write
+        self._delivery = delivery
         self.seen: list[RecordsEvents] = []
         self._shared: SharedTransaction | None = None
         self._savepoint: SessionTransaction | None = None
         self._staged: list[tuple[Insert, dict[str, Any]]] = []
 
     def __enter__(self) -> Self:
-        self._shared = _shared.get() if self._write else None
+        transaction = self._delivery.transaction if self._delivery is not None and self._write else None
+        self._shared = cast(SharedTransaction | None, transaction)
         if self._shared is not None:
             self.session = self._shared.session(self._database)
             self._savepoint = self.session.begin_nested()
@@ -194,15 +195,14 @@ class SqlAlchemyUnitOfWork(ABC):
         """Create this unit of work's repositories on ``session``."""
 
     def already_handled(self) -> bool:
-        """Whether the event being delivered already had its effect (for effects the database
-        cannot roll back, such as sending mail, which check before acting)."""
-        return self._inbox is not None and self._inbox.has_handled(self.session)
-
-    def delivered_event_id(self) -> uuid.UUID | None:
-        """The id of the event being delivered, None outside a delivery: subscribers receive
-        only the event, yet record or derive what they do from its id."""
-        delivery = current_delivery()
-        return delivery.event_id if delivery is not None else None
+        """Whether the delivery this unit of work was made for already had its effect (for
+        effects the database cannot roll back, such as sending mail, which check before acting);
+        False when it was made for none."""
+        return (
+            self._delivery is not None
+            and self._inbox is not None
+            and self._inbox.has_handled(self.session, self._delivery)
+        )
 
     def stage(self, effect: Insert, parameters: dict[str, Any]) -> None:
         """Have ``effect``, an INSERT (with any WITHs of its own), run with ``parameters`` by
@@ -228,18 +228,20 @@ class SqlAlchemyUnitOfWork(ABC):
         holds no change of its own, and never in a shared transaction (a batch's savepoints)."""
         if len(self._staged) != 1 or not self._may_commit_alone():
             return False
-        assert self._inbox is not None
+        assert self._inbox is not None and self._delivery is not None
         effect, parameters = self._staged[0]
         with self._database.autocommit() as connection:
-            if not self._inbox.record_with(connection, effect, parameters):
-                return False
+            self._inbox.record_with(connection, effect, parameters, self._delivery)
         self._staged = []
         return True
 
     def _may_commit_alone(self) -> bool:
         """Whether a commit may be one statement on its own (see :meth:`_commit_alone`)."""
         return not (
-            self._inbox is None or not self._may_run_alone() or any(aggregate.events for aggregate in self.seen)
+            self._inbox is None
+            or self._delivery is None
+            or not self._may_run_alone()
+            or any(aggregate.events for aggregate in self.seen)
         )
 
     def _may_run_alone(self) -> bool:
@@ -268,13 +270,7 @@ class SqlAlchemyUnitOfWork(ABC):
         for :meth:`_commit_alone`, with nothing done in the unit of work yet, and outside any
         delivery of this context, whose inbox row it would have to write too), for the caller to
         do it in steps instead. The effect's own failures (its constraints) come as they are."""
-        if (
-            self._outbox is None
-            or self._staged
-            or self.seen
-            or not self._may_run_alone()
-            or (self._inbox is not None and self._inbox.handled_parameters() is not None)
-        ):
+        if self._outbox is None or self._staged or self.seen or not self._may_run_alone() or self._delivery is not None:
             return None
         events = [(aggregate.id, event) for aggregate in aggregates for event in aggregate.events]
         with self._database.autocommit() as connection, _committing():
@@ -296,9 +292,9 @@ class SqlAlchemyUnitOfWork(ABC):
         run it in the unit of work instead."""
         if self._staged or not self._may_commit_alone():
             return None
-        assert self._inbox is not None
+        assert self._inbox is not None and self._delivery is not None
         with self._database.autocommit() as connection:
-            return self._inbox.record_if(connection, effect, parameters)
+            return self._inbox.record_if(connection, effect, parameters, self._delivery)
 
     def commit(self) -> None:
         events = [(aggregate.id, event) for aggregate in self.seen for event in aggregate.events]
@@ -309,8 +305,8 @@ class SqlAlchemyUnitOfWork(ABC):
             if self._outbox is None:
                 raise RuntimeError(f"{type(self).__name__} has events to publish but no outbox")
             self._outbox.record(self.session, events)
-        if self._inbox is not None:
-            self._inbox.record(self.session)
+        if self._inbox is not None and self._delivery is not None:
+            self._inbox.record(self.session, self._delivery)
         if self._savepoint is not None:
             self._savepoint.commit()
         else:

@@ -14,7 +14,7 @@ from infrastructure.events.inbox import Inbox
 class AuditContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
 
-    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "audit")
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyAuditUnitOfWork, database=database, inbox=inbox)
 
     list_entries = providers.Singleton(handlers.ListAuditEntriesHandler, uow=uow.provider)

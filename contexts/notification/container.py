@@ -16,7 +16,7 @@ class NotificationContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
     mailer: providers.Dependency[Mailer] = providers.Dependency()
 
-    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "notification")
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyNotificationUnitOfWork, database=database, inbox=inbox)
 
     when_user_registered_remember_recipient = providers.Callable(

@@ -24,7 +24,7 @@ class ProductContainer(containers.DeclarativeContainer):
     outbox = providers.Singleton(
         Outbox, "product", database=database, tables=providers.Object(orm.OUTBOX), subscribers=event_bus
     )
-    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "product")
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyProductUnitOfWork, database=database, outbox=outbox, inbox=inbox)
     catalogue = providers.Singleton(SqlAlchemyCatalogue, database=database)
 

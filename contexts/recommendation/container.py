@@ -16,7 +16,7 @@ class RecommendationContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
     product_api: providers.Dependency[ProductApi] = providers.Dependency()
 
-    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "recommendation")
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyRecommendationUnitOfWork, database=database, inbox=inbox)
 
     recommend = providers.Singleton(handlers.RecommendHandler, uow=uow.provider, products=product_api)

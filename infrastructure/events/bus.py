@@ -4,6 +4,7 @@ Each bus owns its own ``Namespace`` (no state shared between app instances or te
 holds subscribers strongly. Publishing does not call subscribers: the outbox records one
 delivery per subscriber named here, and the dispatcher later calls each subscriber on its
 own through :meth:`EventBus.deliver`, so one failure never keeps the others from an event.
+A subscriber is called with the event and its :class:`~infrastructure.events.delivery.Delivery`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 from blinker import Namespace
 
+from infrastructure.events.delivery import Delivery
 from infrastructure.events.envelope import Envelope
 
 E = TypeVar("E")
@@ -25,15 +27,16 @@ class UnknownSubscriber(LookupError):
 
 @dataclass(frozen=True)
 class NamedHandler:
-    """A subscriber as the bus holds it: its lasting name, and what it calls with an event.
+    """A subscriber as the bus holds it: its lasting name, and what it calls with an event and
+    its delivery.
     (What the shop declares, which context's subscriber takes which event, is
     ``app.placement.Subscription``.)"""
 
     name: str
-    handler: Callable[[Any], None]
+    handler: Callable[[Any, Delivery], None]
 
-    def __call__(self, event: Any) -> None:
-        self.handler(event)
+    def __call__(self, event: Any, delivery: Delivery) -> None:
+        self.handler(event, delivery)
 
 
 class EventBus:
@@ -45,7 +48,9 @@ class EventBus:
         self._handlers: dict[tuple[str, str], NamedHandler] = {}
         self._batched: set[str] = set()
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], None], *, name: str, batched: bool = False) -> None:
+    def subscribe(
+        self, event_type: type[E], handler: Callable[[E, Delivery], None], *, name: str, batched: bool = False
+    ) -> None:
         """Deliver every ``event_type`` to ``handler``; ``name`` is its lasting identity in the
         delivery records, so renaming a subscriber orphans its pending deliveries.
 
@@ -79,12 +84,15 @@ class EventBus:
     def event_class(self, event_type: str) -> type[Any]:
         return self._event_classes[event_type]
 
-    def deliver(self, envelope: Envelope, subscriber: str) -> None:
-        """Run one subscriber on one event; its exceptions are the caller's to record."""
-        named = self._handlers.get((envelope.type, subscriber))
+    def deliver(self, envelope: Envelope, delivery: Delivery) -> None:
+        """Run the subscriber ``delivery`` names on the event of ``envelope``; its exceptions are
+        the caller's to record."""
+        named = self._handlers.get((envelope.type, delivery.subscriber))
         if named is None:
-            raise UnknownSubscriber(f"no subscriber named {subscriber!r} takes {envelope.type} in this process")
-        named(envelope.event)
+            raise UnknownSubscriber(
+                f"no subscriber named {delivery.subscriber!r} takes {envelope.type} in this process"
+            )
+        named(envelope.event, delivery)
 
 
 def _type_of(event_type: type[Any]) -> str:

@@ -48,7 +48,8 @@ import structlog
 from infrastructure.backoff import equal_jitter
 from infrastructure.events import codec
 from infrastructure.events.bus import EventBus
-from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
+from infrastructure.events.delivery import Delivery, Transaction
+from infrastructure.events.inbox import AlreadyHandled
 from infrastructure.events.outbox import ClaimedDelivery, Outbox
 from infrastructure.request_context import bind_request_id
 from infrastructure.unit_of_work import shared_transaction
@@ -516,7 +517,14 @@ class Dispatcher:
             try:
                 with shared_transaction() as transaction:
                     firsts = [
-                        _deliver(self._bus, delivery.subscriber, delivery.envelope, log=False)
+                        _deliver(
+                            self._bus,
+                            delivery.subscriber,
+                            delivery.envelope,
+                            attempt=delivery.attempts + 1,
+                            transaction=transaction,
+                            log=False,
+                        )
                         for delivery in deliveries
                     ]
                     after_commit = transaction.commit()
@@ -591,14 +599,22 @@ def _under_request_of(envelope: Mapping[str, Any]) -> Iterator[None]:
         bind_request_id(None)
 
 
-def _deliver(bus: EventBus, subscriber: str, envelope: Mapping[str, Any], *, log: bool = True, **values: Any) -> bool:
+def _deliver(
+    bus: EventBus,
+    subscriber: str,
+    envelope: Mapping[str, Any],
+    *,
+    attempt: int,
+    transaction: Transaction | None = None,
+    log: bool = True,
+) -> bool:
     """:func:`deliver_envelope` under the request id of the request that caused the event,
     logged unless ``log`` is False (a batch logs its deliveries once they have committed);
-    whether it was the first delivery. ``values`` are logged with it."""
+    whether it was the first delivery."""
     with _under_request_of(envelope):
-        first = deliver_envelope(bus, subscriber, envelope)
+        first = deliver_envelope(bus, subscriber, envelope, attempt=attempt, transaction=transaction)
         if log:
-            _log_delivered(subscriber, envelope, first, **values)
+            _log_delivered(subscriber, envelope, first, attempt=attempt)
     return first
 
 
@@ -622,25 +638,32 @@ def _run_after_commit(callbacks: Iterable[Callable[[], None]]) -> None:
             logger.exception("events.after_commit_failed")
 
 
-def deliver_envelope(bus: EventBus, subscriber: str, envelope: Mapping[str, Any]) -> bool:
-    """Run one named subscriber for one stored event, as that subscriber's delivery of it (its
-    unit of work records the delivery in its context's inbox); False if it already had been.
-    The dispatcher runs outbox deliveries through this, a broker consumer its messages."""
-    event = codec.decode(envelope, bus.event_class(envelope["type"]))
+def deliver_envelope(
+    bus: EventBus,
+    subscriber: str,
+    envelope: Mapping[str, Any],
+    *,
+    attempt: int = 1,
+    transaction: Transaction | None = None,
+) -> bool:
+    """Run one named subscriber for one stored event, handing it its delivery of it (which its
+    unit of work records in its context's inbox); False if it already had been. The dispatcher
+    runs outbox deliveries through this, a broker consumer its messages."""
+    decoded = codec.decode(envelope, bus.event_class(envelope["type"]))
+    delivery = Delivery(subscriber, decoded.id, envelope, attempt=attempt, transaction=transaction)
     try:
-        with delivering(Delivery(subscriber, event.id, envelope)):
-            bus.deliver(event, subscriber)
+        bus.deliver(decoded, delivery)
     except AlreadyHandled:
         return False
     return True
 
 
-def deliver_from_broker(bus: EventBus) -> Callable[[str, Mapping[str, Any]], None]:
+def deliver_from_broker(bus: EventBus) -> Callable[[str, Mapping[str, Any], int], None]:
     """The handler of a broker consumer: each message delivered as the dispatcher would,
     under the request id of the request that caused the event."""
 
-    def handle(subscriber: str, envelope: Mapping[str, Any]) -> None:
-        _deliver(bus, subscriber, envelope)
+    def handle(subscriber: str, envelope: Mapping[str, Any], attempt: int) -> None:
+        _deliver(bus, subscriber, envelope, attempt=attempt)
 
     return handle
 

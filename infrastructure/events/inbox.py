@@ -1,10 +1,10 @@
 """Exactly-once effects for at-least-once deliveries.
 
-While the dispatcher runs a subscriber it sets :data:`current_delivery`. A unit of work that
-commits inside it records ``(subscriber, event id)`` in its own context's inbox table in the
-same transaction as the effect; a redelivered event hits the primary key, the transaction
-rolls back, and :class:`AlreadyHandled` tells the dispatcher the work was done before.
-Subscribers therefore need no code of their own for deduplication.
+A subscriber makes its unit of work for the :class:`~infrastructure.events.delivery.Delivery` it
+was handed; the unit of work's commit records ``(subscriber, event id)`` in its context's inbox
+table in the same transaction as the effect; a redelivered event hits the primary key, the
+transaction rolls back, and :class:`AlreadyHandled` tells the dispatcher the work was done
+before. Subscribers therefore need no code of their own for deduplication.
 
 On PostgreSQL an effect that is one statement may carry the inbox row in the same statement
 (:meth:`Inbox.record_with`, :meth:`Inbox.record_if`), run on its own: a statement is atomic, so
@@ -13,10 +13,7 @@ the guarantee is the transaction's, in one round trip.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,39 +23,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from infrastructure.database_failures import unique_violation_on
-
-
-@dataclass(frozen=True)
-class Delivery:
-    subscriber: str
-    event_id: uuid.UUID
-    # The stored event as published (JSON), for a subscriber that passes it on as it is: the relay.
-    envelope: Mapping[str, Any] = field(default_factory=dict, compare=False)
+from infrastructure.events.delivery import Delivery
 
 
 class AlreadyHandled(Exception):
     """This subscriber already committed its effect for this event."""
-
-
-_current: ContextVar[Delivery | None] = ContextVar("current_delivery", default=None)
-
-
-def current_delivery() -> Delivery | None:
-    return _current.get()
-
-
-class delivering:  # lower case: used like a function, ``with delivering(delivery):``
-    """Make ``delivery`` the current one for the block; a class rather than a generator made a
-    context manager, which costs more than the rest of setting it, once per delivery."""
-
-    def __init__(self, delivery: Delivery) -> None:
-        self._delivery = delivery
-
-    def __enter__(self) -> None:
-        self._token = _current.set(self._delivery)
-
-    def __exit__(self, *_exc: object) -> None:
-        _current.reset(self._token)
 
 
 def handled(table: Table) -> Exists:
@@ -69,13 +38,10 @@ def handled(table: Table) -> Exists:
 
 
 class Inbox:
-    """One context's inbox. It records only deliveries to that context's own subscribers
-    (named ``<context>.…``): a subscriber that calls another context's API during its delivery
-    must not leave its delivery in that context's inbox too."""
+    """One context's inbox: the deliveries its subscribers' units of work committed."""
 
-    def __init__(self, table: Table, context: str) -> None:
+    def __init__(self, table: Table) -> None:
         self.table = table
-        self._prefix = f"{context}."
         # Built once, so that SQLAlchemy compiles each once: one of them runs in every delivery.
         self._handled = select(handled(table))
         # Its parameters are :meth:`_recording`'s, named apart from any effect's it joins.
@@ -88,41 +54,29 @@ class Inbox:
         self._with_record: dict[Insert, Insert] = {}
         self._recorded_if: dict[ReturningUpdate[Any], Insert] = {}
 
-    def _ours(self) -> Delivery | None:
-        delivery = current_delivery()
-        return delivery if delivery and delivery.subscriber.startswith(self._prefix) else None
-
-    def handled_parameters(self) -> dict[str, Any] | None:
-        """The parameters of :func:`handled` for the delivery being run; None when none of this
-        context's subscribers is being delivered to (nothing of it can have been handled)."""
-        delivery = self._ours()
-        if delivery is None:
-            return None
+    @staticmethod
+    def handled_parameters(delivery: Delivery) -> dict[str, Any]:
+        """The parameters of :func:`handled` for ``delivery``."""
         return {"subscriber": delivery.subscriber, "event_id": delivery.event_id}
 
-    def has_handled(self, session: Session) -> bool:
-        """Whether the delivery being run already had its effect (for effects outside the DB)."""
-        parameters = self.handled_parameters()
-        if parameters is None:
-            return False
-        return bool(session.execute(self._handled, parameters).scalar())
+    def has_handled(self, session: Session, delivery: Delivery) -> bool:
+        """Whether ``delivery`` already had its effect (for effects outside the database)."""
+        return bool(session.execute(self._handled, self.handled_parameters(delivery)).scalar())
 
-    def record(self, session: Session) -> None:
-        """Record the delivery being run, if any; raise :class:`AlreadyHandled` on a repeat."""
-        delivery = self._ours()
-        if delivery is None:
-            return
+    def record(self, session: Session, delivery: Delivery) -> None:
+        """Record ``delivery``; raise :class:`AlreadyHandled` on a repeat."""
         # The subscriber's own changes go to the database first: their constraint errors are
         # failures to retry, not signs of an earlier delivery.
         session.flush()
         self._run_recording(session.connection(), self._record, {}, delivery)
 
-    def record_with(self, connection: Connection, effect: Insert, parameters: Mapping[str, Any]) -> bool:
-        """Run ``effect`` (an INSERT, with any WITHs of its own) with ``parameters`` and record the
-        delivery being run, in ONE statement on ``connection`` (the inbox row in a WITH; PostgreSQL), so
+    def record_with(
+        self, connection: Connection, effect: Insert, parameters: Mapping[str, Any], delivery: Delivery
+    ) -> None:
+        """Run ``effect`` (an INSERT, with any WITHs of its own) with ``parameters`` and record
+        ``delivery``, in ONE statement on ``connection`` (the inbox row in a WITH; PostgreSQL), so
         that one statement outside any transaction does what a transaction of two did: a
-        statement is atomic, both rows are written or neither. False, and nothing run, when no
-        delivery of this context is being run; raise :class:`AlreadyHandled` on a repeat (its
+        statement is atomic, both rows are written or neither. Raise :class:`AlreadyHandled` on a repeat (its
         inbox row there already), any other failure as it comes (the effect's own constraints).
 
         PostgreSQL runs the data-modifying parts of a statement in an order of its choosing, so
@@ -130,27 +84,19 @@ class Inbox:
         one made anew per delivery) may fail on its own key, an IntegrityError retried like any
         failure, not :class:`AlreadyHandled`. Its subscriber asks :func:`handled` first (as the
         mail's does), so that the retry ends there."""
-        delivery = self._ours()
-        if delivery is None:
-            return False
         statement = self._with_record.get(effect)
         if statement is None:  # built once per effect, so that SQLAlchemy compiles it once
             statement = self._with_record[effect] = effect.add_cte(self._recorded_cte)
         self._run_recording(connection, statement, parameters, delivery)
-        return True
 
     def record_if(
-        self, connection: Connection, effect: ReturningUpdate[Any], parameters: Mapping[str, Any]
-    ) -> bool | None:
+        self, connection: Connection, effect: ReturningUpdate[Any], parameters: Mapping[str, Any], delivery: Delivery
+    ) -> bool:
         """Run ``effect`` (an UPDATE … RETURNING of at most one row) with ``parameters`` and,
-        only if it changed its row, record the delivery being run, in ONE statement on
+        only if it changed its row, record ``delivery``, in ONE statement on
         ``connection`` (the UPDATE in a WITH the inbox's INSERT selects from; PostgreSQL): atomic,
         so the row is changed and the delivery recorded together or not at all. Whether it
-        changed its row; None, and nothing run, when no delivery of this context is being run;
-        :class:`AlreadyHandled` on a repeat whose effect could run again."""
-        delivery = self._ours()
-        if delivery is None:
-            return None
+        changed its row; :class:`AlreadyHandled` on a repeat whose effect could run again."""
         statement = self._recorded_if.get(effect)
         if statement is None:  # built once per effect, so that SQLAlchemy compiles it once
             changed = effect.cte("effect")

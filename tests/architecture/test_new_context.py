@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.architecture.conftest import COPIED_PACKAGES, CONFIG, REPOSITORY
+from tests.architecture.conftest import CONFIG, COPIED_PACKAGES, REPOSITORY
 from tests.architecture.test_boundaries import contract_names, lint_imports, normalise, plant, summary_status
 
 SEVENTH_CONTEXT = Path(__file__).parent / "seventh_context"

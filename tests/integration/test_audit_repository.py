@@ -17,13 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from contexts.audit.adapters import orm
 from contexts.audit.adapters.unit_of_work import SqlAlchemyAuditUnitOfWork
 from contexts.audit.application.ports import LoggedEntry, UnitOfWorkFactory
-from contexts.audit.application.subscribers import NotDelivering, when_order_placed_audit, when_user_registered_audit
+from contexts.audit.application.subscribers import when_order_placed_audit, when_user_registered_audit
 from contexts.audit.domain.model import AuditEntry
 from contexts.order.events import OrderedLine, OrderPlaced
 from contexts.user.events import UserRegistered
 from infrastructure import migrations
 from infrastructure.db import Database
-from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, delivering
+from infrastructure.events.delivery import Delivery
+from infrastructure.events.inbox import AlreadyHandled, Inbox
 from tests.conftest import Backend
 from tests.round_trips import counted
 
@@ -43,10 +44,10 @@ def database(tmp_path: Path, backend: Backend) -> Iterator[Database]:
 
 @pytest.fixture
 def uow(database: Database) -> UnitOfWorkFactory:
-    inbox = Inbox(orm.INBOX, "audit")
+    inbox = Inbox(orm.INBOX)
 
-    def open_unit(*, write: bool = True) -> SqlAlchemyAuditUnitOfWork:
-        return SqlAlchemyAuditUnitOfWork(database, inbox=inbox, write=write)
+    def open_unit(*, write: bool = True, delivery: Delivery | None = None) -> SqlAlchemyAuditUnitOfWork:
+        return SqlAlchemyAuditUnitOfWork(database, inbox=inbox, write=write, delivery=delivery)
 
     return open_unit
 
@@ -74,8 +75,8 @@ def entry(
     )
 
 
-def append(uow: UnitOfWorkFactory, *entries: AuditEntry) -> None:
-    with uow() as unit:
+def append(uow: UnitOfWorkFactory, *entries: AuditEntry, delivery: Delivery | None = None) -> None:
+    with uow(delivery=delivery) as unit:
         for item in entries:
             unit.entries.append(item)
         unit.commit()
@@ -200,23 +201,13 @@ def test_a_redelivered_event_keeps_the_one_entry_of_its_first_delivery(
     event = UserRegistered(user_id=uuid.uuid4(), email="ada@example.com", name="Ada")
     delivery = Delivery("audit.when_user_registered_audit", uuid.uuid4())
 
-    with delivering(delivery):
-        when_user_registered_audit(event, uow=uow)
-    with delivering(delivery), pytest.raises(AlreadyHandled):
-        when_user_registered_audit(event, uow=uow)
+    when_user_registered_audit(event, delivery, uow=uow)
+    with pytest.raises(AlreadyHandled):
+        when_user_registered_audit(event, delivery, uow=uow)
 
     [logged] = listed(uow)
     assert logged.entry.event_id == delivery.event_id
     assert logged.entry.entity_id == event.user_id
-
-
-def test_outside_a_delivery_the_subscriber_records_nothing(uow: UnitOfWorkFactory) -> None:
-    event = UserRegistered(user_id=uuid.uuid4(), email="ada@example.com", name="Ada")
-
-    with pytest.raises(NotDelivering):
-        when_user_registered_audit(event, uow=uow)
-
-    assert listed(uow) == []
 
 
 def test_each_subscribers_deliveries_add_their_own_entries(
@@ -232,10 +223,8 @@ def test_each_subscribers_deliveries_add_their_own_entries(
     )
     registered = UserRegistered(user_id=user, email="b@example.com", name="B")
 
-    with delivering(Delivery("audit.when_user_registered_audit", uuid.uuid4())):
-        when_user_registered_audit(registered, uow=uow)
-    with delivering(Delivery("audit.when_order_placed_audit", uuid.uuid4())):
-        when_order_placed_audit(placed, uow=uow)
+    when_user_registered_audit(registered, Delivery("audit.when_user_registered_audit", uuid.uuid4()), uow=uow)
+    when_order_placed_audit(placed, Delivery("audit.when_order_placed_audit", uuid.uuid4()), uow=uow)
 
     assert [logged.entry.event_type for logged in listed(uow)] == [PLACED, REGISTERED]
 
@@ -246,8 +235,8 @@ def test_an_entry_and_its_inbox_row_are_one_statement_on_postgresql(uow: UnitOfW
     in a WITH and no round trips, the two INSERTs in one transaction as before."""
     event = UserRegistered(user_id=uuid.uuid4(), email="ada@example.com", name="Ada")
 
-    with delivering(Delivery("audit.user_log", uuid.uuid4())), counted() as audited:
-        when_user_registered_audit(event, uow=uow)
+    with counted() as audited:
+        when_user_registered_audit(event, Delivery("audit.user_log", uuid.uuid4()), uow=uow)
 
     if database.engine.dialect.name == "postgresql":
         assert (audited.kinds(), audited.alone, audited.transactions) == (["WITH"], 1, 0)
@@ -266,11 +255,10 @@ def test_an_entry_refused_by_its_own_key_in_a_delivery_fails_and_leaves_the_deli
     append(uow, first)
     delivery = Delivery("audit.user_log", uuid.uuid4())
 
-    with delivering(delivery), pytest.raises(IntegrityError), uow() as unit:
+    with pytest.raises(IntegrityError), uow(delivery=delivery) as unit:
         unit.entries.append(entry(entry_id=first.id))
         unit.commit()
-    with delivering(delivery):
-        append(uow, entry())
+    append(uow, entry(), delivery=delivery)
 
     assert len(listed(uow)) == 2
 
@@ -282,18 +270,17 @@ def test_a_delivery_the_inbox_refuses_for_anything_but_its_key_fails_and_is_no_r
     row refused otherwise (here NOT NULL) was once taken for a repeat on both paths (any
     IntegrityError in a transaction, any naming the inbox's table in one statement), and the
     delivery's effect was lost as handled."""
-    with delivering(Delivery("audit.user_log", None)), pytest.raises(IntegrityError):  # type: ignore[arg-type]
-        append(uow, entry())
+    with pytest.raises(IntegrityError):
+        append(uow, entry(), delivery=Delivery("audit.user_log", None))  # type: ignore[arg-type]
 
     assert listed(uow) == []
 
 
 def test_a_delivery_recorded_before_is_a_repeat_on_both_paths(uow: UnitOfWorkFactory) -> None:
     delivery = Delivery("audit.user_log", uuid.uuid4())
-    with delivering(delivery):
-        append(uow, entry())
+    append(uow, entry(), delivery=delivery)
 
-    with delivering(delivery), pytest.raises(AlreadyHandled):
-        append(uow, entry())
+    with pytest.raises(AlreadyHandled):
+        append(uow, entry(), delivery=delivery)
 
     assert len(listed(uow)) == 1

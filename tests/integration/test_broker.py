@@ -39,7 +39,6 @@ from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.application.handlers import RegisterUser
 from infrastructure.backoff import equal_jitter
 from infrastructure.db import Database
-from infrastructure.events import codec
 from infrastructure.events.broker import consumer as consumer_module
 from infrastructure.events.broker import publisher as publisher_module
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler
@@ -47,8 +46,10 @@ from infrastructure.events.broker.dead_letters import BrokerDeadLetter, Busy, de
 from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
 from infrastructure.events.bus import EventBus
+from infrastructure.events.delivery import Delivery
+from infrastructure.events.dispatcher import deliver_envelope
 from infrastructure.events.envelope import Envelope
-from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, current_delivery, delivering
+from infrastructure.events.inbox import Inbox
 from infrastructure.events.tables import inbox_table
 from tests.conftest import MakeApp
 
@@ -174,38 +175,48 @@ def broker() -> Iterator[Broker]:
 
 
 class Recorder:
-    """A handler that remembers every call, failing a given number of times per event first."""
+    """A handler that remembers every call (subscriber, envelope, the attempt the consumer
+    named), failing a given number of times per event first. It counts the calls itself, so
+    that the consumer's attempts are checked against them, not taken from them."""
 
     def __init__(self, failures_per_event: int = 0) -> None:
         self._failures_per_event = failures_per_event
         self._lock = threading.Lock()
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.succeeded: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[tuple[str, dict[str, Any], int]] = []
+        self.succeeded: list[tuple[str, dict[str, Any], int]] = []
 
-    def __call__(self, subscriber: str, envelope: dict[str, Any]) -> None:
+    def __call__(self, subscriber: str, envelope: dict[str, Any], attempt: int) -> None:
         with self._lock:
-            self.calls.append((subscriber, envelope))
-            tried = sum(1 for name, seen in self.calls if name == subscriber and seen["id"] == envelope["id"])
+            self.calls.append((subscriber, envelope, attempt))
+            tried = sum(1 for name, seen, _ in self.calls if name == subscriber and seen["id"] == envelope["id"])
             if tried <= self._failures_per_event:
                 raise RuntimeError(f"attempt {tried} of {envelope['id']} fails")
-            self.succeeded.append((subscriber, envelope))
+            self.succeeded.append((subscriber, envelope, attempt))
 
     def ids(self, subscriber: str, *, succeeded: bool = True) -> list[str]:
         with self._lock:
             return [
-                envelope["id"] for name, envelope in (self.succeeded if succeeded else self.calls) if name == subscriber
+                envelope["id"]
+                for name, envelope, _ in (self.succeeded if succeeded else self.calls)
+                if name == subscriber
             ]
+
+    def attempts(self, subscriber: str, *, succeeded: bool = False) -> list[int]:
+        """The attempts the consumer named in its calls to ``subscriber``, every call's unless
+        ``succeeded``."""
+        with self._lock:
+            return [attempt for name, _, attempt in (self.succeeded if succeeded else self.calls) if name == subscriber]
 
 
 class InboxedSubscribers:
     """A consuming context in miniature, on SQLite: its subscribers add an effect row and their
     unit of work records the inbox row in the same transaction, and :meth:`handle` runs them as
-    ``Dispatcher.run_delivery`` does (decode, ``delivering``, the bus; a repeat is no failure).
-    It is the handler the integrator hands the consumer."""
+    ``Dispatcher.run_delivery`` does (``deliver_envelope``: decode, the delivery, the bus; a
+    repeat is no failure). It is the handler the integrator hands the consumer."""
 
     def __init__(self, folder: Path) -> None:
         metadata = MetaData()
-        self.inbox = Inbox(inbox_table(metadata, "proof"), "proof")
+        self.inbox = Inbox(inbox_table(metadata, "proof"))
         self.effects = Table(
             "proof_effects",
             metadata,
@@ -224,23 +235,14 @@ class InboxedSubscribers:
         for event_type in event_types:
             self.bus.subscribe(event_type, partial(self._take_effect, name), name=name)
 
-    def _take_effect(self, subscriber: str, _event: Any) -> None:
-        delivery = current_delivery()
-        assert delivery is not None
+    def _take_effect(self, subscriber: str, _event: Any, delivery: Delivery) -> None:
         with self.database.session(write=True) as session:
             session.execute(insert(self.effects).values(subscriber=subscriber, event_id=delivery.event_id))
-            self.inbox.record(session)
+            self.inbox.record(session, delivery)
             session.commit()
 
-    def handle(self, subscriber: str, envelope: dict[str, Any]) -> None:
-        event = codec.decode(envelope, self.bus.event_class(envelope["type"]))
-        try:
-            with delivering(Delivery(subscriber, event.id)):
-                self.bus.deliver(event, subscriber)
-        except AlreadyHandled:
-            repeat = True
-        else:
-            repeat = False
+    def handle(self, subscriber: str, envelope: dict[str, Any], attempt: int) -> None:
+        repeat = not deliver_envelope(self.bus, subscriber, envelope, attempt=attempt)
         with self._lock:
             self.runs += 1
             self.repeats += repeat
@@ -278,7 +280,7 @@ def test_each_subscriber_queue_gets_the_types_it_takes_and_only_those(broker: Br
     eventually(lambda: len(recorder.ids("proof.everything")) == 3, "proof.everything gets its events")
     assert recorder.ids("proof.happenings") == [happened["id"], last["id"]]
     assert recorder.ids("proof.everything") == [happened["id"], undone["id"], last["id"]]
-    assert [envelope for _, envelope in recorder.calls if envelope["id"] == undone["id"]] == [undone]
+    assert [envelope for _, envelope, _ in recorder.calls if envelope["id"] == undone["id"]] == [undone]
 
 
 def test_a_message_is_persistent_and_carries_the_event_id_type_and_trace(broker: Broker) -> None:
@@ -451,7 +453,7 @@ def test_a_handler_that_keeps_failing_sends_the_event_to_the_dead_letter_queue(b
 
     dead_queue = layout.dead_queue("proof.fragile")
     eventually(lambda: broker.message_count(dead_queue) == 1, "the event is dead-lettered")
-    assert len(recorder.calls) == 3
+    assert recorder.attempts("proof.fragile") == [1, 2, 3]
     message = broker.take(dead_queue)
     assert json.loads(message.body) == envelope
     assert message.properties["message_id"] == envelope["id"]
@@ -475,7 +477,7 @@ def test_a_handler_waiting_for_a_dependency_is_retried_past_the_attempts_and_nev
     broker.publisher(layout).publish(envelope)
 
     eventually(lambda: recorder.ids("proof.patient") == [envelope["id"]], "the event is handled in the end")
-    assert len(recorder.calls) == 6
+    assert recorder.attempts("proof.patient") == [1, 2, 3, 4, 5, 6], "counted on past the attempts"
     assert broker.message_count(layout.dead_queue("proof.patient")) == 0
 
 
@@ -490,7 +492,8 @@ def test_a_handler_failing_once_then_succeeding_processes_the_event_once(broker:
     eventually(lambda: recorder.ids("proof.flaky") == [envelope["id"]], "the retry succeeds")
     consumer.stop()  # acks are settled: anything unacknowledged would now be back in a queue
     assert recorder.ids("proof.flaky", succeeded=False) == [envelope["id"], envelope["id"]]
-    assert recorder.succeeded == [("proof.flaky", envelope)]
+    assert recorder.attempts("proof.flaky") == [1, 2]
+    assert recorder.succeeded == [("proof.flaky", envelope, 2)]
     for queue_name in (layout.queue("proof.flaky"), layout.retry_queue("proof.flaky")):
         assert broker.message_count(queue_name) == 0, queue_name
     assert broker.message_count(layout.dead_queue("proof.flaky")) == 0
@@ -522,10 +525,10 @@ def test_stopping_finishes_the_message_in_hand_and_hands_the_others_back(broker:
     in_hand, may_finish = threading.Event(), threading.Event()
     recorder = Recorder()
 
-    def slow(subscriber: str, envelope: dict[str, Any]) -> None:
+    def slow(subscriber: str, envelope: dict[str, Any], attempt: int) -> None:
         in_hand.set()
         assert may_finish.wait(DEADLINE_SECONDS)
-        recorder(subscriber, envelope)
+        recorder(subscriber, envelope, attempt)
 
     consumer = broker.consumer(layout, slow, prefetch=5)
     publisher = broker.publisher(layout)
@@ -686,6 +689,7 @@ def test_a_dead_letter_retried_goes_back_to_its_subscriber_with_its_attempts_res
         third,
     ]
     assert recorder.ids("proof.happenings", succeeded=False) == [second, second]
+    assert recorder.attempts("proof.happenings") == [1, 2], "its attempts count from 1 again"
 
 
 def test_retrying_every_dead_letter_empties_the_dead_letter_queues(broker: Broker) -> None:

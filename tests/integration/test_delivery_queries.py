@@ -89,7 +89,7 @@ def test_recording_takes_two_statements_however_many_events_and_subscribers(cont
     """It runs in every publishing use case's transaction: one INSERT of the events and one of
     all their deliveries, none waiting for a generated position to come back."""
     for name in ("test.first", "test.second", "test.third"):
-        container.event_bus().subscribe(Pinged, lambda event: None, name=name)
+        container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name=name)
     database = databases(container)["order"]
 
     with container.order.uow() as uow, statements(database) as seen:
@@ -109,7 +109,7 @@ def test_recording_takes_two_statements_however_many_events_and_subscribers(cont
 
 
 def test_a_claim_reads_pending_deliveries_through_their_partial_indexes(container: ApplicationContainer) -> None:
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, 1, 2)
     outbox: Outbox = container.order.outbox()
 
@@ -125,7 +125,7 @@ def test_a_claim_with_nothing_due_writes_nothing(container: ApplicationContainer
     """Most claims find nothing (polls; wake-ups by commits whose events another dispatcher
     took): they must not begin a write transaction, which on SQLite queues for the one writer
     lock with the web requests."""
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, 1)
     outbox: Outbox = container.order.outbox()
     assert len(outbox.claim(10, owner="one", lease=timedelta(hours=1))) == 1

@@ -33,8 +33,8 @@ from sqlalchemy import MetaData, select
 
 from infrastructure.db import Database, create_schema
 from infrastructure.events.bus import EventBus
+from infrastructure.events.delivery import Delivery
 from infrastructure.events.dispatcher import Dispatcher
-from infrastructure.events.inbox import current_delivery
 from infrastructure.events.outbox import DONE, PENDING, Outbox
 from infrastructure.events.tables import outbox_tables
 from infrastructure.logging import configure_logging
@@ -94,14 +94,12 @@ class RunLog:
         os.write(self._fd, (json.dumps(fields) + "\n").encode())
 
 
-def recording_subscriber(runs: RunLog, *, stuck: bool) -> Callable[[Pinged], None]:
-    def deliver(_event: Pinged) -> None:
-        delivery = current_delivery()
-        assert delivery is not None, "the dispatcher says which delivery is running"
+def recording_subscriber(runs: RunLog, *, stuck: bool) -> Callable[[Pinged, Delivery], None]:
+    def deliver(_event: Pinged, delivery: Delivery) -> None:
         run = uuid.uuid4().hex
         runs.append(
             phase="start", run=run, event=str(delivery.event_id), subscriber=delivery.subscriber,
-            pid=os.getpid(), at=time.time_ns(),
+            attempt=delivery.attempt, pid=os.getpid(), at=time.time_ns(),
         )  # fmt: skip
         if stuck:
             threading.Event().wait()
@@ -215,6 +213,7 @@ class Run:
 
     event: str
     subscriber: str
+    attempt: int  # as the dispatcher handed it to the subscriber
     pid: int
     started: int
     finished: int | None
@@ -228,7 +227,7 @@ def read_runs(path: Path) -> list[Run]:
     lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     finished = {line["run"]: line["at"] for line in lines if line["phase"] == "finish"}
     return [
-        Run(line["event"], line["subscriber"], line["pid"], line["at"], finished.get(line["run"]))
+        Run(line["event"], line["subscriber"], line["attempt"], line["pid"], line["at"], finished.get(line["run"]))
         for line in lines
         if line["phase"] == "start"
     ]
@@ -340,6 +339,7 @@ def test_dispatchers_in_three_processes_share_the_deliveries_and_never_run_one_t
     rows = deliveries(database)
     assert len(rows) == EVENTS * len(SUBSCRIBERS)
     assert {(row.status, row.attempts) for row in rows} == {(DONE, 1)}
+    assert {run.attempt for run in runs} == {1}, "each subscriber was told it ran its delivery's first attempt"
     assert Counter(run.pair for run in runs) == Counter(pair_of(row) for row in rows), "each ran exactly once"
     assert {run.pair: run.pid for run in runs} == {pair_of(row): process_of(row.claimed_by) for row in rows}, (
         "a done delivery names the process that delivered it"

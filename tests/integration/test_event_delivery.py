@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -37,12 +36,13 @@ from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.product.adapters.orm import INBOX as PRODUCT_INBOX
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from contexts.product.adapters.orm import StockAdjustmentRow
-from contexts.product.application.handlers import CreateProduct, GetProduct, ListProducts
+from contexts.product.application.handlers import GetProduct
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.events import UserRegistered
 from infrastructure.events import dispatcher as dispatcher_module
+from infrastructure.events.delivery import Delivery
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
-from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
+from infrastructure.events.inbox import AlreadyHandled
 from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
 from infrastructure.events.tables import OutboxTables
 from infrastructure.unit_of_work import shared_transaction
@@ -177,7 +177,7 @@ def test_a_committed_change_has_its_event_and_one_pending_delivery_per_subscribe
     client: FlaskClient, shop: Shop, container: ApplicationContainer
 ) -> None:
     bus = container.event_bus()
-    bus.subscribe(UserRegistered, lambda event: None, name="test.extra_listener")
+    bus.subscribe(UserRegistered, lambda event, _delivery: None, name="test.extra_listener")
     product = shop.product(shop.admin())
     customer = shop.customer("buyer@example.com")
 
@@ -218,19 +218,18 @@ def test_a_refused_use_case_records_no_event_and_no_delivery(
     assert after == before
 
 
-def test_a_delivery_to_another_context_leaves_nothing_in_this_contexts_inbox(
+def test_a_unit_of_work_made_without_the_delivery_leaves_nothing_in_the_inbox(
     shop: Shop, container: ApplicationContainer
 ) -> None:
     """A subscriber of one context that calls another context's API during its delivery: the
-    other context must not take the delivery for its own, or a redelivery would be refused
-    there and the subscriber's own effect lost."""
+    other context's units of work are not made for that delivery, so they record nothing in
+    their inbox, or a redelivery would be refused there and the subscriber's own effect lost."""
     product = shop.product(shop.admin(), initial_stock=10)
-    with delivering(Delivery("audit.calls_product", uuid.uuid4())):
-        for _ in range(2):
-            with container.product.uow() as uow:
-                assert not uow.already_handled()
-                uow.stock.adjust(uuid.UUID(product["id"]), -1, "on behalf of audit")
-                uow.commit()
+    for _ in range(2):
+        with container.product.uow() as uow:
+            assert not uow.already_handled()
+            uow.stock.adjust(uuid.UUID(product["id"]), -1, "on behalf of audit")
+            uow.commit()
 
     assert available(container, product["id"]) == 8
     with databases(container)["product"].session(write=False) as session:
@@ -242,7 +241,7 @@ def test_a_subscribers_own_constraint_error_is_a_failure_not_an_earlier_delivery
 ) -> None:
     """The inbox insert flushes the subscriber's changes first: an integrity error of theirs
     must not be mistaken for the inbox's primary key, or the effect would be lost as 'done'."""
-    with delivering(Delivery("product.test_broken_write", uuid.uuid4())), container.product.uow() as uow:
+    with container.product.uow(delivery=Delivery("product.test_broken_write", uuid.uuid4())) as uow:
         uow.session.add(StockAdjustmentRow(product_id=uuid.uuid4(), delta=1, reason=None, created_at=None))
         with pytest.raises(IntegrityError):
             uow.commit()
@@ -254,17 +253,21 @@ def test_changes_and_events_of_a_commit_that_fails_late_are_rolled_back_together
     shop: Shop, container: ApplicationContainer
 ) -> None:
     """The inbox insert comes after the outbox insert in the same transaction: when it fails,
-    neither the product nor its ProductCreated event may remain."""
-    shop.product(shop.admin(), sku="FIRST")
-    create = container.product.create_product()
-    with delivering(Delivery("product.test_creates_products", uuid.uuid4())):
-        create(CreateProduct("SECOND", "Made once", None, Decimal("1.00"), "USD", 1))
-        with pytest.raises(AlreadyHandled):
-            create(CreateProduct("THIRD", "Made twice", None, Decimal("1.00"), "USD", 1))
+    neither the change nor its event may remain."""
+    product = shop.product(shop.admin(), initial_stock=10)
+    delivery = Delivery("product.test_publishes", uuid.uuid4())
+    for n in (1, 2):
+        with container.product.uow(delivery=delivery) as uow:
+            uow.stock.adjust(uuid.UUID(product["id"]), -n, f"change {n}")
+            uow.seen.append(SimpleNamespace(id=f"aggregate-{n}", events=[Pinged(f"aggregate-{n}", n)]))
+            if n == 1:
+                uow.commit()
+            else:
+                with pytest.raises(AlreadyHandled):
+                    uow.commit()
 
-    skus = [e["data"]["sku"] for e in events_in(container, "product") if e["type"] == "product.ProductCreated"]
-    assert skus == ["FIRST", "SECOND"]
-    assert [item.sku for item in container.product.list_products()(ListProducts(limit=100)).items] == skus
+    assert [e["data"]["n"] for e in events_in(container, "product") if e["type"] == Pinged.TYPE] == [1]
+    assert available(container, product["id"]) == 9
 
 
 # -- 2. per-subscriber tracking and isolation ----------------------------------------------
@@ -277,16 +280,16 @@ def test_each_subscriber_is_tracked_on_its_own_until_it_completes_or_dies(contai
     doomed: list[int] = []
     broken = {"flaky": True}
 
-    def on_flaky(event: Pinged) -> None:
+    def on_flaky(event: Pinged, delivery: Delivery) -> None:
         if broken["flaky"]:
             raise Broken("flaky is down")
         flaky.append(event.n)
 
-    def on_doomed(event: Pinged) -> None:
+    def on_doomed(event: Pinged, delivery: Delivery) -> None:
         doomed.append(event.n)
         raise Broken(f"doomed failed attempt {len(doomed)}")
 
-    bus.subscribe(Pinged, lambda event: healthy.append(event.n), name="test.healthy")
+    bus.subscribe(Pinged, lambda event, _delivery: healthy.append(event.n), name="test.healthy")
     bus.subscribe(Pinged, on_flaky, name="test.flaky")
     bus.subscribe(Pinged, on_doomed, name="test.doomed")
     run = dispatcher(container, max_attempts=3)
@@ -330,12 +333,12 @@ def test_a_delivery_dies_after_the_configured_attempts_with_short_backoff(make_a
     )
     calls: list[int] = []
 
-    def always_broken(event: Pinged) -> None:
+    def always_broken(event: Pinged, delivery: Delivery) -> None:
         calls.append(event.n)
         raise Broken(f"attempt {len(calls)}")
 
     container.event_bus().subscribe(Pinged, always_broken, name="test.always_broken")
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.fine")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.fine")
     publish(container, Pinged("a", 1))
 
     def dead() -> bool:
@@ -355,7 +358,7 @@ def test_a_delivery_dies_after_the_configured_attempts_with_short_backoff(make_a
 def test_a_failed_delivery_is_not_due_before_its_backoff_which_grows(container: ApplicationContainer) -> None:
     calls: list[int] = []
 
-    def broken(event: Pinged) -> None:
+    def broken(event: Pinged, delivery: Delivery) -> None:
         calls.append(event.n)
         raise Broken("still down")
 
@@ -458,19 +461,20 @@ def test_a_second_commit_in_one_delivery_is_refused_and_rolled_back(
     product_id = uuid.UUID(product["id"])
     event_id = uuid.uuid4()
 
-    with container.product.uow() as uow:  # outside any delivery nothing is recorded
+    delivery = Delivery("product.test_direct", event_id)
+
+    with container.product.uow() as uow:  # made for no delivery, it records none
         uow.stock.adjust(product_id, -1, "no delivery")
         uow.commit()
-    with delivering(Delivery("product.test_direct", event_id)):
-        with container.product.uow() as uow:
-            assert not uow.already_handled()
-            uow.stock.adjust(product_id, -2, "first commit")
+    with container.product.uow(delivery=delivery) as uow:
+        assert not uow.already_handled()
+        uow.stock.adjust(product_id, -2, "first commit")
+        uow.commit()
+    with container.product.uow(delivery=delivery) as uow:
+        assert uow.already_handled()
+        uow.stock.adjust(product_id, -3, "second commit")
+        with pytest.raises(AlreadyHandled):
             uow.commit()
-        with container.product.uow() as uow:
-            assert uow.already_handled()
-            uow.stock.adjust(product_id, -3, "second commit")
-            with pytest.raises(AlreadyHandled):
-                uow.commit()
 
     assert available(container, product["id"]) == 7
     assert [(row.subscriber, row.event_id) for row in inbox_rows(container, "product.test_direct")] == [
@@ -492,9 +496,9 @@ def subscribe_batched(
     context (so its inbox records it), failing for the events numbered in ``failing`` after
     its change, as a subscriber whose own rule refuses the event would."""
 
-    def take_one(event: Pinged) -> None:
+    def take_one(event: Pinged, delivery: Delivery) -> None:
         calls[event.n] += 1
-        with container.product.uow() as uow:
+        with container.product.uow(delivery=delivery) as uow:
             sessions.append(uow.session)
             uow.stock.adjust(uuid.UUID(product_id), -1, f"ping {event.n}")
             if event.n in failing:
@@ -578,7 +582,10 @@ def test_a_poison_event_in_a_batch_dies_alone(shop: Shop, container: Application
     dispatcher(container, max_attempts=1).run_until_idle()
 
     assert [(row.envelope["data"]["n"], row.status) for row in deliveries(container, BATCHED)] == [
-        (0, DONE), (1, DONE), (2, DEAD), (3, DONE)
+        (0, DONE),
+        (1, DONE),
+        (2, DEAD),
+        (3, DONE),
     ]
     assert available(container, product["id"]) == 97
 
@@ -619,15 +626,13 @@ def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_tog
     sessions: list[Session] = []
     subscribe_batched(container, product["id"], Counter(), set(), sessions)
     others: list[int] = []
-    container.event_bus().subscribe(Pinged, lambda event: others.append(event.n), name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: others.append(event.n), name="test.listener")
     count = dispatcher_module.MAX_BATCH + 2
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(count)))
     run = dispatcher(container, workers=4, poll_interval=0.02)  # its first claim: 32, all of them
     try:
         run.start()
-        eventually(
-            lambda: {row.status for row in deliveries(container)} == {DONE}, "every delivery of the ten events"
-        )
+        eventually(lambda: {row.status for row in deliveries(container)} == {DONE}, "every delivery of the ten events")
     finally:
         run.stop()
 
@@ -668,12 +673,12 @@ def test_a_broker_message_is_logged_as_a_dispatcher_delivery_is(
     monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
     handle = dispatcher_module.deliver_from_broker(container.event_bus())
 
-    handle(BATCHED, envelope)
-    handle(BATCHED, envelope)
+    handle(BATCHED, envelope, 1)
+    handle(BATCHED, envelope, 2)
 
-    assert [(event, values["subscriber"], values["event_id"]) for event, values in records] == [
-        ("event.delivered", BATCHED, envelope["id"]),
-        ("event.already_handled", BATCHED, envelope["id"]),
+    assert [(event, values["subscriber"], values["event_id"], values["attempt"]) for event, values in records] == [
+        ("event.delivered", BATCHED, envelope["id"], 1),
+        ("event.already_handled", BATCHED, envelope["id"], 2),
     ]
     assert available(container, product["id"]) == 9
 
@@ -686,9 +691,9 @@ def test_a_failing_after_commit_callback_does_not_run_a_committed_batch_again(
     product = shop.product(shop.admin(), initial_stock=100)
     calls: Counter[int] = Counter()
 
-    def publish_one(event: Pinged) -> None:
+    def publish_one(event: Pinged, delivery: Delivery) -> None:
         calls[event.n] += 1
-        with container.product.uow() as uow:
+        with container.product.uow(delivery=delivery) as uow:
             uow.stock.adjust(uuid.UUID(product["id"]), -1, f"ping {event.n}")
             uow.seen.append(SimpleNamespace(id=event.key, events=[Pinged(event.key, event.n + 100)]))
             uow.commit()
@@ -722,7 +727,11 @@ def test_a_batch_whose_rollback_fails_still_gives_the_write_turn_back(
     product = shop.product(shop.admin(), initial_stock=10)
     product_id = uuid.UUID(product["id"])
 
-    with pytest.raises(Broken, match="disk I/O"), shared_transaction(), container.product.uow() as uow:
+    with (
+        pytest.raises(Broken, match="disk I/O"),
+        shared_transaction() as transaction,
+        container.product.uow(delivery=Delivery(BATCHED, uuid.uuid4(), transaction=transaction)) as uow,
+    ):
         uow.stock.adjust(product_id, -1, "never committed")
 
         def failing_rollback() -> None:
@@ -744,11 +753,12 @@ def test_a_shared_transaction_refuses_a_write_on_a_second_database(shop: Shop, c
     product = shop.product(shop.admin(), initial_stock=10)
     product_id = uuid.UUID(product["id"])
 
-    with shared_transaction():
-        with container.product.uow() as uow:
+    with shared_transaction() as transaction:
+        delivery = Delivery(BATCHED, uuid.uuid4(), transaction=transaction)
+        with container.product.uow(delivery=delivery) as uow:
             uow.stock.adjust(product_id, -1, "in the batch")
             uow.commit()
-        with pytest.raises(RuntimeError, match="writes one database"), container.order.uow():
+        with pytest.raises(RuntimeError, match="writes one database"), container.audit.uow(delivery=delivery):
             pass
         with container.order.uow(write=False):
             pass  # reading another database is allowed: reads do not join the transaction
@@ -781,14 +791,14 @@ def test_a_subscriber_gets_one_aggregates_events_in_order_others_are_not_held_ba
     other: list[tuple[str, int]] = []
     failures = {("a", 1): 1}
 
-    def picky(event: Pinged) -> None:
+    def picky(event: Pinged, delivery: Delivery) -> None:
         seen.append((event.key, event.n))
         if failures.get((event.key, event.n), 0) > 0:
             failures[(event.key, event.n)] -= 1
             raise Broken(f"not yet {event.key}{event.n}")
 
     bus.subscribe(Pinged, picky, name="test.picky")
-    bus.subscribe(Pinged, lambda event: other.append((event.key, event.n)), name="test.other")
+    bus.subscribe(Pinged, lambda event, _delivery: other.append((event.key, event.n)), name="test.other")
     run = dispatcher(container)
     publish(container, Pinged("a", 1), Pinged("a", 2), Pinged("b", 3), Pinged("a", 4))
 
@@ -810,7 +820,7 @@ def test_a_dead_delivery_holds_back_the_aggregates_later_events_until_retried(
     seen: list[tuple[str, int]] = []
     down = {"a1": True}
 
-    def picky(event: Pinged) -> None:
+    def picky(event: Pinged, delivery: Delivery) -> None:
         seen.append((event.key, event.n))
         if (event.key, event.n) == ("a", 1) and down["a1"]:
             raise Broken("a1 cannot be handled")
@@ -848,13 +858,13 @@ def test_a_subscriber_of_both_order_events_gets_the_cancellation_only_after_the_
     other: list[tuple[str, str]] = []
     failures = {"order.OrderPlaced": 1}
 
-    def order_history(event: OrderPlaced | OrderCancelled) -> None:
+    def order_history(event: OrderPlaced | OrderCancelled, delivery: Delivery) -> None:
         history.append((event.TYPE, str(event.order_id)))
         if failures.get(event.TYPE, 0) > 0:
             failures[event.TYPE] -= 1
             raise Broken("history store unavailable")
 
-    def remember(event: OrderPlaced | OrderCancelled) -> None:
+    def remember(event: OrderPlaced | OrderCancelled, delivery: Delivery) -> None:
         other.append((event.TYPE, str(event.order_id)))
 
     for event_type in (OrderPlaced, OrderCancelled):
@@ -895,7 +905,7 @@ def test_two_dispatchers_never_run_one_delivery_twice_or_at_once(container: Appl
     together = threading.Barrier(4)
     met: list[bool] = []
 
-    def slow(event: Pinged) -> None:
+    def slow(event: Pinged, delivery: Delivery) -> None:
         with lock:
             if event.n in running:
                 overlapping.append(event.n)
@@ -935,7 +945,7 @@ def test_two_dispatchers_never_run_one_delivery_twice_or_at_once(container: Appl
 
 def test_a_claim_is_not_taken_by_another_dispatcher_while_its_lease_runs(container: ApplicationContainer) -> None:
     calls: list[int] = []
-    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: calls.append(event.n), name="test.listener")
     publish(container, Pinged("a", 1))
     (claimed,) = order_outbox(container).claim(10, owner="crashed-host:1", lease=timedelta(hours=1))
 
@@ -950,7 +960,7 @@ def test_a_claim_is_not_taken_by_another_dispatcher_while_its_lease_runs(contain
 def test_a_claim_whose_owner_died_is_taken_over_once_its_lease_expires(make_app: Callable[..., Flask]) -> None:
     container = container_of(make_app(events_claim_timeout_seconds=1))
     calls: list[int] = []
-    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: calls.append(event.n), name="test.listener")
     publish(container, Pinged("a", 1))
     lease = timedelta(seconds=container.settings().events_claim_timeout_seconds)
     (claimed,) = order_outbox(container).claim(10, owner="crashed-host:1", lease=lease)  # and never settled
@@ -967,7 +977,7 @@ def test_released_claims_are_due_at_once_for_anyone_and_settled_ones_stay_settle
     container: ApplicationContainer,
 ) -> None:
     calls: list[int] = []
-    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: calls.append(event.n), name="test.listener")
     publish(container, Pinged("a", 1), Pinged("b", 2))
     outbox = order_outbox(container)
     first, second = outbox.claim(10, owner="stopping-host", lease=timedelta(hours=1))
@@ -985,7 +995,7 @@ def test_released_claims_are_due_at_once_for_anyone_and_settled_ones_stay_settle
 def test_a_dispatcher_whose_lease_ran_out_cannot_overwrite_the_outcome_of_the_one_that_took_over(
     container: ApplicationContainer,
 ) -> None:
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, Pinged("a", 1))
     outbox = order_outbox(container)
     (stale,) = outbox.claim(10, owner="slow-host", lease=timedelta(seconds=-1))  # lapsed at once
@@ -1007,7 +1017,7 @@ def test_a_delivery_running_longer_than_its_lease_is_not_run_again(make_app: Cal
     container = container_of(make_app(events_claim_timeout_seconds=1, events_poll_seconds=0.05))
     calls: list[int] = []
 
-    def slow(event: Pinged) -> None:
+    def slow(event: Pinged, delivery: Delivery) -> None:
         calls.append(event.n)
         time.sleep(2.5)
 
@@ -1028,7 +1038,7 @@ def test_a_delivery_running_longer_than_its_lease_is_not_run_again(make_app: Cal
 def test_a_request_does_not_wait_for_its_subscribers(client: FlaskClient, container: ApplicationContainer) -> None:
     entered, release, finished = threading.Event(), threading.Event(), threading.Event()
 
-    def blocking(event: UserRegistered) -> None:
+    def blocking(event: UserRegistered, delivery: Delivery) -> None:
         entered.set()
         release.wait(DEADLINE_SECONDS)
         finished.set()
@@ -1065,7 +1075,7 @@ def test_stop_lets_the_running_delivery_finish_and_leaves_the_rest_unclaimed(
     entered, release = threading.Event(), threading.Event()
     calls: list[int] = []
 
-    def blocking(event: Pinged) -> None:
+    def blocking(event: Pinged, delivery: Delivery) -> None:
         calls.append(event.n)
         entered.set()
         release.wait(DEADLINE_SECONDS)
@@ -1130,7 +1140,7 @@ def test_stop_hands_back_claims_that_were_queued_but_not_started(
     )
     container = container_of(make_app(events_workers=2, events_poll_seconds=0.05))
     calls: list[int] = []
-    container.event_bus().subscribe(Pinged, lambda event: calls.append(event.n), name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: calls.append(event.n), name="test.listener")
     background = container.dispatcher()
     background.start()
     try:
@@ -1188,7 +1198,7 @@ def test_a_burst_of_commits_is_claimed_together_not_one_claim_each(
     are coalesced: at most one write transaction (claim and completions together) per
     COALESCE_SECONDS, not one claim and one completion per commit competing with the orders'."""
     container = container_of(make_app(events_poll_seconds=10))  # only the commits wake it
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     background = container.dispatcher()
     writes = count_write_transactions(container, monkeypatch)
     background.start()
@@ -1197,9 +1207,7 @@ def test_a_burst_of_commits_is_claimed_together_not_one_claim_each(
         for n in range(40):
             publish(container, Pinged(f"aggregate-{n}", n))  # a commit of its own, each a wake-up
         burst = time.monotonic() - started
-        eventually(
-            lambda: {row.status for row in deliveries(container, "test.listener")} == {DONE}, "all 40 delivered"
-        )
+        eventually(lambda: {row.status for row in deliveries(container, "test.listener")} == {DONE}, "all 40 delivered")
     finally:
         background.stop()
 
@@ -1236,7 +1244,7 @@ def test_a_backlog_of_quick_deliveries_is_claimed_in_batches_of_hundreds(
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     container = container_of(make_app(events_workers=2))
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(1500)))
     background = container.dispatcher()
     sizes = record_claims(order_outbox(container), monkeypatch)
@@ -1257,7 +1265,7 @@ def test_the_workers_know_of_a_backlog_before_they_start_on_its_first_claim(cont
     they start: the first of them to run the queue half empty then asks the loop for the next
     claim at once. Learning it only after the loop's round, quick workers that finished first
     took the dispatcher for idle, and the backlog waited for the next coalesced wake-up."""
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(100)))
     run = dispatcher(container, workers=2)
     known_at_start: list[bool] = []
@@ -1276,7 +1284,7 @@ def test_slow_deliveries_are_claimed_a_few_at_a_time_leaving_the_rest_to_other_d
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     container = container_of(make_app(events_workers=2, events_poll_seconds=0.05))
-    container.event_bus().subscribe(Pinged, lambda event: time.sleep(0.05), name="test.slow")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: time.sleep(0.05), name="test.slow")
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(40)))
     background = container.dispatcher()
     sizes = record_claims(order_outbox(container), monkeypatch)
@@ -1295,7 +1303,7 @@ def test_a_delivery_that_succeeds_logs_nothing_unless_debug_is_on(
     """Building and filtering a log line per delivery cost as much as the rest of a quick one."""
     records: list[tuple[str, dict[str, Any]]] = []
     monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records, debug=False))
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, Pinged("a", 1), Pinged("b", 2))
 
     assert dispatcher(container).run_until_idle() == 2
@@ -1313,12 +1321,12 @@ def deliveries_pending(container: ApplicationContainer) -> int:
 
 
 def test_prune_deletes_completed_deliveries_and_events_nothing_waits_for(container: ApplicationContainer) -> None:
-    def fails_for_2_and_3(event: Pinged) -> None:
+    def fails_for_2_and_3(event: Pinged, delivery: Delivery) -> None:
         if event.n in (2, 3):
             raise Broken(f"cannot handle {event.n}")
 
     bus = container.event_bus()
-    bus.subscribe(Pinged, lambda event: None, name="test.ok")
+    bus.subscribe(Pinged, lambda event, _delivery: None, name="test.ok")
     bus.subscribe(Pinged, fails_for_2_and_3, name="test.bad")
     run = dispatcher(container, max_attempts=2)
     publish(container, Pinged("a", 1), Pinged("b", 2), Pinged("c", 3))
@@ -1356,7 +1364,7 @@ def test_a_persistent_subscriber_is_retried_past_the_attempts_and_never_dead(con
     themselves when it is back, not wait in the dead letters for an operator."""
     away = {"broker": True}
 
-    def relay(event: Pinged) -> None:
+    def relay(event: Pinged, delivery: Delivery) -> None:
         if away["broker"]:
             raise ConnectionError("broker unreachable")
 

@@ -23,6 +23,7 @@ from app.cli import main
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
+from infrastructure.events.delivery import Delivery
 from infrastructure.events.outbox import DEAD, DONE, PENDING
 from tests.conftest import Backend, settings_for, start_app, stop_app
 
@@ -47,7 +48,7 @@ class Subscribers:
         self.handled: list[tuple[str, int]] = []
 
     def handler(self, name: str) -> Any:
-        def handle(event: Audited) -> None:
+        def handle(event: Audited, delivery: Delivery) -> None:
             if self.broken.get(name):
                 raise AuditStoreDown(f"{name} cannot store event {event.n}")
             self.handled.append((name, event.n))

@@ -93,7 +93,11 @@ def recorder(container: ApplicationContainer) -> Recorder:
     recorder = Recorder(container)
     bus = container.event_bus()
     for event_type in EVENT_TYPES:
-        bus.subscribe(event_type, recorder.delivered.append, name=f"test.recorder.{event_type.TYPE}")
+        bus.subscribe(
+            event_type,
+            lambda event, _delivery: recorder.delivered.append(event),
+            name=f"test.recorder.{event_type.TYPE}",
+        )
     return recorder
 
 

@@ -39,14 +39,14 @@ from contexts.notification.adapters.mailers import (
 )
 from contexts.notification.adapters.unit_of_work import SqlAlchemyNotificationUnitOfWork
 from contexts.notification.application.ports import MailNotSent
-from contexts.notification.application.subscribers import NotDelivering
 from contexts.notification.container import NotificationContainer
 from contexts.notification.domain import messages
 from contexts.notification.domain.model import Mail, MailKind, Recipient, SentMail
 from contexts.order.events import OrderedLine, OrderPlaced
 from contexts.user.events import UserRegistered
 from infrastructure.db import Database
-from infrastructure.events.inbox import AlreadyHandled, Delivery, Inbox, delivering
+from infrastructure.events.delivery import Delivery
+from infrastructure.events.inbox import AlreadyHandled, Inbox
 from infrastructure.migrations import upgrade
 from tests.conftest import Backend
 from tests.round_trips import counted
@@ -69,11 +69,13 @@ def database(tmp_path: Path, backend: Backend) -> Iterator[Database]:
 
 @pytest.fixture
 def inbox() -> Inbox:
-    return Inbox(orm.INBOX, "notification")
+    return Inbox(orm.INBOX)
 
 
-def uow_on(database: Database, inbox: Inbox, *, write: bool = True) -> SqlAlchemyNotificationUnitOfWork:
-    return SqlAlchemyNotificationUnitOfWork(database, inbox=inbox, write=write)
+def uow_on(
+    database: Database, inbox: Inbox, *, write: bool = True, delivery: Delivery | None = None
+) -> SqlAlchemyNotificationUnitOfWork:
+    return SqlAlchemyNotificationUnitOfWork(database, inbox=inbox, write=write, delivery=delivery)
 
 
 def a_mail(text: str = "Hello Zoë,\n\n3 × 2.50 EUR = 7.50 EUR\n") -> Mail:
@@ -152,35 +154,46 @@ def test_nothing_is_stored_without_a_commit(database: Database, inbox: Inbox) ->
         assert uow.recipients.get(ZOE.user_id) is None
 
 
-def test_a_commit_inside_a_delivery_marks_the_event_handled_once(database: Database, inbox: Inbox) -> None:
+def test_a_commit_for_a_delivery_marks_the_event_handled_once(database: Database, inbox: Inbox) -> None:
     delivery = Delivery(WELCOME, uuid.uuid4())
-    with delivering(delivery):
-        with uow_on(database, inbox, write=False) as uow:
-            assert not uow.already_handled()
-        with uow_on(database, inbox) as uow:
-            uow.recipients.save(ZOE)
-            uow.commit()
-        with uow_on(database, inbox, write=False) as uow:
-            assert uow.already_handled()
-        with uow_on(database, inbox) as uow, pytest.raises(AlreadyHandled):
-            uow.commit()
+    with uow_on(database, inbox, write=False, delivery=delivery) as uow:
+        assert not uow.already_handled()
+    with uow_on(database, inbox, delivery=delivery) as uow:
+        uow.recipients.save(ZOE)
+        uow.commit()
+    with uow_on(database, inbox, write=False, delivery=delivery) as uow:
+        assert uow.already_handled()
+    with uow_on(database, inbox, delivery=delivery) as uow, pytest.raises(AlreadyHandled):
+        uow.commit()
 
-    with delivering(Delivery(CONFIRMATION, delivery.event_id)), uow_on(database, inbox, write=False) as uow:
+    with uow_on(database, inbox, write=False, delivery=Delivery(CONFIRMATION, delivery.event_id)) as uow:
         assert not uow.already_handled()
     with uow_on(database, inbox, write=False) as uow:
         assert not uow.already_handled()
 
 
-def test_the_unit_of_work_names_the_event_of_the_delivery_being_run(database: Database, inbox: Inbox) -> None:
-    event_id = uuid.uuid4()
+def test_a_unit_of_work_made_without_the_delivery_records_nothing(database: Database, inbox: Inbox) -> None:
+    delivery = Delivery(WELCOME, uuid.uuid4())
 
-    with delivering(Delivery(WELCOME, event_id)):
-        with uow_on(database, inbox, write=False) as uow:
-            assert uow.delivered_event_id() == event_id
-        with uow_on(database, inbox) as uow:
-            assert uow.delivered_event_id() == event_id
-    with uow_on(database, inbox, write=False) as uow:
-        assert uow.delivered_event_id() is None
+    with uow_on(database, inbox) as uow:
+        uow.recipients.save(ZOE)
+        uow.commit()
+    with uow_on(database, inbox) as uow:
+        uow.commit()
+
+    with uow_on(database, inbox, write=False, delivery=delivery) as uow:
+        assert not uow.already_handled()
+        assert uow.recipient_unless_handled(ZOE.user_id) == (False, ZOE)
+    with uow_on(database, inbox, delivery=delivery) as uow:
+        uow.commit()
+    with uow_on(database, inbox, write=False, delivery=delivery) as uow:
+        assert uow.already_handled()
+        assert uow.recipient_unless_handled(ZOE.user_id)[0]
+
+
+def test_a_unit_of_work_without_an_inbox_refuses_a_delivery(database: Database) -> None:
+    with pytest.raises(ValueError, match=WELCOME):
+        SqlAlchemyNotificationUnitOfWork(database, delivery=Delivery(WELCOME, uuid.uuid4()))
 
 
 # --- FileMailer ------------------------------------------------------------------------------
@@ -562,16 +575,13 @@ def test_the_container_subscribers_mail_once_per_event(notification: Notificatio
     registered, placed = zoe_registered(), zoe_ordered()
 
     for attempt in range(2):
-        with delivering(Delivery(RECIPIENTS, registration)):
-            if attempt:
-                with pytest.raises(AlreadyHandled):
-                    notification.when_user_registered_remember_recipient(registered)
-            else:
-                notification.when_user_registered_remember_recipient(registered)
-        with delivering(Delivery(WELCOME, registration)):
-            notification.when_user_registered_send_welcome(registered)
-        with delivering(Delivery(CONFIRMATION, order_event)):
-            notification.when_order_placed_send_confirmation(placed)
+        if attempt:
+            with pytest.raises(AlreadyHandled):
+                notification.when_user_registered_remember_recipient(registered, Delivery(RECIPIENTS, registration))
+        else:
+            notification.when_user_registered_remember_recipient(registered, Delivery(RECIPIENTS, registration))
+        notification.when_user_registered_send_welcome(registered, Delivery(WELCOME, registration))
+        notification.when_order_placed_send_confirmation(placed, Delivery(CONFIRMATION, order_event))
 
     files = sorted((tmp_path / "mail").iterdir())
     assert [file.name for file in files] == sorted(
@@ -587,17 +597,6 @@ def test_the_container_subscribers_mail_once_per_event(notification: Notificatio
         assert uow.recipients.get(ZOE.user_id) == ZOE
         recorded = uow.sent.get(messages.message_id(order_event, MailKind.ORDER_CONFIRMATION))
         assert recorded is not None and recorded.event_id == order_event
-
-
-def test_the_container_subscribers_refuse_to_run_outside_a_delivery(
-    notification: NotificationContainer, tmp_path: Path
-) -> None:
-    with pytest.raises(NotDelivering):
-        notification.when_user_registered_send_welcome(zoe_registered())
-
-    assert not (tmp_path / "mail").exists()
-    with notification.uow(write=False) as uow:
-        assert uow.recipients.get(ZOE.user_id) is None
 
 
 class RefusingWelcomes:
@@ -616,14 +615,12 @@ def test_a_welcome_that_keeps_failing_does_not_hold_back_the_confirmation(databa
     mailer = RefusingWelcomes()
     notification = NotificationContainer(database=database, mailer=mailer)
     registration, order_event = uuid.uuid4(), uuid.uuid4()
-    with delivering(Delivery(RECIPIENTS, registration)):
-        notification.when_user_registered_remember_recipient(zoe_registered())
+    notification.when_user_registered_remember_recipient(zoe_registered(), Delivery(RECIPIENTS, registration))
     for _ in range(3):
-        with delivering(Delivery(WELCOME, registration)), pytest.raises(MailNotSent):
-            notification.when_user_registered_send_welcome(zoe_registered())
+        with pytest.raises(MailNotSent):
+            notification.when_user_registered_send_welcome(zoe_registered(), Delivery(WELCOME, registration))
 
-    with delivering(Delivery(CONFIRMATION, order_event)):
-        notification.when_order_placed_send_confirmation(zoe_ordered())
+    notification.when_order_placed_send_confirmation(zoe_ordered(), Delivery(CONFIRMATION, order_event))
 
     assert [(mail.message_id, mail.to_address) for mail in mailer.sent] == [
         (messages.message_id(order_event, MailKind.ORDER_CONFIRMATION), ZOE.email)
@@ -695,14 +692,13 @@ def test_a_confirmation_is_checked_for_in_one_statement_outside_any_transaction(
     transaction of two (on PostgreSQL a BEGIN, two SELECTs and a ROLLBACK); then the record
     and the inbox row: on PostgreSQL one statement on its own (the inbox row in a WITH), on
     SQLite one write transaction. A repeat reads once and sends nothing."""
-    with delivering(Delivery(RECIPIENTS, uuid.uuid4())):
-        notification.when_user_registered_remember_recipient(zoe_registered())
+    notification.when_user_registered_remember_recipient(zoe_registered(), Delivery(RECIPIENTS, uuid.uuid4()))
     placed, order_event = zoe_ordered(), uuid.uuid4()
 
-    with delivering(Delivery(CONFIRMATION, order_event)), counted() as first:
-        notification.when_order_placed_send_confirmation(placed)
-    with delivering(Delivery(CONFIRMATION, order_event)), counted() as repeat:
-        notification.when_order_placed_send_confirmation(placed)
+    with counted() as first:
+        notification.when_order_placed_send_confirmation(placed, Delivery(CONFIRMATION, order_event))
+    with counted() as repeat:
+        notification.when_order_placed_send_confirmation(placed, Delivery(CONFIRMATION, order_event))
 
     if database.engine.dialect.name == "postgresql":
         assert (first.kinds(), first.alone, first.transactions) == (["SELECT", "WITH"], 2, 0)

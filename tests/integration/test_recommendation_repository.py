@@ -2,7 +2,7 @@
 added by upserts over several orders (also by concurrent writers), nothing kept without a
 commit, the history the ranking reads, and the same upserts rendered for PostgreSQL.
 
-Redelivery is not tested here: the inbox only acts inside a dispatcher's delivery (see
+Redelivery is not tested here: the inbox only acts for a unit of work made for a delivery (see
 tests/integration/test_http_recommendations.py)."""
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendati
 from contexts.recommendation.application.subscribers import when_order_placed_record_purchase
 from contexts.recommendation.domain.model import MAX_RECOMMENDATIONS, Basket, History, Reason, recommend
 from infrastructure.db import Database
-from infrastructure.events.inbox import Delivery, Inbox, delivering
+from infrastructure.events.delivery import Delivery
+from infrastructure.events.inbox import Inbox
 from infrastructure.migrations import downgrade, upgrade
 from tests.conftest import Backend
 from tests.query_plans import plans_of
@@ -54,8 +55,10 @@ def database(tmp_path: Path, backend: Backend) -> Iterator[Database]:
     database.dispose()
 
 
-def unit(database: Database, *, write: bool = True) -> SqlAlchemyRecommendationUnitOfWork:
-    return SqlAlchemyRecommendationUnitOfWork(database, inbox=Inbox(orm.INBOX, "recommendation"), write=write)
+def unit(
+    database: Database, *, write: bool = True, delivery: Delivery | None = None
+) -> SqlAlchemyRecommendationUnitOfWork:
+    return SqlAlchemyRecommendationUnitOfWork(database, inbox=Inbox(orm.INBOX), write=write, delivery=delivery)
 
 
 def order(database: Database, user_id: uuid.UUID, *lines: tuple[int, int]) -> uuid.UUID:
@@ -404,14 +407,17 @@ def test_an_order_counted_while_a_cancellation_of_the_same_product_runs_deadlock
         currency="EUR",
     )
 
-    def units(*, write: bool = True) -> SqlAlchemyRecommendationUnitOfWork:
-        return unit(database, write=write)
+    def units(*, write: bool = True, delivery: Delivery | None = None) -> SqlAlchemyRecommendationUnitOfWork:
+        return unit(database, write=write, delivery=delivery)
 
     def count() -> None:
-        with delivering(Delivery("recommendation.purchases", uuid.uuid4())):
-            # The adapter does not match the port to mypy (its __exit__ and repository types); the
-            # container wires it unchecked the same way.
-            when_order_placed_record_purchase(placed, uow=units)  # type: ignore[arg-type]
+        # The adapter does not match the port to mypy (its __exit__ and repository types); the
+        # container wires it unchecked the same way.
+        when_order_placed_record_purchase(
+            placed,
+            Delivery("recommendation.purchases", uuid.uuid4()),
+            uow=units,  # type: ignore[arg-type]
+        )
 
     def lock_purchases(uow: SqlAlchemyRecommendationUnitOfWork) -> None:
         uow.session.execute(

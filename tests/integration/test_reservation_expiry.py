@@ -24,7 +24,8 @@ from contexts.product.api import ReservationLine
 from contexts.product.application.handlers import ConfirmReservation, ExpireReservations
 from contexts.product.domain.model import ReservationStatus
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
-from infrastructure.events.inbox import AlreadyHandled, Delivery, delivering
+from infrastructure.events.delivery import Delivery
+from infrastructure.events.inbox import AlreadyHandled
 from infrastructure.events.outbox import DEAD, DONE
 from tests.conftest import Shop
 from tests.round_trips import counted
@@ -149,8 +150,10 @@ def test_confirming_a_reservation_still_reserved_is_one_update_beside_its_inbox_
     reservation = uuid.uuid4()
     container.product.api().reserve(reservation, [ReservationLine(uuid.UUID(product["id"]), 3)])
 
-    with delivering(Delivery(CONFIRM, uuid.uuid4())), counted() as confirming:
-        container.product.confirm_reservation()(ConfirmReservation(reservation))
+    with counted() as confirming:
+        container.product.confirm_reservation()(
+            ConfirmReservation(reservation), delivery=Delivery(CONFIRM, uuid.uuid4())
+        )
 
     if databases(container)["product"].engine.dialect.name == "postgresql":
         assert (confirming.kinds(), confirming.alone, confirming.transactions) == (["WITH"], 1, 0)
@@ -173,10 +176,9 @@ def test_a_confirmation_delivered_again_changes_nothing_and_is_refused_by_the_in
     container.product.api().reserve(reservation, [ReservationLine(uuid.UUID(product["id"]), 3)])
     delivery = Delivery(CONFIRM, uuid.uuid4())
 
-    with delivering(delivery):
-        container.product.confirm_reservation()(ConfirmReservation(reservation))
-    with delivering(delivery), pytest.raises(AlreadyHandled):
-        container.product.confirm_reservation()(ConfirmReservation(reservation))
+    container.product.confirm_reservation()(ConfirmReservation(reservation), delivery=delivery)
+    with pytest.raises(AlreadyHandled):
+        container.product.confirm_reservation()(ConfirmReservation(reservation), delivery=delivery)
 
     assert status(container, reservation) is ReservationStatus.CONFIRMED
     assert stock(container, product) == (7, 3)

@@ -43,13 +43,13 @@ from contexts.product.api import (
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain.exceptions import StockWouldGoNegative
-from infrastructure.events.inbox import Delivery, delivering
+from infrastructure.events.delivery import Delivery
 from tests.conftest import POSTGRES_URL_VARIABLE, Backend, PostgresBackend, start_app, stop_app
 from tests.unit.fakes.product import ProductStore
 
 Levels = dict[uuid.UUID, tuple[int, int]]  # product id -> (available, reserved)
 REFUSALS = (InsufficientStock, ReservationConflict, ProductNotFound, StockWouldGoNegative)
-CONFIRM_SUBSCRIBER = "product.confirm_reservation"  # the product context's, so its inbox records it
+CONFIRM_SUBSCRIBER = "product.confirm_reservation"  # the delivery the confirmation records in the inbox
 
 product_stock = table("product_stock", column("product_id", Uuid()), column("available"), column("reserved"))
 
@@ -117,8 +117,9 @@ class AppBackend:
     def confirm(self, reservation_id: uuid.UUID) -> None:
         """As an OrderPlaced delivery confirms: on PostgreSQL, one statement that confirms and
         records the delivery in the inbox, outside any transaction."""
-        with delivering(Delivery(CONFIRM_SUBSCRIBER, uuid.uuid4())):
-            self._container.product.confirm_reservation()(handlers.ConfirmReservation(reservation_id))
+        self._container.product.confirm_reservation()(
+            handlers.ConfirmReservation(reservation_id), delivery=Delivery(CONFIRM_SUBSCRIBER, uuid.uuid4())
+        )
 
     def adjust(self, product_id: uuid.UUID, delta: int) -> None:
         self._container.product.adjust_stock()(handlers.AdjustStock(product_id, delta, "property test"))

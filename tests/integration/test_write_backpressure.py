@@ -20,6 +20,7 @@ from flask import Flask
 
 from app.containers import ApplicationContainer
 from app.factory import container_of
+from infrastructure.events.delivery import Delivery
 from infrastructure.events.dispatcher import Dispatcher
 from tests.conftest import Shop
 from tests.integration.test_event_delivery import (
@@ -42,7 +43,7 @@ class Stuck:
         self.let_go = threading.Event()
         self.running = threading.Event()
 
-    def __call__(self, event: Pinged) -> None:
+    def __call__(self, event: Pinged, delivery: Delivery) -> None:
         self.running.set()
         self.let_go.wait(DEADLINE_SECONDS)
 
@@ -168,7 +169,7 @@ def queued_past_the_bound(shop: Shop, **options: Any) -> Dispatcher:
     """A dispatcher of the test's own (``options`` for it) holding one first attempt queued,
     unstarted, for twice the bound."""
     container = shop.container
-    container.event_bus().subscribe(Pinged, lambda event: None, name="test.listener")
+    container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, Pinged("a", 1))
     time.sleep(2 * BOUND_SECONDS)
     run = dispatcher(container, **{"hold_writes_after": BOUND_SECONDS, **options})

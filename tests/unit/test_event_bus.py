@@ -1,16 +1,18 @@
-"""The in-process EventBus: who listens to what. It runs one named subscriber at a time and
-lets its failure through (the dispatcher records it), holds subscribers strongly, refuses a
-name twice, and buses share nothing."""
+"""The in-process EventBus: who listens to what. It runs one named subscriber at a time with
+its delivery and lets its failure through (the dispatcher records it), holds subscribers
+strongly, refuses a name twice, and buses share nothing."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
 
 from infrastructure.events.bus import EventBus, UnknownSubscriber
+from infrastructure.events.delivery import Delivery
 from infrastructure.events.envelope import Envelope
 
 
@@ -30,8 +32,27 @@ class Ponged:
     n: int
 
 
-def envelope(event: Any) -> Envelope:
-    return Envelope(event=event)
+def deliver(bus: EventBus, event: Any, subscriber: str) -> Delivery:
+    """Deliver ``event`` to ``subscriber`` as the dispatcher would; the delivery handed to it."""
+    envelope = Envelope(event=event)
+    delivery = Delivery(subscriber, envelope.id)
+    bus.deliver(envelope, delivery)
+    return delivery
+
+
+def into(received: list[Any]) -> Callable[[Any, Delivery], None]:
+    """A subscriber that keeps the events it is delivered."""
+    return lambda event, _delivery: received.append(event)
+
+
+def test_the_subscriber_is_handed_its_delivery_with_the_event() -> None:
+    bus = EventBus()
+    handed: list[tuple[Any, Delivery]] = []
+    bus.subscribe(Pinged, lambda event, delivery: handed.append((event, delivery)), name="history")
+
+    delivery = deliver(bus, Pinged(3), "history")
+
+    assert handed == [(Pinged(3), delivery)]
 
 
 def test_deliver_runs_the_named_subscriber_alone_and_lets_its_failure_through() -> None:
@@ -39,24 +60,24 @@ def test_deliver_runs_the_named_subscriber_alone_and_lets_its_failure_through() 
     call the others nor swallow the failure."""
     bus = EventBus()
     received: list[Any] = []
-    bus.subscribe(Pinged, received.append, name="healthy")
+    bus.subscribe(Pinged, into(received), name="healthy")
     bus.subscribe(Pinged, broken, name="broken")
 
     with pytest.raises(RuntimeError, match="broke on"):
-        bus.deliver(envelope(Pinged(1)), "broken")
+        deliver(bus, Pinged(1), "broken")
     assert received == []
-    bus.deliver(envelope(Pinged(2)), "healthy")
+    deliver(bus, Pinged(2), "healthy")
     assert received == [Pinged(2)]
 
 
-def broken(event: Any) -> None:
+def broken(event: Any, _delivery: Delivery) -> None:
     raise RuntimeError(f"broke on {event}")
 
 
 def test_an_unknown_subscriber_is_an_error_not_a_silent_success() -> None:
     bus = EventBus()
     with pytest.raises(UnknownSubscriber):
-        bus.deliver(envelope(Pinged(1)), "renamed-long-ago")
+        deliver(bus, Pinged(1), "renamed-long-ago")
 
 
 def test_a_subscriber_name_takes_an_event_type_once_but_may_take_several_types() -> None:
@@ -66,13 +87,13 @@ def test_a_subscriber_name_takes_an_event_type_once_but_may_take_several_types()
     bus = EventBus()
     pings: list[Any] = []
     pongs: list[Any] = []
-    bus.subscribe(Pinged, pings.append, name="history")
-    bus.subscribe(Ponged, pongs.append, name="history")
+    bus.subscribe(Pinged, into(pings), name="history")
+    bus.subscribe(Ponged, into(pongs), name="history")
     with pytest.raises(ValueError, match=r"already takes test\.Pinged"):
         bus.subscribe(Pinged, print, name="history")
 
-    bus.deliver(envelope(Ponged(2)), "history")
-    bus.deliver(envelope(Pinged(1)), "history")
+    deliver(bus, Ponged(2), "history")
+    deliver(bus, Pinged(1), "history")
     assert (pings, pongs) == ([Pinged(1)], [Ponged(2)])
 
 
@@ -81,17 +102,17 @@ def test_subscribers_defined_in_a_function_survive_garbage_collection() -> None:
     received: list[Any] = []
 
     def subscribe_a_closure() -> None:
-        def on_ping(event: Pinged) -> None:
+        def on_ping(event: Pinged, _delivery: Delivery) -> None:
             received.append(event)
 
         bus.subscribe(Pinged, on_ping, name="closure")
-        bus.subscribe(Pinged, lambda event: received.append(("lambda", event)), name="lambda")
+        bus.subscribe(Pinged, lambda event, _delivery: received.append(("lambda", event)), name="lambda")
 
     subscribe_a_closure()
     gc.collect()
 
     for name in bus.subscribers(Pinged):
-        bus.deliver(envelope(Pinged(7)), name)
+        deliver(bus, Pinged(7), name)
 
     assert sorted(map(repr, received)) == sorted(map(repr, [Pinged(7), ("lambda", Pinged(7))]))
     assert sorted(bus.subscribers(Pinged)) == ["closure", "lambda"]
@@ -115,4 +136,4 @@ def test_two_buses_share_no_subscribers() -> None:
     assert other.subscribers(Pinged) == []
     assert one.subscribers(Pinged) == ["one"]
     with pytest.raises(UnknownSubscriber):
-        other.deliver(envelope(Pinged(1)), "one")
+        deliver(other, Pinged(1), "one")

@@ -14,7 +14,6 @@ import pytest
 
 from contexts.notification.application.ports import MailNotSent
 from contexts.notification.application.subscribers import (
-    NotDelivering,
     RecipientUnknown,
     when_order_cancelled_send_notice,
     when_order_placed_send_confirmation,
@@ -25,6 +24,7 @@ from contexts.notification.domain import messages
 from contexts.notification.domain.model import MailKind, OrderedItem, PlacedOrder, Recipient
 from contexts.order.events import CANCELLED_BY_ADMIN, CANCELLED_BY_CUSTOMER, OrderCancelled, OrderedLine, OrderPlaced
 from contexts.user.events import UserRegistered
+from infrastructure.events.delivery import Delivery
 from tests.unit.fakes.notification import (
     AlreadyRecorded,
     FakeUnitOfWork,
@@ -70,21 +70,21 @@ def deliver(store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID) -> D
     def run(
         subscriber: str, event: UserRegistered | OrderPlaced | OrderCancelled, answering: uuid.UUID | None = None
     ) -> None:
-        store.delivering = (subscriber, answering or event_id)
+        delivery = Delivery(subscriber, answering or event_id)
         if subscriber == CONFIRMATION:
-            # One subscriber sends both order mails (app/subscriptions.py), chosen by event type.
+            # One subscriber sends both order mails (app/registry.py), chosen by event type.
             if isinstance(event, OrderCancelled):
-                when_order_cancelled_send_notice(event, uow=store, mailer=mailer)
+                when_order_cancelled_send_notice(event, delivery, uow=store, mailer=mailer)
             else:
                 assert isinstance(event, OrderPlaced)
-                when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
+                when_order_placed_send_confirmation(event, delivery, uow=store, mailer=mailer)
             return
         assert isinstance(event, UserRegistered)
         if subscriber == RECIPIENTS:
-            when_user_registered_remember_recipient(event, uow=store)
+            when_user_registered_remember_recipient(event, delivery, uow=store)
         else:
             assert subscriber == WELCOME
-            when_user_registered_send_welcome(event, uow=store, mailer=mailer)
+            when_user_registered_send_welcome(event, delivery, uow=store, mailer=mailer)
 
     return run
 
@@ -183,23 +183,6 @@ def test_message_ids_follow_from_the_event_and_the_kind_only() -> None:
 
 
 # --- the delivery being answered -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("event", [registered(), placed()], ids=["welcome", "confirmation"])
-def test_outside_a_delivery_nothing_is_sent_or_recorded(
-    event: UserRegistered | OrderPlaced, store: MailStore, mailer: RecordingMailer
-) -> None:
-    store.recipients[ADA.user_id] = ADA
-    store.delivering = None
-
-    with pytest.raises(NotDelivering):
-        if isinstance(event, UserRegistered):
-            when_user_registered_send_welcome(event, uow=store, mailer=mailer)
-        else:
-            when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
-
-    assert mailer.sent == []
-    assert (store.sent, store.handled, store.commits) == ({}, set(), 0)
 
 
 # --- the recipient ---------------------------------------------------------------------------
@@ -371,16 +354,16 @@ def test_a_crash_between_sending_and_recording_resends_the_same_message(
     store.recipients[ADA.user_id] = ADA
     event = placed()
 
-    store.delivering = (CONFIRMATION, event_id)
+    delivery = Delivery(CONFIRMATION, event_id)
 
-    def crash(*, write: bool = True) -> FakeUnitOfWork:
+    def crash(*, write: bool = True, delivery: Delivery | None = None) -> FakeUnitOfWork:
         if write:
             raise OSError("process killed before the commit")
-        return store(write=False)
+        return store(write=False, delivery=delivery)
 
     with pytest.raises(OSError, match="killed"):
-        when_order_placed_send_confirmation(event, uow=crash, mailer=mailer)
-    when_order_placed_send_confirmation(event, uow=store, mailer=mailer)
+        when_order_placed_send_confirmation(event, delivery, uow=crash, mailer=mailer)
+    when_order_placed_send_confirmation(event, delivery, uow=store, mailer=mailer)
 
     first, again = mailer.sent
     assert first == again
@@ -483,12 +466,3 @@ def test_a_failed_notice_records_nothing_so_the_retry_sends_it(
     deliver(CONFIRMATION, event)
 
     assert [mail.message_id for mail in mailer.sent] == [f"<{event_id}.order-cancellation@modular-shop>"]
-
-
-def test_a_cancellation_outside_a_delivery_sends_nothing(store: MailStore, mailer: RecordingMailer) -> None:
-    store.recipients[ADA.user_id] = ADA
-
-    with pytest.raises(NotDelivering):
-        when_order_cancelled_send_notice(cancelled(), uow=store, mailer=mailer)
-
-    assert (mailer.sent, store.sent) == ([], {})

@@ -24,10 +24,14 @@ from contexts.recommendation.domain.model import (
     recommend,
 )
 from contexts.user.events import UserRegistered
+from infrastructure.events.delivery import Delivery
 from tests.unit.fakes.recommendation import Counts, FakeCatalog, FakeStore
 
 # No example database: it would leave a .hypothesis folder in the working tree.
 properties = settings(database=None, max_examples=300, deadline=None)
+
+# The fakes keep no inbox: which delivery a subscriber is handed changes nothing here.
+DELIVERY = Delivery("recommendation.purchases", uuid.UUID(int=1))
 
 
 def p(number: int) -> uuid.UUID:
@@ -305,7 +309,7 @@ def registered(user_id: uuid.UUID) -> UserRegistered:
 def test_registering_creates_the_profile_in_one_commit() -> None:
     store = FakeStore()
 
-    subscribers.when_user_registered_create_profile(registered(USER), uow=store)
+    subscribers.when_user_registered_create_profile(registered(USER), DELIVERY, uow=store)
 
     assert set(store.committed.profiles) == {USER}
     assert store.commits == 1
@@ -313,10 +317,10 @@ def test_registering_creates_the_profile_in_one_commit() -> None:
 
 def test_an_order_counts_purchases_popularity_and_pairs_in_one_commit() -> None:
     store = FakeStore()
-    subscribers.when_user_registered_create_profile(registered(USER), uow=store)
+    subscribers.when_user_registered_create_profile(registered(USER), DELIVERY, uow=store)
 
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 2), (p(2), 1)), uow=store)
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 3), (p(3), 1)), uow=store)
+    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 2), (p(2), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 3), (p(3), 1)), DELIVERY, uow=store)
 
     counts = store.committed
     assert store.commits == 3
@@ -328,9 +332,9 @@ def test_an_order_counts_purchases_popularity_and_pairs_in_one_commit() -> None:
 def test_an_order_before_the_registration_creates_the_profile_and_the_registration_keeps_it() -> None:
     store = FakeStore()
 
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), uow=store)
+    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), DELIVERY, uow=store)
     created = store.committed.profiles[USER]
-    subscribers.when_user_registered_create_profile(registered(USER), uow=store)
+    subscribers.when_user_registered_create_profile(registered(USER), DELIVERY, uow=store)
 
     assert store.committed.profiles == {USER: created}
     assert store.committed.purchases == {(USER, p(1)): (1, 1)}
@@ -340,7 +344,7 @@ def test_an_order_with_an_impossible_line_changes_nothing() -> None:
     store = FakeStore()
 
     with pytest.raises(InvalidBasket):
-        subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1), (p(2), 0)), uow=store)
+        subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1), (p(2), 0)), DELIVERY, uow=store)
 
     assert store.committed == Counts()
     assert store.commits == 0
@@ -348,9 +352,9 @@ def test_an_order_with_an_impossible_line_changes_nothing() -> None:
 
 def test_the_handler_describes_each_pick_with_the_catalog() -> None:
     store = FakeStore()
-    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(1), 1), (p(2), 1)), uow=store)
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), uow=store)
-    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(3), 1)), uow=store)
+    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(1), 1), (p(2), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(3), 1)), DELIVERY, uow=store)
     recommend_to = handlers.RecommendHandler(uow=store, products=FakeCatalog(p(1), p(2), p(3)))
 
     assert recommend_to(handlers.Recommend(USER)) == [
@@ -367,7 +371,7 @@ def test_a_user_without_history_gets_popular_products_or_nothing() -> None:
     assert recommend_to(handlers.Recommend(USER)) == []
     assert catalog.calls == []
 
-    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(1), 1)), uow=store)
+    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(1), 1)), DELIVERY, uow=store)
 
     assert [item.product_id for item in recommend_to(handlers.Recommend(USER))] == [p(1)]
 
@@ -375,11 +379,13 @@ def test_a_user_without_history_gets_popular_products_or_nothing() -> None:
 def test_products_gone_from_the_catalog_are_skipped_and_the_next_move_up() -> None:
     store = FakeStore()
     # p(1) bought with p(2..4); p(5..20) popular on their own, more popular the higher.
-    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, *((p(n), 1) for n in range(1, 5))), uow=store)
+    subscribers.when_order_placed_record_purchase(
+        placed(OTHER_USER, *((p(n), 1) for n in range(1, 5))), DELIVERY, uow=store
+    )
     for n in range(5, 21):
         for _ in range(n):
-            subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(n), 1)), uow=store)
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), uow=store)
+            subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(n), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), DELIVERY, uow=store)
     gone = {p(3), p(20), p(18)}
     catalog = FakeCatalog(*(p(n) for n in range(1, 21) if p(n) not in gone))
 

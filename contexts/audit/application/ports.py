@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from contexts.audit.domain import model
+from infrastructure.events.delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,8 @@ class AuditUnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
-    def delivered_event_id(self) -> uuid.UUID | None:
-        """The id of the event being delivered to the running subscriber; None outside a delivery."""
-        ...
-
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> AuditUnitOfWork: ...
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> AuditUnitOfWork:
+        """A unit of work; made for ``delivery``, its commit records it in the context's inbox."""
+        ...

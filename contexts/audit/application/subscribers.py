@@ -13,17 +13,15 @@ from contexts.audit.application.ports import UnitOfWorkFactory
 from contexts.audit.domain import model
 from contexts.order.events import CANCELLED_BY_CUSTOMER, OrderCancelled, OrderPlaced
 from contexts.user.events import UserRegistered
+from infrastructure.events.delivery import Delivery
 from infrastructure.serialization import to_data
 
 
-class NotDelivering(RuntimeError):
-    """A subscriber ran outside an event delivery, so there is no event id to record."""
-
-
-def when_user_registered_audit(event: UserRegistered, *, uow: UnitOfWorkFactory) -> None:
+def when_user_registered_audit(event: UserRegistered, delivery: Delivery, *, uow: UnitOfWorkFactory) -> None:
     _append(
         uow,
         event,
+        delivery,
         entity_type="user",
         entity_id=event.user_id,
         actor_id=event.user_id,
@@ -31,11 +29,12 @@ def when_user_registered_audit(event: UserRegistered, *, uow: UnitOfWorkFactory)
     )
 
 
-def when_order_placed_audit(event: OrderPlaced, *, uow: UnitOfWorkFactory) -> None:
+def when_order_placed_audit(event: OrderPlaced, delivery: Delivery, *, uow: UnitOfWorkFactory) -> None:
     lines = len(event.lines)
     _append(
         uow,
         event,
+        delivery,
         entity_type="order",
         entity_id=event.order_id,
         actor_id=event.user_id,
@@ -43,12 +42,13 @@ def when_order_placed_audit(event: OrderPlaced, *, uow: UnitOfWorkFactory) -> No
     )
 
 
-def when_order_cancelled_audit(event: OrderCancelled, *, uow: UnitOfWorkFactory) -> None:
+def when_order_cancelled_audit(event: OrderCancelled, delivery: Delivery, *, uow: UnitOfWorkFactory) -> None:
     # The event names the order's owner, not who cancelled: an administrator may have. Only the
     # customer's own cancellation is attributed; any other is left without an actor, not misattributed.
     _append(
         uow,
         event,
+        delivery,
         entity_type="order",
         entity_id=event.order_id,
         actor_id=event.user_id if event.reason == CANCELLED_BY_CUSTOMER else None,
@@ -59,22 +59,19 @@ def when_order_cancelled_audit(event: OrderCancelled, *, uow: UnitOfWorkFactory)
 def _append(
     uow: UnitOfWorkFactory,
     event: UserRegistered | OrderPlaced | OrderCancelled,
+    delivery: Delivery,
     *,
     entity_type: model.EntityType,
     entity_id: uuid.UUID,
     actor_id: uuid.UUID | None,
     summary: str,
 ) -> None:
-    event_type = event.TYPE
-    with uow() as unit:
-        event_id = unit.delivered_event_id()
-        if event_id is None:
-            raise NotDelivering(f"{event_type} can only be audited while it is being delivered")
+    with uow(delivery=delivery) as unit:
         unit.entries.append(
             model.AuditEntry(
                 id=uuid.uuid4(),
-                event_id=event_id,
-                event_type=event_type,
+                event_id=delivery.event_id,
+                event_type=event.TYPE,
                 entity_type=entity_type,
                 entity_id=entity_id,
                 actor_id=actor_id,

@@ -37,16 +37,17 @@ class SqlAlchemyNotificationUnitOfWork(SqlAlchemyUnitOfWork):
         self.sent = SqlAlchemySentMailRepository(session, stage=self.stage, write_staged=self.write_staged)
 
     def recipient_unless_handled(self, user_id: uuid.UUID) -> tuple[bool, model.Recipient | None]:
-        """Whether the delivered event was already answered, and else whom to write to (None if
+        """Whether the delivery this unit of work was made for was already answered, and else
+        whom to write to (None if
         the user is unknown here): in one statement outside any transaction, as a mail is
         checked for before it is sent. The two need not agree on a snapshot: the inbox row
         written with the mail's record is what keeps a second delivery from recording it, this
         check only spares sending it twice; a transaction around it would cost a BEGIN and a
         ROLLBACK (on PostgreSQL two more round trips) per mail."""
-        inbox = self._inbox
-        parameters = inbox.handled_parameters() if inbox is not None else None
-        if inbox is None or parameters is None:
+        inbox, delivery = self._inbox, self._delivery
+        if inbox is None or delivery is None:
             return False, self.recipients.get(user_id)
+        parameters = inbox.handled_parameters(delivery)
         with self._database.reading() as connection:
             answered, email, name = connection.execute(
                 _before_sending(inbox.table), {**parameters, "user_id": user_id}

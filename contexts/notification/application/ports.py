@@ -6,6 +6,7 @@ import uuid
 from typing import Protocol, Self
 
 from contexts.notification.domain import model
+from infrastructure.events.delivery import Delivery
 
 
 class MailNotSent(Exception):
@@ -47,12 +48,10 @@ class NotificationUnitOfWork(Protocol):
         ``user_id`` (None if unknown): a mail's check before it is sent, in one read."""
         ...
 
-    def delivered_event_id(self) -> uuid.UUID | None:
-        """The id of the event being delivered to the running subscriber; None outside a delivery."""
-        ...
-
     def commit(self) -> None: ...
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> NotificationUnitOfWork: ...
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> NotificationUnitOfWork:
+        """A unit of work; made for ``delivery``, its commit records it in the context's inbox."""
+        ...

@@ -22,10 +22,11 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from contexts.notification.application.ports import Mailer, NotificationUnitOfWork, UnitOfWorkFactory
+from contexts.notification.application.ports import Mailer, UnitOfWorkFactory
 from contexts.notification.domain import messages, model
 from contexts.order.events import CANCELLED_BY_CUSTOMER, OrderCancelled, OrderPlaced
 from contexts.user.events import UserRegistered
+from infrastructure.events.delivery import Delivery
 
 
 class RecipientUnknown(Exception):
@@ -40,36 +41,39 @@ class RecipientUnknown(Exception):
         self.user_id = user_id
 
 
-class NotDelivering(RuntimeError):
-    """A subscriber ran outside an event delivery, so there is no event id to answer."""
-
-
-def when_user_registered_remember_recipient(event: UserRegistered, *, uow: UnitOfWorkFactory) -> None:
+def when_user_registered_remember_recipient(
+    event: UserRegistered, delivery: Delivery, *, uow: UnitOfWorkFactory
+) -> None:
     """Remember the new user's name and address: their orders' confirmations go there.
 
     It sends nothing, so it needs no check of its own: a redelivery's commit is refused by the
     inbox and changes nothing."""
-    with uow() as writing:
+    with uow(delivery=delivery) as writing:
         writing.recipients.save(_recipient(event))
         writing.commit()
 
 
-def when_user_registered_send_welcome(event: UserRegistered, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
+def when_user_registered_send_welcome(
+    event: UserRegistered, delivery: Delivery, *, uow: UnitOfWorkFactory, mailer: Mailer
+) -> None:
     """Welcome the new user. The event names them, so the welcome stores nothing but its record."""
-    with uow(write=False) as reading:
-        answering = _answering(reading)
+    with uow(write=False, delivery=delivery) as reading:
         if reading.already_handled():
             return
+    answering = delivery.event_id
     mail = messages.welcome(answering, _recipient(event))
     mailer.send(mail)
-    with uow() as writing:
+    with uow(delivery=delivery) as writing:
         writing.sent.add(model.SentMail.of(mail, event_id=answering, kind=model.MailKind.WELCOME, sent_at=_now()))
         writing.commit()
 
 
-def when_order_placed_send_confirmation(event: OrderPlaced, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
+def when_order_placed_send_confirmation(
+    event: OrderPlaced, delivery: Delivery, *, uow: UnitOfWorkFactory, mailer: Mailer
+) -> None:
     """Confirm the order to its buyer, listing what they ordered; raises :class:`RecipientUnknown`."""
     _mail_the_buyer(
+        delivery,
         event.user_id,
         lambda answering, recipient: messages.order_confirmation(answering, recipient, _placed_order(event)),
         model.MailKind.ORDER_CONFIRMATION,
@@ -78,13 +82,16 @@ def when_order_placed_send_confirmation(event: OrderPlaced, *, uow: UnitOfWorkFa
     )
 
 
-def when_order_cancelled_send_notice(event: OrderCancelled, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
+def when_order_cancelled_send_notice(
+    event: OrderCancelled, delivery: Delivery, *, uow: UnitOfWorkFactory, mailer: Mailer
+) -> None:
     """Tell the buyer their order is cancelled; raises :class:`RecipientUnknown`.
 
     The event carries only the buyer's id, as ``OrderPlaced`` does: the address comes from the
     recipient this context remembered from ``UserRegistered``, like the confirmation's."""
     cancelled = model.CancelledOrder(order_id=event.order_id, by_buyer=event.reason == CANCELLED_BY_CUSTOMER)
     _mail_the_buyer(
+        delivery,
         event.user_id,
         lambda answering, recipient: messages.order_cancellation(answering, recipient, cancelled),
         model.MailKind.ORDER_CANCELLATION,
@@ -94,6 +101,7 @@ def when_order_cancelled_send_notice(event: OrderCancelled, *, uow: UnitOfWorkFa
 
 
 def _mail_the_buyer(
+    delivery: Delivery,
     user_id: uuid.UUID,
     compose: Callable[[uuid.UUID, model.Recipient], model.Mail],
     kind: model.MailKind,
@@ -103,26 +111,17 @@ def _mail_the_buyer(
 ) -> None:
     """Check, read, send, record: the mail answering the delivered event goes to ``user_id`` once
     (see the module's docstring for the one crash that can send it twice)."""
-    with uow(write=False) as reading:
-        answering = _answering(reading)
+    with uow(write=False, delivery=delivery) as reading:
         answered, recipient = reading.recipient_unless_handled(user_id)
     if answered:
         return
     if recipient is None:
         raise RecipientUnknown(user_id)
-    mail = compose(answering, recipient)
+    mail = compose(delivery.event_id, recipient)
     mailer.send(mail)
-    with uow() as writing:
-        writing.sent.add(model.SentMail.of(mail, event_id=answering, kind=kind, sent_at=_now()))
+    with uow(delivery=delivery) as writing:
+        writing.sent.add(model.SentMail.of(mail, event_id=delivery.event_id, kind=kind, sent_at=_now()))
         writing.commit()
-
-
-def _answering(reading: NotificationUnitOfWork) -> uuid.UUID:
-    """The id of the event being answered: the mail's Message-ID and its record follow from it."""
-    event_id = reading.delivered_event_id()
-    if event_id is None:
-        raise NotDelivering("notification subscribers run only inside an event delivery")
-    return event_id
 
 
 def _recipient(event: UserRegistered) -> model.Recipient:

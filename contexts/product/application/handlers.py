@@ -17,6 +17,7 @@ from contexts.product.application.ports import (
     UnitOfWorkFactory,
 )
 from contexts.product.domain import exceptions, model
+from infrastructure.events.delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -298,8 +299,9 @@ class ReleaseStockHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, command: ReleaseStock) -> None:
-        with self._uow() as uow:
+    def __call__(self, command: ReleaseStock, *, delivery: Delivery | None = None) -> None:
+        """``delivery``: the event delivery this release is the effect of, recorded with it."""
+        with self._uow(delivery=delivery) as uow:
             reservation = uow.reservations.get(command.reservation_id, for_update=True)
             if reservation is None:
                 return
@@ -324,9 +326,10 @@ class ConfirmReservationHandler:
     def __init__(self, *, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, command: ConfirmReservation) -> None:
+    def __call__(self, command: ConfirmReservation, *, delivery: Delivery | None = None) -> None:
+        """``delivery``: the event delivery this confirmation is the effect of, recorded with it."""
         reservation_id = command.reservation_id
-        with self._uow() as uow:
+        with self._uow(delivery=delivery) as uow:
             # Every placed order's reservation is still reserved but when the sweep was first:
             # that common case in one statement, the others read whole.
             if uow.confirm_reserved_and_commit(reservation_id):

@@ -13,6 +13,7 @@ from typing import Protocol, Self
 
 from contexts.product.api import ProductDTO
 from contexts.product.domain import model
+from infrastructure.events.delivery import Delivery
 
 
 class ProductRepository(Protocol):
@@ -106,4 +107,6 @@ class ProductUnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> ProductUnitOfWork: ...
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> ProductUnitOfWork:
+        """A unit of work; made for ``delivery``, its commit records it in the context's inbox."""
+        ...

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol, Self
 
 from contexts.recommendation.domain import model
+from infrastructure.events.delivery import Delivery
 
 
 class ProfileRepository(Protocol):
@@ -49,4 +50,6 @@ class RecommendationUnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> RecommendationUnitOfWork: ...
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> RecommendationUnitOfWork:
+        """A unit of work; made for ``delivery``, its commit records it in the context's inbox."""
+        ...

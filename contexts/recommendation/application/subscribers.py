@@ -16,20 +16,21 @@ from contexts.order.events import OrderCancelled, OrderPlaced
 from contexts.recommendation.application.ports import UnitOfWorkFactory
 from contexts.recommendation.domain import model
 from contexts.user.events import UserRegistered
+from infrastructure.events.delivery import Delivery
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def when_user_registered_create_profile(event: UserRegistered, *, uow: UnitOfWorkFactory) -> None:
+def when_user_registered_create_profile(event: UserRegistered, delivery: Delivery, *, uow: UnitOfWorkFactory) -> None:
     """Start the new customer's profile (already there if one of their orders came first)."""
-    with uow() as work:
+    with uow(delivery=delivery) as work:
         work.profiles.create(event.user_id, now=_now())
         work.commit()
 
 
-def when_order_placed_record_purchase(event: OrderPlaced, *, uow: UnitOfWorkFactory) -> None:
+def when_order_placed_record_purchase(event: OrderPlaced, delivery: Delivery, *, uow: UnitOfWorkFactory) -> None:
     """Count the order: the buyer's purchases, each product's popularity, products bought together.
 
     Events from different publishers are not ordered, so the buyer's ``UserRegistered`` may
@@ -40,14 +41,16 @@ def when_order_placed_record_purchase(event: OrderPlaced, *, uow: UnitOfWorkFact
     ``UserRegistered`` then finds the profile and changes nothing.
     """
     basket = model.Basket.of((line.product_id, line.quantity) for line in event.lines)
-    with uow() as work:
+    with uow(delivery=delivery) as work:
         work.profiles.create(event.user_id, now=_now())
         work.profiles.record(event.order_id, event.user_id, basket)
         work.commit()
 
 
-def when_order_cancelled_subtract_purchase(event: OrderCancelled, *, uow: UnitOfWorkFactory) -> None:
+def when_order_cancelled_subtract_purchase(
+    event: OrderCancelled, delivery: Delivery, *, uow: UnitOfWorkFactory
+) -> None:
     """Take the order out of the counts: what was cancelled was not bought."""
-    with uow() as work:
+    with uow(delivery=delivery) as work:
         work.profiles.cancel(event.order_id, event.user_id)
         work.commit()

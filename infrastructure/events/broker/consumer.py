@@ -38,7 +38,8 @@ from infrastructure.events.broker.publisher import ConfirmedLink
 
 logger = structlog.get_logger(__name__)
 
-Handler = Callable[[str, dict[str, Any]], None]
+# Called with the subscriber, the message's envelope and the attempt (1 for the first).
+Handler = Callable[[str, dict[str, Any], int], None]
 
 MAX_ERROR_LENGTH = 1000
 RECONNECT_MAX_DELAY = 2.0
@@ -212,7 +213,7 @@ class BrokerConsumer:
         attempt = self._attempt(subscriber, message)
         log = logger.bind(subscriber=subscriber, event_id=message.properties.get("message_id"), attempt=attempt)
         try:
-            self._handler(subscriber, json.loads(message.body))
+            self._handler(subscriber, json.loads(message.body), attempt)
         except Exception as error:  # noqa: BLE001 - any failure of a handler is retried, then dead-lettered
             if attempt < self._max_attempts or self._transient(error):
                 log.warning("broker.delivery_failed", error=repr(error))

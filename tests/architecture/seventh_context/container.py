@@ -14,7 +14,7 @@ from infrastructure.events.inbox import Inbox
 class WishlistContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
 
-    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX), "wishlist")
+    inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyWishlistUnitOfWork, database=database, inbox=inbox)
 
     open_wishlist = providers.Singleton(handlers.OpenWishlistHandler, uow=uow.provider)

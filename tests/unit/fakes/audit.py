@@ -9,24 +9,27 @@ from typing import Self
 
 from contexts.audit.application.ports import LoggedEntry
 from contexts.audit.domain.model import AuditEntry
+from infrastructure.events.delivery import Delivery
 
 
 class FakeAuditLog:
     """The committed log, and the unit-of-work factory the use cases take.
 
-    ``event_id`` plays the delivery being run (None: no delivery). Like the real database, a
+    ``event_id`` is the event of the deliveries the tests hand to subscribers. Like the real database, a
     unit of work's appends are seen by itself at once, by others only after its commit, and
     dropped if it ends without one.
     """
 
     def __init__(self) -> None:
         self.committed: list[LoggedEntry] = []
-        self.event_id: uuid.UUID | None = uuid.uuid4()
+        self.event_id: uuid.UUID = uuid.uuid4()
         self.opened: list[FakeAuditUnitOfWork] = []
         self.commits = 0
         self.before_commit: Callable[[], None] | None = None
 
-    def __call__(self, *, write: bool = True) -> FakeAuditUnitOfWork:
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> FakeAuditUnitOfWork:
+        if write and delivery is None:
+            raise AssertionError("the log is written only for a delivery, which its inbox records")
         uow = FakeAuditUnitOfWork(self, write=write)
         self.opened.append(uow)
         return uow
@@ -95,6 +98,3 @@ class FakeAuditUnitOfWork:
         self._log.committed.extend(LoggedEntry(start + i, entry) for i, entry in enumerate(self.entries.staged))
         self.entries.staged.clear()
         self._log.commits += 1
-
-    def delivered_event_id(self) -> uuid.UUID | None:
-        return self._log.event_id

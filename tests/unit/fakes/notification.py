@@ -8,6 +8,7 @@ from typing import Self
 from contexts.notification.application.ports import MailNotSent, RecipientRepository, SentMailRepository
 from contexts.notification.domain import messages
 from contexts.notification.domain.model import Mail, MailKind, Recipient, SentMail
+from infrastructure.events.delivery import Delivery
 
 
 class AlreadyRecorded(Exception):
@@ -15,18 +16,16 @@ class AlreadyRecorded(Exception):
 
 
 class MailStore:
-    """The context's data and its inbox: which (subscriber, event) deliveries were handled, and
-    the one being delivered."""
+    """The context's data and its inbox: which (subscriber, event) deliveries were handled."""
 
     def __init__(self) -> None:
         self.recipients: dict[uuid.UUID, Recipient] = {}
         self.sent: dict[str, SentMail] = {}
         self.handled: set[tuple[str, uuid.UUID]] = set()
-        self.delivering: tuple[str, uuid.UUID] | None = None
         self.commits = 0
 
-    def __call__(self, *, write: bool = True) -> FakeUnitOfWork:
-        return FakeUnitOfWork(self, write=write)
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self, write=write, delivery=delivery)
 
 
 class FakeRecipients:
@@ -55,9 +54,10 @@ class FakeSentMail:
 class FakeUnitOfWork:
     """Changes are staged on copies and reach the store only on commit, like a transaction."""
 
-    def __init__(self, store: MailStore, *, write: bool) -> None:
+    def __init__(self, store: MailStore, *, write: bool, delivery: Delivery | None) -> None:
         self._store = store
         self._write = write
+        self._delivery = None if delivery is None else (delivery.subscriber, delivery.event_id)
 
     def __enter__(self) -> Self:
         self._recipients = FakeRecipients(dict(self._store.recipients))
@@ -70,24 +70,21 @@ class FakeUnitOfWork:
         pass
 
     def already_handled(self) -> bool:
-        return self._store.delivering in self._store.handled
+        return self._delivery in self._store.handled
 
     def recipient_unless_handled(self, user_id: uuid.UUID) -> tuple[bool, Recipient | None]:
         if self.already_handled():
             return True, None
         return False, self._recipients.get(user_id)
 
-    def delivered_event_id(self) -> uuid.UUID | None:
-        return self._store.delivering[1] if self._store.delivering else None
-
     def commit(self) -> None:
         assert self._write, "a read-only unit of work was committed"
-        assert self._store.delivering is not None, "subscribers commit inside a delivery"
-        if self._store.delivering in self._store.handled:
+        assert self._delivery is not None, "subscribers commit for their delivery"
+        if self._delivery in self._store.handled:
             raise AlreadyRecorded
         self._store.recipients = self._recipients.rows
         self._store.sent = self._sent.rows
-        self._store.handled.add(self._store.delivering)
+        self._store.handled.add(self._delivery)
         self._store.commits += 1
 
 

@@ -25,6 +25,7 @@ from contexts.product.application.handlers import product_dto
 from contexts.product.application.ports import ReservationExists
 from contexts.product.domain import exceptions as product_exceptions
 from contexts.product.domain import model as product_model
+from infrastructure.events.delivery import Delivery
 from tests.unit.fakes.common import (
     FakeUnitOfWork,
     Staged,
@@ -236,7 +237,8 @@ class ProductStore(Store):
         self.before_reservation_add: Callable[[product_model.Reservation], None] | None = None
         self.lock = threading.Lock()
 
-    def __call__(self, *, write: bool = True) -> FakeProductUnitOfWork:
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> FakeProductUnitOfWork:
+        """``delivery`` is not recorded: these fakes have no inbox (the real one is tested on the database)."""
         return FakeProductUnitOfWork(self, write=write)
 
     def level(self, product_id: uuid.UUID) -> StockLevel:

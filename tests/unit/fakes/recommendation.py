@@ -17,6 +17,7 @@ from contexts.recommendation.domain.model import (
     Basket,
     History,
 )
+from infrastructure.events.delivery import Delivery
 
 
 @dataclass
@@ -115,7 +116,8 @@ class FakeStore:
         self.committed = Counts()
         self.commits = 0
 
-    def __call__(self, *, write: bool = True) -> FakeUnitOfWork:
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> FakeUnitOfWork:
+        """``delivery`` is not recorded: these fakes have no inbox (the real one is tested on the database)."""
         return FakeUnitOfWork(self, write=write)
 
 

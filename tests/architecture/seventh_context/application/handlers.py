@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from contexts.wishlist.application.ports import UnitOfWorkFactory
 from contexts.wishlist.domain.model import Wishlist, WishlistNotFound
+from infrastructure.events.delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,9 @@ class OpenWishlistHandler:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, command: OpenWishlist) -> None:
-        with self._uow() as unit:
+    def __call__(self, command: OpenWishlist, *, delivery: Delivery | None = None) -> None:
+        """``delivery``: the event delivery this is the effect of, recorded with it."""
+        with self._uow(delivery=delivery) as unit:
             unit.wishlists.add(Wishlist(owner_id=command.owner_id, title=f"{command.owner_name}'s wishlist"))
             unit.commit()
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Protocol, Self
 
 from contexts.wishlist.domain.model import Wishlist
+from infrastructure.events.delivery import Delivery
 
 
 class WishlistRepository(Protocol):
@@ -25,4 +25,5 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> UnitOfWork: ...
