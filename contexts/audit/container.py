@@ -17,8 +17,9 @@ class AuditContainer(containers.DeclarativeContainer):
     inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyAuditUnitOfWork, database=database, inbox=inbox)
 
+    record_entry = providers.Singleton(handlers.RecordEntryHandler, uow=uow.provider)
     list_entries = providers.Singleton(handlers.ListAuditEntriesHandler, uow=uow.provider)
 
-    when_user_registered_audit = providers.Callable(subscribers.when_user_registered_audit, uow=uow.provider)
-    when_order_placed_audit = providers.Callable(subscribers.when_order_placed_audit, uow=uow.provider)
-    when_order_cancelled_audit = providers.Callable(subscribers.when_order_cancelled_audit, uow=uow.provider)
+    when_user_registered_audit = providers.Callable(subscribers.when_user_registered_audit, record=record_entry)
+    when_order_placed_audit = providers.Callable(subscribers.when_order_placed_audit, record=record_entry)
+    when_order_cancelled_audit = providers.Callable(subscribers.when_order_cancelled_audit, record=record_entry)

@@ -1,4 +1,5 @@
-"""Wires the notification context. It publishes nothing; the mailer is chosen by the app."""
+"""Wires the notification context: its database, its inbox, its use cases and the subscribers
+that run them. It publishes nothing; the mailer is chosen by the app."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dependency_injector import containers, providers
 
 from contexts.notification.adapters import orm
 from contexts.notification.adapters.unit_of_work import SqlAlchemyNotificationUnitOfWork
-from contexts.notification.application import subscribers
+from contexts.notification.application import handlers, subscribers
 from contexts.notification.application.ports import Mailer
 from infrastructure.db import Database
 from infrastructure.events.inbox import Inbox
@@ -19,15 +20,24 @@ class NotificationContainer(containers.DeclarativeContainer):
     inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyNotificationUnitOfWork, database=database, inbox=inbox)
 
+    remember_recipient = providers.Singleton(handlers.RememberRecipientHandler, uow=uow.provider)
+    send_welcome = providers.Singleton(handlers.SendWelcomeHandler, uow=uow.provider, mailer=mailer)
+    send_order_confirmation = providers.Singleton(
+        handlers.SendOrderConfirmationHandler, uow=uow.provider, mailer=mailer
+    )
+    send_cancellation_notice = providers.Singleton(
+        handlers.SendCancellationNoticeHandler, uow=uow.provider, mailer=mailer
+    )
+
     when_user_registered_remember_recipient = providers.Callable(
-        subscribers.when_user_registered_remember_recipient, uow=uow.provider
+        subscribers.when_user_registered_remember_recipient, remember=remember_recipient
     )
     when_user_registered_send_welcome = providers.Callable(
-        subscribers.when_user_registered_send_welcome, uow=uow.provider, mailer=mailer
+        subscribers.when_user_registered_send_welcome, welcome=send_welcome
     )
     when_order_placed_send_confirmation = providers.Callable(
-        subscribers.when_order_placed_send_confirmation, uow=uow.provider, mailer=mailer
+        subscribers.when_order_placed_send_confirmation, confirm=send_order_confirmation
     )
     when_order_cancelled_send_notice = providers.Callable(
-        subscribers.when_order_cancelled_send_notice, uow=uow.provider, mailer=mailer
+        subscribers.when_order_cancelled_send_notice, notify=send_cancellation_notice
     )

@@ -19,14 +19,17 @@ class RecommendationContainer(containers.DeclarativeContainer):
     inbox = providers.Singleton(Inbox, providers.Object(orm.INBOX))
     uow = providers.Factory(SqlAlchemyRecommendationUnitOfWork, database=database, inbox=inbox)
 
+    create_profile = providers.Singleton(handlers.CreateProfileHandler, uow=uow.provider)
+    record_purchase = providers.Singleton(handlers.RecordPurchaseHandler, uow=uow.provider)
+    subtract_purchase = providers.Singleton(handlers.SubtractPurchaseHandler, uow=uow.provider)
     recommend = providers.Singleton(handlers.RecommendHandler, uow=uow.provider, products=product_api)
 
     when_user_registered_create_profile = providers.Callable(
-        subscribers.when_user_registered_create_profile, uow=uow.provider
+        subscribers.when_user_registered_create_profile, create_profile=create_profile
     )
     when_order_placed_record_purchase = providers.Callable(
-        subscribers.when_order_placed_record_purchase, uow=uow.provider
+        subscribers.when_order_placed_record_purchase, record_purchase=record_purchase
     )
     when_order_cancelled_subtract_purchase = providers.Callable(
-        subscribers.when_order_cancelled_subtract_purchase, uow=uow.provider
+        subscribers.when_order_cancelled_subtract_purchase, subtract_purchase=subtract_purchase
     )

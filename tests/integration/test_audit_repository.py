@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contexts.audit.adapters import orm
 from contexts.audit.adapters.unit_of_work import SqlAlchemyAuditUnitOfWork
+from contexts.audit.application.handlers import RecordEntryHandler
 from contexts.audit.application.ports import LoggedEntry, UnitOfWorkFactory
 from contexts.audit.application.subscribers import when_order_placed_audit, when_user_registered_audit
 from contexts.audit.domain.model import AuditEntry
@@ -201,9 +202,9 @@ def test_a_redelivered_event_keeps_the_one_entry_of_its_first_delivery(
     event = UserRegistered(user_id=uuid.uuid4(), email="ada@example.com", name="Ada")
     delivery = Delivery("audit.when_user_registered_audit", uuid.uuid4())
 
-    when_user_registered_audit(event, delivery, uow=uow)
+    when_user_registered_audit(event, delivery, record=RecordEntryHandler(uow=uow))
     with pytest.raises(AlreadyHandled):
-        when_user_registered_audit(event, delivery, uow=uow)
+        when_user_registered_audit(event, delivery, record=RecordEntryHandler(uow=uow))
 
     [logged] = listed(uow)
     assert logged.entry.event_id == delivery.event_id
@@ -223,8 +224,12 @@ def test_each_subscribers_deliveries_add_their_own_entries(
     )
     registered = UserRegistered(user_id=user, email="b@example.com", name="B")
 
-    when_user_registered_audit(registered, Delivery("audit.when_user_registered_audit", uuid.uuid4()), uow=uow)
-    when_order_placed_audit(placed, Delivery("audit.when_order_placed_audit", uuid.uuid4()), uow=uow)
+    when_user_registered_audit(
+        registered, Delivery("audit.when_user_registered_audit", uuid.uuid4()), record=RecordEntryHandler(uow=uow)
+    )
+    when_order_placed_audit(
+        placed, Delivery("audit.when_order_placed_audit", uuid.uuid4()), record=RecordEntryHandler(uow=uow)
+    )
 
     assert [logged.entry.event_type for logged in listed(uow)] == [PLACED, REGISTERED]
 
@@ -236,7 +241,7 @@ def test_an_entry_and_its_inbox_row_are_one_statement_on_postgresql(uow: UnitOfW
     event = UserRegistered(user_id=uuid.uuid4(), email="ada@example.com", name="Ada")
 
     with counted() as audited:
-        when_user_registered_audit(event, Delivery("audit.user_log", uuid.uuid4()), uow=uow)
+        when_user_registered_audit(event, Delivery("audit.user_log", uuid.uuid4()), record=RecordEntryHandler(uow=uow))
 
     if database.engine.dialect.name == "postgresql":
         assert (audited.kinds(), audited.alone, audited.transactions) == (["WITH"], 1, 0)

@@ -27,6 +27,7 @@ from contexts.order.events import OrderedLine, OrderPlaced
 from contexts.recommendation.adapters import orm
 from contexts.recommendation.adapters.repository import PAIRS, POPULARITY, PROFILES, PURCHASES, counting_upsert
 from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendationUnitOfWork
+from contexts.recommendation.application.handlers import RecordPurchaseHandler
 from contexts.recommendation.application.subscribers import when_order_placed_record_purchase
 from contexts.recommendation.domain.model import MAX_RECOMMENDATIONS, Basket, History, Reason, recommend
 from infrastructure.db import Database
@@ -416,7 +417,7 @@ def test_an_order_counted_while_a_cancellation_of_the_same_product_runs_deadlock
         when_order_placed_record_purchase(
             placed,
             Delivery("recommendation.purchases", uuid.uuid4()),
-            uow=units,  # type: ignore[arg-type]
+            record_purchase=RecordPurchaseHandler(uow=units),  # type: ignore[arg-type]
         )
 
     def lock_purchases(uow: SqlAlchemyRecommendationUnitOfWork) -> None:

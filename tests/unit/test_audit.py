@@ -13,7 +13,7 @@ from typing import Any, get_args
 import pytest
 
 from contexts.audit import http
-from contexts.audit.application.handlers import ListAuditEntries, ListAuditEntriesHandler
+from contexts.audit.application.handlers import ListAuditEntries, ListAuditEntriesHandler, RecordEntryHandler
 from contexts.audit.application.subscribers import (
     when_order_cancelled_audit,
     when_order_placed_audit,
@@ -69,7 +69,7 @@ def test_a_registration_is_one_entry_about_the_user_by_the_user(log: FakeAuditLo
     event = UserRegistered(user_id=USER, email="ada@example.com", name="Ada Lovelace")
     before = datetime.now(timezone.utc)
 
-    when_user_registered_audit(event, delivered(log), uow=log)
+    when_user_registered_audit(event, delivered(log), record=RecordEntryHandler(uow=log))
 
     entry = only_entry(log)
     assert entry.event_id == log.event_id
@@ -84,7 +84,7 @@ def test_a_registration_is_one_entry_about_the_user_by_the_user(log: FakeAuditLo
 def test_a_placed_order_is_one_entry_about_the_order_by_its_buyer(log: FakeAuditLog) -> None:
     event = placed(total="25.00", lines=2, currency="EUR")
 
-    when_order_placed_audit(event, delivered(log), uow=log)
+    when_order_placed_audit(event, delivered(log), record=RecordEntryHandler(uow=log))
 
     entry = only_entry(log)
     assert entry.event_id == log.event_id
@@ -102,7 +102,9 @@ def test_a_placed_order_is_one_entry_about_the_order_by_its_buyer(log: FakeAudit
 
 
 def test_a_one_line_order_says_line_not_lines(log: FakeAuditLog) -> None:
-    when_order_placed_audit(placed(total="12.50", lines=1, currency="USD"), delivered(log), uow=log)
+    when_order_placed_audit(
+        placed(total="12.50", lines=1, currency="USD"), delivered(log), record=RecordEntryHandler(uow=log)
+    )
 
     assert only_entry(log).summary == "order placed: 1 line, 12.50 USD"
 
@@ -110,7 +112,7 @@ def test_a_one_line_order_says_line_not_lines(log: FakeAuditLog) -> None:
 def test_a_customers_cancellation_is_attributed_to_the_customer(log: FakeAuditLog) -> None:
     event = OrderCancelled(order_id=ORDER, user_id=USER, reason="cancelled_by_customer")
 
-    when_order_cancelled_audit(event, delivered(log), uow=log)
+    when_order_cancelled_audit(event, delivered(log), record=RecordEntryHandler(uow=log))
 
     entry = only_entry(log)
     assert entry.event_type == "order.OrderCancelled"
@@ -121,7 +123,9 @@ def test_a_customers_cancellation_is_attributed_to_the_customer(log: FakeAuditLo
 
 @pytest.mark.parametrize("reason", ["cancelled_by_admin", "payment_failed"])
 def test_any_other_cancellation_names_no_actor_rather_than_the_wrong_one(log: FakeAuditLog, reason: str) -> None:
-    when_order_cancelled_audit(OrderCancelled(order_id=ORDER, user_id=USER, reason=reason), delivered(log), uow=log)
+    when_order_cancelled_audit(
+        OrderCancelled(order_id=ORDER, user_id=USER, reason=reason), delivered(log), record=RecordEntryHandler(uow=log)
+    )
 
     entry = only_entry(log)
     assert entry.actor_id is None
@@ -133,9 +137,11 @@ def test_any_other_cancellation_names_no_actor_rather_than_the_wrong_one(log: Fa
 def test_each_delivery_records_its_own_event_id_and_a_fresh_entry_id(log: FakeAuditLog) -> None:
     first, second = uuid.uuid4(), uuid.uuid4()
     log.event_id = first
-    when_user_registered_audit(UserRegistered(USER, "a@example.com", "A"), delivered(log), uow=log)
+    when_user_registered_audit(
+        UserRegistered(USER, "a@example.com", "A"), delivered(log), record=RecordEntryHandler(uow=log)
+    )
     log.event_id = second
-    when_order_placed_audit(placed(), delivered(log), uow=log)
+    when_order_placed_audit(placed(), delivered(log), record=RecordEntryHandler(uow=log))
 
     entries = log.entries()
     assert [entry.event_id for entry in entries] == [first, second]
@@ -149,7 +155,9 @@ def test_a_failed_commit_leaves_no_entry_and_propagates(log: FakeAuditLog) -> No
     log.before_commit = fail
 
     with pytest.raises(CommitFailed):
-        when_order_cancelled_audit(OrderCancelled(ORDER, USER, "cancelled_by_customer"), delivered(log), uow=log)
+        when_order_cancelled_audit(
+            OrderCancelled(ORDER, USER, "cancelled_by_customer"), delivered(log), record=RecordEntryHandler(uow=log)
+        )
 
     assert log.committed == []
 
@@ -166,7 +174,7 @@ def test_a_failed_commit_leaves_no_entry_and_propagates(log: FakeAuditLog) -> No
 def test_entry_data_reads_as_the_events_envelope_data(
     log: FakeAuditLog, event: Any, audit: Callable[..., None]
 ) -> None:
-    audit(event, delivered(log), uow=log)
+    audit(event, delivered(log), record=RecordEntryHandler(uow=log))
 
     assert only_entry(log).data == Envelope(event).to_dict()["data"]
 
@@ -185,10 +193,14 @@ def fill(log: FakeAuditLog, count: int) -> list[AuditEntry]:
         log.event_id = uuid.uuid4()
         if n % 2 == 0:
             when_user_registered_audit(
-                UserRegistered(uuid.uuid4(), f"u{n}@example.com", f"U{n}"), delivered(log), uow=log
+                UserRegistered(uuid.uuid4(), f"u{n}@example.com", f"U{n}"),
+                delivered(log),
+                record=RecordEntryHandler(uow=log),
             )
         else:
-            when_order_placed_audit(dataclasses.replace(placed(), order_id=uuid.uuid4()), delivered(log), uow=log)
+            when_order_placed_audit(
+                dataclasses.replace(placed(), order_id=uuid.uuid4()), delivered(log), record=RecordEntryHandler(uow=log)
+            )
     log.opened.clear()
     return log.entries()
 

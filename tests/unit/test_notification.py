@@ -12,9 +12,15 @@ from typing import Protocol
 
 import pytest
 
+from contexts.notification.application.handlers import (
+    RecipientUnknown,
+    RememberRecipientHandler,
+    SendCancellationNoticeHandler,
+    SendOrderConfirmationHandler,
+    SendWelcomeHandler,
+)
 from contexts.notification.application.ports import MailNotSent
 from contexts.notification.application.subscribers import (
-    RecipientUnknown,
     when_order_cancelled_send_notice,
     when_order_placed_send_confirmation,
     when_user_registered_remember_recipient,
@@ -74,17 +80,21 @@ def deliver(store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID) -> D
         if subscriber == CONFIRMATION:
             # One subscriber sends both order mails (app/registry.py), chosen by event type.
             if isinstance(event, OrderCancelled):
-                when_order_cancelled_send_notice(event, delivery, uow=store, mailer=mailer)
+                when_order_cancelled_send_notice(
+                    event, delivery, notify=SendCancellationNoticeHandler(uow=store, mailer=mailer)
+                )
             else:
                 assert isinstance(event, OrderPlaced)
-                when_order_placed_send_confirmation(event, delivery, uow=store, mailer=mailer)
+                when_order_placed_send_confirmation(
+                    event, delivery, confirm=SendOrderConfirmationHandler(uow=store, mailer=mailer)
+                )
             return
         assert isinstance(event, UserRegistered)
         if subscriber == RECIPIENTS:
-            when_user_registered_remember_recipient(event, delivery, uow=store)
+            when_user_registered_remember_recipient(event, delivery, remember=RememberRecipientHandler(uow=store))
         else:
             assert subscriber == WELCOME
-            when_user_registered_send_welcome(event, delivery, uow=store, mailer=mailer)
+            when_user_registered_send_welcome(event, delivery, welcome=SendWelcomeHandler(uow=store, mailer=mailer))
 
     return run
 
@@ -362,8 +372,10 @@ def test_a_crash_between_sending_and_recording_resends_the_same_message(
         return store(write=False, delivery=delivery)
 
     with pytest.raises(OSError, match="killed"):
-        when_order_placed_send_confirmation(event, delivery, uow=crash, mailer=mailer)
-    when_order_placed_send_confirmation(event, delivery, uow=store, mailer=mailer)
+        when_order_placed_send_confirmation(
+            event, delivery, confirm=SendOrderConfirmationHandler(uow=crash, mailer=mailer)
+        )
+    when_order_placed_send_confirmation(event, delivery, confirm=SendOrderConfirmationHandler(uow=store, mailer=mailer))
 
     first, again = mailer.sent
     assert first == again

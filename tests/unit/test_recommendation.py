@@ -309,7 +309,9 @@ def registered(user_id: uuid.UUID) -> UserRegistered:
 def test_registering_creates_the_profile_in_one_commit() -> None:
     store = FakeStore()
 
-    subscribers.when_user_registered_create_profile(registered(USER), DELIVERY, uow=store)
+    subscribers.when_user_registered_create_profile(
+        registered(USER), DELIVERY, create_profile=handlers.CreateProfileHandler(uow=store)
+    )
 
     assert set(store.committed.profiles) == {USER}
     assert store.commits == 1
@@ -317,10 +319,16 @@ def test_registering_creates_the_profile_in_one_commit() -> None:
 
 def test_an_order_counts_purchases_popularity_and_pairs_in_one_commit() -> None:
     store = FakeStore()
-    subscribers.when_user_registered_create_profile(registered(USER), DELIVERY, uow=store)
+    subscribers.when_user_registered_create_profile(
+        registered(USER), DELIVERY, create_profile=handlers.CreateProfileHandler(uow=store)
+    )
 
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 2), (p(2), 1)), DELIVERY, uow=store)
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 3), (p(3), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(
+        placed(USER, (p(1), 2), (p(2), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
+    subscribers.when_order_placed_record_purchase(
+        placed(USER, (p(1), 3), (p(3), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
 
     counts = store.committed
     assert store.commits == 3
@@ -332,9 +340,13 @@ def test_an_order_counts_purchases_popularity_and_pairs_in_one_commit() -> None:
 def test_an_order_before_the_registration_creates_the_profile_and_the_registration_keeps_it() -> None:
     store = FakeStore()
 
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(
+        placed(USER, (p(1), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
     created = store.committed.profiles[USER]
-    subscribers.when_user_registered_create_profile(registered(USER), DELIVERY, uow=store)
+    subscribers.when_user_registered_create_profile(
+        registered(USER), DELIVERY, create_profile=handlers.CreateProfileHandler(uow=store)
+    )
 
     assert store.committed.profiles == {USER: created}
     assert store.committed.purchases == {(USER, p(1)): (1, 1)}
@@ -344,7 +356,9 @@ def test_an_order_with_an_impossible_line_changes_nothing() -> None:
     store = FakeStore()
 
     with pytest.raises(InvalidBasket):
-        subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1), (p(2), 0)), DELIVERY, uow=store)
+        subscribers.when_order_placed_record_purchase(
+            placed(USER, (p(1), 1), (p(2), 0)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+        )
 
     assert store.committed == Counts()
     assert store.commits == 0
@@ -352,9 +366,15 @@ def test_an_order_with_an_impossible_line_changes_nothing() -> None:
 
 def test_the_handler_describes_each_pick_with_the_catalog() -> None:
     store = FakeStore()
-    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(1), 1), (p(2), 1)), DELIVERY, uow=store)
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), DELIVERY, uow=store)
-    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(3), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(
+        placed(OTHER_USER, (p(1), 1), (p(2), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
+    subscribers.when_order_placed_record_purchase(
+        placed(USER, (p(1), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
+    subscribers.when_order_placed_record_purchase(
+        placed(OTHER_USER, (p(3), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
     recommend_to = handlers.RecommendHandler(uow=store, products=FakeCatalog(p(1), p(2), p(3)))
 
     assert recommend_to(handlers.Recommend(USER)) == [
@@ -371,7 +391,9 @@ def test_a_user_without_history_gets_popular_products_or_nothing() -> None:
     assert recommend_to(handlers.Recommend(USER)) == []
     assert catalog.calls == []
 
-    subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(1), 1)), DELIVERY, uow=store)
+    subscribers.when_order_placed_record_purchase(
+        placed(OTHER_USER, (p(1), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
 
     assert [item.product_id for item in recommend_to(handlers.Recommend(USER))] == [p(1)]
 
@@ -380,12 +402,18 @@ def test_products_gone_from_the_catalog_are_skipped_and_the_next_move_up() -> No
     store = FakeStore()
     # p(1) bought with p(2..4); p(5..20) popular on their own, more popular the higher.
     subscribers.when_order_placed_record_purchase(
-        placed(OTHER_USER, *((p(n), 1) for n in range(1, 5))), DELIVERY, uow=store
+        placed(OTHER_USER, *((p(n), 1) for n in range(1, 5))),
+        DELIVERY,
+        record_purchase=handlers.RecordPurchaseHandler(uow=store),
     )
     for n in range(5, 21):
         for _ in range(n):
-            subscribers.when_order_placed_record_purchase(placed(OTHER_USER, (p(n), 1)), DELIVERY, uow=store)
-    subscribers.when_order_placed_record_purchase(placed(USER, (p(1), 1)), DELIVERY, uow=store)
+            subscribers.when_order_placed_record_purchase(
+                placed(OTHER_USER, (p(n), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+            )
+    subscribers.when_order_placed_record_purchase(
+        placed(USER, (p(1), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
+    )
     gone = {p(3), p(20), p(18)}
     catalog = FakeCatalog(*(p(n) for n in range(1, 21) if p(n) not in gone))
 

@@ -1,14 +1,94 @@
-"""The recommendation context's read use case: the products to suggest to a customer."""
+"""The recommendation context's use cases: keeping the counts it ranks by (a customer's
+profile, their purchases, a cancelled order taken out again), and the products to suggest to a
+customer.
+
+Each change is one write unit of work: made for the delivery of the event it follows from, its
+commit also records the delivery in this context's inbox, so a redelivered event is refused
+there and changes nothing.
+
+A cancelled order is subtracted again: counted, a customer placing and cancelling orders
+could make any product "popular" for everyone. ``order.OrderCancelled`` carries no lines, so
+the counts keep each order's basket to subtract.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from contexts.product.api import ProductApi, ProductDTO
 from contexts.recommendation.application.ports import UnitOfWorkFactory
 from contexts.recommendation.domain import model
+from infrastructure.events.delivery import Delivery
+
+
+@dataclass(frozen=True)
+class CreateProfile:
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class RecordPurchase:
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    basket: model.Basket
+
+
+@dataclass(frozen=True)
+class SubtractPurchase:
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CreateProfileHandler:
+    """Start a customer's profile (already there if one of their orders came first)."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, command: CreateProfile, *, delivery: Delivery | None = None) -> None:
+        with self._uow(delivery=delivery) as work:
+            work.profiles.create(command.user_id, now=_now())
+            work.commit()
+
+
+class RecordPurchaseHandler:
+    """Count an order: the buyer's purchases, each product's popularity, products bought together.
+
+    Events from different publishers are not ordered, so the buyer's ``UserRegistered`` may
+    not have arrived yet. The profile is then created here instead of failing: profiles are
+    derived data that only this context keeps, nothing in the event can be wrong about the
+    buyer (the order context accepted the order from an authenticated user), and waiting for
+    the registration would only delay counts that do not depend on it. The late
+    ``UserRegistered`` then finds the profile and changes nothing.
+    """
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, command: RecordPurchase, *, delivery: Delivery | None = None) -> None:
+        with self._uow(delivery=delivery) as work:
+            work.profiles.create(command.user_id, now=_now())
+            work.profiles.record(command.order_id, command.user_id, command.basket)
+            work.commit()
+
+
+class SubtractPurchaseHandler:
+    """Take an order out of the counts: what was cancelled was not bought."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, command: SubtractPurchase, *, delivery: Delivery | None = None) -> None:
+        with self._uow(delivery=delivery) as work:
+            work.profiles.cancel(command.order_id, command.user_id)
+            work.commit()
 
 
 @dataclass(frozen=True)
