@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-stamp
 DEV := $(VENV)/.dev-stamp
 PORT ?= 8000
 
-.PHONY: run test lint-imports venv clean
+.PHONY: run test lint-imports docs venv clean
 
 venv: $(RUNTIME)
 
@@ -31,6 +31,10 @@ $(DEV): $(RUNTIME)
 run: $(RUNTIME)
 	@echo "==> migrating the databases, then serving on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
 	exec $(BIN)/shop serve --migrate --host 127.0.0.1 --port $(PORT)
+
+# The architecture documentation, from the code (docs/architecture/; a test checks it is current).
+docs: $(RUNTIME)
+	$(BIN)/shop docs
 
 lint-imports: $(DEV)
 	$(BIN)/lint-imports --config importlinter.ini

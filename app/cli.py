@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +178,24 @@ def openapi() -> None:
     # no database touched.
     load_settings()
     click.echo(json.dumps(openapi_document(), indent=2))
+
+
+@main.command("docs")
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docs") / "architecture",
+    show_default=True,
+    help="Where to write them.",
+)
+def docs(folder: Path) -> None:
+    """Write the architecture documentation generated from the code: the context map (Mermaid), a
+    page per context, and the AsyncAPI 3.0 catalogue of the events. A test fails when the
+    committed files differ from what this writes."""
+    from app.docs import write_docs
+
+    for path in write_docs(folder):
+        click.echo(f"wrote {path}")
 
 
 @main.group("gateway")

@@ -285,6 +285,7 @@ def test_help_lists_the_commands_of_a_shop_operator_only(tmp_path: Path) -> None
     listed = result.stdout.partition("Commands:")[2].split()
     commands = {word for word in listed if re.fullmatch(r"[a-z-]+", word)} & {
         "db",
+        "docs",
         "events",
         "gateway",
         "openapi",
@@ -296,7 +297,7 @@ def test_help_lists_the_commands_of_a_shop_operator_only(tmp_path: Path) -> None
         "shell",
         "limiter",
     }
-    assert commands == {"db", "events", "gateway", "openapi", "routes", "seed-demo", "serve", "users"}
+    assert commands == {"db", "docs", "events", "gateway", "openapi", "routes", "seed-demo", "serve", "users"}
     assert "--app" not in result.stdout and "--debug" not in result.stdout
 
 
