@@ -51,7 +51,7 @@ class ShopGroup(click.Group):
             # to explain, and nothing worth importing it for.
             if "sqlalchemy.exc" not in sys.modules:
                 raise
-            from infrastructure.database_failures import operator_message
+            from infrastructure.db.failures import operator_message
 
             message = operator_message(error)
             if message is None:

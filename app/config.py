@@ -23,8 +23,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.registry import CONTEXTS, callers_of, remotely_callable
 from contexts.notification.adapters.mailers import SmtpEndpoint, check_sender
-from infrastructure.auth import MIN_SECRET_LENGTH
-from infrastructure.db import PoolOptions, database_url
+from infrastructure.auth.tokens import MIN_SECRET_LENGTH
+from infrastructure.db.database import PoolOptions, database_url
 from infrastructure.logging import LogFormat
 from infrastructure.remote.options import KEEPALIVE_MARGIN_SECONDS, RemoteOptions
 from infrastructure.validation_messages import message_for

@@ -21,8 +21,8 @@ from app.placement import RELAY, Placement
 from app.registry import BY_NAME, IDENTITY, REGISTRY, SUBSCRIPTIONS
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
-from infrastructure.auth import CurrentRoles, TokenService
-from infrastructure.db import Database, Engines
+from infrastructure.auth.tokens import CurrentRoles, TokenService
+from infrastructure.db.database import Database, Engines
 from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy

@@ -14,7 +14,8 @@ from app.containers import ApplicationContainer, build_container, databases, rem
 from app.public_api import API_PREFIX, http_modules, register_endpoints
 from app.registry import remotely_callable
 from app.subscriptions import subscribe_all
-from infrastructure.http.auth import init_auth
+from infrastructure.auth.bearer import init_auth
+from infrastructure.auth.service import init_service_auth
 from infrastructure.http.backpressure import install_write_backpressure
 from infrastructure.http.body_limit import StreamedBodyLimit
 from infrastructure.http.problems import install_problem_handlers
@@ -26,7 +27,6 @@ from infrastructure.http.rate_limit import (
 )
 from infrastructure.http.request_id import install_request_ids
 from infrastructure.http.security import install_cors, install_security_headers
-from infrastructure.http.service_auth import init_service_auth
 from infrastructure.logging import configure_logging
 
 CONTAINER = "shop.container"

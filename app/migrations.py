@@ -1,6 +1,6 @@
 """Every context's migration history, applied to that context's own database.
 
-Alembic (``infrastructure.migrations``) is imported only when a history has something to apply
+Alembic (``infrastructure.db.migrations``) is imported only when a history has something to apply
 or revert: a start whose databases are up to date finds that out without it.
 """
 
@@ -10,8 +10,8 @@ import importlib
 from pathlib import Path
 
 from app.registry import CONTEXTS
-from infrastructure.db import Database
-from infrastructure.migration_heads import at_heads
+from infrastructure.db.database import Database
+from infrastructure.db.migration_heads import at_heads
 
 
 def script_location(context: str) -> Path:
@@ -29,13 +29,13 @@ def upgrade_all(databases: dict[str, Database], revision: str = "head") -> None:
         location, table = script_location(context), version_table(context)
         if revision == "head" and at_heads(databases[context], location, table):
             continue
-        from infrastructure import migrations
+        from infrastructure.db import migrations
 
         migrations.upgrade(databases[context], location, table, revision)
 
 
 def downgrade_all(databases: dict[str, Database], revision: str = "base") -> None:
-    from infrastructure import migrations
+    from infrastructure.db import migrations
 
     for context in [name for name in reversed(CONTEXTS) if name in databases]:
         migrations.downgrade(databases[context], script_location(context), version_table(context), revision)

@@ -12,10 +12,10 @@ from flask import Blueprint, current_app
 from pydantic import BaseModel
 from sqlalchemy.pool import Pool
 
-from infrastructure.auth import TokenKeys
-from infrastructure.db import Database
+from infrastructure.auth.bearer import current_tokens
+from infrastructure.auth.tokens import TokenKeys
+from infrastructure.db.database import Database
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable, UnexpectedAnswer
-from infrastructure.http.auth import current_tokens
 from infrastructure.http.openapi import endpoint
 from infrastructure.http.problems import Problem
 

@@ -71,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import floor_app
 from bench.order_placement import drop_schemas, server_env
-from infrastructure.db_types import UtcDateTime
+from infrastructure.db.types import UtcDateTime
 from tests.e2e.server import API, HOST, bearer, free_port, register
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, event, insert
 
 from app.migrations import upgrade_all
 from contexts.user.adapters.orm import OUTBOX
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.outbox import DONE, PENDING, ClaimedDelivery, Outbox
 
 EVENT_TYPE = "bench.Pinged"

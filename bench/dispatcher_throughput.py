@@ -33,7 +33,7 @@ from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
 from app.migrations import upgrade_all
 from contexts.user.adapters.orm import OUTBOX
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.envelope import Envelope
 

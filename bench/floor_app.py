@@ -24,7 +24,7 @@ failure leaves it to be claimed again when its lease ends. All in the floor's on
 lower bound for any app that keeps these guarantees.
 
 Its own tables (created at start) live in a SQLite file (WAL, busy timeout, write transactions
-``BEGIN IMMEDIATE`` queued on a lock per process, as ``infrastructure/db.py`` does) or in a
+``BEGIN IMMEDIATE`` queued on a lock per process, as ``infrastructure/db/database.py`` does) or in a
 PostgreSQL schema (psycopg 3, a QueuePool sized like one of the shop's pools). Served by
 gunicorn's gthread workers, with the shop's gunicorn options. Configured by environment variables:
 
@@ -83,7 +83,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
-# The shop's token rules (infrastructure/auth.py): HS256 only, these claims required, its issuer.
+# The shop's token rules (infrastructure/auth/tokens.py): HS256 only, these claims required, its issuer.
 ALGORITHM = "HS256"
 ISSUER = "modular-shop"
 REQUIRED_CLAIMS = ["sub", "role", "exp", "nbf", "iat", "iss"]

@@ -74,7 +74,7 @@ from contexts.user.adapters.orm import UserRow
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role, email_key
 from contexts.user.http import UserCursor
-from infrastructure.db import Database, quoted_schema
+from infrastructure.db.database import Database, quoted_schema
 from infrastructure.http.pagination import encode_cursor
 
 API = "/api/v1"

@@ -56,5 +56,5 @@ class Busy(Exception):
 class OutcomeUnknown(Exception):
     """A write whose connection was lost while the server ran its commit: it may have been
     committed or not, and only a later read can tell (if it finds the write). The unit of work
-    raises it as a database error of its own (``infrastructure.unit_of_work.CommitAnswerLost``),
+    raises it as a database error of its own (``infrastructure.db.unit_of_work.CommitAnswerLost``),
     answered as any lost database is; a use case that must not guess catches it by this class."""

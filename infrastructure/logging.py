@@ -84,5 +84,5 @@ def configure_logging(
     # Werkzeug's own access line lacks the request id; the app logs its own.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # Alembic says which backend and DDL mode it uses at every start, two lines per context;
-    # the migrations it applies are logged by infrastructure.migrations, one line each.
+    # the migrations it applies are logged by infrastructure.db.migrations, one line each.
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -30,7 +30,7 @@ from app.migrations import upgrade_all
 from app.registry import CONTEXTS
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 
 # Argon2 at its cheapest: the suite registers many users; production keeps the defaults.
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8, "argon2_parallelism": 1}

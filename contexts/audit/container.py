@@ -7,7 +7,7 @@ from dependency_injector import containers, providers
 from contexts.audit.adapters import orm
 from contexts.audit.adapters.unit_of_work import SqlAlchemyAuditUnitOfWork
 from contexts.audit.application import handlers, subscribers
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.inbox import Inbox
 
 

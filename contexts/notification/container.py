@@ -9,7 +9,7 @@ from contexts.notification.adapters import orm
 from contexts.notification.adapters.unit_of_work import SqlAlchemyNotificationUnitOfWork
 from contexts.notification.application import handlers, subscribers
 from contexts.notification.application.ports import Mailer
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.inbox import Inbox
 
 

@@ -8,7 +8,7 @@ from contexts.order.adapters import orm
 from contexts.order.adapters.unit_of_work import SqlAlchemyOrderUnitOfWork
 from contexts.order.application import facade, handlers
 from contexts.product.api import ProductApi
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.bus import EventBus
 from infrastructure.events.outbox import Outbox
 

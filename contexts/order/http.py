@@ -26,7 +26,7 @@ from contexts.order.application import handlers
 from contexts.order.application.ports import OrderFilter, OrderKey
 from contexts.order.domain import exceptions, model
 from contexts.product.api import InsufficientStock
-from infrastructure.http.auth import current_principal
+from infrastructure.auth.bearer import current_principal
 from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors

@@ -26,7 +26,7 @@ from contexts.product.api import (
     ReservationConflict,
     ReservationLine,
 )
-from infrastructure.auth import TokenKeys
+from infrastructure.auth.tokens import TokenKeys
 from infrastructure.errors import DependencyMisconfigured, UnexpectedAnswer
 
 if TYPE_CHECKING:

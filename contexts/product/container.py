@@ -10,7 +10,7 @@ from contexts.product.adapters import orm
 from contexts.product.adapters.catalogue import SqlAlchemyCatalogue
 from contexts.product.adapters.unit_of_work import SqlAlchemyProductUnitOfWork
 from contexts.product.application import facade, handlers, subscribers
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.bus import EventBus
 from infrastructure.events.inbox import Inbox
 from infrastructure.events.outbox import Outbox

@@ -26,11 +26,11 @@ from contexts.product.api import (
 from contexts.product.application import handlers
 from contexts.product.application.facade import ProductFacade
 from contexts.product.domain import currencies, exceptions, model
+from infrastructure.auth.service import internal_blueprint
 from infrastructure.http.openapi import Access, Header, Link, endpoint
 from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
 from infrastructure.http.schemas import Money, ResponseModel
-from infrastructure.http.service_auth import internal_blueprint
 from infrastructure.http.validation import (
     MULTI_LINE,
     NOT_ONLY_INVISIBLE,

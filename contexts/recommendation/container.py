@@ -8,7 +8,7 @@ from contexts.product.api import ProductApi
 from contexts.recommendation.adapters import orm
 from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendationUnitOfWork
 from contexts.recommendation.application import handlers, subscribers
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.inbox import Inbox
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from contexts.recommendation.application import handlers
 from contexts.recommendation.domain import model
-from infrastructure.http.auth import current_principal
+from infrastructure.auth.bearer import current_principal
 from infrastructure.http.openapi import Access, endpoint
 from infrastructure.http.schemas import Money, ResponseModel
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from contexts.user.api import UserDTO, UserNotFound
-from infrastructure.auth import TokenKeys
+from infrastructure.auth.tokens import TokenKeys
 from infrastructure.errors import DependencyMisconfigured, UnexpectedAnswer
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from contexts.user.adapters import orm
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.adapters.unit_of_work import SqlAlchemyUserUnitOfWork
 from contexts.user.application import facade, handlers
-from infrastructure.auth import TokenService
-from infrastructure.db import Database
+from infrastructure.auth.tokens import TokenService
+from infrastructure.db.database import Database
 from infrastructure.events.bus import EventBus
 from infrastructure.events.outbox import Outbox
 

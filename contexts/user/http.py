@@ -17,7 +17,8 @@ from contexts.user.application import handlers
 from contexts.user.application.facade import UserFacade
 from contexts.user.domain import exceptions
 from contexts.user.domain.model import Role, email_key
-from infrastructure.http.auth import current_principal
+from infrastructure.auth.bearer import current_principal
+from infrastructure.auth.service import internal_blueprint
 from infrastructure.http.openapi import Access, Header, endpoint
 from infrastructure.http.pagination import CursorKey, decode_cursor, encode_cursor
 from infrastructure.http.problems import Problem, map_errors
@@ -32,7 +33,6 @@ from infrastructure.http.rate_limit import (
 )
 from infrastructure.http.schemas import ResponseModel
 from infrastructure.http.security import no_store
-from infrastructure.http.service_auth import internal_blueprint
 from infrastructure.http.validation import NOT_ONLY_INVISIBLE, SINGLE_LINE, STRIPPED, id_from_path
 from infrastructure.validation_messages import email_message
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 class Transaction(Protocol):
     """The write session the deliveries of one batch share
-    (``infrastructure.unit_of_work.SharedTransaction``)."""
+    (``infrastructure.db.unit_of_work.SharedTransaction``)."""
 
     def session(self, database: Any) -> Any: ...
 

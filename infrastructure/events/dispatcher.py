@@ -46,13 +46,13 @@ from typing import Any
 import structlog
 
 from infrastructure.backoff import equal_jitter
+from infrastructure.db.unit_of_work import shared_transaction
 from infrastructure.events import codec
 from infrastructure.events.bus import EventBus
 from infrastructure.events.delivery import Delivery, Transaction
 from infrastructure.events.inbox import AlreadyHandled
 from infrastructure.events.outbox import ClaimedDelivery, Outbox
 from infrastructure.request_context import bind_request_id
-from infrastructure.unit_of_work import shared_transaction
 
 logger = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from infrastructure.database_failures import unique_violation_on
+from infrastructure.db.failures import unique_violation_on
 from infrastructure.events.delivery import Delivery
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 from sqlalchemy.sql.elements import BindParameter
 
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.envelope import Envelope, Event
 from infrastructure.events.tables import DEAD, DONE, PENDING, OutboxTables
 

@@ -37,7 +37,7 @@ from sqlalchemy import (
     text,
 )
 
-from infrastructure.db_types import UtcDateTime
+from infrastructure.db.types import UtcDateTime
 
 # SQLite numbers rows itself only for an INTEGER PRIMARY KEY; elsewhere a 64-bit identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")

@@ -23,7 +23,7 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from infrastructure.http.auth import current_principal
+from infrastructure.auth.bearer import current_principal
 from infrastructure.http.problems import Problem
 from infrastructure.http.rate_limit import MARKS as THROTTLE_MARKS
 from infrastructure.http.schemas import ProblemDetails

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from infrastructure.database_failures import missing_table
+from infrastructure.db.failures import missing_table
 from infrastructure.errors import Busy, DependencyMisconfigured, DependencyUnavailable
 from infrastructure.http.schemas import FieldError, ProblemDetails
 

@@ -16,7 +16,7 @@ import uuid
 import structlog
 from flask import Flask, Response, g, request
 
-from infrastructure.http.service_auth import presents_service_token
+from infrastructure.auth.service import presents_service_token
 from infrastructure.request_context import (
     DEADLINE_HEADER,
     REQUEST_ID_HEADER,

@@ -4,7 +4,7 @@ each client's readiness check reads it."""
 
 from __future__ import annotations
 
-from infrastructure.auth import TokenKeys
+from infrastructure.auth.tokens import TokenKeys
 from infrastructure.errors import DependencyMisconfigured, UnexpectedAnswer
 from infrastructure.remote.options import ACCESS_SUFFIX
 from infrastructure.remote.service import RemoteService

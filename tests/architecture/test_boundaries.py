@@ -49,7 +49,7 @@ VIOLATIONS = [
         id="events-imports-infrastructure",
     ),
     pytest.param(
-        Violation("infrastructure.db", "contexts.user.api", "top-level-layers"),
+        Violation("infrastructure.db.database", "contexts.user.api", "top-level-layers"),
         id="infrastructure-imports-a-context",
     ),
     pytest.param(
@@ -97,7 +97,7 @@ VIOLATIONS = [
         id="application-imports-flask",
     ),
     pytest.param(
-        Violation("contexts.order.application.handlers", "infrastructure.db", "application-not-web"),
+        Violation("contexts.order.application.handlers", "infrastructure.db.database", "application-not-web"),
         id="application-imports-infrastructure-db",
     ),
 ]

@@ -28,7 +28,7 @@ import pytest
 from app.factory import container_of
 from contexts.product.application.handlers import CreateProduct
 from contexts.user.application.handlers import RegisterUser
-from infrastructure.auth import Principal
+from infrastructure.auth.tokens import Principal
 from tests.conftest import POSTGRES_URL_VARIABLE, Backend, start_app, stop_app
 from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, shop_env
 

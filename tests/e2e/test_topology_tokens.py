@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infrastructure.auth import Principal, TokenService
+from infrastructure.auth.tokens import Principal, TokenService
 from tests.conftest import Backend
 from tests.e2e.server import API, REQUEST_TIMEOUT, bearer, register
 from tests.e2e.topology import Topology, amqp_url_or_skip, running_topology

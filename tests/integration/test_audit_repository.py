@@ -22,8 +22,8 @@ from contexts.audit.application.subscribers import when_order_placed_audit, when
 from contexts.audit.domain.model import AuditEntry
 from contexts.order.events import OrderedLine, OrderPlaced
 from contexts.user.events import UserRegistered
-from infrastructure import migrations
-from infrastructure.db import Database
+from infrastructure.db import migrations
+from infrastructure.db.database import Database
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.inbox import AlreadyHandled, Inbox
 from tests.conftest import Backend

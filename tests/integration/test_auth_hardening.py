@@ -28,7 +28,7 @@ from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.application import handlers
 from contexts.user.domain import exceptions
 from contexts.user.domain.model import Role
-from infrastructure.auth import Principal, key_id
+from infrastructure.auth.tokens import Principal, key_id
 from tests.conftest import Backend, settings_for, start_app, stop_app
 
 API = "/api/v1"

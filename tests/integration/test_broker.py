@@ -38,7 +38,7 @@ from app.placement import RELAY
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.application.handlers import RegisterUser
 from infrastructure.backoff import equal_jitter
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.broker import consumer as consumer_module
 from infrastructure.events.broker import publisher as publisher_module
 from infrastructure.events.broker.consumer import BrokerConsumer, Handler

@@ -27,7 +27,7 @@ from sqlalchemy.pool import QueuePool
 from app.config import SERVER_DELIVERY_WORKERS, Settings
 from app.containers import databases
 from app.factory import container_of
-from infrastructure.db import Database, Engines
+from infrastructure.db.database import Database, Engines
 from tests.conftest import POSTGRES_URL_VARIABLE, MakeApp, Shop
 
 

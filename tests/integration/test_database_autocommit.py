@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select
 from sqlalchemy.schema import CreateSchema
 
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from tests.conftest import Backend
 
 

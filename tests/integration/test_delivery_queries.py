@@ -19,7 +19,7 @@ from sqlalchemy import event, select
 
 from app.containers import ApplicationContainer, databases
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.outbox import Outbox
 
 TABLE = "order_deliveries"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 from sqlalchemy import MetaData, select
 
-from infrastructure.db import Database, create_schema
+from infrastructure.db.database import Database, create_schema
 from infrastructure.events.bus import EventBus
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.dispatcher import Dispatcher

@@ -39,13 +39,13 @@ from contexts.product.adapters.orm import StockAdjustmentRow
 from contexts.product.application.handlers import GetProduct
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.events import UserRegistered
+from infrastructure.db.unit_of_work import shared_transaction
 from infrastructure.events import dispatcher as dispatcher_module
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
 from infrastructure.events.inbox import AlreadyHandled
 from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
 from infrastructure.events.tables import OutboxTables
-from infrastructure.unit_of_work import shared_transaction
 from tests.conftest import Backend, Shop
 
 TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.containers import ApplicationContainer
-from infrastructure.auth import Principal, TokenService, key_id
+from infrastructure.auth.tokens import Principal, TokenService, key_id
 from tests.problems import assert_problem, invalid_fields
 
 API = "/api/v1"

@@ -33,8 +33,8 @@ from contexts.recommendation.adapters.orm import RecommendationBase
 from contexts.user.adapters.orm import UserBase
 from contexts.user.adapters.repository import SqlAlchemyUserRepository
 from contexts.user.domain.model import email_key
-from infrastructure import migrations
-from infrastructure.db import Database
+from infrastructure.db import migrations
+from infrastructure.db.database import Database
 from tests.conftest import Backend, start_app, stop_app
 
 METADATA: dict[str, MetaData] = {

@@ -44,10 +44,10 @@ from contexts.notification.domain import messages
 from contexts.notification.domain.model import Mail, MailKind, Recipient, SentMail
 from contexts.order.events import OrderedLine, OrderPlaced
 from contexts.user.events import UserRegistered
-from infrastructure.db import Database
+from infrastructure.db.database import Database
+from infrastructure.db.migrations import upgrade
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.inbox import AlreadyHandled, Inbox
-from infrastructure.migrations import upgrade
 from tests.conftest import Backend
 from tests.round_trips import counted
 

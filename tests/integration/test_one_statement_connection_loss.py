@@ -21,7 +21,7 @@ from contexts.order.adapters.orm import OrderRow
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from contexts.product.adapters.orm import ReservationRow, StockRow
 from contexts.product.api import ReservationLine
-from infrastructure.db import quoted_schema
+from infrastructure.db.database import quoted_schema
 from tests.conftest import Shop
 
 pytestmark = pytest.mark.usefixtures("backend")

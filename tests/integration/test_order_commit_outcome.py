@@ -21,7 +21,7 @@ from app.containers import ApplicationContainer, databases
 from contexts.order.adapters.orm import OrderRow
 from contexts.order.adapters.unit_of_work import SqlAlchemyOrderUnitOfWork
 from contexts.product.adapters.orm import ReservationRow, StockRow
-from infrastructure.unit_of_work import CommitAnswerLost
+from infrastructure.db.unit_of_work import CommitAnswerLost
 from tests.conftest import Shop
 
 pytestmark = pytest.mark.usefixtures("backend")

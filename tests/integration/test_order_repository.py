@@ -17,8 +17,8 @@ from contexts.order.adapters.orm import OrderRow
 from contexts.order.adapters.repository import SqlAlchemyOrderRepository
 from contexts.order.application.ports import OrderKey
 from contexts.order.domain import model
-from infrastructure.db import Database
-from infrastructure.migrations import upgrade
+from infrastructure.db.database import Database
+from infrastructure.db.migrations import upgrade
 from tests.conftest import Backend
 from tests.query_plans import plans_of
 

@@ -1,4 +1,4 @@
-"""PostgreSQL specifics of ``infrastructure.db``: driver, one schema per context, pool and timeouts.
+"""PostgreSQL specifics of ``infrastructure.db.database``: driver, one schema per context, pool and timeouts.
 
 The server tests need ``SHOP_TEST_POSTGRES_URL``; they skip without it, naming the variable.
 """
@@ -20,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.config import Settings
 from app.migrations import downgrade_all, upgrade_all, version_table
 from app.registry import CONTEXTS
-from infrastructure.db import Database, Engines, PoolOptions
+from infrastructure.db.database import Database, Engines, PoolOptions
 from tests.conftest import POSTGRES_URL_VARIABLE
 
 

@@ -23,8 +23,8 @@ import contexts.product
 from contexts.product.adapters import search
 from contexts.product.adapters.repository import SqlAlchemyProductRepository
 from contexts.product.domain import model
-from infrastructure.db import Database
-from infrastructure.migrations import upgrade
+from infrastructure.db.database import Database
+from infrastructure.db.migrations import upgrade
 from tests.conftest import Backend, Shop
 from tests.query_plans import plans_of
 

@@ -30,10 +30,10 @@ from contexts.recommendation.adapters.unit_of_work import SqlAlchemyRecommendati
 from contexts.recommendation.application.handlers import RecordPurchaseHandler
 from contexts.recommendation.application.subscribers import when_order_placed_record_purchase
 from contexts.recommendation.domain.model import MAX_RECOMMENDATIONS, Basket, History, Reason, recommend
-from infrastructure.db import Database
+from infrastructure.db.database import Database
+from infrastructure.db.migrations import downgrade, upgrade
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.inbox import Inbox
-from infrastructure.migrations import downgrade, upgrade
 from tests.conftest import Backend
 from tests.query_plans import plans_of
 

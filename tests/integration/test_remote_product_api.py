@@ -24,7 +24,7 @@ from app.factory import container_of
 from app.ops import ServiceCheck
 from contexts.product.application.handlers import CreateProduct
 from contexts.product.client import INTERNAL_PREFIX, RemoteProductApi
-from infrastructure.auth import TokenKeys
+from infrastructure.auth.tokens import TokenKeys
 from infrastructure.remote.options import ACCESS_SUFFIX
 from infrastructure.request_context import bind_deadline
 from tests.conftest import MakeApp, Shop, database_for

@@ -24,7 +24,7 @@ from app.factory import container_of
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.client import RemoteUserApi
 from contexts.user.domain.model import Role
-from infrastructure.auth import Principal
+from infrastructure.auth.tokens import Principal
 from tests.conftest import MakeApp
 from tests.http_servers import dead_url, serve_app
 from tests.problems import assert_problem

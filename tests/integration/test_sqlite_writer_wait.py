@@ -1,5 +1,5 @@
 """A SQLite writer waiting for another process's write transaction tries again often
-(``_begin_immediate`` in ``infrastructure/db.py``) instead of sleeping in SQLite's busy handler,
+(``_begin_immediate`` in ``infrastructure/db/database.py``) instead of sleeping in SQLite's busy handler,
 and still gives up after the busy timeout.
 
 The other process is a plain ``sqlite3`` connection holding ``BEGIN IMMEDIATE``: SQLite's file
@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
-from infrastructure import db
-from infrastructure.db import Database
+from infrastructure.db import database as db
+from infrastructure.db.database import Database
 
 
 @pytest.fixture

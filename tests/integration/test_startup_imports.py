@@ -19,9 +19,9 @@ from sqlalchemy import text
 
 from app.migrations import script_location, version_table
 from app.registry import CONTEXTS
-from infrastructure import migrations
-from infrastructure.db import Database
-from infrastructure.migration_heads import at_heads, script_head
+from infrastructure.db import migrations
+from infrastructure.db.database import Database
+from infrastructure.db.migration_heads import at_heads, script_head
 from tests.conftest import Backend, database_for
 from tests.e2e.server import shop_env
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from infrastructure.database_failures import operator_message
+from infrastructure.db.failures import operator_message
 
 
 def sqlite_error(sql: str, database: str = ":memory:") -> sqlite3.OperationalError:

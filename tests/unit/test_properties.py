@@ -25,7 +25,7 @@ from contexts.product.domain.currencies import CURRENCIES
 from contexts.product.domain.exceptions import InvalidPrice
 from contexts.product.domain.model import merge_lines, money
 from contexts.product.events import StockLine
-from infrastructure.db_types import Money
+from infrastructure.db.types import Money
 from infrastructure.serialization import to_data
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 import pytest
 
-from infrastructure.auth import LEEWAY, CurrentRoles, InvalidToken, Principal, TokenService, key_id
+from infrastructure.auth.tokens import LEEWAY, CurrentRoles, InvalidToken, Principal, TokenService, key_id
 
 SECRET = "the current signing secret, long enough"
 OLD_SECRET = "the previous signing secret, long enough"

@@ -28,7 +28,7 @@ from contexts.user.application.handlers import (
 from contexts.user.domain.exceptions import EmailAlreadyRegistered, InvalidCredentials
 from contexts.user.domain.model import Role
 from contexts.user.events import UserRegistered
-from infrastructure.auth import TokenService
+from infrastructure.auth.tokens import TokenService
 from infrastructure.errors import Busy
 from tests.unit.fakes.common import CommitFailed
 from tests.unit.fakes.user import UserStore

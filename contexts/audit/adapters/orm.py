@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from infrastructure.db_types import UtcDateTime, context_metadata
+from infrastructure.db.types import UtcDateTime, context_metadata
 from infrastructure.events.tables import Position, inbox_table
 
 

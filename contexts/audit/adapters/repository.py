@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from contexts.audit.adapters.orm import AuditEntryRow
 from contexts.audit.application.ports import LoggedEntry
 from contexts.audit.domain import model
-from infrastructure.unit_of_work import Stage
+from infrastructure.db.unit_of_work import Stage
 
 _ENTRIES = cast(Table, AuditEntryRow.__table__)
 _INSERT_ENTRY = insert(_ENTRIES)  # built once: every event's audit entry runs it

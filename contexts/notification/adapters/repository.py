@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from contexts.notification.adapters.orm import RecipientRow, SentMailRow
 from contexts.notification.domain import model
-from infrastructure.unit_of_work import Stage
+from infrastructure.db.unit_of_work import Stage
 
 _RECIPIENT = select(RecipientRow.email, RecipientRow.name).where(RecipientRow.user_id == bindparam("user_id"))
 _INSERT_SENT_MAIL = insert(cast(Table, SentMailRow.__table__))  # its columns: the keys of the parameters

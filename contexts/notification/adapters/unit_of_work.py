@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from contexts.notification.adapters.orm import RecipientRow
 from contexts.notification.adapters.repository import SqlAlchemyRecipientRepository, SqlAlchemySentMailRepository
 from contexts.notification.domain import model
+from infrastructure.db.unit_of_work import SqlAlchemyUnitOfWork
 from infrastructure.events.inbox import handled
-from infrastructure.unit_of_work import SqlAlchemyUnitOfWork
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from infrastructure.db_types import Money, UtcDateTime, context_metadata
+from infrastructure.db.types import Money, UtcDateTime, context_metadata
 from infrastructure.events.tables import outbox_tables
 
 

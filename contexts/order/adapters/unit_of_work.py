@@ -10,7 +10,7 @@ from contexts.order.adapters.repository import (
     add_in_one_statement,
 )
 from contexts.order.domain import model
-from infrastructure.unit_of_work import SqlAlchemyUnitOfWork
+from infrastructure.db.unit_of_work import SqlAlchemyUnitOfWork
 
 
 class SqlAlchemyOrderUnitOfWork(SqlAlchemyUnitOfWork):

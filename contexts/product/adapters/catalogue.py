@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select
 
 from contexts.product.adapters.orm import ProductRow, StockRow
 from contexts.product.api import ProductDTO
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 
 _COLUMNS = (
     ProductRow.id,

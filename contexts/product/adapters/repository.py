@@ -28,7 +28,7 @@ from contexts.product.adapters.orm import (
 )
 from contexts.product.application.ports import ReservationExists
 from contexts.product.domain import exceptions, model
-from infrastructure.database_failures import unique_violation_on
+from infrastructure.db.failures import unique_violation_on
 
 
 class SqlAlchemyProductRepository:

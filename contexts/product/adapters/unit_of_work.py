@@ -19,8 +19,8 @@ from contexts.product.adapters.repository import (
 )
 from contexts.product.application.ports import ReservationExists
 from contexts.product.domain import model
-from infrastructure.database_failures import unique_violation_on
-from infrastructure.unit_of_work import SqlAlchemyUnitOfWork
+from infrastructure.db.failures import unique_violation_on
+from infrastructure.db.unit_of_work import SqlAlchemyUnitOfWork
 
 
 class SqlAlchemyProductUnitOfWork(SqlAlchemyUnitOfWork):

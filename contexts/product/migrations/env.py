@@ -6,6 +6,6 @@ metadata, and left out of autogenerate's comparison.
 
 from contexts.product.adapters.orm import ProductBase
 from contexts.product.adapters.search import modelled
-from infrastructure.migrations import run_env
+from infrastructure.db.migrations import run_env
 
 run_env(ProductBase.metadata, include_name=modelled)

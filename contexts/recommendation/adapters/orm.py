@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from infrastructure.db_types import UtcDateTime, context_metadata
+from infrastructure.db.types import UtcDateTime, context_metadata
 from infrastructure.events.tables import inbox_table
 
 

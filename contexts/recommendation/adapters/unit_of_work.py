@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from contexts.recommendation.adapters.repository import SqlAlchemyProfileRepository
-from infrastructure.unit_of_work import SqlAlchemyUnitOfWork
+from infrastructure.db.unit_of_work import SqlAlchemyUnitOfWork
 
 
 class SqlAlchemyRecommendationUnitOfWork(SqlAlchemyUnitOfWork):

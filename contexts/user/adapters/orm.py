@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from infrastructure.db_types import UtcDateTime, context_metadata
+from infrastructure.db.types import UtcDateTime, context_metadata
 from infrastructure.events.tables import outbox_tables
 
 

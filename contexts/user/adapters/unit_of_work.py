@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from contexts.user.adapters.repository import SqlAlchemyUserRepository
-from infrastructure.unit_of_work import SqlAlchemyUnitOfWork
+from infrastructure.db.unit_of_work import SqlAlchemyUnitOfWork
 
 
 class SqlAlchemyUserUnitOfWork(SqlAlchemyUnitOfWork):

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from contexts.user.api import UserDTO, UserNotFound
 from contexts.user.application.ports import PasswordHasher, UnitOfWorkFactory, UserFilter
 from contexts.user.domain import exceptions, model
-from infrastructure.auth import IssuedToken, Principal, TokenService
+from infrastructure.auth.tokens import IssuedToken, Principal, TokenService
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dependency_injector import containers, providers
 from contexts.wishlist.adapters import orm
 from contexts.wishlist.adapters.unit_of_work import SqlAlchemyWishlistUnitOfWork
 from contexts.wishlist.application import handlers, subscribers
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.events.inbox import Inbox
 
 

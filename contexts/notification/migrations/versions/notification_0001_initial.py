@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from infrastructure.db_types import context_metadata
+from infrastructure.db.types import context_metadata
 from infrastructure.events.tables import inbox_table
-from infrastructure.migrations import create_tables, drop_tables
+from infrastructure.db.migrations import create_tables, drop_tables
 
 revision = 'notification_0001'
 down_revision = None

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy import Table
 
-from infrastructure.db_types import context_metadata
+from infrastructure.db.types import context_metadata
 from infrastructure.events.tables import outbox_tables
-from infrastructure.migrations import create_tables, drop_tables
+from infrastructure.db.migrations import create_tables, drop_tables
 
 revision = "order_0002"
 down_revision = "order_0001"

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Table
 
-from infrastructure.db_types import context_metadata
+from infrastructure.db.types import context_metadata
 from infrastructure.events.tables import inbox_table
-from infrastructure.migrations import create_tables, drop_tables
+from infrastructure.db.migrations import create_tables, drop_tables
 
 revision = 'recommendation_0001'
 down_revision = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from infrastructure.db_types import context_metadata
+from infrastructure.db.types import context_metadata
 from infrastructure.events.tables import outbox_tables
 
 revision = "user_0003"

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from infrastructure.db_types import context_metadata
+from infrastructure.db.types import context_metadata
 from infrastructure.events.tables import inbox_table
 
 

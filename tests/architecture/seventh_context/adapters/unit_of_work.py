@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from contexts.wishlist.adapters.orm import WishlistRow
 from contexts.wishlist.domain.model import Wishlist
-from infrastructure.unit_of_work import SqlAlchemyUnitOfWork
+from infrastructure.db.unit_of_work import SqlAlchemyUnitOfWork
 
 
 class SqlAlchemyWishlistRepository:

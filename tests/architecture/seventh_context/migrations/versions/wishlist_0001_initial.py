@@ -9,9 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from infrastructure.db_types import context_metadata
+from infrastructure.db.migrations import create_tables, drop_tables
+from infrastructure.db.types import context_metadata
 from infrastructure.events.tables import inbox_table
-from infrastructure.migrations import create_tables, drop_tables
 
 revision = "wishlist_0001"
 down_revision = None

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 from infrastructure.errors import OutcomeUnknown
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.inbox import Inbox

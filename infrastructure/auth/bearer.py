@@ -2,7 +2,7 @@
 
 The token service is registered on the app like any Flask extension, so blueprints of every
 context authenticate the same way without knowing the user context. With it the app registers
-:class:`~infrastructure.auth.CurrentRoles`, which asks the user context (in process, or the
+:class:`~infrastructure.auth.tokens.CurrentRoles`, which asks the user context (in process, or the
 user service over HTTP): a token whose user no longer exists is refused, and the role is the
 user's current one, not the one signed into the token. When the user service cannot be asked,
 the request fails (503) rather than trusting the token's claims. Only a process serving no
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, request
 
-from infrastructure.auth import CurrentRoles, InvalidToken, Principal, TokenService
+from infrastructure.auth.tokens import CurrentRoles, InvalidToken, Principal, TokenService
 from infrastructure.http.problems import Problem
 
 EXTENSION = "shop.tokens"

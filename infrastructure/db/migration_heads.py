@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import column, inspect, select, table
 
-from infrastructure.db import Database
+from infrastructure.db.database import Database
 
 # The files Alembic takes for revision scripts (alembic.script.base, sources only).
 _SCRIPT = re.compile(r"(?!\.\#|__init__)(.*\.py)$")

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
 
-from infrastructure.http.auth import current_tokens
+from infrastructure.auth.bearer import current_tokens
 from infrastructure.http.problems import Problem
 from infrastructure.remote.options import ACCESS_SUFFIX
 

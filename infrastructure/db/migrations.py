@@ -16,7 +16,7 @@ from alembic.runtime.environment import IncludeNameFn
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy import MetaData, Table, text
 
-from infrastructure.db import Database, create_schema
+from infrastructure.db.database import Database, create_schema
 
 logger = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ def run_env(target_metadata: MetaData, *, include_name: IncludeNameFn | None = N
             version_table=version_table,
             version_table_schema=database.schema,
             render_as_batch=connection.dialect.name == "sqlite",
-            # SQLite's DDL is transactional once we issue BEGIN ourselves (see infrastructure.db).
+            # SQLite's DDL is transactional once we issue BEGIN ourselves (see infrastructure.db.database).
             transactional_ddl=True,
             compare_type=True,
             include_name=include_name,
@@ -75,9 +75,7 @@ def run_env(target_metadata: MetaData, *, include_name: IncludeNameFn | None = N
             context.run_migrations()
 
 
-def _log_step(
-    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
-) -> None:
+def _log_step(ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]) -> None:
     """Alembic's ``on_version_apply``: one line per revision applied or reverted, and none when
     the database is up to date, so a start that changes nothing says nothing."""
     logger.info(

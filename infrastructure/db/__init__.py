@@ -1,0 +1,1 @@
+"""Databases: engines and pools per server, the unit of work, column types, migrations."""
