@@ -22,12 +22,7 @@ class NotificationContainer(containers.DeclarativeContainer):
 
     remember_recipient = providers.Singleton(handlers.RememberRecipientHandler, uow=uow.provider)
     send_welcome = providers.Singleton(handlers.SendWelcomeHandler, uow=uow.provider, mailer=mailer)
-    send_order_confirmation = providers.Singleton(
-        handlers.SendOrderConfirmationHandler, uow=uow.provider, mailer=mailer
-    )
-    send_cancellation_notice = providers.Singleton(
-        handlers.SendCancellationNoticeHandler, uow=uow.provider, mailer=mailer
-    )
+    mail_the_buyer = providers.Singleton(handlers.MailTheBuyerHandler, uow=uow.provider, mailer=mailer)
 
     when_user_registered_remember_recipient = providers.Callable(
         subscribers.when_user_registered_remember_recipient, remember=remember_recipient
@@ -36,8 +31,8 @@ class NotificationContainer(containers.DeclarativeContainer):
         subscribers.when_user_registered_send_welcome, welcome=send_welcome
     )
     when_order_placed_send_confirmation = providers.Callable(
-        subscribers.when_order_placed_send_confirmation, confirm=send_order_confirmation
+        subscribers.when_order_placed_send_confirmation, mail_the_buyer=mail_the_buyer
     )
     when_order_cancelled_send_notice = providers.Callable(
-        subscribers.when_order_cancelled_send_notice, notify=send_cancellation_notice
+        subscribers.when_order_cancelled_send_notice, mail_the_buyer=mail_the_buyer
     )

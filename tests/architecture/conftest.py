@@ -12,15 +12,21 @@ COPIED_PACKAGES = ("app", "contexts", "infrastructure")
 CONFIG = "importlinter.ini"
 
 
+IGNORED = shutil.ignore_patterns("__pycache__", ".import_linter_cache")
+
+
+def copy_project(root: Path) -> Path:
+    """Copy the root packages and the import-linter config to ``root``."""
+    for package in COPIED_PACKAGES:
+        shutil.copytree(REPOSITORY / package, root / package, ignore=IGNORED)
+    shutil.copy2(REPOSITORY / CONFIG, root / CONFIG)
+    return root
+
+
 @pytest.fixture(scope="session")
 def pristine_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The root packages and the import-linter config, copied once per session and never modified."""
-    root = tmp_path_factory.mktemp("pristine")
-    ignore = shutil.ignore_patterns("__pycache__", ".import_linter_cache")
-    for package in COPIED_PACKAGES:
-        shutil.copytree(REPOSITORY / package, root / package, ignore=ignore)
-    shutil.copy2(REPOSITORY / CONFIG, root / CONFIG)
-    return root
+    return copy_project(tmp_path_factory.mktemp("pristine"))
 
 
 @pytest.fixture

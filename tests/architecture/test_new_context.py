@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.architecture.conftest import CONFIG, COPIED_PACKAGES, REPOSITORY
+from tests.architecture.conftest import IGNORED, REPOSITORY, copy_project
 from tests.architecture.test_boundaries import contract_names, lint_imports, normalise, plant, summary_status
 
 SEVENTH_CONTEXT = Path(__file__).parent / "seventh_context"
@@ -85,12 +85,8 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def copy_with_a_new_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("seventh")
-    ignore = shutil.ignore_patterns("__pycache__", ".import_linter_cache")
-    for package in COPIED_PACKAGES:
-        shutil.copytree(REPOSITORY / package, root / package, ignore=ignore)
-    shutil.copy2(REPOSITORY / CONFIG, root / CONFIG)
-    shutil.copytree(SEVENTH_CONTEXT, root / "contexts" / "wishlist", ignore=ignore)
+    root = copy_project(tmp_path_factory.mktemp("seventh"))
+    shutil.copytree(SEVENTH_CONTEXT, root / "contexts" / "wishlist", ignore=IGNORED)
     registry = root / "app" / "registry.py"
     text = registry.read_text(encoding="utf-8")
     imports_at = text.index("from infrastructure.")

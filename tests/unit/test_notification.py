@@ -13,10 +13,9 @@ from typing import Protocol
 import pytest
 
 from contexts.notification.application.handlers import (
+    MailTheBuyerHandler,
     RecipientUnknown,
     RememberRecipientHandler,
-    SendCancellationNoticeHandler,
-    SendOrderConfirmationHandler,
     SendWelcomeHandler,
 )
 from contexts.notification.application.ports import MailNotSent
@@ -81,12 +80,12 @@ def deliver(store: MailStore, mailer: RecordingMailer, event_id: uuid.UUID) -> D
             # One subscriber sends both order mails (app/registry.py), chosen by event type.
             if isinstance(event, OrderCancelled):
                 when_order_cancelled_send_notice(
-                    event, delivery, notify=SendCancellationNoticeHandler(uow=store, mailer=mailer)
+                    event, delivery, mail_the_buyer=MailTheBuyerHandler(uow=store, mailer=mailer)
                 )
             else:
                 assert isinstance(event, OrderPlaced)
                 when_order_placed_send_confirmation(
-                    event, delivery, confirm=SendOrderConfirmationHandler(uow=store, mailer=mailer)
+                    event, delivery, mail_the_buyer=MailTheBuyerHandler(uow=store, mailer=mailer)
                 )
             return
         assert isinstance(event, UserRegistered)
@@ -373,9 +372,9 @@ def test_a_crash_between_sending_and_recording_resends_the_same_message(
 
     with pytest.raises(OSError, match="killed"):
         when_order_placed_send_confirmation(
-            event, delivery, confirm=SendOrderConfirmationHandler(uow=crash, mailer=mailer)
+            event, delivery, mail_the_buyer=MailTheBuyerHandler(uow=crash, mailer=mailer)
         )
-    when_order_placed_send_confirmation(event, delivery, confirm=SendOrderConfirmationHandler(uow=store, mailer=mailer))
+    when_order_placed_send_confirmation(event, delivery, mail_the_buyer=MailTheBuyerHandler(uow=store, mailer=mailer))
 
     first, again = mailer.sent
     assert first == again

@@ -20,7 +20,6 @@ redelivery finds the event handled and sends nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -94,65 +93,38 @@ class SendWelcomeHandler:
         _record(self._uow, delivery, mail, model.MailKind.WELCOME)
 
 
-class SendOrderConfirmationHandler:
-    """Confirm an order to its buyer, listing what they ordered; raises :class:`RecipientUnknown`."""
+# What a mail to a buyer about their order says: it was placed, or it was cancelled.
+BuyerMail = SendOrderConfirmation | SendCancellationNotice
+
+
+class MailTheBuyerHandler:
+    """Confirm an order to its buyer, listing what they ordered, or tell them it is cancelled;
+    raises :class:`RecipientUnknown`.
+
+    The events carry only the buyer's id: the address comes from the recipient this context
+    remembered from ``UserRegistered``. Check, read, send, record: the mail answering the
+    delivered event goes to the buyer once (see the module's docstring for the one crash that
+    can send it twice)."""
 
     def __init__(self, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
         self._uow = uow
         self._mailer = mailer
 
-    def __call__(self, command: SendOrderConfirmation, *, delivery: Delivery) -> None:
-        _mail_the_buyer(
-            delivery,
-            command.user_id,
-            lambda answering, recipient: messages.order_confirmation(answering, recipient, command.order),
-            model.MailKind.ORDER_CONFIRMATION,
-            uow=self._uow,
-            mailer=self._mailer,
-        )
-
-
-class SendCancellationNoticeHandler:
-    """Tell a buyer their order is cancelled; raises :class:`RecipientUnknown`.
-
-    The event carries only the buyer's id, as ``OrderPlaced`` does: the address comes from the
-    recipient this context remembered from ``UserRegistered``, like the confirmation's."""
-
-    def __init__(self, *, uow: UnitOfWorkFactory, mailer: Mailer) -> None:
-        self._uow = uow
-        self._mailer = mailer
-
-    def __call__(self, command: SendCancellationNotice, *, delivery: Delivery) -> None:
-        _mail_the_buyer(
-            delivery,
-            command.user_id,
-            lambda answering, recipient: messages.order_cancellation(answering, recipient, command.order),
-            model.MailKind.ORDER_CANCELLATION,
-            uow=self._uow,
-            mailer=self._mailer,
-        )
-
-
-def _mail_the_buyer(
-    delivery: Delivery,
-    user_id: uuid.UUID,
-    compose: Callable[[uuid.UUID, model.Recipient], model.Mail],
-    kind: model.MailKind,
-    *,
-    uow: UnitOfWorkFactory,
-    mailer: Mailer,
-) -> None:
-    """Check, read, send, record: the mail answering the delivered event goes to ``user_id`` once
-    (see the module's docstring for the one crash that can send it twice)."""
-    with uow(write=False, delivery=delivery) as reading:
-        answered, recipient = reading.recipient_unless_handled(user_id)
-    if answered:
-        return
-    if recipient is None:
-        raise RecipientUnknown(user_id)
-    mail = compose(delivery.event_id, recipient)
-    mailer.send(mail)
-    _record(uow, delivery, mail, kind)
+    def __call__(self, command: BuyerMail, *, delivery: Delivery) -> None:
+        with self._uow(write=False, delivery=delivery) as reading:
+            answered, recipient = reading.recipient_unless_handled(command.user_id)
+        if answered:
+            return
+        if recipient is None:
+            raise RecipientUnknown(command.user_id)
+        if isinstance(command, SendOrderConfirmation):
+            mail = messages.order_confirmation(delivery.event_id, recipient, command.order)
+            kind = model.MailKind.ORDER_CONFIRMATION
+        else:
+            mail = messages.order_cancellation(delivery.event_id, recipient, command.order)
+            kind = model.MailKind.ORDER_CANCELLATION
+        self._mailer.send(mail)
+        _record(self._uow, delivery, mail, kind)
 
 
 def _record(uow: UnitOfWorkFactory, delivery: Delivery, mail: model.Mail, kind: model.MailKind) -> None:

@@ -4,12 +4,11 @@ what to remember or whom to write to (``handlers``), for its delivery."""
 from __future__ import annotations
 
 from contexts.notification.application.handlers import (
+    MailTheBuyerHandler,
     RememberRecipient,
     RememberRecipientHandler,
     SendCancellationNotice,
-    SendCancellationNoticeHandler,
     SendOrderConfirmation,
-    SendOrderConfirmationHandler,
     SendWelcome,
     SendWelcomeHandler,
 )
@@ -32,16 +31,16 @@ def when_user_registered_send_welcome(
 
 
 def when_order_placed_send_confirmation(
-    event: OrderPlaced, delivery: Delivery, *, confirm: SendOrderConfirmationHandler
+    event: OrderPlaced, delivery: Delivery, *, mail_the_buyer: MailTheBuyerHandler
 ) -> None:
-    confirm(SendOrderConfirmation(event.user_id, _placed_order(event)), delivery=delivery)
+    mail_the_buyer(SendOrderConfirmation(event.user_id, _placed_order(event)), delivery=delivery)
 
 
 def when_order_cancelled_send_notice(
-    event: OrderCancelled, delivery: Delivery, *, notify: SendCancellationNoticeHandler
+    event: OrderCancelled, delivery: Delivery, *, mail_the_buyer: MailTheBuyerHandler
 ) -> None:
     cancelled = model.CancelledOrder(order_id=event.order_id, by_buyer=event.reason == CANCELLED_BY_CUSTOMER)
-    notify(SendCancellationNotice(event.user_id, cancelled), delivery=delivery)
+    mail_the_buyer(SendCancellationNotice(event.user_id, cancelled), delivery=delivery)
 
 
 def _recipient(event: UserRegistered) -> model.Recipient:
