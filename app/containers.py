@@ -18,7 +18,7 @@ from dependency_injector import containers, providers
 
 from app.config import Settings
 from app.placement import RELAY, Placement
-from app.registry import BY_NAME, IDENTITY, REGISTRY, SUBSCRIPTIONS
+from app.registry import BY_NAME, IDENTITY, REGISTRY, SUBSCRIPTIONS, publishing
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
 from infrastructure.auth.tokens import CurrentRoles, TokenService
@@ -69,23 +69,16 @@ def delivery_records(settings: Settings) -> Iterator[list[Outbox]]:
     nothing else: for the commands that read and steer delivery (``shop events``), which need
     neither the app nor the settings of the calls between services."""
     engines = Engines(settings.database_pool())
-    publishing = [BY_NAME[name] for name in settings.hosted_contexts() if BY_NAME[name].outbox is not None]
+    served = {name: tables for name, tables in publishing().items() if name in settings.hosted_contexts()}
     databases = {
-        context.name: Database(
-            context.name,
-            settings.database_url_for(context.name),
-            schema=settings.database_schema_for(context.name),
-            engines=engines,
+        name: Database(
+            name, settings.database_url_for(name), schema=settings.database_schema_for(name), engines=engines
         )
-        for context in publishing
+        for name in served
     }
     try:
         # No subscriber is asked of these outboxes: they record no events.
-        yield [
-            Outbox(context.name, databases[context.name], context.outbox, EventBus())
-            for context in publishing
-            if context.outbox is not None
-        ]
+        yield [Outbox(name, databases[name], tables, EventBus()) for name, tables in served.items()]
     finally:
         for database in databases.values():
             database.dispose()
@@ -216,7 +209,7 @@ def shop_container_class() -> type[ApplicationContainer]:
         shared.contexts[context.name] = context.container(shared)
     users = shared.published(IDENTITY)
     settings = ApplicationContainer.settings
-    outboxes = [shared.contexts[context.name].outbox for context in REGISTRY if context.outbox is not None]
+    outboxes = [shared.contexts[name].outbox for name in publishing()]
     serving: dict[str, providers.Provider[Any]] = {
         "current_roles": providers.Singleton(current_roles_for, settings=settings, users=users),
         "dispatcher": providers.Singleton(
@@ -307,9 +300,9 @@ def _refuse_publishing_for_contexts_served_elsewhere(container: ApplicationConta
     its subscribers and relay in that process only (which subscribers run with it, this one
     cannot know), so an event it recorded here would get no delivery at all."""
     hosted = container.settings().hosted_contexts()
-    for context in REGISTRY:
-        if context.outbox is not None and context.name not in hosted:
-            context_container(container, context.name).outbox().refuse_publishing(elsewhere(context.name))
+    for name in publishing():
+        if name not in hosted:
+            context_container(container, name).outbox().refuse_publishing(elsewhere(name))
 
 
 def elsewhere(context: str) -> str:

@@ -242,6 +242,11 @@ def callers_of(name: str) -> tuple[str, ...]:
     return tuple(context.name for context in REGISTRY if name in context.calls or (name == IDENTITY and context.bearer))
 
 
+def publishing() -> dict[str, OutboxTables]:
+    """The contexts that publish events, and so keep delivery records: their outbox tables."""
+    return {context.name: context.outbox for context in REGISTRY if context.outbox is not None}
+
+
 def remotely_callable() -> tuple[Context, ...]:
     """The contexts whose published API another service may call (``/internal/`` endpoints)."""
     return tuple(context for context in REGISTRY if context.remote_client is not None)
