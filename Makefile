@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-stamp
 DEV := $(VENV)/.dev-stamp
 PORT ?= 8000
+# pytest-xdist workers for `make test` (tests/README.md, "Running in parallel"); 0 runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint-imports docs venv clean
 
@@ -39,8 +41,13 @@ docs: $(RUNTIME)
 lint-imports: $(DEV)
 	$(BIN)/lint-imports --config importlinter.ini
 
+# Two runs: the suite on TEST_WORKERS workers, then the tests marked `alone` (they stop a server
+# the others share) by themselves. The second runs even when the first fails; make fails if either did.
 test: lint-imports
-	$(BIN)/python -m pytest
+	@status=0; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not alone" || status=$$?; \
+	$(BIN)/python -m pytest -m alone || status=$$?; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .import_linter_cache

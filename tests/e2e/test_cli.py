@@ -47,6 +47,9 @@ from tests.e2e.server import (
 )
 
 pytestmark = pytest.mark.slow
+# The tests on the broker run on the pytest-xdist worker of every test that needs it (some stop it:
+# tests/README.md, "Running in parallel").
+ON_THE_BROKER = pytest.mark.xdist_group("rabbitmq")
 
 PASSWORD = "admin password"
 
@@ -418,6 +421,7 @@ def put_dead_letter(producer: Any, layout: QueueLayout, subscriber: str, event_t
     return event_id
 
 
+@ON_THE_BROKER
 def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_settings_of_calls_between_services(
     tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
@@ -438,6 +442,7 @@ def test_events_status_of_a_consumer_shows_its_broker_queues_without_the_setting
     ]
 
 
+@ON_THE_BROKER
 def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_send_them_back(
     tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
@@ -477,6 +482,7 @@ def test_events_dead_and_retry_of_a_consumer_list_its_broker_dead_letters_and_se
     )
 
 
+@ON_THE_BROKER
 def test_events_dead_and_status_say_when_something_consumes_a_dead_letter_queue(
     tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
@@ -502,6 +508,7 @@ def test_events_dead_and_status_say_when_something_consumes_a_dead_letter_queue(
     assert status.stdout.splitlines()[-1].split() == [layout.queue("audit.user_log"), "2", "0", "1", "0"]
 
 
+@ON_THE_BROKER
 def test_events_dead_and_retry_refuse_while_another_runs_on_the_same_dead_letter_queue(
     tmp_path: Path, audit_queues: tuple[str, QueueLayout, str]
 ) -> None:
@@ -570,6 +577,7 @@ def put_dead_delivery(env: dict[str, str]) -> str:
     return str(delivery_id)
 
 
+@ON_THE_BROKER
 def test_events_dead_and_retry_of_a_publisher_that_also_consumes_take_both_kinds_of_dead_letters(
     tmp_path: Path,
 ) -> None:

@@ -15,6 +15,7 @@ import multiprocessing
 import threading
 import time
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -270,9 +271,11 @@ def test_processes_on_one_instance_sell_exactly_the_stock(instance: Path, quanti
 
 
 class ConnectionGauge:
-    """Samples how many connections the server holds open to PostgreSQL (none on SQLite)."""
+    """Samples how many connections the shop named ``application_name`` holds open to PostgreSQL
+    (none on SQLite): by name, as other tests may be connected to the same server meanwhile."""
 
-    def __init__(self, instance: Path) -> None:
+    def __init__(self, instance: Path, application_name: str) -> None:
+        self._application_name = application_name
         self._database = database_for("order", instance)
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample)
@@ -280,8 +283,8 @@ class ConnectionGauge:
 
     def _count(self) -> int:
         with self._database.engine.connect() as connection:
-            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            return int(connection.exec_driver_sql(query).scalar_one()) - 1  # not this one
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            return int(connection.exec_driver_sql(query, (self._application_name,)).scalar_one())
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
@@ -303,8 +306,10 @@ def test_four_gunicorn_workers_sell_exactly_the_stock_to_hundreds_of_buyers(inst
     """``shop serve --prod`` with four worker processes; 300 buyers in four client processes
     race for 100 units, one or two each."""
     stock, processes = 100, 4
+    application_name = f"concurrent-orders-{uuid.uuid4().hex[:8]}"
     env = shop_env(
         instance,
+        DATABASE_APPLICATION_NAME=application_name,
         WEB_WORKERS="4",
         WEB_THREADS="4",
         EVENTS_WORKERS="2",
@@ -320,7 +325,7 @@ def test_four_gunicorn_workers_sell_exactly_the_stock_to_hundreds_of_buyers(inst
         server.start()
         product_id, buyers = stock_product_and_buyers([server.url], (1, 2), stock=stock, buyers=300)
 
-        with ConnectionGauge(instance) as connections:
+        with ConnectionGauge(instance, application_name) as connections:
             answers = race_in_processes(stack, buyers, product_id, processes)
 
         figures = assert_exactly_the_stock_was_sold(

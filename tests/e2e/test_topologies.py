@@ -52,7 +52,7 @@ from tests.e2e.topology import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rabbitmq")]
 
 CUSTOMER_PASSWORD = "correct horse"
 CUSTOMERS = 8

@@ -51,7 +51,11 @@ from tests.e2e.topology import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["postgresql"], indirect=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("rabbitmq"),
+    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
+]
 
 CLIENTS = 4
 INITIAL_STOCK = 100_000

@@ -20,7 +20,7 @@ from tests.conftest import Backend
 from tests.e2e.server import API, REQUEST_TIMEOUT, bearer, register
 from tests.e2e.topology import Topology, amqp_url_or_skip, running_topology
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rabbitmq")]
 
 CACHE_SECONDS = 1.0
 PASSWORD = "correct horse"

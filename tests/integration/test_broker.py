@@ -57,6 +57,10 @@ AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
 DEADLINE_SECONDS = 30.0
 RETRY_DELAY = 0.1  # the retry queue's hold: short, so that attempts follow each other quickly
 
+# Some of these tests stop the broker's application: every test that needs the broker runs on one
+# pytest-xdist worker (tests/README.md, "Running in parallel").
+pytestmark = pytest.mark.xdist_group("rabbitmq")
+
 
 @dataclass(frozen=True)
 class ThingHappened:

@@ -2,7 +2,8 @@
 503 problem details (never 500) and /readyz says which databases are down; afterwards the same
 app serves again by itself, with no restart, and nothing committed before was lost.
 
-This stops the real local server (CI runs the suite serially), and always starts it again.
+This stops the real local server, and always starts it again: the tests are marked ``alone``,
+so ``make test`` runs them after the parallel run, with no other test beside them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from flask import Flask
 
 from app.factory import container_of
 from tests.conftest import Backend, Shop, start_app, stop_app
+
+pytestmark = pytest.mark.alone
 
 SERVER_TIMEOUT = 60.0
 

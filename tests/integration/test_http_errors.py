@@ -239,7 +239,7 @@ def test_a_body_that_is_not_a_json_object_is_400_problem(world: World, name: str
 # --- request ids -----------------------------------------------------------------------------
 
 
-SANE_IDS = ["abc-123", str(uuid.uuid4()), "req_1.2:3"]
+SANE_IDS = ["abc-123", "0d6e3b52-7a1f-4c2e-9b8d-5f4a3c2b1e0d", "req_1.2:3"]  # fixed: they name tests
 GENERATED = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 

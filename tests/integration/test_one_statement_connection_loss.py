@@ -14,6 +14,7 @@ import uuid
 import pytest
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from app.containers import ApplicationContainer, databases
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
@@ -44,22 +45,23 @@ def stock(container: ApplicationContainer, product_id: uuid.UUID) -> tuple[int, 
         return row.available, row.reserved
 
 
-def terminate_the_waiting_statement(container: ApplicationContainer, on: str) -> None:
-    """Terminate the server process of the statement that waits on a lock and names ``on``."""
-    waiting = text(
-        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        " AND query LIKE :on AND pid <> pg_backend_pid()"
-    )
+def terminate_the_waiting_statement(container: ApplicationContainer, holder: Session) -> None:
+    """Terminate the server process of the statement that waits on ``holder``'s lock.
+
+    Only a process that ``holder`` blocks: other tests on the same server may be waiting on locks
+    of their own at the same moment."""
+    holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    waiting = text("SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))")
     with databases(container)["product"].autocommit() as connection:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            pids = connection.execute(waiting, {"on": f"%{on}%"}).scalars().all()
+            pids = connection.execute(waiting, {"holder": holder_pid}).scalars().all()
             if pids:
                 for pid in pids:
                     connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
                 return
             time.sleep(0.05)
-    raise AssertionError(f"no statement on {on} waited on a lock")
+    raise AssertionError("no statement waited on the holder's lock")
 
 
 def test_a_reservation_whose_connection_is_lost_stores_nothing(shop: Shop, container: ApplicationContainer) -> None:
@@ -77,7 +79,7 @@ def test_a_reservation_whose_connection_is_lost_stores_nothing(shop: Shop, conta
         holder.execute(select(StockRow).where(StockRow.product_id == product_id).with_for_update())
         reserving = threading.Thread(target=reserve)
         reserving.start()
-        terminate_the_waiting_statement(container, "product_stock")
+        terminate_the_waiting_statement(container, holder)
         reserving.join(30)
         holder.rollback()
 
@@ -106,7 +108,7 @@ def test_an_order_whose_connection_is_lost_answers_503_and_leaves_its_reservatio
         holder.execute(text(f"LOCK TABLE {schema}.order_orders IN SHARE MODE"))
         placing = threading.Thread(target=place)
         placing.start()
-        terminate_the_waiting_statement(container, "order_orders")
+        terminate_the_waiting_statement(container, holder)
         placing.join(30)
         holder.rollback()
 
