@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from app.containers import ApplicationContainer, context_container
 from app.registry import BY_NAME
 from infrastructure.errors import DependencyUnavailable
-from infrastructure.events.dispatcher import deliver_from_broker
+from infrastructure.events.delivery_runner import deliver_from_broker
 from infrastructure.periodic import Periodic
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class BackgroundWork:
         cutoff = datetime.now(timezone.utc) - self._retention
         for outbox in self._container.dispatcher().outboxes:
             try:
-                pruned = outbox.prune(cutoff)
+                pruned = outbox.ledger.prune(cutoff)
                 if pruned:
                     logger.info("maintenance.deliveries_pruned", context=outbox.context, count=pruned)
             except Exception:

@@ -25,8 +25,9 @@ from infrastructure.auth.tokens import CurrentRoles, TokenService
 from infrastructure.db.database import Database, Engines
 from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.bus import EventBus
-from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
+from infrastructure.events.dispatcher import Dispatcher
 from infrastructure.events.outbox import Outbox
+from infrastructure.events.retry_policy import RetryPolicy
 
 if TYPE_CHECKING:
     # The clients of other services and of the broker bring httpx, tenacity, pybreaker (and with

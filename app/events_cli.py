@@ -126,7 +126,7 @@ def status() -> None:
 
     settings = _delivery_settings()
     with delivery_records(settings) as outboxes, _database_errors_explained():
-        rows = [row for outbox in outboxes for row in outbox.status()]
+        rows = [row for outbox in outboxes for row in outbox.ledger.status()]
     if outboxes:
         click.echo(f"{'SOURCE':<10} {'SUBSCRIBER':<52} {'PENDING':>8} {'RETRYING':>9} {'DEAD':>6}  OLDEST")
         for row in rows:
@@ -174,7 +174,7 @@ def dead(full: bool) -> None:
     printed before the broker is asked, so that it is there even if the broker fails."""
     settings = _delivery_settings()
     with _outboxes(settings) as outboxes:
-        letters = [letter for outbox in outboxes for letter in outbox.dead_letters()]
+        letters = [letter for outbox in outboxes for letter in outbox.ledger.dead_letters()]
     queues = _consumed_queues(settings)
     for letter in letters:
         click.echo(
@@ -252,7 +252,7 @@ def retry(ids: tuple[uuid.UUID, ...], event_ids: tuple[uuid.UUID, ...], all_dead
     count = 0
     if all_dead or deliveries:
         with _outboxes(settings) as outboxes:
-            count = sum(outbox.retry(None if all_dead else deliveries) for outbox in outboxes)
+            count = sum(outbox.ledger.retry(None if all_dead else deliveries) for outbox in outboxes)
         if outboxes:
             click.echo(f"{count} delivery(ies) due again")
     queues = _consumed_queues(settings)

@@ -30,7 +30,9 @@ from sqlalchemy import Connection, event, insert
 from app.migrations import upgrade_all
 from contexts.user.adapters.orm import OUTBOX
 from infrastructure.db.database import Database
-from infrastructure.events.outbox import DONE, PENDING, ClaimedDelivery, Outbox
+from infrastructure.events.delivery_queue import ClaimedDelivery
+from infrastructure.events.outbox import Outbox
+from infrastructure.events.tables import DONE, PENDING
 
 EVENT_TYPE = "bench.Pinged"
 SUBSCRIBERS = [f"bench.subscriber_{n}" for n in range(4)]
@@ -136,14 +138,14 @@ def explain(connection: Connection, statement: str, parameters: Any) -> list[str
 
 def measure(database: Database, outbox: Outbox, label: str, limit: int, runs: int) -> None:
     def claim() -> list[ClaimedDelivery]:
-        return outbox.claim(limit, owner=OWNER, lease=timedelta(seconds=60))
+        return outbox.queue.claim(limit, owner=OWNER, lease=timedelta(seconds=60))
 
-    claim_ms = median_ms(claim, runs, after=outbox.release)
-    status_ms = median_ms(outbox.status, max(3, runs // 4))
+    claim_ms = median_ms(claim, runs, after=outbox.queue.release)
+    status_ms = median_ms(outbox.ledger.status, max(3, runs // 4))
     print(f"  {label}: claim of {limit} {claim_ms:8.1f} ms   status {status_ms:8.1f} ms")
     explained: tuple[tuple[str, Callable[[], Any], Callable[[Any], Any]], ...] = (
-        ("claim", claim, outbox.release),
-        ("status", outbox.status, lambda _: None),
+        ("claim", claim, outbox.queue.release),
+        ("status", outbox.ledger.status, lambda _: None),
     )
     for name, action, after in explained:
         with statements(database) as seen:

@@ -109,14 +109,14 @@ def requests(postgres_url: str | None) -> dict[str, Callable[[], None]]:
         for outbox in dispatcher.outboxes:
             while True:
                 with timing("(claims)"):
-                    claimed = outbox.claim(100, owner=dispatcher.owner, lease=lease)
+                    claimed = outbox.queue.claim(100, owner=dispatcher.owner, lease=lease)
                 if not claimed:
                     break
                 for delivery in claimed:
                     with timing(delivery.subscriber):
-                        assert dispatcher.run_delivery(outbox, delivery), "every delivery succeeds"
+                        assert dispatcher.runner.run_delivery(outbox, delivery), "every delivery succeeds"
                 with timing("(completions)"):
-                    outbox.complete(claimed)
+                    outbox.queue.complete(claimed)
         report = sorted(spent.items(), key=lambda item: -item[1][1])
         all_wall = sum(totals[1] for _, totals in report)
         print(f"{'subscriber':45} {'runs':>6} {'wall ms each':>13} {'cpu ms each':>12} {'share':>6}")

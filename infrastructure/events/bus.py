@@ -55,7 +55,7 @@ class EventBus:
         delivery records, so renaming a subscriber orphans its pending deliveries.
 
         ``batched``: the dispatcher may run several of its deliveries in one shared transaction
-        (see ``Dispatcher.run_batch``). Only for a subscriber whose every effect is a write unit
+        (see ``DeliveryRunner.run_batch``). Only for a subscriber whose every effect is a write unit
         of work on a database: an effect outside one (mail, a broker) would be repeated when the
         batch is rolled back and run again one delivery at a time. A name is batched or not for
         all its event types.

@@ -33,5 +33,5 @@ class Delivery:
     # 1 for the first attempt; the dispatcher counts the failed ones before it.
     attempt: int = 1
     # Set when the dispatcher runs this delivery in a batch: the units of work made for it are
-    # savepoints in the batch's one transaction (``Dispatcher.run_batch``).
+    # savepoints in the batch's one transaction (``DeliveryRunner.run_batch``).
     transaction: Transaction | None = field(default=None, compare=False)

@@ -1,5 +1,9 @@
 """Runs pending deliveries off the request thread, in a bounded pool, until each completes.
 
+What this module holds is the scheduling: claims, the queue, the workers, leases, and
+back-pressure. How a delivery runs is :mod:`~infrastructure.events.delivery_runner`'s; when a
+failed one runs again, :mod:`~infrastructure.events.retry_policy`'s.
+
 One loop claims due deliveries from every outbox (a lease, so another dispatcher in another
 process takes over what a crashed one left) into a queue that a fixed pool of worker threads
 drains. A worker runs one subscriber on one event; a failure is recorded at once (due again
@@ -28,35 +32,27 @@ admission of new work to the pace its deliveries keep, on the same cores.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 
-from infrastructure.backoff import equal_jitter
-from infrastructure.db.unit_of_work import shared_transaction
-from infrastructure.events import codec
 from infrastructure.events.bus import EventBus
-from infrastructure.events.delivery import Delivery, Transaction
-from infrastructure.events.inbox import AlreadyHandled
-from infrastructure.events.outbox import ClaimedDelivery, Outbox
-from infrastructure.request_context import bind_request_id
+from infrastructure.events.delivery_queue import ClaimedDelivery
+from infrastructure.events.delivery_runner import MAX_BATCH, DeliveryRunner
+from infrastructure.events.outbox import Outbox
+from infrastructure.events.retry_policy import RetryPolicy
 
 logger = structlog.get_logger(__name__)
 
-MAX_ERROR_LENGTH = 4000
 # A claim takes at least this many deliveries per worker, at most MAX_CLAIM in all, and in
 # between what the workers run in CLAIM_AHEAD_SECONDS at the time deliveries have been taking.
 PREFETCH_PER_WORKER = 8
@@ -68,27 +64,6 @@ COALESCE_SECONDS = 0.05
 # MAX_TAKE: quick ones several at a time, whatever takes a millisecond or more one by one.
 TAKE_SECONDS = 0.002
 MAX_TAKE = 16
-# Deliveries to one batched subscriber run at most this many to a transaction: an eighth of
-# the commits, while a batch holds its context's writer turn on SQLite (which the order
-# requests' reservations wait for) no longer than a few deliveries take.
-MAX_BATCH = 8
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int | None = 8  # None: never a dead letter
-    base_delay: float = 1.0
-    max_delay: float = 300.0
-
-    def next_attempt(self, attempts: int, now: datetime) -> datetime | None:
-        """When to try again after ``attempts`` failures; None once they are used up.
-
-        The delay doubles per failure up to ``max_delay`` and is drawn from its upper half
-        ("equal jitter"), so retries of a burst of failures spread out instead of colliding.
-        """
-        if self.max_attempts is not None and attempts >= self.max_attempts:
-            return None
-        return now + timedelta(seconds=equal_jitter(attempts, self.base_delay, self.max_delay))
 
 
 class Dispatcher:
@@ -110,10 +85,8 @@ class Dispatcher:
         :meth:`wait_until_caught_up` holds its callers; 0: never."""
         self._outboxes = list(outboxes)
         self._bus = bus
+        self.runner = DeliveryRunner(bus, retry, persistent)
         self._workers = workers
-        self._retry = retry
-        self._persistent = frozenset(persistent)
-        self._retry_persistent = replace(retry, max_attempts=None)
         self._lease = lease
         self._poll_interval = poll_interval
         self._hold_writes_after = hold_writes_after
@@ -185,7 +158,7 @@ class Dispatcher:
             self._draining = 0  # those that ran have left; cancelled ones never started
         self._record_completed()
         for outbox in self._outboxes:
-            outbox.release([claim for owner, claim in unstarted if owner is outbox])
+            outbox.queue.release([claim for owner, claim in unstarted if owner is outbox])
         self._let_go(claim for _, claim in unstarted)
         self._loop, self._pool = None, None
         logger.info("events.dispatcher_stopped", owner=self.owner, handed_back=len(unstarted))
@@ -211,7 +184,7 @@ class Dispatcher:
         retry times. An outbox that hastened any wakes the dispatcher (its commit does)."""
         for outbox in self._outboxes:
             try:
-                hastened = outbox.hasten(subscriber)
+                hastened = outbox.ledger.hasten(subscriber)
             except Exception:
                 logger.exception("events.hasten_failed", context=outbox.context, subscriber=subscriber)
                 continue
@@ -259,7 +232,7 @@ class Dispatcher:
             held = list(self._held.values())
         for outbox in self._outboxes:
             try:
-                outbox.extend([delivery for owner, delivery in held if owner is outbox], self._lease)
+                outbox.queue.extend([delivery for owner, delivery in held if owner is outbox], self._lease)
             except Exception:
                 # Should the lease run out, another dispatcher runs it again: the inbox absorbs that.
                 logger.exception("events.lease_not_renewed")
@@ -272,7 +245,7 @@ class Dispatcher:
         for outbox in self._outboxes:
             batch = [delivery for owner, delivery in completed if owner is outbox]
             try:
-                outbox.complete(batch)
+                outbox.queue.complete(batch)
             except Exception:
                 # Not lost: their leases run out, they run again, the inbox absorbs the repeat.
                 logger.exception("events.completion_not_recorded", deliveries=len(batch))
@@ -315,7 +288,7 @@ class Dispatcher:
             with self._lock:
                 free = max(0, self._claim_limit - self._in_flight)
             try:
-                claimed = outbox.claim(free, owner=self.owner, lease=self._lease, completing=done)
+                claimed = outbox.queue.claim(free, owner=self.owner, lease=self._lease, completing=done)
             except Exception:
                 # Completions not recorded are not lost: the leases run out, the deliveries run
                 # again, and the inbox absorbs the repeats.
@@ -398,7 +371,7 @@ class Dispatcher:
             try:
                 if batched:  # one transaction: run whole even when stopping
                     outbox = taken[0][0]
-                    results = self.run_batch(outbox, [delivery for _, delivery in taken])
+                    results = self.runner.run_batch(outbox, [delivery for _, delivery in taken])
                     ran.extend((outbox, delivery, ok) for (_, delivery), ok in zip(taken, results, strict=True))
                 else:
                     for outbox, delivery in taken:
@@ -406,7 +379,7 @@ class Dispatcher:
                             break  # the rest goes back to the queue, for stop() to hand back
                         succeeded = False
                         try:
-                            succeeded = self.run_delivery(outbox, delivery)
+                            succeeded = self.runner.run_delivery(outbox, delivery)
                         finally:
                             ran.append((outbox, delivery, succeeded))
             except BaseException:  # run_delivery records every Exception; this worker leaves
@@ -473,96 +446,23 @@ class Dispatcher:
             batch = [
                 (outbox, delivery)
                 for outbox in self._outboxes
-                for delivery in outbox.claim(100, owner=self.owner, lease=self._lease)
+                for delivery in outbox.queue.claim(100, owner=self.owner, lease=self._lease)
             ]
             if not batch:
                 return ran
             for outbox in self._outboxes:
-                outbox.complete(
+                outbox.queue.complete(
                     [
                         delivery
                         for subscriber, deliveries in _by_subscriber(d for owner, d in batch if owner is outbox)
                         for delivery, succeeded in zip(
-                            deliveries, self._run_each_or_batch(outbox, subscriber, deliveries), strict=True
+                            deliveries, self.runner.run_each_or_batch(outbox, subscriber, deliveries), strict=True
                         )
                         if succeeded
                     ]
                 )
             ran += len(batch)
         return ran
-
-    def _run_each_or_batch(self, outbox: Outbox, subscriber: str, deliveries: list[ClaimedDelivery]) -> list[bool]:
-        """Run a claim's deliveries to one subscriber as the workers would: in batches of up to
-        ``MAX_BATCH`` if it is batched, else one by one."""
-        if self._bus.batched(subscriber):
-            return [
-                succeeded
-                for start in range(0, len(deliveries), MAX_BATCH)
-                for succeeded in self.run_batch(outbox, deliveries[start : start + MAX_BATCH])
-            ]
-        return [self.run_delivery(outbox, delivery) for delivery in deliveries]
-
-    def run_batch(self, outbox: Outbox, deliveries: Sequence[ClaimedDelivery]) -> list[bool]:
-        """Run deliveries to one batched subscriber in one shared transaction; which succeeded.
-
-        Each delivery's unit of work is a savepoint in the shared transaction, its inbox row
-        with it, so a repeat (``AlreadyHandled``) undoes only its own savepoint. Any other
-        failure, or a failed commit, rolls the whole batch back and every delivery runs again
-        on its own through :meth:`run_delivery`: a failure is recorded against the delivery
-        that failed, with its own retries and dead letter, and the others take effect; their
-        first run left nothing behind, and the inbox refuses what a commit that failed late
-        did keep.
-        """
-        if len(deliveries) > 1:
-            try:
-                with shared_transaction() as transaction:
-                    firsts = [
-                        _deliver(
-                            self._bus,
-                            delivery.subscriber,
-                            delivery.envelope,
-                            attempt=delivery.attempts + 1,
-                            transaction=transaction,
-                            log=False,
-                        )
-                        for delivery in deliveries
-                    ]
-                    after_commit = transaction.commit()
-            except Exception as error:  # noqa: BLE001 - any failure: the deliveries run one by one
-                logger.info(
-                    "events.batch_run_one_by_one",
-                    subscriber=deliveries[0].subscriber, deliveries=len(deliveries), error=repr(error),
-                )
-            else:
-                _run_after_commit(after_commit)
-                for delivery, first in zip(deliveries, firsts, strict=True):  # now that they took effect
-                    with _under_request_of(delivery.envelope):
-                        _log_delivered(delivery.subscriber, delivery.envelope, first, attempt=delivery.attempts + 1)
-                return [True] * len(deliveries)
-        return [self.run_delivery(outbox, delivery) for delivery in deliveries]
-
-    def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> bool:
-        """Run one delivery; a failure is recorded here, a success is the caller's to record."""
-        try:
-            _deliver(self._bus, delivery.subscriber, delivery.envelope, attempt=delivery.attempts + 1)
-        except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
-            self._record_failure(outbox, delivery, error)
-            return False
-        return True
-
-    def _record_failure(self, outbox: Outbox, delivery: ClaimedDelivery, error: Exception) -> None:
-        policy = self._retry_persistent if delivery.subscriber in self._persistent else self._retry
-        retry_at = policy.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
-        log = _log_of(delivery)
-        log.warning(
-            "event.delivery_failed" if retry_at else "event.dead_lettered",
-            error=repr(error), retry_at=retry_at.isoformat() if retry_at else None,
-        )
-        try:
-            outbox.fail(delivery, _describe(error), retry_at=retry_at)
-        except Exception:
-            # Not lost: its lease runs out and it is tried again.
-            log.exception("event.failure_not_recorded")
 
 
 def _lag(occurred: Iterable[Any], *, within: timedelta) -> float:
@@ -579,95 +479,3 @@ def _by_subscriber(deliveries: Iterable[ClaimedDelivery]) -> list[tuple[str, lis
     for delivery in deliveries:
         groups.setdefault(delivery.subscriber, []).append(delivery)
     return list(groups.items())
-
-
-def _log_of(delivery: ClaimedDelivery) -> Any:
-    return _log_of_envelope(delivery.subscriber, delivery.envelope, attempt=delivery.attempts + 1)
-
-
-def _log_of_envelope(subscriber: str, envelope: Mapping[str, Any], **values: Any) -> Any:
-    return logger.bind(event_id=envelope["id"], event_type=envelope["type"], subscriber=subscriber, **values)
-
-
-@contextmanager
-def _under_request_of(envelope: Mapping[str, Any]) -> Iterator[None]:
-    """Log under the request id of the request that caused the event, to trace what it caused."""
-    bind_request_id(envelope.get("trace", {}).get("request_id"))
-    try:
-        yield
-    finally:
-        bind_request_id(None)
-
-
-def _deliver(
-    bus: EventBus,
-    subscriber: str,
-    envelope: Mapping[str, Any],
-    *,
-    attempt: int,
-    transaction: Transaction | None = None,
-    log: bool = True,
-) -> bool:
-    """:func:`deliver_envelope` under the request id of the request that caused the event,
-    logged unless ``log`` is False (a batch logs its deliveries once they have committed);
-    whether it was the first delivery."""
-    with _under_request_of(envelope):
-        first = deliver_envelope(bus, subscriber, envelope, attempt=attempt, transaction=transaction)
-        if log:
-            _log_delivered(subscriber, envelope, first, attempt=attempt)
-    return first
-
-
-def _log_delivered(subscriber: str, envelope: Mapping[str, Any], first: bool, **values: Any) -> None:
-    """Log a successful delivery: a repeat the inbox refused always, a first one at DEBUG only,
-    and only when DEBUG is on (building and filtering a log line costs as much as the rest of
-    a quick delivery)."""
-    if not first:
-        _log_of_envelope(subscriber, envelope, **values).info("event.already_handled")
-    elif logger.is_enabled_for(logging.DEBUG):
-        _log_of_envelope(subscriber, envelope, **values).debug("event.delivered")
-
-
-def _run_after_commit(callbacks: Iterable[Callable[[], None]]) -> None:
-    """Run what waited for a batch's commit; a failure is logged, not raised: the batch has
-    committed and must not run again (the dispatcher's next poll finds what a wake-up missed)."""
-    for callback in callbacks:
-        try:
-            callback()
-        except Exception:
-            logger.exception("events.after_commit_failed")
-
-
-def deliver_envelope(
-    bus: EventBus,
-    subscriber: str,
-    envelope: Mapping[str, Any],
-    *,
-    attempt: int = 1,
-    transaction: Transaction | None = None,
-) -> bool:
-    """Run one named subscriber for one stored event, handing it its delivery of it (which its
-    unit of work records in its context's inbox); False if it already had been. The dispatcher
-    runs outbox deliveries through this, a broker consumer its messages."""
-    decoded = codec.decode(envelope, bus.event_class(envelope["type"]))
-    delivery = Delivery(subscriber, decoded.id, envelope, attempt=attempt, transaction=transaction)
-    try:
-        bus.deliver(decoded, delivery)
-    except AlreadyHandled:
-        return False
-    return True
-
-
-def deliver_from_broker(bus: EventBus) -> Callable[[str, Mapping[str, Any], int], None]:
-    """The handler of a broker consumer: each message delivered as the dispatcher would,
-    under the request id of the request that caused the event."""
-
-    def handle(subscriber: str, envelope: Mapping[str, Any], attempt: int) -> None:
-        _deliver(bus, subscriber, envelope, attempt=attempt)
-
-    return handle
-
-
-def _describe(error: BaseException) -> str:
-    text = "".join(traceback.format_exception(error))
-    return text[-MAX_ERROR_LENGTH:]

@@ -25,6 +25,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    literal_column,
     text,
 )
 
@@ -117,6 +119,13 @@ def delivery_indexes_v2(prefix: str) -> list[Index]:
 def _where(condition: str) -> dict[str, Any]:
     """A partial index's condition, for both backends that have them."""
     return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
+
+
+def literal_status(status: str) -> ColumnElement[str]:
+    """A status written into the SQL rather than bound: the partial indexes above serve a query
+    only when its WHERE repeats their condition, and PostgreSQL cannot tell that a parameter of
+    a prepared statement's generic plan does."""
+    return literal_column(f"'{status}'", String(16))
 
 
 def inbox_columns_v1() -> list[Column[object]]:

@@ -33,7 +33,7 @@ from app.registry import CONTEXTS, SUBSCRIPTIONS
 from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from infrastructure.events.broker._kombu import Connection, Producer, Queue  # typed as Any for mypy --strict
 from infrastructure.events.broker.layout import QueueLayout
-from infrastructure.events.outbox import DEAD
+from infrastructure.events.tables import DEAD
 from tests.conftest import Backend, database_for
 from tests.e2e.server import (
     API,

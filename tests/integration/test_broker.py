@@ -47,7 +47,7 @@ from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.broker.publisher import BrokerPublisher, PublishFailed
 from infrastructure.events.bus import EventBus
 from infrastructure.events.delivery import Delivery
-from infrastructure.events.dispatcher import deliver_envelope
+from infrastructure.events.delivery_runner import deliver_envelope
 from infrastructure.events.envelope import Envelope
 from infrastructure.events.inbox import Inbox
 from infrastructure.events.tables import inbox_table
@@ -215,7 +215,7 @@ class Recorder:
 class InboxedSubscribers:
     """A consuming context in miniature, on SQLite: its subscribers add an effect row and their
     unit of work records the inbox row in the same transaction, and :meth:`handle` runs them as
-    ``Dispatcher.run_delivery`` does (``deliver_envelope``: decode, the delivery, the bus; a
+    ``DeliveryRunner.run_delivery`` does (``deliver_envelope``: decode, the delivery, the bus; a
     repeat is no failure). It is the handler the integrator hands the consumer."""
 
     def __init__(self, folder: Path) -> None:

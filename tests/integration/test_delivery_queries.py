@@ -113,7 +113,8 @@ def test_a_claim_reads_pending_deliveries_through_their_partial_indexes(containe
     publish(container, 1, 2)
     outbox: Outbox = container.order.outbox()
 
-    found = plans(databases(container)["order"], lambda: outbox.claim(10, owner="test", lease=timedelta(seconds=60)))
+    queue = outbox.queue
+    found = plans(databases(container)["order"], lambda: queue.claim(10, owner="test", lease=timedelta(seconds=60)))
 
     everything = "\n".join(found)
     assert "ix_order_deliveries_pending" in everything, everything
@@ -128,10 +129,10 @@ def test_a_claim_with_nothing_due_writes_nothing(container: ApplicationContainer
     container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, 1)
     outbox: Outbox = container.order.outbox()
-    assert len(outbox.claim(10, owner="one", lease=timedelta(hours=1))) == 1
+    assert len(outbox.queue.claim(10, owner="one", lease=timedelta(hours=1))) == 1
 
     with statements(databases(container)["order"]) as seen:
-        assert outbox.claim(10, owner="another", lease=timedelta(seconds=60)) == []
+        assert outbox.queue.claim(10, owner="another", lease=timedelta(seconds=60)) == []
 
     writes = [sql for sql, _ in seen if "UPDATE" in sql.upper() or sql.upper().startswith("BEGIN IMMEDIATE")]
     assert writes == []
@@ -141,7 +142,7 @@ def test_status_and_dead_letters_read_only_deliveries_not_done(container: Applic
     outbox: Outbox = container.order.outbox()
     database = databases(container)["order"]
 
-    for action in (outbox.status, outbox.dead_letters, lambda: outbox.retry(None)):
+    for action in (outbox.ledger.status, outbox.ledger.dead_letters, lambda: outbox.ledger.retry(None)):
         for plan in plans(database, action):
             assert "ix_order_deliveries_incomplete" in plan, plan
             assert not reads_the_table(plan), plan

@@ -35,8 +35,8 @@ from infrastructure.db.database import Database, create_schema
 from infrastructure.events.bus import EventBus
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.dispatcher import Dispatcher
-from infrastructure.events.outbox import DONE, PENDING, Outbox
-from infrastructure.events.tables import outbox_tables
+from infrastructure.events.outbox import Outbox
+from infrastructure.events.tables import DONE, PENDING, outbox_tables
 from infrastructure.logging import configure_logging
 
 if TYPE_CHECKING:

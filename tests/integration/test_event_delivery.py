@@ -40,12 +40,14 @@ from contexts.product.application.handlers import GetProduct
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from contexts.user.events import UserRegistered
 from infrastructure.db.unit_of_work import shared_transaction
+from infrastructure.events import delivery_runner as runner_module
 from infrastructure.events import dispatcher as dispatcher_module
 from infrastructure.events.delivery import Delivery
-from infrastructure.events.dispatcher import Dispatcher, RetryPolicy
+from infrastructure.events.dispatcher import Dispatcher
 from infrastructure.events.inbox import AlreadyHandled
-from infrastructure.events.outbox import DEAD, DONE, PENDING, Outbox
-from infrastructure.events.tables import OutboxTables
+from infrastructure.events.outbox import Outbox
+from infrastructure.events.retry_policy import RetryPolicy
+from infrastructure.events.tables import DEAD, DONE, PENDING, OutboxTables
 from tests.conftest import Backend, Shop
 
 TABLES: dict[str, OutboxTables] = {"user": USER_OUTBOX, "product": PRODUCT_OUTBOX, "order": ORDER_OUTBOX}
@@ -377,7 +379,7 @@ def test_a_failed_delivery_is_not_due_before_its_backoff_which_grows(container: 
         assert (row.status, row.attempts) == (PENDING, attempt)
         delays.append((row.available_at - datetime.now(timezone.utc)).total_seconds())
         assert run.run_until_idle() == 0, "not due before available_at"
-        assert order_outbox(container).claim(10, owner="someone-else", lease=timedelta(seconds=60)) == []
+        assert order_outbox(container).queue.claim(10, owner="someone-else", lease=timedelta(seconds=60)) == []
         assert len(calls) == attempt
         make_due(container)
 
@@ -419,7 +421,7 @@ def test_a_repeated_delivery_is_reported_already_handled_and_has_no_second_effec
         )
         session.commit()
     records: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    monkeypatch.setattr(runner_module, "logger", RecordingLogger(records))
 
     assert container.dispatcher().run_until_idle() >= 1
 
@@ -438,15 +440,17 @@ def test_running_the_same_claimed_delivery_twice_has_one_effect(
     place_order(client, shop.customer(), product["id"], 1)
     outbox = order_outbox(container)
     (claimed,) = [
-        claim for claim in outbox.claim(100, owner="test", lease=timedelta(seconds=60)) if claim.subscriber == CONFIRM
+        claim
+        for claim in outbox.queue.claim(100, owner="test", lease=timedelta(seconds=60))
+        if claim.subscriber == CONFIRM
     ]
     records: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    monkeypatch.setattr(runner_module, "logger", RecordingLogger(records))
     run = container.dispatcher()
 
-    assert run.run_delivery(outbox, claimed), "the first run succeeds"
-    assert run.run_delivery(outbox, claimed), "the second is a success too: the work was done"
-    outbox.complete([claimed])
+    assert run.runner.run_delivery(outbox, claimed), "the first run succeeds"
+    assert run.runner.run_delivery(outbox, claimed), "the second is a success too: the work was done"
+    outbox.queue.complete([claimed])
 
     assert [event for event, _ in records] == ["event.delivered", "event.already_handled"]
     assert len(inbox_rows(container, CONFIRM)) == 1
@@ -521,7 +525,7 @@ def test_a_batched_subscriber_gets_the_deliveries_of_a_claim_in_one_transaction(
     assert dispatcher(container).run_until_idle() == 6
 
     assert len(sessions) == 6 and len(set(sessions)) == 1, "the six units of work shared one session"
-    assert dispatcher_module.MAX_BATCH >= 6
+    assert runner_module.MAX_BATCH >= 6
     assert calls == Counter(range(6))
     assert [(row.status, row.attempts) for row in deliveries(container, BATCHED)] == [(DONE, 1)] * 6
     assert len(inbox_rows(container, BATCHED)) == 6
@@ -534,13 +538,13 @@ def test_run_until_idle_batches_no_more_than_the_workers_would(shop: Shop, conta
     product = shop.product(shop.admin(), initial_stock=100)
     sessions: list[Session] = []
     subscribe_batched(container, product["id"], Counter(), set(), sessions)
-    count = dispatcher_module.MAX_BATCH + 2
+    count = runner_module.MAX_BATCH + 2
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(count)))
 
     assert dispatcher(container).run_until_idle() == count
 
     assert len(sessions) == count
-    assert Counter(Counter(sessions).values()) == Counter({dispatcher_module.MAX_BATCH: 1, 2: 1})
+    assert Counter(Counter(sessions).values()) == Counter({runner_module.MAX_BATCH: 1, 2: 1})
     assert available(container, product["id"]) == 100 - count
 
 
@@ -605,10 +609,10 @@ def test_a_batch_that_crashed_before_its_completions_has_its_effects_once_when_t
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(5)))
     outbox = order_outbox(container)
     lease = timedelta(seconds=container.settings().events_claim_timeout_seconds)
-    claimed = outbox.claim(10, owner="crashed-host:1", lease=lease)
-    assert dispatcher(container).run_batch(outbox, claimed) == [True] * 5  # and never completed
+    claimed = outbox.queue.claim(10, owner="crashed-host:1", lease=lease)
+    assert dispatcher(container).runner.run_batch(outbox, claimed) == [True] * 5  # and never completed
     records: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    monkeypatch.setattr(runner_module, "logger", RecordingLogger(records))
 
     eventually(lambda: container.dispatcher().run_until_idle() == 5, "the lapsed claims to be taken over")
 
@@ -627,7 +631,7 @@ def test_the_background_workers_take_a_batched_subscribers_queued_deliveries_tog
     subscribe_batched(container, product["id"], Counter(), set(), sessions)
     others: list[int] = []
     container.event_bus().subscribe(Pinged, lambda event, _delivery: others.append(event.n), name="test.listener")
-    count = dispatcher_module.MAX_BATCH + 2
+    count = runner_module.MAX_BATCH + 2
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(count)))
     run = dispatcher(container, workers=4, poll_interval=0.02)  # its first claim: 32, all of them
     try:
@@ -649,7 +653,7 @@ def test_a_batch_logs_each_delivery_once_it_has_committed(
     subscribe_batched(container, product["id"], Counter(), set(), [])
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(3)))
     records: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    monkeypatch.setattr(runner_module, "logger", RecordingLogger(records))
 
     assert dispatcher(container).run_until_idle() == 3
 
@@ -670,8 +674,8 @@ def test_a_broker_message_is_logged_as_a_dispatcher_delivery_is(
     publish(container, Pinged("aggregate", 1))
     (envelope,) = [envelope for envelope in events_in(container, "order") if envelope["type"] == Pinged.TYPE]
     records: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
-    handle = dispatcher_module.deliver_from_broker(container.event_bus())
+    monkeypatch.setattr(runner_module, "logger", RecordingLogger(records))
+    handle = runner_module.deliver_from_broker(container.event_bus())
 
     handle(BATCHED, envelope, 1)
     handle(BATCHED, envelope, 2)
@@ -705,13 +709,15 @@ def test_a_failing_after_commit_callback_does_not_run_a_committed_batch_again(
     container.product.outbox().on_commit(wake_up_that_fails)
     publish(container, *(Pinged(f"aggregate-{n}", n) for n in range(3)))
     records: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records))
+    monkeypatch.setattr(runner_module, "logger", RecordingLogger(records))
     outbox = order_outbox(container)
     claimed = [
-        claim for claim in outbox.claim(100, owner="test", lease=timedelta(seconds=60)) if claim.subscriber == BATCHED
+        claim
+        for claim in outbox.queue.claim(100, owner="test", lease=timedelta(seconds=60))
+        if claim.subscriber == BATCHED
     ]
 
-    assert dispatcher(container).run_batch(outbox, claimed) == [True] * 3
+    assert dispatcher(container).runner.run_batch(outbox, claimed) == [True] * 3
 
     assert calls == Counter(range(3)), "each delivery ran once"
     assert "events.batch_run_one_by_one" not in [event for event, _ in records]
@@ -838,7 +844,7 @@ def test_a_dead_delivery_holds_back_the_aggregates_later_events_until_retried(
     assert (later.status, later.attempts) == (PENDING, 0)
 
     down["a1"] = False
-    assert order_outbox(container).retry() == 1
+    assert order_outbox(container).ledger.retry() == 1
     run.run_until_idle()
     assert seen == [("a", 1), ("b", 3), ("a", 1), ("a", 2)]
 
@@ -947,10 +953,10 @@ def test_a_claim_is_not_taken_by_another_dispatcher_while_its_lease_runs(contain
     calls: list[int] = []
     container.event_bus().subscribe(Pinged, lambda event, _delivery: calls.append(event.n), name="test.listener")
     publish(container, Pinged("a", 1))
-    (claimed,) = order_outbox(container).claim(10, owner="crashed-host:1", lease=timedelta(hours=1))
+    (claimed,) = order_outbox(container).queue.claim(10, owner="crashed-host:1", lease=timedelta(hours=1))
 
     assert container.dispatcher().run_until_idle() == 0
-    assert order_outbox(container).claim(10, owner="another", lease=timedelta(seconds=60)) == []
+    assert order_outbox(container).queue.claim(10, owner="another", lease=timedelta(seconds=60)) == []
     row = delivery(container, "test.listener", 1)
     assert (row.id, row.status, row.claimed_by, row.attempts) == (claimed.id, PENDING, "crashed-host:1", 0)
     assert row.claimed_until > datetime.now(timezone.utc)
@@ -963,7 +969,7 @@ def test_a_claim_whose_owner_died_is_taken_over_once_its_lease_expires(make_app:
     container.event_bus().subscribe(Pinged, lambda event, _delivery: calls.append(event.n), name="test.listener")
     publish(container, Pinged("a", 1))
     lease = timedelta(seconds=container.settings().events_claim_timeout_seconds)
-    (claimed,) = order_outbox(container).claim(10, owner="crashed-host:1", lease=lease)  # and never settled
+    (claimed,) = order_outbox(container).queue.claim(10, owner="crashed-host:1", lease=lease)  # and never settled
 
     eventually(lambda: container.dispatcher().run_until_idle() == 1, "the expired claim to be taken over")
 
@@ -980,10 +986,10 @@ def test_released_claims_are_due_at_once_for_anyone_and_settled_ones_stay_settle
     container.event_bus().subscribe(Pinged, lambda event, _delivery: calls.append(event.n), name="test.listener")
     publish(container, Pinged("a", 1), Pinged("b", 2))
     outbox = order_outbox(container)
-    first, second = outbox.claim(10, owner="stopping-host", lease=timedelta(hours=1))
-    outbox.complete([first])
+    first, second = outbox.queue.claim(10, owner="stopping-host", lease=timedelta(hours=1))
+    outbox.queue.complete([first])
 
-    outbox.release([first, second])
+    outbox.queue.release([first, second])
 
     assert delivery(container, "test.listener", 1).status == DONE
     row = delivery(container, "test.listener", 2)
@@ -998,14 +1004,14 @@ def test_a_dispatcher_whose_lease_ran_out_cannot_overwrite_the_outcome_of_the_on
     container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, Pinged("a", 1))
     outbox = order_outbox(container)
-    (stale,) = outbox.claim(10, owner="slow-host", lease=timedelta(seconds=-1))  # lapsed at once
-    (current,) = outbox.claim(10, owner="other-host", lease=timedelta(hours=1))
+    (stale,) = outbox.queue.claim(10, owner="slow-host", lease=timedelta(seconds=-1))  # lapsed at once
+    (current,) = outbox.queue.claim(10, owner="other-host", lease=timedelta(hours=1))
     assert current.id == stale.id
-    outbox.complete([current])
+    outbox.queue.complete([current])
 
-    outbox.fail(stale, "too late to matter", retry_at=None)
-    outbox.complete([stale])
-    outbox.release([stale])
+    outbox.queue.fail(stale, "too late to matter", retry_at=None)
+    outbox.queue.complete([stale])
+    outbox.queue.release([stale])
 
     row = delivery(container, "test.listener", 1)
     assert (row.status, row.attempts, row.last_error, row.claimed_by) == (DONE, 1, None, "other-host")
@@ -1179,7 +1185,7 @@ def count_write_transactions(container: ApplicationContainer, monkeypatch: pytes
 def record_claims(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every claim that took something, from now on."""
     sizes: list[int] = []
-    claim = outbox.claim
+    claim = outbox.queue.claim
 
     def recording(limit: int, **options: Any) -> Any:
         claimed = claim(limit, **options)
@@ -1187,7 +1193,7 @@ def record_claims(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> list[int]:
             sizes.append(len(claimed))
         return claimed
 
-    monkeypatch.setattr(outbox, "claim", recording)
+    monkeypatch.setattr(outbox.queue, "claim", recording)
     return sizes
 
 
@@ -1231,7 +1237,7 @@ def test_a_claim_that_finds_nothing_due_runs_outside_any_transaction(container: 
 
     event.listen(Engine, "after_cursor_execute", observe)
     try:
-        claimed = order_outbox(container).claim(10, owner="test", lease=timedelta(seconds=60))
+        claimed = order_outbox(container).queue.claim(10, owner="test", lease=timedelta(seconds=60))
     finally:
         event.remove(Engine, "after_cursor_execute", observe)
 
@@ -1346,7 +1352,7 @@ def test_prune_deletes_completed_deliveries_and_events_nothing_waits_for(contain
     publish(container, Pinged("d", 4))
     run.run_until_idle()  # completed after the cutoff
 
-    pruned = order_outbox(container).prune(cutoff)
+    pruned = order_outbox(container).ledger.prune(cutoff)
 
     assert pruned == 4  # 1 for both subscribers, 2 and 3 for test.ok
     assert sorted((row.envelope["data"]["n"], row.subscriber, row.status) for row in deliveries(container)) == [
@@ -1356,7 +1362,7 @@ def test_prune_deletes_completed_deliveries_and_events_nothing_waits_for(contain
         (4, "test.ok", DONE),
     ]
     assert [event["data"]["n"] for event in events_in(container, "order")] == [2, 3, 4]
-    assert order_outbox(container).prune(cutoff) == 0
+    assert order_outbox(container).ledger.prune(cutoff) == 0
 
 
 def test_a_persistent_subscriber_is_retried_past_the_attempts_and_never_dead(container: ApplicationContainer) -> None:

@@ -24,7 +24,7 @@ from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from infrastructure.events.delivery import Delivery
-from infrastructure.events.outbox import DEAD, DONE, PENDING
+from infrastructure.events.tables import DEAD, DONE, PENDING
 from tests.conftest import Backend, settings_for, start_app, stop_app
 
 

@@ -26,7 +26,7 @@ from contexts.product.domain.model import ReservationStatus
 from contexts.user.adapters.orm import OUTBOX as USER_OUTBOX
 from infrastructure.events.delivery import Delivery
 from infrastructure.events.inbox import AlreadyHandled
-from infrastructure.events.outbox import DEAD, DONE
+from infrastructure.events.tables import DEAD, DONE
 from tests.conftest import Shop
 from tests.round_trips import counted
 

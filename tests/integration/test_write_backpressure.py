@@ -183,7 +183,7 @@ def test_the_lag_is_the_age_of_the_oldest_queued_first_attempt_retries_left_out(
     assert not fresh.wait_until_caught_up(0), "a first attempt queued past the bound holds writes"
 
     (claimed,) = [delivery for _, delivery in fresh._queue]
-    order_outbox(shop.container).fail(claimed, "failed once", retry_at=datetime.now(timezone.utc))
+    order_outbox(shop.container).queue.fail(claimed, "failed once", retry_at=datetime.now(timezone.utc))
     retried = dispatcher(shop.container, hold_writes_after=BOUND_SECONDS)
     claim_once(retried)
     assert [delivery.attempts for _, delivery in retried._queue] == [1]

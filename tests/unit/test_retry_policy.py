@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from infrastructure.events.dispatcher import RetryPolicy
+from infrastructure.events.retry_policy import RetryPolicy
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
