@@ -9,7 +9,7 @@ PORT ?= 8000
 # pytest-xdist workers for `make test` (tests/README.md, "Running in parallel"); 0 runs in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: run test lint-imports docs venv clean
+.PHONY: run test test-context lint-imports docs venv clean
 
 venv: $(RUNTIME)
 
@@ -48,6 +48,12 @@ test: lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not alone" || status=$$?; \
 	$(BIN)/python -m pytest -m alone || status=$$?; \
 	exit $$status
+
+# One context's tests alone: its use cases on fakes, and the contract tests of the fakes of the
+# contexts it calls (tests/isolation.py). `make test-context CONTEXT=order`.
+test-context: $(DEV)
+	@test -n "$(CONTEXT)" || { echo "usage: make test-context CONTEXT=<a context of app/registry.py, e.g. order>" >&2; exit 2; }
+	$(BIN)/python -m pytest --context $(CONTEXT) tests/unit tests/contract
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .import_linter_cache

@@ -12,6 +12,10 @@ remote client (``contexts/<name>/client.py``) talking over loopback to a live ap
 context's internal endpoints, seeded through that app's container: so far the product and user
 contexts have one (``REMOTE_IMPLEMENTATIONS``). When another context gets a client, give its
 fixture the same branch; every contract test then runs against both, unchanged.
+
+``"fake"`` is the in-memory stand-in that other contexts' unit tests use in place of the real
+one (``tests/unit/fakes/``): held to the same contract, so that a context tested alone against
+it sees what the real one would do. A fake has no database, so it runs once, not per backend.
 """
 
 from __future__ import annotations
@@ -42,11 +46,14 @@ from infrastructure.remote.options import RemoteOptions
 from infrastructure.remote.service import RemoteService
 from tests.conftest import Backend, MakeApp
 from tests.http_servers import serve_app
+from tests.isolation import FAKE
+from tests.unit.fakes.product import FakeProductApi
 
 IN_PROCESS = "in-process"
 HTTP = "http"
 IMPLEMENTATIONS = [IN_PROCESS]
 REMOTE_IMPLEMENTATIONS = [IN_PROCESS, HTTP]
+FAKED_IMPLEMENTATIONS = [*REMOTE_IMPLEMENTATIONS, FAKE]
 SERVICE_TOKEN = "contract-tests-service-token-0123456789"
 # Patient enough for a loaded CI machine; no retries, so a contract test sees each call once.
 REMOTE_OPTIONS = RemoteOptions(connect_timeout_seconds=5, read_timeout_seconds=30, attempts=1)
@@ -141,9 +148,12 @@ def _in_process_users(container: ApplicationContainer) -> Callable[..., uuid.UUI
     return add_user
 
 
-@pytest.fixture(params=REMOTE_IMPLEMENTATIONS)
+@pytest.fixture(params=FAKED_IMPLEMENTATIONS)
 def product_harness(request: pytest.FixtureRequest, backend: Backend) -> Iterator[ProductHarness]:
-    if request.param == IN_PROCESS:
+    if request.param == FAKE:
+        fake = FakeProductApi()
+        yield ProductHarness(api=fake, add_product=lambda **fields: fake.add(**fields).id)
+    elif request.param == IN_PROCESS:
         container: ApplicationContainer = request.getfixturevalue("container")
         yield ProductHarness(api=container.product.api(), add_product=_in_process_products(container))
     elif request.param == HTTP:
@@ -178,3 +188,17 @@ def order_harness(request: pytest.FixtureRequest, backend: Backend) -> OrderHarn
 
         return OrderHarness(api=container.order.api(), place_order=place_order)
     raise _unknown(request.param)
+
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A fake on PostgreSQL would be its SQLite run again: it is left out (deselected)."""
+
+    def again(item: pytest.Item) -> bool:
+        params = getattr(item, "callspec", None)
+        return params is not None and FAKE in params.params.values() and params.params.get("backend") != "sqlite"
+
+    repeated = [item for item in items if again(item)]
+    if repeated:
+        config.hook.pytest_deselected(items=repeated)
+        items[:] = [item for item in items if not again(item)]

@@ -27,6 +27,8 @@ from infrastructure.events.envelope import Envelope
 from tests.unit.fakes.audit import FakeAuditLog
 from tests.unit.fakes.common import CommitFailed
 
+pytestmark = pytest.mark.context("audit")
+
 USER = uuid.uuid4()
 ORDER = uuid.uuid4()
 PRODUCT = uuid.uuid4()

@@ -37,6 +37,8 @@ from tests.unit.fakes.notification import (
     RecordingMailer,
 )
 
+pytestmark = pytest.mark.context("notification")
+
 ADA = Recipient(user_id=uuid.uuid4(), email="ada@example.com", name="Ada Lovelace")
 RECIPIENTS = "notification.recipients"
 WELCOME = "notification.welcome_email"

@@ -40,6 +40,8 @@ from tests.unit.fakes.common import CommitFailed
 from tests.unit.fakes.order import OrderStore, fail_commits_that_place_orders
 from tests.unit.fakes.product import FakeProductApi
 
+pytestmark = pytest.mark.context("order")
+
 CUSTOMER = uuid.uuid4()
 
 

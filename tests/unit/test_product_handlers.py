@@ -33,6 +33,8 @@ from contexts.product.events import ProductCreated, StockLine, StockReleased, St
 from tests.unit.fakes.common import CommitFailed
 from tests.unit.fakes.product import ProductStore, StockAdjustment, StockLevel
 
+pytestmark = pytest.mark.context("product")
+
 
 @pytest.fixture
 def store() -> ProductStore:

@@ -25,7 +25,10 @@ from contexts.recommendation.domain.model import (
 )
 from contexts.user.events import UserRegistered
 from infrastructure.events.delivery import Delivery
-from tests.unit.fakes.recommendation import Counts, FakeCatalog, FakeStore
+from tests.unit.fakes.product import FakeProductApi
+from tests.unit.fakes.recommendation import Counts, FakeStore
+
+pytestmark = pytest.mark.context("recommendation")
 
 # No example database: it would leave a .hypothesis folder in the working tree.
 properties = settings(database=None, max_examples=300, deadline=None)
@@ -364,6 +367,15 @@ def test_an_order_with_an_impossible_line_changes_nothing() -> None:
     assert store.commits == 0
 
 
+def catalog_of(*product_ids: uuid.UUID) -> FakeProductApi:
+    """The product context's fake, holding ``product_ids``, each described by its number."""
+    catalog = FakeProductApi()
+    for product_id in product_ids:
+        number, price = product_id.int, str(Decimal(product_id.int) + Decimal("0.50"))
+        catalog.add(product_id=product_id, sku=f"SKU-{number}", name=f"Product {number}", price=price, currency="EUR")
+    return catalog
+
+
 def test_the_handler_describes_each_pick_with_the_catalog() -> None:
     store = FakeStore()
     subscribers.when_order_placed_record_purchase(
@@ -375,7 +387,7 @@ def test_the_handler_describes_each_pick_with_the_catalog() -> None:
     subscribers.when_order_placed_record_purchase(
         placed(OTHER_USER, (p(3), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
     )
-    recommend_to = handlers.RecommendHandler(uow=store, products=FakeCatalog(p(1), p(2), p(3)))
+    recommend_to = handlers.RecommendHandler(uow=store, products=catalog_of(p(1), p(2), p(3)))
 
     assert recommend_to(handlers.Recommend(USER)) == [
         handlers.RecommendedProduct(p(2), "SKU-2", "Product 2", Decimal("2.50"), "EUR", 1, Reason.BOUGHT_TOGETHER),
@@ -385,11 +397,11 @@ def test_the_handler_describes_each_pick_with_the_catalog() -> None:
 
 def test_a_user_without_history_gets_popular_products_or_nothing() -> None:
     store = FakeStore()
-    catalog = FakeCatalog(p(1))
+    catalog = catalog_of(p(1))
     recommend_to = handlers.RecommendHandler(uow=store, products=catalog)
 
     assert recommend_to(handlers.Recommend(USER)) == []
-    assert catalog.calls == []
+    assert catalog.lookups == []
 
     subscribers.when_order_placed_record_purchase(
         placed(OTHER_USER, (p(1), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
@@ -415,7 +427,7 @@ def test_products_gone_from_the_catalog_are_skipped_and_the_next_move_up() -> No
         placed(USER, (p(1), 1)), DELIVERY, record_purchase=handlers.RecordPurchaseHandler(uow=store)
     )
     gone = {p(3), p(20), p(18)}
-    catalog = FakeCatalog(*(p(n) for n in range(1, 21) if p(n) not in gone))
+    catalog = catalog_of(*(p(n) for n in range(1, 21) if p(n) not in gone))
 
     items = handlers.RecommendHandler(uow=store, products=catalog)(handlers.Recommend(USER))
 

@@ -33,6 +33,8 @@ from infrastructure.errors import Busy
 from tests.unit.fakes.common import CommitFailed
 from tests.unit.fakes.user import UserStore
 
+pytestmark = pytest.mark.context("user")
+
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1, "concurrency": 2, "wait_seconds": 30}
 STRONGER = {"time_cost": 2, "memory_cost": 16, "parallelism": 1, "concurrency": 2, "wait_seconds": 30}
 

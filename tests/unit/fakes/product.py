@@ -258,7 +258,9 @@ class _FakeReservation:
 
 
 class FakeProductApi:
-    """An in-memory :class:`~contexts.product.api.ProductApi` that records every call."""
+    """An in-memory :class:`~contexts.product.api.ProductApi` that records every call: what the
+    order and recommendation tests meet in place of the product context, held to its contract by
+    ``tests/contract/test_product_api.py`` beside the real implementations."""
 
     def __init__(self) -> None:
         self.products: dict[uuid.UUID, ProductDTO] = {}
@@ -270,6 +272,7 @@ class FakeProductApi:
     def add(
         self,
         *,
+        product_id: uuid.UUID | None = None,
         sku: str | None = None,
         name: str = "Thing",
         price: str = "10.00",
@@ -277,7 +280,7 @@ class FakeProductApi:
         stock: int = 10,
     ) -> ProductDTO:
         product = ProductDTO(
-            id=uuid.uuid4(),
+            id=product_id or uuid.uuid4(),
             sku=sku or f"SKU-{uuid.uuid4().hex[:8]}",
             name=name,
             description=None,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Self
 
-from contexts.product.api import ProductDTO, ReservationLine
 from contexts.recommendation.application import ports
 from contexts.recommendation.domain import model
 from contexts.recommendation.domain.model import (
@@ -119,35 +116,3 @@ class FakeStore:
     def __call__(self, *, write: bool = True, delivery: Delivery | None = None) -> FakeUnitOfWork:
         """``delivery`` is not recorded: these fakes have no inbox (the real one is tested on the database)."""
         return FakeUnitOfWork(self, write=write)
-
-
-class FakeCatalog:
-    def __init__(self, *product_ids: uuid.UUID) -> None:
-        self.products = {
-            product_id: ProductDTO(
-                id=product_id,
-                sku=f"SKU-{product_id.int}",
-                name=f"Product {product_id.int}",
-                description=None,
-                price=Decimal(product_id.int) + Decimal("0.50"),
-                currency="EUR",
-                stock=1,
-            )
-            for product_id in product_ids
-        }
-        self.calls: list[list[uuid.UUID]] = []
-
-    def get_products(self, product_ids: Collection[uuid.UUID]) -> Mapping[uuid.UUID, ProductDTO]:
-        self.calls.append(list(product_ids))
-        return {product_id: self.products[product_id] for product_id in product_ids if product_id in self.products}
-
-    def reserve(self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]) -> None:
-        raise AssertionError("recommendations never reserve stock")
-
-    def reserve_priced(
-        self, reservation_id: uuid.UUID, lines: Sequence[ReservationLine]
-    ) -> Mapping[uuid.UUID, ProductDTO]:
-        raise AssertionError("recommendations never reserve stock")
-
-    def release(self, reservation_id: uuid.UUID, reason: str) -> None:
-        raise AssertionError("recommendations never release stock")
