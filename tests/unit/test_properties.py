@@ -1,4 +1,4 @@
-"""Money and line-merging rules hold for any input, not just the examples in test_domain.py:
+"""Money and line-merging rules hold for any input, not just the examples in test_<context>_domain.py:
 order totals are the exact integer sum of cents × quantity with two decimal places, survive
 serialization and the ``Money`` column type unchanged, an order never mixes currencies, and
 merging repeated products never loses or invents a unit."""
