@@ -53,7 +53,7 @@ test: lint-imports
 # contexts it calls (tests/isolation.py). `make test-context CONTEXT=order`.
 test-context: $(DEV)
 	@test -n "$(CONTEXT)" || { echo "usage: make test-context CONTEXT=<a context of app/registry.py, e.g. order>" >&2; exit 2; }
-	$(BIN)/python -m pytest --context $(CONTEXT) tests/unit tests/contract
+	$(BIN)/python -m pytest --context $(CONTEXT) tests/contexts
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .import_linter_cache

@@ -1,27 +1,30 @@
 """``--context NAME`` (``make test-context CONTEXT=NAME``): one context's tests alone, the contexts
 it calls present only through their fakes.
 
-Selected: the tests marked ``context(NAME)``, its use cases and rules on in-memory fakes
-(``tests/unit/fakes/``), and the contract tests that hold the fakes of the contexts it calls
-(the registry's ``calls``) to the published contract, beside the real facades and remote
-clients (``tests/contract/``): what the context was tested against behaves as what it will
-meet. Everything else is deselected.
+Selected: the context's unit tests (``tests/contexts/NAME/unit/``: its use cases and rules on the
+in-memory fakes of ``tests/fakes/``), and the contract tests that hold the fakes of the contexts
+it calls (the registry's ``calls``) to the published contract, beside the real facades and
+remote clients (``tests/contexts/<called>/contract/``, their ``fake`` runs): what the context was
+tested against behaves as what it will meet. Everything else is deselected.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from app.registry import BY_NAME, CONTEXTS
 
-FAKE = "fake"  # the harness parameter of a contract test run against a fake (tests/contract/conftest.py)
+FAKE = "fake"  # the harness parameter of a contract test run against a fake (tests/contexts/conftest.py)
+CONTEXT_TESTS = Path(__file__).resolve().parent / "contexts"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--context",
         choices=CONTEXTS,
-        help="run only this context's tests, the contexts it calls present through their fakes",
+        help="run only this context's unit tests, the contexts it calls present through their contract-tested fakes",
     )
 
 
@@ -29,14 +32,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     name: str | None = config.getoption("context")
     if name is None:
         return
-    harnesses = {f"{called}_harness" for called in BY_NAME[name].calls}
+    own = CONTEXT_TESTS / name / "unit"
+    faked = [CONTEXT_TESTS / called / "contract" for called in BY_NAME[name].calls]
 
     def selected(item: pytest.Item) -> bool:
-        marker = item.get_closest_marker("context")
-        if marker is not None:
-            return bool(marker.args[0] == name)
+        if item.path.is_relative_to(own):
+            return True
         spec = getattr(item, "callspec", None)
-        return spec is not None and any(spec.params.get(harness) == FAKE for harness in harnesses)
+        return (
+            spec is not None
+            and FAKE in spec.params.values()
+            and any(item.path.is_relative_to(folder) for folder in faked)
+        )
 
     kept = [item for item in items if selected(item)]
     if len(kept) < len(items):

@@ -24,7 +24,7 @@ def run_alone(context: str, report: Path) -> tuple[subprocess.CompletedProcess[s
     command = [sys.executable, "-m", "pytest", "--context", context, "-q", "-p", "no:cacheprovider"]
     environment = {**os.environ, "PYTEST_ADDOPTS": ""}
     result = subprocess.run(
-        [*command, f"--junitxml={report}", "tests/unit", "tests/contract"],
+        [*command, f"--junitxml={report}", "tests/contexts"],
         cwd=REPOSITORY,
         env=environment,
         capture_output=True,
@@ -41,12 +41,13 @@ def test_a_context_runs_alone_against_the_contract_tested_fakes_of_what_it_calls
     result, cases = run_alone(context, tmp_path / "report.xml")
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    own = [name for module, name in cases if module.startswith("tests.unit.")]
+    own = [name for module, name in cases if module.startswith(f"tests.contexts.{context}.unit.")]
     assert own, f"no test of {context} ran"
-    assert {module for module, _ in cases if module.startswith("tests.unit.")} <= {
-        module for module, _ in cases if module.startswith(f"tests.unit.test_{context}")
-    }, "only the context's own unit tests"
-    faked = {module for module, name in cases if module.startswith("tests.contract.") and "[fake-" in name}
-    assert faked == {f"tests.contract.test_{called}_api" for called in BY_NAME[context].calls}, cases
-    others = [(module, name) for module, name in cases if not module.startswith("tests.unit.") and "[fake-" not in name]
-    assert others == [], "only fakes stand for the other contexts"
+    faked = {module for module, name in cases if ".contract." in module and "[fake-" in name}
+    assert faked == {f"tests.contexts.{called}.contract.test_api" for called in BY_NAME[context].calls}, cases
+    others = [
+        (module, name)
+        for module, name in cases
+        if not module.startswith(f"tests.contexts.{context}.unit.") and "[fake-" not in name
+    ]
+    assert others == [], "only the context's unit tests, and fakes standing for the other contexts"

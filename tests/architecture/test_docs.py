@@ -118,7 +118,7 @@ def test_every_test_module_is_mapped_in_the_tests_readme() -> None:
     """``tests/README.md`` maps features to tests: a new test module must be placed in it."""
     tests = REPOSITORY / "tests"
     mapped = (tests / "README.md").read_text(encoding="utf-8")
-    modules = sorted(path.relative_to(tests).as_posix() for path in tests.glob("*/test_*.py"))
+    modules = sorted(path.relative_to(tests).as_posix() for path in tests.glob("**/test_*.py"))
 
     assert modules
     assert [module for module in modules if f"`{module}`" not in mapped] == []

@@ -2,9 +2,10 @@
 
 JSON Schema's ``integer`` admits ``2.0`` (a number with no fractional part), so Schemathesis
 sends such numbers for integer fields as valid data. The API deliberately refuses them with a
-400 (``{"delta": 2.0}`` in ``test_http_products.py``), which no JSON Schema can express. So every
-whole-number float in a request body goes out as the equal integer: the same JSON Schema value,
-hence no change to whether a case is valid, and the fuzzing stays aimed at everything else.
+400 (``{"delta": 2.0}`` in ``tests/contexts/product/integration/test_http.py``), which no JSON
+Schema can express. So every whole-number float in a request body goes out as the equal
+integer: the same JSON Schema value, hence no change to whether a case is valid, and the fuzzing
+stays aimed at everything else.
 """
 
 from __future__ import annotations
