@@ -132,8 +132,9 @@ def test_a_process_serving_contexts_apart_does_not_make_up_its_own_signing_secre
     with pytest.raises(ValidationError) as refused:
         Settings(instance_path=tmp_path, served_contexts="user", events_broker_url=BROKER, service_token=TOKEN)
     assert settings_problems(refused.value).splitlines() == [
-        "  TOKEN_SECRET: required when contexts are served apart (SERVED_CONTEXTS, PRODUCT_SERVICE_URL,"
-        " USER_SERVICE_URL): every service must verify the tokens the others sign, so all of them need the same secret"
+        "  TOKEN_SECRET: required when contexts are served apart (SERVED_CONTEXTS, USER_SERVICE_URL,"
+        " PRODUCT_SERVICE_URL): every service must verify the tokens the others sign, so all of them need the"
+        " same secret"
     ]
     assert not (tmp_path / "token-secret").exists()
 
