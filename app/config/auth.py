@@ -69,7 +69,7 @@ class AuthSettings(SettingsGroup):
 
     @field_validator("token_previous_secrets")
     @classmethod
-    def _previous_secretslong_enough(cls, value: SecretStr) -> SecretStr:
+    def _previous_secrets_long_enough(cls, value: SecretStr) -> SecretStr:
         if any(len(secret) < MIN_SECRET_LENGTH for secret in split_list(value.get_secret_value())):
             raise ValueError(f"every previous secret must be at least {MIN_SECRET_LENGTH} characters")
         return value

@@ -3,7 +3,7 @@
 :meth:`Outbox.record` and :meth:`Outbox.record_with` run inside the publishing unit of work's
 transaction. What is then done to the deliveries has a module per side: the dispatcher's
 (:mod:`~infrastructure.events.delivery_queue`: claim, complete, fail) and the operator's
-(:mod:`~infrastructure.events.delivery_ledger`: status, dead letters, retry, prune), each
+(:mod:`~infrastructure.events.delivery_ledger`: status, dead letters, retry, hasten, prune), each
 reached from the outbox that recorded them (``outbox.queue``, ``outbox.ledger``).
 """
 

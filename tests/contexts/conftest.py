@@ -190,7 +190,6 @@ def order_harness(request: pytest.FixtureRequest, backend: Backend) -> OrderHarn
     raise _unknown(request.param)
 
 
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A fake on PostgreSQL would be its SQLite run again: it is left out (deselected)."""
 

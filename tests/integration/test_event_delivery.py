@@ -1308,7 +1308,7 @@ def test_a_delivery_that_succeeds_logs_nothing_unless_debug_is_on(
 ) -> None:
     """Building and filtering a log line per delivery cost as much as the rest of a quick one."""
     records: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatcher_module, "logger", RecordingLogger(records, debug=False))
+    monkeypatch.setattr(runner_module, "logger", RecordingLogger(records, debug=False))
     container.event_bus().subscribe(Pinged, lambda event, _delivery: None, name="test.listener")
     publish(container, Pinged("a", 1), Pinged("b", 2))
 

@@ -3,7 +3,7 @@
 The product catalog's search index is built by its migrations outside the metadata (an FTS5
 table and triggers on SQLite, trigram indexes on PostgreSQL): the comparison leaves exactly those
 objects out, by the same hook the context's Alembic environment uses, and other tests check
-that the index is there and used (test_product_search).
+that the index is there and used (tests/contexts/product/integration/test_search.py).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def databases(tmp_path: Path, backend: Backend) -> Iterator[dict[str, Database]]
 
 
 # SQLite does not reflect an index on an expression (product skus, lower(sku)); PostgreSQL does,
-# and compares it here. test_http_products shows the index at work on both.
+# and compares it here. tests/contexts/product/integration/test_http.py shows the index at work on both.
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index:sqlalchemy.exc.SAWarning")
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index:UserWarning")
 @pytest.mark.parametrize("context", CONTEXTS)

@@ -431,3 +431,4 @@ def test_products_gone_from_the_catalog_are_skipped_and_the_next_move_up() -> No
 
     assert [item.product_id for item in items] == [p(2), p(4), *(p(n) for n in (19, 17, 16, 15, 14, 13, 12, 11))]
     assert all(item.product_id in catalog.products for item in items)
+    assert (catalog.reserve_calls, catalog.release_calls) == ([], []), "recommending never holds or frees stock"
