@@ -10,6 +10,7 @@ tested against behaves as what it will meet. Everything else is deselected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def runs_a_fake(item: pytest.Item) -> bool:
+    """Whether ``item`` is a contract test run against a fake (its harness parameter ``fake``)."""
+    spec = getattr(item, "callspec", None)
+    return spec is not None and FAKE in spec.params.values()
+
+
+def keep_only(config: pytest.Config, items: list[pytest.Item], keep: Callable[[pytest.Item], bool]) -> None:
+    """Deselect, as pytest reports it, every item ``keep`` refuses."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (kept if keep(item) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     name: str | None = config.getoption("context")
     if name is None:
@@ -36,16 +54,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     faked = [CONTEXT_TESTS / called / "contract" for called in BY_NAME[name].calls]
 
     def selected(item: pytest.Item) -> bool:
-        if item.path.is_relative_to(own):
-            return True
-        spec = getattr(item, "callspec", None)
-        return (
-            spec is not None
-            and FAKE in spec.params.values()
-            and any(item.path.is_relative_to(folder) for folder in faked)
+        return item.path.is_relative_to(own) or (
+            runs_a_fake(item) and any(item.path.is_relative_to(folder) for folder in faked)
         )
 
-    kept = [item for item in items if selected(item)]
-    if len(kept) < len(items):
-        config.hook.pytest_deselected(items=[item for item in items if not selected(item)])
-        items[:] = kept
+    keep_only(config, items, selected)

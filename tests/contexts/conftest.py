@@ -47,7 +47,7 @@ from infrastructure.remote.service import RemoteService
 from tests.conftest import Backend, MakeApp
 from tests.fakes.product import FakeProductApi
 from tests.http_servers import serve_app
-from tests.isolation import FAKE
+from tests.isolation import FAKE, keep_only, runs_a_fake
 
 IN_PROCESS = "in-process"
 HTTP = "http"
@@ -192,12 +192,4 @@ def order_harness(request: pytest.FixtureRequest, backend: Backend) -> OrderHarn
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A fake on PostgreSQL would be its SQLite run again: it is left out (deselected)."""
-
-    def again(item: pytest.Item) -> bool:
-        params = getattr(item, "callspec", None)
-        return params is not None and FAKE in params.params.values() and params.params.get("backend") != "sqlite"
-
-    repeated = [item for item in items if again(item)]
-    if repeated:
-        config.hook.pytest_deselected(items=repeated)
-        items[:] = [item for item in items if not again(item)]
+    keep_only(config, items, lambda item: not runs_a_fake(item) or item.callspec.params.get("backend") == "sqlite")
