@@ -147,6 +147,10 @@ def test_sigterm_answers_requests_in_flight_and_hands_queued_deliveries_back(
     instance = tmp_path / "instance"
     # Hashing at production cost: each registration takes a while, so some are in flight at the stop.
     env = prod_env(instance, smtp_url, ARGON2_TIME_COST="3", ARGON2_MEMORY_COST_KIB="65536")
+    # Mail slower than registrations, however busy the machine: the four delivery threads send
+    # two mails a second at most, while hashing (the registrations' cost) slows with the load.
+    # So mail is waiting when the stop comes; fast again for the server that delivers it after.
+    handler.delay = 2.0
     answered: dict[str, tuple[int, float, float]] = {}  # address → status, sent, answered
     failures: Counter[str] = Counter()
     lock = threading.Lock()
@@ -201,6 +205,7 @@ def test_sigterm_answers_requests_in_flight_and_hands_queued_deliveries_back(
     assert queued, "no welcome mail was waiting at the stop: the test proves nothing; slow the mailbox"
     assert [row for row in after_stop if row.status == "pending" and row.claimed_by] == [], "claims kept"
 
+    handler.delay = 0.05
     with ShopServer(env, tmp_path / "after.log"):
         wait_for(
             lambda: all(row.status == "done" for row in welcome_deliveries(instance)),
