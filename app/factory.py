@@ -87,7 +87,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_cors(app, settings.cors_origins(), path_prefix=API_PREFIX)
 
     subscribe_all(container)
-    container.wire(modules=served, warn_unresolved=True)
+    container.wire(modules=served, warn_unresolved=True, keep_cache=True)
     return app
 
 
