@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Backend, database_for
-from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, register, shop, shop_env, start_all
+from tests.conftest import Backend, database_for, prepare_instance
+from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, register, shop_env, start_all
 
 pytestmark = pytest.mark.slow
 
@@ -112,10 +112,8 @@ def client_process(buyers: Sequence[Buyer], product_id: str, barrier: Any, resul
 @pytest.fixture
 def instance(tmp_path: Path, backend: Backend) -> Path:
     """A fresh instance folder with migrated databases on ``backend`` (set up first, so the
-    servers' environment names it) and an admin made by the CLI."""
-    env = shop_env(tmp_path / "instance")
-    shop("db", "upgrade", env=env, cwd=tmp_path)
-    shop("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env, cwd=tmp_path)
+    servers' environment names it) and an admin."""
+    prepare_instance(tmp_path / "instance", admin=(ADMIN_EMAIL, ADMIN_PASSWORD))
     return tmp_path / "instance"
 
 

@@ -27,7 +27,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import database_for
+from tests.conftest import database_for, prepare_instance
 from tests.e2e.server import (
     API,
     REQUEST_TIMEOUT,
@@ -100,8 +100,7 @@ def kind(message: email.message.EmailMessage) -> str:
 def prepare(tmp_path: Path, **settings: str) -> tuple[Path, dict[str, str]]:
     instance = tmp_path / "instance"
     env = shop_env(instance, **settings)
-    shop("db", "upgrade", env=env, cwd=tmp_path)
-    shop("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env, cwd=tmp_path)
+    prepare_instance(instance, admin=(ADMIN_EMAIL, ADMIN_PASSWORD))
     return instance, env
 
 

@@ -27,8 +27,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 
-from tests.conftest import database_for
-from tests.e2e.server import API, HOST, REQUEST_TIMEOUT, ShopServer, free_port, shop, shop_env
+from tests.conftest import database_for, prepare_instance
+from tests.e2e.server import API, HOST, REQUEST_TIMEOUT, ShopServer, free_port, shop_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("backend")]
 
@@ -84,7 +84,7 @@ def prod_env(instance: Path, smtp_url: str, **settings: str) -> dict[str, str]:
         DATABASE_MAX_OVERFLOW="4",
         **settings,
     )
-    shop("db", "upgrade", env=env, cwd=instance.parent)
+    prepare_instance(instance)
     return env
 
 

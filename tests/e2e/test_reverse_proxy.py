@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import prepare_instance
 from tests.e2e.nginx import nginx_gateway, nginx_or_skip
-from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, shop, shop_env
+from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, shop_env
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def shop_behind_nginx(tmp_path: Path, hops: int, options: tuple[str, ...] = ()) 
     operator forgot the setting in the shop)."""
     nginx_or_skip()
     env = shop_env(tmp_path / "instance", TRUSTED_PROXY_HOPS=str(hops), WEB_WORKERS="1", **LIMITS)
-    shop("db", "upgrade", env=env, cwd=tmp_path)
+    prepare_instance(tmp_path / "instance")
     with (
         ShopServer(env, tmp_path / "server.log", options=options) as server,
         nginx_gateway([server.url], tmp_path / "nginx", env={**env, "TRUSTED_PROXY_HOPS": "1"}) as url,

@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, register, shop, shop_env
+from tests.conftest import prepare_instance
+from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, register, shop_env
 
 pytestmark = pytest.mark.slow
 
@@ -138,8 +139,7 @@ class Run:
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     folder = tmp_path_factory.mktemp("schemathesis")
     env = shop_env(folder / "instance")
-    shop("db", "upgrade", env=env, cwd=folder)
-    shop("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env, cwd=folder)
+    prepare_instance(folder / "instance", admin=(ADMIN_EMAIL, ADMIN_PASSWORD))
     with (
         ShopServer(env, folder / "server.log") as server,
         httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import API, HOST, ShopServer, shop, shop_env
+from tests.conftest import prepare_instance
+from tests.e2e.server import API, HOST, ShopServer, shop_env
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ LIMIT = 4096
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopServer]:
     folder: Path = tmp_path_factory.mktemp(request.param)
     env = shop_env(folder / "instance", MAX_CONTENT_LENGTH=str(LIMIT), WEB_WORKERS="1", WEB_THREADS="2")
-    shop("db", "upgrade", env=env, cwd=folder)
+    prepare_instance(folder / "instance")
     options = ("--prod",) if request.param == "gunicorn" else ()
     with ShopServer(env, folder / "server.log", options=options) as started:
         yield started

@@ -19,7 +19,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.e2e.server import REQUEST_TIMEOUT, ShopServer, shop, shop_env
+from tests.conftest import prepare_instance
+from tests.e2e.server import REQUEST_TIMEOUT, ShopServer, shop_env
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
@@ -93,7 +94,7 @@ class RenderedPage(HTMLParser):
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopServer]:
     folder = tmp_path_factory.mktemp("swagger-ui")
     env = shop_env(folder / "instance")
-    shop("db", "upgrade", env=env, cwd=folder)
+    prepare_instance(folder / "instance")
     with ShopServer(env, folder / "server.log") as running:
         yield running
 
