@@ -46,12 +46,29 @@ def keep_only(config: pytest.Config, items: list[pytest.Item], keep: Callable[[p
         items[:] = kept
 
 
+def selected_folders(name: str) -> tuple[Path, list[Path]]:
+    """The context's unit tests, and the contract tests of the contexts it calls."""
+    return CONTEXT_TESTS / name / "unit", [CONTEXT_TESTS / called / "contract" for called in BY_NAME[name].calls]
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``tests/contexts``, not even import what ``--context`` leaves out: the other
+    contexts' tests and this one's integration tests (and seconds of collecting them)."""
+    name: str | None = config.getoption("context")
+    if name is None or collection_path == CONTEXT_TESTS or not collection_path.is_relative_to(CONTEXT_TESTS):
+        return None
+    own, faked = selected_folders(name)
+    wanted = [own, *faked]
+    if any(collection_path.is_relative_to(folder) or folder.is_relative_to(collection_path) for folder in wanted):
+        return None
+    return True
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     name: str | None = config.getoption("context")
     if name is None:
         return
-    own = CONTEXT_TESTS / name / "unit"
-    faked = [CONTEXT_TESTS / called / "contract" for called in BY_NAME[name].calls]
+    own, faked = selected_folders(name)
 
     def selected(item: pytest.Item) -> bool:
         return item.path.is_relative_to(own) or (
