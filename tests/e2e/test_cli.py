@@ -3,7 +3,8 @@
 Each test has its own instance folder; commands and servers run as real subprocesses, so
 these tests also prove that the CLI and the server read the same settings and secret. The
 tests that touch a database run on each backend: SQLite files, and PostgreSQL schemas when
-``SHOP_TEST_POSTGRES_URL`` names a server.
+``SHOP_TEST_POSTGRES_URL`` names a server. Where migrating is not what a test is about, its
+databases come migrated from the test templates (``prepare_instance``), not ``shop db upgrade``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from contexts.product.adapters.orm import OUTBOX as PRODUCT_OUTBOX
 from infrastructure.events.broker._kombu import Connection, Producer, Queue  # typed as Any for mypy --strict
 from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.tables import DEAD
-from tests.conftest import Backend, database_for
+from tests.conftest import Backend, database_for, prepare_instance
 from tests.e2e.server import (
     API,
     REQUEST_TIMEOUT,
@@ -135,7 +136,7 @@ def test_db_downgrade_then_upgrade_rebuilds_empty_databases(env: dict[str, str],
 def test_admin_created_by_the_cli_logs_in_to_the_server_and_creates_products(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    shop("db", "upgrade", env=env, cwd=tmp_path)
+    prepare_instance(instance_of(env))
     output = create_admin(env, "boss@example.com").stdout
     assert re.fullmatch(r"created admin boss@example\.com \([0-9a-f-]{36}\)\n", output), output
 
@@ -154,7 +155,7 @@ def test_admin_created_by_the_cli_logs_in_to_the_server_and_creates_products(
 
 
 def test_create_admin_for_an_existing_email_fails_clearly(env: dict[str, str], tmp_path: Path) -> None:
-    shop("db", "upgrade", env=env, cwd=tmp_path)
+    prepare_instance(instance_of(env))
     create_admin(env, "taken@example.com")
 
     for email in ("taken@example.com", "TAKEN@Example.com"):
@@ -184,7 +185,7 @@ def test_create_admin_rejects_invalid_input(tmp_path: Path, email: str, password
 
 
 def test_seed_demo_twice_is_idempotent_and_its_credentials_log_in(env: dict[str, str], tmp_path: Path) -> None:
-    shop("db", "upgrade", env=env, cwd=tmp_path)
+    prepare_instance(instance_of(env))
 
     first = shop("seed-demo", env=env, cwd=tmp_path).stdout
     second = shop("seed-demo", env=env, cwd=tmp_path).stdout
@@ -209,7 +210,7 @@ def test_seed_demo_twice_is_idempotent_and_its_credentials_log_in(env: dict[str,
 
 
 def test_serve_takes_its_port_from_the_port_variable(env: dict[str, str], tmp_path: Path) -> None:
-    shop("db", "upgrade", env=env, cwd=tmp_path)
+    prepare_instance(instance_of(env))
     port = free_port()
 
     with ShopServer(env, tmp_path / "server.log", port=port, port_from_env=True) as server:
@@ -224,7 +225,7 @@ def test_serve_stopped_by_sigterm_or_ctrl_c_exits_cleanly(
     env: dict[str, str], tmp_path: Path, stop: signal.Signals
 ) -> None:
     """A stop that was asked for is no failure: exit status 0, so `make run` reports no error."""
-    shop("db", "upgrade", env=env, cwd=tmp_path)
+    prepare_instance(instance_of(env))
     server = ShopServer({**env, "LOG_LEVEL": "INFO"}, tmp_path / "server.log").start()
     assert server.process is not None
     server.process.send_signal(stop)
