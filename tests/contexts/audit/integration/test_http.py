@@ -237,10 +237,8 @@ def test_delivering_again_adds_no_entry(client: FlaskClient, history: History, c
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else value,
 )
-def test_bad_input_is_400_naming_the_field(
-    client: FlaskClient, history: History, query: dict[str, str], field: str
-) -> None:
-    response = client.get(AUDIT_LOG, query_string=query, headers=history.admin)
+def test_bad_input_is_400_naming_the_field(client: FlaskClient, shop: Shop, query: dict[str, str], field: str) -> None:
+    response = client.get(AUDIT_LOG, query_string=query, headers=shop.admin())
 
     assert invalid_fields(response) == {field}
 
@@ -253,8 +251,8 @@ def test_the_largest_position_a_cursor_can_hold_is_read_as_before_every_entry(
     assert body["items"] == entries(client, history.admin)
 
 
-def test_a_customer_is_403(client: FlaskClient, history: History) -> None:
-    assert_problem(client.get(AUDIT_LOG, headers=history.customer), 403, AUDIT_LOG)
+def test_a_customer_is_403(client: FlaskClient, shop: Shop) -> None:
+    assert_problem(client.get(AUDIT_LOG, headers=shop.customer()), 403, AUDIT_LOG)
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}], ids=["anonymous", "forged"])
