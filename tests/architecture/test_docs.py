@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import infrastructure
 from app.docs import ASYNCAPI, asyncapi, context_map, generated, published_events, write_docs
 from app.registry import REGISTRY, SUBSCRIPTIONS
 from infrastructure.events.envelope import Envelope
@@ -122,3 +123,13 @@ def test_every_test_module_is_mapped_in_the_tests_readme() -> None:
 
     assert modules
     assert [module for module in modules if f"`{module}`" not in mapped] == []
+
+
+def test_the_infrastructure_package_names_each_of_its_packages_and_modules() -> None:
+    """``infrastructure/__init__.py`` is the map of the kernel: a new package or module is placed in it."""
+    folder = REPOSITORY / "infrastructure"
+    parts = [path.stem for path in folder.glob("*.py") if path.stem != "__init__"]
+    parts += [path.parent.name for path in folder.glob("*/__init__.py")]
+
+    assert parts
+    assert [part for part in sorted(parts) if f"- ``{part}``:" not in (infrastructure.__doc__ or "")] == []
