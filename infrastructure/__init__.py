@@ -8,7 +8,7 @@ Packages, one concern each:
 - ``auth``: tokens, bearer authentication, service-to-service credentials.
 - ``remote``: calling another context's service: options, breakers, access checks.
 
-Modules that more than one of those packages (and the contexts) use, one job each:
+Modules of one job each, shared across those packages, the contexts and the composition root:
 
 - ``backoff``: the one retry schedule (deliveries, remote calls, reconnects).
 - ``errors``: the kernel's errors the HTTP layer answers.

@@ -49,7 +49,14 @@ class Backend:
     name = "sqlite"
 
     def settings(self, instance: Path) -> dict[str, Any]:
-        return {}
+        """Every database setting, set: here to none (SQLite files in the instance folder), so
+        that a ``DATABASE_URL`` in the developer's environment or ``.env`` cannot move a test's
+        databases (``shop_env`` keeps them from the test's processes)."""
+        return {
+            "database_url": None,
+            **{f"{context}_database_url": None for context in CONTEXTS},
+            **{f"{context}_database_schema": None for context in CONTEXTS},
+        }
 
     def database(self, context: str, instance: Path) -> Database:
         """A ``Database`` of its own for ``context``, as an app on ``instance`` would get it."""
@@ -84,7 +91,7 @@ class PostgresBackend(Backend):
 
     def settings(self, instance: Path) -> dict[str, Any]:
         schemas = {f"{context}_database_schema": self.schema(context, instance) for context in CONTEXTS}
-        return {"database_url": self.url, **schemas}
+        return {**super().settings(instance), "database_url": self.url, **schemas}
 
     def database(self, context: str, instance: Path) -> Database:
         return Database(context, self.url, schema=self.schema(context, instance))
@@ -233,7 +240,7 @@ def settings_for(instance: Path, **overrides: Any) -> dict[str, Any]:
 def env_for(instance: Path) -> dict[str, str]:
     """The environment variables that put a ``shop`` process on ``instance`` on the current
     test's backend (the process-level twin of :func:`settings_for`)."""
-    return {name.upper(): str(value) for name, value in _current.settings(instance).items()}
+    return {name.upper(): str(value) for name, value in _current.settings(instance).items() if value is not None}
 
 
 def database_for(context: str, instance: Path) -> Database:
