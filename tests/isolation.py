@@ -5,7 +5,8 @@ Selected: the context's unit tests (``tests/contexts/NAME/unit/``: its use cases
 in-memory fakes of ``tests/fakes/``), and the contract tests that hold the fakes of the contexts
 it calls (the registry's ``calls``) to the published contract, beside the real facades and
 remote clients (``tests/contexts/<called>/contract/``, their ``fake`` runs): what the context was
-tested against behaves as what it will meet. Everything else is deselected.
+tested against behaves as what it will meet. The rest of ``tests/contexts`` is not collected;
+anything else the command line names is deselected.
 """
 
 from __future__ import annotations
