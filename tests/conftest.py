@@ -275,6 +275,17 @@ def register_admin(container: ApplicationContainer, email: str, password: str) -
     register(RegisterUser(email=email, password=password, name="Administrator", role=Role.ADMIN))
 
 
+def set_role(app: Flask, email: str, role: Role) -> None:
+    """Promote or demote the account behind ``email``, as no endpoint does: tokens already issued
+    must follow the stored role."""
+    with container_of(app).user.uow() as uow:
+        user = uow.users.get_by_email(email)
+        assert user is not None
+        user.role = role
+        uow.users.save(user)
+        uow.commit()
+
+
 class _MigratedSqlite:
     """Each context's SQLite file migrated once per test run, in a folder removed at exit, and
     copied into every new app's instance folder: a file copy where Alembic takes tens of

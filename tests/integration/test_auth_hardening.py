@@ -29,7 +29,7 @@ from contexts.user.application import handlers
 from contexts.user.domain import exceptions
 from contexts.user.domain.model import Role
 from infrastructure.auth.tokens import Principal, key_id
-from tests.conftest import Backend, settings_for, start_app, stop_app
+from tests.conftest import Backend, set_role, settings_for, start_app, stop_app
 
 API = "/api/v1"
 PASSWORD = "correct horse"
@@ -439,15 +439,6 @@ def a_product(app: Flask) -> str:
     assert created.status_code == 201, created.json
     product_id: str = created.json["id"]  # type: ignore[index]
     return product_id
-
-
-def set_role(app: Flask, email: str, role: Role) -> None:
-    with container_of(app).user.uow() as uow:
-        user = uow.users.get_by_email(email)
-        assert user is not None
-        user.role = role
-        uow.users.save(user)
-        uow.commit()
 
 
 def test_a_token_whose_user_does_not_exist_places_no_order(make_app: MakeApp) -> None:

@@ -25,7 +25,7 @@ from contexts.user.application.handlers import RegisterUser
 from contexts.user.client import RemoteUserApi
 from contexts.user.domain.model import Role
 from infrastructure.auth.tokens import Principal
-from tests.conftest import MakeApp
+from tests.conftest import MakeApp, set_role
 from tests.http_servers import dead_url, serve_app
 from tests.problems import assert_problem
 
@@ -76,15 +76,6 @@ def login(app: Flask, email: str) -> dict[str, str]:
     response = app.test_client().post(f"{API}/auth/token", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, response.json
     return {"Authorization": f"Bearer {response.json['access_token']}"}  # type: ignore[index]
-
-
-def set_role(app: Flask, email: str, role: Role) -> None:
-    with container_of(app).user.uow() as uow:
-        user = uow.users.get_by_email(email)
-        assert user is not None
-        user.role = role
-        uow.users.save(user)
-        uow.commit()
 
 
 def bearer_for(app: Flask, user_id: uuid.UUID, role: str) -> dict[str, str]:
