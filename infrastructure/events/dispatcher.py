@@ -112,7 +112,7 @@ class Dispatcher:
         # Everything claimed and not yet settled in the database: queued, running, or done
         # and waiting for its completion to be recorded. Their leases are renewed.
         self._held: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
-        # Only the loop's own.
+        # Only the loop's own, and stop()'s while the workers finish.
         self._renewed_at = 0.0
         self._round_at = 0.0
         self._seconds_each = 0.0  # what a delivery takes a worker, smoothed; 0 before any
@@ -142,7 +142,11 @@ class Dispatcher:
         logger.info("events.dispatcher_started", owner=self.owner, workers=self._workers)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming, let running deliveries finish, hand queued ones back to the outbox."""
+        """Stop claiming, let running deliveries finish, hand queued ones back to the outbox.
+
+        ``timeout``: how long to wait for the loop's round to end. Running deliveries are
+        waited for however long they take, their leases kept meanwhile (see
+        :meth:`_finish_running`): a delivery cut short, or left to lapse, would run again."""
         if self._loop is None or self._pool is None:
             return
         self._stopping.set()
@@ -150,7 +154,7 @@ class Dispatcher:
         self._loop.join(timeout)
         if self._loop.is_alive():
             logger.warning("events.dispatcher_loop_still_running", owner=self.owner)
-        self._pool.shutdown(wait=True, cancel_futures=True)  # the workers stop taking, finish theirs
+        self._finish_running(self._pool)
         with self._lock:
             unstarted = list(self._queue)
             self._queue.clear()
@@ -162,6 +166,22 @@ class Dispatcher:
         self._let_go(claim for _, claim in unstarted)
         self._loop, self._pool = None, None
         logger.info("events.dispatcher_stopped", owner=self.owner, handed_back=len(unstarted))
+
+    def _finish_running(self, pool: ThreadPoolExecutor) -> None:
+        """Let the workers finish the deliveries they run (they take no more; what they never
+        took is cancelled), renewing the leases of all held until they have.
+
+        The loop renewed them, and it has ended: a delivery outlasting its lease would be
+        claimed by another dispatcher and run a second time (a mail sent twice, as mail is sent
+        before its delivery is recorded), and the queued ones taken before they are handed back.
+        """
+        drained = threading.Thread(
+            target=lambda: pool.shutdown(wait=True, cancel_futures=True), name="event-dispatcher-stopping"
+        )
+        drained.start()
+        while drained.is_alive():
+            self._renew_leases()
+            drained.join(self._lease.total_seconds() / 3)
 
     def wait_until_caught_up(self, timeout: float) -> bool:
         """Hold the caller, at most ``timeout`` seconds, while the deliveries run more than

@@ -1115,6 +1115,54 @@ def test_stop_lets_the_running_delivery_finish_and_leaves_the_rest_unclaimed(
     assert calls == [1, 2, 3]
 
 
+def test_stop_keeps_renewing_the_leases_of_what_it_holds_until_the_running_delivery_finishes(
+    container: ApplicationContainer,
+) -> None:
+    """The loop, which renews the leases, ends first on stopping: without renewals while the
+    running delivery finishes, another dispatcher would take it and run it again (a mail sent
+    twice), and the queued one meanwhile; both stay this dispatcher's until it settles them."""
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def blocking(event: Pinged, delivery: Delivery) -> None:
+        calls.append(event.n)
+        entered.set()
+        release.wait(DEADLINE_SECONDS)
+
+    container.event_bus().subscribe(Pinged, blocking, name="test.blocking")
+    background = dispatcher(container, workers=1, lease=timedelta(seconds=1), poll_interval=0.05)
+    background.start()
+    stopper = threading.Thread(target=background.stop)
+    try:
+        publish(container, Pinged("a", 1), Pinged("b", 2))  # one claim: 1 runs, 2 waits in the queue
+        assert entered.wait(DEADLINE_SECONDS)
+        stopper.start()
+        eventually(
+            lambda: not any(thread.name == "event-dispatcher" for thread in threading.enumerate()),
+            "the dispatcher to stop claiming",
+        )
+        lease_ends = max(row.claimed_until for row in deliveries(container, "test.blocking"))
+        while datetime.now(timezone.utc) < lease_ends + timedelta(seconds=0.3):
+            time.sleep(0.05)
+
+        assert stopper.is_alive(), "stop() waits for the running delivery"
+        taken = order_outbox(container).queue.claim(10, owner="another-host", lease=timedelta(hours=1))
+        assert [claim.envelope["data"]["n"] for claim in taken] == [], "claims taken over while stop() waited"
+    finally:
+        release.set()
+        if stopper.ident is not None:
+            stopper.join(DEADLINE_SECONDS)
+        background.stop()
+
+    assert not stopper.is_alive()
+    assert calls == [1]
+    rows = deliveries(container, "test.blocking")
+    assert [(row.status, row.attempts, row.claimed_by, row.claimed_until) for row in rows] == [
+        (DONE, 1, background.owner, None),
+        (PENDING, 0, None, None),
+    ]
+
+
 class SlowToStartPool:
     """A thread pool whose workers take up submitted work only once ``gate`` opens, or at
     shutdown: deliveries claimed and queued behind busy workers, made to last."""
