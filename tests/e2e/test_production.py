@@ -81,7 +81,8 @@ def prod_env(instance: Path, smtp_url: str, **settings: str) -> dict[str, str]:
         EVENTS_POLL_SECONDS="0.2",
         DATABASE_POOL_SIZE="2",
         DATABASE_MAX_OVERFLOW="4",
-        **{"EVENTS_CLAIM_TIMEOUT_SECONDS": str(CLAIM_TIMEOUT_SECONDS), **settings},
+        EVENTS_CLAIM_TIMEOUT_SECONDS=str(CLAIM_TIMEOUT_SECONDS),
+        **settings,
     )
     prepare_instance(instance)
     return env
@@ -145,11 +146,9 @@ def test_sigterm_answers_requests_in_flight_and_hands_queued_deliveries_back(
     handler, smtp_url = mailbox
     instance = tmp_path / "instance"
     # Hashing at production cost: each registration takes a while, so some are in flight at the stop.
-    # A lease well beyond a mail's 2 s: a stopping worker's dispatcher renews no lease while it
-    # waits for the mail in hand, which the other worker must not take over and send again.
-    env = prod_env(
-        instance, smtp_url, ARGON2_TIME_COST="3", ARGON2_MEMORY_COST_KIB="65536", EVENTS_CLAIM_TIMEOUT_SECONDS="15"
-    )
+    # A mail takes 2 s of a 3 s lease: a stopping worker's dispatcher keeps renewing the leases it
+    # holds while it waits for the mail in hand, so the other worker takes none over to send again.
+    env = prod_env(instance, smtp_url, ARGON2_TIME_COST="3", ARGON2_MEMORY_COST_KIB="65536")
     # Mail slower than registrations: the four delivery threads send two mails a second at most,
     # while eight clients register one a hash each; the rates would cross only if a hash took 4 s.
     # So mail is waiting when the stop comes; fast again for the server that delivers it after.
