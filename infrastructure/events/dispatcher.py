@@ -112,7 +112,9 @@ class Dispatcher:
         # Everything claimed and not yet settled in the database: queued, running, or done
         # and waiting for its completion to be recorded. Their leases are renewed.
         self._held: dict[uuid.UUID, tuple[Outbox, ClaimedDelivery]] = {}
-        # Only the loop's own, and stop()'s while the workers finish.
+        # The loop renews leases, and stop() while the workers finish: one at a time (a loop
+        # that outlived stop()'s wait for it may still be at it).
+        self._renewing = threading.Lock()
         self._renewed_at = 0.0
         self._round_at = 0.0
         self._seconds_each = 0.0  # what a delivery takes a worker, smoothed; 0 before any
@@ -180,7 +182,7 @@ class Dispatcher:
         )
         drained.start()
         while drained.is_alive():
-            self._renew_leases()
+            self._renew_leases(at_once=True)  # the loop's last renewal may be most of a third ago
             drained.join(self._lease.total_seconds() / 3)
 
     def wait_until_caught_up(self, timeout: float) -> bool:
@@ -244,18 +246,25 @@ class Dispatcher:
         if delay > 0:
             self._stopping.wait(delay)
 
-    def _renew_leases(self) -> None:
-        if time.monotonic() - self._renewed_at < self._lease.total_seconds() / 3:
+    def _renew_leases(self, *, at_once: bool = False) -> None:
+        """Extend the lease of everything held: every third of a lease, or ``at_once``; not
+        while another thread is renewing them."""
+        if not self._renewing.acquire(blocking=False):
             return
-        self._renewed_at = time.monotonic()
-        with self._lock:
-            held = list(self._held.values())
-        for outbox in self._outboxes:
-            try:
-                outbox.queue.extend([delivery for owner, delivery in held if owner is outbox], self._lease)
-            except Exception:
-                # Should the lease run out, another dispatcher runs it again: the inbox absorbs that.
-                logger.exception("events.lease_not_renewed")
+        try:
+            if not at_once and time.monotonic() - self._renewed_at < self._lease.total_seconds() / 3:
+                return
+            self._renewed_at = time.monotonic()
+            with self._lock:
+                held = list(self._held.values())
+            for outbox in self._outboxes:
+                try:
+                    outbox.queue.extend([delivery for owner, delivery in held if owner is outbox], self._lease)
+                except Exception:
+                    # Should the lease run out, another dispatcher runs it again: the inbox absorbs that.
+                    logger.exception("events.lease_not_renewed")
+        finally:
+            self._renewing.release()
 
     def _record_completed(self) -> None:
         """Mark what the workers finished as done, one statement per outbox (on stopping; while

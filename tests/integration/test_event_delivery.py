@@ -1131,16 +1131,15 @@ def test_stop_keeps_renewing_the_leases_of_what_it_holds_until_the_running_deliv
 
     container.event_bus().subscribe(Pinged, blocking, name="test.blocking")
     background = dispatcher(container, workers=1, lease=timedelta(seconds=1), poll_interval=0.05)
+    before = set(threading.enumerate())
     background.start()
+    (loop,) = [thread for thread in set(threading.enumerate()) - before if thread.name == "event-dispatcher"]
     stopper = threading.Thread(target=background.stop)
     try:
         publish(container, Pinged("a", 1), Pinged("b", 2))  # one claim: 1 runs, 2 waits in the queue
         assert entered.wait(DEADLINE_SECONDS)
         stopper.start()
-        eventually(
-            lambda: not any(thread.name == "event-dispatcher" for thread in threading.enumerate()),
-            "the dispatcher to stop claiming",
-        )
+        eventually(lambda: not loop.is_alive(), "the dispatcher to stop claiming")
         lease_ends = max(row.claimed_until for row in deliveries(container, "test.blocking"))
         while datetime.now(timezone.utc) < lease_ends + timedelta(seconds=0.3):
             time.sleep(0.05)
