@@ -2,8 +2,9 @@
 
 ``app/factory.py`` has dependency-injector skip classes when it wires (they are request and
 response models, and walking their members cost most of every app's wiring). That is safe only
-while no class in a wired module takes an injection: such a view or attribute would silently
-receive the marker instead of what it asks for. These tests hold every wired module to it.
+while no class in a wired module takes an injection: a marker as a class attribute (assigned or
+only annotated), or in a method not decorated with ``@inject``, would be left as it is and
+handed to the code instead of what it asks for. These tests hold every wired module to it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def _is_marker(value: Any) -> bool:
     return isinstance(value, MARKERS)  # type: ignore[arg-type]  # the stubs type the marker classes as markers
 
 
+def _marked(hint: Any) -> bool:
+    """Whether an annotation is ``Annotated`` with a marker in its metadata."""
+    origin: object = get_origin(hint)
+    return origin is Annotated and any(_is_marker(extra) for extra in get_args(hint)[1:])
+
+
 def _injects(function: Any) -> bool:
     """Whether ``function``, one of the project's, asks for an injection: a marker as a
     parameter's default or in its ``Annotated`` metadata. A library's function takes none of
@@ -33,23 +40,27 @@ def _injects(function: Any) -> bool:
         return False
     parameters = inspect.signature(function).parameters.values()
     hints = get_type_hints(function, include_extras=True)
-    annotated = [hint for hint in hints.values() if get_origin(hint) is Annotated]
-    return any(_is_marker(p.default) for p in parameters) or any(
-        _is_marker(extra) for hint in annotated for extra in get_args(hint)[1:]
-    )
+    return any(_is_marker(p.default) for p in parameters) or any(map(_marked, hints.values()))
 
 
 def injected_classes(module: types.ModuleType) -> list[str]:
-    """``Class.member`` for every class in ``module``'s namespace whose attribute is a marker
-    or whose method asks for an injection."""
-    found = []
+    """``Class.member`` for every class in ``module``'s namespace with a marker as an attribute,
+    assigned or in an ``Annotated`` annotation, or with a method (class and static methods
+    included) that asks for an injection: what wiring a class would patch."""
+    found = set()
     for class_name, member in vars(module).items():
         if not inspect.isclass(member):
             continue
         for name, attribute in inspect.getmembers(member):
-            if _is_marker(attribute) or (inspect.isfunction(attribute) and _injects(attribute)):
-                found.append(f"{class_name}.{name}")
-    return found
+            method = inspect.isfunction(attribute) or inspect.ismethod(attribute)
+            if _is_marker(attribute) or (method and _injects(attribute)):
+                found.add(f"{class_name}.{name}")
+        for klass in member.__mro__:
+            if not klass.__module__.startswith(PROJECT):
+                continue  # a library's annotations take none of the project's injections
+            hints = inspect.get_annotations(klass, eval_str=True)
+            found.update(f"{class_name}.{name}" for name, hint in hints.items() if _marked(hint))
+    return sorted(found)
 
 
 @pytest.mark.parametrize("context", list(http_modules()))
@@ -67,11 +78,21 @@ def test_the_check_finds_an_injection_in_a_class() -> None:
     class ClassBasedView:
         handler = Provide["product.get_product"]
 
+        lister: Annotated[Any, Provide["product.list_products"]]
+
         def get(self, get: Any = Provide["product.get_product"]) -> None: ...
 
         def put(self, put: Annotated[Any, Provide["product.revise_product"]]) -> None: ...
 
+        @classmethod
+        def post(cls, create: Any = Provide["product.create_product"]) -> None: ...
+
+        @staticmethod
+        def patch(adjust: Any = Provide["product.adjust_stock"]) -> None: ...
+
         def head(self) -> None: ...
 
     planted.ClassBasedView = ClassBasedView  # type: ignore[attr-defined]
-    assert injected_classes(planted) == ["ClassBasedView.get", "ClassBasedView.handler", "ClassBasedView.put"]
+    assert injected_classes(planted) == [
+        f"ClassBasedView.{name}" for name in ("get", "handler", "lister", "patch", "post", "put")
+    ]

@@ -43,13 +43,14 @@ ORDERS, CLIENTS, PRODUCTS = 300, 32, 4
 class ConnectionGauge:
     """Samples, on a connection of its own, which connections carry ``application_name``.
 
-    A connection counts as the shop's in a sample if it is still there in the next one. The
-    pool closes an overflow connection when it is returned and may open another at once; the
-    server ends the old one's process on its own time, and on two loaded cores its row in
-    ``pg_stat_activity`` can outlive the close for a moment beside the replacement's (the CI
-    once saw one more than the budget, never again in the runs alone). A connection the shop
-    holds outlives a sampling interval; a pool or a code path holding more than the budget
-    holds them for at least as long as a statement takes, so it still shows.
+    The budget bounds the connections the shop holds. A connection counts as held in a sample
+    if it is still there in the next one, ~10 ms later. The pool closes an overflow connection
+    when it is returned and may open another at once; the server ends the old one's process on
+    its own time, and on two loaded cores its row in ``pg_stat_activity`` can outlive the close
+    for a moment beside the replacement's (the CI once saw one more than the budget, never again
+    in the runs alone). The price: an excess that comes and goes between two samples is not
+    counted. A pool larger than the budget, or a code path that opens connections of its own,
+    holds them through requests that take tens of milliseconds under this load, and shows.
     """
 
     def __init__(self, url: str, application_name: str) -> None:
@@ -68,6 +69,7 @@ class ConnectionGauge:
 
     @property
     def samples(self) -> int:
+        """How many times the gauge looked: too few, and the peaks prove nothing."""
         return len(self._samples)
 
     @property
