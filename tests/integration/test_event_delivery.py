@@ -1074,37 +1074,43 @@ def test_a_request_does_not_wait_for_its_subscribers(client: FlaskClient, contai
     assert finished.is_set()
 
 
+class HeldSubscriber:
+    """A subscriber that notes each event's ``n`` and holds its delivery until ``release``."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.calls: list[int] = []
+
+    def __call__(self, event: Pinged, delivery: Delivery) -> None:
+        self.calls.append(event.n)
+        self.entered.set()
+        self.release.wait(DEADLINE_SECONDS)
+
+
 def test_stop_lets_the_running_delivery_finish_and_leaves_the_rest_unclaimed(
     make_app: Callable[..., Flask],
 ) -> None:
     container = container_of(make_app(events_workers=1, events_poll_seconds=0.05))
-    entered, release = threading.Event(), threading.Event()
-    calls: list[int] = []
-
-    def blocking(event: Pinged, delivery: Delivery) -> None:
-        calls.append(event.n)
-        entered.set()
-        release.wait(DEADLINE_SECONDS)
-
+    blocking = HeldSubscriber()
     container.event_bus().subscribe(Pinged, blocking, name="test.blocking")
     background = container.dispatcher()
     background.start()
     stopper = threading.Thread(target=background.stop)
     try:
         publish(container, Pinged("a", 1), Pinged("b", 2), Pinged("c", 3))
-        assert entered.wait(DEADLINE_SECONDS)
+        assert blocking.entered.wait(DEADLINE_SECONDS)
         stopper.start()
         eventually(
             lambda: not any(thread.name == "event-dispatcher" for thread in threading.enumerate()),
             "the dispatcher to stop claiming",
         )
     finally:
-        release.set()
+        blocking.release.set()
         if stopper.ident is not None:
             stopper.join(DEADLINE_SECONDS)
         background.stop()
 
-    assert calls == [1]
+    assert blocking.calls == [1]
     rows = deliveries(container, "test.blocking")
     assert [(row.status, row.claimed_by, row.claimed_until) for row in rows] == [
         (DONE, background.owner, None),
@@ -1112,7 +1118,7 @@ def test_stop_lets_the_running_delivery_finish_and_leaves_the_rest_unclaimed(
         (PENDING, None, None),
     ]
     assert dispatcher(container).run_until_idle() == 2, "another dispatcher takes the rest at once"
-    assert calls == [1, 2, 3]
+    assert blocking.calls == [1, 2, 3]
 
 
 def test_stop_keeps_renewing_the_leases_of_what_it_holds_until_the_running_delivery_finishes(
@@ -1121,14 +1127,7 @@ def test_stop_keeps_renewing_the_leases_of_what_it_holds_until_the_running_deliv
     """The loop, which renews the leases, ends first on stopping: without renewals while the
     running delivery finishes, another dispatcher would take it and run it again (a mail sent
     twice), and the queued one meanwhile; both stay this dispatcher's until it settles them."""
-    entered, release = threading.Event(), threading.Event()
-    calls: list[int] = []
-
-    def blocking(event: Pinged, delivery: Delivery) -> None:
-        calls.append(event.n)
-        entered.set()
-        release.wait(DEADLINE_SECONDS)
-
+    blocking = HeldSubscriber()
     container.event_bus().subscribe(Pinged, blocking, name="test.blocking")
     background = dispatcher(container, workers=1, lease=timedelta(seconds=1), poll_interval=0.05)
     before = set(threading.enumerate())
@@ -1137,7 +1136,7 @@ def test_stop_keeps_renewing_the_leases_of_what_it_holds_until_the_running_deliv
     stopper = threading.Thread(target=background.stop)
     try:
         publish(container, Pinged("a", 1), Pinged("b", 2))  # one claim: 1 runs, 2 waits in the queue
-        assert entered.wait(DEADLINE_SECONDS)
+        assert blocking.entered.wait(DEADLINE_SECONDS)
         stopper.start()
         eventually(lambda: not loop.is_alive(), "the dispatcher to stop claiming")
         lease_ends = max(row.claimed_until for row in deliveries(container, "test.blocking"))
@@ -1148,13 +1147,13 @@ def test_stop_keeps_renewing_the_leases_of_what_it_holds_until_the_running_deliv
         taken = order_outbox(container).queue.claim(10, owner="another-host", lease=timedelta(hours=1))
         assert [claim.envelope["data"]["n"] for claim in taken] == [], "claims taken over while stop() waited"
     finally:
-        release.set()
+        blocking.release.set()
         if stopper.ident is not None:
             stopper.join(DEADLINE_SECONDS)
         background.stop()
 
     assert not stopper.is_alive()
-    assert calls == [1]
+    assert blocking.calls == [1]
     rows = deliveries(container, "test.blocking")
     assert [(row.status, row.attempts, row.claimed_by, row.claimed_until) for row in rows] == [
         (DONE, 1, background.owner, None),
