@@ -79,9 +79,9 @@ def prod_env(instance: Path, smtp_url: str, **settings: str) -> dict[str, str]:
         SMTP_URL=smtp_url,
         EVENTS_WORKERS="2",
         EVENTS_POLL_SECONDS="0.2",
+        EVENTS_CLAIM_TIMEOUT_SECONDS=str(CLAIM_TIMEOUT_SECONDS),
         DATABASE_POOL_SIZE="2",
         DATABASE_MAX_OVERFLOW="4",
-        EVENTS_CLAIM_TIMEOUT_SECONDS=str(CLAIM_TIMEOUT_SECONDS),
         **settings,
     )
     prepare_instance(instance)

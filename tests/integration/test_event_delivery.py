@@ -1087,6 +1087,15 @@ class HeldSubscriber:
         self.release.wait(DEADLINE_SECONDS)
 
 
+def started(background: Dispatcher) -> threading.Thread:
+    """Start ``background``; its loop's thread, to wait for its end (not any of that name: one
+    another test left would do)."""
+    before = set(threading.enumerate())
+    background.start()
+    (loop,) = [thread for thread in set(threading.enumerate()) - before if thread.name == "event-dispatcher"]
+    return loop
+
+
 def test_stop_lets_the_running_delivery_finish_and_leaves_the_rest_unclaimed(
     make_app: Callable[..., Flask],
 ) -> None:
@@ -1094,16 +1103,13 @@ def test_stop_lets_the_running_delivery_finish_and_leaves_the_rest_unclaimed(
     blocking = HeldSubscriber()
     container.event_bus().subscribe(Pinged, blocking, name="test.blocking")
     background = container.dispatcher()
-    background.start()
+    loop = started(background)
     stopper = threading.Thread(target=background.stop)
     try:
         publish(container, Pinged("a", 1), Pinged("b", 2), Pinged("c", 3))
         assert blocking.entered.wait(DEADLINE_SECONDS)
         stopper.start()
-        eventually(
-            lambda: not any(thread.name == "event-dispatcher" for thread in threading.enumerate()),
-            "the dispatcher to stop claiming",
-        )
+        eventually(lambda: not loop.is_alive(), "the dispatcher to stop claiming")
     finally:
         blocking.release.set()
         if stopper.ident is not None:
@@ -1130,9 +1136,7 @@ def test_stop_keeps_renewing_the_leases_of_what_it_holds_until_the_running_deliv
     blocking = HeldSubscriber()
     container.event_bus().subscribe(Pinged, blocking, name="test.blocking")
     background = dispatcher(container, workers=1, lease=timedelta(seconds=1), poll_interval=0.05)
-    before = set(threading.enumerate())
-    background.start()
-    (loop,) = [thread for thread in set(threading.enumerate()) - before if thread.name == "event-dispatcher"]
+    loop = started(background)
     stopper = threading.Thread(target=background.stop)
     try:
         publish(container, Pinged("a", 1), Pinged("b", 2))  # one claim: 1 runs, 2 waits in the queue
