@@ -158,11 +158,18 @@ def assert_every_effect_exactly_once(instance: Path) -> dict[str, int]:
 
 
 def test_every_committed_event_has_every_effect_once_after_a_sigkill(tmp_path: Path) -> None:
-    # One delivery worker and a short claim timeout: the dispatcher lags behind the requests,
-    # and the claims the killed process held are taken over soon after the restart. Short
-    # retries: a confirmation whose buyer's welcome is not through yet fails and is retried.
+    # One delivery worker, and writes never held back for it: the dispatcher lags behind the
+    # requests (with back-pressure it can catch up while every customer's request is held, and
+    # the kill then finds nothing to finish). A short claim timeout: the claims the killed
+    # process held are taken over soon after the restart. Short retries: a confirmation whose
+    # buyer's welcome is not through yet fails and is retried.
     instance, env = prepare(
-        tmp_path, EVENTS_WORKERS="1", EVENTS_CLAIM_TIMEOUT_SECONDS="2", EVENTS_POLL_SECONDS="0.2", **QUICK_RETRIES
+        tmp_path,
+        EVENTS_WORKERS="1",
+        EVENTS_HOLD_WRITES_AFTER_SECONDS="0",
+        EVENTS_CLAIM_TIMEOUT_SECONDS="2",
+        EVENTS_POLL_SECONDS="0.2",
+        **QUICK_RETRIES,
     )
     server = ShopServer(env, tmp_path / "server.log").start()
     placed = 0
