@@ -31,6 +31,7 @@ from app.registry import CONTEXTS
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
 from infrastructure.db.database import Database
+from tests.schema_pool import SchemaPool
 
 # Argon2 at its cheapest: the suite registers many users; production keeps the defaults.
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8, "argon2_parallelism": 1}
@@ -97,7 +98,8 @@ class PostgresBackend(Backend):
         return Database(context, self.url, schema=self.schema(context, instance))
 
     def migrate(self, instance: Path, served: dict[str, Database]) -> dict[str, Database]:
-        """Migrate the schemas of an instance's first app when they are the backend's own, by
+        """Migrate the schemas of an instance's first app when they are the backend's own: taken
+        from the process's pool of emptied ones where it has them (:class:`SchemaPool`), else by
         replaying what migrating them ran (:class:`_RecordedMigrations`); what is left to migrate
         (an app started again, a database moved by its settings)."""
         prefix = self._prefixes.get(instance.resolve())
@@ -108,23 +110,23 @@ class PostgresBackend(Backend):
         ):
             return served
         self._migrated.add(prefix)
-        _recorded_migrations.migrate(prefix, served)
+        pool = _schema_pool(self.url)
+        taken = pool.take(prefix, served)
+        migrating = {context: database for context, database in served.items() if context not in taken}
+        if migrating:
+            _recorded_migrations.migrate(prefix, migrating)
+            pool.learn(prefix, migrating)
         return {}
 
     def cleanup(self) -> None:
-        schemas = [f"{prefix}_{context}" for prefix in self._prefixes.values() for context in (*CONTEXTS, "shared")]
+        """Give the test's schemas back to the pool, which keeps those it can reuse (emptied)
+        and drops the rest."""
+        schemas = [
+            (f"{prefix}_{context}", context) for prefix in self._prefixes.values() for context in (*CONTEXTS, "shared")
+        ]
         self._prefixes.clear()
         self._migrated.clear()
-        if not schemas:
-            return
-        database = Database("cleanup", self.url)
-        try:
-            with database.engine.begin() as connection:
-                connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-                for schema in schemas:
-                    connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            database.dispose()
+        _schema_pool(self.url).give_back(schemas)
 
 
 class _RecordedMigrations:
@@ -192,6 +194,15 @@ class _RecordedMigrations:
 
 _PREFIX = "{schema-prefix}"
 _recorded_migrations = _RecordedMigrations()
+_schema_pools: dict[str, SchemaPool] = {}
+
+
+def _schema_pool(url: str) -> SchemaPool:
+    """The process's pool of emptied schemas on the server at ``url``."""
+    pool = _schema_pools.get(url)
+    if pool is None:
+        pool = _schema_pools[url] = SchemaPool(url)
+    return pool
 
 
 _SQLITE = Backend()
