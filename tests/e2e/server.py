@@ -21,8 +21,6 @@ from types import TracebackType
 
 import httpx
 
-from tests.conftest import env_for
-
 HOST = "127.0.0.1"
 # Argon2 at its cheapest and quiet logs: the e2e tests register many users.
 FAST_ENV = {
@@ -61,6 +59,10 @@ def shop_env(instance: Path, **overrides: str) -> dict[str, str]:
     developer's own ``DATABASE_URL`` or ``PORT`` cannot leak into a test. The databases are
     those of the running test's backend (see ``tests/conftest.py``).
     """
+    # Imported here: tests.conftest brings in the whole shop, and client processes a test spawns
+    # import this module for its HTTP helpers only (``tests/e2e/buyers.py``).
+    from tests.conftest import env_for
+
     env = {
         name: value
         for name, value in os.environ.items()

@@ -13,14 +13,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import threading
-import time
-import traceback
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -29,6 +25,7 @@ import httpx
 import pytest
 
 from tests.conftest import Backend, database_for, prepare_instance
+from tests.e2e.buyers import Answer, Buyer, buy_in_threads, client_process
 from tests.e2e.server import API, REQUEST_TIMEOUT, ShopServer, bearer, register, shop_env, start_all
 
 pytestmark = pytest.mark.slow
@@ -38,72 +35,7 @@ ADMIN_PASSWORD = "admin password"
 CUSTOMER_PASSWORD = "correct horse"
 STOCK = 25
 BUYERS = 40
-BARRIER_TIMEOUT = 60.0
 CLIENT_PROCESS_TIMEOUT = 120.0
-
-
-@dataclass(frozen=True)
-class Buyer:
-    index: int
-    headers: dict[str, str]
-    quantity: int
-    url: str
-
-
-@dataclass(frozen=True)
-class Answer:
-    buyer: int
-    quantity: int
-    status: int
-    content_type: str
-    body: Any
-    sent_at: float  # wall-clock seconds, comparable across client processes
-    answered_at: float
-
-
-# --- the buyers: module level, so client processes started with "spawn" can import them ----
-
-
-def buy(buyer: Buyer, product_id: str, barrier: Any) -> Answer:
-    """Connect, wait for every other buyer, then order ``buyer.quantity`` units."""
-    with httpx.Client(base_url=buyer.url, timeout=REQUEST_TIMEOUT) as client:
-        client.get("/healthz").raise_for_status()  # the connection is open before the race
-        barrier.wait(timeout=BARRIER_TIMEOUT)
-        sent_at = time.time()
-        response = client.post(
-            f"{API}/orders",
-            json={"items": [{"product_id": product_id, "quantity": buyer.quantity}]},
-            headers=buyer.headers,
-        )
-        answered_at = time.time()
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text
-    return Answer(
-        buyer.index,
-        buyer.quantity,
-        response.status_code,
-        response.headers.get("content-type", ""),
-        body,
-        sent_at,
-        answered_at,
-    )
-
-
-def buy_in_threads(buyers: Sequence[Buyer], product_id: str, barrier: Any) -> list[Answer]:
-    with ThreadPoolExecutor(max_workers=len(buyers)) as pool:
-        futures = [pool.submit(buy, buyer, product_id, barrier) for buyer in buyers]
-        return [future.result(timeout=BARRIER_TIMEOUT + REQUEST_TIMEOUT) for future in futures]
-
-
-def client_process(buyers: Sequence[Buyer], product_id: str, barrier: Any, results: Any) -> None:
-    """A client process: its buyers race as threads; the answers (or the error) go back."""
-    try:
-        results.put(("ok", buy_in_threads(buyers, product_id, barrier)))
-    except Exception:  # noqa: BLE001 - any failure goes back to the test, which reports it
-        barrier.abort()  # the other processes stop waiting at once
-        results.put(("error", traceback.format_exc()))
 
 
 # --- set-up -------------------------------------------------------------------------------
