@@ -187,7 +187,7 @@ def shop_under_load(
     """The topology with a product in stock and four customers ready to order (not yet
     ordering); everything stopped afterwards, the clients first."""
     amqp_url = amqp_url_or_skip()
-    with running_topology(name, folder, amqp_url=amqp_url, settings=settings) as topology:
+    with running_topology(name, folder, amqp_url=amqp_url, settings=settings, migrated_by="the test") as topology:
         with httpx.Client(base_url=topology.url, timeout=REQUEST_TIMEOUT) as client:
             admin = bearer(client, ADMIN_EMAIL, ADMIN_PASSWORD)
             body = {

@@ -55,7 +55,9 @@ def test_services_apart_from_the_user_context_check_each_tokens_user_and_role(
 ) -> None:
     settings = {"TOKEN_SUBJECT_CACHE_SECONDS": str(CACHE_SECONDS)}
     with (
-        running_topology(topology_name, tmp_path, amqp_url=amqp_url_or_skip(), settings=settings) as topology,
+        running_topology(
+            topology_name, tmp_path, amqp_url=amqp_url_or_skip(), settings=settings, migrated_by="the test"
+        ) as topology,
         httpx.Client(base_url=topology.url, timeout=REQUEST_TIMEOUT) as client,
     ):
         ghost = forged_by_a_deleted_user(topology)

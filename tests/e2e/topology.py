@@ -17,8 +17,9 @@ topology gets an exchange and queue prefix of its own on the broker, deleted aft
 queues, so runs never see each other's messages.
 
 Use :func:`running_topology` as a context manager after the ``backend`` fixture chose
-PostgreSQL: it migrates each process's contexts, creates the admin, starts the processes and the
-gateway, and stops and removes all of it however the test ends.
+PostgreSQL: it migrates each process's contexts (or, with ``migrated_by="the test"``, all of them
+in the test's process), creates the admin, starts the processes and the gateway, and stops and
+removes all of it however the test ends.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from werkzeug.wrappers import Request, Response
 
 from app.gateway import routes
 from app.registry import CONTEXTS
-from tests.conftest import database_for
+from tests.conftest import database_for, prepare_instance
 from tests.e2e.nginx import nginx_gateway, nginx_or_skip
 from tests.e2e.server import HOST, STARTUP_TIMEOUT, ShopServer, free_port, shop, shop_env, start_all
 from tests.http_servers import serve_app
@@ -472,17 +473,29 @@ def _build(
     return Topology(name, data, services, broker)
 
 
-def _migrate_and_create_admin(topology: Topology) -> None:
-    """Each process's contexts migrated by ``shop db upgrade`` in that process's environment
-    (side by side: the migrations take an advisory lock), then the admin in the user service's."""
-    for service in topology.services:
-        service.folder.mkdir(parents=True, exist_ok=True)
+# Who migrates the databases before the processes start: ``shop db upgrade`` in each process's
+# environment, side by side (what an operator runs, and what the scenario of every topology
+# proves; the migrations take an advisory lock), or the test, in its own process, for a test
+# whose subject is something else: one process started instead of one per service.
+Migration = Literal["each process", "the test"]
+
+
+def _migrate(topology: Topology, migrated_by: Migration) -> None:
+    """The databases the processes share, migrated as ``migrated_by`` says."""
+    if migrated_by == "the test":
+        prepare_instance(topology.data)
+        return
     with ThreadPoolExecutor(max_workers=len(topology.services)) as pool:
         upgrades = [
             pool.submit(shop, "db", "upgrade", env=service.env, cwd=service.folder) for service in topology.services
         ]
         for upgrade in upgrades:
             upgrade.result()
+
+
+def _create_admin(topology: Topology) -> None:
+    """The admin, by ``shop users create-admin`` in the user service's environment: its
+    registration's deliveries are those of that process (on the broker when contexts run apart)."""
     user_service = topology.service_for("user")
     shop(
         "users",
@@ -505,14 +518,15 @@ def running_topology(
     front: Front = "test gateway",
     serve_options: Sequence[str] = (),
     startup_timeout: float = STARTUP_TIMEOUT,
+    migrated_by: Migration = "each process",
 ) -> Iterator[Topology]:
     """``name``'s processes started in ``folder`` (logs under ``folder/logs``) behind ``front``;
     everything stopped and its broker queues and exchange deleted on the way out.
 
     ``settings`` go to every process, ``serve_options`` to each ``shop serve`` (``("--prod",)``:
     gunicorn, as bench/split.py measures it). The databases are those of the running test's backend,
-    whose fixture drops the schemas afterwards. Services are named ``monolith``; ``product`` and
-    ``rest``; or after their context."""
+    whose fixture drops the schemas afterwards; ``migrated_by`` says who migrates them. Services
+    are named ``monolith``; ``product`` and ``rest``; or after their context."""
     if front == "nginx":
         nginx_or_skip()  # before any process starts
         settings = {**NGINX_SETTINGS, **(settings or {})}
@@ -520,7 +534,10 @@ def running_topology(
     with ExitStack() as cleanup:
         if topology.broker is not None:
             cleanup.callback(topology.broker.remove)
-        _migrate_and_create_admin(topology)
+        for service in topology.services:
+            service.folder.mkdir(parents=True, exist_ok=True)
+        _migrate(topology, migrated_by)
+        _create_admin(topology)
         for service in topology.services:
             cleanup.callback(service.server.stop)
         start_all([service.server for service in topology.services])
