@@ -100,7 +100,10 @@ def serve(ctx: click.Context, host: str, port: int, prod: bool, contexts: str | 
         # Each worker builds its own app after the fork; the master has none to migrate with.
         raise click.UsageError("--migrate serves without --prod; with it, run `shop db upgrade` first")
     if prod:
-        from app.production import ProductionServer
+        from app.collector import paused_while_starting
+
+        with paused_while_starting():  # what the master imports, its workers inherit
+            from app.production import ProductionServer
 
         # The master forks before any app exists; each worker builds its own. What a worker
         # could only fail on, and gunicorn would answer with a traceback per worker, is made

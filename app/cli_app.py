@@ -64,10 +64,13 @@ def load_settings() -> Settings:
 
 
 def _create_app() -> Flask:
-    from app.factory import create_app
+    from app.collector import paused_while_starting
 
-    with settings_named_when_invalid(), unusable_files_named():
-        return create_app()
+    with paused_while_starting():
+        from app.factory import create_app
+
+        with settings_named_when_invalid(), unusable_files_named():
+            return create_app()
 
 
 def script_info(ctx: click.Context) -> ScriptInfo:

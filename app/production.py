@@ -19,6 +19,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from app.background import BackgroundWork
+from app.collector import paused_while_starting
 from app.config import Settings
 from app.factory import container_of, create_app
 
@@ -74,4 +75,5 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships
 
     def load(self) -> Flask:
         # In the worker, after the fork: settings are read again from the same environment.
-        return create_app()
+        with paused_while_starting():
+            return create_app()

@@ -1,0 +1,71 @@
+"""A ``shop`` process imports and builds its app with the garbage collector paused, and freezes
+what it built (``app/collector.py``)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+import app.factory
+from app import cli_app
+from app.collector import paused_while_starting
+from app.config import Settings
+from app.production import ProductionServer
+
+
+@pytest.fixture(autouse=True)
+def collector_restored() -> Iterator[None]:
+    """Whatever a test froze is thawed, and the collector left on, for the tests after it."""
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_nothing_is_collected_while_starting_and_what_was_built_is_frozen_after() -> None:
+    frozen_before = gc.get_freeze_count()
+    with paused_while_starting():
+        assert not gc.isenabled()
+        built = [[index] for index in range(1000)]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen_before + len(built)
+
+
+def test_a_pause_inside_another_leaves_the_collector_paused_for_the_outer_one() -> None:
+    with paused_while_starting():
+        with paused_while_starting():
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_the_collector_is_back_when_building_fails() -> None:
+    with pytest.raises(RuntimeError), paused_while_starting():
+        raise RuntimeError("bad settings")
+    assert gc.isenabled()
+
+
+def app_recording_the_collector(seen: list[bool]) -> Any:
+    def create_app() -> Flask:
+        seen.append(gc.isenabled())
+        return Flask("recorded")
+
+    return create_app
+
+
+def test_a_commands_app_and_a_gunicorn_workers_app_are_built_with_the_collector_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+    monkeypatch.setattr(app.factory, "create_app", app_recording_the_collector(seen))
+    monkeypatch.setattr("app.production.create_app", app_recording_the_collector(seen))
+
+    cli_app._create_app()
+    ProductionServer(Settings(instance_path=tmp_path), host="127.0.0.1", port=8000).load()
+
+    assert seen == [False, False]
+    assert gc.isenabled()
