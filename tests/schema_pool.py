@@ -77,6 +77,12 @@ _FOREIGN_KEYS = text(
 )
 
 
+# A schema serves at most this many tests, then it is dropped and made anew: DELETE leaves dead
+# rows that only VACUUM takes away, and a server may run without autovacuum (the CI machine's
+# does), where a schema that served hundreds of tests would carry all of their dead rows.
+MAX_TESTS_SERVED = 25
+
+
 @dataclass(frozen=True)
 class _Fresh:
     """A context's schema as its migration leaves it: what it looks like, and how to empty it."""
@@ -93,7 +99,8 @@ class SchemaPool:
     def __init__(self, url: str) -> None:
         self._engine = create_engine(database_url(url), pool_size=1, max_overflow=0, pool_pre_ping=True)
         self._fresh: dict[str, _Fresh] = {}
-        self._kept: dict[str, list[str]] = defaultdict(list)
+        self._kept: dict[str, list[tuple[str, int]]] = defaultdict(list)  # (name, tests served)
+        self._served: dict[str, int] = {}  # a schema taken from the pool → tests it has served
         atexit.register(self.close)
 
     def take(self, prefix: str, contexts: Iterable[str]) -> set[str]:
@@ -102,7 +109,10 @@ class SchemaPool:
         taken = {context: self._kept[context].pop() for context in contexts if self._kept[context]}
         if not taken:
             return set()
-        statements = [f'ALTER SCHEMA "{kept}" RENAME TO "{prefix}_{context}"' for context, kept in taken.items()]
+        statements = []
+        for context, (kept, served) in taken.items():
+            statements.append(f'ALTER SCHEMA "{kept}" RENAME TO "{prefix}_{context}"')
+            self._served[f"{prefix}_{context}"] = served
         with self._engine.begin() as connection:
             connection.exec_driver_sql(";".join(statements))
         return set(taken)
@@ -128,9 +138,10 @@ class SchemaPool:
                 )
 
     def give_back(self, schemas: Collection[tuple[str, str]]) -> None:
-        """Keep each ``(schema, context)`` that is as fresh as its context's, emptied; drop the rest
-        (those that do not exist are ignored). A schema still locked by a connection the test left
-        open is dropped (or waited for) as before."""
+        """Keep each ``(schema, context)`` that is as fresh as its context's and has served fewer
+        than ``MAX_TESTS_SERVED`` tests, emptied; drop the rest (those that do not exist are
+        ignored). A schema still locked by a connection the test left open is dropped (or waited
+        for) as before."""
         if not schemas:
             return
         names = [schema for schema, _ in schemas]
@@ -143,12 +154,12 @@ class SchemaPool:
             for schema in names:
                 if schema not in kept:
                     connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        for schema, context in kept.items():
-            self._kept[context].append(schema)
+        for schema, (context, served) in kept.items():
+            self._kept[context].append((schema, served))
 
     def close(self) -> None:
         """Drop every kept schema."""
-        kept = [schema for schemas in self._kept.values() for schema in schemas]
+        kept = [schema for schemas in self._kept.values() for schema, _ in schemas]
         self._kept.clear()
         try:
             if kept:
@@ -157,10 +168,16 @@ class SchemaPool:
         finally:
             self._engine.dispose()
 
-    def _empty_the_fresh(self, schemas: Collection[tuple[str, str]]) -> dict[str, str]:
-        """Empty and rename into the pool the schemas that are as fresh as their context's (in one
-        transaction); the new name of each → its context."""
-        known = [(schema, context) for schema, context in schemas if context in self._fresh]
+    def _empty_the_fresh(self, schemas: Collection[tuple[str, str]]) -> dict[str, tuple[str, int]]:
+        """Empty and rename into the pool the schemas that are as fresh as their context's and may
+        serve another test (in one transaction); the new name of each → its context and the tests
+        it has served."""
+        served = {schema: self._served.pop(schema, 0) + 1 for schema, _ in schemas}
+        known = [
+            (schema, context)
+            for schema, context in schemas
+            if context in self._fresh and served[schema] < MAX_TESTS_SERVED
+        ]
         if not known:
             return {}
         with self._engine.begin() as connection:
@@ -172,14 +189,15 @@ class SchemaPool:
                 if structures.get(schema) == self._fresh[context].structure
                 and _revisions(connection, schema, context) == self._fresh[context].revisions
             ]
-            statements, kept = [], {}
+            statements: list[str] = []
+            kept: dict[str, tuple[str, int]] = {}
             for schema, context in fresh:
                 shape = self._fresh[context]
                 statements += [f'DELETE FROM "{schema}"."{table}"' for table in shape.tables]
                 statements += [f'ALTER SEQUENCE "{schema}"."{sequence}" RESTART' for sequence in shape.sequences]
                 pooled = f"pool{uuid.uuid4().hex[:12]}_{context}"
                 statements.append(f'ALTER SCHEMA "{schema}" RENAME TO "{pooled}"')
-                kept[pooled] = context
+                kept[pooled] = (context, served[schema])
             if statements:
                 connection.exec_driver_sql(";".join(statements))
         return kept

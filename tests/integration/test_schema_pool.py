@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from app.registry import CONTEXTS
 from infrastructure.db.database import database_url
-from tests import conftest
+from tests import conftest, schema_pool
 from tests.conftest import POSTGRES_URL_VARIABLE, PostgresBackend, on_backend, start_app, stop_app
 from tests.schema_pool import SchemaPool
 
@@ -158,3 +158,17 @@ def test_an_app_serving_some_contexts_takes_only_theirs_and_the_pool_drops_what_
     conftest._schema_pool(url).close()
     kept = sql(url, f"SELECT oid FROM pg_namespace WHERE oid IN ({','.join(str(oid) for oid in first.values())})")
     assert kept == []
+
+
+def test_a_schema_that_served_its_share_of_tests_is_dropped_and_made_anew(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleted rows stay in a table until a VACUUM, which a server without autovacuum never runs."""
+    monkeypatch.setattr(schema_pool, "MAX_TESTS_SERVED", 2)
+    first = an_app_that_registered_someone(url, tmp_path / "first")
+    second = an_app_that_registered_someone(url, tmp_path / "second")
+    third = an_app_that_registered_someone(url, tmp_path / "third")
+
+    assert second == first, "a schema that served one test serves another"
+    assert not set(third.values()) & set(first.values()), "after two, each is made anew"
+    assert not sql(url, f"SELECT oid FROM pg_namespace WHERE oid IN ({','.join(str(oid) for oid in first.values())})")
