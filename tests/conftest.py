@@ -9,6 +9,7 @@ both by asking for the ``backend`` fixture (e.g. ``pytestmark = pytest.mark.usef
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -38,6 +39,14 @@ FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8, "argon2_para
 # Every test client registers from 127.0.0.1, and many tests register dozens of users; the
 # tests of the registration limit set their own.
 MANY_REGISTRATIONS = {"registration_rate_limit_per_address": "100000/minute"}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What the run imported and collected lives until it ends: frozen out of the garbage
+    collector's rounds (``gc.freeze``, as ``app/collector.py`` does for a shop process), which
+    otherwise walk all of it at every full collection. Two in-process test files: 2.4 → 1.4 s of
+    collecting, 12.5 → 11.2 s in all (2026-12-05)."""
+    gc.freeze()
 
 
 POSTGRES_URL_VARIABLE = "SHOP_TEST_POSTGRES_URL"

@@ -20,9 +20,9 @@ from app.production import ProductionServer
 
 @pytest.fixture(autouse=True)
 def collector_restored() -> Iterator[None]:
-    """Whatever a test froze is thawed, and the collector left on, for the tests after it."""
+    """The collector left on for the tests after it, whatever a test did (what they froze stays
+    frozen, as the run froze what it collected: ``tests/conftest.py``)."""
     yield
-    gc.unfreeze()
     gc.enable()
 
 
