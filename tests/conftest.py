@@ -1,8 +1,9 @@
 """Fixtures shared by the suite: an app on fresh databases, its client, and a shopper's helpers.
 
 Database-touching fixtures run once per backend: SQLite files in the test's folder, and
-PostgreSQL when ``SHOP_TEST_POSTGRES_URL`` names a server (throwaway schemas per test, dropped
-afterwards, so runs never collide). A test that builds apps itself with :func:`start_app` runs on
+PostgreSQL when ``SHOP_TEST_POSTGRES_URL`` names a server (schemas of each test's own, named
+apart so that runs never collide, and afterwards emptied for a later test of the worker or
+dropped: ``tests/schema_pool.py``). A test that builds apps itself with :func:`start_app` runs on
 both by asking for the ``backend`` fixture (e.g. ``pytestmark = pytest.mark.usefixtures("backend")``).
 """
 
@@ -45,7 +46,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """What the run imported and collected lives until it ends: frozen out of the garbage
     collector's rounds (``gc.freeze``, as ``app/collector.py`` does for a shop process), which
     otherwise walk all of it at every full collection. Two in-process test files: 2.4 → 1.4 s of
-    collecting, 12.5 → 11.2 s in all (2026-12-05)."""
+    garbage collection, 12.5 → 11.2 s in all (2026-12-05)."""
     gc.freeze()
 
 
@@ -90,8 +91,9 @@ class PostgresBackend(Backend):
 
     name = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pooled: bool = True) -> None:
         self.url = url
+        self._pooled = pooled  # whether apps take schemas from the pool, or always new ones
         self._prefixes: dict[Path, str] = {}
         self._migrated: set[str] = set()
 
@@ -120,7 +122,7 @@ class PostgresBackend(Backend):
             return served
         self._migrated.add(prefix)
         pool = _schema_pool(self.url)
-        taken = pool.take(prefix, served)
+        taken = pool.take(prefix, served) if self._pooled else set()
         migrating = {context: database for context, database in served.items() if context not in taken}
         if migrating:
             _recorded_migrations.migrate(prefix, migrating)
@@ -227,7 +229,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         url = os.environ.get(POSTGRES_URL_VARIABLE)
         if not url:
             pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
-        chosen = PostgresBackend(url)
+        # A test that reads query plans gets new schemas: a pooled one's tables and indexes
+        # still hold the pages of the rows earlier tests left dead, which cost-based plans see.
+        chosen = PostgresBackend(url, pooled=request.node.get_closest_marker("fresh_schemas") is None)
     with on_backend(chosen):
         yield chosen
 

@@ -2,20 +2,23 @@
 dropped and made again.
 
 Making a context's schema costs its migration's DDL (the suite's ~1,000 PostgreSQL tests each made
-six, about 100 statements together, and dropped them after: 0.3-0.5 s a test on two cores).
-A schema a test is done with is usually just as its migration left it, with rows in it. So,
-when a test ends (:meth:`SchemaPool.give_back`), each of its schemas whose structure is the same
-as a freshly migrated one's (tables, columns, defaults, indexes, constraints, sequences, and the
-Alembic revision it records) is emptied (its rows deleted, children before parents, its sequences
-restarted) and renamed into the pool; any other (a test migrated it down, added a column, never
-migrated it) is dropped as before. The next app on a new instance takes its contexts' schemas from
-the pool by renaming them to its own names (:meth:`SchemaPool.take`), in one round trip.
+six, about 100 statements together, and dropped them after: 0.15-0.5 s a test on two cores,
+with the machine's load). A schema a test is done with is usually just as its migration left it,
+with rows in it. So, when a test ends (:meth:`SchemaPool.give_back`), each of its schemas whose
+structure, as the catalogs describe it (see ``_STRUCTURE``), is that of a freshly migrated one,
+and whose Alembic revision is too, is taken from any transaction the test left open (every table
+locked, or none of its schemas is kept), emptied (its rows deleted, children before parents, its
+sequences restarted) and renamed into the pool; any other (a test migrated it down, added a
+column, left a reader behind, never migrated it) is dropped as before. The next app on a new
+instance takes its contexts' schemas from the pool by renaming them to its own names
+(:meth:`SchemaPool.take`), in one round trip.
 
 A structure counts as fresh by comparison with what this process saw right after migrating that
 context itself (:meth:`SchemaPool.learn`); until it has, nothing of that context is kept. Renames
 keep every object's identity (a sequence owned by a column stays its default), and no migration
-names its schema in a function or view body that a rename would leave behind: the fingerprint
-would not tell such a body from a fresh one. Pooled schemas are dropped when the process exits.
+names its schema in a function or view body that a rename would leave behind. Pooled schemas are
+dropped when the process exits; a worker killed outright leaves them, as it left its test's
+schemas before.
 """
 
 from __future__ import annotations
@@ -27,25 +30,29 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError
 
 from app.migrations import version_table
 from infrastructure.db.database import database_url
 
-# Everything of a schema's structure that a test could change, as text, the schema's own name
-# replaced so that two schemas compare alike. pg_class has no index on the schema: it is read
-# once, and the other catalogs are looked up by its rows' oids through theirs.
+# A schema's structure as text, its own name replaced so that two schemas compare alike: its
+# relations (with row security), columns (type, collation, nullability, default, identity,
+# generation), indexes, constraints, triggers, sequences' settings, policies, functions (with
+# their bodies) and types. What PostgreSQL keeps beyond these (comments, privileges, storage
+# options) no test changes. pg_class has no index on the schema: it is read once, and the other
+# catalogs are looked up by its rows' oids through theirs.
 _STRUCTURE = text(
     r"""
     WITH relations AS MATERIALIZED (
-        SELECT c.oid, c.relname, c.relkind, c.relnamespace FROM pg_class c
+        SELECT c.oid, c.relname, c.relkind, c.relnamespace, c.relrowsecurity FROM pg_class c
          WHERE c.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY(:names))
     )
     SELECT n.nspname, replace(concat_ws('|',
-        (SELECT string_agg(format('%s:%s', r.relname, r.relkind), ',' ORDER BY r.relname)
+        (SELECT string_agg(format('%s:%s:%s', r.relname, r.relkind, r.relrowsecurity), ',' ORDER BY r.relname)
            FROM relations r WHERE r.relnamespace = n.oid),
-        (SELECT string_agg(format('%s.%s:%s:%s:%s', r.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-                                  a.attnotnull, pg_get_expr(d.adbin, d.adrelid)),
+        (SELECT string_agg(format('%s.%s:%s:%s:%s:%s:%s:%s', r.relname, a.attname,
+                                  format_type(a.atttypid, a.atttypmod), a.attcollation::regcollation, a.attnotnull,
+                                  a.attidentity, a.attgenerated, pg_get_expr(d.adbin, d.adrelid)),
                            ',' ORDER BY r.relname, a.attnum)
            FROM relations r JOIN pg_attribute a ON a.attrelid = r.oid
            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -57,7 +64,22 @@ _STRUCTURE = text(
            FROM (SELECT format('%s:%s', con.conname, pg_get_constraintdef(con.oid)) AS definition
                    FROM relations r JOIN pg_constraint con ON con.conrelid = r.oid
                   WHERE r.relnamespace = n.oid) constraints),
-        (SELECT string_agg(p.proname::text, ',' ORDER BY p.proname) FROM pg_proc p WHERE p.pronamespace = n.oid)
+        (SELECT string_agg(definition, ',' ORDER BY definition)
+           FROM (SELECT pg_get_triggerdef(t.oid) AS definition
+                   FROM relations r JOIN pg_trigger t ON t.tgrelid = r.oid
+                  WHERE r.relnamespace = n.oid AND NOT t.tgisinternal) triggers),
+        (SELECT string_agg(format('%s:%s:%s:%s:%s:%s', r.relname, s.seqtypid::regtype, s.seqstart, s.seqincrement,
+                                  s.seqmin || '..' || s.seqmax, s.seqcycle), ',' ORDER BY r.relname)
+           FROM relations r JOIN pg_sequence s ON s.seqrelid = r.oid WHERE r.relnamespace = n.oid),
+        (SELECT string_agg(definition, ',' ORDER BY definition)
+           FROM (SELECT format('%s:%s:%s:%s:%s', po.polname, po.polcmd, po.polpermissive,
+                               pg_get_expr(po.polqual, po.polrelid), pg_get_expr(po.polwithcheck, po.polrelid))
+                           AS definition
+                   FROM relations r JOIN pg_policy po ON po.polrelid = r.oid WHERE r.relnamespace = n.oid) policies),
+        (SELECT string_agg(format('%s:%s', p.oid::regprocedure, md5(p.prosrc)), ',' ORDER BY p.oid::regprocedure::text)
+           FROM pg_proc p WHERE p.pronamespace = n.oid),
+        (SELECT string_agg(format('%s:%s', t.typname, t.typtype), ',' ORDER BY t.typname)
+           FROM pg_type t WHERE t.typnamespace = n.oid)
       ), n.nspname, '~')
       FROM pg_namespace n WHERE n.nspname = ANY(:names)
     """
@@ -81,6 +103,8 @@ _FOREIGN_KEYS = text(
 # rows that only VACUUM takes away, and a server may run without autovacuum (the CI machine's
 # does), where a schema that served hundreds of tests would carry all of their dead rows.
 MAX_TESTS_SERVED = 25
+# PostgreSQL's lock_not_available: a lock_timeout ran out.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True)
@@ -106,15 +130,18 @@ class SchemaPool:
     def take(self, prefix: str, contexts: Iterable[str]) -> set[str]:
         """Rename a kept schema to ``<prefix>_<context>`` for each of ``contexts`` the pool holds
         one of; those contexts (their schemas migrated and empty)."""
-        taken = {context: self._kept[context].pop() for context in contexts if self._kept[context]}
+        taken = {context: self._kept[context][-1] for context in contexts if self._kept[context]}
         if not taken:
             return set()
-        statements = []
-        for context, (kept, served) in taken.items():
-            statements.append(f'ALTER SCHEMA "{kept}" RENAME TO "{prefix}_{context}"')
-            self._served[f"{prefix}_{context}"] = served
         with self._engine.begin() as connection:
-            connection.exec_driver_sql(";".join(statements))
+            connection.exec_driver_sql(
+                ";".join(
+                    f'ALTER SCHEMA "{kept}" RENAME TO "{prefix}_{context}"' for context, (kept, _) in taken.items()
+                )
+            )
+        for context, (_, served) in taken.items():
+            self._kept[context].pop()
+            self._served[f"{prefix}_{context}"] = served
         return set(taken)
 
     def learn(self, prefix: str, contexts: Iterable[str]) -> None:
@@ -140,22 +167,22 @@ class SchemaPool:
     def give_back(self, schemas: Collection[tuple[str, str]]) -> None:
         """Keep each ``(schema, context)`` that is as fresh as its context's and has served fewer
         than ``MAX_TESTS_SERVED`` tests, emptied; drop the rest (those that do not exist are
-        ignored). A schema still locked by a connection the test left open is dropped (or waited
-        for) as before."""
+        ignored). While a connection the test left open still uses one of its tables, none is
+        kept: they are dropped, which waits for that connection (up to 10 s) as before."""
         if not schemas:
             return
-        names = [schema for schema, _ in schemas]
         try:
             kept = self._empty_the_fresh(schemas)
-        except DBAPIError:
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
             kept = {}
-        with self._engine.begin() as connection:
-            connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-            for schema in names:
-                if schema not in kept:
-                    connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         for schema, (context, served) in kept.items():
             self._kept[context].append((schema, served))
+        with self._engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+            # The kept ones have their pool names by now: the rest is dropped.
+            connection.exec_driver_sql(";".join(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE' for schema, _ in schemas))
 
     def close(self) -> None:
         """Drop every kept schema."""
@@ -183,11 +210,24 @@ class SchemaPool:
         with self._engine.begin() as connection:
             connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
             structures = _structures(connection, [schema for schema, _ in known])
-            fresh = [
+            alike = [
                 (schema, context)
                 for schema, context in known
                 if structures.get(schema) == self._fresh[context].structure
-                and _revisions(connection, schema, context) == self._fresh[context].revisions
+            ]
+            # DELETE and a rename wait for no reader, nor see rows another transaction has yet to
+            # commit: every table is taken from whatever the test left open first, or none is kept.
+            tables = [
+                f'"{schema}"."{table}"'
+                for schema, context in alike
+                for table in (*self._fresh[context].tables, version_table(context))
+            ]
+            if tables:
+                connection.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+            fresh = [
+                (schema, context)
+                for schema, context in alike
+                if _revisions(connection, schema, context) == self._fresh[context].revisions
             ]
             statements: list[str] = []
             kept: dict[str, tuple[str, int]] = {}

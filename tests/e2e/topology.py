@@ -525,7 +525,7 @@ def running_topology(
 
     ``settings`` go to every process, ``serve_options`` to each ``shop serve`` (``("--prod",)``:
     gunicorn, as bench/split.py measures it). The databases are those of the running test's backend,
-    whose fixture drops the schemas afterwards; ``migrated_by`` says who migrates them. Services
+    whose fixture empties or drops the schemas afterwards; ``migrated_by`` says who migrates them. Services
     are named ``monolith``; ``product`` and ``rest``; or after their context."""
     if front == "nginx":
         nginx_or_skip()  # before any process starts

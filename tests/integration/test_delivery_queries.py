@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
+import pytest
 from sqlalchemy import event, select
 
 from app.containers import ApplicationContainer, databases
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from infrastructure.db.database import Database
 from infrastructure.events.outbox import Outbox
+
+# The plans are of new tables, not of tables emptied by earlier tests (tests/schema_pool.py).
+pytestmark = pytest.mark.fresh_schemas
 
 TABLE = "order_deliveries"
 

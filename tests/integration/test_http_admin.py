@@ -198,6 +198,7 @@ def test_a_bad_order_filter_is_a_400_naming_it(
     assert invalid_fields(client.get(ADMIN_ORDERS, headers=shop.admin(), query_string=query)) == {field}
 
 
+@pytest.mark.fresh_schemas  # plans of new tables, not of emptied ones (tests/schema_pool.py)
 def test_each_order_filter_pages_as_a_range_of_an_index_in_the_listing_order(
     shop: Shop, container: ApplicationContainer
 ) -> None:
@@ -323,6 +324,7 @@ def test_a_bad_user_filter_is_a_400_naming_it(
     assert invalid_fields(client.get(ADMIN_USERS, headers=shop.admin(), query_string=query)) == {field}
 
 
+@pytest.mark.fresh_schemas  # plans of new tables, not of emptied ones (tests/schema_pool.py)
 def test_each_user_filter_pages_as_a_range_of_an_index_in_the_listing_order(
     shop: Shop, container: ApplicationContainer
 ) -> None:

@@ -35,7 +35,9 @@ from contexts.user.adapters.repository import SqlAlchemyUserRepository
 from contexts.user.domain.model import email_key
 from infrastructure.db import migrations
 from infrastructure.db.database import Database
+from tests import conftest
 from tests.conftest import Backend, start_app, stop_app
+from tests.schema_pool import SchemaPool
 
 METADATA: dict[str, MetaData] = {
     "user": UserBase.metadata,
@@ -103,11 +105,15 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(
 
 
 def test_the_suites_quick_migration_builds_what_alembic_builds(
-    databases: dict[str, Database], tmp_path: Path, backend: Backend
+    databases: dict[str, Database], tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``start_app`` copies migrated SQLite files and replays recorded PostgreSQL migrations
     (tests/conftest.py) instead of running Alembic per app: the suite tests what Alembic
-    builds only if the two build the same thing, down to triggers, partial indexes and versions."""
+    builds only if the two build the same thing, down to triggers, partial indexes and versions.
+    An empty schema pool of the test's own, so that the apps' schemas are replayed, not taken
+    from the pool (``integration/test_schema_pool.py`` compares those)."""
+    own_pools: dict[str, SchemaPool] = {}
+    monkeypatch.setattr(conftest, "_schema_pools", own_pools)
     upgrade_all(databases)
     # The first app may be the one its migration is recorded from; the second is a copy.
     apps = [start_app(tmp_path / name) for name in ("first", "second")]
@@ -120,6 +126,8 @@ def test_the_suites_quick_migration_builds_what_alembic_builds(
     finally:
         for app in apps:
             stop_app(app)
+        for pool in own_pools.values():
+            pool.close()
 
 
 def _schema_of(database: Database) -> list[tuple[str, ...]]:
