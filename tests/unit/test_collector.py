@@ -8,15 +8,20 @@ moment would never be collected, nor its finalizers (and their ResourceWarnings)
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
+from gunicorn.app.base import BaseApplication
 
 import app.factory
-from app import cli_app
+from app import cli_app, collector
+from app.cli import main
 from app.collector import paused_while_starting
 from app.config import Settings
 from app.production import ProductionServer
@@ -75,3 +80,27 @@ def test_a_commands_app_and_a_gunicorn_workers_app_are_built_with_the_collector_
     assert seen == [False, False]
     assert freezes == [False, False]
     assert gc.isenabled()
+
+
+def test_serve_prod_imports_what_its_workers_inherit_with_the_collector_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, freezes: list[bool]
+) -> None:
+    """The gunicorn master imports the shop (``app.production``) before it forks: paused, then
+    frozen, so the workers start from frozen pages."""
+    seen: list[object] = []
+
+    @contextmanager
+    def watched() -> Iterator[None]:
+        with paused_while_starting():
+            yield
+            seen.append(("imported" if "app.production" in sys.modules else "not imported", gc.isenabled()))
+
+    monkeypatch.setattr(collector, "paused_while_starting", watched)
+    monkeypatch.delitem(sys.modules, "app.production")  # imported again by the command, as in a new process
+    monkeypatch.setattr(BaseApplication, "run", lambda self: seen.append("gunicorn runs"))
+
+    result = CliRunner().invoke(main, ["serve", "--prod"], env={"INSTANCE_PATH": str(tmp_path)})
+
+    assert result.exit_code == 0, result.output
+    assert seen == [("imported", False), "gunicorn runs"]
+    assert freezes == [False]
