@@ -221,14 +221,21 @@ _SQLITE = Backend()
 _current: Backend = _SQLITE
 
 
+def postgres_url_or_skip() -> str:
+    """The PostgreSQL server ``SHOP_TEST_POSTGRES_URL`` names; the test skipped, naming the
+    variable, when it names none."""
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    return url
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "sqlite":
         chosen = _SQLITE
     else:
-        url = os.environ.get(POSTGRES_URL_VARIABLE)
-        if not url:
-            pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+        url = postgres_url_or_skip()
         # A test that reads query plans gets new schemas: a pooled one's tables and indexes
         # still hold the pages of the rows earlier tests left dead, which cost-based plans see.
         chosen = PostgresBackend(url, pooled=request.node.get_closest_marker("fresh_schemas") is None)

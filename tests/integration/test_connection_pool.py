@@ -11,7 +11,6 @@ The server tests need ``SHOP_TEST_POSTGRES_URL``; they skip without it, naming t
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -28,15 +27,12 @@ from app.config import SERVER_DELIVERY_WORKERS, Settings
 from app.containers import databases
 from app.factory import container_of
 from infrastructure.db.database import Database, Engines
-from tests.conftest import POSTGRES_URL_VARIABLE, MakeApp, Shop
+from tests.conftest import MakeApp, Shop, postgres_url_or_skip
 
 
 @pytest.fixture
 def server_url() -> str:
-    url = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not url:
-        pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
-    return url
+    return postgres_url_or_skip()
 
 
 def test_contexts_on_one_server_share_a_pool_and_a_context_with_its_own_url_gets_its_own(server_url: str) -> None:

@@ -5,7 +5,6 @@ The server tests need ``SHOP_TEST_POSTGRES_URL``; they skip without it, naming t
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +20,12 @@ from app.config import Settings
 from app.migrations import downgrade_all, upgrade_all, version_table
 from app.registry import CONTEXTS
 from infrastructure.db.database import Database, Engines, PoolOptions
-from tests.conftest import POSTGRES_URL_VARIABLE
+from tests.conftest import postgres_url_or_skip
 
 
 @pytest.fixture
 def server_url() -> str:
-    url = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not url:
-        pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
-    return url
+    return postgres_url_or_skip()
 
 
 @pytest.fixture
