@@ -182,7 +182,7 @@ class SchemaPool:
         with self._engine.begin() as connection:
             connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
             # The kept ones have their pool names by now: the rest is dropped.
-            connection.exec_driver_sql(";".join(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE' for schema, _ in schemas))
+            _drop(connection, [schema for schema, _ in schemas])
 
     def close(self) -> None:
         """Drop every kept schema."""
@@ -191,7 +191,7 @@ class SchemaPool:
         try:
             if kept:
                 with self._engine.begin() as connection:
-                    connection.exec_driver_sql(";".join(f'DROP SCHEMA IF EXISTS "{name}" CASCADE' for name in kept))
+                    _drop(connection, kept)
         finally:
             self._engine.dispose()
 
@@ -241,6 +241,11 @@ class SchemaPool:
             if statements:
                 connection.exec_driver_sql(";".join(statements))
         return kept
+
+
+def _drop(connection: Connection, names: list[str]) -> None:
+    """Drop the schemas ``names`` that exist, in one round trip."""
+    connection.exec_driver_sql(";".join(f'DROP SCHEMA IF EXISTS "{name}" CASCADE' for name in names))
 
 
 def _structures(connection: Connection, names: list[str]) -> dict[str, str]:

@@ -7,10 +7,10 @@ its own (the process's is swapped out), so what it kept is all the pool holds.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -21,7 +21,7 @@ from app.migrations import upgrade_all
 from app.registry import CONTEXTS
 from infrastructure.db.database import database_url
 from tests import conftest, schema_pool
-from tests.conftest import POSTGRES_URL_VARIABLE, PostgresBackend, on_backend, start_app, stop_app
+from tests.conftest import PostgresBackend, on_backend, postgres_url_or_skip, start_app, stop_app
 from tests.integration.test_migrations import _schema_of
 from tests.schema_pool import SchemaPool
 
@@ -38,10 +38,7 @@ SERVED_APART_FROM_USER = {
 
 @pytest.fixture
 def url() -> str:
-    value = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not value:
-        pytest.skip(f"PostgreSQL: set {POSTGRES_URL_VARIABLE} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
-    return value
+    return postgres_url_or_skip()
 
 
 @pytest.fixture
@@ -85,6 +82,23 @@ def rows_by_table(url: str, prefix: str) -> dict[str, int]:
 
 def the_prefix(backend: PostgresBackend, instance: Path) -> str:
     return backend.schema("user", instance).removesuffix("_user")
+
+
+def existing(url: str, oids: Iterable[int]) -> list[tuple[object, ...]]:
+    """Those of the schemas ``oids`` that are still on the server."""
+    return sql(url, f"SELECT oid FROM pg_namespace WHERE oid IN ({','.join(str(oid) for oid in oids)})")
+
+
+def schemas_of_a_new_app(url: str, instance: Path, *, pooled: bool = True, **settings: Any) -> dict[str, int]:
+    """The oids of the schemas an app started on ``instance`` (with ``settings``) gets, each
+    context's; the app stopped and its schemas given back, as a test's end does."""
+    backend = PostgresBackend(url, pooled=pooled)
+    with on_backend(backend):
+        app = start_app(instance, **settings)
+        try:
+            return schema_oids(url, the_prefix(backend, instance))
+        finally:
+            stop_app(app)
 
 
 def an_app_that_registered_someone(url: str, instance: Path, alter: str | None = None) -> dict[str, int]:
@@ -164,18 +178,13 @@ def test_the_next_app_gets_the_schemas_a_test_left_emptied_with_their_sequences_
 def test_a_schema_no_longer_as_migrated_is_dropped_and_the_others_kept(url: str, tmp_path: Path, alter: str) -> None:
     first = an_app_that_registered_someone(url, tmp_path / "first", alter=alter)
 
-    backend = PostgresBackend(url)
-    with on_backend(backend):
-        app = start_app(tmp_path / "second")
-        try:
-            second = schema_oids(url, the_prefix(backend, tmp_path / "second"))
-            assert second["user"] != first["user"], "the changed schema was made again"
-            assert {context: second[context] for context in CONTEXTS if context != "user"} == {
-                context: first[context] for context in CONTEXTS if context != "user"
-            }
-            assert not sql(url, f"SELECT oid FROM pg_namespace WHERE oid = {first['user']}"), "and dropped"
-        finally:
-            stop_app(app)
+    second = schemas_of_a_new_app(url, tmp_path / "second")
+
+    assert second["user"] != first["user"], "the changed schema was made again"
+    assert {context: second[context] for context in CONTEXTS if context != "user"} == {
+        context: first[context] for context in CONTEXTS if context != "user"
+    }
+    assert not existing(url, [first["user"]]), "and dropped"
 
 
 def test_an_app_serving_some_contexts_takes_only_theirs_and_the_pool_drops_what_it_kept_when_closed(
@@ -183,18 +192,11 @@ def test_an_app_serving_some_contexts_takes_only_theirs_and_the_pool_drops_what_
 ) -> None:
     first = an_app_that_registered_someone(url, tmp_path / "first")
 
-    backend = PostgresBackend(url)
-    with on_backend(backend):
-        app = start_app(tmp_path / "second", served_contexts="product", **SERVED_APART_FROM_USER)
-        try:
-            second = schema_oids(url, the_prefix(backend, tmp_path / "second"))
-            assert second == {"product": first["product"]}, "no schema of a context the app does not serve"
-        finally:
-            stop_app(app)
+    second = schemas_of_a_new_app(url, tmp_path / "second", served_contexts="product", **SERVED_APART_FROM_USER)
+    assert second == {"product": first["product"]}, "no schema of a context the app does not serve"
 
     conftest._schema_pool(url).close()
-    kept = sql(url, f"SELECT oid FROM pg_namespace WHERE oid IN ({','.join(str(oid) for oid in first.values())})")
-    assert kept == []
+    assert existing(url, first.values()) == []
 
 
 def test_a_schema_that_served_its_share_of_tests_is_dropped_and_made_anew(
@@ -208,7 +210,7 @@ def test_a_schema_that_served_its_share_of_tests_is_dropped_and_made_anew(
 
     assert second == first, "a schema that served one test serves another"
     assert not set(third.values()) & set(first.values()), "after two, each is made anew"
-    assert not sql(url, f"SELECT oid FROM pg_namespace WHERE oid IN ({','.join(str(oid) for oid in first.values())})")
+    assert not existing(url, first.values())
 
 
 def test_a_transaction_the_test_left_open_keeps_its_schemas_out_of_the_pool(url: str, tmp_path: Path) -> None:
@@ -231,13 +233,7 @@ def test_a_transaction_the_test_left_open_keeps_its_schemas_out_of_the_pool(url:
     finally:
         straggler.dispose()
 
-    backend = PostgresBackend(url)
-    with on_backend(backend):
-        app = start_app(tmp_path / "second")
-        try:
-            second = schema_oids(url, the_prefix(backend, tmp_path / "second"))
-        finally:
-            stop_app(app)
+    second = schemas_of_a_new_app(url, tmp_path / "second")
     assert not set(second.values()) & set(first.values()), "none was kept"
 
 
@@ -245,13 +241,8 @@ def test_a_backend_not_pooled_makes_new_schemas_while_the_pool_holds_some(url: s
     """What ``@pytest.mark.fresh_schemas`` asks for: the tests that read query plans."""
     first = an_app_that_registered_someone(url, tmp_path / "first")
 
-    backend = PostgresBackend(url, pooled=False)
-    with on_backend(backend):
-        app = start_app(tmp_path / "second")
-        try:
-            second = schema_oids(url, the_prefix(backend, tmp_path / "second"))
-        finally:
-            stop_app(app)
+    second = schemas_of_a_new_app(url, tmp_path / "second", pooled=False)
+
     assert set(second) == set(CONTEXTS)
     assert not set(second.values()) & set(first.values())
 
