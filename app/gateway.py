@@ -25,6 +25,7 @@ from infrastructure.http.schemas import ProblemDetails
 from infrastructure.remote.options import KEEPALIVE_MARGIN_SECONDS
 
 INTERNAL_PREFIX = "/internal"
+METRICS_PATH = "/metrics"
 # Where nginx's answers to requests it could not read live (internal locations: no client reaches them).
 UNREAD_PREFIX = "/_shop_unread_"
 # What may stand for a host and port in the configuration: a name, IPv4 or bracketed IPv6 address.
@@ -254,6 +255,9 @@ def nginx_config(upstreams: Sequence[Upstream], settings: Settings, *, listen: s
         "    # The services' internal endpoints are theirs alone, whatever path leads there.",
         f"    location = {INTERNAL_PREFIX} {{ return 404; }}",
         f"    location ^~ {INTERNAL_PREFIX}/ {{ return 404; }}",
+        "    # Each process's metrics are scraped from it directly (deploy/observability/): through here",
+        "    # they would be one process's, and anyone's to read.",
+        f"    location = {METRICS_PATH} {{ return 404; }}",
     ]
     for route in routes():
         upstream = by_context[route.context]

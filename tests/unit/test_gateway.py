@@ -164,6 +164,10 @@ def test_the_internal_endpoints_are_refused_before_any_route() -> None:
     assert not [where for where, body in found.items() if "internal" in where and "proxy_pass" in body]
 
 
+def test_the_metrics_are_not_served_through_the_gateway() -> None:
+    assert locations(config(*PRODUCT_EXTRACTED))["= /metrics"] == "return 404;"
+
+
 def test_the_forwarded_headers_are_those_trusted_proxy_hops_and_the_request_id_rule_expect() -> None:
     text = config(*PRODUCT_EXTRACTED)
     headers = dict(value.split(" ", 1) for value in directive(text, "proxy_set_header"))
