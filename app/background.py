@@ -66,6 +66,7 @@ class BackgroundWork:
                     done = task.run(context_container(self._container, name))
                     if done:
                         logger.info(f"maintenance.{task.name}", count=done)
+                        self._container.metrics().periodic_handled.labels(task.name).inc(done)
                 except Exception:
                     logger.exception("maintenance.task_failed", context=name, task=task.name)
         cutoff = datetime.now(timezone.utc) - self._retention
@@ -95,6 +96,7 @@ def _consumer_of(container: ApplicationContainer) -> BrokerConsumer | None:
         subscribers=consumed,
         max_attempts=settings.events_max_attempts,
         transient=_dependency_away,
+        metrics=container.metrics(),
     )
 
 

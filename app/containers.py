@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry
 
 from app.config import Settings
 from app.placement import RELAY, Placement
@@ -28,12 +29,19 @@ from infrastructure.events.bus import EventBus
 from infrastructure.events.dispatcher import Dispatcher
 from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
+from infrastructure.observability.instruments import MeasuredApi, recorded_events_counter
+from infrastructure.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     # The clients of other services and of the broker bring httpx, tenacity, pybreaker (and with
     # it redis) and kombu: imported where a service URL or the broker is configured, not before.
     from infrastructure.events.broker.publisher import BrokerPublisher
     from infrastructure.remote.breakers import BreakerRegistry
+
+
+def app_metrics() -> Metrics:
+    """The app's metrics, in a registry of their own (``/metrics`` serves it)."""
+    return Metrics(CollectorRegistry(auto_describe=True))
 
 
 def placement_of(settings: Settings) -> Placement:
@@ -49,14 +57,16 @@ def broker_layout_for(settings: Settings, placement: Placement) -> QueueLayout:
     )
 
 
-def broker_publisher_for(settings: Settings, layout: QueueLayout, placement: Placement) -> BrokerPublisher | None:
+def broker_publisher_for(
+    settings: Settings, layout: QueueLayout, placement: Placement, metrics: Metrics
+) -> BrokerPublisher | None:
     """The relay's connection to the broker, when events published here go to other services."""
     url = settings.events_broker_url_value()
     if url is None or not placement.relayed():
         return None
     from infrastructure.events.broker.publisher import BrokerPublisher
 
-    return BrokerPublisher(url, layout, connections=settings.delivery_workers())
+    return BrokerPublisher(url, layout, connections=settings.delivery_workers(), metrics=metrics)
 
 
 def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
@@ -90,13 +100,14 @@ def published_api(
     context: str,
     in_process: Callable[[], Any],
     breakers: Callable[[], BreakerRegistry],
-) -> Any:
-    """A context's published API as its callers get it: its facade in this process, or its
-    remote client when ``<CONTEXT>_SERVICE_URL`` names the service serving it (SERVICE_TOKEN is
-    then set: the settings refuse the one without the other)."""
+    metrics: Metrics,
+) -> MeasuredApi:
+    """A context's published API as its callers get it, each call measured: its facade in this
+    process, or its remote client when ``<CONTEXT>_SERVICE_URL`` names the service serving it
+    (SERVICE_TOKEN is then set: the settings refuse the one without the other)."""
     url = settings.service_url_for(context)
     if url is None:
-        return in_process()
+        return MeasuredApi(in_process(), context, transport="in_process", metrics=metrics)
     from infrastructure.remote.service import RemoteService
 
     client = BY_NAME[context].remote_client
@@ -105,21 +116,22 @@ def published_api(
     assert token is not None, "the settings refuse a service URL without SERVICE_TOKEN"
     module, _, name = client.partition(":")
     client_class = getattr(importlib.import_module(module), name)
-    return client_class(RemoteService(context, url, token, settings.remote_options(), breakers=breakers()))
+    service = RemoteService(context, url, token, settings.remote_options(), breakers=breakers(), metrics=metrics)
+    return MeasuredApi(client_class(service), context, transport="http", metrics=metrics)
 
 
-def breaker_registry() -> BreakerRegistry:
+def breaker_registry(metrics: Metrics) -> BreakerRegistry:
     """The circuit breakers of the process's calls to other services, one per target."""
     from infrastructure.remote.breakers import BreakerRegistry
 
-    return BreakerRegistry()
+    return BreakerRegistry(metrics=metrics)
 
 
 def remote_services(container: ApplicationContainer) -> dict[str, Any]:
     """The clients of other services this process calls, by service name (for readiness)."""
     settings = container.settings()
     return {
-        context.name: getattr(container, f"{context.name}_api")()
+        context.name: getattr(container, f"{context.name}_api")().measured
         for context in REGISTRY
         if settings.service_url_for(context.name) is not None and hasattr(container, f"{context.name}_api")
     }
@@ -153,13 +165,14 @@ class ApplicationContainer(containers.DeclarativeContainer):
     event_bus = providers.Dependency(instance_of=EventBus)
     tokens = providers.Dependency(instance_of=TokenService)
     password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
+    metrics = providers.Singleton(app_metrics)
     # Made by the first remote client only (see build_container).
-    breakers = providers.Singleton(breaker_registry)
+    breakers = providers.Singleton(breaker_registry, metrics=metrics)
 
     placement = providers.Singleton(placement_of, settings=settings)
     broker_layout = providers.Singleton(broker_layout_for, settings=settings, placement=placement)
     broker_publisher = providers.Singleton(
-        broker_publisher_for, settings=settings, layout=broker_layout, placement=placement
+        broker_publisher_for, settings=settings, layout=broker_layout, placement=placement, metrics=metrics
     )
 
     current_roles: providers.Singleton[CurrentRoles | None]
@@ -199,6 +212,7 @@ class Shared:
                 context=context,
                 in_process=self.contexts[context].api.provider,
                 breakers=ApplicationContainer.breakers.provider,
+                metrics=ApplicationContainer.metrics,
             )
         return self.apis[context]
 
@@ -228,6 +242,7 @@ def shop_container_class() -> type[ApplicationContainer]:
             poll_interval=settings.provided.events_poll_seconds,
             persistent=(RELAY,),
             hold_writes_after=settings.provided.events_hold_writes_after_seconds,
+            metrics=ApplicationContainer.metrics,
         ),
     }
     return type(
@@ -293,6 +308,8 @@ def build_container(settings: Settings) -> ApplicationContainer:
         if singleton is not container.breakers:
             singleton()
     _refuse_publishing_for_contexts_served_elsewhere(container)
+    for name in publishing():
+        context_container(container, name).outbox().on_recorded(recorded_events_counter(container.metrics()))
     return container
 
 

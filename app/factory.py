@@ -30,6 +30,8 @@ from infrastructure.http.rate_limit import (
 from infrastructure.http.request_id import install_request_ids
 from infrastructure.http.security import install_cors, install_security_headers
 from infrastructure.logging import configure_logging
+from infrastructure.observability.exposition import DeliveryBacklog, metrics_blueprint
+from infrastructure.observability.instruments import install_request_metrics, observe_pool
 
 CONTAINER = "shop.container"
 
@@ -65,6 +67,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # and asking ProxyFix for as many as there are hops would ignore the header.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=1)  # type: ignore[method-assign]
     install_request_ids(app)
+    metrics = container.metrics()
+    install_request_metrics(app, metrics)
+    for engine in {database.engine for database in app.extensions[ops.DATABASES].values()}:
+        observe_pool(engine, metrics)
     install_problem_handlers(app)
     init_auth(app, container.tokens(), container.current_roles())
     served = register_endpoints(app, settings.hosted_contexts())
@@ -77,6 +83,20 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                 app.register_blueprint(http_modules()[context.name].internal_bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api_docs.bp)
+    if settings.metrics_enabled:
+        app.register_blueprint(
+            metrics_blueprint(
+                metrics,
+                [
+                    DeliveryBacklog(
+                        [outbox.ledger for outbox in container.dispatcher().outboxes],
+                        container.placement().fed_by_outboxes(),
+                    ),
+                    ops.ReadinessGauges(),
+                ],
+                token=settings.metrics_token_value(),
+            )
+        )
     install_rate_limits(
         app,
         rates={
@@ -86,6 +106,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         },
         storage_url=settings.ratelimit_storage_url,
         key_prefix=settings.ratelimit_key_prefix,
+        metrics=metrics,
     )
     if settings.events_dispatch_in_web and settings.events_hold_writes_after_seconds:
         install_write_backpressure(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import structlog
 from flask import Blueprint, current_app
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pydantic import BaseModel
 from sqlalchemy.pool import Pool
 
@@ -67,6 +70,34 @@ def healthz() -> dict[str, Any]:
     ),
 )
 def readyz() -> dict[str, Any]:
+    state = readiness()
+    if not state.ready:
+        down = sorted(name for name, answer in state.databases.items() if answer != "ok")
+        reasons = [f"unavailable: {', '.join(down)}"] if down else []
+        reasons += [f"the {name} service cannot be used: {problem}" for name, problem in state.misconfigured.items()]
+        raise Problem(
+            503,
+            "; ".join(reasons),
+            headers={"Retry-After": "5"},
+            extensions={"databases": state.databases, "services": state.services},
+        )
+    return ReadinessOut(status="ok", databases=state.databases).model_dump()
+
+
+@dataclass(frozen=True)
+class Readiness:
+    databases: dict[str, Literal["ok", "unavailable"]]
+    services: dict[str, Literal["ok", "unavailable", "misconfigured"]]
+    # What is wrong with each service that refuses this one's calls.
+    misconfigured: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        return all(answer == "ok" for answer in self.databases.values()) and not self.misconfigured
+
+
+def readiness() -> Readiness:
+    """What ``/readyz`` answers and ``/metrics`` reports (``shop_ready``), in the app's context."""
     databases: dict[str, Database] = current_app.extensions[DATABASES]
     # Contexts on one server share its pool: one ping answers for all of them.
     answers: dict[Pool, Literal["ok", "unavailable"]] = {}
@@ -81,18 +112,38 @@ def readyz() -> dict[str, Any]:
                 logger.warning("readyz.database_unavailable", database=name, error=str(error))
                 answers[pool] = "unavailable"
         checks[name] = answers[pool]
-    down = sorted(name for name, state in checks.items() if state != "ok")
     services, misconfigured = _check_services(current_app.extensions.get(SERVICES, {}))
-    if down or misconfigured:
-        reasons = [f"unavailable: {', '.join(down)}"] if down else []
-        reasons += [f"the {name} service cannot be used: {problem}" for name, problem in misconfigured.items()]
-        raise Problem(
-            503,
-            "; ".join(reasons),
-            headers={"Retry-After": "5"},
-            extensions={"databases": checks, "services": services},
+    return Readiness(checks, services, misconfigured)
+
+
+class ReadinessGauges(Collector):
+    """``shop_ready`` (1 when ``/readyz`` would answer 200) and ``shop_dependency_ready`` per
+    database and called service, read at each scrape of the answering process."""
+
+    def describe(self) -> Iterator[Metric]:
+        """What :meth:`collect` yields, without asking anything (registering asks for it)."""
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        state = readiness()
+        ready, dependencies = self._families()
+        ready.add_metric([], 1.0 if state.ready else 0.0)
+        for name, answer in state.databases.items():
+            dependencies.add_metric([f"database:{name}"], 1.0 if answer == "ok" else 0.0)
+        for name, service_state in state.services.items():
+            dependencies.add_metric([f"service:{name}"], 1.0 if service_state == "ok" else 0.0)
+        yield ready
+        yield dependencies
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        ready = GaugeMetricFamily("shop_ready", "1 when GET /readyz answers 200, else 0")
+        dependencies = GaugeMetricFamily(
+            "shop_dependency_ready",
+            "1 when a database (database:<context>) or a called service (service:<context>) answers, else 0",
+            labels=["dependency"],
         )
-    return ReadinessOut(status="ok", databases=checks).model_dump()
+        return ready, dependencies
 
 
 def service_checks(clients: Mapping[str, AccessCheck]) -> dict[str, ServiceCheck]:

@@ -61,6 +61,12 @@ class Placement:
         their broker queues."""
         return sorted({s.name for s in self.local() if s.publisher not in self.served})
 
+    def fed_by_outboxes(self) -> list[str]:
+        """The subscribers this process's outboxes deliver to: its own subscribers of the events
+        published here, and the relay when some of those go to other services."""
+        names = {s.name for s in self.local() if s.publisher in self.served}
+        return sorted(names | ({RELAY} if self.relayed() else set()))
+
     def broker_map(self) -> dict[str, set[str]]:
         """The queues this process declares on the broker, subscriber → event types bound: those
         of every subscription that crosses its boundary, either way. A publisher declares its

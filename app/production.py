@@ -22,6 +22,7 @@ from app.background import BackgroundWork
 from app.collector import paused_while_starting
 from app.config import Settings
 from app.factory import container_of, create_app
+from infrastructure.observability.workers import forget_worker
 
 # The dispatcher and housekeeping of this worker process; ``None`` in the master.
 _background: BackgroundWork | None = None
@@ -35,6 +36,11 @@ def _start_background(worker: Any) -> None:
     if container.settings().events_dispatch_in_web:
         _background = BackgroundWork(container)
         _background.start()
+
+
+def _forget_worker(_server: Any, worker: Any) -> None:
+    """gunicorn's ``child_exit``: runs in the master once a worker has exited."""
+    forget_worker(worker.pid)
 
 
 def _stop_background(_server: Any, _worker: Any) -> None:
@@ -66,6 +72,7 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships
             "forwarded_allow_ips": "",
             "post_worker_init": _start_background,
             "worker_exit": _stop_background,
+            "child_exit": _forget_worker,
         }
         super().__init__()
 

@@ -7,6 +7,7 @@ Packages, one concern each:
 - ``http``: what every endpoint shares: problems, validation, pagination, limits, OpenAPI.
 - ``auth``: tokens, bearer authentication, service-to-service credentials.
 - ``remote``: calling another context's service: options, breakers, access checks.
+- ``observability``: the Prometheus metrics, where they are taken, and ``/metrics``.
 
 Modules of one job each, shared across those packages, the contexts and the composition root:
 

@@ -3,8 +3,8 @@
 The CLI and the server read the same settings, so they share databases and signing secret
 when run from the same folder. A bad value stops start-up with an error naming the setting.
 
-The settings come in groups, a module each (``database``, ``web``, ``events``, ``mail``,
-``services``, ``auth``): :class:`Settings` is all of them, in that order, which is the order of
+The settings come in groups, a module each (``database``, ``web``, ``observability``,
+``events``, ``mail``, ``services``, ``auth``): :class:`Settings` is all of them, in that order, which is the order of
 ``.env.example`` and the order in which they are validated (a group's validators may read the
 groups before it). The environment variables are the groups' fields, upper-cased, as ever.
 """
@@ -23,6 +23,7 @@ from app.config.base import long_enough, split_list
 from app.config.database import DatabaseSettings
 from app.config.events import SERVER_DELIVERY_WORKERS, SQLITE_DELIVERY_WORKERS, EventsSettings
 from app.config.mail import MailSettings
+from app.config.observability import ObservabilitySettings
 from app.config.services import (
     DEFAULT_REMOTE_IDLE_SECONDS,
     SERVICE_URLS,
@@ -49,10 +50,20 @@ __all__ = [
 ]
 
 # The groups in the order of their fields (pydantic orders a class's fields from its last base to its first).
-GROUPS = (DatabaseSettings, WebSettings, EventsSettings, MailSettings, ServicesSettings, AuthSettings)
+GROUPS = (
+    DatabaseSettings,
+    WebSettings,
+    ObservabilitySettings,
+    EventsSettings,
+    MailSettings,
+    ServicesSettings,
+    AuthSettings,
+)
 
 
-class Settings(AuthSettings, ServicesSettings, MailSettings, EventsSettings, WebSettings, DatabaseSettings):
+class Settings(
+    AuthSettings, ServicesSettings, MailSettings, EventsSettings, ObservabilitySettings, WebSettings, DatabaseSettings
+):
     """Every setting: the groups' fields, and here what reads more than one group."""
 
     def delivery_workers(self) -> int:

@@ -21,6 +21,7 @@ committed atomically with the first.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -279,7 +280,7 @@ class SqlAlchemyUnitOfWork(ABC):
             for aggregate in aggregates:
                 aggregate.events.clear()
             if events:
-                self._outbox.committed()
+                self._outbox.committed(events)
         return happened
 
     def commit_alone_if(self, effect: ReturningUpdate[Any], parameters: dict[str, Any]) -> bool | None:
@@ -316,6 +317,7 @@ class SqlAlchemyUnitOfWork(ABC):
             aggregate.events.clear()
         if events and self._outbox is not None:
             if self._shared is not None:
-                self._shared.after_commit(self._outbox.committed)
+                self._shared.after_commit(self._outbox.committed)  # once for the whole batch
+                self._shared.after_commit(functools.partial(self._outbox.recorded, events))
             else:
-                self._outbox.committed()
+                self._outbox.committed(events)

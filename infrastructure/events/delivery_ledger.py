@@ -22,6 +22,8 @@ class SubscriberStatus:
     retrying: int
     dead: int
     oldest_incomplete: datetime | None
+    # Of the deliveries still to be tried (dead letters left out): how far the subscriber lags.
+    oldest_waiting: datetime | None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class DeliveryLedger:
                 func.count().filter(and_(d.c.status == PENDING, d.c.attempts > 0)),
                 func.count().filter(d.c.status == DEAD),
                 func.min(d.c.recorded_at),
+                func.min(d.c.recorded_at).filter(d.c.status == PENDING),
             )
             .where(d.c.status != literal_status(DONE))
             .group_by(d.c.subscriber)
@@ -66,8 +69,8 @@ class DeliveryLedger:
         )
         with self._database.session(write=False) as session:
             return [
-                SubscriberStatus(self.context, subscriber, pending, retrying, dead, _aware(oldest))
-                for subscriber, pending, retrying, dead, oldest in session.execute(query)
+                SubscriberStatus(self.context, subscriber, pending, retrying, dead, _aware(oldest), _aware(waiting))
+                for subscriber, pending, retrying, dead, oldest, waiting in session.execute(query)
             ]
 
     def dead_letters(self) -> list[DeadLetter]:

@@ -10,6 +10,7 @@ same way whichever way it came.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from infrastructure.events.delivery_queue import ClaimedDelivery
 from infrastructure.events.inbox import AlreadyHandled
 from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
+from infrastructure.observability.metrics import DEAD, DONE, FAILED, Metrics
 from infrastructure.request_context import bind_request_id
 
 logger = structlog.get_logger(__name__)
@@ -39,10 +41,13 @@ MAX_BATCH = 8
 
 
 class DeliveryRunner:
-    def __init__(self, bus: EventBus, retry: RetryPolicy, persistent: Collection[str] = ()) -> None:
+    def __init__(
+        self, bus: EventBus, retry: RetryPolicy, persistent: Collection[str] = (), metrics: Metrics | None = None
+    ) -> None:
         """``persistent``: subscribers retried until they succeed, never dead letters (see
         :class:`~infrastructure.events.dispatcher.Dispatcher`)."""
         self._bus = bus
+        self._metrics = metrics or Metrics()
         self._retry = retry
         self._persistent = frozenset(persistent)
         self._retry_persistent = replace(retry, max_attempts=None)
@@ -70,6 +75,7 @@ class DeliveryRunner:
         did keep.
         """
         if len(deliveries) > 1:
+            started = time.perf_counter()
             try:
                 with shared_transaction() as transaction:
                     firsts = [
@@ -93,6 +99,10 @@ class DeliveryRunner:
                 )
             else:
                 _run_after_commit(after_commit)
+                # One transaction for all: each delivery is counted with its share of its time.
+                self._record_done(
+                    deliveries[0].subscriber, (time.perf_counter() - started) / len(deliveries), len(deliveries)
+                )
                 for delivery, first in zip(deliveries, firsts, strict=True):  # now that they took effect
                     with _under_request_of(delivery.envelope):
                         _log_delivered(delivery.subscriber, delivery.envelope, first, attempt=delivery.attempts + 1)
@@ -101,16 +111,26 @@ class DeliveryRunner:
 
     def run_delivery(self, outbox: Outbox, delivery: ClaimedDelivery) -> bool:
         """Run one delivery; a failure is recorded here, a success is the caller's to record."""
+        started = time.perf_counter()
         try:
             _deliver(self._bus, delivery.subscriber, delivery.envelope, attempt=delivery.attempts + 1)
         except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
+            self._metrics.event_delivery_duration.labels(delivery.subscriber).observe(time.perf_counter() - started)
             self._record_failure(outbox, delivery, error)
             return False
+        self._record_done(delivery.subscriber, time.perf_counter() - started)
         return True
+
+    def _record_done(self, subscriber: str, seconds: float, deliveries: int = 1) -> None:
+        duration = self._metrics.event_delivery_duration.labels(subscriber)
+        for _ in range(deliveries):
+            duration.observe(seconds)
+        self._metrics.event_deliveries.labels(subscriber, DONE).inc(deliveries)
 
     def _record_failure(self, outbox: Outbox, delivery: ClaimedDelivery, error: Exception) -> None:
         policy = self._retry_persistent if delivery.subscriber in self._persistent else self._retry
         retry_at = policy.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
+        self._metrics.event_deliveries.labels(delivery.subscriber, FAILED if retry_at else DEAD).inc()
         log = _log_of(delivery)
         log.warning(
             "event.delivery_failed" if retry_at else "event.dead_lettered",

@@ -50,6 +50,7 @@ from infrastructure.events.delivery_queue import ClaimedDelivery
 from infrastructure.events.delivery_runner import MAX_BATCH, DeliveryRunner
 from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
+from infrastructure.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -78,6 +79,7 @@ class Dispatcher:
         poll_interval: float = 1.0,
         persistent: Collection[str] = (),
         hold_writes_after: float = 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
         """``persistent``: subscribers retried until they succeed, never dead letters — the
         relay, whose failures mean the broker is away, and which must resume by itself.
@@ -85,7 +87,7 @@ class Dispatcher:
         :meth:`wait_until_caught_up` holds its callers; 0: never."""
         self._outboxes = list(outboxes)
         self._bus = bus
-        self.runner = DeliveryRunner(bus, retry, persistent)
+        self.runner = DeliveryRunner(bus, retry, persistent, metrics)
         self._workers = workers
         self._lease = lease
         self._poll_interval = poll_interval

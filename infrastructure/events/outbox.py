@@ -66,6 +66,7 @@ class Outbox:
         self._deliveries = tables.deliveries
         self._subscribers = subscribers
         self._listeners: list[Callable[[], None]] = []
+        self._recorded: list[Callable[[Sequence[str]], None]] = []
         self._refusal: str | None = None
         self._with_effect: dict[tuple[ReturningDML, int, int], Select[Any]] = {}
         # Compiled once by SQLAlchemy, as every statement run per commit should be.
@@ -216,6 +217,19 @@ class Outbox:
         """Call ``listener`` after every commit that recorded events (the dispatcher's wake-up)."""
         self._listeners.append(listener)
 
-    def committed(self) -> None:
+    def on_recorded(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Call ``listener`` with the types of the events of every commit that recorded some."""
+        self._recorded.append(listener)
+
+    def committed(self, events: Sequence[tuple[Any, Event]] = ()) -> None:
+        """Deliveries were made due: by a commit that recorded ``events``, or by a resubmission."""
+        self.recorded(events)
         for listener in self._listeners:
             listener()
+
+    def recorded(self, events: Sequence[tuple[Any, Event]]) -> None:
+        """A commit recorded ``events``: tell the :meth:`on_recorded` listeners their types."""
+        if events and self._recorded:
+            types = [str(event.TYPE) for _, event in events]
+            for listener in self._recorded:
+                listener(types)

@@ -22,9 +22,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
-from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
+from prometheus_client import Counter
 
 from infrastructure.http.problems import Problem
+from infrastructure.observability.metrics import Metrics
 
 EXTENSION = "shop.rate_limiter"
 MARKS = "__shop_throttles__"
@@ -105,10 +107,17 @@ def _body_field(field: str, normalise: Callable[[str], str]) -> str | None:
 
 
 def install_rate_limits(
-    app: Flask, *, rates: Mapping[str, str], storage_url: str | None = None, key_prefix: str = "shop"
+    app: Flask,
+    *,
+    rates: Mapping[str, str],
+    storage_url: str | None = None,
+    key_prefix: str = "shop",
+    metrics: Metrics | None = None,
 ) -> Limiter:
     """Give ``app`` its own limiter, and apply it to every view registered so far that is
-    marked with :func:`throttle`. Call it after the blueprints are registered."""
+    marked with :func:`throttle`. Call it after the blueprints are registered. Each refusal is
+    counted by the rate's name (``shop_rate_limited_requests_total``)."""
+    refused = (metrics or Metrics()).rate_limited
     limiter = Limiter(
         key_func=client_address,
         storage_uri=storage_url or "memory://",
@@ -135,11 +144,16 @@ def install_rate_limits(
                 exempt_when=_absent(mark.key),
                 scope=mark.rate,
                 error_message=f"too many requests for this {mark.per}",
+                on_breach=_counting(refused.labels(mark.rate)),
             )(limited)
         app.view_functions[endpoint] = limited
 
     app.register_error_handler(RateLimitExceeded, lambda error: _too_many_requests(limiter, error))
     return limiter
+
+
+def _counting(refusals: Counter) -> Callable[[RequestLimit], None]:
+    return lambda _breached: refusals.inc()
 
 
 def _drop_app_wide_hooks(app: Flask, limiter: Limiter) -> None:
@@ -149,9 +163,7 @@ def _drop_app_wide_hooks(app: Flask, limiter: Limiter) -> None:
     the view's limits (a tenth of a product read's time), the one after looked the current limit
     up again. Its teardown, which releases the request's limiter state, stays."""
     app.before_request_funcs[None].remove(limiter._check_request_limit)
-    app.after_request_funcs[None] = [
-        hook for hook in app.after_request_funcs[None] if not _bound_to(hook, limiter)
-    ]
+    app.after_request_funcs[None] = [hook for hook in app.after_request_funcs[None] if not _bound_to(hook, limiter)]
 
 
 def _bound_to(hook: Callable[..., Any], limiter: Limiter) -> bool:

@@ -53,6 +53,12 @@ def _offered_deadline_seconds() -> float | None:
     return int(offered) / 1000
 
 
+def seconds_since_start() -> float | None:
+    """How long the current request has taken so far, from the first of the app's hooks."""
+    started = g.get("started")
+    return time.perf_counter() - started if started is not None else None
+
+
 def install_request_ids(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
@@ -66,13 +72,13 @@ def install_request_ids(app: Flask) -> None:
     def _finish(response: Response) -> Response:
         request_id = g.get("request_id") or _accept_or_create()
         response.headers[HEADER] = request_id
-        started = g.get("started")
+        seconds = seconds_since_start()
         logger.info(
             "request",
             method=request.method,
             path=request.path,
             status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+            duration_ms=round(seconds * 1000, 2) if seconds is not None else None,
         )
         return response
 

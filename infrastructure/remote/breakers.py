@@ -25,6 +25,9 @@ from typing import NoReturn
 
 import pybreaker
 import structlog
+from prometheus_client import Gauge
+
+from infrastructure.observability.metrics import BREAKER_STATES, Metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -96,7 +99,11 @@ class TargetBreaker:
         clock: Clock = _utc_now,
         probe: Callable[[float], bool] | None = None,
         probe_seconds: float = 0.5,
+        gauge: Gauge | None = None,
     ) -> None:
+        """``gauge``: where the breaker's state is shown (``shop_remote_breaker_state``)."""
+        if gauge is not None:
+            gauge.set(BREAKER_STATES[pybreaker.STATE_CLOSED])
         self._clock = clock
         self._opened_at: datetime | None = None
         self._probe = probe
@@ -114,7 +121,12 @@ class TargetBreaker:
             fail_max=failures,
             reset_timeout=reset_seconds,
             listeners=[
-                _Watch(on_open=self._note_opening, on_half_open=self._note_half_opening, on_close=self._note_closing)
+                _Watch(
+                    on_open=self._note_opening,
+                    on_half_open=self._note_half_opening,
+                    on_close=self._note_closing,
+                    gauge=gauge,
+                )
             ],
             name=target,
         )
@@ -226,11 +238,17 @@ class _Watch(pybreaker.CircuitBreakerListener):
     half-opens or closes, and logs every change of state."""
 
     def __init__(
-        self, *, on_open: Callable[[], None], on_half_open: Callable[[], None], on_close: Callable[[], None]
+        self,
+        *,
+        on_open: Callable[[], None],
+        on_half_open: Callable[[], None],
+        on_close: Callable[[], None],
+        gauge: Gauge | None,
     ) -> None:
         self._on_open = on_open
         self._on_half_open = on_half_open
         self._on_close = on_close
+        self._gauge = gauge
 
     def state_change(
         self,
@@ -244,6 +262,8 @@ class _Watch(pybreaker.CircuitBreakerListener):
             self._on_half_open()
         elif new_state.name == pybreaker.STATE_CLOSED:
             self._on_close()
+        if self._gauge is not None:
+            self._gauge.set(BREAKER_STATES[new_state.name])
         log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
         log("remote.breaker", target=cb.name, state=new_state.name, previous=old_state.name if old_state else None)
 
@@ -252,8 +272,9 @@ class BreakerRegistry:
     """One breaker per target base URL, shared by every client of that target it is given to:
     the application container holds the process's (``ApplicationContainer.breakers``)."""
 
-    def __init__(self, clock: Clock = _utc_now) -> None:
+    def __init__(self, clock: Clock = _utc_now, metrics: Metrics | None = None) -> None:
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._breakers: dict[str, TargetBreaker] = {}
         self._lock = threading.Lock()
 
@@ -276,5 +297,6 @@ class BreakerRegistry:
                     clock=self._clock,
                     probe=probe,
                     probe_seconds=probe_seconds,
+                    gauge=self._metrics.remote_breaker_state.labels(target),
                 )
             return self._breakers[target]

@@ -35,6 +35,7 @@ import tenacity
 
 from infrastructure.backoff import equal_jitter
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable, UnexpectedAnswer
+from infrastructure.observability.metrics import Metrics
 from infrastructure.remote.breakers import BreakerRegistry, CircuitOpen, TargetBreaker
 from infrastructure.remote.options import RemoteOptions
 from infrastructure.request_context import (
@@ -94,10 +95,12 @@ class RemoteService:
         *,
         breakers: BreakerRegistry,
         transport: httpx.BaseTransport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self._options = options
         target = base_url.rstrip("/")
+        retried = (metrics or Metrics()).remote_retries.labels(target)
         self._breaker = breakers.breaker_for(
             target,
             failures=options.breaker_failures,
@@ -117,6 +120,7 @@ class RemoteService:
                 ),
                 wait=self._backoff,
                 retry=tenacity.retry_if_exception_type(_Unavailable),
+                before_sleep=lambda _: retried.inc(),
                 reraise=True,
             )
             for idempotent in (True, False)

@@ -35,6 +35,7 @@ from infrastructure.backoff import equal_jitter
 from infrastructure.events.broker._kombu import Connection, Consumer
 from infrastructure.events.broker.layout import DEFAULT_EXCHANGE, QueueLayout
 from infrastructure.events.broker.publisher import ConfirmedLink
+from infrastructure.observability.metrics import DEAD, DONE, FAILED, Metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -78,6 +79,7 @@ class BrokerConsumer:
         poll_interval: float = 1.0,
         warning_interval: float = WARNING_INTERVAL,
         transient: Callable[[Exception], bool] = lambda _error: False,
+        metrics: Metrics | None = None,
     ) -> None:
         """``transient``: failures that say a dependency is away (its database, a server), not
         that the message is bad; they are retried however long it takes, never dead-lettered.
@@ -87,6 +89,7 @@ class BrokerConsumer:
         would answer the broker's heartbeats (a broker that misses two drops the connection,
         and the message comes back)."""
         self._url = url
+        self._metrics = metrics or Metrics()
         self._transient = transient
         self._layout = layout
         self._handler = handler
@@ -211,19 +214,33 @@ class BrokerConsumer:
             message.requeue()  # not started: another consumer, or this one restarted, takes it
             return
         attempt = self._attempt(subscriber, message)
+        queue = self._layout.queue(subscriber)
+        if attempt > 1 or message.delivery_info.get("redelivered"):
+            self._metrics.broker_redelivered.labels(queue).inc()
         log = logger.bind(subscriber=subscriber, event_id=message.properties.get("message_id"), attempt=attempt)
+        started = time.perf_counter()
         try:
             self._handler(subscriber, json.loads(message.body), attempt)
         except Exception as error:  # noqa: BLE001 - any failure of a handler is retried, then dead-lettered
             if attempt < self._max_attempts or self._transient(error):
                 log.warning("broker.delivery_failed", error=repr(error))
                 message.reject(requeue=False)  # the broker moves it to the retry queue
+                self._settled(subscriber, queue, started, FAILED, "retried")
             else:
                 log.error("broker.dead_lettered", error=repr(error))
                 self._dead_letter(subscriber, message, attempt, error)
                 message.ack()
+                self._settled(subscriber, queue, started, DEAD, "dead_lettered")
         else:
             message.ack()
+            self._settled(subscriber, queue, started, DONE, "acked")
+
+    def _settled(self, subscriber: str, queue: str, started: float, outcome: str, settled: str) -> None:
+        """Count a message as the subscriber's delivery (as the dispatcher counts its own) and
+        as what the queue saw."""
+        self._metrics.event_delivery_duration.labels(subscriber).observe(time.perf_counter() - started)
+        self._metrics.event_deliveries.labels(subscriber, outcome).inc()
+        self._metrics.broker_consumed.labels(queue, settled).inc()
 
     def _attempt(self, subscriber: str, message: Any) -> int:
         """This delivery's attempt: one more than the rejections the broker has counted."""

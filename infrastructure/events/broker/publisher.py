@@ -31,6 +31,7 @@ import structlog
 
 from infrastructure.events.broker._kombu import Connection, OperationalError, Producer
 from infrastructure.events.broker.layout import QueueLayout
+from infrastructure.observability.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -188,8 +189,10 @@ class BrokerPublisher:
         connections: int = 4,
         connect_timeout: float = 5.0,
         confirm_timeout: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._exchange = layout.exchange
+        self._published = (metrics or Metrics()).broker_published
         self._links = [
             ConfirmedLink(url, prepare=layout.declare, connect_timeout=connect_timeout, confirm_timeout=confirm_timeout)
             for _ in range(connections)
@@ -245,6 +248,7 @@ class BrokerPublisher:
             raise
         finally:
             self._free.put(link)
+        self._published.labels(str(envelope["type"])).inc()
         if self._away:
             self._back()
 
