@@ -92,7 +92,7 @@ def _consumer_of(container: ApplicationContainer) -> BrokerConsumer | None:
     return BrokerConsumer(
         url,
         container.broker_layout(),
-        deliver_from_broker(container.event_bus()),
+        deliver_from_broker(container.event_bus(), container.tracing()),
         subscribers=consumed,
         max_attempts=settings.events_max_attempts,
         transient=_dependency_away,

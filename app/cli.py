@@ -101,19 +101,22 @@ def serve(ctx: click.Context, host: str, port: int, prod: bool, contexts: str | 
         raise click.UsageError("--migrate serves without --prod; with it, run `shop db upgrade` first")
     if prod:
         from app.collector import paused_while_starting
-        from infrastructure.observability.workers import workers_metrics_dir
+        from infrastructure.observability.workers import MetricsFolderInUse, workers_metrics_dir
 
-        with workers_metrics_dir():
-            with paused_while_starting():  # what the master imports, its workers inherit
-                from app.production import ProductionServer
+        try:
+            with workers_metrics_dir():
+                with paused_while_starting():  # what the master imports, its workers inherit
+                    from app.production import ProductionServer
 
-            # The master forks before any app exists; each worker builds its own. What a worker
-            # could only fail on, and gunicorn would answer with a traceback per worker, is made
-            # here once: the signing secret in the instance folder.
-            settings = load_settings()
-            with unusable_files_named():
-                settings.signing_secret()
-            ProductionServer(settings, host=host, port=port).run()
+                # The master forks before any app exists; each worker builds its own. What a worker
+                # could only fail on, and gunicorn would answer with a traceback per worker, is made
+                # here once: the signing secret in the instance folder.
+                settings = load_settings()
+                with unusable_files_named():
+                    settings.signing_secret()
+                ProductionServer(settings, host=host, port=port).run()
+        except MetricsFolderInUse as error:
+            raise click.UsageError(str(error)) from error
         return
     # The app is built only now, after --contexts.
     app = script_info(ctx).load_app()

@@ -31,8 +31,11 @@ from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
 from infrastructure.observability.instruments import MeasuredApi, recorded_events_counter
 from infrastructure.observability.metrics import Metrics
+from infrastructure.observability.tracing import TracedUseCase, tracer_provider_from_env
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
     # The clients of other services and of the broker bring httpx, tenacity, pybreaker (and with
     # it redis) and kombu: imported where a service URL or the broker is configured, not before.
     from infrastructure.events.broker.publisher import BrokerPublisher
@@ -42,6 +45,15 @@ if TYPE_CHECKING:
 def app_metrics() -> Metrics:
     """The app's metrics, in a registry of their own (``/metrics`` serves it)."""
     return Metrics(CollectorRegistry(auto_describe=True))
+
+
+def tracing_for(settings: Settings) -> TracerProvider | None:
+    """The app's tracer provider when the ``OTEL_*`` variables turn tracing on; its service is
+    named for the contexts served here (``modular-shop`` when all, else
+    ``modular-shop-product``, …) unless ``OTEL_SERVICE_NAME`` names it."""
+    hosted = settings.hosted_contexts()
+    every = len(hosted) == len(REGISTRY)
+    return tracer_provider_from_env("modular-shop" if every else "-".join(("modular-shop", *hosted)))
 
 
 def placement_of(settings: Settings) -> Placement:
@@ -58,7 +70,11 @@ def broker_layout_for(settings: Settings, placement: Placement) -> QueueLayout:
 
 
 def broker_publisher_for(
-    settings: Settings, layout: QueueLayout, placement: Placement, metrics: Metrics
+    settings: Settings,
+    layout: QueueLayout,
+    placement: Placement,
+    metrics: Metrics,
+    tracing: TracerProvider | None,
 ) -> BrokerPublisher | None:
     """The relay's connection to the broker, when events published here go to other services."""
     url = settings.events_broker_url_value()
@@ -66,7 +82,7 @@ def broker_publisher_for(
         return None
     from infrastructure.events.broker.publisher import BrokerPublisher
 
-    return BrokerPublisher(url, layout, connections=settings.delivery_workers(), metrics=metrics)
+    return BrokerPublisher(url, layout, connections=settings.delivery_workers(), metrics=metrics, tracing=tracing)
 
 
 def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
@@ -101,13 +117,15 @@ def published_api(
     in_process: Callable[[], Any],
     breakers: Callable[[], BreakerRegistry],
     metrics: Metrics,
+    tracing: TracerProvider | None,
 ) -> MeasuredApi:
     """A context's published API as its callers get it, each call measured: its facade in this
     process, or its remote client when ``<CONTEXT>_SERVICE_URL`` names the service serving it
     (SERVICE_TOKEN is then set: the settings refuse the one without the other)."""
     url = settings.service_url_for(context)
+    api_module = f"contexts.{context}.api"  # where every context keeps its published interface and errors
     if url is None:
-        return MeasuredApi(in_process(), context, transport="in_process", metrics=metrics)
+        return MeasuredApi(in_process(), context, transport="in_process", errors_module=api_module, metrics=metrics)
     from infrastructure.remote.service import RemoteService
 
     client = BY_NAME[context].remote_client
@@ -116,8 +134,10 @@ def published_api(
     assert token is not None, "the settings refuse a service URL without SERVICE_TOKEN"
     module, _, name = client.partition(":")
     client_class = getattr(importlib.import_module(module), name)
-    service = RemoteService(context, url, token, settings.remote_options(), breakers=breakers(), metrics=metrics)
-    return MeasuredApi(client_class(service), context, transport="http", metrics=metrics)
+    service = RemoteService(
+        context, url, token, settings.remote_options(), breakers=breakers(), metrics=metrics, tracing=tracing
+    )
+    return MeasuredApi(client_class(service), context, transport="http", errors_module=api_module, metrics=metrics)
 
 
 def breaker_registry(metrics: Metrics) -> BreakerRegistry:
@@ -131,7 +151,7 @@ def remote_services(container: ApplicationContainer) -> dict[str, Any]:
     """The clients of other services this process calls, by service name (for readiness)."""
     settings = container.settings()
     return {
-        context.name: getattr(container, f"{context.name}_api")().measured
+        context.name: getattr(container, f"{context.name}_api")().inner
         for context in REGISTRY
         if settings.service_url_for(context.name) is not None and hasattr(container, f"{context.name}_api")
     }
@@ -166,13 +186,19 @@ class ApplicationContainer(containers.DeclarativeContainer):
     tokens = providers.Dependency(instance_of=TokenService)
     password_hasher = providers.Dependency(instance_of=Argon2PasswordHasher)
     metrics = providers.Singleton(app_metrics)
+    tracing = providers.Singleton(tracing_for, settings=settings)
     # Made by the first remote client only (see build_container).
     breakers = providers.Singleton(breaker_registry, metrics=metrics)
 
     placement = providers.Singleton(placement_of, settings=settings)
     broker_layout = providers.Singleton(broker_layout_for, settings=settings, placement=placement)
     broker_publisher = providers.Singleton(
-        broker_publisher_for, settings=settings, layout=broker_layout, placement=placement, metrics=metrics
+        broker_publisher_for,
+        settings=settings,
+        layout=broker_layout,
+        placement=placement,
+        metrics=metrics,
+        tracing=tracing,
     )
 
     current_roles: providers.Singleton[CurrentRoles | None]
@@ -213,6 +239,7 @@ class Shared:
                 in_process=self.contexts[context].api.provider,
                 breakers=ApplicationContainer.breakers.provider,
                 metrics=ApplicationContainer.metrics,
+                tracing=ApplicationContainer.tracing,
             )
         return self.apis[context]
 
@@ -243,6 +270,7 @@ def shop_container_class() -> type[ApplicationContainer]:
             persistent=(RELAY,),
             hold_writes_after=settings.provided.events_hold_writes_after_seconds,
             metrics=ApplicationContainer.metrics,
+            tracing=ApplicationContainer.tracing,
         ),
     }
     return type(
@@ -301,6 +329,9 @@ def build_container(settings: Settings) -> ApplicationContainer:
         },
     )
     container.check_dependencies()
+    tracing = container.tracing()
+    if tracing is not None:
+        _trace_use_cases(container, tracing)
     # Everything made now, so that a misconfiguration stops the start; but the breakers, made
     # by the first remote client (they bring the HTTP client's libraries, which a process that
     # calls no other service never imports).
@@ -311,6 +342,19 @@ def build_container(settings: Settings) -> ApplicationContainer:
     for name in publishing():
         context_container(container, name).outbox().on_recorded(recorded_events_counter(container.metrics()))
     return container
+
+
+def _trace_use_cases(container: ApplicationContainer, tracing: TracerProvider) -> None:
+    """Every use case of every context a span (``order.PlaceOrder``): each handler (the
+    singletons made of its context's ``application.handlers`` classes, every context having
+    that module in that role) is replaced by the same handler traced, before anything that
+    takes it is made."""
+    for context in REGISTRY:
+        handlers = f"contexts.{context.name}.application.handlers"
+        for provider in context_container(container, context.name).providers.values():
+            if isinstance(provider, providers.Singleton) and provider.cls.__module__ == handlers:
+                handler = providers.Singleton(provider.cls, *provider.args, **provider.kwargs)
+                provider.override(providers.Singleton(TracedUseCase, handler, context.name, tracing))
 
 
 def _refuse_publishing_for_contexts_served_elsewhere(container: ApplicationContainer) -> None:

@@ -31,7 +31,7 @@ from infrastructure.http.request_id import install_request_ids
 from infrastructure.http.security import install_cors, install_security_headers
 from infrastructure.logging import configure_logging
 from infrastructure.observability.exposition import DeliveryBacklog, metrics_blueprint
-from infrastructure.observability.instruments import install_request_metrics, observe_pool
+from infrastructure.observability.instruments import install_request_metrics, observe_pool, trace_requests_and_sql
 
 CONTAINER = "shop.container"
 
@@ -67,6 +67,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # and asking ProxyFix for as many as there are hops would ignore the header.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=1)  # type: ignore[method-assign]
     install_request_ids(app)
+    tracing = container.tracing()
+    if tracing is not None:
+        trace_requests_and_sql(app, tracing, {database.engine for database in app.extensions[ops.DATABASES].values()})
     metrics = container.metrics()
     install_request_metrics(app, metrics)
     for engine in {database.engine for database in app.extensions[ops.DATABASES].values()}:

@@ -13,6 +13,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
+from infrastructure.observability.tracing import add_trace_ids
 from infrastructure.request_context import current_request_id
 
 
@@ -51,6 +52,7 @@ def configure_logging(
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
+        add_trace_ids,
         _add_process_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,8 +28,12 @@ from infrastructure.events.delivery_queue import ClaimedDelivery
 from infrastructure.events.inbox import AlreadyHandled
 from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
-from infrastructure.observability.metrics import DEAD, DONE, FAILED, Metrics
+from infrastructure.observability.metrics import DEAD, DONE, FAILED, REPEATED, Metrics
+from infrastructure.observability.tracing import delivery_span
 from infrastructure.request_context import bind_request_id
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = structlog.get_logger(__name__)
 
@@ -42,11 +46,18 @@ MAX_BATCH = 8
 
 class DeliveryRunner:
     def __init__(
-        self, bus: EventBus, retry: RetryPolicy, persistent: Collection[str] = (), metrics: Metrics | None = None
+        self,
+        bus: EventBus,
+        retry: RetryPolicy,
+        persistent: Collection[str] = (),
+        metrics: Metrics | None = None,
+        tracing: TracerProvider | None = None,
     ) -> None:
         """``persistent``: subscribers retried until they succeed, never dead letters (see
-        :class:`~infrastructure.events.dispatcher.Dispatcher`)."""
+        :class:`~infrastructure.events.dispatcher.Dispatcher`). ``tracing``: a span per
+        delivery; None, none."""
         self._bus = bus
+        self._tracing = tracing
         self._metrics = metrics or Metrics()
         self._retry = retry
         self._persistent = frozenset(persistent)
@@ -86,6 +97,7 @@ class DeliveryRunner:
                             attempt=delivery.attempts + 1,
                             transaction=transaction,
                             log=False,
+                            tracing=self._tracing,
                         )
                         for delivery in deliveries
                     ]
@@ -100,9 +112,10 @@ class DeliveryRunner:
             else:
                 _run_after_commit(after_commit)
                 # One transaction for all: each delivery is counted with its share of its time.
-                self._record_done(
-                    deliveries[0].subscriber, (time.perf_counter() - started) / len(deliveries), len(deliveries)
-                )
+                share = (time.perf_counter() - started) / len(deliveries)
+                repeated = firsts.count(False)
+                self._metrics.delivered(deliveries[0].subscriber, DONE, share, len(deliveries) - repeated)
+                self._metrics.delivered(deliveries[0].subscriber, REPEATED, share, repeated)
                 for delivery, first in zip(deliveries, firsts, strict=True):  # now that they took effect
                     with _under_request_of(delivery.envelope):
                         _log_delivered(delivery.subscriber, delivery.envelope, first, attempt=delivery.attempts + 1)
@@ -113,24 +126,19 @@ class DeliveryRunner:
         """Run one delivery; a failure is recorded here, a success is the caller's to record."""
         started = time.perf_counter()
         try:
-            _deliver(self._bus, delivery.subscriber, delivery.envelope, attempt=delivery.attempts + 1)
+            first = _deliver(
+                self._bus, delivery.subscriber, delivery.envelope, attempt=delivery.attempts + 1, tracing=self._tracing
+            )
         except Exception as error:  # noqa: BLE001 - any failure of a subscriber is recorded for a retry
-            self._metrics.event_delivery_duration.labels(delivery.subscriber).observe(time.perf_counter() - started)
-            self._record_failure(outbox, delivery, error)
+            self._record_failure(outbox, delivery, error, time.perf_counter() - started)
             return False
-        self._record_done(delivery.subscriber, time.perf_counter() - started)
+        self._metrics.delivered(delivery.subscriber, DONE if first else REPEATED, time.perf_counter() - started)
         return True
 
-    def _record_done(self, subscriber: str, seconds: float, deliveries: int = 1) -> None:
-        duration = self._metrics.event_delivery_duration.labels(subscriber)
-        for _ in range(deliveries):
-            duration.observe(seconds)
-        self._metrics.event_deliveries.labels(subscriber, DONE).inc(deliveries)
-
-    def _record_failure(self, outbox: Outbox, delivery: ClaimedDelivery, error: Exception) -> None:
+    def _record_failure(self, outbox: Outbox, delivery: ClaimedDelivery, error: Exception, seconds: float) -> None:
         policy = self._retry_persistent if delivery.subscriber in self._persistent else self._retry
         retry_at = policy.next_attempt(delivery.attempts + 1, datetime.now(timezone.utc))
-        self._metrics.event_deliveries.labels(delivery.subscriber, FAILED if retry_at else DEAD).inc()
+        self._metrics.delivered(delivery.subscriber, FAILED if retry_at else DEAD, seconds)
         log = _log_of(delivery)
         log.warning(
             "event.delivery_failed" if retry_at else "event.dead_lettered",
@@ -170,11 +178,12 @@ def _deliver(
     attempt: int,
     transaction: Transaction | None = None,
     log: bool = True,
+    tracing: TracerProvider | None = None,
 ) -> bool:
-    """:func:`deliver_envelope` under the request id of the request that caused the event,
-    logged unless ``log`` is False (a batch logs its deliveries once they have committed);
-    whether it was the first delivery."""
-    with _under_request_of(envelope):
+    """:func:`deliver_envelope` under the request id of the request that caused the event, in
+    a span of that request's trace, logged unless ``log`` is False (a batch logs its
+    deliveries once they have committed); whether it was the first delivery."""
+    with _under_request_of(envelope), delivery_span(tracing, subscriber, envelope, attempt):
         first = deliver_envelope(bus, subscriber, envelope, attempt=attempt, transaction=transaction)
         if log:
             _log_delivered(subscriber, envelope, first, attempt=attempt)
@@ -221,12 +230,15 @@ def deliver_envelope(
     return True
 
 
-def deliver_from_broker(bus: EventBus) -> Callable[[str, Mapping[str, Any], int], None]:
+def deliver_from_broker(
+    bus: EventBus, tracing: TracerProvider | None = None
+) -> Callable[[str, Mapping[str, Any], int], bool]:
     """The handler of a broker consumer: each message delivered as the dispatcher would,
-    under the request id of the request that caused the event."""
+    under the request id and in the trace of the request that caused the event; whether it
+    was the first delivery (the subscriber's inbox refuses a repeat)."""
 
-    def handle(subscriber: str, envelope: Mapping[str, Any], attempt: int) -> None:
-        _deliver(bus, subscriber, envelope, attempt=attempt)
+    def handle(subscriber: str, envelope: Mapping[str, Any], attempt: int) -> bool:
+        return _deliver(bus, subscriber, envelope, attempt=attempt, tracing=tracing)
 
     return handle
 

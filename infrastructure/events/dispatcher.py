@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -51,6 +51,9 @@ from infrastructure.events.delivery_runner import MAX_BATCH, DeliveryRunner
 from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
 from infrastructure.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = structlog.get_logger(__name__)
 
@@ -80,6 +83,7 @@ class Dispatcher:
         persistent: Collection[str] = (),
         hold_writes_after: float = 0.0,
         metrics: Metrics | None = None,
+        tracing: TracerProvider | None = None,
     ) -> None:
         """``persistent``: subscribers retried until they succeed, never dead letters — the
         relay, whose failures mean the broker is away, and which must resume by itself.
@@ -87,7 +91,7 @@ class Dispatcher:
         :meth:`wait_until_caught_up` holds its callers; 0: never."""
         self._outboxes = list(outboxes)
         self._bus = bus
-        self.runner = DeliveryRunner(bus, retry, persistent, metrics)
+        self.runner = DeliveryRunner(bus, retry, persistent, metrics, tracing)
         self._workers = workers
         self._lease = lease
         self._poll_interval = poll_interval

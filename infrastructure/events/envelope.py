@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
+from infrastructure.observability.tracing import TRACEPARENT, traceparent_to_pass_on
 from infrastructure.request_context import current_request_id
 from infrastructure.serialization import to_data
 
@@ -33,8 +34,16 @@ class Envelope:
 
     @classmethod
     def wrap(cls, event: Event) -> Envelope:
+        """The event as the request (or delivery) under way records it: its request id and its
+        trace, which the event's deliveries continue."""
+        trace: dict[str, str] = {}
+        traceparent = traceparent_to_pass_on()
+        if traceparent:
+            trace[TRACEPARENT] = traceparent
         request_id = current_request_id()
-        return cls(event=event, trace={"request_id": request_id} if request_id else {})
+        if request_id:
+            trace["request_id"] = request_id
+        return cls(event=event, trace=trace)
 
     @property
     def type(self) -> str:

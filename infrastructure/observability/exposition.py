@@ -107,11 +107,7 @@ def metrics_blueprint(metrics: Metrics, at_scrape: Sequence[Collector], token: s
     API: the documentation is built from the public blueprints only."""
     bp = Blueprint("metrics", __name__)
     expected = f"Bearer {token}".encode() if token else None
-    single = metrics.registry
-    if multiprocess_dir() is None:
-        assert single is not None, "an app's metrics have a registry"
-        for collector in at_scrape:
-            single.register(collector)
+    registry = _registry_to_scrape(metrics, at_scrape)
 
     @bp.get("/metrics")
     def scrape() -> Response:
@@ -125,20 +121,20 @@ def metrics_blueprint(metrics: Metrics, at_scrape: Sequence[Collector], token: s
             )
         # The text format Prometheus asks for (OpenMetrics when it says so), as its client does.
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encode(_registry_to_scrape(single, at_scrape)), content_type=content_type)
+        return Response(encode(registry), content_type=content_type)
 
     return bp
 
 
-def _registry_to_scrape(single: CollectorRegistry | None, at_scrape: Sequence[Collector]) -> CollectorRegistry:
-    """The app's own registry, or under several workers every worker's files and what is read
-    at scrape time."""
+def _registry_to_scrape(metrics: Metrics, at_scrape: Sequence[Collector]) -> CollectorRegistry:
+    """The app's own registry; or, under several workers, one reading every worker's files."""
     path = multiprocess_dir()
     if path is None:
-        assert single is not None
-        return single
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+        assert metrics.registry is not None, "an app's metrics have a registry"
+        registry = metrics.registry
+    else:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
     for collector in at_scrape:
         registry.register(collector)
     return registry

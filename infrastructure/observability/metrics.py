@@ -13,20 +13,21 @@ never its path; a subscriber's name, never an event id.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # From a millisecond (a cached read, an in-process call) to ten seconds (a request that waited
 # out a remote call's timeouts and retries).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-# Outcomes of a published-interface call.
+# Outcomes of a published-interface call, and of a delivery of an event to a subscriber.
 OK = "ok"
 ERROR = "error"  # one of the interface's own errors (ProductNotFound, InsufficientStock, …)
-UNAVAILABLE = "unavailable"  # the context could not answer (DependencyUnavailable and kin)
-
-# Outcomes of a delivery of an event to a subscriber.
-DONE = "done"
-FAILED = "failed"  # to be tried again
+UNAVAILABLE = "unavailable"  # the context could not answer (DependencyUnavailable, its database lost)
+FAILED = "failed"  # a call: anything else (a bug); a delivery: to be tried again
+DONE = "done"  # a delivery ran
+REPEATED = "repeated"  # a delivery ran again, and its subscriber's inbox refused it: no effect twice
 DEAD = "dead"  # attempts exhausted: a dead letter
 
 # The states of a circuit breaker, as the value of ``shop_remote_breaker_state``.
@@ -34,11 +35,13 @@ BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 
 class Metrics:
-    """Every metric the shop records. ``registry`` None: recorded and never exposed (the
-    components' default, for tools and tests that build one without an app)."""
+    """Every metric the shop records. ``registry`` None: exposed by no app's ``/metrics`` (the
+    components' default, for the tools and tests that build one without an app; an app hands
+    its own to every component, so that under several workers no two sets write one series)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         r = registry
         self.http_requests = Counter(
             "shop_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
@@ -52,7 +55,8 @@ class Metrics:
         )
         self.api_calls = Counter(
             "shop_api_calls",
-            "Calls to a context's published interface, in process or remote, by outcome (ok, error, unavailable)",
+            "Calls to a context's published interface, in process or remote, by outcome"
+            " (ok, error: one of its own, unavailable, failed: anything else)",
             ["context", "operation", "outcome"],
             registry=r,
         )
@@ -75,7 +79,8 @@ class Metrics:
         )
         self.event_deliveries = Counter(
             "shop_event_deliveries",
-            "Deliveries of an event to a subscriber, by outcome (done, failed: tried again, dead: a dead letter)",
+            "Deliveries of an event to a subscriber, by outcome"
+            " (done, repeated: refused by its inbox, failed: tried again, dead: a dead letter)",
             ["subscriber", "outcome"],
             registry=r,
         )
@@ -137,7 +142,40 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "shop_rate_limited_requests",
-            "Requests refused with a 429, by the limit they broke (login_per_account, …)",
+            "Requests refused with a 429, by the limit they broke (login-per-account, …)",
             ["limit"],
             registry=r,
         )
+
+    # What is recorded per request, delivery, event or message: each series looked up once
+    # (``labels()`` takes a lock and checks its arguments every time, a microsecond a request).
+
+    def answered(self, method: str, route: str, status: str, seconds: float | None) -> None:
+        self._child(self.http_requests, method, route, status).inc()
+        if seconds is not None:
+            self._child(self.http_request_duration, method, route).observe(seconds)
+
+    def delivered(self, subscriber: str, outcome: str, seconds: float, deliveries: int = 1) -> None:
+        """``deliveries`` that took ``seconds`` each, with one ``outcome``."""
+        self._child(self.event_deliveries, subscriber, outcome).inc(deliveries)
+        duration = self._child(self.event_delivery_duration, subscriber)
+        for _ in range(deliveries):
+            duration.observe(seconds)
+
+    def recorded(self, event_type: str) -> None:
+        self._child(self.events_recorded, event_type).inc()
+
+    def published(self, event_type: str) -> None:
+        self._child(self.broker_published, event_type).inc()
+
+    def consumed(self, queue: str, outcome: str, *, redelivered: bool) -> None:
+        self._child(self.broker_consumed, queue, outcome).inc()
+        if redelivered:
+            self._child(self.broker_redelivered, queue).inc()
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        # Two threads may both look a new series up: labels() hands both the same child.
+        child = self._children.get((metric, values))
+        if child is None:
+            child = self._children[(metric, values)] = metric.labels(*values)
+        return child

@@ -18,6 +18,10 @@ from pathlib import Path
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+class MetricsFolderInUse(RuntimeError):
+    pass
+
+
 def multiprocess_dir() -> Path | None:
     value = os.environ.get(MULTIPROCESS_DIR)
     return Path(value) if value else None
@@ -27,12 +31,21 @@ def multiprocess_dir() -> Path | None:
 def workers_metrics_dir() -> Iterator[Path]:
     """A folder for the workers' metrics, empty at the start: the operator's
     ``PROMETHEUS_MULTIPROC_DIR`` emptied of an earlier run's files (which would be counted
-    again), else a new temporary one, removed when the server stops."""
+    again), else a new temporary one, removed when the server stops. A folder another running
+    server's workers write to is refused (:class:`MetricsFolderInUse`): emptying it would lose
+    their counts, and each would then report the other's."""
     given = multiprocess_dir()
     if given is not None:
         given.mkdir(parents=True, exist_ok=True)
-        for stale in given.glob("*.db"):
-            stale.unlink()
+        stale = list(given.glob("*.db"))
+        living = sorted({pid for pid in map(_writer_of, stale) if pid is not None and _running(pid)})
+        if living:
+            raise MetricsFolderInUse(
+                f"{MULTIPROCESS_DIR} ({given}) holds the metrics of running processes ({', '.join(map(str, living))}):"
+                " give each server a folder of its own"
+            )
+        for path in stale:
+            path.unlink()
         yield given
         return
     made = Path(tempfile.mkdtemp(prefix="shop-metrics-"))
@@ -42,6 +55,22 @@ def workers_metrics_dir() -> Iterator[Path]:
     finally:
         del os.environ[MULTIPROCESS_DIR]
         shutil.rmtree(made, ignore_errors=True)
+
+
+def _writer_of(path: Path) -> int | None:
+    """The process that wrote a value file: prometheus-client names them ``<kind>_<pid>.db``."""
+    _, _, pid = path.stem.rpartition("_")
+    return int(pid) if pid.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's, and alive
+    return True
 
 
 def forget_worker(pid: int) -> None:

@@ -26,7 +26,7 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from math import ceil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pybreaker
@@ -36,6 +36,7 @@ import tenacity
 from infrastructure.backoff import equal_jitter
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable, UnexpectedAnswer
 from infrastructure.observability.metrics import Metrics
+from infrastructure.observability.tracing import traceparent_to_pass_on
 from infrastructure.remote.breakers import BreakerRegistry, CircuitOpen, TargetBreaker
 from infrastructure.remote.options import RemoteOptions
 from infrastructure.request_context import (
@@ -43,9 +44,11 @@ from infrastructure.request_context import (
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
     current_request_id,
-    current_traceparent,
     remaining_seconds,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = structlog.get_logger(__name__)
 
@@ -96,7 +99,10 @@ class RemoteService:
         breakers: BreakerRegistry,
         transport: httpx.BaseTransport | None = None,
         metrics: Metrics | None = None,
+        tracing: TracerProvider | None = None,
     ) -> None:
+        """``tracing``: a client span per attempt, its context sent on; None, the caller's
+        ``traceparent`` is passed on unchanged."""
         self.name = name
         self._options = options
         target = base_url.rstrip("/")
@@ -132,6 +138,10 @@ class RemoteService:
         self._transport = transport or httpx.HTTPTransport(
             limits=_limits(options), trust_env=False, verify=_verify(options)
         )
+        if tracing is not None:
+            from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
+
+            self._transport = SyncOpenTelemetryTransport(self._transport, tracer_provider=tracing)
         self._token_header = f"Bearer {token}"
         self._user_agent = options.user_agent
 
@@ -328,7 +338,7 @@ def _context_headers(token_header: str, user_agent: str, seconds_left: float) ->
         "User-Agent": user_agent,
         DEADLINE_HEADER: str(max(1, int(seconds_left * 1000))),
     }
-    request_id, traceparent = current_request_id(), current_traceparent()
+    request_id, traceparent = current_request_id(), traceparent_to_pass_on()
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
     if traceparent:

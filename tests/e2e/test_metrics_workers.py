@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import prepare_instance
-from tests.e2e.server import REQUEST_TIMEOUT, ShopServer, shop_env
+from tests.e2e.server import REQUEST_TIMEOUT, ShopServer, shop, shop_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,13 @@ def products_listed(base_url: str) -> float:
     return 0.0
 
 
+def a_process_gone() -> int:
+    """The pid of a process that has ended (an earlier run's worker)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
 def worker_pids(folder: Path) -> set[int]:
     return {int(path.stem.rsplit("_", 1)[1]) for path in folder.glob("*.db")}
 
@@ -46,11 +54,12 @@ def worker_pids(folder: Path) -> set[int]:
 def test_two_workers_count_every_request_whichever_answers_the_scrape(tmp_path: Path) -> None:
     folder = tmp_path / "metrics"
     folder.mkdir()
-    (folder / "counter_1.db").write_bytes(b"an earlier run's values")
+    stale = folder / f"counter_{a_process_gone()}.db"
+    stale.write_bytes(b"an earlier run's values")
     env = shop_env(tmp_path, WEB_WORKERS="2", WEB_THREADS="2", PROMETHEUS_MULTIPROC_DIR=str(folder))
     prepare_instance(tmp_path)
     with ShopServer(env, tmp_path / "serve.log", options=("--prod",)) as server:
-        assert not (folder / "counter_1.db").exists(), "the earlier run's values are cleared at the start"
+        assert not stale.exists(), "the earlier run's values are cleared at the start"
         for _ in range(REQUESTS):
             # A connection each: the workers take turns accepting them.
             assert httpx.get(server.url + ROUTE, timeout=REQUEST_TIMEOUT).status_code == 200
@@ -82,3 +91,16 @@ def test_without_a_folder_given_the_server_makes_one_and_removes_it(tmp_path: Pa
         made = list((tmp_path / "tmp").glob("shop-metrics-*"))
         assert len(made) == 1 and worker_pids(made[0])
     assert not list((tmp_path / "tmp").glob("shop-metrics-*")), "removed when the server stops"
+
+
+def test_a_folder_another_running_servers_workers_write_to_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    theirs = folder / f"counter_{os.getpid()}.db"  # this test's process stands for the other server
+    theirs.write_bytes(b"their values")
+    env = shop_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    prepare_instance(tmp_path)
+    refused = shop("serve", "--prod", "--port", "9", env=env, cwd=tmp_path, check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "holds the metrics of running processes" in refused.stderr
+    assert theirs.exists(), "their values are left alone"

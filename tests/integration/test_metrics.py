@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.containers import ApplicationContainer
+from app.containers import ApplicationContainer, databases
 from app.factory import container_of
 from contexts.user.events import UserRegistered
+from infrastructure.errors import DependencyUnavailable
 from infrastructure.events.delivery import Delivery
 from tests.conftest import Backend, MakeApp, Shop, start_app, stop_app
+from tests.http_servers import dead_url
 
 ORDER_ROUTE = "/api/v1/orders"
 PRODUCT_ROUTE = "/api/v1/products/<product_id>"
@@ -171,7 +174,6 @@ def test_metrics_can_be_switched_off(tmp_path: Path, backend: Backend) -> None:
     app = start_app(tmp_path, METRICS_ENABLED=False)
     try:
         assert app.test_client().get("/metrics").status_code == 404
-        assert container_of(app).metrics().http_requests is not None
     finally:
         stop_app(app)
 
@@ -179,3 +181,87 @@ def test_metrics_can_be_switched_off(tmp_path: Path, backend: Backend) -> None:
 def test_the_metrics_are_not_in_the_public_api_document(client: FlaskClient) -> None:
     assert client.get("/metrics").status_code == 200
     assert "/metrics" not in client.get("/openapi.json").json["paths"]
+
+
+def pooled_in_use(client: FlaskClient) -> float:
+    return sum(v for (name, _), v in scrape(client).items() if name == "shop_db_pool_connections_in_use")
+
+
+def test_the_pools_connections_in_use_come_and_go(client: FlaskClient, container: ApplicationContainer) -> None:
+    idle = pooled_in_use(client)
+    database = databases(container)["order"]
+    with database.begin():
+        assert pooled_in_use(client) == idle + 1
+    assert pooled_in_use(client) == idle
+    sizes = {labels: v for (name, labels), v in scrape(client).items() if name == "shop_db_pool_size"}
+    assert sizes and all(v > 0 for v in sizes.values())
+
+
+def test_a_call_to_a_service_that_does_not_answer_is_unavailable_retried_and_opens_its_breaker(
+    make_app: MakeApp,
+) -> None:
+    url = dead_url()
+    app = make_app(
+        product_service_url=url,
+        service_token="metrics-test-service-token-0123456789",
+        token_secret="metrics-test-signing-secret-0123456789abcdef",
+        remote_attempts=2,
+        remote_breaker_failures=2,
+    )
+    products = container_of(app).product_api()
+    for _ in range(2):
+        with pytest.raises(DependencyUnavailable):
+            products.get_products([uuid.uuid4()])
+    samples = scrape(app.test_client())
+    calls = "shop_api_calls_total"
+    assert value(samples, calls, context="product", operation="get_products", outcome="unavailable") == 2
+    assert value(samples, calls, context="product", operation="get_products", outcome="ok") == 0
+    timed = value(
+        samples, "shop_api_call_duration_seconds_count", context="product", operation="get_products", transport="http"
+    )
+    assert timed == 2
+    assert value(samples, "shop_remote_retries_total", target=url) == 1, "the first call's second attempt"
+    assert value(samples, "shop_remote_breaker_state", target=url) == 2, "open after two failures"
+
+
+def test_a_call_that_fails_with_no_error_of_its_interface_is_counted_failed(
+    container: ApplicationContainer, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    products = container.product_api()
+    monkeypatch.setattr(products.inner, "get_products", broken)
+    with pytest.raises(RuntimeError):
+        products.get_products([uuid.uuid4()])
+    samples = scrape(client)
+    assert value(samples, "shop_api_calls_total", context="product", operation="get_products", outcome="failed") == 1
+    assert value(samples, "shop_api_calls_total", context="product", operation="get_products", outcome="error") == 0
+
+
+def test_throttled_logins_are_counted_by_their_limit(make_app: MakeApp) -> None:
+    app = make_app(login_rate_limit_per_account="1/minute")
+    client = app.test_client()
+    credentials = {"email": "someone@example.com", "password": "wrong password"}
+    assert client.post("/api/v1/auth/token", json=credentials).status_code == 401
+    assert client.post("/api/v1/auth/token", json=credentials).status_code == 429
+    samples = scrape(client)
+    assert value(samples, "shop_rate_limited_requests_total", limit="login-per-account") == 1
+    assert value(samples, "shop_rate_limited_requests_total", limit="login-per-address") == 0
+
+
+def test_a_delivery_run_again_is_counted_repeated_not_done(shop: Shop, container: ApplicationContainer) -> None:
+    shop.customer()
+    outbox = next(outbox for outbox in container.dispatcher().outboxes if outbox.context == "user")
+    (claimed,) = [
+        delivery
+        for delivery in outbox.queue.claim(100, owner="test", lease=timedelta(seconds=60))
+        if delivery.subscriber == "notification.recipients"
+    ]
+    runner = container.dispatcher().runner
+    assert runner.run_delivery(outbox, claimed)
+    assert runner.run_delivery(outbox, claimed), "its inbox refuses it: a success with no effect"
+    samples = scrape(shop.client)
+    deliveries = "shop_event_deliveries_total"
+    assert value(samples, deliveries, subscriber="notification.recipients", outcome="done") == 1
+    assert value(samples, deliveries, subscriber="notification.recipients", outcome="repeated") == 1

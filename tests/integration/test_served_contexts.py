@@ -171,7 +171,7 @@ def test_the_rest_relays_order_events_and_calls_the_product_service(make_app: Ma
     assert RELAY in subscribers
     assert not {name for name in subscribers if name.startswith("product.")}
     assert container.broker_publisher() is not None
-    assert type(container.product_api().measured).__name__ == "RemoteProductApi"
+    assert type(container.product_api().inner).__name__ == "RemoteProductApi"
 
 
 def tables_of(context: str, instance: Path) -> list[str]:

@@ -35,12 +35,13 @@ from infrastructure.backoff import equal_jitter
 from infrastructure.events.broker._kombu import Connection, Consumer
 from infrastructure.events.broker.layout import DEFAULT_EXCHANGE, QueueLayout
 from infrastructure.events.broker.publisher import ConfirmedLink
-from infrastructure.observability.metrics import DEAD, DONE, FAILED, Metrics
+from infrastructure.observability.metrics import DEAD, DONE, FAILED, REPEATED, Metrics
 
 logger = structlog.get_logger(__name__)
 
 # Called with the subscriber, the message's envelope and the attempt (1 for the first).
-Handler = Callable[[str, dict[str, Any], int], None]
+# Runs a message's delivery; False when the subscriber's inbox refused it as a repeat.
+Handler = Callable[[str, dict[str, Any], int], bool | None]
 
 MAX_ERROR_LENGTH = 1000
 RECONNECT_MAX_DELAY = 2.0
@@ -215,32 +216,32 @@ class BrokerConsumer:
             return
         attempt = self._attempt(subscriber, message)
         queue = self._layout.queue(subscriber)
-        if attempt > 1 or message.delivery_info.get("redelivered"):
-            self._metrics.broker_redelivered.labels(queue).inc()
+        redelivered = attempt > 1 or bool(message.delivery_info.get("redelivered"))
         log = logger.bind(subscriber=subscriber, event_id=message.properties.get("message_id"), attempt=attempt)
         started = time.perf_counter()
         try:
-            self._handler(subscriber, json.loads(message.body), attempt)
+            first = self._handler(subscriber, json.loads(message.body), attempt)
         except Exception as error:  # noqa: BLE001 - any failure of a handler is retried, then dead-lettered
             if attempt < self._max_attempts or self._transient(error):
                 log.warning("broker.delivery_failed", error=repr(error))
                 message.reject(requeue=False)  # the broker moves it to the retry queue
-                self._settled(subscriber, queue, started, FAILED, "retried")
+                self._settled(subscriber, queue, started, FAILED, "retried", redelivered)
             else:
                 log.error("broker.dead_lettered", error=repr(error))
                 self._dead_letter(subscriber, message, attempt, error)
                 message.ack()
-                self._settled(subscriber, queue, started, DEAD, "dead_lettered")
+                self._settled(subscriber, queue, started, DEAD, "dead_lettered", redelivered)
         else:
             message.ack()
-            self._settled(subscriber, queue, started, DONE, "acked")
+            self._settled(subscriber, queue, started, REPEATED if first is False else DONE, "acked", redelivered)
 
-    def _settled(self, subscriber: str, queue: str, started: float, outcome: str, settled: str) -> None:
+    def _settled(
+        self, subscriber: str, queue: str, started: float, outcome: str, settled: str, redelivered: bool
+    ) -> None:
         """Count a message as the subscriber's delivery (as the dispatcher counts its own) and
         as what the queue saw."""
-        self._metrics.event_delivery_duration.labels(subscriber).observe(time.perf_counter() - started)
-        self._metrics.event_deliveries.labels(subscriber, outcome).inc()
-        self._metrics.broker_consumed.labels(queue, settled).inc()
+        self._metrics.delivered(subscriber, outcome, time.perf_counter() - started)
+        self._metrics.consumed(queue, settled, redelivered=redelivered)
 
     def _attempt(self, subscriber: str, message: Any) -> int:
         """This delivery's attempt: one more than the rejections the broker has counted."""

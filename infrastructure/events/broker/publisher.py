@@ -23,15 +23,20 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from infrastructure.events.broker._kombu import Connection, OperationalError, Producer
 from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.observability.metrics import Metrics
+from infrastructure.observability.tracing import TRACER_NAME
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = structlog.get_logger(__name__)
 
@@ -190,9 +195,12 @@ class BrokerPublisher:
         connect_timeout: float = 5.0,
         confirm_timeout: float = 10.0,
         metrics: Metrics | None = None,
+        tracing: TracerProvider | None = None,
     ) -> None:
+        """``tracing``: a span per message published; None, none."""
         self._exchange = layout.exchange
-        self._published = (metrics or Metrics()).broker_published
+        self._tracer = tracing.get_tracer(TRACER_NAME) if tracing is not None else None
+        self._metrics = metrics or Metrics()
         self._links = [
             ConfirmedLink(url, prepare=layout.declare, connect_timeout=connect_timeout, confirm_timeout=confirm_timeout)
             for _ in range(connections)
@@ -239,18 +247,33 @@ class BrokerPublisher:
             properties["correlation_id"] = trace["request_id"]
         link = self._free.get()
         try:
-            link.send(
-                json.dumps(envelope), exchange=self._exchange, routing_key=str(envelope["type"]), properties=properties
-            )
+            with self._publishing(envelope):
+                link.send(
+                    json.dumps(envelope),
+                    exchange=self._exchange,
+                    routing_key=str(envelope["type"]),
+                    properties=properties,
+                )
         except PublishFailed as failed:
             if failed.unreachable:
                 self._away = True
             raise
         finally:
             self._free.put(link)
-        self._published.labels(str(envelope["type"])).inc()
+        self._metrics.published(str(envelope["type"]))
         if self._away:
             self._back()
+
+    def _publishing(self, envelope: Mapping[str, Any]) -> AbstractContextManager[Any]:
+        """The span of one publish, under the relay's delivery of the event (its consumers'
+        spans continue the trace the envelope carries, not this one)."""
+        if self._tracer is None:
+            return nullcontext()
+        return self._tracer.start_as_current_span(
+            f"publish {envelope['type']}",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "rabbitmq", "messaging.destination.name": self._exchange},
+        )
 
     def _back(self) -> None:
         """The broker took a message or a connection after it could not be reached: tell the

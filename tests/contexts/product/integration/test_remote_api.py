@@ -86,7 +86,7 @@ def test_the_service_url_is_kept_without_a_trailing_slash() -> None:
 
 
 def remote_product_api(app: Flask) -> RemoteProductApi:
-    api = container_of(app).product_api().measured
+    api = container_of(app).product_api().inner
     assert isinstance(api, RemoteProductApi)
     return api
 
@@ -96,7 +96,7 @@ def remote_product_api(app: Flask) -> RemoteProductApi:
 
 def test_without_a_product_service_url_the_product_context_is_called_in_process(make_app: MakeApp) -> None:
     container = container_of(make_app())
-    assert container.product_api().measured is container.product.api()
+    assert container.product_api().inner is container.product.api()
     assert container.order.product_api() is container.product_api()
     assert container.recommendation.product_api() is container.product_api()
 
@@ -104,7 +104,7 @@ def test_without_a_product_service_url_the_product_context_is_called_in_process(
 def test_with_a_product_service_url_order_and_recommendation_get_the_remote_client(make_app: MakeApp) -> None:
     container = container_of(make_app(product_service_url=dead_url(), **REMOTE))
     remote = container.product_api()
-    assert isinstance(remote.measured, RemoteProductApi)
+    assert isinstance(remote.inner, RemoteProductApi)
     assert container.order.product_api() is remote
     assert container.recommendation.product_api() is remote
 

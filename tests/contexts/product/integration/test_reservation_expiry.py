@@ -278,6 +278,9 @@ def test_maintenance_expires_reservations_and_prunes_completed_deliveries(make_a
 
     assert status(container, stranded) is ReservationStatus.EXPIRED
     assert stock(container, product) == (9, 1)
+    registry = container.metrics().registry
+    assert registry is not None
+    assert registry.get_sample_value("shop_periodic_handled_total", {"task": "reservations_expired"}) == 1
     assert done_deliveries() == 0
     o, d = ORDER_OUTBOX.outbox, ORDER_OUTBOX.deliveries
     with databases(container)["order"].session(write=False) as session:

@@ -89,7 +89,7 @@ def new_product() -> dict[str, Any]:
 
 
 def close_user_api(app: Flask) -> None:
-    api = container_of(app).user_api().measured
+    api = container_of(app).user_api().inner
     assert isinstance(api, RemoteUserApi)
     api.close()
 
