@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import structlog
 from kombu import Connection, Producer, Queue
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, insert, select
 from structlog.testing import capture_logs
 
@@ -51,6 +52,7 @@ from infrastructure.events.delivery_runner import deliver_envelope
 from infrastructure.events.envelope import Envelope
 from infrastructure.events.inbox import Inbox
 from infrastructure.events.tables import inbox_table
+from infrastructure.observability.metrics import Metrics
 from tests.conftest import MakeApp
 
 AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
@@ -467,6 +469,35 @@ def test_a_handler_that_keeps_failing_sends_the_event_to_the_dead_letter_queue(b
     assert "attempt 3" in message.headers["x-shop-error"]
     assert broker.message_count(layout.queue("proof.fragile")) == 0
     assert broker.message_count(layout.retry_queue("proof.fragile")) == 0
+
+
+def test_the_broker_and_its_subscribers_deliveries_are_counted_for_the_operators(broker: Broker) -> None:
+    """What /metrics shows of a relayed event whose subscriber fails twice, then dies; and of one
+    that goes through at once."""
+    layout = broker.layout({"proof.fragile": {HAPPENED}, "proof.sturdy": {HAPPENED}})
+    metrics = Metrics(CollectorRegistry())
+    fragile = Recorder(failures_per_event=1000)
+    broker.consumer(layout, fragile, subscribers=["proof.fragile"], max_attempts=3, metrics=metrics)
+    broker.consumer(layout, Recorder(), subscribers=["proof.sturdy"], metrics=metrics)
+
+    broker.publisher(layout, metrics=metrics).publish(envelope_of(ThingHappened("poison")))
+
+    eventually(lambda: broker.message_count(layout.dead_queue("proof.fragile")) == 1, "the event is dead-lettered")
+    assert metrics.registry is not None
+    sample = metrics.registry.get_sample_value
+    fragile_queue, sturdy_queue = layout.queue("proof.fragile"), layout.queue("proof.sturdy")
+    assert sample("shop_broker_published_total", {"event_type": HAPPENED}) == 1
+    assert sample("shop_broker_consumed_total", {"queue": fragile_queue, "outcome": "retried"}) == 2
+    assert sample("shop_broker_consumed_total", {"queue": fragile_queue, "outcome": "dead_lettered"}) == 1
+    assert sample("shop_broker_redelivered_total", {"queue": fragile_queue}) == 2, "attempts 2 and 3"
+    assert sample("shop_event_deliveries_total", {"subscriber": "proof.fragile", "outcome": "failed"}) == 2
+    assert sample("shop_event_deliveries_total", {"subscriber": "proof.fragile", "outcome": "dead"}) == 1
+    eventually(
+        lambda: sample("shop_broker_consumed_total", {"queue": sturdy_queue, "outcome": "acked"}) == 1,
+        "the sturdy subscriber's message is acked",
+    )
+    assert sample("shop_event_deliveries_total", {"subscriber": "proof.sturdy", "outcome": "done"}) == 1
+    assert sample("shop_broker_redelivered_total", {"queue": sturdy_queue}) is None
 
 
 def test_a_handler_waiting_for_a_dependency_is_retried_past_the_attempts_and_never_dead_lettered(
