@@ -18,6 +18,7 @@ from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 
 from app.config import Settings
+from app.ops import ServiceCheck
 from app.placement import RELAY, Placement
 from app.registry import BY_NAME, IDENTITY, REGISTRY, SUBSCRIPTIONS, publishing
 from contexts.user.adapters.passwords import Argon2PasswordHasher
@@ -155,6 +156,18 @@ def remote_services(container: ApplicationContainer) -> dict[str, Any]:
         for context in REGISTRY
         if settings.service_url_for(context.name) is not None and hasattr(container, f"{context.name}_api")
     }
+
+
+def broker_check(container: ApplicationContainer) -> ServiceCheck | None:
+    """What readiness asks of the broker, for a process that relays events to it or consumes
+    from it; None for one that does neither (the monolith)."""
+    settings, placement = container.settings(), container.placement()
+    url = settings.events_broker_url_value()
+    if url is None or not (placement.relayed() or placement.consumed()):
+        return None
+    from infrastructure.events.broker.layout import BrokerCheck
+
+    return ServiceCheck("broker", BrokerCheck(url))
 
 
 def current_roles_for(settings: Settings, users: UserApi) -> CurrentRoles | None:

@@ -25,6 +25,7 @@ from infrastructure.http.problems import Problem
 bp = Blueprint("ops", __name__)
 DATABASES = "shop.databases"
 SERVICES = "shop.remote_services"
+BROKER = "shop.broker"
 TAG = "operations"
 # How long readiness keeps a service's answer: probes come every few seconds, from every process.
 SERVICE_CHECK_KEEP_SECONDS = 5.0
@@ -49,6 +50,10 @@ ServiceState = tuple[Literal["ok", "unavailable", "misconfigured"], str | None]
 class ReadinessOut(BaseModel):
     status: Literal["ok"]
     databases: dict[str, Literal["ok", "unavailable"]]
+    # The services this process calls, and the broker when it relays or consumes events: an
+    # outage of either is reported, not a reason to be unready (a restart would not end it).
+    services: dict[str, Literal["ok", "unavailable", "misconfigured"]]
+    broker: Literal["ok", "unavailable"] | None = None
 
 
 @bp.get("/healthz")
@@ -66,7 +71,9 @@ def healthz() -> dict[str, Any]:
         "A 503 problem names each database that did not answer, in its `databases` member, and each"
         " service this one calls that refuses its calls (a misconfiguration), in its `services` member."
         " A service that does not answer, or fails, does not make this one unready: it answers 503 for"
-        " the calls that need it, and is ready for the others. Each service's answer is kept for 5 seconds."
+        " the calls that need it, and is ready for the others; nor does the broker (`broker`, where this"
+        " process relays or consumes events), whose events wait in the outbox or the queues meanwhile."
+        " Each service's and the broker's answer is kept for 5 seconds."
     ),
 )
 def readyz() -> dict[str, Any]:
@@ -81,7 +88,9 @@ def readyz() -> dict[str, Any]:
             headers={"Retry-After": "5"},
             extensions={"databases": state.databases, "services": state.services},
         )
-    return ReadinessOut(status="ok", databases=state.databases).model_dump()
+    return ReadinessOut(
+        status="ok", databases=state.databases, services=state.services, broker=state.broker
+    ).model_dump(exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ class Readiness:
     services: dict[str, Literal["ok", "unavailable", "misconfigured"]]
     # What is wrong with each service that refuses this one's calls.
     misconfigured: dict[str, str]
+    # None: this process uses no broker.
+    broker: Literal["ok", "unavailable"] | None = None
 
     @property
     def ready(self) -> bool:
@@ -113,7 +124,11 @@ def readiness() -> Readiness:
                 answers[pool] = "unavailable"
         checks[name] = answers[pool]
     services, misconfigured = _check_services(current_app.extensions.get(SERVICES, {}))
-    return Readiness(checks, services, misconfigured)
+    broker_check: ServiceCheck | None = current_app.extensions.get(BROKER)
+    broker: Literal["ok", "unavailable"] | None = None
+    if broker_check is not None:
+        broker = "ok" if broker_check.state(current_tokens().keys())[0] == "ok" else "unavailable"
+    return Readiness(checks, services, misconfigured, broker)
 
 
 class ReadinessGauges(Collector):
@@ -132,6 +147,8 @@ class ReadinessGauges(Collector):
             dependencies.add_metric([f"database:{name}"], 1.0 if answer == "ok" else 0.0)
         for name, service_state in state.services.items():
             dependencies.add_metric([f"service:{name}"], 1.0 if service_state == "ok" else 0.0)
+        if state.broker is not None:
+            dependencies.add_metric(["broker"], 1.0 if state.broker == "ok" else 0.0)
         yield ready
         yield dependencies
 
@@ -140,7 +157,8 @@ class ReadinessGauges(Collector):
         ready = GaugeMetricFamily("shop_ready", "1 when GET /readyz answers 200, else 0")
         dependencies = GaugeMetricFamily(
             "shop_dependency_ready",
-            "1 when a database (database:<context>) or a called service (service:<context>) answers, else 0",
+            "1 when a database (database:<context>), a called service (service:<context>)"
+            " or the broker (broker) answers, else 0",
             labels=["dependency"],
         )
         return ready, dependencies

@@ -51,6 +51,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 POSTGRES_URL_VARIABLE = "SHOP_TEST_POSTGRES_URL"
+AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -219,6 +220,15 @@ def _schema_pool(url: str) -> SchemaPool:
 _SQLITE = Backend()
 # The backend of the running test: its ``backend`` fixture sets it, SQLite otherwise.
 _current: Backend = _SQLITE
+
+
+def amqp_url_or_skip() -> str:
+    """The RabbitMQ server ``SHOP_TEST_AMQP_URL`` names; the test skipped, naming the variable,
+    when it names none."""
+    url = os.environ.get(AMQP_URL_VARIABLE)
+    if not url:
+        pytest.skip(f"RabbitMQ: set {AMQP_URL_VARIABLE} (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+    return url
 
 
 def postgres_url_or_skip() -> str:

@@ -36,7 +36,7 @@ import httpx
 import pytest
 
 from app.api_docs import openapi_document
-from tests.conftest import Backend
+from tests.conftest import Backend, amqp_url_or_skip
 from tests.e2e.nginx import NGINX
 from tests.e2e.server import API, REQUEST_TIMEOUT, bearer, register
 from tests.e2e.topology import (
@@ -45,7 +45,6 @@ from tests.e2e.topology import (
     TOPOLOGIES,
     Front,
     Topology,
-    amqp_url_or_skip,
     mail_kind,
     recipient,
     running_topology,

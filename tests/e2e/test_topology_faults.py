@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Backend
+from tests.conftest import Backend, amqp_url_or_skip
 from tests.e2e.server import API, REQUEST_TIMEOUT, bearer, register
 from tests.e2e.topology import (
     ADMIN_EMAIL,
@@ -43,7 +43,6 @@ from tests.e2e.topology import (
     GATEWAY_ERROR_HEADER,
     PUBLISHERS,
     Topology,
-    amqp_url_or_skip,
     broker_stopped,
     mail_kind,
     recipient,

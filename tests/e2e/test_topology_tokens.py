@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from infrastructure.auth.tokens import Principal, TokenService
-from tests.conftest import Backend
+from tests.conftest import Backend, amqp_url_or_skip
 from tests.e2e.server import API, REQUEST_TIMEOUT, bearer, register
-from tests.e2e.topology import Topology, amqp_url_or_skip, running_topology
+from tests.e2e.topology import Topology, running_topology
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rabbitmq")]
 

@@ -18,9 +18,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.conftest import Backend
+from tests.conftest import Backend, amqp_url_or_skip
 from tests.e2e.server import API, REQUEST_TIMEOUT, bearer, register
-from tests.e2e.topology import ADMIN_EMAIL, ADMIN_PASSWORD, amqp_url_or_skip, running_topology, wait_until
+from tests.e2e.topology import ADMIN_EMAIL, ADMIN_PASSWORD, running_topology, wait_until
 from tests.http_servers import serve_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rabbitmq")]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -40,7 +39,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import pytest
 from kombu import Connection
 from sqlalchemy import text
 from werkzeug.wrappers import Request, Response
@@ -52,7 +50,6 @@ from tests.e2e.nginx import nginx_gateway, nginx_or_skip
 from tests.e2e.server import HOST, STARTUP_TIMEOUT, ShopServer, free_port, shop, shop_env, start_all
 from tests.http_servers import serve_app
 
-AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin password"
 
@@ -121,13 +118,6 @@ def wait_until(condition: Callable[[], bool], what: Callable[[], str] | str, tim
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout:.0f}s waiting: {what() if callable(what) else what}")
         time.sleep(POLL_INTERVAL)
-
-
-def amqp_url_or_skip() -> str:
-    url = os.environ.get(AMQP_URL_VARIABLE)
-    if not url:
-        pytest.skip(f"RabbitMQ: set {AMQP_URL_VARIABLE} (e.g. amqp://guest:guest@127.0.0.1:5672//)")
-    return url
 
 
 # --- the gateway ---------------------------------------------------------------------------

@@ -9,7 +9,6 @@ restarts the broker's application with ``rabbitmqctl`` and always leaves it runn
 from __future__ import annotations
 
 import json
-import os
 import queue
 import socket
 import subprocess
@@ -53,9 +52,8 @@ from infrastructure.events.envelope import Envelope
 from infrastructure.events.inbox import Inbox
 from infrastructure.events.tables import inbox_table
 from infrastructure.observability.metrics import Metrics
-from tests.conftest import MakeApp
+from tests.conftest import MakeApp, amqp_url_or_skip
 
-AMQP_URL_VARIABLE = "SHOP_TEST_AMQP_URL"
 DEADLINE_SECONDS = 30.0
 RETRY_DELAY = 0.1  # the retry queue's hold: short, so that attempts follow each other quickly
 
@@ -167,10 +165,7 @@ class Broker:
 
 @pytest.fixture
 def broker() -> Iterator[Broker]:
-    url = os.environ.get(AMQP_URL_VARIABLE)
-    if not url:
-        pytest.skip(f"RabbitMQ: set {AMQP_URL_VARIABLE} (e.g. amqp://guest:guest@127.0.0.1:5672//)")
-    broker = Broker(url)
+    broker = Broker(amqp_url_or_skip())
     try:
         yield broker
     finally:

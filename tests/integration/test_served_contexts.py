@@ -25,7 +25,8 @@ from contexts.notification.container import NotificationContainer
 from contexts.user.application.handlers import RegisterUser
 from contexts.user.domain.model import Role
 from infrastructure.events.outbox import PublishingRefused
-from tests.conftest import MakeApp, database_for
+from tests.conftest import MakeApp, amqp_url_or_skip, database_for
+from tests.http_servers import dead_url
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 TOKEN = "s" * 40
@@ -213,3 +214,36 @@ def test_a_context_served_elsewhere_cannot_commit_an_event_that_nothing_here_wou
             assert connection.execute(text("SELECT count(*) FROM user_outbox")).scalar_one() == 0
     finally:
         users.dispose()
+
+
+# --- readiness of a process using the broker ----------------------------------------------------
+
+
+def test_a_process_that_relays_and_consumes_reports_the_broker_and_stays_ready_without_it(
+    make_app: MakeApp,
+) -> None:
+    dead_broker = dead_url().replace("http://", "amqp://guest:guest@") + "//"
+    app = make_app(served_contexts="product", **{**APART_FROM_USER, "events_broker_url": dead_broker})
+    client = app.test_client()
+
+    ready = client.get("/readyz")
+
+    assert ready.status_code == 200, "a broker outage is waited out: the events stay in the outbox and the queues"
+    assert ready.json["broker"] == "unavailable"
+    metrics = client.get("/metrics").text
+    assert 'shop_dependency_ready{dependency="broker"} 0.0' in metrics
+    assert "shop_ready 1.0" in metrics
+
+
+def test_with_the_broker_up_readiness_says_so(make_app: MakeApp) -> None:
+    app = make_app(served_contexts="product", **{**APART_FROM_USER, "events_broker_url": amqp_url_or_skip()})
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["broker"] == "ok"
+
+
+def test_the_monolith_uses_no_broker_and_reports_none(app: Any) -> None:
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 200
+    assert "broker" not in ready.json
+    assert ready.json["services"] == {}
