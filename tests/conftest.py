@@ -25,6 +25,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
+from werkzeug.test import TestResponse
 
 from app.containers import ApplicationContainer, databases
 from app.factory import container_of, create_app
@@ -435,6 +436,16 @@ class Shop:
         response = self.client.post("/api/v1/auth/token", json={"email": email, "password": password})
         assert response.status_code == 200, response.json
         return {"Authorization": f"Bearer {response.json['access_token']}"}
+
+    def order(
+        self, customer: dict[str, str], product: dict[str, Any], quantity: int = 1, **headers: str
+    ) -> TestResponse:
+        """``POST /orders`` of one line, as ``customer``; the response, whatever it is."""
+        return self.client.post(
+            "/api/v1/orders",
+            json={"items": [{"product_id": product["id"], "quantity": quantity}]},
+            headers={**customer, **headers},
+        )
 
     def product(self, admin: dict[str, str], **fields: Any) -> dict[str, Any]:
         body = {"sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Thing", "price": "10.00", "initial_stock": 10}

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.server import HOST, ServerFailed, free_port
+from tests.e2e.server import HOST, free_port, stop_process, wait_until_answering
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 PROMETHEUS_FOLDER = DEPLOY / "prometheus"
@@ -51,7 +49,6 @@ GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$service": ".*"}
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 STARTUP_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
 
 
 def promtool_or_skip() -> str:
@@ -229,29 +226,17 @@ def running_prometheus(config: Mapping[str, Any], folder: Path) -> Iterator[str]
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_until_ready(process, url, log_path)
+            wait_until_answering(
+                process,
+                url,
+                "/-/ready",
+                timeout=STARTUP_TIMEOUT,
+                name="prometheus",
+                log_tail=lambda: log_path.read_text(errors="replace"),
+            )
             yield url
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT)
-
-
-def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerFailed(f"prometheus exited with {process.returncode}\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise ServerFailed(f"prometheus was not ready within {STARTUP_TIMEOUT}s\n{log_path.read_text(errors='replace')}")
+            stop_process(process)
 
 
 def api(url: str, path: str, **parameters: str) -> Any:

@@ -11,19 +11,16 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.e2e.server import HOST, ServerFailed, free_port, shop
+from tests.e2e.server import HOST, free_port, shop, stop_process, wait_until_answering
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 STARTUP_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
 
 MAIN_CONF = """\
 daemon off;
@@ -56,21 +53,6 @@ def generated_config(upstreams: Sequence[str], port: int, *, env: Mapping[str, s
     return shop("gateway", "nginx", *options, "--listen", f"{HOST}:{port}", env=env, cwd=cwd).stdout
 
 
-def _wait_until_answering(process: subprocess.Popen[bytes], url: str, error_log: Path) -> None:
-    """Returns once nginx answers a request itself (``/internal`` is refused without asking any
-    upstream, so this holds whether the processes behind it are up or not)."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerFailed(f"nginx exited with {process.returncode}\n{error_log.read_text()}")
-        try:
-            httpx.get(f"{url}/internal", timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise ServerFailed(f"nginx did not answer within {STARTUP_TIMEOUT}s\n{error_log.read_text()}")
-
-
 @contextmanager
 def nginx_gateway(upstreams: Sequence[str], folder: Path, *, env: Mapping[str, str]) -> Iterator[str]:
     """nginx on a free loopback port with the generated configuration for ``upstreams``; yields
@@ -90,12 +72,16 @@ def nginx_gateway(upstreams: Sequence[str], folder: Path, *, env: Mapping[str, s
         )
         url = f"http://{HOST}:{port}"
         try:
-            _wait_until_answering(process, url, folder / "error.log")
+            # /internal is refused without asking any upstream: nginx answers whether they are up or not.
+            wait_until_answering(
+                process,
+                url,
+                "/internal",
+                timeout=STARTUP_TIMEOUT,
+                name="nginx",
+                log_tail=(folder / "error.log").read_text,
+                ready=lambda _response: True,
+            )
             yield url
         finally:
-            process.send_signal(signal.SIGQUIT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, signal.SIGQUIT)

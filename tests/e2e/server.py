@@ -116,23 +116,58 @@ class ServerFailed(RuntimeError):
     pass
 
 
-def wait_until_healthy(
-    process: subprocess.Popen[bytes], url: str, timeout: float, name: str, log_tail: Callable[[], str]
+def wait_until_answering(
+    process: subprocess.Popen[bytes],
+    url: str,
+    path: str,
+    *,
+    timeout: float,
+    name: str,
+    log_tail: Callable[[], str],
+    ready: Callable[[httpx.Response], bool] = lambda response: response.status_code == 200,
 ) -> None:
-    """Returns once ``GET {url}/healthz`` answers ok; ``ServerFailed`` with ``log_tail()`` when the
-    process serving it (a shop, or a proxy in front of one) exits first or time runs out."""
+    """Returns once ``GET {url}{path}`` answers as ``ready`` wants; ``ServerFailed`` with
+    ``log_tail()`` when the process serving it exits first or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerFailed(f"{name} exited with {process.returncode} before answering\n{log_tail()}")
         try:
-            response = httpx.get(f"{url}/healthz", timeout=1.0)
-            if response.status_code == 200 and response.json() == {"status": "ok"}:
+            if ready(httpx.get(f"{url}{path}", timeout=1.0)):
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    raise ServerFailed(f"{name} did not answer /healthz within {timeout}s\n{log_tail()}")
+    raise ServerFailed(f"{name} did not answer {path} within {timeout}s\n{log_tail()}")
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], url: str, timeout: float, name: str, log_tail: Callable[[], str]
+) -> None:
+    """Returns once ``GET {url}/healthz`` answers ok (a shop, or a proxy in front of one)."""
+    wait_until_answering(
+        process,
+        url,
+        "/healthz",
+        timeout=timeout,
+        name=name,
+        log_tail=log_tail,
+        ready=lambda response: response.status_code == 200 and response.json() == {"status": "ok"},
+    )
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], stop_signal: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT
+) -> int:
+    """``stop_signal``, then SIGKILL after ``timeout`` seconds; the exit status."""
+    if process.poll() is None:
+        process.send_signal(stop_signal)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+    return process.returncode
 
 
 class ShopServer:
@@ -213,14 +248,7 @@ class ShopServer:
         process, self.process = self.process, None
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=timeout)
-        return process.returncode
+        return stop_process(process, timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no handler runs. ``start`` brings it back on the same port,

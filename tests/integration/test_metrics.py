@@ -46,13 +46,9 @@ def place_and_cancel_an_order(shop: Shop, container: ApplicationContainer) -> tu
     admin = shop.admin()
     product = shop.product(admin, initial_stock=5)
     customer = shop.customer()
-    placed = shop.client.post(
-        ORDER_ROUTE, json={"items": [{"product_id": product["id"], "quantity": 2}]}, headers=customer
-    )
+    placed = shop.order(customer, product, 2)
     assert placed.status_code == 201, placed.json
-    refused = shop.client.post(
-        ORDER_ROUTE, json={"items": [{"product_id": product["id"], "quantity": 99}]}, headers=customer
-    )
+    refused = shop.order(customer, product, 99)
     assert refused.status_code == 409, refused.json
     cancelled = shop.client.post(f"{ORDER_ROUTE}/{placed.json['id']}/cancel", headers=customer)
     assert cancelled.status_code == 200, cancelled.json

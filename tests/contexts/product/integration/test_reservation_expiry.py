@@ -92,9 +92,7 @@ def confirmations(container: ApplicationContainer) -> list[Any]:
 
 
 def place(shop: Shop, customer: dict[str, str], product: dict[str, Any], quantity: int) -> dict[str, Any]:
-    response = shop.client.post(
-        "/api/v1/orders", json={"items": [{"product_id": product["id"], "quantity": quantity}]}, headers=customer
-    )
+    response = shop.order(customer, product, quantity)
     assert response.status_code == 201, response.json
     order: dict[str, Any] = response.json
     return order
