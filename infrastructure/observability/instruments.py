@@ -121,14 +121,17 @@ def observe_pool(engine: Engine, metrics: Metrics) -> None:
     size = pool.size()
     metrics.db_pool_size.labels(name).set(size)
     lock = threading.Lock()
-    checked_out = 0
+    checked_out = beyond = 0
 
     def moved(by: int) -> None:
-        nonlocal checked_out
+        nonlocal checked_out, beyond
         with lock:
             checked_out += by
             in_use.set(checked_out)
-            overflow.set(max(0, checked_out - size))
+            # Mostly 0: written only when it changes (under several workers each write is a file's).
+            if max(0, checked_out - size) != beyond:
+                beyond = max(0, checked_out - size)
+                overflow.set(beyond)
 
     event.listen(engine, "checkout", lambda *_: moved(1))
     event.listen(engine, "checkin", lambda *_: moved(-1))

@@ -67,8 +67,10 @@ def test_two_workers_count_every_request_whichever_answers_the_scrape(tmp_path: 
         assert len(pids) >= 2, f"two workers record their values: {sorted(pids)}"
         assert {products_listed(server.url) for _ in range(10)} == {REQUESTS}, server.log_tail()
 
-        # A worker killed outright: the counts it made stay; gunicorn starts another.
+        # A worker killed outright: the counts it made stay; gunicorn starts another, and the
+        # master forgets the dead one's live gauges (its pool's connections in use).
         victim = max(pids)
+        assert (folder / f"gauge_livesum_{victim}.db").exists()
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 20
         while len(worker_pids(folder) - pids) < 1:
@@ -76,6 +78,8 @@ def test_two_workers_count_every_request_whichever_answers_the_scrape(tmp_path: 
             httpx.get(server.url + "/healthz", timeout=REQUEST_TIMEOUT)
             time.sleep(0.2)
         assert {products_listed(server.url) for _ in range(5)} == {REQUESTS}, server.log_tail()
+        assert not (folder / f"gauge_livesum_{victim}.db").exists(), "its live gauges are forgotten"
+        assert (folder / f"counter_{victim}.db").exists(), "its counts are not"
 
 
 def test_without_a_folder_given_the_server_makes_one_and_removes_it(tmp_path: Path) -> None:
