@@ -9,19 +9,12 @@ at once (processes, hosts): deliveries are claimed with leases, and housekeeping
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.exc import OperationalError
 
 from app.containers import ApplicationContainer, context_container
 from app.registry import BY_NAME
-from infrastructure.errors import DependencyUnavailable
-from infrastructure.events.delivery_runner import deliver_from_broker
 from infrastructure.periodic import Periodic
-
-if TYPE_CHECKING:
-    from infrastructure.events.broker.consumer import BrokerConsumer
 
 logger = structlog.get_logger(__name__)
 
@@ -32,7 +25,7 @@ class BackgroundWork:
         settings = container.settings()
         self._retention = timedelta(hours=settings.events_retention_hours)
         self._maintenance = Periodic("maintenance", settings.maintenance_interval_seconds, self.maintain)
-        self._consumer = _consumer_of(container)
+        self._consumer = container.broker_consumer()
         publisher = container.broker_publisher()
         # While the broker is away, try it every poll: once it answers, the relay's backlog
         # goes at once (see BrokerPublisher.when_back), even when no delivery is due to try.
@@ -77,30 +70,3 @@ class BackgroundWork:
                     logger.info("maintenance.deliveries_pruned", context=outbox.context, count=pruned)
             except Exception:
                 logger.exception("maintenance.prune_failed", context=outbox.context)
-
-
-def _consumer_of(container: ApplicationContainer) -> BrokerConsumer | None:
-    """The broker consumer of the subscribers served here that take events published by
-    contexts served elsewhere; None when there are none (the monolith)."""
-    settings = container.settings()
-    consumed = container.placement().consumed()
-    url = settings.events_broker_url_value()
-    if not consumed or url is None:
-        return None
-    from infrastructure.events.broker.consumer import BrokerConsumer  # kombu: only with a broker
-
-    return BrokerConsumer(
-        url,
-        container.broker_layout(),
-        deliver_from_broker(container.event_bus(), container.tracing()),
-        subscribers=consumed,
-        max_attempts=settings.events_max_attempts,
-        transient=_dependency_away,
-        metrics=container.metrics(),
-    )
-
-
-def _dependency_away(error: Exception) -> bool:
-    """A subscriber failing because its database, a service or a server is unreachable: the
-    message is fine and must wait for it, however long, rather than become a dead letter."""
-    return isinstance(error, (OperationalError, DependencyUnavailable, OSError))

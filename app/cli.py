@@ -65,6 +65,17 @@ def main() -> None:
     """modular-shop: an online-shop backend (users, products, orders)."""
 
 
+def _tracing_settings_or_usage_error() -> None:
+    """The OTEL_* variables, checked once before serving (under --prod, before the workers fork,
+    each of which would otherwise fail on them with a traceback)."""
+    from infrastructure.observability.tracing import TracingMisconfigured, traces_exporters
+
+    try:
+        traces_exporters()
+    except TracingMisconfigured as error:
+        raise click.UsageError(str(error)) from error
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
@@ -99,6 +110,7 @@ def serve(ctx: click.Context, host: str, port: int, prod: bool, contexts: str | 
     if prod and migrate:
         # Each worker builds its own app after the fork; the master has none to migrate with.
         raise click.UsageError("--migrate serves without --prod; with it, run `shop db upgrade` first")
+    _tracing_settings_or_usage_error()
     if prod:
         from app.collector import paused_while_starting
         from infrastructure.observability.workers import MetricsFolderInUse, workers_metrics_dir

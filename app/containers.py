@@ -12,21 +12,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
-from app.ops import ServiceCheck
 from app.placement import RELAY, Placement
 from app.registry import BY_NAME, IDENTITY, REGISTRY, SUBSCRIPTIONS, publishing
 from contexts.user.adapters.passwords import Argon2PasswordHasher
 from contexts.user.api import UserApi, UserNotFound
 from infrastructure.auth.tokens import CurrentRoles, TokenService
 from infrastructure.db.database import Database, Engines
+from infrastructure.errors import DependencyUnavailable
 from infrastructure.events.broker.layout import QueueLayout
 from infrastructure.events.bus import EventBus
+from infrastructure.events.delivery_runner import deliver_from_broker
 from infrastructure.events.dispatcher import Dispatcher
 from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
     # The clients of other services and of the broker bring httpx, tenacity, pybreaker (and with
     # it redis) and kombu: imported where a service URL or the broker is configured, not before.
+    from infrastructure.events.broker.consumer import BrokerConsumer
     from infrastructure.events.broker.publisher import BrokerPublisher
     from infrastructure.remote.breakers import BreakerRegistry
 
@@ -84,6 +87,40 @@ def broker_publisher_for(
     from infrastructure.events.broker.publisher import BrokerPublisher
 
     return BrokerPublisher(url, layout, connections=settings.delivery_workers(), metrics=metrics, tracing=tracing)
+
+
+def broker_consumer_for(
+    settings: Settings,
+    placement: Placement,
+    layout: QueueLayout,
+    bus: EventBus,
+    metrics: Metrics,
+    tracing: TracerProvider | None,
+) -> BrokerConsumer | None:
+    """The broker consumer of the subscribers served here that take events published by
+    contexts served elsewhere (started by the background work); None when there are none (the
+    monolith)."""
+    consumed = placement.consumed()
+    url = settings.events_broker_url_value()
+    if not consumed or url is None:
+        return None
+    from infrastructure.events.broker.consumer import BrokerConsumer  # kombu: only with a broker
+
+    return BrokerConsumer(
+        url,
+        layout,
+        deliver_from_broker(bus, tracing),
+        subscribers=consumed,
+        max_attempts=settings.events_max_attempts,
+        transient=_dependency_away,
+        metrics=metrics,
+    )
+
+
+def _dependency_away(error: Exception) -> bool:
+    """A subscriber failing because its database, a service or a server is unreachable: the
+    message is fine and must wait for it, however long, rather than become a dead letter."""
+    return isinstance(error, (OperationalError, DependencyUnavailable, OSError))
 
 
 def served_outboxes(settings: Settings, *outboxes: Outbox) -> list[Outbox]:
@@ -158,16 +195,19 @@ def remote_services(container: ApplicationContainer) -> dict[str, Any]:
     }
 
 
-def broker_check(container: ApplicationContainer) -> ServiceCheck | None:
-    """What readiness asks of the broker, for a process that relays events to it or consumes
-    from it; None for one that does neither (the monolith)."""
-    settings, placement = container.settings(), container.placement()
-    url = settings.events_broker_url_value()
-    if url is None or not (placement.relayed() or placement.consumed()):
+def broker_state(container: ApplicationContainer) -> Literal["ok", "unavailable"] | None:
+    """Whether the broker answers this process's relay and consumer, as they last found out
+    (read, never asked: readiness must not wait for a connection); None where neither runs here."""
+    answers = []
+    publisher = container.broker_publisher()
+    if publisher is not None and container.dispatcher().running:
+        answers.append(publisher.reachable)
+    consumer = container.broker_consumer()
+    if consumer is not None and consumer.started:
+        answers.append(consumer.consuming)
+    if not answers:
         return None
-    from infrastructure.events.broker.layout import BrokerCheck
-
-    return ServiceCheck("broker", BrokerCheck(url))
+    return "ok" if all(answers) else "unavailable"
 
 
 def current_roles_for(settings: Settings, users: UserApi) -> CurrentRoles | None:
@@ -205,6 +245,15 @@ class ApplicationContainer(containers.DeclarativeContainer):
 
     placement = providers.Singleton(placement_of, settings=settings)
     broker_layout = providers.Singleton(broker_layout_for, settings=settings, placement=placement)
+    broker_consumer = providers.Singleton(
+        broker_consumer_for,
+        settings=settings,
+        placement=placement,
+        layout=broker_layout,
+        bus=event_bus,
+        metrics=metrics,
+        tracing=tracing,
+    )
     broker_publisher = providers.Singleton(
         broker_publisher_for,
         settings=settings,
@@ -366,7 +415,8 @@ def _trace_use_cases(container: ApplicationContainer, tracing: TracerProvider) -
         handlers = f"contexts.{context.name}.application.handlers"
         for provider in context_container(container, context.name).providers.values():
             if isinstance(provider, providers.Singleton) and provider.cls.__module__ == handlers:
-                handler = providers.Singleton(provider.cls, *provider.args, **provider.kwargs)
+                handler = type(provider)(provider.cls, *provider.args, **provider.kwargs)
+                handler.add_attributes(**provider.attributes)
                 provider.override(providers.Singleton(TracedUseCase, handler, context.name, tracing))
 
 

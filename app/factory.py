@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api_docs, ops
 from app.config import read_settings
-from app.containers import ApplicationContainer, broker_check, build_container, databases, remote_services
+from app.containers import ApplicationContainer, broker_state, build_container, databases, remote_services
 from app.public_api import API_PREFIX, http_modules, register_endpoints
 from app.registry import remotely_callable
 from app.subscriptions import subscribe_all
@@ -58,7 +58,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[CONTAINER] = container
     app.extensions[ops.DATABASES] = databases(container)
     app.extensions[ops.SERVICES] = ops.service_checks(remote_services(container))
-    app.extensions[ops.BROKER] = broker_check(container)
+    app.extensions[ops.BROKER] = lambda: broker_state(container)
 
     if settings.trusted_proxy_hops:
         # The client's address (what per-address limits count by) as the proxies nearest the

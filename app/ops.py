@@ -72,8 +72,8 @@ def healthz() -> dict[str, Any]:
         " service this one calls that refuses its calls (a misconfiguration), in its `services` member."
         " A service that does not answer, or fails, does not make this one unready: it answers 503 for"
         " the calls that need it, and is ready for the others; nor does the broker (`broker`, where this"
-        " process relays or consumes events), whose events wait in the outbox or the queues meanwhile."
-        " Each service's and the broker's answer is kept for 5 seconds."
+        " process relays or consumes events: as its relay and consumer last found it), whose events wait"
+        " in the outbox or the queues meanwhile. Each service's answer is kept for 5 seconds."
     ),
 )
 def readyz() -> dict[str, Any]:
@@ -86,7 +86,8 @@ def readyz() -> dict[str, Any]:
             503,
             "; ".join(reasons),
             headers={"Retry-After": "5"},
-            extensions={"databases": state.databases, "services": state.services},
+            extensions={"databases": state.databases, "services": state.services}
+            | ({"broker": state.broker} if state.broker else {}),
         )
     return ReadinessOut(
         status="ok", databases=state.databases, services=state.services, broker=state.broker
@@ -124,11 +125,8 @@ def readiness() -> Readiness:
                 answers[pool] = "unavailable"
         checks[name] = answers[pool]
     services, misconfigured = _check_services(current_app.extensions.get(SERVICES, {}))
-    broker_check: ServiceCheck | None = current_app.extensions.get(BROKER)
-    broker: Literal["ok", "unavailable"] | None = None
-    if broker_check is not None:
-        broker = "ok" if broker_check.state(current_tokens().keys())[0] == "ok" else "unavailable"
-    return Readiness(checks, services, misconfigured, broker)
+    broker: Callable[[], Literal["ok", "unavailable"] | None] = current_app.extensions[BROKER]
+    return Readiness(checks, services, misconfigured, broker())
 
 
 class ReadinessGauges(Collector):

@@ -24,6 +24,8 @@ from app.config import Settings
 from app.factory import container_of, create_app
 from infrastructure.observability.workers import forget_worker
 
+# How long a stopping worker waits for its last spans to be exported.
+FLUSH_MILLIS = 5000
 # The dispatcher and housekeeping of this worker process; ``None`` in the master.
 _background: BackgroundWork | None = None
 
@@ -43,13 +45,17 @@ def _forget_worker(_server: Any, worker: Any) -> None:
     forget_worker(worker.pid)
 
 
-def _stop_background(_server: Any, _worker: Any) -> None:
+def _stop_background(_server: Any, worker: Any) -> None:
     """gunicorn's ``worker_exit``: runs in the worker after its last request, so deliveries
-    it has claimed but not started go back to the outbox for the other workers."""
+    it has claimed but not started go back to the outbox for the other workers; then the spans
+    still batched go out, within a few seconds."""
     global _background
     background, _background = _background, None
     if background is not None:
         background.stop()
+    tracing = container_of(worker.wsgi).tracing()
+    if tracing is not None:
+        tracing.force_flush(timeout_millis=FLUSH_MILLIS)
 
 
 class ProductionServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints

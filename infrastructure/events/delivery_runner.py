@@ -30,7 +30,7 @@ from infrastructure.events.outbox import Outbox
 from infrastructure.events.retry_policy import RetryPolicy
 from infrastructure.observability.metrics import DEAD, DONE, FAILED, REPEATED, Metrics
 from infrastructure.observability.tracing import delivery_span
-from infrastructure.request_context import bind_request_id
+from infrastructure.request_context import bind_request_id, bind_traceparent
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -162,12 +162,16 @@ def _log_of_envelope(subscriber: str, envelope: Mapping[str, Any], **values: Any
 
 @contextmanager
 def _under_request_of(envelope: Mapping[str, Any]) -> Iterator[None]:
-    """Log under the request id of the request that caused the event, to trace what it caused."""
-    bind_request_id(envelope.get("trace", {}).get("request_id"))
+    """Log under the request id of the request that caused the event, and pass its trace on to
+    what the delivery records and calls, also where this process does not trace."""
+    trace = envelope.get("trace", {})
+    bind_request_id(trace.get("request_id"))
+    bind_traceparent(trace.get("traceparent"))
     try:
         yield
     finally:
         bind_request_id(None)
+        bind_traceparent(None)
 
 
 def _deliver(

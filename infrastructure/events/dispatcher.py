@@ -140,6 +140,11 @@ class Dispatcher:
 
     # -- running in the background ----------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether it delivers in the background (started, not stopped)."""
+        return self._loop is not None
+
     def start(self) -> None:
         if self._loop is not None:
             return

@@ -7,12 +7,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
-from opentelemetry import trace
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -21,15 +19,18 @@ from sqlalchemy.pool import QueuePool
 from infrastructure.errors import Busy, DependencyUnavailable, OutcomeUnknown, UnexpectedAnswer
 from infrastructure.http.request_id import seconds_since_start
 from infrastructure.observability.metrics import ERROR, FAILED, OK, UNAVAILABLE, Metrics
-from infrastructure.observability.tracing import TRACER_NAME
+from infrastructure.observability.tracing import TRACER_NAME, ChildSpansOnly
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
 
 # The failures that say the called context could not answer, rather than that it said no: its
 # service, or in process its database (a lost connection, an exhausted pool).
 _UNAVAILABLE = (DependencyUnavailable, Busy, OutcomeUnknown, UnexpectedAnswer, OperationalError, PoolTimeout)
+# What the Flask instrumentation leaves out, as regular expressions on the request's whole URL
+# (comma-separated): the operational endpoints, and the access check each caller's readiness
+# asks of a service every few seconds.
+UNTRACED_PATHS = r"^[^?]*/(healthz|readyz|metrics)(\?.*)?$,^[^?]*/internal/[^?]*/access(\?.*)?$"
 # Methods outside this set are counted as "other": a client cannot grow the label's values.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -109,9 +110,9 @@ def pool_name(engine: Engine) -> str:
 def observe_pool(engine: Engine, metrics: Metrics) -> None:
     """Keep the pool's gauges current as connections are checked out and in (a scrape of several
     workers reads files, not pools, so the values must be there before it comes). Counted here
-    rather than read from the pool: SQLAlchemy tells of a check-in before the connection is
-    back, and a queue pool closes what it opened beyond its size as soon as it comes back, so
-    the connections beyond it are those in use beyond it."""
+    rather than read from the pool, which SQLAlchemy tells of a check-in before the connection
+    is back in; a queue pool closes what it opened beyond its size as soon as it comes back, so
+    the connections beyond its size are those in use beyond it."""
     pool = engine.pool
     if not isinstance(pool, QueuePool):
         return  # NullPool, StaticPool: nothing kept, nothing to saturate
@@ -121,20 +122,29 @@ def observe_pool(engine: Engine, metrics: Metrics) -> None:
     size = pool.size()
     metrics.db_pool_size.labels(name).set(size)
     lock = threading.Lock()
-    checked_out = beyond = 0
+    # The connections counted out, by their pool record: SQLAlchemy also tells of a check-in of
+    # a connection whose check-out failed (a stale connection replaced, another listener's
+    # refusal), which was never counted.
+    out: set[int] = set()
+    beyond = 0
 
-    def moved(by: int) -> None:
-        nonlocal checked_out, beyond
+    def moved(record: Any, *, checked_out: bool) -> None:
+        nonlocal beyond
         with lock:
-            checked_out += by
-            in_use.set(checked_out)
+            if checked_out:
+                out.add(id(record))
+            elif id(record) in out:
+                out.discard(id(record))
+            else:
+                return
+            in_use.set(len(out))
             # Mostly 0: written only when it changes (under several workers each write is a file's).
-            if max(0, checked_out - size) != beyond:
-                beyond = max(0, checked_out - size)
+            if max(0, len(out) - size) != beyond:
+                beyond = max(0, len(out) - size)
                 overflow.set(beyond)
 
-    event.listen(engine, "checkout", lambda *_: moved(1))
-    event.listen(engine, "checkin", lambda *_: moved(-1))
+    event.listen(engine, "checkout", lambda _dbapi, record, _proxy: moved(record, checked_out=True))
+    event.listen(engine, "checkin", lambda _dbapi, record: moved(record, checked_out=False))
 
 
 def install_request_metrics(app: Flask, metrics: Metrics) -> None:
@@ -162,29 +172,9 @@ def trace_requests_and_sql(app: Flask, provider: TracerProvider, engines: Iterab
     from opentelemetry.metrics import NoOpMeterProvider
 
     FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]
-        app, tracer_provider=provider, excluded_urls="/healthz,/readyz,/metrics", enable_commenter=False
+        app, tracer_provider=provider, excluded_urls=UNTRACED_PATHS, enable_commenter=False
     )
-    tracer = _WithinATrace(provider.get_tracer(TRACER_NAME))
+    tracer = ChildSpansOnly(provider).get_tracer(TRACER_NAME)
     unmeasured = NoOpMeterProvider().get_meter(TRACER_NAME).create_up_down_counter("db.client.connections.usage")
     for engine in engines:
         EngineTracer(tracer, engine, unmeasured)  # type: ignore[no-untyped-call]
-
-
-class _WithinATrace:
-    """A tracer whose spans are only ever children: a statement is traced as part of the request,
-    use case or delivery it serves, never as a trace of one statement."""
-
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self._tracer = tracer
-
-    def start_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> trace.Span:
-        if not trace.get_current_span(context).get_span_context().is_valid:
-            return trace.INVALID_SPAN
-        return self._tracer.start_span(name, context, *args, **kwargs)
-
-    def start_as_current_span(
-        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
-    ) -> AbstractContextManager[trace.Span]:
-        if not trace.get_current_span(context).get_span_context().is_valid:
-            return nullcontext(trace.INVALID_SPAN)
-        return self._tracer.start_as_current_span(name, context, *args, **kwargs)

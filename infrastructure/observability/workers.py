@@ -38,7 +38,9 @@ def workers_metrics_dir() -> Iterator[Path]:
     if given is not None:
         given.mkdir(parents=True, exist_ok=True)
         stale = list(given.glob("*.db"))
-        living = sorted({pid for pid in map(_writer_of, stale) if pid is not None and _running(pid)})
+        living = sorted(
+            {pid for pid in map(_writer_of, stale) if pid is not None and pid != os.getpid() and _running(pid)}
+        )
         if living:
             raise MetricsFolderInUse(
                 f"{MULTIPROCESS_DIR} ({given}) holds the metrics of running processes ({', '.join(map(str, living))}):"

@@ -36,7 +36,7 @@ import tenacity
 from infrastructure.backoff import equal_jitter
 from infrastructure.errors import DependencyMisconfigured, DependencyUnavailable, UnexpectedAnswer
 from infrastructure.observability.metrics import Metrics
-from infrastructure.observability.tracing import traceparent_to_pass_on
+from infrastructure.observability.tracing import ChildSpansOnly, traceparent_to_pass_on
 from infrastructure.remote.breakers import BreakerRegistry, CircuitOpen, TargetBreaker
 from infrastructure.remote.options import RemoteOptions
 from infrastructure.request_context import (
@@ -141,7 +141,8 @@ class RemoteService:
         if tracing is not None:
             from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
 
-            self._transport = SyncOpenTelemetryTransport(self._transport, tracer_provider=tracing)
+            # Calls made outside any trace (readiness's access checks) start none.
+            self._transport = SyncOpenTelemetryTransport(self._transport, tracer_provider=ChildSpansOnly(tracing))
         self._token_header = f"Bearer {token}"
         self._user_agent = options.user_agent
 

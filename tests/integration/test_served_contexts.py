@@ -7,10 +7,13 @@ cross between such processes through RabbitMQ is proven end to end in tests/e2e.
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kombu import Connection
 from pydantic import ValidationError
 from sqlalchemy import inspect, text
 
@@ -225,19 +228,49 @@ def test_a_process_that_relays_and_consumes_reports_the_broker_and_stays_ready_w
     dead_broker = dead_url().replace("http://", "amqp://guest:guest@") + "//"
     app = make_app(served_contexts="product", **{**APART_FROM_USER, "events_broker_url": dead_broker})
     client = app.test_client()
-
-    ready = client.get("/readyz")
+    assert "broker" not in client.get("/readyz").json, "nothing here uses the broker until it consumes"
+    consumer = container_of(app).broker_consumer()
+    consumer.start()  # as the background work does; it cannot connect
+    try:
+        ready = client.get("/readyz")
+        metrics = client.get("/metrics").text
+    finally:
+        consumer.stop()
 
     assert ready.status_code == 200, "a broker outage is waited out: the events stay in the outbox and the queues"
     assert ready.json["broker"] == "unavailable"
-    metrics = client.get("/metrics").text
     assert 'shop_dependency_ready{dependency="broker"} 0.0' in metrics
     assert "shop_ready 1.0" in metrics
 
 
 def test_with_the_broker_up_readiness_says_so(make_app: MakeApp) -> None:
-    app = make_app(served_contexts="product", **{**APART_FROM_USER, "events_broker_url": amqp_url_or_skip()})
-    ready = app.test_client().get("/readyz")
+    url, prefix = amqp_url_or_skip(), f"t{uuid.uuid4().hex[:12]}"
+    app = make_app(
+        served_contexts="product",
+        **{
+            **APART_FROM_USER,
+            "events_broker_url": url,
+            "events_broker_exchange": f"{prefix}.events",
+            "events_broker_queue_prefix": prefix,
+        },
+    )
+    container = container_of(app)
+    consumer = container.broker_consumer()
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not consumer.consuming:
+            assert time.monotonic() < deadline, "the consumer never connected"
+            time.sleep(0.05)
+        ready = app.test_client().get("/readyz")
+    finally:
+        consumer.stop()
+        layout = container.broker_layout()
+        with Connection(url) as connection:  # the queues and exchange this test's consumer declared
+            channel = connection.channel()
+            for queue in layout.queue_names():
+                channel.queue_delete(queue)
+            channel.exchange_delete(layout.exchange)
     assert ready.status_code == 200
     assert ready.json["broker"] == "ok"
 

@@ -17,7 +17,7 @@ from flask import Flask
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import select
 
 import app.containers
@@ -25,9 +25,10 @@ from app.containers import ApplicationContainer, databases
 from app.factory import container_of
 from contexts.order.adapters.orm import OUTBOX as ORDER_OUTBOX
 from contexts.order.events import OrderPlaced
+from contexts.product.application.handlers import ExpireReservations
 from infrastructure.events.delivery import Delivery
 from infrastructure.logging import configure_logging
-from infrastructure.observability.tracing import TracedUseCase
+from infrastructure.observability.tracing import TracedUseCase, traceparent_to_pass_on
 from tests.conftest import MakeApp, Shop
 
 ORDERS = "/api/v1/orders"
@@ -172,16 +173,48 @@ def test_log_lines_carry_the_ids_of_the_span_under_way(traced: Flask, spans: InM
     assert logged["span_id"] == format(span.context.span_id, "016x")
 
 
-def test_the_operational_endpoints_make_no_spans(traced: Flask, spans: InMemorySpanExporter) -> None:
+def test_the_operational_endpoints_and_housekeeping_make_no_spans(traced: Flask, spans: InMemorySpanExporter) -> None:
     client = traced.test_client()
     for path in ("/healthz", "/readyz", "/metrics"):
         assert client.get(path).status_code == 200
+    container_of(traced).product.expire_reservations()(ExpireReservations())  # a use case outside any trace
     assert spans.get_finished_spans() == ()
+
+    assert client.get("/api/v1/products", query_string={"q": "/metrics"}).status_code == 200
+    assert only(spans, "GET /api/v1/products"), "only those paths are left out, not a query naming one"
+
+
+def test_a_use_cases_own_errors_are_outcomes_and_other_errors_are_span_errors(
+    traced: Flask, spans: InMemorySpanExporter
+) -> None:
+    shop = Shop(traced.test_client(), container_of(traced))
+    product = shop.product(shop.admin(), initial_stock=1)
+    refused = shop.order(shop.customer(), product, 5)
+    assert refused.status_code == 409
+    place = only(spans, "order.PlaceOrder")
+    assert place.status.status_code is StatusCode.UNSET and not place.events, "a 409 is no failure of the span"
+
+    class BrokenHandler:
+        def __call__(self, _command: object) -> None:
+            raise RuntimeError("a bug")
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("a request"), pytest.raises(RuntimeError):
+        TracedUseCase(BrokenHandler(), "order", provider)(object())
+    broken = only(exporter, "order.Broken")
+    assert broken.status.status_code is StatusCode.ERROR
+    assert [event.name for event in broken.events] == ["exception"]
 
 
 def test_off_nothing_is_traced_and_a_callers_traceparent_is_passed_on(make_app: MakeApp, tmp_path: Path) -> None:
     traced_app = make_app()
     container = container_of(traced_app)
+    passed_on: list[str | None] = []
+    container.event_bus().subscribe(
+        OrderPlaced, lambda _event, _delivery: passed_on.append(traceparent_to_pass_on()), name="test.watcher"
+    )
     assert container.tracing() is None
     assert not isinstance(container.order.place_order(), TracedUseCase)
     shop = Shop(traced_app.test_client(), container)
@@ -189,3 +222,5 @@ def test_off_nothing_is_traced_and_a_callers_traceparent_is_passed_on(make_app: 
     order = place_an_order(shop, traceparent=offered)
     envelope = recorded_envelope(container, order["id"])
     assert envelope["trace"]["traceparent"] == offered
+    container.dispatcher().run_until_idle()
+    assert passed_on == [offered], "a delivery passes the trace on to what it records and calls"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from infrastructure.observability.tracing import TracingMisconfigured, tracer_provider_from_env
+from app.cli import main
+from infrastructure.observability.tracing import TracingMisconfigured, tracer_provider_from_env, traces_exporters
 
 
 def exporters_of(environ: dict[str, str]) -> list[type[object]] | None:
@@ -64,3 +68,19 @@ def test_the_service_is_named_for_its_contexts_unless_the_environment_names_it(
         assert provider.resource.attributes["service.name"] == expected
     finally:
         provider.shutdown()
+
+
+def test_an_otlp_protocol_other_than_http_is_refused_by_name() -> None:
+    with pytest.raises(TracingMisconfigured, match=r"OTEL_EXPORTER_OTLP_PROTOCOL: .* not grpc"):
+        traces_exporters(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+        )
+    assert traces_exporters({"OTEL_TRACES_EXPORTER": "console", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}) == ["console"]
+
+
+def test_shop_serve_refuses_tracing_settings_it_cannot_follow_before_serving(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["serve", "--prod"], env={"INSTANCE_PATH": str(tmp_path), "OTEL_TRACES_EXPORTER": "zipkin"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "OTEL_TRACES_EXPORTER: zipkin" in result.output

@@ -122,6 +122,11 @@ class BrokerConsumer:
         """Whether it is connected and consuming now."""
         return self._consuming.is_set()
 
+    @property
+    def started(self) -> bool:
+        """Whether it runs (consuming, or reconnecting to do so)."""
+        return self._thread is not None
+
     def start(self) -> None:
         if self._thread is not None:
             return

@@ -25,8 +25,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infrastructure.errors import DependencyUnavailable
-
 if TYPE_CHECKING:
     # kombu is imported by the methods that make its entities: every process builds a QueueLayout,
     # only those given a broker (EVENTS_BROKER_URL) ever declare it.
@@ -194,22 +192,3 @@ def queue_counts(connection: Any, name: str) -> tuple[int, int] | None:
         with suppress(*connection.channel_errors, *connection.connection_errors):
             channel.close()
     return int(messages), int(consumers)
-
-
-class BrokerCheck:
-    """Whether the broker takes a connection (one attempt, within ``connect_timeout``): what
-    readiness asks of it for a process that relays or consumes events. The tokens readiness hands
-    every check are not the broker's business."""
-
-    def __init__(self, url: str, *, connect_timeout: float = 1.0) -> None:
-        self._url = url
-        self._connect_timeout = connect_timeout
-
-    def check_access(self, _tokens: object) -> None:
-        from infrastructure.events.broker._kombu import Connection
-
-        try:
-            with Connection(self._url, connect_timeout=self._connect_timeout) as connection:
-                connection.ensure_connection(max_retries=0)
-        except Exception as error:  # whatever kombu raises, the broker did not answer
-            raise DependencyUnavailable("broker", 5, f"{type(error).__name__}: {error}") from error

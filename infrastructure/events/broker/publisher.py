@@ -213,6 +213,11 @@ class BrokerPublisher:
         self._away_lock = threading.Lock()
         self._back_listeners: list[Callable[[], None]] = []
 
+    @property
+    def reachable(self) -> bool:
+        """Whether the broker took the last message or connection attempt (True before any)."""
+        return not self._away
+
     def when_back(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` whenever the broker takes messages or connections again after it
         could not be reached (in the thread that found out; a failing listener is logged):
