@@ -447,6 +447,12 @@ class Shop:
             headers={**customer, **headers},
         )
 
+    def placed(self, customer: dict[str, str], product: dict[str, Any], quantity: int = 1, **headers: str) -> Any:
+        """:meth:`order`, which must be placed (201): the order."""
+        response = self.order(customer, product, quantity, **headers)
+        assert response.status_code == 201, response.json
+        return response.json
+
     def product(self, admin: dict[str, str], **fields: Any) -> dict[str, Any]:
         body = {"sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Thing", "price": "10.00", "initial_stock": 10}
         body.update(fields)

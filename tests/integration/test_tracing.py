@@ -81,10 +81,7 @@ def recorded_envelope(container: ApplicationContainer, order_id: object) -> dict
 
 def place_an_order(shop: Shop, **headers: str) -> dict[str, object]:
     product = shop.product(shop.admin(), initial_stock=5)
-    customer = shop.customer()
-    placed = shop.order(customer, product, **headers)
-    assert placed.status_code == 201, placed.json
-    order: dict[str, object] = placed.json
+    order: dict[str, object] = shop.placed(shop.customer(), product, **headers)
     return order
 
 

@@ -91,13 +91,6 @@ def confirmations(container: ApplicationContainer) -> list[Any]:
         return list(session.execute(query))
 
 
-def place(shop: Shop, customer: dict[str, str], product: dict[str, Any], quantity: int) -> dict[str, Any]:
-    response = shop.order(customer, product, quantity)
-    assert response.status_code == 201, response.json
-    order: dict[str, Any] = response.json
-    return order
-
-
 def test_a_reservation_no_order_confirmed_is_released_once_past_its_ttl(
     shop: Shop, container: ApplicationContainer
 ) -> None:
@@ -126,7 +119,7 @@ def test_a_reservation_no_order_confirmed_is_released_once_past_its_ttl(
 
 def test_a_reservation_confirmed_by_its_placed_order_never_expires(shop: Shop, container: ApplicationContainer) -> None:
     product = shop.product(shop.admin(), initial_stock=10)
-    order = place(shop, shop.customer(), product, 2)
+    order = shop.placed(shop.customer(), product, 2)
     container.dispatcher().run_until_idle()
     assert status(container, order["id"]) is ReservationStatus.CONFIRMED
     age(container, order["id"], by=timedelta(days=30))
@@ -186,7 +179,7 @@ def test_an_order_placed_delivered_after_the_sweep_takes_the_stock_again(
     shop: Shop, container: ApplicationContainer
 ) -> None:
     product = shop.product(shop.admin(), initial_stock=10)
-    order = place(shop, shop.customer(), product, 3)
+    order = shop.placed(shop.customer(), product, 3)
     age(container, order["id"])  # the dispatcher was down longer than the time-to-live
     assert container.product.expire_reservations()(ExpireReservations()) == 1
     assert (status(container, order["id"]), stock(container, product)) == (ReservationStatus.EXPIRED, (10, 0))
@@ -208,7 +201,7 @@ def test_an_order_cancelled_after_the_sweep_is_not_taken_again_by_its_late_place
     away), and the customer cancelled meanwhile: the late confirmation must not take stock."""
     product = shop.product(shop.admin(), initial_stock=10)
     customer = shop.customer()
-    order = place(shop, customer, product, 3)
+    order = shop.placed(customer, product, 3)
     age(container, order["id"])
     assert container.product.expire_reservations()(ExpireReservations()) == 1
 
@@ -225,10 +218,10 @@ def test_a_lapsed_reservation_whose_stock_was_sold_ends_dead_and_never_oversells
     app = make_app(events_retry_base_seconds=0.01, events_retry_max_seconds=0.05, events_max_attempts=3)
     container, shop = container_of(app), shop_of(app)
     product = shop.product(shop.admin(), initial_stock=3)
-    late = place(shop, shop.customer(), product, 3)
+    late = shop.placed(shop.customer(), product, 3)
     age(container, late["id"])
     assert container.product.expire_reservations()(ExpireReservations()) == 1
-    sold = place(shop, shop.customer(), product, 3)  # the released stock is sold to someone else
+    sold = shop.placed(shop.customer(), product, 3)  # the released stock is sold to someone else
     assert stock(container, product) == (0, 3)
 
     seen: list[tuple[int, int]] = []
@@ -255,7 +248,7 @@ def test_maintenance_expires_reservations_and_prunes_completed_deliveries(make_a
     app = make_app(events_retention_hours=0)
     container, shop = container_of(app), shop_of(app)
     product = shop.product(shop.admin(), initial_stock=10)
-    order = place(shop, shop.customer(), product, 1)
+    order = shop.placed(shop.customer(), product, 1)
     container.dispatcher().run_until_idle()
     stranded = uuid.uuid4()
     container.product.api().reserve(stranded, [ReservationLine(uuid.UUID(product["id"]), 4)])
