@@ -11,6 +11,8 @@ endpoint that takes bearer tokens registers none.
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Flask, current_app, g, request
 
 from infrastructure.auth.tokens import CurrentRoles, InvalidToken, Principal, TokenService
@@ -25,6 +27,20 @@ def init_auth(app: Flask, tokens: TokenService, roles: CurrentRoles | None = Non
     app.extensions[ROLES] = roles
 
 
+def presented_bearer_token() -> str | None:
+    """The bearer token the request presents (``Authorization: Bearer <token>``, the scheme in
+    any case), or None."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def presents(expected: bytes) -> bool:
+    """Whether the request presents ``expected`` as its bearer token. Compared in constant time,
+    so the answer's timing says nothing about how much of a guess was right."""
+    presented = presented_bearer_token()
+    return presented is not None and hmac.compare_digest(presented.encode(), expected)
+
+
 def _unauthenticated(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="shop"'})
 
@@ -34,12 +50,12 @@ def current_principal() -> Principal:
     if "principal" in g:
         principal: Principal = g.principal
         return principal
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = presented_bearer_token()
+    if token is None:
         raise _unauthenticated("a bearer token is required")
     tokens: TokenService = current_app.extensions[EXTENSION]
     try:
-        verified = tokens.verify(token.strip())
+        verified = tokens.verify(token)
     except InvalidToken as error:
         raise _unauthenticated("the bearer token is invalid or expired") from error
     roles: CurrentRoles | None = current_app.extensions[ROLES]

@@ -14,12 +14,11 @@ configuration against (``infrastructure/remote/access.py``, ``check_access``).
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, current_app
 
-from infrastructure.auth.bearer import current_tokens
+from infrastructure.auth.bearer import current_tokens, presents
 from infrastructure.http.problems import Problem
 from infrastructure.remote.options import ACCESS_SUFFIX
 
@@ -32,15 +31,9 @@ def init_service_auth(app: Flask, token: str) -> None:
 
 def presents_service_token() -> bool:
     """Whether the request being served carries this process's service token (never, when the
-    process has none). Compared in constant time, so the answer's timing says nothing about
-    how much of a guess was right."""
+    process has none), compared in constant time."""
     expected: bytes | None = current_app.extensions.get(EXTENSION)
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    return (
-        expected is not None
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(presented.strip().encode(), expected)
-    )
+    return expected is not None and presents(expected)
 
 
 def require_service() -> None:

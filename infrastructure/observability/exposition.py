@@ -9,8 +9,7 @@ process's, whichever worker Prometheus reaches. What is read at scrape time from
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from infrastructure.auth.bearer import presents
 from infrastructure.events.delivery_ledger import SubscriberStatus
 from infrastructure.http.problems import Problem
 from infrastructure.observability.metrics import Metrics
@@ -43,12 +43,9 @@ class DeliveryBacklog(Collector):
     and go. A database that does not answer leaves its subscribers out of that scrape (the
     readiness check says why)."""
 
-    def __init__(
-        self, ledgers: Sequence[Ledger], subscribers: Sequence[str], now: Callable[[], datetime] | None = None
-    ) -> None:
+    def __init__(self, ledgers: Sequence[Ledger], subscribers: Sequence[str]) -> None:
         self._ledgers = ledgers
         self._subscribers = subscribers
-        self._now = now or (lambda: datetime.now(timezone.utc))
 
     def describe(self) -> Iterator[Metric]:
         """What :meth:`collect` yields, without reading anything (registering asks for it)."""
@@ -56,7 +53,7 @@ class DeliveryBacklog(Collector):
 
     def collect(self) -> Iterator[Metric]:
         backlog, oldest = self._families()
-        now = self._now()
+        now = datetime.now(timezone.utc)
         statuses, complete = self._statuses()
         waiting: dict[str, list[int]] = {name: [0, 0, 0] for name in self._subscribers} if complete else {}
         since: dict[str, datetime] = {}
@@ -106,14 +103,12 @@ def metrics_blueprint(metrics: Metrics, at_scrape: Sequence[Collector], token: s
     """The ``/metrics`` endpoint; with ``token``, only for a request bearing it. Off the public
     API: the documentation is built from the public blueprints only."""
     bp = Blueprint("metrics", __name__)
-    expected = f"Bearer {token}".encode() if token else None
+    expected = token.encode() if token else None
     registry = _registry_to_scrape(metrics, at_scrape)
 
     @bp.get("/metrics")
     def scrape() -> Response:
-        if expected is not None and not hmac.compare_digest(
-            request.headers.get("Authorization", "").encode(), expected
-        ):
+        if expected is not None and not presents(expected):
             raise Problem(
                 401,
                 "the metrics are served to the bearer of METRICS_TOKEN only",
