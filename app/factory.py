@@ -68,12 +68,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # and asking ProxyFix for as many as there are hops would ignore the header.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=1)  # type: ignore[method-assign]
     install_request_ids(app)
+    # Contexts on one server share its engine: each is instrumented once.
+    engines = {database.engine for database in app.extensions[ops.DATABASES].values()}
     tracing = container.tracing()
     if tracing is not None:
-        trace_requests_and_sql(app, tracing, {database.engine for database in app.extensions[ops.DATABASES].values()})
+        trace_requests_and_sql(app, tracing, engines)
     metrics = container.metrics()
     install_request_metrics(app, metrics)
-    for engine in {database.engine for database in app.extensions[ops.DATABASES].values()}:
+    for engine in engines:
         observe_pool(engine, metrics)
     install_problem_handlers(app)
     init_auth(app, container.tokens(), container.current_roles())

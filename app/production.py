@@ -45,7 +45,7 @@ def _forget_worker(_server: Any, worker: Any) -> None:
     forget_worker(worker.pid)
 
 
-def _stop_background(_server: Any, worker: Any) -> None:
+def _on_worker_exit(_server: Any, worker: Any) -> None:
     """gunicorn's ``worker_exit``: runs in the worker after its last request, so deliveries
     it has claimed but not started go back to the outbox for the other workers; then the spans
     still batched go out, within a few seconds."""
@@ -77,7 +77,7 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships
             # gunicorn's default of believing X-Forwarded-Proto from any local peer.
             "forwarded_allow_ips": "",
             "post_worker_init": _start_background,
-            "worker_exit": _stop_background,
+            "worker_exit": _on_worker_exit,
             "child_exit": _forget_worker,
         }
         super().__init__()
