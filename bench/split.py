@@ -7,7 +7,8 @@ of the end-to-end tests (``tests/e2e/topology.py``, whose code starts every proc
 - ``product_extracted``: the product context in a process of its own, the rest in another;
 - ``all_apart``: each of the six contexts in its own process;
 
-each process ``shop serve --prod`` with the same ``--workers`` x ``--threads``, each topology
+each process ``shop serve --prod`` with the same ``--workers`` x ``--threads`` (``--split-workers``:
+another number of workers for each process of the split topologies), each topology
 behind a real nginx running what ``shop gateway nginx`` generates for it, events crossing
 RabbitMQ where they leave a process. Loads the same products (ample stock) and one customer
 into each, then drives each gateway with wrk (``bench/compare.py``'s scripts and runner), the
@@ -22,7 +23,7 @@ checkout's interpreter): the published ProductApi in process against the product
 topology's product service over loopback HTTP, call after call alternately.
 
     flock /tmp/bench.lock .venv/bin/python bench/split.py [--postgres-url URL] [--amqp-url URL]
-        [--rounds 3] [--duration 5] [--workers 2 --threads 4] [--shop /path/to/checkout]
+        [--rounds 3] [--duration 5] [--workers 2 --threads 4] [--split-workers 1] [--shop /path/to/checkout]
         [--profile bench/profiles] [--py-spy bench/profiles] [--json FILE]
 """
 
@@ -75,6 +76,7 @@ class Options:
     duration: int
     warmup: int
     workers: int
+    split_workers: int | None
     threads: int
     connections: int
     wrk_threads: int
@@ -87,19 +89,36 @@ class Options:
     logs: Path | None
 
 
-def process_settings(options: Options) -> dict[str, str]:
-    """What every process gets beyond the topology's own: gunicorn's size, quiet logs, and the
-    shop's default dispatcher polling (the e2e tests poll faster). The database pool stays the
-    shop's default in every topology: a worker holds its request threads and its delivery
-    workers' connections at once, and a pool smaller than that closes and reopens PostgreSQL
-    connections all through a round (bench/README.md, "Pool churn")."""
+def process_settings(options: Options, topology: str) -> dict[str, str]:
+    """What every process of ``topology`` gets beyond the topology's own: gunicorn's size, quiet
+    logs, and the shop's default dispatcher polling (the e2e tests poll faster). The database
+    pool stays the shop's default in every topology: a worker holds its request threads and its
+    delivery workers' connections at once, and a pool smaller than that closes and reopens
+    PostgreSQL connections all through a round (bench/README.md, "Pool churn")."""
     return {
-        "WEB_WORKERS": str(options.workers),
+        "WEB_WORKERS": str(workers_of(options, topology)),
         "WEB_THREADS": str(options.threads),
         "LOG_LEVEL": "ERROR",
         "EVENTS_POLL_SECONDS": "1",
         "TOKEN_TTL_SECONDS": "86400",
     }
+
+
+def workers_of(options: Options, topology: str) -> int:
+    """The gunicorn workers of each of ``topology``'s processes: ``--split-workers`` in the split
+    topologies when given, else ``--workers``."""
+    if topology != "monolith" and options.split_workers is not None:
+        return options.split_workers
+    return options.workers
+
+
+def sizing(options: Options) -> str:
+    if options.split_workers is None:
+        return f"each process {options.workers} workers x {options.threads} threads"
+    return (
+        f"the monolith {options.workers} workers, each process of a split topology {options.split_workers},"
+        f" x {options.threads} threads"
+    )
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -320,7 +339,7 @@ def summary(rounds: Sequence[Round]) -> dict[str, dict[str, Any]]:
 
 
 def print_summary(options: Options, figures: dict[str, dict[str, Any]]) -> None:
-    print(f"\n{options.shop}: each process {options.workers} workers x {options.threads} threads")
+    print(f"\n{options.shop}: {sizing(options)}")
     for kind, by_topology in figures.items():
         print(f"{kind}:")
         for name, row in by_topology.items():
@@ -353,7 +372,7 @@ def run(options: Options, folder: Path) -> tuple[dict[str, Any] | None, list[Rou
                     name,
                     folder / name,
                     amqp_url=options.amqp_url,
-                    settings=process_settings(options),
+                    settings=process_settings(options, name),
                     front="nginx",
                     serve_options=("--prod",),
                     startup_timeout=STARTUP_TIMEOUT,
@@ -392,6 +411,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--topologies", nargs="+", choices=TOPOLOGIES, default=list(TOPOLOGIES))
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     add_load_options(parser, "topology")
+    parser.add_argument(
+        "--split-workers",
+        type=int,
+        help="gunicorn workers of each process of the split topologies (default: --workers, as the monolith's):"
+        " the machine's cores shared out among more processes",
+    )
     parser.add_argument("--products", type=int, default=100, help="products ordered at random (default 100)")
     parser.add_argument("--calls", type=int, default=300, help="timed calls per operation and side; 0: none")
     parser.add_argument("--shop", type=Path, default=REPO, help="checkout whose .venv/bin/shop is measured")
@@ -424,8 +449,8 @@ def main() -> None:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, _interrupt)
     print(
-        f"shop: {options.shop}; {', '.join(options.topologies)}; each process {options.workers} workers x "
-        f"{options.threads} threads; wrk {options.wrk_threads} threads, {options.connections} connections; "
+        f"shop: {options.shop}; {', '.join(options.topologies)}; {sizing(options)};"
+        f" wrk {options.wrk_threads} threads, {options.connections} connections; "
         f"{options.rounds} rounds of {options.duration} s; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
