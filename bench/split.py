@@ -113,6 +113,7 @@ def workers_of(options: Options, topology: str) -> int:
 
 
 def sizing(options: Options) -> str:
+    """How the processes are sized, for the headers of what is printed."""
     if options.split_workers is None:
         return f"each process {options.workers} workers x {options.threads} threads"
     return (
@@ -427,6 +428,8 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--json", type=Path, dest="json_path", help="write the raw results here")
     parser.add_argument("--logs", type=Path, help="copy every process's log into this folder at the end")
     args = parser.parse_args(argv)
+    if args.split_workers is not None and args.split_workers < 1:
+        parser.error("--split-workers must be at least 1")
     args.topologies = tuple(name for name in TOPOLOGIES if name in args.topologies)
     args.kinds = tuple(args.kinds)
     args.shop = args.shop.resolve()

@@ -4,6 +4,8 @@ sections are quoted per sizing, so which process gets which number of workers is
 
 from __future__ import annotations
 
+import pytest
+
 from bench import split
 
 
@@ -29,3 +31,8 @@ def test_split_workers_size_the_split_topologies_and_leave_the_monolith_alone() 
     }
     assert {values["WEB_THREADS"] for values in settings.values()} == {"6"}
     assert "split topology 1" in split.sizing(options)
+
+
+def test_split_workers_below_one_are_refused_before_anything_starts() -> None:
+    with pytest.raises(SystemExit):
+        split.parse_options(["--split-workers", "0"])
