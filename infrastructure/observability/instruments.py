@@ -139,8 +139,9 @@ def observe_pool(engine: Engine, metrics: Metrics) -> None:
                 return
             in_use.set(len(out))
             # Mostly 0: written only when it changes (under several workers each write is a file's).
-            if max(0, len(out) - size) != beyond:
-                beyond = max(0, len(out) - size)
+            now_beyond = max(0, len(out) - size)
+            if now_beyond != beyond:
+                beyond = now_beyond
                 overflow.set(beyond)
 
     event.listen(engine, "checkout", lambda _dbapi, record, _proxy: moved(record, checked_out=True))

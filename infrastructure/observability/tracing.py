@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -105,7 +106,9 @@ def traceparent_to_pass_on() -> str | None:
     return current_traceparent()
 
 
+@cache
 def _w3c() -> TraceContextTextMapPropagator:
+    """W3C's propagator, made once: it holds no state, and every traced call and delivery asks for it."""
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     return TraceContextTextMapPropagator()
